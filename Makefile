@@ -1,0 +1,39 @@
+# The two commands of the README:
+#   make dev    set up, then run payhook on its embedded default (local Redis, sandbox Shopify,
+#               simulator PSP) and send a demo batch of capture sessions
+#   make check  set up, then run lint (ruff), types (mypy --strict) and the tests (pytest)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO ?= 20
+
+.PHONY: setup dev check lint types test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+dev: setup
+	$(BIN)/payhook dev --demo $(DEMO)
+
+check: lint types test
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: setup
+	$(BIN)/mypy
+
+test: setup
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python -m bench.throughput
+
+clean:
+	rm -rf $(VENV) .payhook .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,92 @@
+"""The one reader of the environment: every `PAYHOOK_*` setting, typed.
+
+Each entry point (`payhook serve`, `payhook worker`, ...) builds a `Settings` once and passes
+it down; no other module looks at `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ConnectorName = Literal["simulator"]
+
+Ladder = Annotated[tuple[float, ...], NoDecode]
+
+
+def _parse_ladder(value: object) -> object:
+    if isinstance(value, str):
+        steps = tuple(float(step) for step in value.replace(" ", "").split(",") if step)
+        if not steps or any(step < 0 for step in steps):
+            raise ValueError("a retry ladder is a comma-separated list of seconds >= 0")
+        return steps
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYHOOK_", extra="ignore", frozen=True)
+
+    # Where the truth lives, and the Celery transport (defaults to the same Redis).
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str | None = None
+
+    # Shopify Payments Apps GraphQL API.
+    shopify_graphql_url: str = "https://{shop}/payments_apps/api/{version}/graphql.json"
+    shopify_api_version: str = "2025-10"
+    shopify_access_token: SecretStr | None = None
+    shopify_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # PSP connector.
+    connector: ConnectorName = "simulator"
+    psp_timeout_seconds: float = Field(default=15.0, gt=0)
+
+    # Inbound HTTP.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # mTLS: Shopify presents a client certificate signed by its Payments Platform CA.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+
+    # Retry ladders (seconds before attempt n+1; the last step repeats) with full jitter.
+    psp_retry_ladder: Ladder = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+    psp_max_attempts: int = Field(default=8, ge=1)
+    shopify_retry_ladder: Ladder = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+    shopify_max_attempts: int = Field(default=10, ge=1)
+
+    # Workers.
+    worker_concurrency: int = Field(default=2, ge=1)
+    lease_seconds: float = Field(default=120.0, gt=0)
+    # Celery/Redis re-delivers an unacknowledged message after this long; every countdown
+    # payhook asks Celery for stays well below it.
+    visibility_timeout_seconds: int = Field(default=3600, gt=0)
+
+    # The sweeper (run by beat) re-kicks sessions whose due time passed: lost task
+    # messages, crashed workers, and retries too far out for a Celery countdown.
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    sweep_batch: int = Field(default=500, ge=1)
+
+    # Local state of `payhook dev` (Redis data, AOF, beat schedule).
+    state_dir: Path = Path(".payhook")
+
+    log_level: str = "INFO"
+
+    _split_psp = field_validator("psp_retry_ladder", mode="before")(_parse_ladder)
+    _split_shopify = field_validator("shopify_retry_ladder", mode="before")(_parse_ladder)
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.redis_url
+
+    def graphql_url(self, shop: str) -> str:
+        return self.shopify_graphql_url.format(shop=shop, version=self.shopify_api_version)
+
+
+def child_environment(overrides: dict[str, str]) -> dict[str, str]:
+    """The environment for a child process (`payhook dev` starts several): ours plus `overrides`."""
+    return {**os.environ, **overrides}

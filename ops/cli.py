@@ -1,0 +1,126 @@
+"""The `payhook` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Sequence
+
+from config import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="payhook", description="Shopify payments app back end: sessions in, settlements out."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("serve", help="run the web server (session endpoints, health, metrics)")
+    worker = commands.add_parser("worker", help="run a Celery worker that settles sessions")
+    worker.add_argument("--concurrency", type=int, default=None)
+    commands.add_parser("beat", help="run the scheduler that drives the sweeper")
+    flower = commands.add_parser("flower", help="run Flower, the live view of the workers")
+    flower.add_argument("--port", type=int, default=5555)
+
+    dev = commands.add_parser(
+        "dev", help="run everything locally: Redis, web, worker, beat and the Shopify sandbox"
+    )
+    dev.add_argument(
+        "--demo",
+        type=int,
+        default=0,
+        metavar="N",
+        help="send N capture sessions once everything is up",
+    )
+    dev.add_argument("--exit", action="store_true", help="stop after the demo instead of serving")
+    dev.add_argument("--sandbox-port", type=int, default=8090)
+
+    demo = commands.add_parser("demo", help="send capture sessions to a running payhook")
+    demo.add_argument("count", type=int)
+    demo.add_argument("--app-url", default=None, help="default: http://HOST:PORT from settings")
+    demo.add_argument("--sandbox-url", default="http://127.0.0.1:8090")
+    demo.add_argument("--concurrency", type=int, default=16)
+
+    sandbox = commands.add_parser("sandbox", help="run the Shopify Payments Apps sandbox peer")
+    sandbox.add_argument("--port", type=int, default=8090)
+
+    sessions = commands.add_parser("sessions", help="inspect sessions")
+    which = sessions.add_subparsers(dest="action", required=True)
+    listing = which.add_parser("list", help="most recent sessions first")
+    listing.add_argument("--state", default=None)
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    show = which.add_parser("show", help="one session with its timeline")
+    show.add_argument("session_id")
+    show.add_argument("--json", action="store_true")
+
+    shops = commands.add_parser("shops", help="per-shop Shopify access tokens")
+    shop_actions = shops.add_subparsers(dest="action", required=True)
+    add = shop_actions.add_parser("add", help="store a shop's offline access token")
+    add.add_argument("shop")
+    add.add_argument("--token", default=None, help="default: read without echo from the tty")
+    shop_actions.add_parser("list")
+    remove = shop_actions.add_parser("remove")
+    remove.add_argument("shop")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    command = args.command
+    if command == "serve":
+        from ops.processes import serve
+
+        serve(settings)
+    elif command == "worker":
+        from ops.processes import worker
+
+        worker(settings, concurrency=args.concurrency)
+    elif command == "beat":
+        from ops.processes import beat
+
+        beat(settings)
+    elif command == "flower":
+        from ops.processes import flower
+
+        flower(settings, port=args.port)
+    elif command == "dev":
+        from ops.dev import run_dev
+
+        return run_dev(
+            settings, demo=args.demo, exit_after_demo=args.exit, sandbox_port=args.sandbox_port
+        )
+    elif command == "demo":
+        from ops.demo import run_demo
+
+        app_url = args.app_url or f"http://{settings.host}:{settings.port}"
+        result = asyncio.run(
+            run_demo(app_url, args.sandbox_url, args.count, concurrency=args.concurrency)
+        )
+        return 0 if result.complete else 1
+    elif command == "sandbox":
+        from sandbox.shopify import run_shopify_sandbox
+
+        run_shopify_sandbox("127.0.0.1", args.port)
+    elif command == "sessions":
+        from ops.inspect import list_sessions, show_session
+
+        if args.action == "list":
+            return asyncio.run(
+                list_sessions(settings, state=args.state, limit=args.limit, as_json=args.json)
+            )
+        return asyncio.run(show_session(settings, args.session_id, as_json=args.json))
+    elif command == "shops":
+        from ops.inspect import shops
+
+        token = None
+        if args.action == "add":
+            token = args.token or getpass.getpass(f"access token for {args.shop}: ")
+        return asyncio.run(shops(settings, args.action, getattr(args, "shop", None), token))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

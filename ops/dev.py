@@ -1,0 +1,146 @@
+"""`payhook dev`: the whole system on one machine with its embedded defaults.
+
+Starts a project-managed `redis-server` (AOF on, data under the state dir), the Shopify
+sandbox peer, the web server, a worker and beat, each as its own process with its log under
+`<state dir>/logs/`, then optionally runs the demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from config import Settings
+from config.settings import child_environment
+from ops.redis_server import LocalRedis, _answers_ping
+
+GRAPHQL_PATH = "/{shop}/payments_apps/api/{version}/graphql.json"
+DEV_TOKEN = "shpat_sandbox_dev_token"  # noqa: S105 - the sandbox accepts any token
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def _start(name: str, args: list[str], env: dict[str, str], logs: Path) -> Child:
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{name}.log"
+    with log.open("ab") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ops", *args],
+            env=env,
+            stdout=sink,
+            stderr=sink,
+            start_new_session=True,
+        )
+    return Child(name, process, log)
+
+
+def _wait_http(url: str, child: Child, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise RuntimeError(f"{child.name} exited; see {child.log}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url, timeout=1) as answer,  # noqa: S310 - loopback only
+        ):
+            if answer.status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{child.name} did not come up at {url}; see {child.log}")
+
+
+def _stop(children: list[Child]) -> None:
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    for child in reversed(children):
+        try:
+            child.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+
+
+def run_dev(settings: Settings, *, demo: int, exit_after_demo: bool, sandbox_port: int) -> int:
+    state = settings.state_dir.resolve()
+    logs = state / "logs"
+    redis_port = urlparse(settings.redis_url).port or 6379
+    redis: LocalRedis | None = None
+    if _answers_ping(redis_port):
+        print(f"● redis      already running on 127.0.0.1:{redis_port}, using it")
+    else:
+        redis = LocalRedis(state / "redis", port=redis_port).start()
+        print(f"● redis      127.0.0.1:{redis_port} (AOF in {state / 'redis'})")
+    sandbox_base = f"http://127.0.0.1:{sandbox_port}"
+    app_url = f"http://{settings.host}:{settings.port}"
+    token = settings.shopify_access_token
+    env = child_environment(
+        {
+            "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "PAYHOOK_SHOPIFY_GRAPHQL_URL": sandbox_base + GRAPHQL_PATH,
+            "PAYHOOK_SHOPIFY_ACCESS_TOKEN": token.get_secret_value() if token else DEV_TOKEN,
+            "PAYHOOK_STATE_DIR": str(state),
+        }
+    )
+    children: list[Child] = []
+    try:
+        children.append(_start("sandbox", ["sandbox", "--port", str(sandbox_port)], env, logs))
+        _wait_http(f"{sandbox_base}/_sandbox/calls", children[-1])
+        print(f"● sandbox    {sandbox_base} (Shopify Payments Apps GraphQL peer)")
+        children.append(_start("web", ["serve"], env, logs))
+        _wait_http(f"{app_url}/healthz", children[-1])
+        print(f"● web        {app_url}")
+        children.append(_start("worker", ["worker"], env, logs))
+        children.append(_start("beat", ["beat"], env, logs))
+        print(f"● worker     + beat (logs in {logs})")
+        print(_how_to_send(app_url, sandbox_base))
+        if demo:
+            from ops.demo import run_demo
+
+            result = asyncio.run(run_demo(app_url, sandbox_base, demo))
+            if exit_after_demo:
+                return 0 if result.complete else 1
+        print("payhook is running; Ctrl-C stops everything.")
+        while all(child.process.poll() is None for child in children):
+            time.sleep(0.5)
+        dead = [c.name for c in children if c.process.poll() is not None]
+        print(f"stopped: {', '.join(dead)} exited (see {logs})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _stop(children)
+        if redis is not None:
+            redis.stop()
+
+
+def _how_to_send(app_url: str, sandbox_base: str) -> str:
+    return f"""
+Send a capture session (the sandbox must know its gid, as Shopify would):
+
+  curl -s -XPOST {sandbox_base}/_sandbox/sessions -H 'Content-Type: application/json' \\
+       -d '{{"gids": ["gid://shopify/CaptureSession/demo-1"]}}'
+  curl -si -XPOST {app_url}/capture_sessions -H 'Content-Type: application/json' \\
+       -H 'Shopify-Shop-Domain: payhook-dev.myshopify.com' -H 'Shopify-Request-Id: r-1' \\
+       -H 'Shopify-Api-Version: 2025-10' \\
+       -d '{{"id": "demo-1", "gid": "gid://shopify/CaptureSession/demo-1",
+            "payment_id": "pay-1", "amount": "10.00", "currency": "EUR",
+            "merchant_locale": "en", "proposed_at": "2026-01-01T00:00:00Z"}}'
+  payhook sessions show demo-1
+  curl -s {sandbox_base}/_sandbox/calls
+
+Amounts ending in .51 are declined, .52 expired, .53 fail three times then settle.
+"""

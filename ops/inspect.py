@@ -1,0 +1,108 @@
+"""`payhook sessions` and `payhook shops`: what operators read and manage in Redis."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from config import Settings
+from sessions.models import Session
+from sessions.shops import ShopTokens
+from sessions.store import SessionStore
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _summary(session: Session) -> dict[str, object]:
+    return {
+        "id": session.id,
+        "kind": str(session.kind),
+        "shop": session.shop,
+        "state": str(session.state),
+        "outcome": session.outcome and str(session.outcome),
+        "report": session.report and str(session.report),
+        "amount": session.amount_text,
+        "currency": session.currency,
+        "created_at": _when(session.created_at),
+        "last_error": session.last_error,
+    }
+
+
+async def list_sessions(settings: Settings, *, state: str | None, limit: int, as_json: bool) -> int:
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        sessions = await SessionStore(redis).recent(limit if state is None else limit * 20)
+    finally:
+        await redis.aclose()
+    rows = [_summary(s) for s in sessions if state is None or s.state == state][:limit]
+    if as_json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"{'ID':<28} {'KIND':<8} {'STATE':<9} {'RESULT':<9} {'AMOUNT':>14}  CREATED")
+    for row in rows:
+        result = row["report"] or row["outcome"] or "-"
+        amount = f"{row['amount']} {row['currency']}"
+        print(
+            f"{row['id']!s:<28} {row['kind']!s:<8} {row['state']!s:<9} {result!s:<9} "
+            f"{amount:>14}  {row['created_at']}"
+        )
+    return 0
+
+
+async def show_session(settings: Settings, session_id: str, *, as_json: bool) -> int:
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        store = SessionStore(redis)
+        session = await store.get(session_id)
+        timeline = await store.timeline(session_id) if session else []
+    finally:
+        await redis.aclose()
+    if session is None:
+        print(f"no session {session_id}", file=sys.stderr)
+        return 1
+    if as_json:
+        document = {
+            "session": session.model_dump(mode="json"),
+            "timeline": [e.model_dump(mode="json", exclude_none=True) for e in timeline],
+        }
+        json.dump(document, sys.stdout, indent=2)
+        print()
+        return 0
+    for key, value in session.model_dump(mode="json").items():
+        if value is not None:
+            print(f"{key:>16}: {value}")
+    print("\ntimeline:")
+    for event in timeline:
+        attempt = f" #{event.attempt}" if event.attempt else ""
+        note = " ".join(filter(None, [event.detail, event.error and f"error: {event.error}"]))
+        print(f"  {_when(event.at)}  {event.event}{attempt} → {event.state}  {note}")
+    return 0
+
+
+async def shops(settings: Settings, action: str, shop: str | None, token: str | None) -> int:
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        tokens = ShopTokens(redis)
+        if action == "add":
+            assert shop is not None
+            assert token is not None
+            await tokens.add(shop, token)
+            print(f"added {shop}")
+        elif action == "remove":
+            assert shop
+            if not await tokens.remove(shop):
+                print(f"no token for {shop}", file=sys.stderr)
+                return 1
+            print(f"removed {shop}")
+        else:
+            for name in await tokens.shops():
+                print(name)
+    finally:
+        await redis.aclose()
+    return 0

@@ -1,0 +1,72 @@
+"""Test data factories: sensible defaults, override what the test is about."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sessions.models import Kind, Session, TimelineEvent
+from sessions.states import State
+
+SHOP = "payhook-test.myshopify.com"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:24]
+
+
+def capture_body(**overrides: Any) -> dict[str, Any]:
+    session_id = overrides.pop("id", None) or new_id()
+    body: dict[str, Any] = {
+        "id": session_id,
+        "gid": f"gid://shopify/CaptureSession/{session_id}",
+        "payment_id": f"pay_{session_id}",
+        "amount": "10.00",
+        "currency": "EUR",
+        "merchant_locale": "en",
+        "proposed_at": "2026-11-23T10:00:00Z",
+        "test": True,
+    }
+    body.update(overrides)
+    return body
+
+
+def shopify_headers(**overrides: str) -> dict[str, str]:
+    headers = {
+        "Shopify-Shop-Domain": SHOP,
+        "Shopify-Request-Id": str(uuid.uuid4()),
+        "Shopify-Api-Version": "2025-10",
+    }
+    headers.update(overrides)
+    return headers
+
+
+def make_session(**overrides: Any) -> Session:
+    session_id = overrides.pop("id", None) or new_id()
+    now = time.time()
+    fields: dict[str, Any] = {
+        "id": session_id,
+        "kind": Kind.CAPTURE,
+        "gid": f"gid://shopify/CaptureSession/{session_id}",
+        "shop": SHOP,
+        "payment_id": f"pay_{session_id}",
+        "amount": Decimal("10.00"),
+        "currency": "EUR",
+        "merchant_locale": "en",
+        "proposed_at": datetime(2026, 11, 23, tzinfo=UTC),
+        "test": True,
+        "request_id": "req-1",
+        "api_version": "2025-10",
+        "state": State.RECEIVED,
+        "created_at": now,
+        "updated_at": now,
+    }
+    fields.update(overrides)
+    return Session(**fields)
+
+
+def received_event(at: float | None = None) -> TimelineEvent:
+    return TimelineEvent(at=at or time.time(), event="received", state=State.RECEIVED)

@@ -1,0 +1,37 @@
+import pytest
+
+from sessions.states import IllegalTransition, State, can_move, check_move, sources_of
+
+ALLOWED = {
+    (State.RECEIVED, State.SETTLING),
+    (State.RECEIVED, State.FAILED),
+    (State.SETTLING, State.SETTLING),
+    (State.SETTLING, State.SETTLED),
+    (State.SETTLING, State.FAILED),
+    (State.SETTLED, State.REPORTED),
+    (State.SETTLED, State.FAILED),
+    (State.FAILED, State.RECEIVED),
+    (State.FAILED, State.SETTLED),
+}
+
+
+@pytest.mark.parametrize("current", list(State))
+@pytest.mark.parametrize("target", list(State))
+def test_only_the_documented_moves_are_allowed(current: State, target: State) -> None:
+    assert can_move(current, target) is ((current, target) in ALLOWED)
+
+
+def test_a_settled_outcome_never_goes_back_to_the_psp() -> None:
+    # The guarantee behind "a failed resolve never repeats the capture".
+    assert not can_move(State.SETTLED, State.SETTLING)
+    assert not can_move(State.SETTLED, State.RECEIVED)
+    assert State.SETTLED not in sources_of(State.SETTLING)
+
+
+def test_reported_is_final() -> None:
+    assert all(not can_move(State.REPORTED, target) for target in State)
+
+
+def test_illegal_moves_raise_with_both_states_named() -> None:
+    with pytest.raises(IllegalTransition, match="reported to settling"):
+        check_move(State.REPORTED, State.SETTLING)

@@ -1,0 +1,319 @@
+"""`POST /capture_sessions` through the real app, a real redis-server and the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+from aiohttp.test_utils import TestClient
+
+from config import Settings
+from ops.redis_server import LocalRedis
+from sessions.store import DUE, session_key
+from tests.factories import capture_body, shopify_headers
+from webhook.app import create_app
+from workers.dispatch import QUEUE
+
+DB = 1  # nothing consumes this database's queue, so every enqueued message stays visible
+
+
+@pytest.fixture
+def settings(redis_server: LocalRedis) -> Settings:
+    return Settings(redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}")
+
+
+@pytest.fixture
+def inspect(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Any, settings: Settings, inspect: redis.Redis
+) -> AsyncIterator[TestClient[Any, Any]]:
+    yield await aiohttp_client(create_app(settings))
+
+
+def queued(inspect: redis.Redis) -> list[str]:
+    """Session ids of the task messages waiting in the broker."""
+    ids = []
+    for raw in inspect.lrange(QUEUE, 0, -1):
+        message = json.loads(raw)
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        ids.append(args[0])
+    return ids
+
+
+async def test_a_valid_capture_is_stored_enqueued_and_answered_201_empty(
+    client: TestClient[Any, Any], inspect: redis.Redis
+) -> None:
+    body = capture_body(amount="25.50", currency="USD")
+    answer = await client.post("/capture_sessions", json=body, headers=shopify_headers())
+    assert answer.status == 201
+    assert await answer.json() == {}
+    stored = inspect.hgetall(session_key(body["id"]))
+    assert stored["state"] == "received"
+    assert (stored["amount"], stored["currency"], stored["gid"]) == ("25.50", "USD", body["gid"])
+    assert stored["shop"] == "payhook-test.myshopify.com"
+    assert queued(inspect) == [body["id"]]
+    assert inspect.zscore(DUE, body["id"]) is not None
+
+
+async def test_a_repeated_request_gets_the_same_201_and_is_not_enqueued_twice(
+    client: TestClient[Any, Any], inspect: redis.Redis
+) -> None:
+    body = capture_body()
+    for _ in range(3):
+        answer = await client.post("/capture_sessions", json=body, headers=shopify_headers())
+        assert (answer.status, await answer.json()) == (201, {})
+    assert len(queued(inspect)) == 1
+
+
+async def test_concurrent_duplicates_store_and_enqueue_once(
+    client: TestClient[Any, Any], inspect: redis.Redis
+) -> None:
+    body = capture_body()
+    answers = await asyncio.gather(
+        *(client.post("/capture_sessions", json=body, headers=shopify_headers()) for _ in range(50))
+    )
+    assert {a.status for a in answers} == {201}
+    assert len(queued(inspect)) == 1
+    assert inspect.llen(f"payhook:s:{body['id']}:timeline") == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"amount": "10.01"}, "amount"),
+        ({"currency": "USD"}, "currency"),
+        ({"payment_id": "another"}, "payment_id"),
+    ],
+)
+async def test_the_same_id_with_a_different_request_is_a_409_and_changes_nothing(
+    client: TestClient[Any, Any], inspect: redis.Redis, change: dict[str, str], field: str
+) -> None:
+    body = capture_body()
+    await client.post("/capture_sessions", json=body, headers=shopify_headers())
+    before = inspect.hgetall(session_key(body["id"]))
+    answer = await client.post(
+        "/capture_sessions", json={**body, **change}, headers=shopify_headers()
+    )
+    assert answer.status == 409
+    error = (await answer.json())["error"]
+    assert (error["code"], error["field"]) == ("idempotency_conflict", field)
+    assert body["id"] in error["message"]
+    assert inspect.hgetall(session_key(body["id"])) == before
+    assert len(queued(inspect)) == 1
+
+
+async def test_the_same_amount_written_differently_is_not_a_conflict(
+    client: TestClient[Any, Any], inspect: redis.Redis
+) -> None:
+    body = capture_body(amount="10.00")
+    await client.post("/capture_sessions", json=body, headers=shopify_headers())
+    answer = await client.post(
+        "/capture_sessions", json={**body, "amount": "10.0"}, headers=shopify_headers()
+    )
+    assert answer.status == 201
+
+
+async def test_an_amount_sent_as_a_json_number_keeps_every_digit(
+    client: TestClient[Any, Any], inspect: redis.Redis
+) -> None:
+    body = capture_body()
+    raw = json.dumps(body).replace('"10.00"', "1234567.89")
+    answer = await client.post(
+        "/capture_sessions",
+        data=raw,
+        headers={**shopify_headers(), "Content-Type": "application/json"},
+    )
+    assert answer.status == 201
+    assert inspect.hget(session_key(body["id"]), "amount") == "1234567.89"
+
+
+FIELD_ERRORS = [
+    ("missing id", lambda b: b.pop("id"), "missing_field", "id"),
+    ("missing gid", lambda b: b.pop("gid"), "missing_field", "gid"),
+    ("missing payment_id", lambda b: b.pop("payment_id"), "missing_field", "payment_id"),
+    ("missing amount", lambda b: b.pop("amount"), "missing_field", "amount"),
+    ("missing currency", lambda b: b.pop("currency"), "missing_field", "currency"),
+    (
+        "missing merchant_locale",
+        lambda b: b.pop("merchant_locale"),
+        "missing_field",
+        "merchant_locale",
+    ),
+    ("missing proposed_at", lambda b: b.pop("proposed_at"), "missing_field", "proposed_at"),
+    ("id not a string", lambda b: b.update(id=42), "invalid_field", "id"),
+    (
+        "gid of another kind",
+        lambda b: b.update(gid="gid://shopify/RefundSession/x"),
+        "invalid_field",
+        "gid",
+    ),
+    ("gid not a gid", lambda b: b.update(gid="CaptureSession/x"), "invalid_field", "gid"),
+    ("amount zero", lambda b: b.update(amount="0.00"), "invalid_field", "amount"),
+    ("amount negative", lambda b: b.update(amount="-5.00"), "invalid_field", "amount"),
+    (
+        "amount with too many decimals",
+        lambda b: b.update(amount="10.001"),
+        "invalid_field",
+        "amount",
+    ),
+    (
+        "yen with decimals",
+        lambda b: b.update(amount="100.5", currency="JPY"),
+        "invalid_field",
+        "amount",
+    ),
+    ("amount not a number", lambda b: b.update(amount="ten"), "invalid_field", "amount"),
+    ("amount a boolean", lambda b: b.update(amount=True), "invalid_field", "amount"),
+    ("amount null", lambda b: b.update(amount=None), "invalid_field", "amount"),
+    ("unknown currency", lambda b: b.update(currency="XYZ"), "invalid_field", "currency"),
+    ("lowercase currency", lambda b: b.update(currency="eur"), "invalid_field", "currency"),
+    (
+        "proposed_at not a date",
+        lambda b: b.update(proposed_at="yesterday"),
+        "invalid_field",
+        "proposed_at",
+    ),
+    (
+        "proposed_at without zone",
+        lambda b: b.update(proposed_at="2026-11-23T10:00:00"),
+        "invalid_field",
+        "proposed_at",
+    ),
+    ("test not a boolean", lambda b: b.update(test="yes"), "invalid_field", "test"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "damage", "code", "field"), FIELD_ERRORS, ids=[c[0] for c in FIELD_ERRORS]
+)
+async def test_bad_fields_are_422_naming_the_field_and_store_nothing(
+    client: TestClient[Any, Any],
+    inspect: redis.Redis,
+    case: str,
+    damage: Any,
+    code: str,
+    field: str,
+) -> None:
+    body = capture_body()
+    damage(body)
+    answer = await client.post("/capture_sessions", json=body, headers=shopify_headers())
+    assert answer.status == 422, case
+    error = (await answer.json())["error"]
+    assert (error["code"], error["field"]) == (code, field)
+    assert error["message"]
+    assert inspect.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "code"),
+    [
+        ("Shopify-Shop-Domain", None, "missing_header"),
+        ("Shopify-Request-Id", None, "missing_header"),
+        ("Shopify-Api-Version", None, "missing_header"),
+        ("Shopify-Shop-Domain", "not a domain", "invalid_header"),
+        ("Shopify-Api-Version", "v2", "invalid_header"),
+    ],
+)
+async def test_shopify_headers_are_required(
+    client: TestClient[Any, Any], inspect: redis.Redis, header: str, value: str | None, code: str
+) -> None:
+    headers = shopify_headers()
+    if value is None:
+        del headers[header]
+    else:
+        headers[header] = value
+    answer = await client.post("/capture_sessions", json=capture_body(), headers=headers)
+    assert answer.status == 400
+    assert (await answer.json())["error"] == {
+        **(await answer.json())["error"],
+        "code": code,
+        "field": header,
+    }
+    assert inspect.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "code"),
+    [
+        (b"{not json", "application/json", 400, "invalid_json"),
+        (b"\xff\xfe", "application/json", 400, "invalid_json"),
+        (b"[1, 2]", "application/json", 422, "invalid_body"),
+        (b"", "application/json", 400, "invalid_json"),
+        (b'{"id": "a"}', "text/plain", 415, "unsupported_media_type"),
+        (b'{"id": "a"}', "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        (b'{"pad": "' + b"x" * (64 * 1024) + b'"}', "application/json", 413, "payload_too_large"),
+    ],
+    ids=["broken", "not utf-8", "array", "empty", "text", "form", "over 64 KiB"],
+)
+async def test_unreadable_bodies_are_4xx_json_and_store_nothing(
+    client: TestClient[Any, Any],
+    inspect: redis.Redis,
+    data: bytes,
+    content_type: str,
+    status: int,
+    code: str,
+) -> None:
+    answer = await client.post(
+        "/capture_sessions", data=data, headers={**shopify_headers(), "Content-Type": content_type}
+    )
+    assert answer.status == status
+    assert (await answer.json())["error"]["code"] == code
+    assert inspect.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/capture_sessions", 405), ("POST", "/nowhere", 404)],
+)
+async def test_unknown_routes_answer_json_errors(
+    client: TestClient[Any, Any], method: str, path: str, status: int
+) -> None:
+    answer = await client.request(method, path)
+    assert answer.status == status
+    assert "code" in (await answer.json())["error"]
+
+
+async def test_health_readiness_and_metrics(client: TestClient[Any, Any]) -> None:
+    assert (await (await client.get("/healthz")).json()) == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["checks"] == {"redis": "ok", "broker": "ok"}
+    await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
+    await client.post("/capture_sessions", json={"id": 1}, headers=shopify_headers())
+    metrics = await (await client.get("/metrics")).text()
+    assert 'payhook_sessions_received_total{kind="capture",result="created"} 1.0' in metrics
+    assert 'payhook_sessions_received_total{kind="capture",result="invalid"} 1.0' in metrics
+    assert "payhook_sessions_unfinished 1.0" in metrics
+
+
+async def test_readiness_fails_when_redis_is_unreachable(aiohttp_client: Any) -> None:
+    from ops.redis_server import free_port
+
+    unreachable = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = await aiohttp_client(create_app(unreachable))
+    answer = await client.get("/readyz")
+    assert answer.status == 503
+    assert (await answer.json())["ready"] is False
+
+
+async def test_a_redis_outage_is_a_5xx_json_so_shopify_retries(aiohttp_client: Any) -> None:
+    from ops.redis_server import free_port
+
+    unreachable = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = await aiohttp_client(create_app(unreachable))
+    answer = await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
+    assert answer.status in (500, 503)
+    assert "Traceback" not in await answer.text()
+    assert (await answer.json())["error"]["code"]

@@ -1,0 +1,44 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from celery import Celery
+from redis.asyncio import Redis
+
+from config import Settings
+from sessions.store import SessionStore
+from webhook import health, sessions
+from webhook.errors import json_errors
+from webhook.keys import DISPATCHER, METRICS, REDIS, SETTINGS, STORE
+from webhook.metrics import WebMetrics
+from workers.celery_app import create_celery
+from workers.dispatch import Dispatcher
+
+
+def create_app(
+    settings: Settings, *, redis: Redis | None = None, celery: Celery | None = None
+) -> web.Application:
+    """Build the web app. `redis` and `celery` default to the ones `settings` names."""
+    app = web.Application(middlewares=[json_errors], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[METRICS] = WebMetrics()
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        client = redis if redis is not None else Redis.from_url(settings.redis_url)
+        app[REDIS] = client
+        app[STORE] = SessionStore(client)
+        app[DISPATCHER] = Dispatcher(celery if celery is not None else create_celery(settings))
+        yield
+        app[DISPATCHER].close()
+        if redis is None:
+            await client.aclose()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_post("/capture_sessions", sessions.capture_sessions)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
+    return app

@@ -1,0 +1,51 @@
+"""Liveness, readiness and metrics endpoints for operators and orchestrators."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from sessions.store import DUE
+from webhook.keys import METRICS, REDIS, SETTINGS
+from workers.dispatch import QUEUE
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    checks: dict[str, str] = {}
+    checks["redis"] = await _ping(request.app[REDIS])
+    if settings.broker == settings.redis_url:
+        checks["broker"] = checks["redis"]
+    else:
+        broker = Redis.from_url(settings.broker)
+        try:
+            checks["broker"] = await _ping(broker)
+        finally:
+            await broker.aclose()
+    ready = all(value == "ok" for value in checks.values())
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+async def _ping(redis: Redis) -> str:
+    try:
+        await asyncio.wait_for(redis.ping(), timeout=2)
+    except Exception as exc:  # any failure means "not ready"; the reason is reported
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[METRICS]
+    redis = request.app[REDIS]
+    # Metrics must render even while Redis is away; the gauges then keep their last value.
+    with contextlib.suppress(Exception):
+        registry.due.set(await redis.zcard(DUE))
+        registry.queue.set(await redis.llen(QUEUE))
+    return web.Response(body=registry.render(), content_type="text/plain", charset="utf-8")

@@ -1,0 +1,17 @@
+"""Typed application keys: what the web app holds for its handlers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from config import Settings
+from sessions.store import SessionStore
+from webhook.metrics import WebMetrics
+from workers.dispatch import Dispatcher
+
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", Redis)
+STORE = web.AppKey("store", SessionStore)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+METRICS = web.AppKey("metrics", WebMetrics)

@@ -1,0 +1,44 @@
+"""The Celery application: transport only, configured so a message is never silently lost.
+
+Redis holds the truth; Celery carries session ids. `acks_late` + `reject_on_worker_lost`
+keep a message until its task finished, prefetch 1 keeps a dying worker from taking a pile
+of messages with it, and the visibility timeout is set explicitly so that every countdown we
+ask for stays well below it.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from config import Settings
+from workers.dispatch import QUEUE
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("payhook", broker=settings.broker, set_as_current=False)
+    transport = {"visibility_timeout": settings.visibility_timeout_seconds}
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=QUEUE,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        visibility_timeout=settings.visibility_timeout_seconds,
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    return app
+
+
+def max_countdown(settings: Settings) -> float:
+    """The longest countdown handed to Celery; longer waits belong to the due set."""
+    return settings.visibility_timeout_seconds / 10

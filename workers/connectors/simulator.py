@@ -1,0 +1,107 @@
+"""The simulator PSP: the default connector, so every path can be shown without a real PSP.
+
+It behaves like an idempotent PSP (one charge per idempotency key, the stored answer returned
+on every repeat) and keeps its books in Redis, so all worker processes share them and tests
+can count exactly how many times money moved.
+
+Magic amounts, read from the last two digits of the amount in minor units
+(`10.51 EUR` → 51, `1051 JPY` → 51):
+
+| ends in | behaviour |
+|---|---|
+| 51 | declined: `PROCESSING_ERROR` ("card declined") |
+| 52 | declined: `AUTHORIZATION_EXPIRED` |
+| 53 | unavailable for the first 3 calls, then approved (charged once) |
+| 54 | charged, but the first answer is lost (ambiguous); later calls return the approval |
+| anything else | approved |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from sessions.money import to_minor
+from workers.connectors.base import Approved, DeclineCode, Declined, Operation, Result, TryAgain
+
+_KEY = "payhook:sim:{operation}:{key}"
+TOTALS = "payhook:sim:totals"
+
+_BEHAVIOUR = {51: "decline", 52: "expired", 53: "flaky", 54: "ambiguous"}
+
+_SETTLE = """
+local calls = redis.call('HINCRBY', KEYS[1], 'calls', 1)
+redis.call('HINCRBY', KEYS[2], ARGV[5] .. ':calls', 1)
+local stored = redis.call('HGET', KEYS[1], 'result')
+if stored then return {stored, calls} end
+local behaviour = ARGV[1]
+if behaviour == 'flaky' and calls <= 3 then return {'unavailable', calls} end
+if behaviour == 'decline' or behaviour == 'expired' then
+  redis.call('HSET', KEYS[1], 'result', behaviour)
+  return {behaviour, calls}
+end
+redis.call('HSET', KEYS[1], 'result', 'approved', 'reference', ARGV[2],
+           'amount', ARGV[3], 'currency', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'charges', 1)
+redis.call('HINCRBY', KEYS[2], ARGV[5] .. ':charges', 1)
+if behaviour == 'ambiguous' and calls == 1 then return {'lost', calls} end
+return {'approved', calls}
+"""
+
+
+@dataclass(frozen=True)
+class SimulatorBook:
+    """What the simulator saw for one idempotency key."""
+
+    calls: int
+    charges: int
+    result: str | None
+
+
+class SimulatorConnector:
+    name = "simulator"
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._settle = redis.register_script(_SETTLE)
+
+    async def capture(self, operation: Operation) -> Result:
+        return await self._operate("capture", operation)
+
+    async def _operate(self, kind: str, operation: Operation) -> Result:
+        behaviour = _BEHAVIOUR.get(to_minor(operation.amount, operation.currency) % 100, "approve")
+        reference = f"sim_{kind}_{operation.idempotency_key}"
+        reply = await self._settle(
+            keys=[_KEY.format(operation=kind, key=operation.idempotency_key), TOTALS],
+            args=[behaviour, reference, str(operation.amount), operation.currency, kind],
+        )
+        answer = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        if answer == "approved":
+            return Approved(psp_reference=reference)
+        if answer == "decline":
+            return Declined(DeclineCode.PROCESSING_ERROR, "The card was declined by the issuer.")
+        if answer == "expired":
+            return Declined(
+                DeclineCode.AUTHORIZATION_EXPIRED, "The authorization expired before capture."
+            )
+        if answer == "lost":
+            return TryAgain("simulated timeout after the PSP applied the request", ambiguous=True)
+        return TryAgain("simulated PSP outage (503)")
+
+    async def book(self, kind: str, idempotency_key: str) -> SimulatorBook:
+        fields = await self._redis.hgetall(_KEY.format(operation=kind, key=idempotency_key))
+        data = {_text(k): _text(v) for k, v in fields.items()}
+        return SimulatorBook(
+            calls=int(data.get("calls", 0)),
+            charges=int(data.get("charges", 0)),
+            result=data.get("result"),
+        )
+
+    async def totals(self) -> dict[str, int]:
+        fields = await self._redis.hgetall(TOTALS)
+        return {_text(k): int(v) for k, v in fields.items()}
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,47 @@
+"""payhook's exception tree. Adapters translate library errors (gql, aiohttp, redis) into
+these, so lifecycle code never imports a client library.
+
+```
+PayhookError
+├── RetryableError           try again later; nothing is known to be final
+│   └── ShopifyUnavailable   transport error, timeout, 5xx, 429, GraphQL Throttled
+└── PermanentError           retrying cannot help; the session becomes a dead letter
+    ├── ShopifyUserError     the mutation was refused with a userError
+    └── MissingCredentials   no access token for the shop
+```
+"""
+
+from __future__ import annotations
+
+
+class PayhookError(Exception):
+    """Root of every error payhook raises on purpose."""
+
+
+class RetryableError(PayhookError):
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(PayhookError):
+    pass
+
+
+class ShopifyUnavailable(RetryableError):
+    pass
+
+
+class ShopifyUserError(PermanentError):
+    def __init__(self, mutation: str, code: str | None, message: str) -> None:
+        super().__init__(f"{mutation}: {code or 'USER_ERROR'}: {message}")
+        self.mutation = mutation
+        self.code = code
+
+    @property
+    def invalid_state(self) -> bool:
+        return bool(self.code and self.code.endswith("_INVALID_STATE"))
+
+
+class MissingCredentials(PermanentError):
+    pass

@@ -1,0 +1,1 @@
+"""Session lifecycles: the shared runner and one module per session kind."""

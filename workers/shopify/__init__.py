@@ -1,0 +1,1 @@
+"""Reporting outcomes to Shopify through the Payments Apps GraphQL API."""

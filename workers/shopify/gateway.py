@@ -1,0 +1,184 @@
+"""The Shopify gateway: sends a mutation for a shop and classifies what came back.
+
+`ShopifyGateway` is the port the lifecycles use; `GqlShopifyGateway` speaks it through `gql`
+over aiohttp. Everything the network or Shopify can say is translated here into payhook's
+own errors (see `workers.errors`), so no lifecycle ever sees a gql or aiohttp exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Protocol
+
+import aiohttp
+from gql import Client, GraphQLRequest
+from gql.client import AsyncClientSession
+from gql.transport.aiohttp import AIOHTTPTransport
+from gql.transport.exceptions import (
+    TransportError,
+    TransportProtocolError,
+    TransportQueryError,
+    TransportServerError,
+)
+
+from workers.errors import MissingCredentials, ShopifyUnavailable, ShopifyUserError
+from workers.shopify.mutations import Mutation
+
+
+class ShopifyGateway(Protocol):
+    async def send(self, shop: str, mutation: Mutation) -> None:
+        """Deliver `mutation`; return when Shopify accepted it.
+
+        Raises `ShopifyUnavailable` (retry), `ShopifyUserError` or `MissingCredentials`.
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+class TokenSource(Protocol):
+    async def token_for(self, shop: str) -> str | None: ...
+
+
+class _StatusAwareTransport(AIOHTTPTransport):
+    """Remembers the HTTP status of the last answer.
+
+    gql turns a JSON body with `errors` into `TransportQueryError` whatever the status, so
+    without the status a 500 carrying JSON would look like a permanent GraphQL refusal.
+    """
+
+    last_status: int | None = None
+
+    async def _get_json_result(self, response: aiohttp.ClientResponse) -> Any:
+        self.last_status = response.status
+        return await super()._get_json_result(response)
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP-date; the ladder's own delay applies
+
+
+def _throttle_wait(extensions: Any) -> float | None:
+    """Seconds until the bucket refills enough for the query, from `extensions.cost`."""
+    try:
+        cost = extensions["cost"]
+        status = cost["throttleStatus"]
+        missing = float(cost["requestedQueryCost"]) - float(status["currentlyAvailable"])
+        return max(0.0, missing / float(status["restoreRate"]))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _is_throttled(errors: list[Any] | None) -> bool:
+    for error in errors or []:
+        if not isinstance(error, dict):
+            continue
+        code = (error.get("extensions") or {}).get("code")
+        if error.get("message") == "Throttled" or code == "THROTTLED":
+            return True
+    return False
+
+
+class GqlShopifyGateway:
+    def __init__(
+        self, *, url_template: str, api_version: str, tokens: TokenSource, timeout_seconds: float
+    ) -> None:
+        self._url_template = url_template
+        self._api_version = api_version
+        self._tokens = tokens
+        self._timeout = timeout_seconds
+        self._sessions: dict[str, tuple[Client, AsyncClientSession, _StatusAwareTransport]] = {}
+        self._documents: dict[str, GraphQLRequest] = {}
+
+    async def send(self, shop: str, mutation: Mutation) -> None:
+        token = await self._tokens.token_for(shop)
+        if not token:
+            raise MissingCredentials(f"no Shopify access token for {shop}")
+        session, transport = await self._session_for(shop, token)
+        request = GraphQLRequest(
+            self._parsed(mutation.document), variable_values=mutation.variables
+        )
+        transport.last_status = None
+        try:
+            data = await session.execute(request)
+        except TransportQueryError as exc:
+            status = transport.last_status or 200
+            if _is_throttled(exc.errors):
+                raise ShopifyUnavailable(
+                    f"{mutation.field}: Throttled", retry_after=_throttle_wait(exc.extensions)
+                ) from None
+            if status >= 500 or status == 429:
+                raise ShopifyUnavailable(f"{mutation.field}: HTTP {status}") from None
+            raise ShopifyUserError(mutation.field, None, str(exc)) from None
+        except TransportServerError as exc:
+            code = exc.code or 0
+            retry_after = _retry_after(transport.response_headers)
+            if code == 429 or code >= 500:
+                raise ShopifyUnavailable(
+                    f"{mutation.field}: HTTP {code}", retry_after=retry_after
+                ) from None
+            raise ShopifyUserError(mutation.field, f"HTTP_{code}", str(exc)) from None
+        except TransportProtocolError as exc:
+            # A body that is not GraphQL (an HTML error page from a proxy, say) is transient.
+            raise ShopifyUnavailable(f"{mutation.field}: malformed answer: {exc}") from None
+        except (TimeoutError, TransportError, aiohttp.ClientError, OSError) as exc:
+            await self._forget(shop, token)
+            raise ShopifyUnavailable(f"{mutation.field}: {type(exc).__name__}: {exc}") from None
+        _raise_user_errors(mutation, data)
+
+    def _parsed(self, document: str) -> GraphQLRequest:
+        parsed = self._documents.get(document)
+        if parsed is None:
+            parsed = self._documents[document] = GraphQLRequest(document)
+        return parsed
+
+    async def _session_for(
+        self, shop: str, token: str
+    ) -> tuple[AsyncClientSession, _StatusAwareTransport]:
+        key = _cache_key(shop, token)
+        cached = self._sessions.get(key)
+        if cached is not None:
+            return cached[1], cached[2]
+        url = self._url_template.format(shop=shop, version=self._api_version)
+        transport = _StatusAwareTransport(
+            url=url, headers={"X-Shopify-Access-Token": token}, timeout=int(self._timeout) or 1
+        )
+        client = Client(
+            transport=transport, fetch_schema_from_transport=False, execute_timeout=self._timeout
+        )
+        session = await client.connect_async(reconnecting=False)  # type: ignore[no-untyped-call]
+        assert isinstance(session, AsyncClientSession)
+        self._sessions[key] = (client, session, transport)
+        return session, transport
+
+    async def _forget(self, shop: str, token: str) -> None:
+        cached = self._sessions.pop(_cache_key(shop, token), None)
+        if cached is not None:
+            await cached[0].close_async()  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        sessions, self._sessions = self._sessions, {}
+        for client, _, _ in sessions.values():
+            await client.close_async()  # type: ignore[no-untyped-call]
+
+
+def _cache_key(shop: str, token: str) -> str:
+    # The token is part of the key so that `payhook shops add` takes effect without a
+    # restart; it is hashed so that it never sits in a dict key in a traceback.
+    return f"{shop}:{hashlib.sha256(token.encode()).hexdigest()[:16]}"
+
+
+def _raise_user_errors(mutation: Mutation, data: dict[str, Any]) -> None:
+    payload = data.get(mutation.field)
+    if not isinstance(payload, dict):
+        raise ShopifyUnavailable(f"{mutation.field}: answer without a payload")
+    errors = payload.get("userErrors") or []
+    if errors:
+        first = errors[0] if isinstance(errors[0], dict) else {}
+        raise ShopifyUserError(
+            mutation.field, first.get("code"), str(first.get("message") or "refused")
+        )

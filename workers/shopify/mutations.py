@@ -1,0 +1,61 @@
+"""The Payments Apps mutations payhook sends, as documents and typed builders.
+
+Each mutation's `id` argument is the session's `gid`. Documents ask for the session state
+and the `userErrors` (with `code` where Shopify has one) so a refusal can be classified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+_RESOLVE = """
+mutation {name}($id: ID!) {{
+  {field}(id: $id) {{
+    {object} {{ id state {{ __typename }} }}
+    userErrors {{ field message code }}
+  }}
+}}
+"""
+
+_REJECT = """
+mutation {name}($id: ID!, $reason: {input}!) {{
+  {field}(id: $id, reason: $reason) {{
+    {object} {{ id state {{ __typename }} }}
+    userErrors {{ field message code }}
+  }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One GraphQL mutation call: the payload field it answers under, and its variables."""
+
+    field: str
+    document: str
+    variables: dict[str, Any]
+
+
+def _object_name(kind: str) -> str:
+    return f"{kind}Session"
+
+
+def resolve(kind: str, gid: str) -> Mutation:
+    """`captureSessionResolve` and its refund and void twins."""
+    name = f"{kind}SessionResolve"
+    document = _RESOLVE.format(
+        name=name[0].upper() + name[1:], field=name, object=_object_name(kind)
+    )
+    return Mutation(field=name, document=document, variables={"id": gid})
+
+
+def reject(kind: str, gid: str, code: str, merchant_message: str) -> Mutation:
+    """`captureSessionReject` and its refund and void twins, with a merchant-facing reason."""
+    name = f"{kind}SessionReject"
+    input_type = f"{kind[0].upper()}{kind[1:]}SessionRejectionReasonInput"
+    document = _REJECT.format(
+        name=name[0].upper() + name[1:], field=name, object=_object_name(kind), input=input_type
+    )
+    reason = {"code": code, "merchantMessage": merchant_message}
+    return Mutation(field=name, document=document, variables={"id": gid, "reason": reason})
