@@ -101,9 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0 if result.complete else 1
     elif command == "sandbox":
-        from sandbox.shopify import run_shopify_sandbox
+        from ops.dev import serve_sandbox
 
-        run_shopify_sandbox("127.0.0.1", args.port)
+        asyncio.run(serve_sandbox(args.port))
     elif command == "sessions":
         from ops.inspect import list_sessions, show_session
 

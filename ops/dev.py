@@ -144,3 +144,14 @@ Send a capture session (the sandbox must know its gid, as Shopify would):
 
 Amounts ending in .51 are declined, .52 expired, .53 fail three times then settle.
 """
+
+
+async def serve_sandbox(port: int) -> None:
+    """Run the Shopify sandbox peer until the process is stopped."""
+    from sandbox.shopify import start_shopify_sandbox
+
+    running = await start_shopify_sandbox("127.0.0.1", port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await running.close()

@@ -1,0 +1,193 @@
+"""End-to-end fixtures: the sandbox Shopify as a real server, real worker processes, the real
+web app on a TCP port, all on a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from config import Settings
+from config.settings import child_environment
+from ops.redis_server import LocalRedis
+from sandbox.client import SandboxShopifyClient
+from sandbox.shopify import RunningShopifySandbox, start_shopify_sandbox
+from sessions.models import Session
+from sessions.states import State
+from sessions.store import SessionStore
+from webhook.app import create_app
+from workers.connectors.simulator import SimulatorConnector
+
+DB = 0
+TOKEN = "shpat_integration_test"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ThreadedSandbox:
+    """The sandbox Shopify on its own event loop thread, so it outlives each test's loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        future = asyncio.run_coroutine_threadsafe(start_shopify_sandbox("127.0.0.1", 0), self.loop)
+        self.running: RunningShopifySandbox = future.result(timeout=10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.running.close(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def shopify_sandbox() -> Iterator[RunningShopifySandbox]:
+    sandbox = ThreadedSandbox()
+    yield sandbox.running
+    sandbox.close()
+
+
+def worker_environment(
+    redis_server: LocalRedis, sandbox: RunningShopifySandbox, state_dir: Path, **overrides: str
+) -> dict[str, str]:
+    env = {
+        "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/{DB}",
+        "PAYHOOK_SHOPIFY_GRAPHQL_URL": sandbox.graphql_url_template,
+        "PAYHOOK_SHOPIFY_ACCESS_TOKEN": TOKEN,
+        # Short ladders: the paths are the production ones, only the waits shrink.
+        "PAYHOOK_PSP_RETRY_LADDER": "0.05,0.1,0.2",
+        "PAYHOOK_SHOPIFY_RETRY_LADDER": "0.05,0.1,0.2",
+        "PAYHOOK_LEASE_SECONDS": "5",
+        "PAYHOOK_SWEEP_INTERVAL_SECONDS": "0.5",
+        "PAYHOOK_STATE_DIR": str(state_dir),
+        "PAYHOOK_LOG_LEVEL": "INFO",
+    }
+    env.update(overrides)
+    return child_environment(env)
+
+
+@dataclass
+class WorkerProcess:
+    """`payhook worker` (or `beat`) as a subprocess, with its log file."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @classmethod
+    def start(
+        cls, command: list[str], env: dict[str, str], log: Path, ready_marker: str | None = "ready"
+    ) -> WorkerProcess:
+        sink = log.open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ops", *command],
+            env=env,
+            cwd=ROOT,
+            stdout=sink,
+            stderr=sink,
+            start_new_session=True,
+        )
+        sink.close()
+        started = cls(process, log)
+        if ready_marker is not None:
+            started.wait_for(ready_marker)
+        return started
+
+    def wait_for(self, marker: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if marker in self.log.read_text(errors="replace"):
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"process exited:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        raise RuntimeError(f"no {marker!r} in {self.log}:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def worker(
+    redis_server: LocalRedis,
+    shopify_sandbox: RunningShopifySandbox,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[WorkerProcess]:
+    state = tmp_path_factory.mktemp("worker")
+    env = worker_environment(redis_server, shopify_sandbox, state)
+    process = WorkerProcess.start(["worker", "--concurrency", "2"], env, state / "worker.log")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
+    return Settings(
+        redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
+        shopify_graphql_url=shopify_sandbox.graphql_url_template,
+        lease_seconds=5,
+    )
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = Redis.from_url(settings.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def store(redis: Redis) -> SessionStore:
+    return SessionStore(redis)
+
+
+@pytest.fixture
+def psp(redis: Redis) -> SimulatorConnector:
+    return SimulatorConnector(redis)
+
+
+@pytest.fixture
+async def app_url(aiohttp_server: Any, settings: Settings) -> str:
+    server = await aiohttp_server(create_app(settings))
+    return str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def sandbox(
+    http: aiohttp.ClientSession, shopify_sandbox: RunningShopifySandbox
+) -> AsyncIterator[SandboxShopifyClient]:
+    client = SandboxShopifyClient(shopify_sandbox.url, http)
+    await client.clear_faults()
+    yield client
+    await client.clear_faults()
+
+
+async def wait_final(store: SessionStore, session_id: str, timeout: float = 30.0) -> Session:
+    """Wait until the session is reported or failed; fail the test if it never is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session = await store.get(session_id)
+        if session is not None and session.state in (State.REPORTED, State.FAILED):
+            return session
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"session {session_id} is still {session and session.state}")

@@ -1,0 +1,307 @@
+"""Capture sessions end to end: HTTP in, a real Celery worker, the simulator PSP, and the
+sandbox Shopify receiving the mutations over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+
+from sandbox.client import SandboxShopifyClient
+from sandbox.shopify_side import SentSession, build_capture_body, post_session, send_capture_session
+from sessions.models import Outcome, Report
+from sessions.states import State
+from sessions.store import SessionStore
+from tests.integration.conftest import WorkerProcess, wait_final
+from workers.connectors.simulator import SimulatorConnector
+
+pytestmark = pytest.mark.integration
+
+SHOP = "e2e-shop.myshopify.com"
+
+
+async def send(
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    amount: str,
+    currency: str = "EUR",
+) -> SentSession:
+    sent = await send_capture_session(
+        http,
+        app_url=app_url,
+        sandbox=sandbox,
+        shop=SHOP,
+        payment_id=f"pay_{uuid.uuid4().hex[:10]}",
+        amount=amount,
+        currency=currency,
+    )
+    assert sent.status == 201
+    return sent
+
+
+async def mutations_for(sandbox: SandboxShopifyClient, gid: str) -> list[dict[str, Any]]:
+    return await sandbox.calls(gid=gid)
+
+
+async def test_an_approved_capture_is_resolved_at_shopify_once(
+    worker: WorkerProcess,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
+    psp: SimulatorConnector,
+) -> None:
+    sent = await send(http, app_url, sandbox, "49.99")
+    session = await wait_final(store, sent.id)
+    assert (session.state, session.outcome, session.report) == (
+        State.REPORTED,
+        Outcome.APPROVED,
+        Report.RESOLVED,
+    )
+    calls = await mutations_for(sandbox, sent.gid)
+    assert [(c["mutation"], c["applied"]) for c in calls] == [("captureSessionResolve", True)]
+    assert calls[0]["variables"] == {"id": sent.gid}
+    assert calls[0]["shop"] == SHOP
+    assert (await sandbox.session_state(sent.gid) or {})["state"] == "resolved"
+    book = await psp.book("capture", sent.id)
+    assert (book.calls, book.charges) == (1, 1)
+    events = [e.event for e in await store.timeline(sent.id)]
+    assert events == ["received", "psp_attempt", "psp_settled", "report_attempt", "reported"]
+
+
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [
+        ("10.51", "PROCESSING_ERROR"),
+        ("10.52", "AUTHORIZATION_EXPIRED"),
+        ("1051", "PROCESSING_ERROR"),
+    ],
+    ids=["declined", "authorization expired", "declined in yen"],
+)
+async def test_a_declined_capture_is_rejected_with_the_reason(
+    worker: WorkerProcess,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
+    psp: SimulatorConnector,
+    amount: str,
+    code: str,
+) -> None:
+    currency = "JPY" if "." not in amount else "EUR"
+    sent = await send(http, app_url, sandbox, amount, currency)
+    session = await wait_final(store, sent.id)
+    assert (session.state, session.report) == (State.REPORTED, Report.REJECTED)
+    calls = await mutations_for(sandbox, sent.gid)
+    assert [c["mutation"] for c in calls] == ["captureSessionReject"]
+    reason = calls[0]["variables"]["reason"]
+    assert reason["code"] == code
+    assert reason["merchantMessage"]
+    state = await sandbox.session_state(sent.gid)
+    assert state is not None
+    assert state["state"] == "rejected"
+    assert (await psp.book("capture", sent.id)).charges == 0
+
+
+async def test_a_psp_that_fails_three_times_is_retried_and_charges_once(
+    worker: WorkerProcess,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
+    psp: SimulatorConnector,
+) -> None:
+    sent = await send(http, app_url, sandbox, "20.53")
+    session = await wait_final(store, sent.id)
+    assert (session.state, session.report) == (State.REPORTED, Report.RESOLVED)
+    book = await psp.book("capture", sent.id)
+    assert (book.calls, book.charges) == (4, 1)
+    timeline = await store.timeline(sent.id)
+    assert [e.attempt for e in timeline if e.event == "psp_retry"] == [1, 2, 3]
+    assert all(e.error for e in timeline if e.event == "psp_retry")
+    assert [c["mutation"] for c in await mutations_for(sandbox, sent.gid)] == [
+        "captureSessionResolve"
+    ]
+
+
+async def test_an_ambiguous_psp_answer_is_retried_under_the_same_key_and_charges_once(
+    worker: WorkerProcess,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
+    psp: SimulatorConnector,
+) -> None:
+    sent = await send(http, app_url, sandbox, "20.54")
+    session = await wait_final(store, sent.id)
+    assert session.report is Report.RESOLVED
+    book = await psp.book("capture", sent.id)
+    assert (book.calls, book.charges) == (2, 1)
+
+
+async def test_shopify_5xx_twice_then_the_resolve_lands_without_a_second_capture(
+    worker: WorkerProcess,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
+    psp: SimulatorConnector,
+) -> None:
+    await sandbox.add_fault(
+        {"kind": "status", "status": 500, "times": 2, "mutation": "captureSessionResolve"}
+    )
+    sent = await send(http, app_url, sandbox, "30.00")
+    session = await wait_final(store, sent.id)
+    assert (session.state, session.report) == (State.REPORTED, Report.RESOLVED)
+    calls = await mutations_for(sandbox, sent.gid)
+    assert [c["status"] for c in calls] == [500, 500, 200]
+    assert session.report_attempts == 3
+    book = await psp.book("capture", sent.id)
+    assert (book.calls, book.charges) == (1, 1)
+
+
+async def test_an_html_429_is_retried_no_sooner_than_retry_after(
+    worker: WorkerProcess,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
+    psp: SimulatorConnector,
+) -> None:
+    await sandbox.add_fault(
+        {"kind": "html_429", "times": 1, "retry_after": 1, "mutation": "captureSessionResolve"}
+    )
+    sent = await send(http, app_url, sandbox, "31.00")
+    session = await wait_final(store, sent.id)
+    assert session.report is Report.RESOLVED
+    first, second = await mutations_for(sandbox, sent.gid)
+    assert (first["status"], second["status"]) == (429, 200)
+    assert second["at"] - first["at"] >= 1.0
+    assert (await psp.book("capture", sent.id)).calls == 1
+
+
+async def test_graphql_throttling_is_retried(
+    worker: WorkerProcess,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
+) -> None:
+    await sandbox.add_fault({"kind": "throttled", "times": 2, "mutation": "captureSessionResolve"})
+    sent = await send(http, app_url, sandbox, "32.00")
+    session = await wait_final(store, sent.id)
+    assert session.report is Report.RESOLVED
+    calls = await mutations_for(sandbox, sent.gid)
+    assert [c["fault"] for c in calls] == ["throttled", "throttled", None]
+
+
+async def test_a_lost_resolve_answer_is_repeated_and_counts_once(
+    worker: WorkerProcess,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
+    psp: SimulatorConnector,
+) -> None:
+    await sandbox.add_fault(
+        {
+            "kind": "commit_then_status",
+            "status": 502,
+            "times": 1,
+            "mutation": "captureSessionResolve",
+        }
+    )
+    sent = await send(http, app_url, sandbox, "33.00")
+    session = await wait_final(store, sent.id)
+    assert session.report is Report.RESOLVED
+    calls = await mutations_for(sandbox, sent.gid)
+    assert [(c["status"], c["applied"]) for c in calls] == [(502, True), (200, True)]
+    assert (await psp.book("capture", sent.id)).calls == 1
+
+
+async def test_a_session_someone_else_rejected_becomes_a_visible_failure(
+    worker: WorkerProcess,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
+    shopify_sandbox: Any,
+) -> None:
+    body = build_capture_body(payment_id="pay-contested", amount="34.00", currency="EUR")
+    await sandbox.register([body["gid"]])
+    # Another actor settles the session at Shopify before payhook reports.
+    reject = {
+        "query": "mutation R($id: ID!, $reason: CaptureSessionRejectionReasonInput!) {"
+        " captureSessionReject(id: $id, reason: $reason) { userErrors { code } } }",
+        "variables": {
+            "id": body["gid"],
+            "reason": {"code": "PROCESSING_ERROR", "merchantMessage": "manual"},
+        },
+    }
+    async with http.post(
+        shopify_sandbox.graphql_url(SHOP), json=reject, headers={"X-Shopify-Access-Token": "other"}
+    ) as answer:
+        assert answer.status == 200
+    status, _ = await post_session(
+        http, url=f"{app_url}/capture_sessions", body=body, shop=SHOP, api_version="2025-10"
+    )
+    assert status == 201
+    session = await wait_final(store, body["id"])
+    assert session.state is State.FAILED
+    assert session.outcome is Outcome.APPROVED
+    assert "CAPTURE_SESSION_INVALID_STATE" in (session.last_error or "")
+    assert [e.event for e in await store.timeline(body["id"])][-1] == "failed"
+
+
+async def test_shopify_down_past_the_attempt_cap_leaves_a_failed_session_with_its_history(
+    worker: WorkerProcess,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
+    psp: SimulatorConnector,
+) -> None:
+    await sandbox.add_fault(
+        {"kind": "status", "status": 503, "times": 10, "mutation": "captureSessionResolve"}
+    )
+    sent = await send(http, app_url, sandbox, "35.00")
+    session = await wait_final(store, sent.id)
+    assert session.state is State.FAILED
+    assert session.outcome is Outcome.APPROVED
+    assert session.report_attempts == 10
+    assert "503" in (session.last_error or "")
+    timeline = await store.timeline(sent.id)
+    assert sum(e.event == "report_retry" for e in timeline) == 9
+    assert (await psp.book("capture", sent.id)).calls == 1
+
+
+async def test_fifty_concurrent_duplicates_settle_and_resolve_once(
+    worker: WorkerProcess,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
+    psp: SimulatorConnector,
+) -> None:
+    body = build_capture_body(payment_id="pay-dup", amount="36.00", currency="EUR")
+    await sandbox.register([body["gid"]])
+    answers = await asyncio.gather(
+        *(
+            post_session(
+                http, url=f"{app_url}/capture_sessions", body=body, shop=SHOP, api_version="2025-10"
+            )
+            for _ in range(50)
+        )
+    )
+    assert {status for status, _ in answers} == {201}
+    session = await wait_final(store, body["id"])
+    assert session.report is Report.RESOLVED
+    await asyncio.sleep(0.5)  # room for any stray second delivery to show itself
+    calls = await mutations_for(sandbox, body["gid"])
+    assert [c["mutation"] for c in calls] == ["captureSessionResolve"]
+    book = await psp.book("capture", body["id"])
+    assert (book.calls, book.charges) == (1, 1)
