@@ -73,6 +73,24 @@ def _throttle_wait(extensions: Any) -> float | None:
         return None
 
 
+def _http_error(
+    mutation: Mutation, status: int, transport: _StatusAwareTransport, detail: str
+) -> ShopifyUnavailable | ShopifyUserError:
+    """429 and 5xx are Shopify (or its CDN) asking us to come back; other 4xx are final."""
+    if status == 429 or status >= 500:
+        return ShopifyUnavailable(
+            f"{mutation.field}: HTTP {status}", retry_after=_retry_after(transport.response_headers)
+        )
+    return ShopifyUserError(mutation.field, f"HTTP_{status}", detail)
+
+
+def _messages(errors: Any) -> str:
+    if isinstance(errors, str):
+        return errors
+    parts = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors or []]
+    return "; ".join(parts) or "GraphQL errors"
+
+
 def _is_throttled(errors: list[Any] | None) -> bool:
     for error in errors or []:
         if not isinstance(error, dict):
@@ -111,17 +129,11 @@ class GqlShopifyGateway:
                 raise ShopifyUnavailable(
                     f"{mutation.field}: Throttled", retry_after=_throttle_wait(exc.extensions)
                 ) from None
-            if status >= 500 or status == 429:
-                raise ShopifyUnavailable(f"{mutation.field}: HTTP {status}") from None
-            raise ShopifyUserError(mutation.field, None, str(exc)) from None
+            if status >= 400:
+                raise _http_error(mutation, status, transport, _messages(exc.errors)) from None
+            raise ShopifyUserError(mutation.field, None, _messages(exc.errors)) from None
         except TransportServerError as exc:
-            code = exc.code or 0
-            retry_after = _retry_after(transport.response_headers)
-            if code == 429 or code >= 500:
-                raise ShopifyUnavailable(
-                    f"{mutation.field}: HTTP {code}", retry_after=retry_after
-                ) from None
-            raise ShopifyUserError(mutation.field, f"HTTP_{code}", str(exc)) from None
+            raise _http_error(mutation, exc.code or 0, transport, str(exc)) from None
         except TransportProtocolError as exc:
             # A body that is not GraphQL (an HTML error page from a proxy, say) is transient.
             raise ShopifyUnavailable(f"{mutation.field}: malformed answer: {exc}") from None

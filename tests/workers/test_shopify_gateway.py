@@ -1,0 +1,159 @@
+"""The gql gateway against the sandbox Shopify as a real aiohttp server: every answer
+Shopify (or the network) can give maps onto payhook's own retryable/permanent errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ops.redis_server import free_port
+from sandbox.client import SandboxShopifyClient
+from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
+from workers.errors import MissingCredentials, ShopifyUnavailable, ShopifyUserError
+from workers.shopify import mutations
+from workers.shopify.gateway import GqlShopifyGateway
+
+SHOP = "gateway-shop.myshopify.com"
+GID = "gid://shopify/CaptureSession/gw-1"
+
+
+class Tokens:
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+
+    async def token_for(self, shop: str) -> str | None:
+        return self.token
+
+
+@pytest.fixture
+async def server(aiohttp_server: Any) -> Any:
+    return await aiohttp_server(create_shopify_app(tokens={"locked.myshopify.com": "right"}))
+
+
+@pytest.fixture
+async def sandbox(server: Any) -> AsyncIterator[SandboxShopifyClient]:
+    async with aiohttp.ClientSession() as http:
+        client = SandboxShopifyClient(str(server.make_url("")).rstrip("/"), http)
+        await client.register([GID])
+        yield client
+
+
+def gateway_for(base: str, token: str | None = "shpat_x", timeout: float = 2.0) -> GqlShopifyGateway:
+    return GqlShopifyGateway(url_template=base + GRAPHQL_PATH, api_version="2025-10",
+                             tokens=Tokens(token), timeout_seconds=timeout)
+
+
+@pytest.fixture
+async def gateway(server: Any) -> AsyncIterator[GqlShopifyGateway]:
+    gateway = gateway_for(str(server.make_url("")).rstrip("/"))
+    yield gateway
+    await gateway.close()
+
+
+async def test_a_resolve_lands_and_a_repeat_is_harmless(
+    gateway: GqlShopifyGateway, sandbox: SandboxShopifyClient
+) -> None:
+    await gateway.send(SHOP, mutations.resolve("capture", GID))
+    await gateway.send(SHOP, mutations.resolve("capture", GID))
+    assert (await sandbox.session_state(GID) or {})["state"] == "resolved"
+
+
+async def test_a_reject_carries_code_and_merchant_message(
+    gateway: GqlShopifyGateway, sandbox: SandboxShopifyClient
+) -> None:
+    await gateway.send(SHOP, mutations.reject("capture", GID, "AUTHORIZATION_EXPIRED", "too late"))
+    [call] = await sandbox.calls(gid=GID)
+    assert call["variables"]["reason"] == {"code": "AUTHORIZATION_EXPIRED",
+                                           "merchantMessage": "too late"}
+    assert (await sandbox.session_state(GID) or {})["state"] == "rejected"
+
+
+@pytest.mark.parametrize(
+    ("rule", "retry_after"),
+    [
+        ({"kind": "status", "status": 500, "times": 1}, None),
+        ({"kind": "status", "status": 503, "times": 1}, None),
+        ({"kind": "html_429", "times": 1}, None),
+        ({"kind": "html_429", "times": 1, "retry_after": 7}, 7.0),
+        ({"kind": "commit_then_status", "status": 502, "times": 1}, None),
+    ],
+    ids=["500", "503", "html 429", "html 429 retry-after", "lost answer"],
+)
+async def test_server_trouble_is_retryable(
+    gateway: GqlShopifyGateway, sandbox: SandboxShopifyClient, rule: dict[str, Any],
+    retry_after: float | None,
+) -> None:
+    await sandbox.add_fault(rule)
+    with pytest.raises(ShopifyUnavailable) as caught:
+        await gateway.send(SHOP, mutations.resolve("capture", GID))
+    assert caught.value.retry_after == retry_after
+    await gateway.send(SHOP, mutations.resolve("capture", GID))  # and then it works
+
+
+async def test_throttling_is_retryable_with_the_bucket_refill_time(
+    gateway: GqlShopifyGateway, sandbox: SandboxShopifyClient
+) -> None:
+    await sandbox.add_fault({"kind": "throttled", "times": 1})
+    with pytest.raises(ShopifyUnavailable, match="Throttled") as caught:
+        await gateway.send(SHOP, mutations.resolve("capture", GID))
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after > 0
+
+
+async def test_a_slow_answer_past_the_timeout_is_retryable(
+    server: Any, sandbox: SandboxShopifyClient
+) -> None:
+    await sandbox.add_fault({"kind": "delay", "seconds": 2.5, "times": 1})
+    gateway = gateway_for(str(server.make_url("")).rstrip("/"), timeout=1.0)
+    try:
+        with pytest.raises(ShopifyUnavailable):
+            await gateway.send(SHOP, mutations.resolve("capture", GID))
+    finally:
+        await gateway.close()
+
+
+async def test_nobody_listening_is_retryable() -> None:
+    gateway = gateway_for(f"http://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(ShopifyUnavailable):
+            await gateway.send(SHOP, mutations.resolve("capture", GID))
+    finally:
+        await gateway.close()
+
+
+async def test_the_other_mutation_after_a_final_state_is_an_invalid_state_user_error(
+    gateway: GqlShopifyGateway, sandbox: SandboxShopifyClient
+) -> None:
+    await gateway.send(SHOP, mutations.resolve("capture", GID))
+    with pytest.raises(ShopifyUserError) as caught:
+        await gateway.send(SHOP, mutations.reject("capture", GID, "PROCESSING_ERROR", "no"))
+    assert caught.value.code == "CAPTURE_SESSION_INVALID_STATE"
+    assert caught.value.invalid_state
+
+
+async def test_an_unknown_session_is_a_permanent_not_found(gateway: GqlShopifyGateway) -> None:
+    with pytest.raises(ShopifyUserError) as caught:
+        await gateway.send(SHOP, mutations.resolve("capture", "gid://shopify/CaptureSession/nope"))
+    assert caught.value.code == "CAPTURE_SESSION_NOT_FOUND"
+    assert not caught.value.invalid_state
+
+
+async def test_a_wrong_token_is_permanent(server: Any, sandbox: SandboxShopifyClient) -> None:
+    gateway = gateway_for(str(server.make_url("")).rstrip("/"), token="wrong")
+    try:
+        with pytest.raises(ShopifyUserError, match="401"):
+            await gateway.send("locked.myshopify.com", mutations.resolve("capture", GID))
+    finally:
+        await gateway.close()
+
+
+async def test_a_shop_without_a_token_is_refused_before_any_call(
+    server: Any, sandbox: SandboxShopifyClient
+) -> None:
+    gateway = gateway_for(str(server.make_url("")).rstrip("/"), token=None)
+    with pytest.raises(MissingCredentials, match=SHOP):
+        await gateway.send(SHOP, mutations.resolve("capture", GID))
+    assert await sandbox.calls() == []
