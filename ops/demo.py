@@ -52,7 +52,7 @@ def _amount(index: int) -> str:
 
 
 async def run_demo(
-    app_url: str, sandbox_url: str, count: int, *, concurrency: int = 16, timeout: float = 120.0
+    app_url: str, sandbox_url: str, count: int, *, concurrency: int = 16, patience: float = 120.0
 ) -> DemoResult:
     started = time.perf_counter()
     gids: set[str] = set()
@@ -79,7 +79,7 @@ async def run_demo(
         send_seconds = time.perf_counter() - started
         print()
         outcomes: dict[str, str] = {}
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patience
         while len(outcomes) < len(gids) and time.monotonic() < deadline:
             for call in await sandbox.calls():
                 if call["gid"] in gids and call["applied"] and call["mutation"] in FINAL:

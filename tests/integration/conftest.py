@@ -182,9 +182,9 @@ async def sandbox(
     await client.clear_faults()
 
 
-async def wait_final(store: SessionStore, session_id: str, timeout: float = 30.0) -> Session:
+async def wait_final(store: SessionStore, session_id: str, patience: float = 30.0) -> Session:
     """Wait until the session is reported or failed; fail the test if it never is."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience
     while time.monotonic() < deadline:
         session = await store.get(session_id)
         if session is not None and session.state in (State.REPORTED, State.FAILED):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,8 +38,8 @@ def inspect(settings: Settings) -> Iterator[redis.Redis]:
 @pytest.fixture
 async def client(
     aiohttp_client: Any, settings: Settings, inspect: redis.Redis
-) -> AsyncIterator[TestClient[Any, Any]]:
-    yield await aiohttp_client(create_app(settings))
+) -> TestClient[Any, Any]:
+    return await aiohttp_client(create_app(settings))
 
 
 def queued(inspect: redis.Redis) -> list[str]:
