@@ -67,8 +67,11 @@ async def post_all(url: str, bodies: list[dict[str, object]], concurrency: int) 
     """POST every body; returns per-request latencies in seconds."""
     latencies: list[float] = []
     queue = list(reversed(bodies))
-    headers = {"Shopify-Shop-Domain": SHOP, "Shopify-Request-Id": "bench",
-               "Shopify-Api-Version": "2025-10"}
+    headers = {
+        "Shopify-Shop-Domain": SHOP,
+        "Shopify-Request-Id": "bench",
+        "Shopify-Api-Version": "2025-10",
+    }
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
 
@@ -89,25 +92,31 @@ async def post_all(url: str, bodies: list[dict[str, object]], concurrency: int) 
 def describe(label: str, latencies: list[float], seconds: float) -> str:
     ordered = sorted(latencies)
     p99 = ordered[int(len(ordered) * 0.99) - 1]
-    return (f"  {label:<28} {len(latencies) / seconds:8.0f} req/s   "
-            f"p50 {statistics.median(ordered) * 1000:6.2f} ms   p99 {p99 * 1000:6.2f} ms")
+    return (
+        f"  {label:<28} {len(latencies) / seconds:8.0f} req/s   "
+        f"p50 {statistics.median(ordered) * 1000:6.2f} ms   p99 {p99 * 1000:6.2f} ms"
+    )
 
 
 async def intake(app_url: str, baseline_url: str, count: int, concurrency: int) -> None:
     print(f"Intake: {count} capture sessions, {concurrency} concurrent clients")
     for label, url in (("baseline (bare 201)", baseline_url), ("payhook serve", app_url)):
-        bodies = [build_capture_body(payment_id=f"p{i}", amount="10.00", currency="EUR")
-                  for i in range(count)]
+        bodies = [
+            build_capture_body(payment_id=f"p{i}", amount="10.00", currency="EUR")
+            for i in range(count)
+        ]
         started = time.perf_counter()
         latencies = await post_all(f"{url}/capture_sessions", bodies, concurrency)
         print(describe(label, latencies, time.perf_counter() - started))
 
 
-async def end_to_end(app_url: str, sandbox_url: str, redis_url: str, count: int,
-                     concurrency: int) -> None:
+async def end_to_end(
+    app_url: str, sandbox_url: str, redis_url: str, count: int, concurrency: int
+) -> None:
     print(f"End to end: {count} sessions, web → worker (2 processes) → PSP → Shopify")
-    bodies = [build_capture_body(payment_id=f"e{i}", amount="10.00", currency="EUR")
-              for i in range(count)]
+    bodies = [
+        build_capture_body(payment_id=f"e{i}", amount="10.00", currency="EUR") for i in range(count)
+    ]
     redis = Redis.from_url(redis_url)
     async with aiohttp.ClientSession() as http:
         sandbox = SandboxShopifyClient(sandbox_url, http)
@@ -119,8 +128,12 @@ async def end_to_end(app_url: str, sandbox_url: str, redis_url: str, count: int,
             async def token_for(self, shop: str) -> str | None:
                 return "shpat_bench"
 
-        gateway = GqlShopifyGateway(url_template=sandbox_url + GRAPHQL_PATH,
-                                    api_version="2025-10", tokens=Tokens(), timeout_seconds=10)
+        gateway = GqlShopifyGateway(
+            url_template=sandbox_url + GRAPHQL_PATH,
+            api_version="2025-10",
+            tokens=Tokens(),
+            timeout_seconds=10,
+        )
         started = time.perf_counter()
         pending = list(floor_gids)
 
@@ -139,8 +152,10 @@ async def end_to_end(app_url: str, sandbox_url: str, redis_url: str, count: int,
             await asyncio.sleep(0.05)
         seconds = time.perf_counter() - started
         resolved = len(await sandbox.calls(mutation="captureSessionResolve")) - count
-        print(f"  {'payhook':<28} {count / seconds:8.1f} sessions/s  "
-              f"({resolved} resolves at Shopify, {seconds:.1f}s)")
+        print(
+            f"  {'payhook':<28} {count / seconds:8.1f} sessions/s  "
+            f"({resolved} resolves at Shopify, {seconds:.1f}s)"
+        )
     await redis.aclose()
 
 
@@ -155,17 +170,24 @@ def main() -> None:
         redis = LocalRedis(state / "redis").start()
         app_port, baseline_port, sandbox_port = free_port(), free_port(), free_port()
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        env = child_environment({
-            "PAYHOOK_REDIS_URL": redis.url, "PAYHOOK_PORT": str(app_port),
-            "PAYHOOK_SHOPIFY_GRAPHQL_URL": sandbox_url + GRAPHQL_PATH,
-            "PAYHOOK_SHOPIFY_ACCESS_TOKEN": "shpat_bench", "PAYHOOK_STATE_DIR": str(state),
-            "PAYHOOK_LOG_LEVEL": "WARNING",
-        })
+        env = child_environment(
+            {
+                "PAYHOOK_REDIS_URL": redis.url,
+                "PAYHOOK_PORT": str(app_port),
+                "PAYHOOK_SHOPIFY_GRAPHQL_URL": sandbox_url + GRAPHQL_PATH,
+                "PAYHOOK_SHOPIFY_ACCESS_TOKEN": "shpat_bench",
+                "PAYHOOK_STATE_DIR": str(state),
+                "PAYHOOK_LOG_LEVEL": "WARNING",
+            }
+        )
         python = sys.executable
         try:
             with (
-                process([python, "-m", "bench.baseline_app", str(baseline_port)], env,
-                        state / "baseline.log"),
+                process(
+                    [python, "-m", "bench.baseline_app", str(baseline_port)],
+                    env,
+                    state / "baseline.log",
+                ),
                 process([python, "-m", "ops", "serve"], env, state / "web.log"),
             ):
                 app_url = f"http://127.0.0.1:{app_port}"
@@ -176,15 +198,24 @@ def main() -> None:
                 # Intake left its sessions queued with no worker; start from a clean database.
                 asyncio.run(_flush(redis.url))
                 with (
-                    process([python, "-m", "ops", "sandbox", "--port", str(sandbox_port)],
-                            env, state / "sandbox.log"),
-                    process([python, "-m", "ops", "worker", "--concurrency", "2"], env,
-                            state / "worker.log"),
+                    process(
+                        [python, "-m", "ops", "sandbox", "--port", str(sandbox_port)],
+                        env,
+                        state / "sandbox.log",
+                    ),
+                    process(
+                        [python, "-m", "ops", "worker", "--concurrency", "2"],
+                        env,
+                        state / "worker.log",
+                    ),
                 ):
                     wait_until_up(f"{sandbox_url}/_sandbox/calls")
                     time.sleep(3)  # worker start-up is not what is measured
-                    asyncio.run(end_to_end(app_url, sandbox_url, redis.url, args.e2e_sessions,
-                                           args.concurrency))
+                    asyncio.run(
+                        end_to_end(
+                            app_url, sandbox_url, redis.url, args.e2e_sessions, args.concurrency
+                        )
+                    )
         finally:
             redis.stop()
 

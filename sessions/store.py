@@ -57,6 +57,7 @@ redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
+if ARGV[7] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[7]) end
 return {'created'}
 """
 
@@ -149,15 +150,22 @@ class SessionStore:
         return self._redis
 
     async def create(
-        self, session: Session, event: TimelineEvent, *, due_at: float
+        self,
+        session: Session,
+        event: TimelineEvent,
+        *,
+        due_at: float,
+        enqueue: tuple[str, str] | None = None,
     ) -> CreateResult:
         """Store a new session in one round trip, or say why not (duplicate or conflict).
 
         The session enters the due set at `due_at`: if the task message that should carry it
-        is lost, the sweeper picks it up from there.
+        is lost, the sweeper picks it up from there. `enqueue` is (list, message): pushed in
+        the same atomic step, only when the session is new.
         """
+        queue, message = enqueue or ("", "")
         reply = await self._create(
-            keys=[session_key(session.id), timeline_key(session.id), INDEX_CREATED, DUE],
+            keys=[session_key(session.id), timeline_key(session.id), INDEX_CREATED, DUE, queue],
             args=[
                 session.fingerprint(),
                 repr(session.created_at),
@@ -165,6 +173,7 @@ class SessionStore:
                 json.dumps(_encode(session)),
                 session.id,
                 repr(due_at),
+                message,
             ],
         )
         status = Created(_text(reply[0]))

@@ -12,10 +12,9 @@ from config import Settings
 from sessions.store import SessionStore
 from webhook import health, sessions
 from webhook.errors import json_errors
-from webhook.keys import DISPATCHER, METRICS, REDIS, SETTINGS, STORE
+from webhook.keys import CELERY, METRICS, REDIS, SETTINGS, STORE
 from webhook.metrics import WebMetrics
 from workers.celery_app import create_celery
-from workers.dispatch import Dispatcher
 
 
 def create_app(
@@ -25,14 +24,14 @@ def create_app(
     app = web.Application(middlewares=[json_errors], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = WebMetrics()
+    # Used only to render task messages; the web process never opens a broker connection.
+    app[CELERY] = celery if celery is not None else create_celery(settings)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         client = redis if redis is not None else Redis.from_url(settings.redis_url)
         app[REDIS] = client
         app[STORE] = SessionStore(client)
-        app[DISPATCHER] = Dispatcher(celery if celery is not None else create_celery(settings))
         yield
-        app[DISPATCHER].close()
         if redis is None:
             await client.aclose()
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from aiohttp import web
+from celery import Celery
 from redis.asyncio import Redis
 
 from config import Settings
 from sessions.store import SessionStore
 from webhook.metrics import WebMetrics
-from workers.dispatch import Dispatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", SessionStore)
-DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+CELERY = web.AppKey("celery", Celery)
 METRICS = web.AppKey("metrics", WebMetrics)

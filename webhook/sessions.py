@@ -1,4 +1,5 @@
-"""Session endpoints. Each handler: read → validate → persist (dedupe) → enqueue → 201.
+"""Session endpoints. Each handler: read → validate → persist + enqueue (one atomic Redis
+call that also dedupes) → 201.
 
 No PSP or Shopify call ever happens on the request path.
 """
@@ -16,7 +17,8 @@ from sessions.states import State
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
 from webhook.errors import ApiError
-from webhook.keys import DISPATCHER, METRICS, SETTINGS, STORE
+from webhook.keys import CELERY, METRICS, SETTINGS, STORE
+from workers.dispatch import QUEUE, task_message
 
 log = logging.getLogger("payhook.webhook")
 
@@ -82,7 +84,10 @@ async def capture_sessions(request: web.Request) -> web.Response:
     event = TimelineEvent(
         at=now, event="received", state=State.RECEIVED, detail=f"Shopify-Request-Id {request_id}"
     )
-    result = await request.app[STORE].create(session, event, due_at=now + settings.lease_seconds)
+    message = task_message(request.app[CELERY], Kind.CAPTURE, session.id)
+    result = await request.app[STORE].create(
+        session, event, due_at=now + settings.lease_seconds, enqueue=(QUEUE, message)
+    )
     context = {"session_id": session.id, "shop": shop, "kind": "capture"}
     if result.status is Created.CONFLICT:
         metrics.sessions.labels("capture", "conflict").inc()
@@ -90,12 +95,6 @@ async def capture_sessions(request: web.Request) -> web.Response:
         log.warning("conflicting duplicate", extra=context)
         raise _conflict(session.id, sent, result.stored_fingerprint)
     if result.status is Created.CREATED:
-        try:
-            await request.app[DISPATCHER].dispatch(Kind.CAPTURE, session.id)
-        except Exception:
-            # The session is stored and due: the sweeper dispatches it once the broker is
-            # back, so Shopify still gets its 201 rather than a retry that changes nothing.
-            log.exception("enqueue failed; the sweeper will pick the session up", extra=context)
         log.info("session received", extra=context)
     metrics.sessions.labels("capture", result.status.value).inc()
     metrics.latency.labels("capture").observe(time.perf_counter() - started)

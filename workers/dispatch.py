@@ -1,9 +1,20 @@
-"""Handing sessions to the workers: one Celery task per session kind, named here once."""
+"""Handing sessions to the workers: one Celery task per session kind, named here once.
+
+Two ways in:
+
+- `task_message()` renders the exact message Celery's Redis transport would push, so the web
+  handler can store a session *and* queue its task in one atomic Redis call: a session is
+  never stored without its message, nor queued twice, and the request path never blocks on
+  a publisher.
+- `Dispatcher` publishes through Celery itself, for code already running in a worker (the
+  sweeper).
+"""
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import base64
+import json
+import uuid
 
 from celery import Celery
 
@@ -19,23 +30,40 @@ def task_name(kind: Kind) -> str:
     return TASK_NAMES[kind]
 
 
-class Dispatcher:
-    """Publishes task messages from asyncio code.
+def task_message(celery: Celery, kind: Kind, session_id: str) -> str:
+    """The Redis-transport envelope of `payhook.<kind>(session_id)`, ready to LPUSH on QUEUE.
 
-    Celery's publisher is blocking, so it runs on one dedicated thread: the event loop never
-    waits on the broker socket, and publishes stay ordered and off any shared connection.
+    Headers and body come from Celery's own protocol-2 builder; the envelope is the one
+    kombu's virtual transport writes for a publish to the default exchange. The end-to-end
+    tests run a real worker on these messages, so a change in either library shows there.
     """
+    task_id = str(uuid.uuid4())
+    built = celery.amqp.as_task_v2(task_id, task_name(kind), args=(session_id,))
+    body = json.dumps(built.body).encode()
+    properties = {
+        **built.properties,
+        "delivery_mode": 2,
+        "delivery_info": {"exchange": "", "routing_key": QUEUE},
+        "priority": 0,
+        "body_encoding": "base64",
+        "delivery_tag": str(uuid.uuid4()),
+    }
+    return json.dumps(
+        {
+            "body": base64.b64encode(body).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": built.headers,
+            "properties": properties,
+        }
+    )
+
+
+class Dispatcher:
+    """Publishes task messages through Celery (blocking; for worker-side code)."""
 
     def __init__(self, celery: Celery) -> None:
         self._celery = celery
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="payhook-dispatch")
 
-    def dispatch_now(self, kind: Kind, session_id: str) -> None:
+    def dispatch(self, kind: Kind, session_id: str) -> None:
         self._celery.send_task(task_name(kind), args=[session_id], queue=QUEUE)
-
-    async def dispatch(self, kind: Kind, session_id: str) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.dispatch_now, kind, session_id)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)

@@ -56,7 +56,7 @@ def register_tasks(app: Celery, settings: Settings) -> RuntimeHolder:
         return runtime.run(
             sweep(
                 runtime.store,
-                dispatcher.dispatch_now,
+                dispatcher.dispatch,
                 now=time.time(),
                 limit=settings.sweep_batch,
                 hold_for=settings.lease_seconds,

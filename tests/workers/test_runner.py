@@ -48,13 +48,21 @@ async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxShopifyClient]:
 @pytest.fixture
 async def services(sandbox_url: str) -> AsyncIterator[Services]:
     redis = fakeredis.FakeAsyncRedis()
-    gateway = GqlShopifyGateway(url_template=sandbox_url + GRAPHQL_PATH, api_version="2025-10",
-                                tokens=Tokens(), timeout_seconds=2)
+    gateway = GqlShopifyGateway(
+        url_template=sandbox_url + GRAPHQL_PATH,
+        api_version="2025-10",
+        tokens=Tokens(),
+        timeout_seconds=2,
+    )
     yield Services(
-        store=SessionStore(redis), connector=SimulatorConnector(redis), gateway=gateway,
+        store=SessionStore(redis),
+        connector=SimulatorConnector(redis),
+        gateway=gateway,
         psp_policy=RetryPolicy((0.0,), max_attempts=3),
         shopify_policy=RetryPolicy((0.0,), max_attempts=3),
-        lease_seconds=10, owner="unit-worker", clock=time.time,
+        lease_seconds=10,
+        owner="unit-worker",
+        clock=time.time,
     )
     await gateway.close()
     await redis.aclose()
@@ -71,8 +79,9 @@ def book(services: Services) -> SimulatorConnector:
     return services.connector
 
 
-async def test_one_run_settles_and_reports(services: Services,
-                                           sandbox: SandboxShopifyClient) -> None:
+async def test_one_run_settles_and_reports(
+    services: Services, sandbox: SandboxShopifyClient
+) -> None:
     session_id = await stored(services)
     assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
     session = await services.store.get(session_id)
@@ -135,8 +144,10 @@ async def test_invalid_state_on_the_first_report_is_someone_elses_decision(
     session_id = await stored(services, state=State.SETTLED, outcome=Outcome.APPROVED)
     session = await services.store.get(session_id)
     assert session is not None
-    await services.gateway.send(session.shop, mutations.reject(
-        "capture", session.gid, "PROCESSING_ERROR", "merchant cancelled"))
+    await services.gateway.send(
+        session.shop,
+        mutations.reject("capture", session.gid, "PROCESSING_ERROR", "merchant cancelled"),
+    )
     assert isinstance(await run(session_id, services, LIFECYCLE), DeadLetter)
 
 
@@ -144,9 +155,14 @@ async def test_invalid_state_after_our_own_earlier_attempt_counts_as_done(
     services: Services, sandbox: SandboxShopifyClient
 ) -> None:
     # We sent this reject before and lost the answer; Shopify now calls a repeat a conflict.
-    session_id = await stored(services, state=State.SETTLED, outcome=Outcome.DECLINED,
-                              reject_code="PROCESSING_ERROR", merchant_message="declined",
-                              report_attempts=1)
+    session_id = await stored(
+        services,
+        state=State.SETTLED,
+        outcome=Outcome.DECLINED,
+        reject_code="PROCESSING_ERROR",
+        merchant_message="declined",
+        report_attempts=1,
+    )
     session = await services.store.get(session_id)
     assert session is not None
     await services.gateway.send(session.shop, mutations.resolve("capture", session.gid))

@@ -41,9 +41,15 @@ async def sandbox(server: Any) -> AsyncIterator[SandboxShopifyClient]:
         yield client
 
 
-def gateway_for(base: str, token: str | None = "shpat_x", timeout: float = 2.0) -> GqlShopifyGateway:
-    return GqlShopifyGateway(url_template=base + GRAPHQL_PATH, api_version="2025-10",
-                             tokens=Tokens(token), timeout_seconds=timeout)
+def gateway_for(
+    base: str, token: str | None = "shpat_x", timeout: float = 2.0
+) -> GqlShopifyGateway:
+    return GqlShopifyGateway(
+        url_template=base + GRAPHQL_PATH,
+        api_version="2025-10",
+        tokens=Tokens(token),
+        timeout_seconds=timeout,
+    )
 
 
 @pytest.fixture
@@ -66,8 +72,10 @@ async def test_a_reject_carries_code_and_merchant_message(
 ) -> None:
     await gateway.send(SHOP, mutations.reject("capture", GID, "AUTHORIZATION_EXPIRED", "too late"))
     [call] = await sandbox.calls(gid=GID)
-    assert call["variables"]["reason"] == {"code": "AUTHORIZATION_EXPIRED",
-                                           "merchantMessage": "too late"}
+    assert call["variables"]["reason"] == {
+        "code": "AUTHORIZATION_EXPIRED",
+        "merchantMessage": "too late",
+    }
     assert (await sandbox.session_state(GID) or {})["state"] == "rejected"
 
 
@@ -83,7 +91,9 @@ async def test_a_reject_carries_code_and_merchant_message(
     ids=["500", "503", "html 429", "html 429 retry-after", "lost answer"],
 )
 async def test_server_trouble_is_retryable(
-    gateway: GqlShopifyGateway, sandbox: SandboxShopifyClient, rule: dict[str, Any],
+    gateway: GqlShopifyGateway,
+    sandbox: SandboxShopifyClient,
+    rule: dict[str, Any],
     retry_after: float | None,
 ) -> None:
     await sandbox.add_fault(rule)

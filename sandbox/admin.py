@@ -1,0 +1,98 @@
+"""The sandbox's own JSON API under `/_sandbox/`, for tests and `payhook demo` to steer it.
+
+| method | path                     | does                                                   |
+|--------|--------------------------|--------------------------------------------------------|
+| GET    | /_sandbox/calls          | `{"calls": [...]}`, optional `?gid=` and `?mutation=`   |
+| GET    | /_sandbox/sessions/{gid} | the session's state; 404 if the gid is unknown          |
+| POST   | /_sandbox/sessions       | `{"gids": [...]}` registers them, as Shopify would      |
+| GET    | /_sandbox/faults         | `{"faults": [...]}`, the rules still armed              |
+| POST   | /_sandbox/faults         | adds one fault rule; 400 and the reason if invalid      |
+| DELETE | /_sandbox/faults         | disarms every rule                                      |
+| POST   | /_sandbox/reset          | forgets sessions, calls and faults                      |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from sandbox.faults import FaultRuleError, parse_fault
+from sandbox.state import SANDBOX_STATE
+
+
+def add_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/_sandbox/calls", list_calls)
+    # A gid contains slashes (`gid://shopify/CaptureSession/x`), percent-encoded or not.
+    app.router.add_get("/_sandbox/sessions/{gid:.+}", get_session)
+    app.router.add_post("/_sandbox/sessions", register_sessions)
+    app.router.add_get("/_sandbox/faults", list_faults)
+    app.router.add_post("/_sandbox/faults", add_fault)
+    app.router.add_delete("/_sandbox/faults", clear_faults)
+    app.router.add_post("/_sandbox/reset", reset)
+
+
+def _bad_request(message: str) -> web.Response:
+    return web.json_response({"error": message}, status=400)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | None:
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    calls = request.app[SANDBOX_STATE].calls.select(
+        gid=request.query.get("gid"), mutation=request.query.get("mutation")
+    )
+    return web.json_response({"calls": [call.as_json() for call in calls]})
+
+
+async def get_session(request: web.Request) -> web.Response:
+    gid = request.match_info["gid"]
+    record = request.app[SANDBOX_STATE].ledger.get(gid)
+    if record is None:
+        return web.json_response({"error": f"unknown session {gid}"}, status=404)
+    return web.json_response(record.as_json())
+
+
+async def register_sessions(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    gids = body.get("gids") if body else None
+    if not isinstance(gids, list) or not all(isinstance(gid, str) for gid in gids):
+        return _bad_request('expected {"gids": ["gid://shopify/...", ...]}')
+    ledger = request.app[SANDBOX_STATE].ledger
+    try:
+        records = [ledger.register(gid) for gid in gids]
+    except ValueError as exc:
+        return _bad_request(str(exc))
+    return web.json_response({"sessions": [record.as_json() for record in records]})
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    return web.json_response({"faults": request.app[SANDBOX_STATE].faults.active()})
+
+
+async def add_fault(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    if body is None:
+        return _bad_request("expected a JSON object describing one fault rule")
+    try:
+        rule = parse_fault(body)
+    except FaultRuleError as exc:
+        return _bad_request(str(exc))
+    request.app[SANDBOX_STATE].faults.add(rule)
+    return web.json_response({"fault": rule.model_dump(exclude_none=True)}, status=201)
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    cleared = request.app[SANDBOX_STATE].faults.clear()
+    return web.json_response({"cleared": cleared})
+
+
+async def reset(request: web.Request) -> web.Response:
+    request.app[SANDBOX_STATE].reset()
+    return web.json_response({"reset": True})

@@ -1,0 +1,92 @@
+"""A typed client for the sandbox Shopify's admin API (`/_sandbox/...`).
+
+The caller owns the `aiohttp.ClientSession`, as everywhere in payhook; this class only
+borrows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+
+class SandboxAdminError(Exception):
+    """The sandbox refused an admin request (a bad fault rule, an invalid gid...)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"sandbox answered {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class SandboxShopifyClient:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._session = session
+
+    async def calls(
+        self, gid: str | None = None, mutation: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Recorded GraphQL calls, oldest first, optionally only one gid or mutation."""
+        params = {key: value for key, value in (("gid", gid), ("mutation", mutation)) if value}
+        body = await self._request("GET", "/_sandbox/calls", params=params)
+        calls: list[dict[str, Any]] = body["calls"]
+        return calls
+
+    async def session_state(self, gid: str) -> dict[str, Any] | None:
+        """The session's state as the sandbox holds it; None if the gid is unknown."""
+        # Encoded by hand: the gid's own slashes must not read as path separators.
+        url = URL(f"{self.base_url}/_sandbox/sessions/{quote(gid, safe='')}", encoded=True)
+        async with self._session.get(url) as response:
+            if response.status == 404:
+                return None
+            return await _json_or_raise(response)
+
+    async def register(self, gids: Iterable[str]) -> None:
+        """Make gids known, as Shopify does when it creates a session."""
+        await self._request("POST", "/_sandbox/sessions", json={"gids": list(gids)})
+
+    async def add_fault(self, rule: Mapping[str, Any]) -> dict[str, Any]:
+        """Arm one fault rule; returns it as the sandbox understood it."""
+        body = await self._request("POST", "/_sandbox/faults", json=dict(rule))
+        fault: dict[str, Any] = body["fault"]
+        return fault
+
+    async def faults(self) -> list[dict[str, Any]]:
+        body = await self._request("GET", "/_sandbox/faults")
+        faults: list[dict[str, Any]] = body["faults"]
+        return faults
+
+    async def clear_faults(self) -> None:
+        await self._request("DELETE", "/_sandbox/faults")
+
+    async def reset(self) -> None:
+        await self._request("POST", "/_sandbox/reset")
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: object = None,
+    ) -> dict[str, Any]:
+        async with self._session.request(
+            method, self.base_url + path, params=params, json=json
+        ) as response:
+            return await _json_or_raise(response)
+
+
+async def _json_or_raise(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    try:
+        body = await response.json()
+    except (aiohttp.ContentTypeError, ValueError):
+        raise SandboxAdminError(response.status, await response.text()) from None
+    if response.status >= 400 or not isinstance(body, dict):
+        message = body.get("error", body) if isinstance(body, dict) else body
+        raise SandboxAdminError(response.status, str(message))
+    return body

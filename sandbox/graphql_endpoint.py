@@ -1,0 +1,227 @@
+"""`POST /{shop}/payments_apps/api/{version}/graphql.json`, answered the way Shopify does.
+
+Order of checks: access token (401), request body (400), fault rules, then GraphQL
+parse/validate (HTTP 200 with `errors`, as Shopify answers them) and execution. Every
+request is written to the call log, whatever its fate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    OperationType,
+    StringValueNode,
+    VariableNode,
+    execute_sync,
+    get_operation_ast,
+    parse,
+    validate,
+)
+
+from sandbox.cost import MUTATION_COST, QUERY_COST
+from sandbox.faults import (
+    CommitThenStatusFault,
+    DelayFault,
+    FaultRule,
+    Html429Fault,
+    StatusFault,
+    ThrottledFault,
+)
+from sandbox.ledger import Outcome
+from sandbox.shopify_schema import MutationContext, user_error_code
+from sandbox.state import SANDBOX_STATE, SandboxState
+
+UNAUTHORIZED_MESSAGE = (
+    "[API] Invalid API key or access token (unrecognized login or wrong password)"
+)
+
+# Seen from payments_apps endpoints in 2026 (notes §4.4): Cloudflare's managed challenge.
+CHALLENGE_PAGE = """<!DOCTYPE html>
+<html lang="en-US">
+<head><title>Just a moment...</title><meta name="robots" content="noindex,nofollow"></head>
+<body>
+<div class="main-wrapper" role="main">
+<h1>Your connection needs to be verified before you can proceed</h1>
+<p>This sandbox page stands in for a Cloudflare managed challenge.</p>
+</div>
+</body>
+</html>
+"""
+
+
+@dataclass
+class _Call:
+    """What the handler learned about one request, filled in as checks pass."""
+
+    shop: str
+    query: str | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    operation_name: str | None = None
+    document: DocumentNode | None = None
+    syntax_error: GraphQLError | None = None
+    mutation: str | None = None
+    gid: str | None = None
+    cost: int = 0
+
+
+async def graphql_endpoint(request: web.Request) -> web.Response:
+    state = request.app[SANDBOX_STATE]
+    call = _Call(shop=request.match_info["shop"])
+    body_ok = _read_body(call, await request.text())
+
+    token = request.headers.get("X-Shopify-Access-Token", "")
+    if not state.token_accepted(call.shop, token):
+        return _finish(state, call, web.json_response({"errors": UNAUTHORIZED_MESSAGE}, status=401))
+    if not body_ok:
+        problem = {"errors": {"query": "Required parameter missing or invalid"}}
+        return _finish(state, call, web.json_response(problem, status=400))
+
+    fault = state.faults.take(call.mutation)
+    early = _early_fault_response(state, call, fault)
+    if early is not None:
+        return _finish(state, call, early, fault=fault)
+    if isinstance(fault, DelayFault):
+        # aiohttp does not cancel handlers when the client hangs up, so a client that
+        # times out during the delay still has its mutation applied: a lost response.
+        await asyncio.sleep(fault.seconds)
+
+    response, outcomes = _run_graphql(state, call)
+    if isinstance(fault, CommitThenStatusFault):
+        response = _server_error(fault.status)
+    return _finish(state, call, response, outcomes=outcomes, fault=fault)
+
+
+def _read_body(call: _Call, raw: str) -> bool:
+    """Fill `call` from the JSON body; False when the body is not a usable request."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return False
+    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+        return False
+    variables = body.get("variables") or {}
+    operation_name = body.get("operationName")
+    if not isinstance(variables, dict) or not isinstance(operation_name, str | None):
+        return False
+    call.query, call.variables, call.operation_name = body["query"], variables, operation_name
+    try:
+        call.document = parse(body["query"])
+    except GraphQLError as exc:
+        call.syntax_error = exc
+        return True
+    _peek_operation(call, call.document)
+    return True
+
+
+def _peek_operation(call: _Call, document: DocumentNode) -> None:
+    """Find the mutation name and gid before execution, for fault filters and the log."""
+    operation = get_operation_ast(document, call.operation_name)
+    if operation is None:
+        return
+    fields = [node for node in operation.selection_set.selections if isinstance(node, FieldNode)]
+    if operation.operation is not OperationType.MUTATION:
+        call.cost = QUERY_COST
+        return
+    call.cost = MUTATION_COST * len(fields)
+    if not fields:
+        return
+    first = fields[0]
+    call.mutation = first.name.value
+    for argument in first.arguments or ():
+        if argument.name.value != "id":
+            continue
+        if isinstance(argument.value, VariableNode):
+            value = call.variables.get(argument.value.name.value)
+            call.gid = value if isinstance(value, str) else None
+        elif isinstance(argument.value, StringValueNode):
+            call.gid = argument.value.value
+
+
+def _early_fault_response(
+    state: SandboxState, call: _Call, fault: FaultRule | None
+) -> web.Response | None:
+    """The answer for faults that stop the request before GraphQL runs."""
+    if isinstance(fault, StatusFault):
+        return _server_error(fault.status)
+    if isinstance(fault, Html429Fault):
+        headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+        return web.Response(
+            status=429, text=CHALLENGE_PAGE, content_type="text/html", headers=headers
+        )
+    if isinstance(fault, ThrottledFault):
+        throttled = {
+            "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
+            "extensions": {"cost": state.bucket.throttled(call.cost)},
+        }
+        return web.json_response(throttled)
+    return None
+
+
+def _run_graphql(state: SandboxState, call: _Call) -> tuple[web.Response, list[Outcome]]:
+    """Validate and execute; GraphQL-level problems are still HTTP 200, as on Shopify."""
+    if call.syntax_error is not None:
+        return _graphql_errors(state, [call.syntax_error]), []
+    assert call.document is not None  # _read_body parsed it when there was no syntax error
+    problems = validate(state.schema, call.document)
+    if problems:
+        return _graphql_errors(state, problems), []
+    context = MutationContext(ledger=state.ledger, shop=call.shop)
+    result = execute_sync(
+        state.schema,
+        call.document,
+        context_value=context,
+        variable_values=call.variables,
+        operation_name=call.operation_name,
+    )
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [error.formatted for error in result.errors]
+    payload["extensions"] = {"cost": state.bucket.charge(call.cost)}
+    return web.json_response(payload), context.outcomes
+
+
+def _graphql_errors(state: SandboxState, errors: list[GraphQLError]) -> web.Response:
+    payload = {
+        "errors": [error.formatted for error in errors],
+        "extensions": {"cost": state.bucket.charge(0)},
+    }
+    return web.json_response(payload)
+
+
+def _server_error(status: int) -> web.Response:
+    # 5xx answers come from Shopify's edge as HTML, not as GraphQL JSON; a client that
+    # parsed an `errors` key out of them would mistake an outage for a GraphQL error.
+    title = f"{status} {HTTPStatus(status).phrase}"
+    page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>\n"
+    return web.Response(status=status, text=page, content_type="text/html")
+
+
+def _finish(
+    state: SandboxState,
+    call: _Call,
+    response: web.Response,
+    *,
+    outcomes: list[Outcome] | None = None,
+    fault: FaultRule | None = None,
+) -> web.Response:
+    outcomes = outcomes or []
+    state.calls.record(
+        shop=call.shop,
+        mutation=call.mutation,
+        gid=call.gid,
+        variables=call.variables,
+        status=response.status,
+        applied=bool(outcomes) and all(outcome.applied for outcome in outcomes),
+        user_error_codes=[user_error_code(o) for o in outcomes if not o.applied],
+        fault=fault.kind if fault is not None else None,
+    )
+    return response

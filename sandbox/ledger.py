@@ -1,0 +1,166 @@
+"""Session state held by the sandbox Shopify, and the rules that decide each mutation.
+
+The rules are Shopify's (notes §5.1): for one gid, idempotency is per mutation *name*.
+The first name that succeeds wins; repeating that name succeeds again and returns the
+stored state (a repeated reject ignores its new reason); any other name is refused with
+`<KIND>_SESSION_INVALID_STATE`.
+
+One exception, also Shopify's: `paymentSessionPending` is not final. A pending payment is
+later resolved or rejected, so those two may follow it; once they have, pending is refused
+like any other late name.
+
+No I/O here, so the rules are tested as plain functions of their inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any, Literal
+
+SessionKind = Literal["capture", "refund", "void", "payment"]
+StateName = Literal["resolved", "rejected", "pending"]
+
+_GID_PREFIX = "gid://shopify/"
+_GID_TYPES: dict[str, SessionKind] = {
+    "CaptureSession": "capture",
+    "RefundSession": "refund",
+    "VoidSession": "void",
+    "PaymentSession": "payment",
+}
+
+MUTATIONS: dict[str, tuple[SessionKind, StateName]] = {
+    "captureSessionResolve": ("capture", "resolved"),
+    "captureSessionReject": ("capture", "rejected"),
+    "refundSessionResolve": ("refund", "resolved"),
+    "refundSessionReject": ("refund", "rejected"),
+    "voidSessionResolve": ("void", "resolved"),
+    "voidSessionReject": ("void", "rejected"),
+    "paymentSessionResolve": ("payment", "resolved"),
+    "paymentSessionReject": ("payment", "rejected"),
+    "paymentSessionPending": ("payment", "pending"),
+}
+"""Every mutation the sandbox serves: the session kind it acts on and the state it sets."""
+
+
+def kind_of_gid(gid: str) -> SessionKind | None:
+    """`gid://shopify/CaptureSession/abc` → `"capture"`; None for anything else."""
+    if not gid.startswith(_GID_PREFIX):
+        return None
+    type_name, slash, local_id = gid[len(_GID_PREFIX) :].partition("/")
+    if not slash or not local_id or "/" in local_id:
+        return None
+    return _GID_TYPES.get(type_name)
+
+
+@dataclass
+class SessionRecord:
+    """What the sandbox knows about one session. `state` is None until a mutation lands."""
+
+    gid: str
+    kind: SessionKind
+    state: StateName | None = None
+    mutation: str | None = None
+    reason: dict[str, Any] | None = None
+    authorization_expires_at: str | None = None
+    pending_expires_at: str | None = None
+
+    @property
+    def local_id(self) -> str:
+        return self.gid.rsplit("/", 1)[1]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "gid": self.gid,
+            "kind": self.kind,
+            "state": self.state,
+            "mutation": self.mutation,
+            "reason": self.reason,
+            "authorizationExpiresAt": self.authorization_expires_at,
+            "pendingExpiresAt": self.pending_expires_at,
+        }
+
+
+class Refusal(enum.Enum):
+    """Why a mutation was refused; the userError code is `<KIND>_SESSION_<name>`."""
+
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_STATE = "INVALID_STATE"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The decision on one mutation. `session` is a snapshot, None when refused."""
+
+    mutation: str
+    gid: str
+    session: SessionRecord | None
+    refusal: Refusal | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.refusal is None
+
+
+class Ledger:
+    """All sessions the sandbox knows, keyed by gid.
+
+    With `strict` on, a gid must have been registered first (as Shopify only knows
+    sessions it created); with it off, an unknown gid of the right kind is registered on
+    first use, which suits ad-hoc dev runs.
+    """
+
+    def __init__(self, *, strict: bool) -> None:
+        self.strict = strict
+        self._sessions: dict[str, SessionRecord] = {}
+
+    def register(self, gid: str) -> SessionRecord:
+        """Make `gid` known. Registering it again keeps its state."""
+        kind = kind_of_gid(gid)
+        if kind is None:
+            raise ValueError(f"not a Payments Apps session gid: {gid!r}")
+        return self._sessions.setdefault(gid, SessionRecord(gid=gid, kind=kind))
+
+    def get(self, gid: str) -> SessionRecord | None:
+        record = self._sessions.get(gid)
+        return dataclasses.replace(record) if record else None
+
+    def clear(self) -> None:
+        self._sessions.clear()
+
+    def apply(
+        self,
+        mutation: str,
+        gid: str,
+        *,
+        reason: dict[str, Any] | None = None,
+        authorization_expires_at: str | None = None,
+        pending_expires_at: str | None = None,
+    ) -> Outcome:
+        """Decide `mutation` on `gid` and, if it is the first of its name, store its state."""
+        kind, target = MUTATIONS[mutation]
+        # A gid of another kind is not a session this mutation can see at all.
+        if kind_of_gid(gid) != kind:
+            return Outcome(mutation, gid, None, Refusal.NOT_FOUND)
+        record = self._sessions.get(gid)
+        if record is None:
+            if self.strict:
+                return Outcome(mutation, gid, None, Refusal.NOT_FOUND)
+            record = self.register(gid)
+
+        if record.mutation == mutation:
+            # Same name again: performed once, same answer; new arguments are ignored.
+            return Outcome(mutation, gid, dataclasses.replace(record))
+        if record.state is not None and not (record.state == "pending" and target != "pending"):
+            return Outcome(mutation, gid, None, Refusal.INVALID_STATE)
+
+        record.state = target
+        record.mutation = mutation
+        # A payment leaving pending drops the pending reason; the expiry times stay.
+        record.reason = reason
+        if authorization_expires_at is not None:
+            record.authorization_expires_at = authorization_expires_at
+        if pending_expires_at is not None:
+            record.pending_expires_at = pending_expires_at
+        return Outcome(mutation, gid, dataclasses.replace(record))

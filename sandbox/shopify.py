@@ -1,0 +1,89 @@
+"""A sandbox Shopify: a real aiohttp server speaking the Payments Apps GraphQL API.
+
+payhook talks to it in dev mode and in tests exactly as it talks to Shopify, by pointing
+`PAYHOOK_SHOPIFY_GRAPHQL_URL` at `graphql_url_template`. Behind the GraphQL endpoint sit
+Shopify's session rules (`sandbox.ledger`), fault rules (`sandbox.faults`) and a call log,
+all steered through the admin API (`sandbox.admin`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from sandbox.admin import add_admin_routes
+from sandbox.graphql_endpoint import graphql_endpoint
+from sandbox.state import SANDBOX_STATE, SandboxState
+
+GRAPHQL_PATH = "/{shop}/payments_apps/api/{version}/graphql.json"
+
+
+def create_shopify_app(
+    *,
+    strict_sessions: bool = True,
+    tokens: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> web.Application:
+    """The sandbox app.
+
+    `strict_sessions`: a gid must be registered (`POST /_sandbox/sessions`) before a
+    mutation can find it, as on Shopify; off, unknown gids are registered on first use.
+    `tokens`: shop → the only access token accepted for it; other shops accept any
+    non-empty token. `clock`: monotonic seconds for fault windows and the cost bucket.
+    """
+    app = web.Application()
+    app[SANDBOX_STATE] = SandboxState.create(
+        strict_sessions=strict_sessions, tokens=dict(tokens or {}), clock=clock
+    )
+    app.router.add_post(GRAPHQL_PATH, graphql_endpoint)
+    add_admin_routes(app)
+    return app
+
+
+@dataclass(frozen=True)
+class RunningShopifySandbox:
+    """A started sandbox; `close()` stops it."""
+
+    runner: web.AppRunner
+    url: str
+    port: int
+
+    @property
+    def graphql_url_template(self) -> str:
+        """With `{shop}` and `{version}` left in, as `PAYHOOK_SHOPIFY_GRAPHQL_URL` expects."""
+        return self.url + GRAPHQL_PATH
+
+    def graphql_url(self, shop: str, version: str = "2025-10") -> str:
+        return self.graphql_url_template.format(shop=shop, version=version)
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_shopify_sandbox(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    strict_sessions: bool = True,
+    tokens: Mapping[str, str] | None = None,
+) -> RunningShopifySandbox:
+    """Serve the sandbox on `host:port`; port 0 picks a free one, read it from `.port`."""
+    app = create_shopify_app(strict_sessions=strict_sessions, tokens=tokens)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_port = int(runner.addresses[0][1])
+    # A wildcard bind is reachable on loopback; an IPv6 literal needs brackets in a URL.
+    url_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    if ":" in url_host:
+        url_host = f"[{url_host}]"
+    return RunningShopifySandbox(
+        runner=runner, url=f"http://{url_host}:{bound_port}", port=bound_port
+    )

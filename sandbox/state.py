@@ -1,0 +1,60 @@
+"""Everything one sandbox Shopify app remembers, in one object under one typed AppKey."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from graphql import GraphQLSchema
+
+from sandbox.calls import CallLog
+from sandbox.cost import ThrottleBucket
+from sandbox.faults import FaultBook
+from sandbox.ledger import Ledger
+from sandbox.shopify_schema import build_schema
+
+
+@dataclass
+class SandboxState:
+    schema: GraphQLSchema
+    ledger: Ledger
+    faults: FaultBook
+    calls: CallLog
+    bucket: ThrottleBucket
+    tokens: dict[str, str]
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        strict_sessions: bool,
+        tokens: dict[str, str],
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> SandboxState:
+        return cls(
+            schema=build_schema(),
+            ledger=Ledger(strict=strict_sessions),
+            faults=FaultBook(clock),
+            calls=CallLog(wall_clock),
+            bucket=ThrottleBucket(clock),
+            tokens=dict(tokens),
+        )
+
+    def token_accepted(self, shop: str, token: str) -> bool:
+        """Any non-empty token, unless the shop has a configured one; then only that."""
+        expected = self.tokens.get(shop)
+        return bool(token) and (expected is None or hmac.compare_digest(token, expected))
+
+    def reset(self) -> None:
+        """Forget sessions, calls and faults; configuration (tokens, strictness) stays."""
+        self.ledger.clear()
+        self.faults.clear()
+        self.calls.clear()
+        self.bucket.reset()
+
+
+SANDBOX_STATE: web.AppKey[SandboxState] = web.AppKey("sandbox_state", SandboxState)
