@@ -57,7 +57,7 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 def wait_until_up(url: str, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        with suppress(OSError), urllib.request.urlopen(url, timeout=1):  # noqa: S310
+        with suppress(OSError), urllib.request.urlopen(url, timeout=1):
             return
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
@@ -148,7 +148,10 @@ async def end_to_end(
 
         started = time.perf_counter()
         await post_all(f"{app_url}/capture_sessions", bodies, concurrency)
+        deadline = time.monotonic() + 300
         while await redis.zcard(DUE) > 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("sessions still unfinished after 300 s")
             await asyncio.sleep(0.05)
         seconds = time.perf_counter() - started
         resolved = len(await sandbox.calls(mutation="captureSessionResolve")) - count
