@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ConnectorName = Literal["simulator"]
@@ -53,11 +53,27 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
 
-    # Retry ladders (seconds before attempt n+1; the last step repeats) with full jitter.
-    psp_retry_ladder: Ladder = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-    psp_max_attempts: int = Field(default=8, ge=1)
-    shopify_retry_ladder: Ladder = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
-    shopify_max_attempts: int = Field(default=10, ge=1)
+    # Retry ladders: ceilings in seconds before attempt n+1 (the last step repeats), full
+    # jitter. A round gives up once both its attempt cap and its deadline have passed.
+    psp_retry_ladder: Ladder = (2.0, 10.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
+    psp_max_attempts: int = Field(default=12, ge=1)
+    psp_retry_deadline_seconds: float = Field(default=6 * 3600.0, ge=0)
+    shopify_retry_ladder: Ladder = (
+        5.0,
+        30.0,
+        120.0,
+        600.0,
+        1800.0,
+        3600.0,
+        7200.0,
+        14400.0,
+        28800.0,
+    )
+    shopify_max_attempts: int = Field(default=16, ge=1)
+    shopify_retry_deadline_seconds: float = Field(default=2 * 86400.0, ge=0)
+    # Task deliveries of one session before it is declared poison (a session whose task
+    # keeps killing its worker would otherwise be redelivered forever).
+    max_deliveries: int = Field(default=200, ge=1)
 
     # Workers.
     worker_concurrency: int = Field(default=2, ge=1)
@@ -74,10 +90,25 @@ class Settings(BaseSettings):
     # Local state of `payhook dev` (Redis data, AOF, beat schedule).
     state_dir: Path = Path(".payhook")
 
+    # Bearer token for the /admin endpoints; unset disables them.
+    admin_token: SecretStr | None = None
+
     log_level: str = "INFO"
 
     _split_psp = field_validator("psp_retry_ladder", mode="before")(_parse_ladder)
     _split_shopify = field_validator("shopify_retry_ladder", mode="before")(_parse_ladder)
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_run(self) -> Settings:
+        # A lease shorter than one PSP call plus one Shopify call would let a second worker
+        # start the same session while the first is still inside it.
+        needed = self.psp_timeout_seconds + self.shopify_timeout_seconds
+        if self.lease_seconds <= needed:
+            raise ValueError(
+                f"PAYHOOK_LEASE_SECONDS ({self.lease_seconds:g}) must exceed the PSP and "
+                f"Shopify timeouts together ({needed:g})"
+            )
+        return self
 
     @property
     def broker(self) -> str:

@@ -113,9 +113,19 @@ class Session(BaseModel):
     merchant_message: str | None = None
     psp_reference: str | None = None
     report: Report | None = None
+    # Cumulative attempts, never reset (the audit trail and the INVALID_STATE rule use them).
     psp_attempts: int = 0
     report_attempts: int = 0
+    # The current phase (settling, then reporting) since it began or since the last replay:
+    # what a retry ladder's cap and deadline are measured against.
+    phase_attempts: int = 0
+    phase_since: float | None = None
+    # The last PSP answer was lost after the request may have been applied: ask the PSP
+    # for the operation's status before trying it again.
+    psp_uncertain: bool = False
     deliveries: int = 0
+    replays: int = 0
+    failed_at: float | None = None
     last_error: str | None = None
 
     @property

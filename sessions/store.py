@@ -8,6 +8,7 @@ Keys (all under `payhook:`):
 | `s:{id}:timeline` | list | JSON `TimelineEvent`s, oldest first |
 | `idx:created` | sorted set | session id by creation time, for listing |
 | `due` | sorted set | every unfinished session id by the time it must next be looked at |
+| `idx:failed`, `idx:failed:kind:{kind}`, `idx:failed:shop:{shop}` | sorted sets | failed sessions by time of failure (the dead letters) |
 | `lease:{id}` | string | the worker currently running the session, with an expiry |
 
 Every write that changes state is one Lua script, so a session's fields, its state and its
@@ -31,6 +32,15 @@ from sessions.states import State
 PREFIX = "payhook:"
 INDEX_CREATED = f"{PREFIX}idx:created"
 DUE = f"{PREFIX}due"
+FAILED = f"{PREFIX}idx:failed"
+
+
+def failed_index(*, kind: str | None = None, shop: str | None = None) -> str:
+    if kind is not None:
+        return f"{FAILED}:kind:{kind}"
+    if shop is not None:
+        return f"{FAILED}:shop:{shop}"
+    return FAILED
 
 
 def session_key(session_id: str) -> str:
@@ -73,12 +83,47 @@ local change = cjson.decode(ARGV[2])
 for name, value in pairs(change['set']) do redis.call('HSET', KEYS[1], name, value) end
 for _, name in ipairs(change['unset']) do redis.call('HDEL', KEYS[1], name) end
 redis.call('RPUSH', KEYS[2], ARGV[3])
+local target = change['set']['state']
+if target == 'failed' or current == 'failed' then
+  local kind = redis.call('HGET', KEYS[1], 'kind')
+  local shop = redis.call('HGET', KEYS[1], 'shop')
+  local indexes = {KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}
+  for _, index in ipairs(indexes) do
+    if target == 'failed' then
+      redis.call('ZADD', index, change['set']['updated_at'], ARGV[5])
+    else
+      redis.call('ZREM', index, ARGV[5])
+    end
+  end
+end
 if ARGV[4] == '' then
   redis.call('ZREM', KEYS[3], ARGV[5])
 else
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 end
 return {'ok', current}
+"""
+
+_REPLAY = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'failed' then return {'refused', state or 'missing'} end
+local target = 'received'
+if redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then target = 'settled' end
+redis.call('HSET', KEYS[1], 'state', target, 'updated_at', ARGV[1], 'phase_attempts', 0,
+           'phase_since', ARGV[1], 'deliveries', 0)
+redis.call('HINCRBY', KEYS[1], 'replays', 1)
+redis.call('HDEL', KEYS[1], 'failed_at')
+local event = cjson.decode(ARGV[2])
+event['state'] = target
+redis.call('RPUSH', KEYS[2], cjson.encode(event))
+local kind = redis.call('HGET', KEYS[1], 'kind')
+local shop = redis.call('HGET', KEYS[1], 'shop')
+for _, index in ipairs({KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}) do
+  redis.call('ZREM', index, ARGV[4])
+end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+if ARGV[5] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[5]) end
+return {'ok', target}
 """
 
 _CLAIM = """
@@ -144,6 +189,7 @@ class SessionStore:
         self._update = redis.register_script(_UPDATE)
         self._release = redis.register_script(_RELEASE)
         self._claim = redis.register_script(_CLAIM)
+        self._replay = redis.register_script(_REPLAY)
 
     @property
     def redis(self) -> Redis:
@@ -212,7 +258,7 @@ class SessionStore:
             "unset": [k for k, v in change.items() if v is None],
         }
         reply = await self._update(
-            keys=[session_key(session_id), timeline_key(session_id), DUE],
+            keys=[session_key(session_id), timeline_key(session_id), DUE, FAILED],
             args=[
                 json.dumps([str(s) for s in expect]),
                 json.dumps(payload),
@@ -233,6 +279,56 @@ class SessionStore:
         ids = await self._redis.zrevrange(INDEX_CREATED, 0, limit - 1)
         found = [await self.get(_text(i)) for i in ids]
         return [s for s in found if s is not None]
+
+    async def replay(
+        self,
+        session_id: str,
+        event: TimelineEvent,
+        *,
+        due_at: float,
+        enqueue: tuple[str, str] | None = None,
+    ) -> State:
+        """Put a failed session back at its recovery point and queue it, atomically.
+
+        A session with a stored PSP outcome resumes at `settled` (Shopify is told, the PSP
+        is not asked again); one without resumes at `received`. The phase's attempt count,
+        its deadline clock and the delivery counter start over. Raises `StaleState` if the
+        session is not failed.
+        """
+        queue, message = enqueue or ("", "")
+        reply = await self._replay(
+            keys=[session_key(session_id), timeline_key(session_id), DUE, FAILED, queue],
+            args=[
+                repr(event.at),
+                event.model_dump_json(exclude_none=True),
+                repr(due_at),
+                session_id,
+                message,
+            ],
+        )
+        if _text(reply[0]) != "ok":
+            raise StaleState(session_id, _text(reply[1]))
+        return State(_text(reply[1]))
+
+    async def failed_ids(
+        self,
+        *,
+        kind: str | None = None,
+        shop: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[str]:
+        """Failed sessions, oldest failure first, from the narrowest index that applies."""
+        index = failed_index(kind=kind, shop=shop if kind is None else None)
+        low = "-inf" if since is None else repr(since)
+        high = "+inf" if until is None else repr(until)
+        ids = [_text(i) for i in await self._redis.zrangebyscore(index, low, high)]
+        if kind is not None and shop is not None:
+            in_shop = await self._redis.zrangebyscore(failed_index(shop=shop), low, high)
+            wanted = {_text(i) for i in in_shop}
+            ids = [i for i in ids if i in wanted]
+        return ids[:limit]
 
     async def claim_due(self, now: float, *, limit: int, hold_for: float) -> list[str]:
         """Ids due at `now`, pushed `hold_for` seconds ahead so the next sweep skips them."""

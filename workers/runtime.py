@@ -43,10 +43,17 @@ class Runtime:
                 tokens=tokens,
                 timeout_seconds=settings.shopify_timeout_seconds,
             ),
-            psp_policy=RetryPolicy(settings.psp_retry_ladder, settings.psp_max_attempts),
-            shopify_policy=RetryPolicy(
-                settings.shopify_retry_ladder, settings.shopify_max_attempts
+            psp_policy=RetryPolicy(
+                settings.psp_retry_ladder,
+                settings.psp_max_attempts,
+                settings.psp_retry_deadline_seconds,
             ),
+            shopify_policy=RetryPolicy(
+                settings.shopify_retry_ladder,
+                settings.shopify_max_attempts,
+                settings.shopify_retry_deadline_seconds,
+            ),
+            max_deliveries=settings.max_deliveries,
             lease_seconds=settings.lease_seconds,
             owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             clock=time.time,

@@ -65,7 +65,13 @@ def worker_environment(
         "PAYHOOK_SHOPIFY_ACCESS_TOKEN": TOKEN,
         # Short ladders: the paths are the production ones, only the waits shrink.
         "PAYHOOK_PSP_RETRY_LADDER": "0.05,0.1,0.2",
+        "PAYHOOK_PSP_MAX_ATTEMPTS": "8",
+        "PAYHOOK_PSP_RETRY_DEADLINE_SECONDS": "0",
         "PAYHOOK_SHOPIFY_RETRY_LADDER": "0.05,0.1,0.2",
+        "PAYHOOK_SHOPIFY_MAX_ATTEMPTS": "10",
+        "PAYHOOK_SHOPIFY_RETRY_DEADLINE_SECONDS": "0",
+        "PAYHOOK_PSP_TIMEOUT_SECONDS": "1",
+        "PAYHOOK_SHOPIFY_TIMEOUT_SECONDS": "2",
         "PAYHOOK_LEASE_SECONDS": "5",
         "PAYHOOK_SWEEP_INTERVAL_SECONDS": "0.5",
         "PAYHOOK_STATE_DIR": str(state_dir),
@@ -139,6 +145,8 @@ def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -
     return Settings(
         redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
         shopify_graphql_url=shopify_sandbox.graphql_url_template,
+        psp_timeout_seconds=1,
+        shopify_timeout_seconds=2,
         lease_seconds=5,
     )
 

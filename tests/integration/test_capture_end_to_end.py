@@ -128,7 +128,7 @@ async def test_a_psp_that_fails_three_times_is_retried_and_charges_once(
     ]
 
 
-async def test_an_ambiguous_psp_answer_is_retried_under_the_same_key_and_charges_once(
+async def test_an_ambiguous_psp_answer_is_resolved_by_asking_the_psp_not_by_capturing_again(
     worker: WorkerProcess,
     http: aiohttp.ClientSession,
     app_url: str,
@@ -140,7 +140,10 @@ async def test_an_ambiguous_psp_answer_is_retried_under_the_same_key_and_charges
     session = await wait_final(store, sent.id)
     assert session.report is Report.RESOLVED
     book = await psp.book("capture", sent.id)
-    assert (book.calls, book.charges) == (2, 1)
+    assert (book.calls, book.status_calls, book.charges) == (1, 1, 1)
+    events = [e.event for e in await store.timeline(sent.id)]
+    assert events[:6] == ["received", "psp_attempt", "psp_retry", "psp_attempt", "psp_status",
+                          "psp_settled"]
 
 
 async def test_shopify_5xx_twice_then_the_resolve_lands_without_a_second_capture(

@@ -61,6 +61,7 @@ async def services(sandbox_url: str) -> AsyncIterator[Services]:
         psp_policy=RetryPolicy((0.0,), max_attempts=3),
         shopify_policy=RetryPolicy((0.0,), max_attempts=3),
         lease_seconds=10,
+        max_deliveries=5,
         owner="unit-worker",
         clock=time.time,
     )

@@ -56,10 +56,20 @@ class TryAgain:
     ambiguous: bool = False
 
 
+@dataclass(frozen=True)
+class NotFound:
+    """The PSP has no record of the operation: it never happened, so it is safe to send."""
+
+
 Result = Approved | Declined | TryAgain
+StatusResult = Approved | Declined | NotFound | TryAgain
 
 
 class Connector(Protocol):
     name: str
 
     async def capture(self, operation: Operation) -> Result: ...
+
+    async def status(self, kind: str, operation: Operation) -> StatusResult:
+        """What the PSP knows of `kind` (capture, refund, void) under the operation's key."""
+        ...

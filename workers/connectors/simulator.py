@@ -12,7 +12,7 @@ Magic amounts, read from the last two digits of the amount in minor units
 | 51 | declined: `PROCESSING_ERROR` ("card declined") |
 | 52 | declined: `AUTHORIZATION_EXPIRED` |
 | 53 | unavailable for the first 3 calls, then approved (charged once) |
-| 54 | charged, but the first answer is lost (ambiguous); later calls return the approval |
+| 54 | charged, but the first answer is lost (ambiguous); `status` then reports the approval |
 | anything else | approved |
 """
 
@@ -23,7 +23,16 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from sessions.money import to_minor
-from workers.connectors.base import Approved, DeclineCode, Declined, Operation, Result, TryAgain
+from workers.connectors.base import (
+    Approved,
+    DeclineCode,
+    Declined,
+    NotFound,
+    Operation,
+    Result,
+    StatusResult,
+    TryAgain,
+)
 
 _KEY = "payhook:sim:{operation}:{key}"
 TOTALS = "payhook:sim:totals"
@@ -57,6 +66,7 @@ class SimulatorBook:
     calls: int
     charges: int
     result: str | None
+    status_calls: int = 0
 
 
 class SimulatorConnector:
@@ -69,6 +79,15 @@ class SimulatorConnector:
     async def capture(self, operation: Operation) -> Result:
         return await self._operate("capture", operation)
 
+    async def status(self, kind: str, operation: Operation) -> StatusResult:
+        await self._redis.hincrby(
+            _KEY.format(operation=kind, key=operation.idempotency_key), "status_calls", 1
+        )
+        book = await self.book(kind, operation.idempotency_key)
+        if book.result is None:
+            return NotFound()
+        return self._answer(book.result, f"sim_{kind}_{operation.idempotency_key}")
+
     async def _operate(self, kind: str, operation: Operation) -> Result:
         behaviour = _BEHAVIOUR.get(to_minor(operation.amount, operation.currency) % 100, "approve")
         reference = f"sim_{kind}_{operation.idempotency_key}"
@@ -77,6 +96,10 @@ class SimulatorConnector:
             args=[behaviour, reference, str(operation.amount), operation.currency, kind],
         )
         answer = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        return self._answer(answer, reference)
+
+    @staticmethod
+    def _answer(answer: str, reference: str) -> Result:
         if answer == "approved":
             return Approved(psp_reference=reference)
         if answer == "decline":
@@ -96,6 +119,7 @@ class SimulatorConnector:
             calls=int(data.get("calls", 0)),
             charges=int(data.get("charges", 0)),
             result=data.get("result"),
+            status_calls=int(data.get("status_calls", 0)),
         )
 
     async def totals(self) -> dict[str, int]:

@@ -21,7 +21,15 @@ from typing import Protocol
 from sessions.models import Kind, Outcome, Report, Session, TimelineEvent
 from sessions.states import State
 from sessions.store import SessionStore, StaleState
-from workers.connectors.base import Approved, Connector, Declined, Result, TryAgain
+from workers.connectors.base import (
+    Approved,
+    Connector,
+    Declined,
+    NotFound,
+    Result,
+    StatusResult,
+    TryAgain,
+)
 from workers.errors import PermanentError, ShopifyUnavailable, ShopifyUserError
 from workers.retry_policy import RetryPolicy
 from workers.shopify.gateway import ShopifyGateway
@@ -56,6 +64,8 @@ class KindLifecycle(Protocol):
 
     async def settle(self, connector: Connector, session: Session) -> Result: ...
 
+    async def status(self, connector: Connector, session: Session) -> StatusResult: ...
+
     def report(self, session: Session) -> Mutation: ...
 
 
@@ -69,6 +79,7 @@ class Services:
     lease_seconds: float
     owner: str
     clock: Callable[[], float]
+    max_deliveries: int = 200
 
 
 def invalid_state_means_done(earlier_attempts: int) -> bool:
@@ -88,6 +99,17 @@ async def run(session_id: str, services: Services, lifecycle: KindLifecycle) -> 
         return Done(None)
     if session.state in (State.REPORTED, State.FAILED):
         return Done(session.state)
+    deliveries = await store.count_delivery(session_id)
+    if deliveries > services.max_deliveries:
+        # Counted before any work: a session whose task kills its worker every time would
+        # otherwise be redelivered forever and starve everything behind it.
+        return await _dead_letter(
+            session,
+            services,
+            session.state,
+            session.phase_attempts,
+            f"poison: {deliveries} deliveries without finishing",
+        )
     if not await store.acquire_lease(session_id, services.owner, services.lease_seconds):
         return RetryLater(services.lease_seconds / 4, "another worker holds the lease")
     try:
@@ -119,24 +141,50 @@ def _context(session: Session) -> dict[str, object]:
     return {"session_id": session.id, "shop": session.shop, "kind": str(session.kind)}
 
 
+def _phase(session: Session, services: Services, starting: bool) -> tuple[int, float]:
+    """(attempt number within the phase, when the phase began) for the attempt about to run."""
+    if starting or session.phase_since is None:
+        return 1, services.clock()
+    return session.phase_attempts + 1, session.phase_since
+
+
 async def _settle(session: Session, services: Services, lifecycle: KindLifecycle) -> Session | Step:
     store = services.store
     attempt = session.psp_attempts + 1
+    phase_attempt, phase_since = _phase(session, services, session.state is State.RECEIVED)
     await store.update(
         session.id,
         expect=(State.RECEIVED, State.SETTLING),
         event=_event(services, "psp_attempt", State.SETTLING, attempt=attempt),
         due_at=_in_flight(services),
-        fields={"psp_attempts": attempt},
+        fields={
+            "psp_attempts": attempt,
+            "phase_attempts": phase_attempt,
+            "phase_since": phase_since,
+        },
     )
-    result = await lifecycle.settle(services.connector, session)
+    result: Result | None = None
+    if session.psp_uncertain:
+        # The last request may have been applied: ask before sending it again.
+        known = await lifecycle.status(services.connector, session)
+        await store.update(
+            session.id,
+            expect=(State.SETTLING,),
+            event=_event(
+                services, "psp_status", State.SETTLING, attempt=attempt, detail=type(known).__name__
+            ),
+            due_at=_in_flight(services),
+        )
+        if not isinstance(known, NotFound):
+            result = known
+    if result is None:
+        result = await lifecycle.settle(services.connector, session)
     if isinstance(result, TryAgain):
-        return await _psp_retry(session, services, attempt, result)
+        return await _psp_retry(session, services, attempt, phase_attempt, phase_since, result)
     if isinstance(result, Approved):
         fields: dict[str, object | None] = {
             "outcome": Outcome.APPROVED,
             "psp_reference": result.psp_reference,
-            "last_error": None,
         }
         detail = f"approved {result.psp_reference}"
     else:
@@ -145,9 +193,12 @@ async def _settle(session: Session, services: Services, lifecycle: KindLifecycle
             "outcome": Outcome.DECLINED,
             "reject_code": result.code.value,
             "merchant_message": result.message,
-            "last_error": None,
         }
         detail = f"declined {result.code.value}: {result.message}"
+    # The reporting phase starts now, with its own attempt count and deadline.
+    fields.update(
+        last_error=None, psp_uncertain=None, phase_attempts=0, phase_since=services.clock()
+    )
     await store.update(
         session.id,
         expect=(State.SETTLING,),
@@ -161,11 +212,22 @@ async def _settle(session: Session, services: Services, lifecycle: KindLifecycle
     return settled
 
 
-async def _psp_retry(session: Session, services: Services, attempt: int, result: TryAgain) -> Step:
+async def _psp_retry(
+    session: Session,
+    services: Services,
+    attempt: int,
+    phase_attempt: int,
+    phase_since: float,
+    result: TryAgain,
+) -> Step:
     error = f"{'ambiguous: ' if result.ambiguous else ''}{result.reason}"
-    if services.psp_policy.exhausted(attempt):
-        return await _dead_letter(session, services, State.SETTLING, attempt, error)
-    delay = services.psp_policy.delay(attempt, retry_after=result.retry_after)
+    elapsed = services.clock() - phase_since
+    uncertain = True if (result.ambiguous or session.psp_uncertain) else None
+    if services.psp_policy.exhausted(phase_attempt, elapsed):
+        return await _dead_letter(
+            session, services, State.SETTLING, attempt, error, fields={"psp_uncertain": uncertain}
+        )
+    delay = services.psp_policy.delay(phase_attempt, retry_after=result.retry_after)
     await services.store.update(
         session.id,
         expect=(State.SETTLING,),
@@ -178,7 +240,7 @@ async def _psp_retry(session: Session, services: Services, attempt: int, result:
             detail=f"next attempt in {delay:.2f}s",
         ),
         due_at=_in_flight(services, delay),
-        fields={"last_error": error},
+        fields={"last_error": error, "psp_uncertain": uncertain},
     )
     log.warning("PSP retry", extra={**_context(session), "attempt": attempt, "error": error})
     return RetryLater(delay, error)
@@ -189,6 +251,7 @@ async def _report(session: Session, services: Services, lifecycle: KindLifecycle
     mutation = lifecycle.report(session)
     earlier = session.report_attempts
     attempt = earlier + 1
+    phase_attempt, phase_since = _phase(session, services, starting=False)
     await store.update(
         session.id,
         expect=(State.SETTLED,),
@@ -196,14 +259,19 @@ async def _report(session: Session, services: Services, lifecycle: KindLifecycle
             services, "report_attempt", State.SETTLED, attempt=attempt, detail=mutation.field
         ),
         due_at=_in_flight(services),
-        fields={"report_attempts": attempt},
+        fields={
+            "report_attempts": attempt,
+            "phase_attempts": phase_attempt,
+            "phase_since": phase_since,
+        },
     )
     try:
         await services.gateway.send(session.shop, mutation)
     except ShopifyUnavailable as exc:
-        if services.shopify_policy.exhausted(attempt):
+        elapsed = services.clock() - phase_since
+        if services.shopify_policy.exhausted(phase_attempt, elapsed):
             return await _dead_letter(session, services, State.SETTLED, attempt, str(exc))
-        delay = services.shopify_policy.delay(attempt, retry_after=exc.retry_after)
+        delay = services.shopify_policy.delay(phase_attempt, retry_after=exc.retry_after)
         await store.update(
             session.id,
             expect=(State.SETTLED,),
@@ -241,14 +309,19 @@ async def _report(session: Session, services: Services, lifecycle: KindLifecycle
 
 
 async def _dead_letter(
-    session: Session, services: Services, expect: State, attempt: int, error: str
+    session: Session,
+    services: Services,
+    expect: State,
+    attempt: int,
+    error: str,
+    fields: dict[str, object | None] | None = None,
 ) -> Step:
     await services.store.update(
         session.id,
         expect=(expect,),
         event=_event(services, "failed", State.FAILED, attempt=attempt, error=error),
         due_at=None,
-        fields={"last_error": error},
+        fields={**(fields or {}), "last_error": error, "failed_at": services.clock()},
     )
     log.error("session failed", extra={**_context(session), "attempt": attempt, "error": error})
     return DeadLetter(error)
