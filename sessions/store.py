@@ -8,7 +8,7 @@ Keys (all under `payhook:`):
 | `s:{id}:timeline` | list | JSON `TimelineEvent`s, oldest first |
 | `idx:created` | sorted set | session id by creation time, for listing |
 | `due` | sorted set | every unfinished session id by the time it must next be looked at |
-| `idx:failed`, `idx:failed:kind:{kind}`, `idx:failed:shop:{shop}` | sorted sets | failed sessions by time of failure (the dead letters) |
+| `idx:failed[:kind:{k}│:shop:{s}]` | sorted sets | failed sessions by time of failure |
 | `lease:{id}` | string | the worker currently running the session, with an expiry |
 
 Every write that changes state is one Lua script, so a session's fields, its state and its
