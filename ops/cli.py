@@ -7,8 +7,12 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from config import Settings
+from sessions.models import Kind
+from sessions.query import SessionFilter
+from sessions.states import State
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,13 +51,24 @@ def _parser() -> argparse.ArgumentParser:
 
     sessions = commands.add_parser("sessions", help="inspect sessions")
     which = sessions.add_subparsers(dest="action", required=True)
-    listing = which.add_parser("list", help="most recent sessions first")
-    listing.add_argument("--state", default=None)
+    listing = which.add_parser("list", help="newest first; failed sessions oldest failure first")
+    _add_filters(listing)
+    listing.add_argument("--state", choices=[s.value for s in State], default=None)
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true")
     show = which.add_parser("show", help="one session with its timeline")
     show.add_argument("session_id")
     show.add_argument("--json", action="store_true")
+
+    replay = commands.add_parser("replay", help="resume failed sessions at their recovery point")
+    replay.add_argument("session_ids", nargs="*", metavar="SESSION_ID")
+    replay.add_argument("--failed", action="store_true", help="every failed session matching")
+    _add_filters(replay)
+    replay.add_argument("--dry-run", action="store_true", help="say what would be replayed")
+    replay.add_argument("--rate", type=float, default=20.0, help="sessions per second")
+    replay.add_argument("--limit", type=int, default=10_000)
+
+    commands.add_parser("doctor", help="check Redis durability settings and reachability")
 
     shops = commands.add_parser("shops", help="per-shop Shopify access tokens")
     shop_actions = shops.add_subparsers(dest="action", required=True)
@@ -64,6 +79,37 @@ def _parser() -> argparse.ArgumentParser:
     remove = shop_actions.add_parser("remove")
     remove.add_argument("shop")
     return parser
+
+
+def _timestamp(text: str) -> float:
+    """ISO 8601 (`2026-11-23`, `2026-11-23T10:00:00Z`) to epoch seconds; naive means UTC."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", choices=[k.value for k in Kind], default=None)
+    parser.add_argument("--shop", default=None)
+    parser.add_argument("--since", type=_timestamp, default=None, metavar="ISO8601")
+    parser.add_argument("--until", type=_timestamp, default=None, metavar="ISO8601")
+    parser.add_argument("--error-contains", default=None, metavar="TEXT")
+
+
+def _filter(args: argparse.Namespace, state: State | None) -> SessionFilter:
+    return SessionFilter(
+        state=state,
+        kind=args.kind,
+        shop=args.shop,
+        since=args.since,
+        until=args.until,
+        error_contains=args.error_contains,
+        limit=args.limit,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,10 +154,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ops.inspect import list_sessions, show_session
 
         if args.action == "list":
-            return asyncio.run(
-                list_sessions(settings, state=args.state, limit=args.limit, as_json=args.json)
-            )
+            state = State(args.state) if args.state else None
+            return asyncio.run(list_sessions(settings, _filter(args, state), as_json=args.json))
         return asyncio.run(show_session(settings, args.session_id, as_json=args.json))
+    elif command == "replay":
+        from ops.replay import run_replay
+
+        if bool(args.session_ids) == args.failed:
+            print("payhook replay: give SESSION_IDs or --failed (with filters)", file=sys.stderr)
+            return 2
+        wanted = _filter(args, State.FAILED) if args.failed else None
+        return asyncio.run(
+            run_replay(settings, args.session_ids, wanted, dry_run=args.dry_run, rate=args.rate)
+        )
+    elif command == "doctor":
+        from ops.doctor import run_doctor
+
+        return asyncio.run(run_doctor(settings))
     elif command == "shops":
         from ops.inspect import shops
 

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from config import Settings
 from sessions.models import Session
+from sessions.query import SessionFilter, find_sessions
 from sessions.shops import ShopTokens
 from sessions.store import SessionStore
 
@@ -29,17 +30,18 @@ def _summary(session: Session) -> dict[str, object]:
         "amount": session.amount_text,
         "currency": session.currency,
         "created_at": _when(session.created_at),
+        "failed_at": session.failed_at and _when(session.failed_at),
         "last_error": session.last_error,
     }
 
 
-async def list_sessions(settings: Settings, *, state: str | None, limit: int, as_json: bool) -> int:
+async def list_sessions(settings: Settings, wanted: SessionFilter, *, as_json: bool) -> int:
     redis = Redis.from_url(settings.redis_url)
     try:
-        sessions = await SessionStore(redis).recent(limit if state is None else limit * 20)
+        sessions = await find_sessions(SessionStore(redis), wanted)
     finally:
         await redis.aclose()
-    rows = [_summary(s) for s in sessions if state is None or s.state == state][:limit]
+    rows = [_summary(s) for s in sessions]
     if as_json:
         json.dump(rows, sys.stdout, indent=2)
         print()
@@ -52,6 +54,8 @@ async def list_sessions(settings: Settings, *, state: str | None, limit: int, as
             f"{row['id']!s:<28} {row['kind']!s:<8} {row['state']!s:<9} {result!s:<9} "
             f"{amount:>14}  {row['created_at']}"
         )
+        if row["last_error"] and row["state"] == "failed":
+            print(f"    last error: {row['last_error']}")
     return 0
 
 

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from config import Settings
 from sessions.store import SessionStore
 from webhook import health, sessions
+from webhook.admin import add_admin_routes
 from webhook.errors import json_errors
 from webhook.keys import CELERY, METRICS, REDIS, SETTINGS, STORE
 from webhook.metrics import WebMetrics
@@ -40,4 +41,5 @@ def create_app(
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
+    add_admin_routes(app)
     return app

@@ -8,6 +8,7 @@ import contextlib
 from aiohttp import web
 from redis.asyncio import Redis
 
+from sessions.durability import durability_warnings
 from sessions.store import DUE
 from webhook.keys import METRICS, REDIS, SETTINGS
 from workers.dispatch import QUEUE
@@ -30,7 +31,11 @@ async def readyz(request: web.Request) -> web.Response:
         finally:
             await broker.aclose()
     ready = all(value == "ok" for value in checks.values())
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    body: dict[str, object] = {"ready": ready, "checks": checks}
+    if ready:
+        # Not a reason to refuse traffic, but an operator must hear of it.
+        body["warnings"] = await durability_warnings(request.app[REDIS])
+    return web.json_response(body, status=200 if ready else 503)
 
 
 async def _ping(redis: Redis) -> str:

@@ -142,8 +142,14 @@ async def test_an_ambiguous_psp_answer_is_resolved_by_asking_the_psp_not_by_capt
     book = await psp.book("capture", sent.id)
     assert (book.calls, book.status_calls, book.charges) == (1, 1, 1)
     events = [e.event for e in await store.timeline(sent.id)]
-    assert events[:6] == ["received", "psp_attempt", "psp_retry", "psp_attempt", "psp_status",
-                          "psp_settled"]
+    assert events[:6] == [
+        "received",
+        "psp_attempt",
+        "psp_retry",
+        "psp_attempt",
+        "psp_status",
+        "psp_settled",
+    ]
 
 
 async def test_shopify_5xx_twice_then_the_resolve_lands_without_a_second_capture(

@@ -36,3 +36,24 @@ def test_attempts_are_capped(attempt: int, exhausted: bool) -> None:
 def test_nonsense_policies_are_refused(ladder: tuple[float, ...], attempts: int) -> None:
     with pytest.raises(ValueError, match=r"ladder|max_attempts"):
         RetryPolicy(ladder=ladder, max_attempts=attempts)
+
+
+def test_a_round_ends_only_when_both_the_cap_and_the_deadline_have_passed() -> None:
+    policy = RetryPolicy(ladder=(5.0,), max_attempts=3, deadline_seconds=172800.0)
+    assert not policy.exhausted(3, elapsed=3600.0)  # the cap alone is not enough
+    assert not policy.exhausted(2, elapsed=200000.0)  # nor the deadline alone
+    assert policy.exhausted(3, elapsed=172800.0)
+
+
+def test_the_default_shopify_ladder_keeps_trying_for_two_days() -> None:
+    from config import Settings
+
+    settings = Settings()
+    policy = RetryPolicy(
+        settings.shopify_retry_ladder,
+        settings.shopify_max_attempts,
+        settings.shopify_retry_deadline_seconds,
+    )
+    assert policy.deadline_seconds >= 2 * 86400
+    assert policy.ladder[:3] == (5.0, 30.0, 120.0)
+    assert max(policy.ladder) <= settings.visibility_timeout_seconds * 8

@@ -168,3 +168,31 @@ async def test_invalid_state_after_our_own_earlier_attempt_counts_as_done(
     assert session is not None
     await services.gateway.send(session.shop, mutations.resolve("capture", session.gid))
     assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
+
+
+async def test_a_session_delivered_too_often_is_declared_poison(services: Services) -> None:
+    # Every delivery counts, even one that cannot run (here: a lease nobody releases, as
+    # when the task keeps killing the worker that holds it).
+    session_id = await stored(services)
+    assert await services.store.acquire_lease(session_id, "wedged-worker", 600)
+    steps = [await run(session_id, services, LIFECYCLE) for _ in range(6)]
+    assert all(isinstance(step, RetryLater) for step in steps[:5])
+    assert isinstance(steps[-1], DeadLetter)
+    session = await services.store.get(session_id)
+    assert session is not None
+    assert session.state is State.FAILED
+    assert "poison" in (session.last_error or "")
+    assert await services.store.failed_ids() == [session_id]
+
+
+async def test_an_ambiguous_answer_makes_the_next_attempt_ask_for_the_status_first(
+    services: Services, sandbox: SandboxShopifyClient
+) -> None:
+    session_id = await stored(services, amount=Decimal("10.54"))
+    assert isinstance(await run(session_id, services, LIFECYCLE), RetryLater)
+    uncertain = await services.store.get(session_id)
+    assert uncertain is not None
+    assert uncertain.psp_uncertain
+    assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
+    ledger = await book(services).book("capture", session_id)
+    assert (ledger.calls, ledger.status_calls, ledger.charges) == (1, 1, 1)

@@ -1,0 +1,76 @@
+"""Finding sessions for operators: filters shared by `payhook sessions`, `payhook replay`
+and the admin API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sessions.models import Session
+from sessions.states import State
+from sessions.store import INDEX_CREATED, SessionStore
+
+# Listing walks the creation index newest first; this bounds how far one query may read.
+SCAN_LIMIT = 20_000
+_BATCH = 500
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    state: State | None = None
+    kind: str | None = None
+    shop: str | None = None
+    since: float | None = None
+    until: float | None = None
+    error_contains: str | None = None
+    limit: int = 50
+
+    def matches(self, session: Session) -> bool:
+        return (
+            (self.state is None or session.state is self.state)
+            and (self.kind is None or session.kind == self.kind)
+            and (self.shop is None or session.shop == self.shop)
+            and (
+                self.error_contains is None
+                or self.error_contains.lower() in (session.last_error or "").lower()
+            )
+        )
+
+
+async def find_sessions(store: SessionStore, wanted: SessionFilter) -> list[Session]:
+    """Matching sessions: failed ones by failure time (oldest first), others newest first.
+
+    `since`/`until` bound the failure time for failed sessions and the creation time
+    otherwise.
+    """
+    if wanted.state is State.FAILED:
+        ids = await store.failed_ids(
+            kind=wanted.kind,
+            shop=wanted.shop,
+            since=wanted.since,
+            until=wanted.until,
+            limit=SCAN_LIMIT,
+        )
+        found = []
+        for session_id in ids:
+            session = await store.get(session_id)
+            if session is not None and wanted.matches(session):
+                found.append(session)
+                if len(found) >= wanted.limit:
+                    break
+        return found
+    high = "+inf" if wanted.until is None else repr(wanted.until)
+    low = "-inf" if wanted.since is None else repr(wanted.since)
+    found = []
+    for offset in range(0, SCAN_LIMIT, _BATCH):
+        batch = await store.redis.zrevrangebyscore(
+            INDEX_CREATED, high, low, start=offset, num=_BATCH
+        )
+        for raw in batch:
+            session = await store.get(raw.decode() if isinstance(raw, bytes) else str(raw))
+            if session is not None and wanted.matches(session):
+                found.append(session)
+                if len(found) >= wanted.limit:
+                    return found
+        if len(batch) < _BATCH:
+            break
+    return found

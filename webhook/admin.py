@@ -1,0 +1,162 @@
+"""The admin API: read sessions and replay failed ones, for the operator dashboard.
+
+Every route needs `Authorization: Bearer <PAYHOOK_ADMIN_TOKEN>`; with no token configured
+the routes answer 404, as if they did not exist.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sessions.models import Kind, Session
+from sessions.query import SessionFilter, find_sessions
+from sessions.states import State
+from webhook.errors import ApiError
+from webhook.keys import CELERY, SETTINGS, STORE
+from workers.replay import replay
+
+# Above this many sessions, a bulk replay belongs to `payhook replay`, not to one request.
+MAX_HTTP_REPLAY = 1000
+
+
+def _authorize(request: web.Request) -> None:
+    token = request.app[SETTINGS].admin_token
+    if token is None:
+        raise ApiError(404, "not_found", "Not Found")
+    sent = request.headers.get("Authorization", "")
+    expected = f"Bearer {token.get_secret_value()}"
+    if not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise ApiError(
+            401, "unauthorized", "a valid admin bearer token is required", "Authorization"
+        )
+
+
+class _Filters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: State | None = None
+    kind: Kind | None = None
+    shop: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    error_contains: str | None = None
+    limit: int = Field(default=100, ge=1, le=MAX_HTTP_REPLAY)
+
+    def to_filter(self, state: State | None) -> SessionFilter:
+        return SessionFilter(
+            state=state,
+            kind=self.kind,
+            shop=self.shop,
+            since=self.since.timestamp() if self.since else None,
+            until=self.until.timestamp() if self.until else None,
+            error_contains=self.error_contains,
+            limit=self.limit,
+        )
+
+
+class _ReplayRequest(_Filters):
+    session_ids: list[str] = Field(default_factory=list, max_length=MAX_HTTP_REPLAY)
+    failed: bool = False
+    dry_run: bool = False
+    rate: float = Field(default=20.0, gt=0, le=1000)
+
+
+def _parse(model: type[_Filters], data: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise ApiError(422, "invalid_field", f"{field}: {first['msg']}", field) from None
+
+
+def _summary(session: Session) -> dict[str, Any]:
+    return session.model_dump(
+        mode="json",
+        include={
+            "id",
+            "kind",
+            "shop",
+            "state",
+            "outcome",
+            "report",
+            "amount",
+            "currency",
+            "created_at",
+            "updated_at",
+            "failed_at",
+            "last_error",
+            "psp_attempts",
+            "report_attempts",
+            "replays",
+        },
+    )
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    _authorize(request)
+    filters = _parse(_Filters, dict(request.query))
+    found = await find_sessions(request.app[STORE], filters.to_filter(filters.state))
+    return web.json_response({"sessions": [_summary(s) for s in found]})
+
+
+async def show_session(request: web.Request) -> web.Response:
+    _authorize(request)
+    store = request.app[STORE]
+    session_id = request.match_info["session_id"]
+    session = await store.get(session_id)
+    if session is None:
+        raise ApiError(404, "not_found", f"no session {session_id}")
+    timeline = await store.timeline(session_id)
+    return web.json_response(
+        {
+            "session": session.model_dump(mode="json"),
+            "timeline": [e.model_dump(mode="json", exclude_none=True) for e in timeline],
+        }
+    )
+
+
+async def replay_sessions(request: web.Request) -> web.Response:
+    _authorize(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_body", "the body must be a JSON object")
+    wanted: _ReplayRequest = _parse(_ReplayRequest, body)
+    if bool(wanted.session_ids) == wanted.failed:
+        raise ApiError(
+            422, "invalid_body", "give session_ids, or failed: true with filters", "session_ids"
+        )
+    store = request.app[STORE]
+    ids = wanted.session_ids
+    if wanted.failed:
+        ids = [s.id for s in await find_sessions(store, wanted.to_filter(State.FAILED))]
+    results = await replay(
+        store,
+        request.app[CELERY],
+        ids,
+        lease_seconds=request.app[SETTINGS].lease_seconds,
+        per_second=wanted.rate,
+        dry_run=wanted.dry_run,
+        actor="admin API",
+    )
+    return web.json_response(
+        {
+            "dry_run": wanted.dry_run,
+            "replayed": [{"id": r.session_id, "resumes_at": r.state} for r in results if r.state],
+            "skipped": [{"id": r.session_id, "reason": r.note} for r in results if not r.state],
+        }
+    )
+
+
+def add_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/sessions", list_sessions)
+    app.router.add_get("/admin/sessions/{session_id}", show_session)
+    app.router.add_post("/admin/replay", replay_sessions)
