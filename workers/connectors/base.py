@@ -1,15 +1,19 @@
 """The PSP connector port and the outcomes a connector can report.
 
-A connector never raises for an answer the PSP gave: declines and transient failures are
-values, so the lifecycle handles each explicitly. Only programming errors raise.
+A connector never raises for an answer the PSP gave: declines, pending operations and
+transient failures are values, so the lifecycle handles each explicitly. Only programming
+errors raise. Every connector translates its library's errors (aiohttp, gql) into these.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import Literal, Protocol
+
+OperationKind = Literal["capture", "refund", "void"]
 
 
 class DeclineCode(StrEnum):
@@ -21,19 +25,29 @@ class DeclineCode(StrEnum):
 
 @dataclass(frozen=True)
 class Operation:
-    """One money movement to ask of the PSP."""
+    """One money movement to ask of the PSP.
+
+    `payment_id` is Shopify's; `provider_payment_id` is the PSP's own order or purchase id
+    for it (the same id unless the payment's record maps it). `amount` is None for a void,
+    which releases the whole authorization.
+    """
 
     session_id: str
     payment_id: str
-    amount: Decimal
+    amount: Decimal | None
     currency: str
     test: bool
+    provider_payment_id: str = ""
 
     @property
     def idempotency_key(self) -> str:
         # The Shopify session id is already unique per attempt and stable across Shopify's
         # retries, our retries and Celery re-deliveries, which is exactly what a PSP needs.
         return self.session_id
+
+    @property
+    def provider_id(self) -> str:
+        return self.provider_payment_id or self.payment_id
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,14 @@ class Approved:
 class Declined:
     code: DeclineCode
     message: str
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Accepted but not final (an asynchronous capture or void): poll `status` later."""
+
+    psp_reference: str
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +83,21 @@ class NotFound:
     """The PSP has no record of the operation: it never happened, so it is safe to send."""
 
 
-Result = Approved | Declined | TryAgain
-StatusResult = Approved | Declined | NotFound | TryAgain
+@dataclass(frozen=True)
+class Authorization:
+    """What the PSP says of a payment: the source of truth for a payment payhook never saw."""
+
+    provider_payment_id: str
+    currency: str
+    authorized: Decimal
+    captured: Decimal
+    refunded: Decimal
+    voided: bool
+    expires_at: datetime | None
+
+
+Result = Approved | Declined | Pending | TryAgain
+StatusResult = Approved | Declined | Pending | NotFound | TryAgain
 
 
 class Connector(Protocol):
@@ -70,6 +105,16 @@ class Connector(Protocol):
 
     async def capture(self, operation: Operation) -> Result: ...
 
-    async def status(self, kind: str, operation: Operation) -> StatusResult:
-        """What the PSP knows of `kind` (capture, refund, void) under the operation's key."""
+    async def refund(self, operation: Operation) -> Result: ...
+
+    async def void(self, operation: Operation) -> Result: ...
+
+    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
+        """What the PSP knows of `kind` under the operation's idempotency key."""
         ...
+
+    async def authorization(
+        self, provider_payment_id: str
+    ) -> Authorization | NotFound | TryAgain: ...
+
+    async def close(self) -> None: ...

@@ -25,10 +25,12 @@ from redis.asyncio import Redis
 from sessions.money import to_minor
 from workers.connectors.base import (
     Approved,
+    Authorization,
     DeclineCode,
     Declined,
     NotFound,
     Operation,
+    OperationKind,
     Result,
     StatusResult,
     TryAgain,
@@ -79,7 +81,19 @@ class SimulatorConnector:
     async def capture(self, operation: Operation) -> Result:
         return await self._operate("capture", operation)
 
-    async def status(self, kind: str, operation: Operation) -> StatusResult:
+    async def refund(self, operation: Operation) -> Result:
+        return await self._operate("refund", operation)
+
+    async def void(self, operation: Operation) -> Result:
+        return await self._operate("void", operation)
+
+    async def authorization(self, provider_payment_id: str) -> Authorization | NotFound | TryAgain:
+        return NotFound()
+
+    async def close(self) -> None:
+        """Nothing to close: the Redis client belongs to the caller."""
+
+    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
         await self._redis.hincrby(
             _KEY.format(operation=kind, key=operation.idempotency_key), "status_calls", 1
         )
@@ -88,12 +102,13 @@ class SimulatorConnector:
             return NotFound()
         return self._answer(book.result, f"sim_{kind}_{operation.idempotency_key}")
 
-    async def _operate(self, kind: str, operation: Operation) -> Result:
-        behaviour = _BEHAVIOUR.get(to_minor(operation.amount, operation.currency) % 100, "approve")
+    async def _operate(self, kind: OperationKind, operation: Operation) -> Result:
+        magic = 0 if operation.amount is None else to_minor(operation.amount, operation.currency)
+        behaviour = _BEHAVIOUR.get(magic % 100, "approve")
         reference = f"sim_{kind}_{operation.idempotency_key}"
         reply = await self._settle(
             keys=[_KEY.format(operation=kind, key=operation.idempotency_key), TOTALS],
-            args=[behaviour, reference, str(operation.amount), operation.currency, kind],
+            args=[behaviour, reference, str(operation.amount or ""), operation.currency, kind],
         )
         answer = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         return self._answer(answer, reference)
