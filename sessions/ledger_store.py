@@ -1,0 +1,173 @@
+"""The per-payment ledger in Redis: the rules of `sessions.ledger`, each step one Lua call.
+
+| key | type | holds |
+|---|---|---|
+| `pay:{payment_id}` | hash | currency, authorized, sale, captured, refunded, voided, expires_at, provider_payment_id, and the running reservation totals `res_capture`, `res_refund`, `res_void` |
+| `pay:{payment_id}:res` | hash | session id → `op:amount` for each open reservation |
+| `pay:{payment_id}:settled` | set | sessions already committed or released (so repeats are no-ops) |
+
+All amounts are integers in minor units.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from sessions.ledger import Book, Op, Refusal, Refused, Reservation
+
+PREFIX = "payhook:pay:"
+
+_COMMON = """
+local book, reservations, settled = KEYS[1], KEYS[2], KEYS[3]
+"""
+
+_RESERVE = (
+    _COMMON
+    + """
+local session, op, amount, currency, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4],
+  tonumber(ARGV[5])
+if redis.call('EXISTS', book) == 0 then return {'unknown_payment', 0} end
+if redis.call('HEXISTS', reservations, session) == 1 then return {'ok', 0} end
+if redis.call('SISMEMBER', settled, session) == 1 then return {'ok', 0} end
+local raw = redis.call('HGETALL', book)
+local b = {}
+for i = 1, #raw, 2 do b[raw[i]] = raw[i + 1] end
+local function n(name) return tonumber(b[name] or '0') or 0 end
+if currency ~= '' and currency ~= b['currency'] then return {'currency', 0} end
+if op == 'capture' then
+  if b['sale'] == '1' then return {'sale_already_captured', 0} end
+  if b['voided'] == '1' or n('res_void') > 0 then return {'voided', 0} end
+  if (b['expires_at'] or '') ~= '' and now >= tonumber(b['expires_at']) then
+    return {'expired', 0}
+  end
+  local available = n('authorized') - n('captured') - n('res_capture')
+  if amount > available then return {'exceeds', available} end
+elseif op == 'refund' then
+  local available = n('captured') - n('refunded') - n('res_refund')
+  if amount > available then return {'exceeds', available} end
+else
+  if b['voided'] == '1' or n('res_void') > 0 then return {'voided', 0} end
+  if b['sale'] == '1' or n('captured') > 0 or n('res_capture') > 0 then
+    return {'captured', 0}
+  end
+  amount = 1
+end
+redis.call('HSET', reservations, session, op .. ':' .. amount)
+redis.call('HINCRBY', book, 'res_' .. op, amount)
+return {'ok', 0}
+"""
+)
+
+_SETTLE = (
+    _COMMON
+    + """
+local session, approved = ARGV[1], ARGV[2] == '1'
+local held = redis.call('HGET', reservations, session)
+if not held then return 0 end
+local op, amount = string.match(held, '^(%a+):(%d+)$')
+amount = tonumber(amount)
+redis.call('HINCRBY', book, 'res_' .. op, -amount)
+if approved then
+  if op == 'capture' then redis.call('HINCRBY', book, 'captured', amount)
+  elseif op == 'refund' then redis.call('HINCRBY', book, 'refunded', amount)
+  else redis.call('HSET', book, 'voided', 1) end
+end
+redis.call('HDEL', reservations, session)
+redis.call('SADD', settled, session)
+return 1
+"""
+)
+
+_OPEN = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'currency', ARGV[1], 'authorized', ARGV[2], 'sale', ARGV[3],
+           'captured', ARGV[4], 'refunded', ARGV[5], 'voided', ARGV[6], 'expires_at', ARGV[7],
+           'provider_payment_id', ARGV[8], 'res_capture', 0, 'res_refund', 0, 'res_void', 0)
+return 1
+"""
+
+
+def _keys(payment_id: str) -> list[str]:
+    base = f"{PREFIX}{payment_id}"
+    return [base, f"{base}:res", f"{base}:settled"]
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class LedgerStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._reserve = redis.register_script(_RESERVE)
+        self._settle = redis.register_script(_SETTLE)
+        self._open = redis.register_script(_OPEN)
+
+    async def open(self, payment_id: str, book: Book, provider_payment_id: str = "") -> bool:
+        """Record a payment once; False if it was already known (the first record wins)."""
+        created = await self._open(
+            keys=_keys(payment_id)[:1],
+            args=[
+                book.currency,
+                book.authorized,
+                int(book.sale),
+                book.captured,
+                book.refunded,
+                int(book.voided),
+                "" if book.expires_at is None else repr(book.expires_at),
+                provider_payment_id,
+            ],
+        )
+        return bool(created)
+
+    async def get(self, payment_id: str) -> Book | None:
+        book_key, res_key, settled_key = _keys(payment_id)
+        fields = {_text(k): _text(v) for k, v in (await self._redis.hgetall(book_key)).items()}
+        if not fields:
+            return None
+        held = await self._redis.hgetall(res_key)
+        reservations = {}
+        for session, entry in held.items():
+            op, amount = _text(entry).split(":")
+            reservations[_text(session)] = Reservation(Op(op), 0 if op == "void" else int(amount))
+        settled = frozenset(_text(s) for s in await self._redis.smembers(settled_key))
+        return Book(
+            currency=fields["currency"],
+            authorized=int(fields["authorized"]),
+            sale=fields.get("sale") == "1",
+            captured=int(fields.get("captured", 0)),
+            refunded=int(fields.get("refunded", 0)),
+            voided=fields.get("voided") == "1",
+            expires_at=float(fields["expires_at"]) if fields.get("expires_at") else None,
+            reservations=reservations,
+            settled=settled,
+        )
+
+    async def provider_payment_id(self, payment_id: str) -> str | None:
+        value = await self._redis.hget(_keys(payment_id)[0], "provider_payment_id")
+        if value is None:
+            return None
+        return _text(value) or None
+
+    async def reserve(
+        self,
+        payment_id: str,
+        session_id: str,
+        op: Op,
+        amount: int,
+        currency: str | None,
+        now: float,
+    ) -> Refused | None:
+        reply = await self._reserve(
+            keys=_keys(payment_id), args=[session_id, op.value, amount, currency or "", repr(now)]
+        )
+        verdict = _text(reply[0])
+        if verdict == "ok":
+            return None
+        return Refused(Refusal(verdict), int(reply[1]))
+
+    async def commit(self, payment_id: str, session_id: str) -> None:
+        await self._settle(keys=_keys(payment_id), args=[session_id, "1"])
+
+    async def release(self, payment_id: str, session_id: str) -> None:
+        await self._settle(keys=_keys(payment_id), args=[session_id, "0"])
