@@ -48,6 +48,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # How the PSP (and its buyer page) reaches payhook; default http://HOST:PORT.
+    public_url: str | None = None
+
+    # Payment sessions (offsite). The buyer is sent to the PSP's page, a template with
+    # {session_id}, {amount}, {currency} and {callback}; the simulator's page is served by
+    # the sandbox. The PSP reports the buyer's outcome to /psp/simulator/payments/{id},
+    # signed with the webhook secret.
+    buyer_page_url: str = (
+        "http://127.0.0.1:8090/pay/{session_id}?amount={amount}&currency={currency}"
+        "&callback={callback}"
+    )
+    simulator_webhook_secret: SecretStr = SecretStr("payhook-simulator-dev-secret")
+    buyer_window_seconds: float = Field(default=3600.0, gt=0)
     # mTLS: Shopify presents a client certificate signed by its Payments Platform CA.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -113,6 +126,10 @@ class Settings(BaseSettings):
     @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def graphql_url(self, shop: str) -> str:
         return self.shopify_graphql_url.format(shop=shop, version=self.shopify_api_version)

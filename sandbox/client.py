@@ -64,6 +64,12 @@ class SandboxShopifyClient:
     async def clear_faults(self) -> None:
         await self._request("DELETE", "/_sandbox/faults")
 
+    async def buyer(self, auto: str | None = None, *, change: bool = False) -> dict[str, Any]:
+        """The simulator buyer page's settings and decisions; `change=True` sets `auto`."""
+        if change:
+            return await self._request("POST", "/_sandbox/buyer", json={"auto": auto})
+        return await self._request("GET", "/_sandbox/buyer")
+
     async def reset(self) -> None:
         await self._request("POST", "/_sandbox/reset")
 

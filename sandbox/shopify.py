@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from sandbox.admin import add_admin_routes
+from sandbox.buyer import add_buyer_routes
 from sandbox.graphql_endpoint import graphql_endpoint
 from sandbox.state import SANDBOX_STATE, SandboxState
 
@@ -40,6 +41,7 @@ def create_shopify_app(
     )
     app.router.add_post(GRAPHQL_PATH, graphql_endpoint)
     add_admin_routes(app)
+    add_buyer_routes(app)
     return app
 
 

@@ -2,9 +2,10 @@
 
 | key | type | holds |
 |---|---|---|
-| `pay:{payment_id}` | hash | currency, authorized, sale, captured, refunded, voided, expires_at, provider_payment_id, and the running reservation totals `res_capture`, `res_refund`, `res_void` |
-| `pay:{payment_id}:res` | hash | session id → `op:amount` for each open reservation |
-| `pay:{payment_id}:settled` | set | sessions already committed or released (so repeats are no-ops) |
+| `pay:{id}` | hash | currency, authorized, sale, captured, refunded, voided, expires_at, |
+| | | provider_payment_id, and reservation totals `res_capture`, `res_refund`, `res_void` |
+| `pay:{id}:res` | hash | session id → `op:amount` for each open reservation |
+| `pay:{id}:settled` | set | sessions already committed or released (repeats are no-ops) |
 
 All amounts are integers in minor units.
 """

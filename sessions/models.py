@@ -1,24 +1,14 @@
-"""Pydantic models at the boundaries: what Shopify sends, and what the store keeps."""
+"""What the store keeps: sessions, their outcomes and their timelines."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
 
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictStr,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict
 
-from sessions.money import MoneyError, format_amount, is_currency, parse_amount
+from sessions.money import format_amount
 from sessions.states import State
 
 
@@ -29,63 +19,22 @@ class Kind(StrEnum):
     VOID = "void"
 
 
-# Shopify ids are short opaque tokens; the bound keeps Redis keys and log lines sane.
-SessionId = Annotated[StrictStr, Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
-
-
-class CaptureSessionRequest(BaseModel):
-    """Body of `POST /capture_sessions`, as documented by Shopify.
-
-    Unknown fields are ignored so that a newer API version adding a field does not turn
-    into rejected captures.
-    """
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    id: SessionId
-    gid: Annotated[StrictStr, Field(pattern=r"^gid://shopify/CaptureSession/[\x21-\x7e]+$")]
-    payment_id: SessionId
-    # `currency` precedes `amount` so the amount check can see which currency it is in.
-    currency: Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$")]
-    amount: Decimal
-    merchant_locale: Annotated[StrictStr, Field(min_length=2, max_length=35)]
-    proposed_at: AwareDatetime
-    test: StrictBool = False
-
-    @field_validator("currency")
-    @classmethod
-    def _known_currency(cls, value: str) -> str:
-        if not is_currency(value):
-            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
-        return value
-
-    @field_validator("amount", mode="plain")
-    @classmethod
-    def _amount_fits_currency(cls, value: Any, info: ValidationInfo) -> Decimal:
-        # The docs call the amount "Numeric" but send a string. Text is taken as is; a JSON
-        # number arrives as a Decimal (the body is decoded with parse_float=Decimal), never
-        # as a float, so no cent is ever rounded away.
-        if isinstance(value, Decimal) and value.is_finite():
-            value = format(value, "f")
-        if not isinstance(value, str):
-            raise ValueError("amount must be a decimal string such as '123.00'")
-        currency = info.data.get("currency")
-        if currency is None:
-            raise ValueError("amount cannot be checked without a valid currency")
-        try:
-            return parse_amount(value, currency)
-        except MoneyError as exc:
-            raise ValueError(str(exc)) from None
+class PaymentKind(StrEnum):
+    SALE = "sale"
+    AUTHORIZATION = "authorization"
 
 
 class Outcome(StrEnum):
     APPROVED = "approved"
     DECLINED = "declined"
+    # Payment sessions only: the buyer chose a method that settles later.
+    PENDING = "pending"
 
 
 class Report(StrEnum):
     RESOLVED = "resolved"
     REJECTED = "rejected"
+    PENDING = "pending"
 
 
 class Session(BaseModel):
@@ -98,8 +47,9 @@ class Session(BaseModel):
     gid: str
     shop: str
     payment_id: str
-    amount: Decimal
-    currency: str
+    # A void moves no amount: it releases the whole authorization.
+    amount: Decimal | None = None
+    currency: str | None = None
     merchant_locale: str
     proposed_at: datetime
     test: bool
@@ -128,17 +78,27 @@ class Session(BaseModel):
     failed_at: float | None = None
     last_error: str | None = None
 
+    # Payment sessions only: what the buyer is paying for and how.
+    payment_kind: PaymentKind | None = None
+    group: str | None = None
+    checkout_id: str | None = None
+    cancel_url: str | None = None
+    authorization_expires_at: datetime | None = None
+
     @property
     def amount_text(self) -> str:
+        if self.amount is None or self.currency is None:
+            return "-"
         return format_amount(self.amount, self.currency)
 
     def fingerprint(self) -> str:
         return fingerprint(self.kind, self.payment_id, self.amount, self.currency)
 
 
-def fingerprint(kind: Kind, payment_id: str, amount: Decimal, currency: str) -> str:
+def fingerprint(kind: Kind, payment_id: str, amount: Decimal | None, currency: str | None) -> str:
     """What must match for a repeated `id` to be the same request (amounts compared as money)."""
-    return f"{kind}|{payment_id}|{format_amount(amount, currency)}|{currency}"
+    money = format_amount(amount, currency) if amount is not None and currency else ""
+    return f"{kind}|{payment_id}|{money}|{currency or ''}"
 
 
 class TimelineEvent(BaseModel):

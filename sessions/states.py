@@ -1,10 +1,15 @@
 """The session state machine, as pure data and functions.
 
 ```
-received ──▶ settling ──▶ settled(approved|declined) ──▶ reported(resolved|rejected)
-    │            │  ▲ retry          │
-    └────────────┴──┴────────────────┴──▶ failed ──(replay)──▶ received | settled
+received ──▶ settling ──▶ settled(approved|declined|pending) ──▶ reported(resolved|rejected)
+    │            │  ▲ retry     ▲         │ pending reported
+    │            │              └─────── pending ◀┘ (payment sessions: awaiting the PSP)
+    └────────────┴──────────────────────────┴──▶ failed ──(replay)──▶ received | settled
 ```
+
+A payment session goes from `received` straight to `settled` when the buyer's PSP reports
+the outcome (there is no call of ours to make), and through `pending` when Shopify has been
+told the payment is pending.
 
 `settled` is the recovery point that protects the buyer: once the PSP's answer is stored,
 no path leads back to `settling`, so a failed or repeated Shopify call can never capture twice.
@@ -19,14 +24,16 @@ class State(StrEnum):
     RECEIVED = "received"
     SETTLING = "settling"
     SETTLED = "settled"
+    PENDING = "pending"
     REPORTED = "reported"
     FAILED = "failed"
 
 
 _ALLOWED: dict[State, frozenset[State]] = {
-    State.RECEIVED: frozenset({State.SETTLING, State.FAILED}),
+    State.RECEIVED: frozenset({State.SETTLING, State.SETTLED, State.FAILED}),
     State.SETTLING: frozenset({State.SETTLING, State.SETTLED, State.FAILED}),
-    State.SETTLED: frozenset({State.REPORTED, State.FAILED}),
+    State.SETTLED: frozenset({State.REPORTED, State.PENDING, State.FAILED}),
+    State.PENDING: frozenset({State.SETTLED, State.FAILED}),
     State.REPORTED: frozenset(),
     # A replay resumes at the recovery point: back to `settled` when the PSP outcome is
     # known, otherwise back to `received`.

@@ -70,3 +70,55 @@ def make_session(**overrides: Any) -> Session:
 
 def received_event(at: float | None = None) -> TimelineEvent:
     return TimelineEvent(at=at or time.time(), event="received", state=State.RECEIVED)
+
+
+def payment_body(**overrides: Any) -> dict[str, Any]:
+    session_id = overrides.pop("id", None) or new_id()
+    body: dict[str, Any] = {
+        "id": session_id,
+        "gid": f"gid://shopify/PaymentSession/{session_id}",
+        "group": f"group-{session_id}",
+        "session_id": f"checkout-{session_id}",
+        "amount": "100.00",
+        "currency": "EUR",
+        "test": True,
+        "merchant_locale": "en",
+        "payment_method": {
+            "type": "offsite",
+            "data": {"cancel_url": "https://shop.example/checkouts/1"},
+        },
+        "proposed_at": "2026-11-23T10:00:00Z",
+        "customer": {"email": "buyer@example.com", "billing_address": {"given_name": "Alice"}},
+        "kind": "authorization",
+    }
+    body.update(overrides)
+    return body
+
+
+def refund_body(payment_id: str, **overrides: Any) -> dict[str, Any]:
+    session_id = overrides.pop("id", None) or new_id()
+    body: dict[str, Any] = {
+        "id": session_id,
+        "gid": f"gid://shopify/RefundSession/{session_id}",
+        "payment_id": payment_id,
+        "amount": "10.00",
+        "currency": "EUR",
+        "test": True,
+        "merchant_locale": "en",
+        "proposed_at": "2026-11-23T10:00:00Z",
+    }
+    body.update(overrides)
+    return body
+
+
+def void_body(payment_id: str, **overrides: Any) -> dict[str, Any]:
+    session_id = overrides.pop("id", None) or new_id()
+    body: dict[str, Any] = {
+        "id": session_id,
+        "gid": f"gid://shopify/VoidSession/{session_id}",
+        "payment_id": payment_id,
+        "merchant_locale": "en",
+        "proposed_at": "2026-11-23T10:00:00Z",
+    }
+    body.update(overrides)
+    return body

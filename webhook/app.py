@@ -9,8 +9,9 @@ from celery import Celery
 from redis.asyncio import Redis
 
 from config import Settings
+from sessions.models import Kind
 from sessions.store import SessionStore
-from webhook import health, sessions
+from webhook import health, psp_callbacks, sessions
 from webhook.admin import add_admin_routes
 from webhook.errors import json_errors
 from webhook.keys import CELERY, METRICS, REDIS, SETTINGS, STORE
@@ -37,7 +38,9 @@ def create_app(
             await client.aclose()
 
     app.cleanup_ctx.append(resources)
-    app.router.add_post("/capture_sessions", sessions.capture_sessions)
+    for kind in Kind:
+        app.router.add_post(f"/{kind.value}_sessions", sessions.session_endpoint(kind))
+    app.router.add_post("/psp/simulator/payments/{session_id}", psp_callbacks.simulator_payment)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -1,18 +1,24 @@
 """Session endpoints. Each handler: read → validate → persist + enqueue (one atomic Redis
 call that also dedupes) → 201.
 
-No PSP or Shopify call ever happens on the request path.
+No PSP or Shopify call ever happens on the request path. A payment session is not queued at
+intake: the buyer acts first, on the PSP's page; it enters the due set at the end of the
+buyer's window so that a PSP that never reports back still ends in a decision.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from sessions.models import CaptureSessionRequest, Kind, Session, TimelineEvent, fingerprint
+from config import Settings
+from sessions.models import Kind, Session, TimelineEvent, fingerprint
+from sessions.requests import REQUESTS, PaymentSessionRequest, SessionRequest
 from sessions.states import State
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
@@ -21,6 +27,9 @@ from webhook.keys import CELERY, METRICS, SETTINGS, STORE
 from workers.dispatch import QUEUE, task_message
 
 log = logging.getLogger("payhook.webhook")
+
+# Shopify refuses a longer redirect_url.
+MAX_REDIRECT_BYTES = 8192
 
 
 def _validation_error(exc: ValidationError) -> ApiError:
@@ -48,54 +57,100 @@ def _conflict(session_id: str, sent: str, stored: str | None) -> ApiError:
     )
 
 
-async def capture_sessions(request: web.Request) -> web.Response:
-    started = time.perf_counter()
-    settings = request.app[SETTINGS]
-    metrics = request.app[METRICS]
-    try:
-        shop, request_id, api_version = shopify_headers(request)
-        body = await json_object(request, settings.max_body_bytes)
-        try:
-            parsed = CaptureSessionRequest.model_validate(body)
-        except ValidationError as exc:
-            raise _validation_error(exc) from None
-    except ApiError:
-        metrics.sessions.labels("capture", "invalid").inc()
-        raise
+def redirect_url(settings: Settings, session: Session) -> str:
+    callback = f"{settings.public_base_url}/psp/simulator/payments/{session.id}"
+    return settings.buyer_page_url.format(
+        session_id=quote(session.id, safe=""),
+        amount=quote(session.amount_text, safe=""),
+        currency=session.currency or "",
+        callback=quote(callback, safe=""),
+    )
 
-    now = time.time()
-    session = Session(
-        id=parsed.id,
-        kind=Kind.CAPTURE,
-        gid=parsed.gid,
-        shop=shop,
-        payment_id=parsed.payment_id,
-        amount=parsed.amount,
-        currency=parsed.currency,
-        merchant_locale=parsed.merchant_locale,
-        proposed_at=parsed.proposed_at,
-        test=parsed.test,
-        request_id=request_id,
-        api_version=api_version,
-        state=State.RECEIVED,
-        created_at=now,
-        updated_at=now,
+
+def _session(
+    kind: Kind, parsed: SessionRequest, shop: str, request_id: str, api_version: str, now: float
+) -> Session:
+    amount, currency = parsed.money
+    extra: dict[str, object] = {}
+    if isinstance(parsed, PaymentSessionRequest):
+        extra = {
+            "payment_kind": parsed.payment_kind,
+            "group": parsed.group,
+            "checkout_id": parsed.session_id,
+            "cancel_url": parsed.cancel_url,
+        }
+    return Session.model_validate(
+        {
+            "id": parsed.id,
+            "kind": kind,
+            "gid": parsed.gid,
+            "shop": shop,
+            "payment_id": parsed.payment_ref,
+            "amount": amount,
+            "currency": currency,
+            "merchant_locale": parsed.merchant_locale,
+            "proposed_at": parsed.proposed_at,
+            "test": parsed.test,
+            "request_id": request_id,
+            "api_version": api_version,
+            "state": State.RECEIVED,
+            "created_at": now,
+            "updated_at": now,
+            **extra,
+        }
     )
-    event = TimelineEvent(
-        at=now, event="received", state=State.RECEIVED, detail=f"Shopify-Request-Id {request_id}"
-    )
-    message = task_message(request.app[CELERY], Kind.CAPTURE, session.id)
-    result = await request.app[STORE].create(
-        session, event, due_at=now + settings.lease_seconds, enqueue=(QUEUE, message)
-    )
-    context = {"session_id": session.id, "shop": shop, "kind": "capture"}
-    if result.status is Created.CONFLICT:
-        metrics.sessions.labels("capture", "conflict").inc()
-        sent = fingerprint(Kind.CAPTURE, parsed.payment_id, parsed.amount, parsed.currency)
-        log.warning("conflicting duplicate", extra=context)
-        raise _conflict(session.id, sent, result.stored_fingerprint)
-    if result.status is Created.CREATED:
-        log.info("session received", extra=context)
-    metrics.sessions.labels("capture", result.status.value).inc()
-    metrics.latency.labels("capture").observe(time.perf_counter() - started)
-    return web.json_response({}, status=201)
+
+
+def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Response]]:
+    model = REQUESTS[kind]
+    label = kind.value
+
+    async def handle(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        settings = request.app[SETTINGS]
+        metrics = request.app[METRICS]
+        try:
+            shop, request_id, api_version = shopify_headers(request)
+            body = await json_object(request, settings.max_body_bytes)
+            try:
+                parsed = model.model_validate(body)
+            except ValidationError as exc:
+                raise _validation_error(exc) from None
+        except ApiError:
+            metrics.sessions.labels(label, "invalid").inc()
+            raise
+
+        now = time.time()
+        session = _session(kind, parsed, shop, request_id, api_version, now)
+        event = TimelineEvent(
+            at=now,
+            event="received",
+            state=State.RECEIVED,
+            detail=f"Shopify-Request-Id {request_id}",
+        )
+        if kind is Kind.PAYMENT:
+            due_at, enqueue = now + settings.buyer_window_seconds, None
+        else:
+            message = task_message(request.app[CELERY], kind, session.id)
+            due_at, enqueue = now + settings.lease_seconds, (QUEUE, message)
+        result = await request.app[STORE].create(session, event, due_at=due_at, enqueue=enqueue)
+        context = {"session_id": session.id, "shop": shop, "kind": label}
+        if result.status is Created.CONFLICT:
+            metrics.sessions.labels(label, "conflict").inc()
+            amount, currency = parsed.money
+            sent = fingerprint(kind, parsed.payment_ref, amount, currency)
+            log.warning("conflicting duplicate", extra=context)
+            raise _conflict(session.id, sent, result.stored_fingerprint)
+        if result.status is Created.CREATED:
+            log.info("session received", extra=context)
+        metrics.sessions.labels(label, result.status.value).inc()
+        metrics.latency.labels(label).observe(time.perf_counter() - started)
+        if kind is Kind.PAYMENT:
+            url = redirect_url(settings, session)
+            if len(url.encode()) > MAX_REDIRECT_BYTES:
+                raise ApiError(500, "redirect_too_long", "the buyer page URL is too long")
+            return web.json_response({"redirect_url": url}, status=201)
+        return web.json_response({}, status=201)
+
+    handle.__name__ = f"{label}_sessions"
+    return handle

@@ -22,7 +22,7 @@ from sessions.models import Kind
 
 QUEUE = "payhook"
 
-TASK_NAMES: dict[Kind, str] = {Kind.CAPTURE: "payhook.capture"}
+TASK_NAMES: dict[Kind, str] = {kind: f"payhook.{kind.value}" for kind in Kind}
 SWEEP_TASK = "payhook.sweep"
 
 

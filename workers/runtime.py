@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 
 from config import Settings
+from sessions.ledger_store import LedgerStore
 from sessions.shops import ShopTokens
 from sessions.store import SessionStore
 from workers.connectors import build_connector
@@ -54,6 +55,8 @@ class Runtime:
                 settings.shopify_retry_deadline_seconds,
             ),
             max_deliveries=settings.max_deliveries,
+            ledger=LedgerStore(self.redis),
+            buyer_window_seconds=settings.buyer_window_seconds,
             lease_seconds=settings.lease_seconds,
             owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             clock=time.time,

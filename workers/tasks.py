@@ -16,12 +16,20 @@ from config import Settings
 from sessions.models import Kind
 from workers.celery_app import max_countdown
 from workers.dispatch import SWEEP_TASK, Dispatcher, task_name
-from workers.lifecycle.capture import CaptureLifecycle
+from workers.lifecycle.capture import CAPTURE
+from workers.lifecycle.payment import PAYMENT
+from workers.lifecycle.refund import REFUND
 from workers.lifecycle.runner import KindLifecycle, RetryLater, run
+from workers.lifecycle.void import VOID
 from workers.runtime import RuntimeHolder
 from workers.sweeper import sweep
 
-LIFECYCLES: dict[Kind, KindLifecycle] = {Kind.CAPTURE: CaptureLifecycle()}
+LIFECYCLES: dict[Kind, KindLifecycle] = {
+    Kind.PAYMENT: PAYMENT,
+    Kind.CAPTURE: CAPTURE,
+    Kind.REFUND: REFUND,
+    Kind.VOID: VOID,
+}
 SWEEP_QUEUE = "payhook.sweep"
 
 

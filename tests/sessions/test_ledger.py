@@ -7,11 +7,11 @@ import asyncio
 import multiprocessing
 import random
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import redis as sync_redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
@@ -59,14 +59,24 @@ def holds_invariants(book: Book) -> bool:
 
 def sale_book(book: Book) -> Book:
     # A sale arrives captured in full.
-    return Book(book.currency, book.authorized, sale=True, captured=book.authorized,
-                expires_at=book.expires_at) if book.sale else book
+    return (
+        Book(
+            book.currency,
+            book.authorized,
+            sale=True,
+            captured=book.authorized,
+            expires_at=book.expires_at,
+        )
+        if book.sale
+        else book
+    )
 
 
 @settings(max_examples=1500, deadline=None)
 @given(book=BOOKS, steps=STEPS)
-def test_no_sequence_of_operations_breaks_an_invariant(book: Book,
-                                                       steps: list[tuple[Op, int, str, str]]) -> None:
+def test_no_sequence_of_operations_breaks_an_invariant(
+    book: Book, steps: list[tuple[Op, int, str, str]]
+) -> None:
     book = sale_book(book)
     approved = {Op.CAPTURE: 0, Op.REFUND: 0, Op.VOID: 0}
     for index, (op, amount, decision, currency) in enumerate(steps):
@@ -96,18 +106,48 @@ def test_a_repeated_commit_or_reserve_moves_money_once() -> None:
 @pytest.mark.parametrize(
     ("book", "op", "amount", "currency", "message"),
     [
-        (Book("EUR", 4000), Op.CAPTURE, Decimal("60.00"), "EUR",
-         "capture 60.00 EUR exceeds the 40.00 EUR still authorized"),
-        (Book("JPY", 500, captured=500, refunded=200), Op.REFUND, Decimal("400"), "JPY",
-         "refund 400 JPY exceeds the 300 JPY captured and not yet refunded"),
-        (Book("KWD", 1500, expires_at=10.0), Op.CAPTURE, Decimal("1.000"), "KWD",
-         "capture refused: the authorization has expired"),
-        (Book("EUR", 4000, captured=100), Op.VOID, None, "EUR",
-         "void refused: part of the authorization is already captured"),
-        (Book("EUR", 4000), Op.CAPTURE, Decimal("10.00"), "USD",
-         "capture in USD refused: the payment is in EUR"),
-        (Book("EUR", 4000, sale=True, captured=4000), Op.CAPTURE, Decimal("1.00"), "EUR",
-         "capture refused: the payment was a sale and is already captured"),
+        (
+            Book("EUR", 4000),
+            Op.CAPTURE,
+            Decimal("60.00"),
+            "EUR",
+            "capture 60.00 EUR exceeds the 40.00 EUR still authorized",
+        ),
+        (
+            Book("JPY", 500, captured=500, refunded=200),
+            Op.REFUND,
+            Decimal("400"),
+            "JPY",
+            "refund 400 JPY exceeds the 300 JPY captured and not yet refunded",
+        ),
+        (
+            Book("KWD", 1500, expires_at=10.0),
+            Op.CAPTURE,
+            Decimal("1.000"),
+            "KWD",
+            "capture refused: the authorization has expired",
+        ),
+        (
+            Book("EUR", 4000, captured=100),
+            Op.VOID,
+            None,
+            "EUR",
+            "void refused: part of the authorization is already captured",
+        ),
+        (
+            Book("EUR", 4000),
+            Op.CAPTURE,
+            Decimal("10.00"),
+            "USD",
+            "capture in USD refused: the payment is in EUR",
+        ),
+        (
+            Book("EUR", 4000, sale=True, captured=4000),
+            Op.CAPTURE,
+            Decimal("1.00"),
+            "EUR",
+            "capture refused: the payment was a sale and is already captured",
+        ),
     ],
 )
 def test_a_refusal_tells_the_merchant_exactly_why(
@@ -125,21 +165,21 @@ def test_a_refusal_tells_the_merchant_exactly_why(
 
 
 @pytest.fixture
-def ledger_url(redis_server: LocalRedis) -> Iterator[str]:
+def ledger_url(redis_server: LocalRedis) -> str:
     url = f"redis://127.0.0.1:{redis_server.port}/5"
-    import redis as sync_redis
-
     client = sync_redis.Redis.from_url(url)
     client.flushdb()
     client.close()
-    yield url
+    return url
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(book=BOOKS, steps=STEPS)
-def test_the_redis_script_gives_the_models_answers(ledger_url: str, book: Book,
-                                                   steps: list[tuple[Op, int, str, str]]) -> None:
+def test_the_redis_script_gives_the_models_answers(
+    ledger_url: str, book: Book, steps: list[tuple[Op, int, str, str]]
+) -> None:
     book = sale_book(book)
 
     async def check() -> None:
@@ -163,21 +203,26 @@ def test_the_redis_script_gives_the_models_answers(ledger_url: str, book: Book,
         stored = await store.get(payment)
         assert stored is not None
         assert (stored.captured, stored.refunded, stored.voided) == (
-            model.captured, model.refunded, model.voided)
+            model.captured,
+            model.refunded,
+            model.voided,
+        )
         assert set(stored.reservations) == set(model.reservations)
         await redis.aclose()
 
     asyncio.run(check())
 
 
-def _worker(url: str, payments: list[str], seed: int, rounds: int,
-            results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _worker(
+    url: str, payments: list[str], seed: int, rounds: int, results: multiprocessing.Queue
+) -> None:  # type: ignore[type-arg]
     async def fire() -> dict[str, dict[str, int]]:
         rng = random.Random(seed)
         redis = Redis.from_url(url)
         store = LedgerStore(redis)
-        approved: dict[str, dict[str, int]] = {p: {"capture": 0, "refund": 0, "void": 0}
-                                               for p in payments}
+        approved: dict[str, dict[str, int]] = {
+            p: {"capture": 0, "refund": 0, "void": 0} for p in payments
+        }
         for index in range(rounds):
             payment = rng.choice(payments)
             op = rng.choices([Op.CAPTURE, Op.REFUND, Op.VOID], weights=[5, 4, 1])[0]
@@ -209,8 +254,10 @@ def test_concurrent_workers_never_break_an_invariant(ledger_url: str, tmp_path: 
     asyncio.run(open_books())
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    workers = [context.Process(target=_worker, args=(ledger_url, payments, seed, 400, results))
-               for seed in range(6)]
+    workers = [
+        context.Process(target=_worker, args=(ledger_url, payments, seed, 400, results))
+        for seed in range(6)
+    ]
     for process in workers:
         process.start()
     reports = [results.get(timeout=120) for _ in workers]
@@ -245,9 +292,9 @@ async def test_two_captures_racing_for_the_last_of_an_authorization_one_wins(
     redis = Redis.from_url(ledger_url)
     store = LedgerStore(redis)
     await store.open("last", Book("EUR", 5000, captured=1000))
-    verdicts = await asyncio.gather(*(
-        store.reserve("last", f"racer-{i}", Op.CAPTURE, 4000, "EUR", now=0.0) for i in range(8)
-    ))
+    verdicts = await asyncio.gather(
+        *(store.reserve("last", f"racer-{i}", Op.CAPTURE, 4000, "EUR", now=0.0) for i in range(8))
+    )
     assert sum(v is None for v in verdicts) == 1
     assert all(v == Refused(Refusal.EXCEEDS, 0) for v in verdicts if v is not None)
     await redis.aclose()

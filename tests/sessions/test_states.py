@@ -5,6 +5,10 @@ from sessions.states import IllegalTransition, State, can_move, check_move, sour
 ALLOWED = {
     (State.RECEIVED, State.SETTLING),
     (State.RECEIVED, State.FAILED),
+    (State.RECEIVED, State.SETTLED),
+    (State.SETTLED, State.PENDING),
+    (State.PENDING, State.SETTLED),
+    (State.PENDING, State.FAILED),
     (State.SETTLING, State.SETTLING),
     (State.SETTLING, State.SETTLED),
     (State.SETTLING, State.FAILED),

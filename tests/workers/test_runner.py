@@ -14,18 +14,19 @@ import pytest
 
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
+from sessions.ledger_store import LedgerStore
 from sessions.models import Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import make_session, received_event
 from workers.connectors.simulator import SimulatorConnector
-from workers.lifecycle.capture import CaptureLifecycle
+from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.runner import DeadLetter, Done, RetryLater, Services, run
 from workers.retry_policy import RetryPolicy
 from workers.shopify import mutations
 from workers.shopify.gateway import GqlShopifyGateway
 
-LIFECYCLE = CaptureLifecycle()
+LIFECYCLE = CAPTURE
 
 
 class Tokens:
@@ -62,6 +63,7 @@ async def services(sandbox_url: str) -> AsyncIterator[Services]:
         shopify_policy=RetryPolicy((0.0,), max_attempts=3),
         lease_seconds=10,
         max_deliveries=5,
+        ledger=LedgerStore(redis),
         owner="unit-worker",
         clock=time.time,
     )

@@ -14,11 +14,17 @@ Magic amounts, read from the last two digits of the amount in minor units
 | 53 | unavailable for the first 3 calls, then approved (charged once) |
 | 54 | charged, but the first answer is lost (ambiguous); `status` then reports the approval |
 | anything else | approved |
+
+A payment id the simulator has not seen is an authorization of 10,000 in the currency of the
+first operation asking about it (7 days); ids starting with `unknown` are unknown to it.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 
 from redis.asyncio import Redis
 
@@ -87,8 +93,27 @@ class SimulatorConnector:
     async def void(self, operation: Operation) -> Result:
         return await self._operate("void", operation)
 
-    async def authorization(self, provider_payment_id: str) -> Authorization | NotFound | TryAgain:
-        return NotFound()
+    async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
+        # The simulator keeps its own authorizations: a payment id it has not seen (and that
+        # does not start with "unknown") is taken as authorized for 10,000 major units of
+        # the asking operation's currency, valid for 7 days, and remembered from then on.
+        if operation.provider_id.startswith("unknown"):
+            return NotFound()
+        key = f"payhook:sim:payment:{operation.provider_id}"
+        expires = time.time() + 7 * 86400
+        await self._redis.hsetnx(key, "currency", operation.currency)
+        await self._redis.hsetnx(key, "expires_at", repr(expires))
+        stored = {_text(k): _text(v) for k, v in (await self._redis.hgetall(key)).items()}
+        currency = stored["currency"]
+        return Authorization(
+            provider_payment_id=operation.provider_id,
+            currency=currency,
+            authorized=Decimal(10_000),
+            captured=Decimal(0),
+            refunded=Decimal(0),
+            voided=False,
+            expires_at=datetime.fromtimestamp(float(stored["expires_at"]), UTC),
+        )
 
     async def close(self) -> None:
         """Nothing to close: the Redis client belongs to the caller."""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, Report, Session, TimelineEvent
 from sessions.states import State
 from sessions.store import SessionStore, StaleState
@@ -26,6 +27,7 @@ from workers.connectors.base import (
     Connector,
     Declined,
     NotFound,
+    Pending,
     Result,
     StatusResult,
     TryAgain,
@@ -62,9 +64,13 @@ class KindLifecycle(Protocol):
 
     kind: Kind
 
-    async def settle(self, connector: Connector, session: Session) -> Result: ...
+    async def settle(self, services: Services, session: Session) -> Result: ...
 
-    async def status(self, connector: Connector, session: Session) -> StatusResult: ...
+    async def status(self, services: Services, session: Session) -> StatusResult: ...
+
+    async def before_report(self, services: Services, session: Session) -> None:
+        """Bookkeeping that must be in place before Shopify hears the outcome."""
+        ...
 
     def report(self, session: Session) -> Mutation: ...
 
@@ -79,7 +85,12 @@ class Services:
     lease_seconds: float
     owner: str
     clock: Callable[[], float]
+    ledger: LedgerStore
     max_deliveries: int = 200
+    # Payment sessions: how long the buyer has on the PSP's page before the session is
+    # declined, and how long a pending payment may stay pending.
+    buyer_window_seconds: float = 3600.0
+    pending_seconds: float = 3 * 86400.0
 
 
 def invalid_state_means_done(earlier_attempts: int) -> bool:
@@ -97,7 +108,7 @@ async def run(session_id: str, services: Services, lifecycle: KindLifecycle) -> 
     if session is None:
         log.error("session not found", extra={"session_id": session_id})
         return Done(None)
-    if session.state in (State.REPORTED, State.FAILED):
+    if session.state in (State.REPORTED, State.FAILED, State.PENDING):
         return Done(session.state)
     deliveries = await store.count_delivery(session_id)
     if deliveries > services.max_deliveries:
@@ -166,7 +177,7 @@ async def _settle(session: Session, services: Services, lifecycle: KindLifecycle
     result: Result | None = None
     if session.psp_uncertain:
         # The last request may have been applied: ask before sending it again.
-        known = await lifecycle.status(services.connector, session)
+        known = await lifecycle.status(services, session)
         await store.update(
             session.id,
             expect=(State.SETTLING,),
@@ -178,7 +189,14 @@ async def _settle(session: Session, services: Services, lifecycle: KindLifecycle
         if not isinstance(known, NotFound):
             result = known
     if result is None:
-        result = await lifecycle.settle(services.connector, session)
+        result = await lifecycle.settle(services, session)
+    if isinstance(result, Pending):
+        # Accepted but not final: poll the status on the PSP ladder, as for a lost answer.
+        result = TryAgain(
+            f"pending at the PSP ({result.psp_reference})",
+            retry_after=result.retry_after,
+            ambiguous=True,
+        )
     if isinstance(result, TryAgain):
         return await _psp_retry(session, services, attempt, phase_attempt, phase_since, result)
     if isinstance(result, Approved):
@@ -248,6 +266,7 @@ async def _psp_retry(
 
 async def _report(session: Session, services: Services, lifecycle: KindLifecycle) -> Step:
     store = services.store
+    await lifecycle.before_report(services, session)
     mutation = lifecycle.report(session)
     earlier = session.report_attempts
     attempt = earlier + 1
@@ -296,16 +315,22 @@ async def _report(session: Session, services: Services, lifecycle: KindLifecycle
         log.info("already reported", extra={**_context(session), "error": str(exc)})
     except PermanentError as exc:
         return await _dead_letter(session, services, State.SETTLED, attempt, str(exc))
-    report = Report.RESOLVED if mutation.field.endswith("Resolve") else Report.REJECTED
+    report = _REPORTS[mutation.field.removeprefix(f"{session.kind}Session")]
+    # Shopify knowing a payment is pending is not the end: the session waits, out of the due
+    # set, for the PSP's final word.
+    final = State.PENDING if report is Report.PENDING else State.REPORTED
     await store.update(
         session.id,
         expect=(State.SETTLED,),
-        event=_event(services, "reported", State.REPORTED, attempt=attempt, detail=mutation.field),
+        event=_event(services, "reported", final, attempt=attempt, detail=mutation.field),
         due_at=None,
         fields={"report": report, "last_error": None},
     )
     log.info("reported to Shopify", extra={**_context(session), "report": str(report)})
-    return Done(State.REPORTED)
+    return Done(final)
+
+
+_REPORTS = {"Resolve": Report.RESOLVED, "Reject": Report.REJECTED, "Pending": Report.PENDING}
 
 
 async def _dead_letter(

@@ -59,3 +59,56 @@ def reject(kind: str, gid: str, code: str, merchant_message: str) -> Mutation:
     )
     reason = {"code": code, "merchantMessage": merchant_message}
     return Mutation(field=name, document=document, variables={"id": gid, "reason": reason})
+
+
+# Payment sessions: plain `userErrors { field message }` (no code), and the next action that
+# tells the app where to send the buyer.
+_PAYMENT = """
+mutation {name}({params}) {{
+  {field}({args}) {{
+    paymentSession {{ id nextAction {{ action context {{
+      ... on PaymentSessionActionsRedirect {{ redirectUrl }} }} }} }}
+    userErrors {{ field message }}
+  }}
+}}
+"""
+
+
+def _payment(field: str, params: dict[str, str], variables: dict[str, Any]) -> Mutation:
+    document = _PAYMENT.format(
+        name=field[0].upper() + field[1:],
+        params=", ".join(f"${k}: {t}" for k, t in params.items()),
+        field=field,
+        args=", ".join(f"{k}: ${k}" for k in params),
+    )
+    return Mutation(field=field, document=document, variables=variables)
+
+
+def resolve_payment(gid: str, authorization_expires_at: str | None) -> Mutation:
+    """`paymentSessionResolve`; `authorizationExpiresAt` only for an authorization."""
+    params = {"id": "ID!"}
+    variables: dict[str, Any] = {"id": gid}
+    if authorization_expires_at is not None:
+        params["authorizationExpiresAt"] = "DateTime"
+        variables["authorizationExpiresAt"] = authorization_expires_at
+    return _payment("paymentSessionResolve", params, variables)
+
+
+def reject_payment(gid: str, code: str, merchant_message: str) -> Mutation:
+    return _payment(
+        "paymentSessionReject",
+        {"id": "ID!", "reason": "PaymentSessionRejectionReasonInput!"},
+        {"id": gid, "reason": {"code": code, "merchantMessage": merchant_message}},
+    )
+
+
+def pend_payment(gid: str, pending_expires_at: str, reason: str) -> Mutation:
+    return _payment(
+        "paymentSessionPending",
+        {
+            "id": "ID!",
+            "pendingExpiresAt": "DateTime!",
+            "reason": "PaymentSessionStatePendingReason!",
+        },
+        {"id": gid, "pendingExpiresAt": pending_expires_at, "reason": reason},
+    )

@@ -1,0 +1,144 @@
+"""The simulator PSP's buyer page, served by the sandbox.
+
+Shopify sends the buyer to the `redirect_url` payhook answered for a payment session; in the
+sandbox that is `GET /pay/{session_id}`, a page with Approve, Decline and Leave pending
+buttons. The choice is reported to payhook's callback, signed with the shared webhook secret,
+exactly as a PSP would. `POST /_sandbox/buyer {"auto": "approved"}` makes every page visit
+decide at once, for tests and demos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+OUTCOMES = ("approved", "declined", "pending")
+# The dev default of PAYHOOK_SIMULATOR_WEBHOOK_SECRET: the simulator moves no real money.
+DEFAULT_SECRET = "payhook-simulator-dev-secret"  # noqa: S105
+AUTHORIZATION_DAYS = 7
+
+
+@dataclass
+class BuyerState:
+    secret: str
+    auto: str | None = None
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+
+BUYER_STATE = web.AppKey("buyer_state", BuyerState)
+
+_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Simulator PSP</title>
+<style>body{{font-family:sans-serif;max-width:32rem;margin:3rem auto}}button{{margin:.3rem;
+padding:.6rem 1.2rem;font-size:1rem}}</style></head><body>
+<h1>Pay {amount} {currency}</h1><p>Simulator PSP · session <code>{session}</code></p>
+<form method="post" action="/pay/{session_q}/decide">
+<input type="hidden" name="callback" value="{callback}">
+<button name="outcome" value="approved">Approve</button>
+<button name="outcome" value="declined">Decline</button>
+<button name="outcome" value="pending">Leave pending</button></form></body></html>"""
+
+_DONE = """<!doctype html><html><head><meta charset="utf-8"><title>Simulator PSP</title></head>
+<body><h1>Payment {outcome}</h1><p>payhook answered {status}.</p></body></html>"""
+
+
+def _loopback(url: str) -> bool:
+    # The sandbox only ever calls back to this machine.
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and parts.hostname in ("127.0.0.1", "localhost")
+
+
+async def _decide(
+    request: web.Request, session_id: str, outcome: str, callback: str
+) -> web.Response:
+    state = request.app[BUYER_STATE]
+    if outcome not in OUTCOMES:
+        return web.Response(status=400, text=f"outcome must be one of {', '.join(OUTCOMES)}")
+    if not _loopback(callback):
+        return web.Response(status=400, text="the callback must be on 127.0.0.1 or localhost")
+    body: dict[str, Any] = {"outcome": outcome, "reference": f"simpay_{session_id}"}
+    if outcome == "approved":
+        expires = datetime.fromtimestamp(time.time() + AUTHORIZATION_DAYS * 86400, UTC)
+        body["authorization_expires_at"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if outcome == "declined":
+        body["message"] = "The buyer's bank declined the payment."
+    raw = json.dumps(body).encode()
+    signature = "sha256=" + hmac.new(state.secret.encode(), raw, hashlib.sha256).hexdigest()
+    status = 0
+    async with aiohttp.ClientSession() as http:
+        for _ in range(3):  # like a PSP, retry a callback that did not land
+            try:
+                async with http.post(
+                    callback,
+                    data=raw,
+                    headers={
+                        "Content-Type": "application/json",
+                        "X-Payhook-Signature": signature,
+                    },
+                ) as answer:
+                    status = answer.status
+                if status < 500:
+                    break
+            except aiohttp.ClientError:
+                status = 0
+    state.decisions.append(
+        {"session_id": session_id, "outcome": outcome, "status": status, "at": time.time()}
+    )
+    return web.Response(
+        text=_DONE.format(outcome=outcome, status=status or "nothing"), content_type="text/html"
+    )
+
+
+async def buyer_page(request: web.Request) -> web.Response:
+    session_id = request.match_info["session_id"]
+    callback = request.query.get("callback", "")
+    auto = request.app[BUYER_STATE].auto
+    if auto is not None:
+        return await _decide(request, session_id, auto, callback)
+    page = _PAGE.format(
+        amount=html.escape(request.query.get("amount", "?")),
+        currency=html.escape(request.query.get("currency", "")),
+        session=html.escape(session_id),
+        session_q=html.escape(session_id, quote=True),
+        callback=html.escape(callback, quote=True),
+    )
+    return web.Response(text=page, content_type="text/html")
+
+
+async def buyer_decides(request: web.Request) -> web.Response:
+    form = await request.post()
+    return await _decide(
+        request,
+        request.match_info["session_id"],
+        str(form.get("outcome", "")),
+        str(form.get("callback", "")),
+    )
+
+
+async def buyer_settings(request: web.Request) -> web.Response:
+    state = request.app[BUYER_STATE]
+    if request.method == "POST":
+        body = await request.json()
+        auto = body.get("auto") if isinstance(body, dict) else None
+        if auto is not None and auto not in OUTCOMES:
+            return web.json_response(
+                {"error": f"auto must be one of {OUTCOMES} or null"}, status=400
+            )
+        state.auto = auto
+    return web.json_response({"auto": state.auto, "decisions": state.decisions})
+
+
+def add_buyer_routes(app: web.Application, secret: str = DEFAULT_SECRET) -> None:
+    app[BUYER_STATE] = BuyerState(secret=secret)
+    app.router.add_get("/pay/{session_id}", buyer_page)
+    app.router.add_post("/pay/{session_id}/decide", buyer_decides)
+    app.router.add_route("*", "/_sandbox/buyer", buyer_settings)

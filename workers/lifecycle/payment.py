@@ -1,0 +1,81 @@
+"""Payment sessions (offsite): the buyer pays on the PSP's page; the PSP tells payhook the
+outcome (`webhook.psp_callbacks`), which is stored as the session's settlement; the worker then
+opens the payment's ledger book and reports `paymentSessionResolve` (with
+`authorizationExpiresAt` for an authorization), `paymentSessionReject` or
+`paymentSessionPending`.
+
+If the PSP's word never arrives, the session falls due when the buyer's window closes and is
+rejected: the buyer can pay again at checkout.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sessions.ledger import Book
+from sessions.models import Kind, Outcome, PaymentKind, Session
+from sessions.money import to_minor
+from workers.connectors.base import DeclineCode, Declined, Result, StatusResult, TryAgain
+from workers.lifecycle.runner import Services
+from workers.shopify import mutations
+from workers.shopify.mutations import Mutation
+
+ABANDONED = "The buyer did not complete the payment on the payment provider's page."
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class PaymentLifecycle:
+    kind = Kind.PAYMENT
+
+    async def settle(self, services: Services, session: Session) -> Result:
+        waited = services.clock() - session.created_at
+        if waited < services.buyer_window_seconds:
+            return TryAgain(
+                "waiting for the buyer", retry_after=services.buyer_window_seconds - waited
+            )
+        return Declined(DeclineCode.PROCESSING_ERROR, ABANDONED)
+
+    async def status(self, services: Services, session: Session) -> StatusResult:
+        return await self.settle(services, session)
+
+    async def before_report(self, services: Services, session: Session) -> None:
+        # The book must exist before Shopify can send a capture, refund or void for it.
+        if session.outcome is not Outcome.APPROVED:
+            return
+        assert session.amount is not None
+        assert session.currency is not None
+        amount = to_minor(session.amount, session.currency)
+        sale = session.payment_kind is PaymentKind.SALE
+        expires = session.authorization_expires_at
+        await services.ledger.open(
+            session.id,
+            Book(
+                currency=session.currency,
+                authorized=amount,
+                sale=sale,
+                captured=amount if sale else 0,
+                expires_at=None if sale or expires is None else expires.timestamp(),
+            ),
+        )
+
+    def report(self, session: Session) -> Mutation:
+        if session.outcome is Outcome.APPROVED:
+            expires = session.authorization_expires_at
+            authorization = session.payment_kind is PaymentKind.AUTHORIZATION
+            return mutations.resolve_payment(
+                session.gid,
+                _iso(expires.timestamp()) if authorization and expires is not None else None,
+            )
+        if session.outcome is Outcome.PENDING:
+            return mutations.pend_payment(
+                session.gid, _iso(session.updated_at + 3 * 86400), "BUYER_ACTION_REQUIRED"
+            )
+        return mutations.reject_payment(
+            session.gid, "PROCESSING_ERROR", session.merchant_message or ABANDONED
+        )
+
+
+PAYMENT = PaymentLifecycle()
