@@ -1,7 +1,11 @@
-"""`payhook demo N`: play Shopify, send N capture sessions, watch them reach Shopify.
+"""`payhook demo N`: play Shopify and its buyers through N orders, and watch every session
+reach Shopify.
 
-Every tenth session carries a `.51` amount, which the simulator PSP declines, so the run
-shows both `captureSessionResolve` and `captureSessionReject` arriving at the sandbox.
+Each order is an offsite payment (the sandbox buyer approves it), then a capture of the
+whole amount; every fourth order is then partly refunded, every tenth is voided instead of
+captured, and every seventh tries to capture more than was authorized (which the ledger
+refuses, so Shopify sees a reject with the reason). Amounts avoid the simulator's magic
+endings, so nothing here is a simulated PSP failure.
 """
 
 from __future__ import annotations
@@ -10,28 +14,29 @@ import asyncio
 import random
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
+from decimal import Decimal
 
 import aiohttp
 
 from sandbox.client import SandboxShopifyClient
-from sandbox.shopify_side import send_capture_session
+from sandbox.shopify_side import new_session_id
 
 SHOP = "payhook-dev.myshopify.com"
-FINAL = {"captureSessionResolve": "resolved", "captureSessionReject": "rejected"}
+FINAL = ("Resolve", "Reject", "Pending")
 
 
 @dataclass(frozen=True)
 class DemoResult:
-    sent: int
-    resolved: int
-    rejected: int
-    send_seconds: float
-    total_seconds: float
+    orders: int
+    sessions: int
+    reported: Counter[str]
+    seconds: float
 
     @property
     def complete(self) -> bool:
-        return self.resolved + self.rejected == self.sent
+        return sum(self.reported.values()) == self.sessions
 
 
 def _bar(label: str, done: int, total: int, started: float) -> None:
@@ -44,63 +49,127 @@ def _bar(label: str, done: int, total: int, started: float) -> None:
     sys.stdout.flush()
 
 
-def _amount(index: int) -> str:
-    if index % 10 == 9:
-        return f"{random.randint(1, 99)}.51"
-    cents = random.choice([c for c in range(100) if c not in (51, 52, 53, 54)])
-    return f"{random.randint(1, 499)}.{cents:02d}"
+def _body(session_kind: str, **fields: object) -> dict[str, object]:
+    session_id = new_session_id()
+    return {
+        "id": session_id,
+        "gid": f"gid://shopify/{session_kind.capitalize()}Session/{session_id}",
+        "merchant_locale": "en",
+        "proposed_at": "2026-11-23T10:00:00Z",
+        "test": True,
+        **fields,
+    }
+
+
+class Demo:
+    def __init__(
+        self, http: aiohttp.ClientSession, app_url: str, sandbox: SandboxShopifyClient
+    ) -> None:
+        self.http, self.app_url, self.sandbox = http, app_url, sandbox
+        self.gids: list[str] = []
+
+    async def send(self, kind: str, body: dict[str, object]) -> dict[str, object]:
+        await self.sandbox.register([str(body["gid"])])
+        self.gids.append(str(body["gid"]))
+        url = f"{self.app_url}/{kind}_sessions"
+        async with self.http.post(
+            url,
+            json=body,
+            headers={
+                "Shopify-Shop-Domain": SHOP,
+                "Shopify-Request-Id": new_session_id(),
+                "Shopify-Api-Version": "2025-10",
+            },
+        ) as answer:
+            answer.raise_for_status()
+            document: dict[str, object] = await answer.json()
+            return document
+
+    async def settled(self, gid: str, patience: float = 60.0) -> str | None:
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            for call in await self.sandbox.calls(gid=gid):
+                if call["applied"]:
+                    return str(call["mutation"])
+            await asyncio.sleep(0.1)
+        return None
+
+    async def order(self, index: int) -> None:
+        amount = Decimal(random.randint(10, 400)) + Decimal(random.choice(range(0, 50))) / 100
+        payment = _body(
+            "payment",
+            group=f"g{index}",
+            session_id=f"checkout-{index}",
+            amount=str(amount),
+            currency="EUR",
+            kind="authorization",
+            payment_method={"type": "offsite", "data": {}},
+            customer=None,
+        )
+        answer = await self.send("payment", payment)
+        async with self.http.get(str(answer["redirect_url"])) as page:  # the buyer
+            await page.read()
+        if await self.settled(str(payment["gid"])) != "paymentSessionResolve":
+            return
+        pid = payment["id"]
+        if index % 10 == 9:
+            await self.send("void", _body("void", payment_id=pid))
+            return
+        asked = amount + 1 if index % 7 == 6 else amount
+        capture = _body("capture", payment_id=pid, amount=str(asked), currency="EUR")
+        await self.send("capture", capture)
+        if index % 4 == 1 and await self.settled(str(capture["gid"])) == "captureSessionResolve":
+            half = (amount / 2).quantize(Decimal("1"))  # whole euros: never a magic amount
+            await self.send(
+                "refund", _body("refund", payment_id=pid, amount=str(half), currency="EUR")
+            )
 
 
 async def run_demo(
     app_url: str, sandbox_url: str, count: int, *, concurrency: int = 16, patience: float = 120.0
 ) -> DemoResult:
     started = time.perf_counter()
-    gids: set[str] = set()
     async with aiohttp.ClientSession() as http:
         sandbox = SandboxShopifyClient(sandbox_url, http)
+        await sandbox.buyer("approved", change=True)
+        demo = Demo(http, app_url, sandbox)
         limit = asyncio.Semaphore(concurrency)
+        done = 0
 
-        async def send(index: int) -> None:
+        async def order(index: int) -> None:
+            nonlocal done
             async with limit:
-                sent = await send_capture_session(
-                    http,
-                    app_url=app_url,
-                    sandbox=sandbox,
-                    shop=SHOP,
-                    payment_id=f"demo-pay-{index}",
-                    amount=_amount(index),
-                    currency="EUR",
-                )
-            if sent.status == 201:
-                gids.add(sent.gid)
-            _bar("sent", len(gids), count, started)
+                await demo.order(index)
+            done += 1
+            _bar("orders", done, count, started)
 
-        await asyncio.gather(*(send(i) for i in range(count)))
-        send_seconds = time.perf_counter() - started
+        await asyncio.gather(*(order(i) for i in range(count)))
         print()
-        outcomes: dict[str, str] = {}
+        reported: Counter[str] = Counter()
         deadline = time.monotonic() + patience
-        while len(outcomes) < len(gids) and time.monotonic() < deadline:
-            for call in await sandbox.calls():
-                if call["gid"] in gids and call["applied"] and call["mutation"] in FINAL:
-                    outcomes[call["gid"]] = FINAL[call["mutation"]]
-            _bar("reported", len(outcomes), len(gids), started)
+        while time.monotonic() < deadline:
+            finals = {
+                c["gid"]: c["mutation"]
+                for c in await sandbox.calls()
+                if c["applied"] and c["gid"] in set(demo.gids)
+            }
+            reported = Counter(finals.values())
+            _bar("reported", len(finals), len(demo.gids), started)
+            if len(finals) == len(demo.gids):
+                break
             await asyncio.sleep(0.2)
-    total = time.perf_counter() - started
+    seconds = time.perf_counter() - started
     print()
-    values = list(outcomes.values())
-    result = DemoResult(
-        len(gids), values.count("resolved"), values.count("rejected"), send_seconds, total
-    )
+    result = DemoResult(count, len(demo.gids), reported, seconds)
+    summary = ", ".join(f"{n} {name}" for name, n in sorted(reported.items()))
     print(
-        f"{result.sent} sessions answered 201 in {send_seconds:.2f}s "
-        f"({result.sent / max(send_seconds, 1e-9):.0f}/s); "
-        f"{result.resolved} resolved, {result.rejected} rejected at Shopify in {total:.2f}s "
-        f"({len(values) / max(total, 1e-9):.1f} sessions/s end to end)"
+        f"{count} orders, {result.sessions} sessions reported to Shopify in {seconds:.2f}s "
+        f"({sum(reported.values()) / max(seconds, 1e-9):.1f} sessions/s): {summary}"
     )
     if not result.complete:
         print(
-            f"{result.sent - len(values)} sessions not reported yet: see `payhook sessions list`",
+            f"{result.sessions - sum(reported.values())} sessions not reported yet: "
+            "see `payhook sessions list`",
             file=sys.stderr,
         )
     return result

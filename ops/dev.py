@@ -23,6 +23,7 @@ from config.settings import child_environment
 from ops.redis_server import LocalRedis, _answers_ping
 
 GRAPHQL_PATH = "/{shop}/payments_apps/api/{version}/graphql.json"
+BUYER_PATH = "/pay/{session_id}?amount={amount}&currency={currency}&callback={callback}"
 DEV_TOKEN = "shpat_sandbox_dev_token"  # noqa: S105 - the sandbox accepts any token
 
 
@@ -93,6 +94,9 @@ def run_dev(settings: Settings, *, demo: int, exit_after_demo: bool, sandbox_por
             "PAYHOOK_SHOPIFY_GRAPHQL_URL": sandbox_base + GRAPHQL_PATH,
             "PAYHOOK_SHOPIFY_ACCESS_TOKEN": token.get_secret_value() if token else DEV_TOKEN,
             "PAYHOOK_STATE_DIR": str(state),
+            # The simulator's buyer page lives in the sandbox and calls the web server back.
+            "PAYHOOK_BUYER_PAGE_URL": sandbox_base + BUYER_PATH,
+            "PAYHOOK_PUBLIC_URL": app_url,
         }
     )
     children: list[Child] = []

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.integration
-def test_dev_mode_starts_everything_and_the_demo_sessions_reach_shopify(tmp_path: Path) -> None:
+def test_dev_mode_runs_all_four_session_kinds_through_to_shopify(tmp_path: Path) -> None:
     env = child_environment(
         {
             "PAYHOOK_STATE_DIR": str(tmp_path / "state"),
@@ -44,10 +44,20 @@ def test_dev_mode_starts_everything_and_the_demo_sessions_reach_shopify(tmp_path
         check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    summary = re.search(r"(\d+) resolved, (\d+) rejected at Shopify", done.stdout)
+    summary = re.search(
+        r"20 orders, (\d+) sessions reported to Shopify in .*: (.*)$", done.stdout, re.MULTILINE
+    )
     assert summary is not None, done.stdout[-2000:]
-    resolved, rejected = int(summary[1]), int(summary[2])
-    assert (resolved + rejected, rejected) == (20, 2)  # every tenth demo amount is declined
+    reported = {name: int(n) for n, name in re.findall(r"(\d+) (\w+)", summary[2])}
+    # 20 payments; orders 9 and 19 voided; 6 and 13 over-capture; 1, 5 and 17 refunded.
+    assert reported == {
+        "paymentSessionResolve": 20,
+        "voidSessionResolve": 2,
+        "captureSessionResolve": 16,
+        "captureSessionReject": 2,
+        "refundSessionResolve": 3,
+    }
+    assert int(summary[1]) == 43
     assert "● web" in done.stdout
     assert "● sandbox" in done.stdout
     logs = tmp_path / "state" / "logs"

@@ -1,0 +1,136 @@
+"""`POST /payment_sessions`, `/refund_sessions` and `/void_sessions` through the real app on a
+real redis-server: the good path, duplicates, conflicts and each kind's own bad input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import redis
+from aiohttp.test_utils import TestClient
+
+from config import Settings
+from ops.redis_server import LocalRedis
+from sessions.store import session_key
+from tests.factories import payment_body, refund_body, shopify_headers, void_body
+from webhook.app import create_app
+from workers.dispatch import QUEUE
+
+DB = 6
+
+
+@pytest.fixture
+def settings(redis_server: LocalRedis) -> Settings:
+    return Settings(
+        redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
+        public_url="https://payhook.example",
+    )
+
+
+@pytest.fixture
+def inspect(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings, inspect: redis.Redis) -> Any:
+    return await aiohttp_client(create_app(settings))
+
+
+KINDS: dict[str, Callable[..., dict[str, Any]]] = {
+    "refund": lambda **o: refund_body("pay-1", **o),
+    "void": lambda **o: void_body("pay-1", **o),
+}
+
+
+@pytest.mark.parametrize("kind", ["refund", "void"])
+async def test_a_refund_or_void_is_stored_queued_and_answered_201(
+    client: TestClient[Any, Any], inspect: redis.Redis, kind: str
+) -> None:
+    body = KINDS[kind]()
+    for _ in range(2):
+        answer = await client.post(f"/{kind}_sessions", json=body, headers=shopify_headers())
+        assert (answer.status, await answer.json()) == (201, {})
+    stored = inspect.hgetall(session_key(body["id"]))
+    assert (stored["kind"], stored["payment_id"], stored["state"]) == (kind, "pay-1", "received")
+    assert inspect.llen(QUEUE) == 1
+
+
+async def test_a_refund_with_another_amount_under_the_same_id_is_a_409(
+    client: TestClient[Any, Any], inspect: redis.Redis
+) -> None:
+    body = refund_body("pay-1")
+    await client.post("/refund_sessions", json=body, headers=shopify_headers())
+    answer = await client.post(
+        "/refund_sessions", json={**body, "amount": "11.00"}, headers=shopify_headers()
+    )
+    assert answer.status == 409
+    assert (await answer.json())["error"]["field"] == "amount"
+
+
+async def test_a_payment_answers_the_buyer_page_and_queues_nothing(
+    client: TestClient[Any, Any], inspect: redis.Redis
+) -> None:
+    body = payment_body(amount="123.00", currency="CAD")
+    first = await client.post("/payment_sessions", json=body, headers=shopify_headers())
+    again = await client.post("/payment_sessions", json=body, headers=shopify_headers())
+    assert first.status == again.status == 201
+    url = (await first.json())["redirect_url"]
+    assert url == (await again.json())["redirect_url"]
+    query = parse_qs(urlsplit(url).query)
+    assert query["amount"] == ["123.00"]
+    assert query["currency"] == ["CAD"]
+    assert query["callback"] == [f"https://payhook.example/psp/simulator/payments/{body['id']}"]
+    assert inspect.llen(QUEUE) == 0  # the buyer acts first
+    stored = inspect.hgetall(session_key(body["id"]))
+    assert (stored["payment_kind"], stored["group"]) == ("authorization", body["group"])
+
+
+async def test_buyer_data_is_never_stored(
+    client: TestClient[Any, Any], inspect: redis.Redis
+) -> None:
+    body = payment_body()
+    await client.post("/payment_sessions", json=body, headers=shopify_headers())
+    everything = []
+    for key in inspect.keys("*"):
+        kind = inspect.type(key)
+        if kind == "hash":
+            everything.append(json.dumps(inspect.hgetall(key)))
+        elif kind == "list":
+            everything.extend(inspect.lrange(key, 0, -1))
+    assert session_key(body["id"]) in inspect.keys("*")
+    for secret in ("buyer@example.com", "Alice"):
+        assert not any(secret in value for value in everything)
+
+
+BAD = [
+    ("payment", lambda b: b.update(kind="layaway"), "kind"),
+    ("payment", lambda b: b.pop("group"), "group"),
+    ("payment", lambda b: b.update(payment_method={"data": {}}), "payment_method.type"),
+    ("payment", lambda b: b.update(customer="alice"), "customer"),
+    ("payment", lambda b: b.update(gid="gid://shopify/CaptureSession/x"), "gid"),
+    ("payment", lambda b: b.update(amount="1.001"), "amount"),
+    ("refund", lambda b: b.pop("payment_id"), "payment_id"),
+    ("refund", lambda b: b.update(amount="0"), "amount"),
+    ("refund", lambda b: b.update(gid="gid://shopify/VoidSession/x"), "gid"),
+    ("void", lambda b: b.pop("payment_id"), "payment_id"),
+    ("void", lambda b: b.update(proposed_at="soon"), "proposed_at"),
+]
+
+
+@pytest.mark.parametrize(("kind", "damage", "field"), BAD, ids=[f"{k} {f}" for k, _, f in BAD])
+async def test_bad_input_is_a_422_naming_the_field_and_stores_nothing(
+    client: TestClient[Any, Any], inspect: redis.Redis, kind: str, damage: Any, field: str
+) -> None:
+    body = payment_body() if kind == "payment" else KINDS[kind]()
+    damage(body)
+    answer = await client.post(f"/{kind}_sessions", json=body, headers=shopify_headers())
+    assert answer.status == 422
+    assert (await answer.json())["error"]["field"] == field
+    assert inspect.dbsize() == 0
