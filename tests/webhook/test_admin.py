@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -34,23 +34,10 @@ def settings(redis_server: LocalRedis) -> Settings:
 
 
 @pytest.fixture
-def inspect(settings: Settings) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.close()
-
-
-@pytest.fixture
 async def store(settings: Settings, inspect: redis.Redis) -> AsyncIterator[SessionStore]:
     client = Redis.from_url(settings.redis_url)
     yield SessionStore(client)
     await client.aclose()
-
-
-@pytest.fixture
-async def client(aiohttp_client: Any, settings: Settings, inspect: redis.Redis) -> Any:
-    return await aiohttp_client(create_app(settings))
 
 
 async def failed(store: SessionStore, error: str, **fields: Any) -> Session:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,21 +24,6 @@ DB = 1  # nothing consumes this database's queue, so every enqueued message stay
 @pytest.fixture
 def settings(redis_server: LocalRedis) -> Settings:
     return Settings(redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}")
-
-
-@pytest.fixture
-def inspect(settings: Settings) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-async def client(
-    aiohttp_client: Any, settings: Settings, inspect: redis.Redis
-) -> TestClient[Any, Any]:
-    return await aiohttp_client(create_app(settings))
 
 
 def queued(inspect: redis.Redis) -> list[str]:

@@ -4,7 +4,7 @@ real redis-server: the good path, duplicates, conflicts and each kind's own bad 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,7 +16,6 @@ from config import Settings
 from ops.redis_server import LocalRedis
 from sessions.store import session_key
 from tests.factories import payment_body, refund_body, shopify_headers, void_body
-from webhook.app import create_app
 from workers.dispatch import QUEUE
 
 DB = 6
@@ -28,19 +27,6 @@ def settings(redis_server: LocalRedis) -> Settings:
         redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
         public_url="https://payhook.example",
     )
-
-
-@pytest.fixture
-def inspect(settings: Settings) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-async def client(aiohttp_client: Any, settings: Settings, inspect: redis.Redis) -> Any:
-    return await aiohttp_client(create_app(settings))
 
 
 KINDS: dict[str, Callable[..., dict[str, Any]]] = {
