@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-ConnectorName = Literal["simulator"]
+ConnectorName = Literal["simulator", "http", "ledyer", "aplazame", "purchase", "bigcommerce"]
 
 Ladder = Annotated[tuple[float, ...], NoDecode]
 
@@ -43,6 +43,20 @@ class Settings(BaseSettings):
     # PSP connector.
     connector: ConnectorName = "simulator"
     psp_timeout_seconds: float = Field(default=15.0, gt=0)
+    # PSP connectors: where each provider is and its credentials (docs/connectors.md).
+    # Only the block of the chosen PAYHOOK_CONNECTOR is read.
+    http_connector_url: str | None = None
+    http_connector_token: SecretStr | None = None
+    ledyer_base_url: str = "https://api.sandbox.ledyer.com"
+    ledyer_access_token: SecretStr | None = None
+    aplazame_base_url: str = "https://api.aplazame.com"
+    aplazame_private_key: SecretStr | None = None
+    purchase_graphql_url: str | None = None
+    purchase_token: SecretStr | None = None
+    bigcommerce_base_url: str = "https://api.bigcommerce.com"
+    bigcommerce_store_hash: str | None = None
+    bigcommerce_access_token: SecretStr | None = None
+    # End of PSP connectors.
 
     # Inbound HTTP.
     host: str = "127.0.0.1"

@@ -14,6 +14,9 @@ from sessions.models import Kind
 from sessions.query import SessionFilter
 from sessions.states import State
 
+# The connectors with a sandbox fake (`sandbox.psp`); listed here to keep startup light.
+PSP_FAKES = ("http", "ledyer", "aplazame", "purchase", "bigcommerce")
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -39,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--exit", action="store_true", help="stop after the demo instead of serving")
     dev.add_argument("--sandbox-port", type=int, default=8090)
+    dev.add_argument(
+        "--connector",
+        choices=["simulator", *PSP_FAKES],
+        default=None,
+        help="settle with this PSP connector against its sandbox fake (default: the simulator)",
+    )
+    dev.add_argument("--psp-port", type=int, default=8095, help="port of the PSP fake")
 
     demo = commands.add_parser("demo", help="send capture sessions to a running payhook")
     demo.add_argument("count", type=int)
@@ -48,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sandbox = commands.add_parser("sandbox", help="run the Shopify Payments Apps sandbox peer")
     sandbox.add_argument("--port", type=int, default=8090)
+    # Hidden from the command list: `payhook dev --connector` starts it for you.
+    psp = commands.add_parser("psp-sandbox", description="run a PSP connector's sandbox fake")
+    psp.add_argument("name", choices=PSP_FAKES)
+    psp.add_argument("--port", type=int, default=8095)
 
     sessions = commands.add_parser("sessions", help="inspect sessions")
     which = sessions.add_subparsers(dest="action", required=True)
@@ -136,7 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ops.dev import run_dev
 
         return run_dev(
-            settings, demo=args.demo, exit_after_demo=args.exit, sandbox_port=args.sandbox_port
+            settings,
+            demo=args.demo,
+            exit_after_demo=args.exit,
+            sandbox_port=args.sandbox_port,
+            connector=args.connector,
+            psp_port=args.psp_port,
         )
     elif command == "demo":
         from ops.demo import run_demo
@@ -150,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ops.dev import serve_sandbox
 
         asyncio.run(serve_sandbox(args.port))
+    elif command == "psp-sandbox":
+        from ops.dev import serve_psp_sandbox
+
+        asyncio.run(serve_psp_sandbox(args.name, args.port))
     elif command == "sessions":
         from ops.inspect import list_sessions, show_session
 

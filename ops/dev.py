@@ -2,7 +2,8 @@
 
 Starts a project-managed `redis-server` (AOF on, data under the state dir), the Shopify
 sandbox peer, the web server, a worker and beat, each as its own process with its log under
-`<state dir>/logs/`, then optionally runs the demo.
+`<state dir>/logs/`, then optionally runs the demo. With `--connector NAME` the worker
+settles with that PSP connector against its sandbox fake (`sandbox.psp`), started first.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ops.redis_server import LocalRedis, _answers_ping
 GRAPHQL_PATH = "/{shop}/payments_apps/api/{version}/graphql.json"
 BUYER_PATH = "/pay/{session_id}?amount={amount}&currency={currency}&callback={callback}"
 DEV_TOKEN = "shpat_sandbox_dev_token"  # noqa: S105 - the sandbox accepts any token
+DEV_PSP_TOKEN = "payhook-dev-psp-token"  # noqa: S105 - the PSP fakes accept any token
 
 
 @dataclass
@@ -75,7 +77,15 @@ def _stop(children: list[Child]) -> None:
             child.process.wait()
 
 
-def run_dev(settings: Settings, *, demo: int, exit_after_demo: bool, sandbox_port: int) -> int:
+def run_dev(
+    settings: Settings,
+    *,
+    demo: int,
+    exit_after_demo: bool,
+    sandbox_port: int,
+    connector: str | None = None,
+    psp_port: int = 8095,
+) -> int:
     state = settings.state_dir.resolve()
     logs = state / "logs"
     redis_port = urlparse(settings.redis_url).port or 6379
@@ -101,6 +111,10 @@ def run_dev(settings: Settings, *, demo: int, exit_after_demo: bool, sandbox_por
     )
     children: list[Child] = []
     try:
+        if connector == "simulator":
+            env["PAYHOOK_CONNECTOR"] = connector
+        elif connector is not None:
+            children.append(_start_psp(connector, psp_port, env, logs))
         children.append(_start("sandbox", ["sandbox", "--port", str(sandbox_port)], env, logs))
         _wait_http(f"{sandbox_base}/_sandbox/calls", children[-1])
         print(f"● sandbox    {sandbox_base} (Shopify Payments Apps GraphQL peer)")
@@ -131,6 +145,18 @@ def run_dev(settings: Settings, *, demo: int, exit_after_demo: bool, sandbox_por
             redis.stop()
 
 
+def _start_psp(name: str, port: int, env: dict[str, str], logs: Path) -> Child:
+    """Start connector `name`'s fake and point the web server and worker (`env`) at it."""
+    from sandbox.psp import connector_environment
+
+    base = f"http://127.0.0.1:{port}"
+    child = _start("psp", ["psp-sandbox", name, "--port", str(port)], env, logs)
+    _wait_http(f"{base}/_sandbox/calls", child)
+    env.update(connector_environment(name, base, DEV_PSP_TOKEN))
+    print(f"● psp        {base} ({name} sandbox; orders it has not seen are opened on demand)")
+    return child
+
+
 def _how_to_send(app_url: str, sandbox_base: str) -> str:
     return f"""
 Send a capture session (the sandbox must know its gid, as Shopify would):
@@ -155,6 +181,17 @@ async def serve_sandbox(port: int) -> None:
     from sandbox.shopify import start_shopify_sandbox
 
     running = await start_shopify_sandbox("127.0.0.1", port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await running.close()
+
+
+async def serve_psp_sandbox(name: str, port: int) -> None:
+    """Run PSP fake `name` until the process is stopped."""
+    from sandbox.psp import start_psp_fake
+
+    running = await start_psp_fake(name, "127.0.0.1", port, open_orders=True)
     try:
         await asyncio.Event().wait()
     finally:

@@ -66,6 +66,7 @@ class Runtime:
         return self.loop.run_until_complete(coroutine)
 
     def close(self) -> None:
+        self.run(self.services.connector.close())
         self.run(self.services.gateway.close())
         self.run(self.redis.aclose())
         self.loop.close()

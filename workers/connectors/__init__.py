@@ -1,16 +1,87 @@
-"""PSP connectors behind one port (`workers.connectors.base.Connector`)."""
+"""PSP connectors behind one port (`workers.connectors.base.Connector`).
+
+`build_connector` is the only place that reads connector settings: it builds each
+connector's HTTP endpoint (or gql client) and hands it in. Nothing connects until the
+first call, which runs inside the worker's event loop.
+"""
 
 from __future__ import annotations
 
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from config import Settings
+from workers.connectors.aplazame import AplazameConnector
 from workers.connectors.base import Connector
+from workers.connectors.bigcommerce import BigCommerceConnector
+from workers.connectors.http import HttpConnector
+from workers.connectors.http_client import PspHttp
+from workers.connectors.journal import Journal
+from workers.connectors.ledyer import LedyerConnector
+from workers.connectors.purchase import PurchaseConnector
+from workers.connectors.purchase_api import PurchaseApi, purchase_client
 from workers.connectors.simulator import SimulatorConnector
+
+
+class ConnectorSettingsError(ValueError):
+    """PAYHOOK_CONNECTOR names a connector whose settings are missing."""
+
+
+def _required(value: str | SecretStr | None, variable: str) -> str:
+    if value is None:
+        raise ConnectorSettingsError(f"{variable} must be set for this PAYHOOK_CONNECTOR")
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not text:
+        raise ConnectorSettingsError(f"{variable} must not be empty")
+    return text
 
 
 def build_connector(settings: Settings, redis: Redis) -> Connector:
     """The connector named by `PAYHOOK_CONNECTOR`."""
-    if settings.connector == "simulator":
+    name = settings.connector
+    timeout = settings.psp_timeout_seconds
+    if name == "simulator":
         return SimulatorConnector(redis)
-    raise ValueError(f"unknown connector {settings.connector!r}")  # pragma: no cover
+    if name == "http":
+        token = settings.http_connector_token
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+        url = _required(settings.http_connector_url, "PAYHOOK_HTTP_CONNECTOR_URL")
+        return HttpConnector(PspHttp(url, name="http", timeout_seconds=timeout, headers=headers))
+    if name == "ledyer":
+        token_text = _required(settings.ledyer_access_token, "PAYHOOK_LEDYER_ACCESS_TOKEN")
+        http = PspHttp(
+            settings.ledyer_base_url,
+            name="ledyer",
+            timeout_seconds=timeout,
+            headers={"Authorization": f"Bearer {token_text}"},
+        )
+        return LedyerConnector(http, Journal(redis, "ledyer"))
+    if name == "aplazame":
+        key = _required(settings.aplazame_private_key, "PAYHOOK_APLAZAME_PRIVATE_KEY")
+        http = PspHttp(
+            settings.aplazame_base_url,
+            name="aplazame",
+            timeout_seconds=timeout,
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        return AplazameConnector(http, Journal(redis, "aplazame"))
+    if name == "purchase":
+        client = purchase_client(
+            _required(settings.purchase_graphql_url, "PAYHOOK_PURCHASE_GRAPHQL_URL"),
+            token=_required(settings.purchase_token, "PAYHOOK_PURCHASE_TOKEN"),
+            timeout_seconds=timeout,
+        )
+        return PurchaseConnector(PurchaseApi(client), Journal(redis, "purchase"))
+    if name == "bigcommerce":
+        store = _required(settings.bigcommerce_store_hash, "PAYHOOK_BIGCOMMERCE_STORE_HASH")
+        token_text = _required(
+            settings.bigcommerce_access_token, "PAYHOOK_BIGCOMMERCE_ACCESS_TOKEN"
+        )
+        http = PspHttp(
+            settings.bigcommerce_base_url,
+            name="bigcommerce",
+            timeout_seconds=timeout,
+            headers={"X-Auth-Token": token_text, "Accept": "application/json"},
+        )
+        return BigCommerceConnector(http, store)
+    raise ValueError(f"unknown connector {name!r}")  # pragma: no cover

@@ -1,0 +1,102 @@
+"""A PSP speaking payhook's generic `http` contract (DESIGN.md), for the `http` connector.
+
+    POST /captures | /refunds | /voids   Idempotency-Key: <session id> (required: 400)
+    {"session_id", "payment_id", "amount": "10.00" | null, "currency"}
+
+`201 {"reference"}` approves; magic amounts (`…51`, `…52` in minor units) and `decline`
+faults answer `402 {"code", "message"}`; a repeated key after an approval answers `409`
+with the first reference (the contract's "already done"), after a decline the same `402`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import web
+
+from sandbox.psp.common import (
+    PSP_STATE,
+    Applied,
+    Fault,
+    bearer_ok,
+    json_object,
+    magic,
+    money_call,
+    psp_app,
+)
+from sessions.money import MoneyError, to_minor
+
+OPERATIONS = {"/captures": "capture", "/refunds": "refund", "/voids": "void"}
+HTTP_BOOKS: web.AppKey[list[dict[str, Any]]] = web.AppKey("http_books", list)
+
+
+def _decline(fault: Fault) -> tuple[int, Any]:
+    return 402, {
+        "code": fault.code or "card_declined",
+        "message": fault.message or "The card was declined.",
+    }
+
+
+def _amount(body: dict[str, Any]) -> tuple[Decimal | None, int | None] | None:
+    raw, currency = body.get("amount"), body.get("currency")
+    if raw is None:
+        return None, None
+    try:
+        amount = Decimal(str(raw))
+        return amount, to_minor(amount, str(currency))
+    except (InvalidOperation, MoneyError):
+        return None
+
+
+def create_http_psp_app(*, token: str | None = None) -> web.Application:
+    app = psp_app()
+    app[HTTP_BOOKS] = []
+
+    async def operate(request: web.Request) -> web.Response:
+        operation = OPERATIONS[request.path]
+        if token is not None and not bearer_ok(request, token):
+            return web.json_response({"code": "unauthorized", "message": "bad token"}, status=401)
+        key = request.headers.get("Idempotency-Key")
+        body = await json_object(request)
+        parsed = _amount(body) if body is not None else None
+        if not key or body is None or parsed is None or not body.get("payment_id"):
+            request.app[PSP_STATE].record(
+                operation=operation, method="POST", path=request.path, status=400
+            )
+            message = "Idempotency-Key, payment_id and a valid amount are required"
+            return web.json_response({"code": "bad_request", "message": message}, status=400)
+        amount, minor = parsed
+
+        async def apply() -> Applied:
+            behaviour = magic(minor)
+            if behaviour == "decline":
+                return 402, {"code": "card_declined", "message": "The card was declined."}, False
+            if behaviour == "expired":
+                message = "The authorization expired."
+                return 402, {"code": "AUTHORIZATION_EXPIRED", "message": message}, False
+            books = request.app[HTTP_BOOKS]
+            reference = f"psp_{operation}_{len(books) + 1}"
+            shown = None if amount is None else str(amount)
+            books.append({"operation": operation, "key": key, "amount": shown})
+            return 201, {"reference": reference}, True
+
+        def replay(status: int, answer: Any) -> tuple[int, Any]:
+            if status == 201:
+                return 409, {"code": "already_processed", **answer}
+            return status, answer
+
+        return await money_call(
+            request,
+            operation=operation,
+            amount=minor,
+            key=key,
+            body=body,
+            apply=apply,
+            decline=_decline,
+            replay=replay,
+        )
+
+    for path in OPERATIONS:
+        app.router.add_post(path, operate)
+    return app

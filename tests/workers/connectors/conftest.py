@@ -1,0 +1,87 @@
+"""Connector contract tests: each connector, built by `build_connector` from settings,
+against its sandbox fake served by a real aiohttp server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import fakeredis
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from config import Settings
+from sandbox.psp import connector_environment
+from sandbox.psp.common import PSP_STATE, PspCall, PspState
+from tests.factories import new_id
+from workers.connectors import build_connector
+from workers.connectors.base import Connector, Operation
+
+TOKEN = "sandbox-token"
+# Short enough that a `delay` fault of DELAY seconds is a timeout, long enough for a
+# loaded CI machine to answer everything else.
+TIMEOUT = 0.5
+DELAY = 0.9
+
+
+def operation(**overrides: Any) -> Operation:
+    session_id = overrides.pop("session_id", None) or new_id()
+    fields: dict[str, Any] = {
+        "session_id": session_id,
+        "payment_id": "pay-1",
+        "amount": Decimal("100.00"),
+        "currency": "EUR",
+        "test": True,
+    }
+    fields.update(overrides)
+    return Operation(**fields)
+
+
+def settings_for(name: str, base_url: str, **overrides: Any) -> Settings:
+    env = connector_environment(name, base_url, TOKEN)
+    fields: dict[str, Any] = {
+        key.removeprefix("PAYHOOK_").lower(): value for key, value in env.items()
+    }
+    fields.update(psp_timeout_seconds=TIMEOUT, **overrides)
+    return Settings(**fields)
+
+
+@dataclass
+class Fake:
+    """A fake PSP being served, and the connector built to talk to it."""
+
+    connector: Any  # the concrete connector class: tests reach its public surface only
+    state: PspState
+    app: web.Application
+    url: str
+
+    def applied(self, operation: str) -> int:
+        return len(self.state.applied(operation))
+
+    def calls(self, operation: str) -> list[PspCall]:
+        return [call for call in self.state.calls if call.operation == operation]
+
+
+Serve = Callable[..., Awaitable[Fake]]
+
+
+@pytest.fixture
+async def serve(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIterator[Serve]:
+    """`await serve("ledyer", app)`: serve the fake and build its connector from settings."""
+    redis = fakeredis.FakeAsyncRedis()
+    built: list[Connector] = []
+
+    async def factory(name: str, app: web.Application, **settings: Any) -> Fake:
+        server = await aiohttp_server(app)
+        url = str(server.make_url("")).rstrip("/")
+        connector = build_connector(settings_for(name, url, **settings), redis)
+        built.append(connector)
+        return Fake(connector, app[PSP_STATE], app, url)
+
+    yield factory
+    for connector in built:
+        await connector.close()
+    await redis.aclose()

@@ -1,0 +1,104 @@
+"""The generic `http` connector against a PSP speaking DESIGN.md's contract."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from sandbox.psp.http import HTTP_BOOKS, create_http_psp_app
+from tests.workers.connectors.conftest import DELAY, TOKEN, Fake, Serve, operation
+from workers.connectors.base import (
+    Approved,
+    DeclineCode,
+    Declined,
+    NotFound,
+    TryAgain,
+)
+
+
+@pytest.fixture
+async def fake(serve: Serve) -> Fake:
+    return await serve("http", create_http_psp_app(token=TOKEN))
+
+
+async def test_a_capture_is_approved_with_the_psp_reference(fake: Fake) -> None:
+    op = operation(amount=Decimal("10.00"))
+    assert await fake.connector.capture(op) == Approved("psp_capture_1")
+    [book] = fake.app[HTTP_BOOKS]
+    assert book == {"operation": "capture", "key": op.session_id, "amount": "10.00"}
+    [call] = fake.calls("capture")
+    assert call.idempotency_key == op.session_id
+
+
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [("10.51", DeclineCode.PROCESSING_ERROR), ("10.52", DeclineCode.AUTHORIZATION_EXPIRED)],
+)
+async def test_a_decline_carries_the_code_and_the_psps_message(
+    fake: Fake, amount: str, code: DeclineCode
+) -> None:
+    answer = await fake.connector.capture(operation(amount=Decimal(amount)))
+    assert isinstance(answer, Declined)
+    assert answer.code is code
+    assert answer.message
+    assert fake.applied("capture") == 0
+
+
+async def test_transient_failures_are_retried_then_approved_once(fake: Fake) -> None:
+    fake.state.arm({"kind": "status", "status": 503, "times": 2})
+    op = operation()
+    first = await fake.connector.capture(op)
+    assert isinstance(first, TryAgain)
+    assert not first.ambiguous
+    assert isinstance(await fake.connector.capture(op), TryAgain)
+    assert isinstance(await fake.connector.capture(op), Approved)
+    assert fake.applied("capture") == 1
+
+
+async def test_429_passes_retry_after_on(fake: Fake) -> None:
+    fake.state.arm({"kind": "status", "status": 429, "retry_after": 7})
+    answer = await fake.connector.capture(operation())
+    assert answer == TryAgain("http capture: HTTP 429", retry_after=7.0)
+
+
+async def test_a_timeout_is_ambiguous_and_status_resolves_it_without_a_second_capture(
+    fake: Fake,
+) -> None:
+    fake.state.arm({"kind": "delay", "seconds": DELAY, "apply": True})
+    op = operation()
+    lost = await fake.connector.capture(op)
+    assert isinstance(lost, TryAgain)
+    assert lost.ambiguous
+    assert await fake.connector.status("capture", op) == Approved("psp_capture_1")
+    assert fake.applied("capture") == 1
+
+
+async def test_a_lost_answer_then_a_retry_moves_money_once(fake: Fake) -> None:
+    fake.state.arm({"kind": "lost", "status": 502})
+    op = operation()
+    assert isinstance(await fake.connector.capture(op), TryAgain)
+    # The same key again: the PSP answers 409, already done, which is an approval.
+    assert await fake.connector.capture(op) == Approved("psp_capture_1")
+    assert fake.applied("capture") == 1
+    assert [c.status for c in fake.calls("capture")] == [201, 409]
+
+
+async def test_the_same_key_twice_is_one_money_movement(fake: Fake) -> None:
+    op = operation()
+    assert await fake.connector.capture(op) == await fake.connector.capture(op)
+    assert fake.applied("capture") == 1
+    assert [c.replayed for c in fake.calls("capture")] == [False, True]
+
+
+async def test_refund_and_void_are_separate_operations_under_their_own_paths(fake: Fake) -> None:
+    refund = await fake.connector.refund(operation(amount=Decimal("5.00")))
+    void = await fake.connector.void(operation(amount=None))
+    assert refund == Approved("psp_refund_1")
+    assert void == Approved("psp_void_2")
+    assert [b["operation"] for b in fake.app[HTTP_BOOKS]] == ["refund", "void"]
+    assert fake.app[HTTP_BOOKS][1]["amount"] is None
+
+
+async def test_the_contract_has_no_authorization_lookup(fake: Fake) -> None:
+    assert await fake.connector.authorization(operation()) == NotFound()

@@ -1,0 +1,189 @@
+"""The Aplazame connector: captures of an order (`/orders/{orderId}/captures`).
+
+    GET  /orders/{orderId}/captures   → {"remaining_capture_amount", "results": [capture]}
+    POST /orders/{orderId}/captures   {"amount": 10050}
+    Accept: application/vnd.aplazame.v1+json, Authorization: Bearer <private key>
+
+Amounts are integer minor units (the reference's examples: `10050` is 100.50). Aplazame
+takes no idempotency key, so the connector makes a capture idempotent per session itself:
+before sending it journals the ids of the order's existing captures, and every later
+attempt (a retry, a redelivered task, `status`) first looks for a capture that appeared
+since, for the same amount. Any answer that may mean "applied" (5xx, timeout, reset) is
+ambiguous for that reason.
+
+Refunds and voids are not in the reference this connector follows: they are declined with
+a message telling the merchant to use Aplazame's own panel.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sessions.money import to_minor
+from workers.connectors.base import (
+    Approved,
+    Authorization,
+    DeclineCode,
+    Declined,
+    NotFound,
+    Operation,
+    OperationKind,
+    Result,
+    StatusResult,
+    TryAgain,
+)
+from workers.connectors.http_client import PspHttp
+from workers.connectors.journal import Journal, Sent, send_once, status_of
+from workers.connectors.lines import from_minor
+from workers.connectors.rules import Rule, RuleTable, Verdict, result
+
+MEDIA_TYPE = "application/vnd.aplazame.v1+json"
+_ACCEPT = {"Accept": MEDIA_TYPE}
+UNSUPPORTED = (
+    "payhook's Aplazame connector does not {kind}; please {kind} this order in the Aplazame "
+    "merchant panel."
+)
+
+ANSWERS = RuleTable(
+    "aplazame",
+    rules=(
+        Rule(Verdict.APPROVED, status=(200, 299)),
+        Rule(Verdict.DECLINED, status=400, message="Aplazame refused the capture."),
+        Rule(Verdict.RETRY, status=401),  # the private key: an operator's fix
+        Rule(Verdict.DECLINED, status=403, message="Aplazame does not allow this capture."),
+        Rule(Verdict.DECLINED, status=404, message="Aplazame does not know this order."),
+        Rule(Verdict.RETRY, status=406),  # the media type: ours to fix, nothing applied
+        Rule(Verdict.RETRY, status=429),
+        # No idempotency key: a server error may hide an applied capture, so look first.
+        Rule(Verdict.AMBIGUOUS, status=(500, 599)),
+        Rule(Verdict.DECLINED, status=(400, 499), message="Aplazame refused the capture."),
+    ),
+    default=Rule(Verdict.AMBIGUOUS),
+)
+
+
+class Capture(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    amount: int
+    refunded_amount: int = 0
+
+
+class Captures(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    remaining_capture_amount: int
+    results: list[Capture] = Field(default_factory=list)
+
+
+class AplazameConnector:
+    name = "aplazame"
+
+    def __init__(self, http: PspHttp, journal: Journal) -> None:
+        self._http = http
+        self._journal = journal
+
+    async def capture(self, operation: Operation) -> Result:
+        async def plan() -> Sent | Result:
+            known = await self._captures(operation)
+            if isinstance(known, NotFound):
+                return _declined("Aplazame does not know this order.")
+            if isinstance(known, TryAgain):
+                return known
+            assert operation.amount is not None
+            amount = to_minor(operation.amount, operation.currency)
+            if amount > known.remaining_capture_amount:
+                left = from_minor(known.remaining_capture_amount, operation.currency)
+                return _declined(f"Aplazame has only {left} {operation.currency} left to capture.")
+            path = f"/orders/{operation.provider_id}/captures"
+            return Sent(
+                request={"path": path, "body": {"amount": amount}},
+                before=tuple(c.id for c in known.results),
+                amount=amount,
+            )
+
+        return await send_once(
+            self._journal,
+            "capture",
+            operation,
+            plan=plan,
+            find=lambda sent: self._find(operation, sent),
+            send=lambda sent: self._send(operation, sent),
+        )
+
+    async def refund(self, operation: Operation) -> Result:
+        return _declined(UNSUPPORTED.format(kind="refund"))
+
+    async def void(self, operation: Operation) -> Result:
+        return _declined(UNSUPPORTED.format(kind="cancel"))
+
+    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
+        if kind != "capture":
+            return NotFound()  # never sent: refunds and voids are declined before any call
+        return await status_of(
+            self._journal, kind, operation, lambda sent: self._find(operation, sent)
+        )
+
+    async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
+        known = await self._captures(operation)
+        if not isinstance(known, Captures):
+            return known
+        currency = operation.currency  # the captures answer carries none
+        captured = sum(c.amount for c in known.results)
+        return Authorization(
+            provider_payment_id=operation.provider_id,
+            currency=currency,
+            authorized=from_minor(captured + known.remaining_capture_amount, currency),
+            captured=from_minor(captured, currency),
+            refunded=from_minor(sum(c.refunded_amount for c in known.results), currency),
+            voided=False,
+            expires_at=None,
+        )
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    async def _captures(self, operation: Operation) -> Captures | NotFound | TryAgain:
+        reply = await self._http.request(
+            "GET", f"/orders/{operation.provider_id}/captures", headers=_ACCEPT
+        )
+        if isinstance(reply, TryAgain):
+            return reply
+        if reply.status == 404:
+            return NotFound()
+        if not reply.ok:
+            return TryAgain(f"aplazame GET captures: HTTP {reply.status}", reply.retry_after)
+        try:
+            return Captures.model_validate(reply.body)
+        except ValidationError:
+            return TryAgain("aplazame GET captures: an answer that is not a captures list")
+
+    async def _send(self, operation: Operation, sent: Sent) -> Result:
+        reply = await self._http.request(
+            "POST", str(sent.request["path"]), json_body=sent.request["body"], headers=_ACCEPT
+        )
+        if isinstance(reply, TryAgain):
+            return reply
+        rule = ANSWERS.classify(status=reply.status)
+        capture_id = reply.at("id")
+        return result(
+            rule,
+            reference=str(capture_id) if capture_id else operation.provider_id,
+            reason=f"aplazame capture: HTTP {reply.status}",
+            message=reply.message(),
+            retry_after=reply.retry_after,
+        )
+
+    async def _find(self, operation: Operation, sent: Sent) -> StatusResult:
+        known = await self._captures(operation)
+        if not isinstance(known, Captures):
+            return known
+        for capture in known.results:
+            if capture.id not in sent.before and capture.amount == sent.amount:
+                return Approved(psp_reference=capture.id)
+        return NotFound()
+
+
+def _declined(message: str) -> Declined:
+    return Declined(DeclineCode.PROCESSING_ERROR, message)
