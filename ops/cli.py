@@ -137,15 +137,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif command == "worker":
         from ops.processes import worker
 
-        worker(settings, concurrency=args.concurrency)
+        return worker(settings, concurrency=args.concurrency)
     elif command == "beat":
         from ops.processes import beat
 
-        beat(settings)
+        return beat(settings)
     elif command == "flower":
         from ops.processes import flower
 
-        flower(settings, port=args.port)
+        return flower(settings, port=args.port)
     elif command == "dev":
         from ops.dev import run_dev
 

@@ -25,45 +25,55 @@ def serve(settings: Settings) -> None:
     )
 
 
-def worker(settings: Settings, *, concurrency: int | None = None) -> None:
+def worker(settings: Settings, *, concurrency: int | None = None) -> int:
     configure_logging(settings.log_level)
     app = create_celery(settings)
     register_tasks(app, settings)
-    app.worker_main(
-        [
-            "worker",
-            "--queues",
-            f"{QUEUE},{SWEEP_QUEUE}",
-            "--concurrency",
-            str(concurrency or settings.worker_concurrency),
-            "--loglevel",
-            settings.log_level,
-            "--optimization",
-            "fair",
-            "--without-gossip",
-            "--without-mingle",
-            "--task-events",
-        ]
+    # The exit code matters: a supervisor restarts a worker that stopped on an error.
+    return exit_code(
+        app.start(
+            [
+                "worker",
+                "--queues",
+                f"{QUEUE},{SWEEP_QUEUE}",
+                "--concurrency",
+                str(concurrency or settings.worker_concurrency),
+                "--loglevel",
+                settings.log_level,
+                "--optimization",
+                "fair",
+                "--without-gossip",
+                "--without-mingle",
+                "--task-events",
+            ]
+        )
     )
 
 
-def beat(settings: Settings) -> None:
+def beat(settings: Settings) -> int:
     configure_logging(settings.log_level)
     app = create_celery(settings)
     register_tasks(app, settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    app.start(
-        [
-            "beat",
-            "--schedule",
-            str(settings.state_dir / "celerybeat-schedule"),
-            "--loglevel",
-            settings.log_level,
-        ]
+    return exit_code(
+        app.start(
+            [
+                "beat",
+                "--schedule",
+                str(settings.state_dir / "celerybeat-schedule"),
+                "--loglevel",
+                settings.log_level,
+            ]
+        )
     )
 
 
-def flower(settings: Settings, *, port: int) -> None:
+def flower(settings: Settings, *, port: int) -> int:
     app = create_celery(settings)
     register_tasks(app, settings)
-    app.start(["flower", f"--port={port}", "--address=127.0.0.1"])
+    return exit_code(app.start(["flower", f"--port={port}", "--address=127.0.0.1"]))
+
+
+def exit_code(code: object) -> int:
+    """Celery's `start` returns the command's exit code, or None for a clean exit."""
+    return code if isinstance(code, int) else 0

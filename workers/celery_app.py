@@ -11,12 +11,15 @@ from __future__ import annotations
 from celery import Celery
 
 from config import Settings
+from workers.broker import TRANSPORT
 from workers.dispatch import QUEUE
 
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery("payhook", broker=settings.broker, set_as_current=False)
     transport = {"visibility_timeout": settings.visibility_timeout_seconds}
+    if settings.broker.startswith(("redis://", "rediss://")):
+        app.conf.broker_transport = TRANSPORT
     app.conf.update(
         task_serializer="json",
         result_serializer="json",

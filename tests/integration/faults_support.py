@@ -1,0 +1,340 @@
+"""Helpers of the fault tests: worker fleets, killers, paced senders and audits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import random
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from ops.redis_server import LocalRedis
+from sandbox.client import SandboxShopifyClient
+from sandbox.shopify import RunningShopifySandbox
+from sandbox.shopify_side import SentSession, send_capture_session
+from sessions.models import Report
+from sessions.states import State
+from sessions.store import SessionStore, session_key
+from tests.integration.conftest import ROOT, WorkerProcess, worker_environment
+from workers.connectors.simulator import SimulatorConnector
+
+DB = 3
+SHOP = "faults-shop.myshopify.com"
+RESOLVE, REJECT = "captureSessionResolve", "captureSessionReject"
+FINAL = {State.REPORTED.value, State.FAILED.value}
+
+# The production paths with short waits: a lease of 5 s is also how long a killed worker's
+# session waits before the sweeper (every 0.5 s) hands it to someone else.
+FAST = {
+    "PAYHOOK_PSP_RETRY_LADDER": "0.05,0.2,0.5,1",
+    "PAYHOOK_PSP_MAX_ATTEMPTS": "20",
+    "PAYHOOK_PSP_RETRY_DEADLINE_SECONDS": "0",
+    "PAYHOOK_SHOPIFY_RETRY_LADDER": "0.05,0.2,0.5,1",
+    "PAYHOOK_SHOPIFY_MAX_ATTEMPTS": "60",
+    "PAYHOOK_SHOPIFY_RETRY_DEADLINE_SECONDS": "0",
+    "PAYHOOK_PSP_TIMEOUT_SECONDS": "1",
+    "PAYHOOK_SHOPIFY_TIMEOUT_SECONDS": "2",
+    "PAYHOOK_LEASE_SECONDS": "5",
+    "PAYHOOK_SWEEP_INTERVAL_SECONDS": "0.5",
+}
+LEASE_SECONDS = 5.0
+
+
+# --- fixtures ---------------------------------------------------------------------------
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of `pid` (a Celery worker's prefork pool), from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.extend(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+def kill_group(process: WorkerProcess) -> None:
+    """SIGKILL the process and everything it forked (it leads its own process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.process.pid, signal.SIGKILL)
+    process.process.wait(timeout=10)
+
+
+class Fleet:
+    """The worker and beat processes of one test. Each one leads its own process group, so
+    teardown SIGKILLs whole groups: no prefork child outlives its test."""
+
+    def __init__(
+        self, redis_server: LocalRedis, sandbox: RunningShopifySandbox, directory: Path
+    ) -> None:
+        self._redis_server = redis_server
+        self._sandbox = sandbox
+        self.directory = directory
+        self.started: list[WorkerProcess] = []
+        self._serial = itertools.count(1)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return worker_environment(
+            self._redis_server,
+            self._sandbox,
+            self.directory,
+            **{
+                **FAST,
+                "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{self._redis_server.port}/{DB}",
+                **overrides,
+            },
+        )
+
+    def start(
+        self, command: list[str], env: dict[str, str], name: str, marker: str
+    ) -> WorkerProcess:
+        log = self.directory / f"{name}-{next(self._serial)}.log"
+        # Recorded before waiting for it, so a process that never gets ready is still killed.
+        process = WorkerProcess.start(command, env, log, ready_marker=None)
+        self.started.append(process)
+        process.wait_for(marker, timeout=45)
+        return process
+
+    def worker(
+        self, env: dict[str, str], name: str = "worker", concurrency: int = 2
+    ) -> WorkerProcess:
+        return self.start(["worker", "--concurrency", str(concurrency)], env, name, "ready")
+
+    def beat(self, env: dict[str, str]) -> WorkerProcess:
+        return self.start(["beat"], env, "beat", "beat: Starting")
+
+    def logs(self) -> str:
+        return "".join(p.log.read_text(errors="replace") for p in self.started)
+
+    def health(self) -> str:
+        """Which processes are still running, and the last fatal line of any that are not."""
+        lines = []
+        for process in self.started:
+            code = process.process.poll()
+            fatal = [
+                line[:300]
+                for line in process.log.read_text(errors="replace").splitlines()
+                if '"critical"' in line or "Unrecoverable" in line
+            ]
+            state = "running" if code is None else f"exited {code}"
+            lines.append(f"{process.log.name}: {state} {fatal[-1] if fatal else ''}".rstrip())
+        return "\n".join(lines)
+
+    def stop_all(self) -> None:
+        # The test is over: whatever these processes leave in Redis is flushed before the next.
+        for process in self.started:
+            kill_group(process)
+
+
+SCRIPTED_DELIVERIES = {"53": 4, "54": 2}
+
+
+def expected_mutation(amount: str) -> str:
+    """The simulator declines amounts ending in 51; 53 (flaky) and 54 (ambiguous) approve."""
+    return REJECT if amount.endswith("51") else RESOLVE
+
+
+async def send(
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    amount: str,
+    retry_delays: tuple[float, ...] = (0.2, 0.5, 1.0),
+) -> SentSession:
+    return await send_capture_session(
+        http,
+        app_url=app_url,
+        sandbox=sandbox,
+        shop=SHOP,
+        payment_id=f"pay_{uuid.uuid4().hex[:12]}",
+        amount=amount,
+        currency="EUR",
+        retry_delays=retry_delays,
+    )
+
+
+async def send_paced(
+    count: int,
+    *,
+    per_second: float,
+    concurrency: int,
+    make: Callable[[int], Awaitable[SentSession]],
+) -> list[SentSession]:
+    """Send `count` sessions spread over time, as Shopify's traffic would arrive."""
+    gate = asyncio.Semaphore(concurrency)
+    began = time.monotonic()
+
+    async def one(index: int) -> SentSession:
+        await asyncio.sleep(max(0.0, began + index / per_second - time.monotonic()))
+        async with gate:
+            return await make(index)
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def states_of(redis: Redis, ids: list[str]) -> dict[str, str | None]:
+    async with redis.pipeline(transaction=False) as pipe:
+        for session_id in ids:
+            pipe.hget(session_key(session_id), "state")
+        values = await pipe.execute()
+    return {i: (v.decode() if v is not None else None) for i, v in zip(ids, values, strict=True)}
+
+
+async def wait_all_final(redis: Redis, ids: list[str], patience: float) -> dict[str, str | None]:
+    """Every session's state once all are reported or failed, or as they stand at `patience`."""
+    deadline = time.monotonic() + patience
+    states: dict[str, str | None] = {}
+    while time.monotonic() < deadline:
+        try:
+            states = await states_of(redis, ids)
+        except RedisConnectionError:
+            await asyncio.sleep(0.2)
+            continue
+        if all(state in FINAL for state in states.values()):
+            break
+        await asyncio.sleep(0.2)
+    return states
+
+
+@dataclass
+class Audit:
+    """What the PSP, Shopify and the store say about a batch of sessions."""
+
+    problems: list[str] = field(default_factory=list)
+    # Sessions charged twice, or given two different decisions at Shopify.
+    duplicates: int = 0
+    # The same mutation sent again after a crash between Shopify's answer and our store:
+    # Shopify treats a repeated name as a no-op, so the merchant sees nothing.
+    repeated_reports: int = 0
+    # Sessions delivered more often than their PSP script needs: the ones a fault reached.
+    redelivered: int = 0
+    charges: int = 0
+
+
+async def audit(
+    sent: list[SentSession],
+    *,
+    store: SessionStore,
+    psp: SimulatorConnector,
+    sandbox: SandboxShopifyClient,
+) -> Audit:
+    result = Audit()
+    by_gid: dict[str, list[dict[str, Any]]] = {}
+    for call in await sandbox.calls():
+        by_gid.setdefault(call["gid"], []).append(call)
+    for one in sent:
+        amount = one.body["amount"]
+        wanted = expected_mutation(amount)
+        opposite = REJECT if wanted == RESOLVE else RESOLVE
+        session = await store.get(one.id)
+        book = await psp.book("capture", one.id)
+        calls = by_gid.get(one.gid, [])
+        applied = [c for c in calls if c["applied"]]
+        decisions = {c["mutation"] for c in applied}
+        where = f"{one.id} ({amount})"
+        if session is None or session.state is not State.REPORTED:
+            result.problems.append(
+                f"{where} is {session and session.state}: {session and session.last_error}"
+            )
+        elif session.report is not (Report.RESOLVED if wanted == RESOLVE else Report.REJECTED):
+            result.problems.append(f"{where} reported {session.report}")
+        if book.charges != (1 if wanted == RESOLVE else 0):
+            result.problems.append(f"{where} charged {book.charges} times")
+        if book.charges > 1 or len(decisions) > 1:
+            result.duplicates += 1
+        if decisions != {wanted}:
+            result.problems.append(f"{where}: Shopify applied {sorted(decisions)}, not {wanted}")
+        if any(c["mutation"] == opposite for c in calls):
+            result.problems.append(f"{where}: Shopify was sent {opposite}")
+        result.repeated_reports += max(0, len(applied) - 1)
+        if session is not None and session.deliveries > SCRIPTED_DELIVERIES.get(amount[-2:], 1):
+            result.redelivered += 1
+        result.charges += book.charges
+    return result
+
+
+async def payhook(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """`payhook ARGS` as an operator runs it; (exit code, stdout)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ops",
+        *args,
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    if process.returncode != 0:
+        print(f"payhook {' '.join(args)} exited {process.returncode}:\n{err.decode()[-2000:]}")
+    return process.returncode, out.decode()
+
+
+# --- 1. SIGKILL chaos ---------------------------------------------------------------------
+
+
+def chaos_amount(index: int) -> str:
+    """Seven in ten approved outright; one declined, one flaky, one ambiguous at the PSP."""
+    cents = {0: 51, 1: 53, 2: 54}.get(index % 10, (index * 7) % 50)
+    return f"{10 + index % 90}.{cents:02d}"
+
+
+@dataclass
+class Killer:
+    """SIGKILLs, at random moments, a prefork child or a whole worker (restarting it)."""
+
+    fleet: Fleet
+    env: dict[str, str]
+    slots: list[WorkerProcess]
+    rng: random.Random
+    children_killed: int = 0
+    groups_killed: int = 0
+    last_kill: float = 0.0
+
+    @property
+    def kills(self) -> int:
+        return self.children_killed + self.groups_killed
+
+    async def run(self, seconds: float) -> None:
+        stop = time.monotonic() + seconds
+        while True:
+            await asyncio.sleep(self.rng.uniform(0.2, 1.0))
+            if time.monotonic() >= stop:
+                return
+            slot = self.rng.randrange(len(self.slots))
+            target = self.slots[slot]
+            if self.kills % 3 == 2:
+                kill_group(target)
+                self.groups_killed += 1
+                self.last_kill = time.monotonic()
+                self.slots[slot] = await asyncio.to_thread(self.fleet.worker, self.env, f"w{slot}")
+                continue
+            children = child_pids(target.process.pid)
+            if not children:
+                continue
+            try:
+                os.kill(self.rng.choice(children), signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            self.children_killed += 1
+            self.last_kill = time.monotonic()
