@@ -275,11 +275,6 @@ class SessionStore:
         """Count one more task delivery for the session (the poison-message guard)."""
         return int(await self._redis.hincrby(session_key(session_id), "deliveries", 1))
 
-    async def recent(self, limit: int = 50) -> list[Session]:
-        ids = await self._redis.zrevrange(INDEX_CREATED, 0, limit - 1)
-        found = [await self.get(_text(i)) for i in ids]
-        return [s for s in found if s is not None]
-
     async def replay(
         self,
         session_id: str,
