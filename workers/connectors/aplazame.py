@@ -17,7 +17,7 @@ a message telling the merchant to use Aplazame's own panel.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from sessions.money import to_minor
 from workers.connectors.base import (
@@ -145,19 +145,12 @@ class AplazameConnector:
         await self._http.close()
 
     async def _captures(self, operation: Operation) -> Captures | NotFound | TryAgain:
-        reply = await self._http.request(
-            "GET", f"/orders/{operation.provider_id}/captures", headers=_ACCEPT
+        return await self._http.read(
+            f"/orders/{operation.provider_id}/captures",
+            Captures,
+            "a captures list",
+            headers=_ACCEPT,
         )
-        if isinstance(reply, TryAgain):
-            return reply
-        if reply.status == 404:
-            return NotFound()
-        if not reply.ok:
-            return TryAgain(f"aplazame GET captures: HTTP {reply.status}", reply.retry_after)
-        try:
-            return Captures.model_validate(reply.body)
-        except ValidationError:
-            return TryAgain("aplazame GET captures: an answer that is not a captures list")
 
     async def _send(self, operation: Operation, sent: Sent) -> Result:
         reply = await self._http.request(

@@ -224,17 +224,12 @@ class BigCommerceConnector:
         await self._http.close()
 
     async def _order(self, operation: Operation) -> V2Order | Declined | TryAgain:
-        reply = await self._http.request("GET", f"{self._store}/v2/orders/{operation.provider_id}")
-        if isinstance(reply, TryAgain):
-            return reply
-        if reply.status == 404:
+        order = await self._http.read(
+            f"{self._store}/v2/orders/{operation.provider_id}", V2Order, "an order"
+        )
+        if isinstance(order, NotFound):
             return _declined("BigCommerce does not know this order.")
-        if not reply.ok:
-            return TryAgain(f"bigcommerce GET order: HTTP {reply.status}", reply.retry_after)
-        try:
-            return V2Order.model_validate(reply.body)
-        except ValidationError:
-            return TryAgain("bigcommerce GET order: an answer that is not an order")
+        return order
 
     async def _action(self, kind: OperationKind, operation: Operation) -> Result:
         reply = await self._post(operation, kind, {})

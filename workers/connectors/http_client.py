@@ -22,12 +22,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict
+from pydantic import BaseModel, ValidationError
 
-from workers.connectors.base import TryAgain
+from workers.connectors.base import NotFound, TryAgain
+
+Model = TypeVar("Model", bound=BaseModel)
 
 # Amounts in JSON answers become Decimal, never float.
 _loads = partial(json.loads, parse_float=Decimal)
@@ -129,6 +132,27 @@ class PspHttp:
             return TryAgain(f"{what}: no answer within {self._timeout.total:g}s", ambiguous=write)
         except (aiohttp.ClientError, OSError) as exc:
             return TryAgain(f"{what}: {type(exc).__name__}: {exc}", ambiguous=write)
+
+    async def read(
+        self,
+        path: str,
+        model: type[Model],
+        what: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> Model | NotFound | TryAgain:
+        """GET a resource into `model`: 404 is `NotFound`, any other trouble `TryAgain`."""
+        reply = await self.request("GET", path, headers=headers)
+        if isinstance(reply, TryAgain):
+            return reply
+        if reply.status == 404:
+            return NotFound()
+        if not reply.ok:
+            return TryAgain(f"{self._name} GET {path}: HTTP {reply.status}", reply.retry_after)
+        try:
+            return model.model_validate(reply.body)
+        except ValidationError:
+            return TryAgain(f"{self._name} GET {path}: an answer that is not {what}")
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

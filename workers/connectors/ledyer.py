@@ -131,17 +131,7 @@ class LedyerConnector:
         )
 
     async def _order(self, operation: Operation) -> Order | NotFound | TryAgain:
-        reply = await self._http.request("GET", f"/v1/orders/{operation.provider_id}")
-        if isinstance(reply, TryAgain):
-            return reply
-        if reply.status == 404:
-            return NotFound()
-        if not reply.ok:
-            return TryAgain(f"ledyer GET order: HTTP {reply.status}", reply.retry_after)
-        try:
-            return Order.model_validate(reply.body)
-        except ValidationError:
-            return TryAgain("ledyer GET order: an answer that is not an order")
+        return await self._http.read(f"/v1/orders/{operation.provider_id}", Order, "an order")
 
     async def _send(self, kind: OperationKind, operation: Operation, sent: Sent) -> Result:
         method = str(sent.request["method"])
