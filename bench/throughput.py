@@ -32,7 +32,7 @@ from ops.redis_server import LocalRedis, free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH
 from sandbox.shopify_side import build_capture_body
-from sessions.store import DUE
+from sessions.keys import DUE
 from workers.shopify import mutations
 from workers.shopify.gateway import GqlShopifyGateway
 

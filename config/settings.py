@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     )
     simulator_webhook_secret: SecretStr = SecretStr("payhook-simulator-dev-secret")
     buyer_window_seconds: float = Field(default=3600.0, gt=0)
+    # How long a payment reported pending may stay pending (Shopify's `pendingExpiresAt`,
+    # which it caps at three days); when it closes without the PSP's word it is rejected.
+    pending_seconds: float = Field(default=3 * 86400.0, gt=0, le=3 * 86400.0)
     # mTLS: Shopify presents a client certificate signed by its Payments Platform CA.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -102,9 +105,19 @@ class Settings(BaseSettings):
     # keeps killing its worker would otherwise be redelivered forever).
     max_deliveries: int = Field(default=200, ge=1)
 
-    # Workers.
-    worker_concurrency: int = Field(default=2, ge=1)
-    lease_seconds: float = Field(default=120.0, gt=0)
+    # Workers: each process keeps up to `worker_concurrency` sessions in flight on one event
+    # loop; `worker_processes` such processes per `payhook worker` (docs/workers.md).
+    worker_concurrency: int = Field(default=200, ge=1, le=2000)
+    worker_processes: int = Field(default=1, ge=1, le=64)
+    # Messages reserved per in-flight slot; reserved messages wait at most
+    # prefetch x run time, which stays far below the visibility timeout.
+    worker_prefetch_multiplier: int = Field(default=2, ge=1, le=16)
+    # Task events feed Flower; off saves about a third of Celery's cost per message.
+    worker_task_events: bool = True
+    # A lease is renewed every third of its length while its holder works.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    # Every Redis command of payhook's own clients gives up after this long.
+    redis_timeout_seconds: float = Field(default=2.0, gt=0)
     # Celery/Redis re-delivers an unacknowledged message after this long; every countdown
     # payhook asks Celery for stays well below it.
     visibility_timeout_seconds: int = Field(default=3600, gt=0)
@@ -126,16 +139,21 @@ class Settings(BaseSettings):
     _split_shopify = field_validator("shopify_retry_ladder", mode="before")(_parse_ladder)
 
     @model_validator(mode="after")
-    def _lease_outlives_a_run(self) -> Settings:
-        # A lease shorter than one PSP call plus one Shopify call would let a second worker
-        # start the same session while the first is still inside it.
-        needed = self.psp_timeout_seconds + self.shopify_timeout_seconds
-        if self.lease_seconds <= needed:
+    def _lease_can_be_renewed(self) -> Settings:
+        # The holder renews every third of the lease; a renewal that cannot finish within
+        # that interval would let the lease lapse under a live worker.
+        if self.redis_timeout_seconds >= self.lease_seconds / 3:
             raise ValueError(
-                f"PAYHOOK_LEASE_SECONDS ({self.lease_seconds:g}) must exceed the PSP and "
-                f"Shopify timeouts together ({needed:g})"
+                f"PAYHOOK_REDIS_TIMEOUT_SECONDS ({self.redis_timeout_seconds:g}) must be under "
+                f"a third of PAYHOOK_LEASE_SECONDS ({self.lease_seconds:g})"
             )
         return self
+
+    @property
+    def run_timeout_seconds(self) -> float:
+        """The longest one session run may take: a step's sequential PSP calls (status,
+        payment lookup, read, send) and the Shopify call, each with its own timeout."""
+        return 4 * self.psp_timeout_seconds + self.shopify_timeout_seconds + 10
 
     @property
     def broker(self) -> str:

@@ -25,7 +25,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the web server (session endpoints, health, metrics)")
     worker = commands.add_parser("worker", help="run a Celery worker that settles sessions")
-    worker.add_argument("--concurrency", type=int, default=None)
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="sessions in flight per process (default: PAYHOOK_WORKER_CONCURRENCY)",
+    )
+    worker.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="worker processes to run and supervise (default: PAYHOOK_WORKER_PROCESSES)",
+    )
+    # Set by `--processes` for each child it starts.
+    worker.add_argument("--index", type=int, default=None, help=argparse.SUPPRESS)
     commands.add_parser("beat", help="run the scheduler that drives the sweeper")
     flower = commands.add_parser("flower", help="run Flower, the live view of the workers")
     flower.add_argument("--port", type=int, default=5555)
@@ -62,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     psp = commands.add_parser("psp-sandbox", description="run a PSP connector's sandbox fake")
     psp.add_argument("name", choices=PSP_FAKES)
     psp.add_argument("--port", type=int, default=8095)
+    psp.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="answer every capture, refund and void this late (default: at once)",
+    )
 
     sessions = commands.add_parser("sessions", help="inspect sessions")
     which = sessions.add_subparsers(dest="action", required=True)
@@ -137,7 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif command == "worker":
         from ops.processes import worker
 
-        return worker(settings, concurrency=args.concurrency)
+        return worker(
+            settings, concurrency=args.concurrency, processes=args.processes, index=args.index
+        )
     elif command == "beat":
         from ops.processes import beat
 
@@ -172,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif command == "psp-sandbox":
         from ops.dev import serve_psp_sandbox
 
-        asyncio.run(serve_psp_sandbox(args.name, args.port))
+        asyncio.run(serve_psp_sandbox(args.name, args.port, latency=args.latency))
     elif command == "sessions":
         from ops.inspect import list_sessions, show_session
 

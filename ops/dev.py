@@ -187,11 +187,11 @@ async def serve_sandbox(port: int) -> None:
         await running.close()
 
 
-async def serve_psp_sandbox(name: str, port: int) -> None:
-    """Run PSP fake `name` until the process is stopped."""
+async def serve_psp_sandbox(name: str, port: int, *, latency: float = 0.0) -> None:
+    """Run PSP fake `name` until the process is stopped; money calls answer `latency` s late."""
     from sandbox.psp import start_psp_fake
 
-    running = await start_psp_fake(name, "127.0.0.1", port, open_orders=True)
+    running = await start_psp_fake(name, "127.0.0.1", port, open_orders=True, latency=latency)
     try:
         await asyncio.Event().wait()
     finally:

@@ -1,16 +1,19 @@
-"""The long-running processes: web server, Celery worker, beat and Flower."""
+"""The long-running processes: web server, Celery worker(s), beat and Flower."""
 
 from __future__ import annotations
+
+import socket
 
 from aiohttp import web
 
 from config import Settings
 from config.logging import configure_logging
+from ops.supervisor import supervise
+from transport.celery_app import create_celery
+from transport.messages import QUEUE, SWEEP_QUEUE
 from webhook.app import create_app
 from webhook.tls import server_ssl_context
-from workers.celery_app import create_celery
-from workers.dispatch import QUEUE
-from workers.tasks import SWEEP_QUEUE, register_tasks
+from workers.tasks import manage_runtime, register_tasks
 
 
 def serve(settings: Settings) -> None:
@@ -25,29 +28,42 @@ def serve(settings: Settings) -> None:
     )
 
 
-def worker(settings: Settings, *, concurrency: int | None = None) -> int:
+def worker(
+    settings: Settings,
+    *,
+    concurrency: int | None = None,
+    processes: int | None = None,
+    index: int | None = None,
+) -> int:
+    """`payhook worker`: one Celery worker process, or `processes` of them supervised here."""
     configure_logging(settings.log_level)
+    count = processes or settings.worker_processes
+    slots = concurrency or settings.worker_concurrency
+    if count > 1 and index is None:
+        return supervise(count, concurrency=slots)
     app = create_celery(settings)
-    register_tasks(app, settings)
+    manage_runtime(register_tasks(app, settings))
+    name = f"payhook{'' if index is None else f'-{index}'}@{socket.gethostname()}"
+    arguments = [
+        "worker",
+        "--hostname",
+        name,
+        "--queues",
+        f"{QUEUE},{SWEEP_QUEUE}",
+        # One event loop runs the sessions; the threads only wait for it (docs/workers.md).
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(slots),
+        "--loglevel",
+        settings.log_level,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if settings.worker_task_events:
+        arguments.append("--task-events")
     # The exit code matters: a supervisor restarts a worker that stopped on an error.
-    return exit_code(
-        app.start(
-            [
-                "worker",
-                "--queues",
-                f"{QUEUE},{SWEEP_QUEUE}",
-                "--concurrency",
-                str(concurrency or settings.worker_concurrency),
-                "--loglevel",
-                settings.log_level,
-                "--optimization",
-                "fair",
-                "--without-gossip",
-                "--without-mingle",
-                "--task-events",
-            ]
-        )
-    )
+    return exit_code(app.start(arguments))
 
 
 def beat(settings: Settings) -> int:

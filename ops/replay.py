@@ -8,9 +8,10 @@ from redis.asyncio import Redis
 
 from config import Settings
 from sessions.query import SessionFilter, find_sessions
+from sessions.replay import replay
 from sessions.store import SessionStore
-from workers.celery_app import create_celery
-from workers.replay import replay
+from transport.celery_app import create_celery
+from transport.messages import CeleryHandoff
 
 
 async def run_replay(
@@ -23,12 +24,11 @@ async def run_replay(
 ) -> int:
     redis = Redis.from_url(settings.redis_url)
     try:
-        store = SessionStore(redis)
+        store = SessionStore(redis, CeleryHandoff(create_celery(settings)))
         if wanted is not None:
             session_ids = [s.id for s in await find_sessions(store, wanted)]
         results = await replay(
             store,
-            create_celery(settings),
             session_ids,
             lease_seconds=settings.lease_seconds,
             per_second=rate,

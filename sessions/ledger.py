@@ -73,6 +73,16 @@ class Book:
 class Refused:
     reason: Refusal
     available: int = 0
+    # The book's currency, for the merchant's message (not part of the verdict).
+    book_currency: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """The reservation is held (or was already): what the PSP call needs from the book."""
+
+    provider_payment_id: str
+    currency: str
 
 
 def refusal_for(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from sessions.ledger import Book, Op, Refusal, Refused, Reservation
+from sessions.ledger import Book, Op, Refusal, Refused, Reservation, Reserved
 
 PREFIX = "payhook:pay:"
 
@@ -27,55 +27,65 @@ _RESERVE = (
     + """
 local session, op, amount, currency, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4],
   tonumber(ARGV[5])
-if redis.call('EXISTS', book) == 0 then return {'unknown_payment', 0} end
-if redis.call('HEXISTS', reservations, session) == 1 then return {'ok', 0} end
-if redis.call('SISMEMBER', settled, session) == 1 then return {'ok', 0} end
+if redis.call('EXISTS', book) == 0 then return {'unknown_payment', 0, '', ''} end
 local raw = redis.call('HGETALL', book)
 local b = {}
 for i = 1, #raw, 2 do b[raw[i]] = raw[i + 1] end
+local function reply(verdict, available)
+  return {verdict, available, b['provider_payment_id'] or '', b['currency'] or ''}
+end
+if redis.call('HEXISTS', reservations, session) == 1 then return reply('ok', 0) end
+if redis.call('SISMEMBER', settled, session) == 1 then return reply('ok', 0) end
 local function n(name) return tonumber(b[name] or '0') or 0 end
-if currency ~= '' and currency ~= b['currency'] then return {'currency', 0} end
+if currency ~= '' and currency ~= b['currency'] then return reply('currency', 0) end
 if op == 'capture' then
-  if b['sale'] == '1' then return {'sale_already_captured', 0} end
-  if b['voided'] == '1' or n('res_void') > 0 then return {'voided', 0} end
+  if b['sale'] == '1' then return reply('sale_already_captured', 0) end
+  if b['voided'] == '1' or n('res_void') > 0 then return reply('voided', 0) end
   if (b['expires_at'] or '') ~= '' and now >= tonumber(b['expires_at']) then
-    return {'expired', 0}
+    return reply('expired', 0)
   end
   local available = n('authorized') - n('captured') - n('res_capture')
-  if amount > available then return {'exceeds', available} end
+  if amount > available then return reply('exceeds', available) end
 elseif op == 'refund' then
   local available = n('captured') - n('refunded') - n('res_refund')
-  if amount > available then return {'exceeds', available} end
+  if amount > available then return reply('exceeds', available) end
 else
-  if b['voided'] == '1' or n('res_void') > 0 then return {'voided', 0} end
+  if b['voided'] == '1' or n('res_void') > 0 then return reply('voided', 0) end
   if b['sale'] == '1' or n('captured') > 0 or n('res_capture') > 0 then
-    return {'captured', 0}
+    return reply('captured', 0)
   end
   amount = 1
 end
 redis.call('HSET', reservations, session, op .. ':' .. amount)
 redis.call('HINCRBY', book, 'res_' .. op, amount)
-return {'ok', 0}
+return reply('ok', 0)
 """
 )
 
-_SETTLE = (
-    _COMMON
-    + """
-local session, approved = ARGV[1], ARGV[2] == '1'
-local held = redis.call('HGET', reservations, session)
-if not held then return 0 end
-local op, amount = string.match(held, '^(%a+):(%d+)$')
-amount = tonumber(amount)
-redis.call('HINCRBY', book, 'res_' .. op, -amount)
-if approved then
-  if op == 'capture' then redis.call('HINCRBY', book, 'captured', amount)
-  elseif op == 'refund' then redis.call('HINCRBY', book, 'refunded', amount)
-  else redis.call('HSET', book, 'voided', 1) end
+# Shared with the session store's write script, which settles a reservation in the same
+# atomic step that stores the PSP's outcome.
+SETTLE_RESERVATION = """
+local function settle_reservation(book, reservations, settled, session, approved)
+  local held = redis.call('HGET', reservations, session)
+  if not held then return 0 end
+  local op, amount = string.match(held, '^(%a+):(%d+)$')
+  amount = tonumber(amount)
+  redis.call('HINCRBY', book, 'res_' .. op, -amount)
+  if approved then
+    if op == 'capture' then redis.call('HINCRBY', book, 'captured', amount)
+    elseif op == 'refund' then redis.call('HINCRBY', book, 'refunded', amount)
+    else redis.call('HSET', book, 'voided', 1) end
+  end
+  redis.call('HDEL', reservations, session)
+  redis.call('SADD', settled, session)
+  return 1
 end
-redis.call('HDEL', reservations, session)
-redis.call('SADD', settled, session)
-return 1
+"""
+
+_SETTLE = (
+    SETTLE_RESERVATION
+    + """
+return settle_reservation(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2] == '1')
 """
 )
 
@@ -88,7 +98,7 @@ return 1
 """
 
 
-def _keys(payment_id: str) -> list[str]:
+def ledger_keys(payment_id: str) -> list[str]:
     base = f"{PREFIX}{payment_id}"
     return [base, f"{base}:res", f"{base}:settled"]
 
@@ -107,7 +117,7 @@ class LedgerStore:
     async def open(self, payment_id: str, book: Book, provider_payment_id: str = "") -> bool:
         """Record a payment once; False if it was already known (the first record wins)."""
         created = await self._open(
-            keys=_keys(payment_id)[:1],
+            keys=ledger_keys(payment_id)[:1],
             args=[
                 book.currency,
                 book.authorized,
@@ -122,7 +132,7 @@ class LedgerStore:
         return bool(created)
 
     async def get(self, payment_id: str) -> Book | None:
-        book_key, res_key, settled_key = _keys(payment_id)
+        book_key, res_key, settled_key = ledger_keys(payment_id)
         fields = {_text(k): _text(v) for k, v in (await self._redis.hgetall(book_key)).items()}
         if not fields:
             return None
@@ -145,7 +155,7 @@ class LedgerStore:
         )
 
     async def provider_payment_id(self, payment_id: str) -> str | None:
-        value = await self._redis.hget(_keys(payment_id)[0], "provider_payment_id")
+        value = await self._redis.hget(ledger_keys(payment_id)[0], "provider_payment_id")
         if value is None:
             return None
         return _text(value) or None
@@ -158,17 +168,20 @@ class LedgerStore:
         amount: int,
         currency: str | None,
         now: float,
-    ) -> Refused | None:
+    ) -> Reserved | Refused:
+        """Hold `amount` for the session, in one round trip that also reads what the PSP
+        call needs; idempotent for a session that holds or already settled its reservation."""
         reply = await self._reserve(
-            keys=_keys(payment_id), args=[session_id, op.value, amount, currency or "", repr(now)]
+            keys=ledger_keys(payment_id),
+            args=[session_id, op.value, amount, currency or "", repr(now)],
         )
-        verdict = _text(reply[0])
+        verdict, provider_id, book_currency = _text(reply[0]), _text(reply[2]), _text(reply[3])
         if verdict == "ok":
-            return None
-        return Refused(Refusal(verdict), int(reply[1]))
+            return Reserved(provider_id, book_currency)
+        return Refused(Refusal(verdict), int(reply[1]), book_currency or None)
 
     async def commit(self, payment_id: str, session_id: str) -> None:
-        await self._settle(keys=_keys(payment_id), args=[session_id, "1"])
+        await self._settle(keys=ledger_keys(payment_id), args=[session_id, "1"])
 
     async def release(self, payment_id: str, session_id: str) -> None:
-        await self._settle(keys=_keys(payment_id), args=[session_id, "0"])
+        await self._settle(keys=ledger_keys(payment_id), args=[session_id, "0"])

@@ -75,6 +75,20 @@ class Session(BaseModel):
     psp_uncertain: bool = False
     deliveries: int = 0
     replays: int = 0
+    # The lease's fencing token: the number of the latest claim. A write carrying an older
+    # token is refused, so a worker that lost its lease changes nothing.
+    fence: int = 0
+    # A delivery before this moment (a retry's backoff) does nothing.
+    not_before: float | None = None
+    # The state a worker was working in when it claimed the session; cleared when it stores
+    # what happened. Still set at the next claim: that worker stopped mid-call.
+    inflight: State | None = None
+    # The last mutation sent to Shopify and how many times in a row: "*_INVALID_STATE after
+    # our own earlier attempt" means an earlier attempt of this same mutation.
+    sent_mutation: str | None = None
+    sent_mutation_attempts: int = 0
+    # Payment sessions told `paymentSessionPending`: when that window closes.
+    pending_expires_at: float | None = None
     failed_at: float | None = None
     last_error: str | None = None
 

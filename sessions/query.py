@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sessions.keys import INDEX_CREATED
 from sessions.models import Session
 from sessions.states import State
-from sessions.store import INDEX_CREATED, SessionStore
+from sessions.store import SessionStore
 
 # Listing walks the creation index newest first; this bounds how far one query may read.
 SCAN_LIMIT = 20_000

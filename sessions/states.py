@@ -1,18 +1,23 @@
-"""The session state machine, as pure data and functions.
+"""The session state machine, as pure data and functions: the authority for every transition.
 
 ```
 received ──▶ settling ──▶ settled(approved|declined|pending) ──▶ reported(resolved|rejected)
-    │            │  ▲ retry     ▲         │ pending reported
-    │            │              └─────── pending ◀┘ (payment sessions: awaiting the PSP)
+    │            │  ▲ retry   ▲  │ ▲ retry         │ pending reported
+    │            │            │  └─┘               ▼
+    │            │            └──────────────── pending (payment sessions: awaiting the PSP,
+    │            │                                        or its expiry)
     └────────────┴──────────────────────────┴──▶ failed ──(replay)──▶ received | settled
 ```
 
 A payment session goes from `received` straight to `settled` when the buyer's PSP reports
 the outcome (there is no call of ours to make), and through `pending` when Shopify has been
-told the payment is pending.
+told the payment is pending; a pending payment ends in `settled` when the PSP's word comes
+or its pending window closes.
 
 `settled` is the recovery point that protects the buyer: once the PSP's answer is stored,
 no path leads back to `settling`, so a failed or repeated Shopify call can never capture twice.
+Every store write names its target state and is refused unless the session's current state
+may move there (`sources_of`).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ class State(StrEnum):
 _ALLOWED: dict[State, frozenset[State]] = {
     State.RECEIVED: frozenset({State.SETTLING, State.SETTLED, State.FAILED}),
     State.SETTLING: frozenset({State.SETTLING, State.SETTLED, State.FAILED}),
-    State.SETTLED: frozenset({State.REPORTED, State.PENDING, State.FAILED}),
+    # settled → settled: a report attempt that Shopify did not take; the outcome stays.
+    State.SETTLED: frozenset({State.SETTLED, State.REPORTED, State.PENDING, State.FAILED}),
     State.PENDING: frozenset({State.SETTLED, State.FAILED}),
     State.REPORTED: frozenset(),
     # A replay resumes at the recovery point: back to `settled` when the PSP outcome is
@@ -41,6 +47,8 @@ _ALLOWED: dict[State, frozenset[State]] = {
 }
 
 TERMINAL: frozenset[State] = frozenset({State.REPORTED})
+# States a worker has something to do in (a pending payment only once its window closes).
+WORKABLE: frozenset[State] = frozenset({State.RECEIVED, State.SETTLING, State.SETTLED})
 
 
 class IllegalTransition(ValueError):
@@ -63,3 +71,12 @@ def check_move(current: State, target: State) -> State:
     if not can_move(current, target):
         raise IllegalTransition(current, target)
     return target
+
+
+def recovery_point(has_outcome: bool) -> State:
+    """Where work on a session resumes: a stored PSP outcome is never asked for again.
+
+    Used by the worker (which phase a claimed session is in) and by replay (where a failed
+    session goes back to).
+    """
+    return State.SETTLED if has_outcome else State.RECEIVED

@@ -1,59 +1,39 @@
 """The Redis session store: the single source of truth for every session.
 
-Keys (all under `payhook:`):
-
-| key | type | holds |
-|---|---|---|
-| `s:{id}` | hash | the session's fields (see `Session`) plus its request fingerprint |
-| `s:{id}:timeline` | list | JSON `TimelineEvent`s, oldest first |
-| `idx:created` | sorted set | session id by creation time, for listing |
-| `due` | sorted set | every unfinished session id by the time it must next be looked at |
-| `idx:failed[:kind:{k}│:shop:{s}]` | sorted sets | failed sessions by time of failure |
-| `lease:{id}` | string | the worker currently running the session, with an expiry |
-
-Every write that changes state is one Lua script, so a session's fields, its state and its
-timeline never disagree, and a concurrent duplicate can neither create a second session nor
-overwrite the first.
+Keys are named in `sessions.keys`. Every write that changes state is one Lua script, so a
+session's fields, its state, its timeline, its due time and its task message never disagree,
+and a concurrent duplicate can neither create a second session nor overwrite the first.
+Workers reach sessions through `sessions.claims`, which adds leases and fencing on top.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
 
-from sessions.models import Session, TimelineEvent
-from sessions.states import State
+from sessions.handoff import Envelope, Handoff
+from sessions.keys import (
+    DUE,
+    FAILED,
+    INDEX_CREATED,
+    failed_index,
+    session_key,
+    text,
+    timeline_key,
+)
+from sessions.models import Kind, Session, TimelineEvent
+from sessions.states import State, recovery_point
+from sessions.writes import Change, LeaseLost, StaleState, apply_change, register_apply
 
-PREFIX = "payhook:"
-INDEX_CREATED = f"{PREFIX}idx:created"
-DUE = f"{PREFIX}due"
-FAILED = f"{PREFIX}idx:failed"
+__all__ = ["Change", "CreateResult", "Created", "LeaseLost", "SessionStore", "StaleState"]
 
-
-def failed_index(*, kind: str | None = None, shop: str | None = None) -> str:
-    if kind is not None:
-        return f"{FAILED}:kind:{kind}"
-    if shop is not None:
-        return f"{FAILED}:shop:{shop}"
-    return FAILED
-
-
-def session_key(session_id: str) -> str:
-    return f"{PREFIX}s:{session_id}"
-
-
-def timeline_key(session_id: str) -> str:
-    return f"{PREFIX}s:{session_id}:timeline"
-
-
-def lease_key(session_id: str) -> str:
-    return f"{PREFIX}lease:{session_id}"
-
+log = logging.getLogger("payhook.store")
 
 _CREATE = """
 local fp = redis.call('HGET', KEYS[1], 'fingerprint')
@@ -71,51 +51,16 @@ if ARGV[7] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[7]) end
 return {'created'}
 """
 
-_UPDATE = """
-local current = redis.call('HGET', KEYS[1], 'state')
-if not current then return {'missing'} end
-local allowed = false
-for _, state in ipairs(cjson.decode(ARGV[1])) do
-  if state == current then allowed = true end
-end
-if not allowed then return {'refused', current} end
-local change = cjson.decode(ARGV[2])
-for name, value in pairs(change['set']) do redis.call('HSET', KEYS[1], name, value) end
-for _, name in ipairs(change['unset']) do redis.call('HDEL', KEYS[1], name) end
-redis.call('RPUSH', KEYS[2], ARGV[3])
-local target = change['set']['state']
-if target == 'failed' or current == 'failed' then
-  local kind = redis.call('HGET', KEYS[1], 'kind')
-  local shop = redis.call('HGET', KEYS[1], 'shop')
-  local indexes = {KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}
-  for _, index in ipairs(indexes) do
-    if target == 'failed' then
-      redis.call('ZADD', index, change['set']['updated_at'], ARGV[5])
-    else
-      redis.call('ZREM', index, ARGV[5])
-    end
-  end
-end
-if ARGV[4] == '' then
-  redis.call('ZREM', KEYS[3], ARGV[5])
-else
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
-end
-return {'ok', current}
-"""
-
 _REPLAY = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'failed' then return {'refused', state or 'missing'} end
-local target = 'received'
-if redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then target = 'settled' end
-redis.call('HSET', KEYS[1], 'state', target, 'updated_at', ARGV[1], 'phase_attempts', 0,
+local has_outcome = redis.call('HEXISTS', KEYS[1], 'outcome') == 1
+if has_outcome ~= (ARGV[6] == 'settled') then return {'refused', 'changed'} end
+redis.call('HSET', KEYS[1], 'state', ARGV[6], 'updated_at', ARGV[1], 'phase_attempts', 0,
            'phase_since', ARGV[1], 'deliveries', 0)
+redis.call('HDEL', KEYS[1], 'failed_at', 'not_before', 'inflight')
 redis.call('HINCRBY', KEYS[1], 'replays', 1)
-redis.call('HDEL', KEYS[1], 'failed_at')
-local event = cjson.decode(ARGV[2])
-event['state'] = target
-redis.call('RPUSH', KEYS[2], cjson.encode(event))
+redis.call('RPUSH', KEYS[2], ARGV[2])
 local kind = redis.call('HGET', KEYS[1], 'kind')
 local shop = redis.call('HGET', KEYS[1], 'shop')
 for _, index in ipairs({KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}) do
@@ -123,18 +68,25 @@ for _, index in ipairs({KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:
 end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 if ARGV[5] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[5]) end
-return {'ok', target}
+return {'ok', ARGV[6]}
 """
 
-_CLAIM = """
+# Due sessions with their kind; each is pushed `hold` ahead so the next sweep skips it. An id
+# whose session is gone is dropped from the due set rather than tried again forever.
+_CLAIM_DUE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
-return ids
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+local found = {}
+for _, id in ipairs(ids) do
+  local kind = redis.call('HGET', ARGV[4] .. id, 'kind')
+  if kind then
+    redis.call('ZADD', KEYS[1], ARGV[3], id)
+    table.insert(found, id)
+    table.insert(found, kind)
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return found
 """
 
 
@@ -150,14 +102,6 @@ class CreateResult:
     stored_fingerprint: str | None = None
 
 
-class StaleState(Exception):
-    """The session was not in any of the expected states when an update was attempted."""
-
-    def __init__(self, session_id: str, current: str | None) -> None:
-        super().__init__(f"session {session_id} is {current or 'missing'}")
-        self.current = current
-
-
 def _encode(session: Session) -> dict[str, str]:
     fields: dict[str, str] = {}
     for name, value in session.model_dump(mode="json").items():
@@ -167,51 +111,51 @@ def _encode(session: Session) -> dict[str, str]:
     return fields
 
 
-def _decode(fields: Mapping[str, str]) -> Session:
+def decode(fields: Mapping[str, str]) -> Session:
     data: dict[str, Any] = {k: v for k, v in fields.items() if k != "fingerprint"}
     return Session.model_validate(data)
 
 
-def _field_value(value: object) -> str:
-    if isinstance(value, bool):
-        return json.dumps(value)
-    if isinstance(value, StrEnum):
-        return value.value
-    return str(value)
-
-
 class SessionStore:
-    """Async access to sessions; shared by the web handlers and the workers."""
+    """Async access to sessions; shared by the web handlers, the workers and the tools.
 
-    def __init__(self, redis: Redis) -> None:
+    `handoff` renders the task message that queues a session; without one (tools that only
+    read), nothing is ever queued.
+    """
+
+    def __init__(self, redis: Redis, handoff: Handoff | None = None) -> None:
         self._redis = redis
+        self._handoff = handoff
         self._create = redis.register_script(_CREATE)
-        self._update = redis.register_script(_UPDATE)
-        self._release = redis.register_script(_RELEASE)
-        self._claim = redis.register_script(_CLAIM)
+        self._apply = register_apply(redis)
         self._replay = redis.register_script(_REPLAY)
+        self._claim_due = redis.register_script(_CLAIM_DUE)
 
     @property
     def redis(self) -> Redis:
         return self._redis
 
+    def envelope(self, kind: Kind, session_id: str) -> Envelope | None:
+        return None if self._handoff is None else self._handoff.envelope(kind, session_id)
+
     async def create(
-        self,
-        session: Session,
-        event: TimelineEvent,
-        *,
-        due_at: float,
-        enqueue: tuple[str, str] | None = None,
+        self, session: Session, event: TimelineEvent, *, due_at: float, queue: bool
     ) -> CreateResult:
         """Store a new session in one round trip, or say why not (duplicate or conflict).
 
         The session enters the due set at `due_at`: if the task message that should carry it
-        is lost, the sweeper picks it up from there. `enqueue` is (list, message): pushed in
-        the same atomic step, only when the session is new.
+        is lost, the sweeper picks it up from there. With `queue`, its task message is pushed
+        in the same atomic step, only when the session is new.
         """
-        queue, message = enqueue or ("", "")
+        envelope = self.envelope(session.kind, session.id) if queue else None
         reply = await self._create(
-            keys=[session_key(session.id), timeline_key(session.id), INDEX_CREATED, DUE, queue],
+            keys=[
+                session_key(session.id),
+                timeline_key(session.id),
+                INDEX_CREATED,
+                DUE,
+                envelope.queue if envelope else "",
+            ],
             args=[
                 session.fingerprint(),
                 repr(session.created_at),
@@ -219,91 +163,85 @@ class SessionStore:
                 json.dumps(_encode(session)),
                 session.id,
                 repr(due_at),
-                message,
+                envelope.body if envelope else "",
             ],
         )
-        status = Created(_text(reply[0]))
-        return CreateResult(status, _text(reply[1]) if len(reply) > 1 else None)
+        status = Created(text(reply[0]))
+        return CreateResult(status, text(reply[1]) if len(reply) > 1 else None)
 
     async def get(self, session_id: str) -> Session | None:
         fields = await self._redis.hgetall(session_key(session_id))
         if not fields:
             return None
-        return _decode({_text(k): _text(v) for k, v in fields.items()})
+        return decode({text(k): text(v) for k, v in fields.items()})
 
     async def timeline(self, session_id: str) -> list[TimelineEvent]:
         raw = await self._redis.lrange(timeline_key(session_id), 0, -1)
         return [TimelineEvent.model_validate_json(item) for item in raw]
 
-    async def update(
-        self,
-        session_id: str,
-        *,
-        expect: Iterable[State],
-        event: TimelineEvent,
-        due_at: float | None,
-        fields: Mapping[str, object | None] | None = None,
-    ) -> State:
-        """Apply `fields` and append `event` if the session is in one of `expect`.
+    async def change(self, session: Session, change: Change, *, queue: bool = False) -> State:
+        """Apply `change` outside any lease (a PSP's verdict, an operator); see `apply_change`.
 
-        The event's state is written as the session's new state, and the session is due
-        again at `due_at` (`None` takes it out of the due set: nothing more will happen to it
-        without an operator). Returns the state the session was in; raises `StaleState` when
-        another actor moved it first.
+        With `queue`, the session's task message is pushed in the same atomic step.
         """
-        change: dict[str, object | None] = {"state": event.state, "updated_at": event.at}
-        change.update(fields or {})
-        payload = {
-            "set": {k: _field_value(v) for k, v in change.items() if v is not None},
-            "unset": [k for k, v in change.items() if v is None],
-        }
-        reply = await self._update(
-            keys=[session_key(session_id), timeline_key(session_id), DUE, FAILED],
-            args=[
-                json.dumps([str(s) for s in expect]),
-                json.dumps(payload),
-                event.model_dump_json(exclude_none=True),
-                "" if due_at is None else repr(due_at),
-                session_id,
-            ],
-        )
-        if _text(reply[0]) != "ok":
-            raise StaleState(session_id, _text(reply[1]) if len(reply) > 1 else None)
-        return State(_text(reply[1]))
+        envelope = self.envelope(session.kind, session.id) if queue else None
+        return await apply_change(self._apply, session.id, change, envelope=envelope)
 
-    async def count_delivery(self, session_id: str) -> int:
-        """Count one more task delivery for the session (the poison-message guard)."""
-        return int(await self._redis.hincrby(session_key(session_id), "deliveries", 1))
-
-    async def replay(
-        self,
-        session_id: str,
-        event: TimelineEvent,
-        *,
-        due_at: float,
-        enqueue: tuple[str, str] | None = None,
-    ) -> State:
+    async def replay(self, session: Session, event: TimelineEvent, *, due_at: float) -> State:
         """Put a failed session back at its recovery point and queue it, atomically.
 
-        A session with a stored PSP outcome resumes at `settled` (Shopify is told, the PSP
-        is not asked again); one without resumes at `received`. The phase's attempt count,
-        its deadline clock and the delivery counter start over. Raises `StaleState` if the
-        session is not failed.
+        The phase's attempt count, its deadline clock and the delivery counter start over.
+        Raises `StaleState` if the session is no longer the failed session that was read.
         """
-        queue, message = enqueue or ("", "")
+        resume = recovery_point(session.outcome is not None)
+        envelope = self.envelope(session.kind, session.id)
         reply = await self._replay(
-            keys=[session_key(session_id), timeline_key(session_id), DUE, FAILED, queue],
+            keys=[
+                session_key(session.id),
+                timeline_key(session.id),
+                DUE,
+                FAILED,
+                envelope.queue if envelope else "",
+            ],
             args=[
                 repr(event.at),
-                event.model_dump_json(exclude_none=True),
+                event.model_copy(update={"state": resume}).model_dump_json(exclude_none=True),
                 repr(due_at),
-                session_id,
-                message,
+                session.id,
+                envelope.body if envelope else "",
+                resume.value,
             ],
         )
-        if _text(reply[0]) != "ok":
-            raise StaleState(session_id, _text(reply[1]))
-        return State(_text(reply[1]))
+        if text(reply[0]) != "ok":
+            raise StaleState(session.id, text(reply[1]))
+        return State(text(reply[1]))
+
+    async def requeue_due(self, now: float, *, limit: int, hold_for: float) -> list[str]:
+        """Queue again up to `limit` sessions whose due time has passed; returns their ids.
+
+        Each is pushed `hold_for` seconds ahead in the due set first, so a crash between the
+        two steps only delays it. A session that cannot be queued is logged and skipped: one
+        bad entry never stops the rest of the batch.
+        """
+        reply = await self._claim_due(
+            keys=[DUE], args=[repr(now), limit, repr(now + hold_for), session_key("")]
+        )
+        pairs = [(text(reply[i]), text(reply[i + 1])) for i in range(0, len(reply), 2)]
+        queued: list[tuple[str, Envelope]] = []
+        for session_id, kind in pairs:
+            try:
+                envelope = self.envelope(Kind(kind), session_id)
+            except ValueError:
+                log.error("due session of unknown kind", extra={"session_id": session_id})
+                continue
+            if envelope is not None:
+                queued.append((session_id, envelope))
+        if queued:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for _, envelope in queued:
+                    pipe.lpush(envelope.queue, envelope.body)
+                await pipe.execute()
+        return [session_id for session_id, _ in queued]
 
     async def failed_ids(
         self,
@@ -318,28 +256,12 @@ class SessionStore:
         index = failed_index(kind=kind, shop=shop if kind is None else None)
         low = "-inf" if since is None else repr(since)
         high = "+inf" if until is None else repr(until)
-        ids = [_text(i) for i in await self._redis.zrangebyscore(index, low, high)]
+        ids = [text(i) for i in await self._redis.zrangebyscore(index, low, high)]
         if kind is not None and shop is not None:
             in_shop = await self._redis.zrangebyscore(failed_index(shop=shop), low, high)
-            wanted = {_text(i) for i in in_shop}
+            wanted = {text(i) for i in in_shop}
             ids = [i for i in ids if i in wanted]
         return ids[:limit]
 
-    async def claim_due(self, now: float, *, limit: int, hold_for: float) -> list[str]:
-        """Ids due at `now`, pushed `hold_for` seconds ahead so the next sweep skips them."""
-        reply = await self._claim(keys=[DUE], args=[repr(now), limit, repr(now + hold_for)])
-        return [_text(item) for item in reply]
-
     async def due_count(self) -> int:
         return int(await self._redis.zcard(DUE))
-
-    async def acquire_lease(self, session_id: str, owner: str, seconds: float) -> bool:
-        ok = await self._redis.set(lease_key(session_id), owner, nx=True, px=int(seconds * 1000))
-        return bool(ok)
-
-    async def release_lease(self, session_id: str, owner: str) -> None:
-        await self._release(keys=[lease_key(session_id)], args=[owner])
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

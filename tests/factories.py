@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from sessions.handoff import Envelope
 from sessions.models import Kind, Session, TimelineEvent
 from sessions.states import State
+from sessions.writes import Change
 
 SHOP = "payhook-test.myshopify.com"
 
@@ -122,3 +124,20 @@ def void_body(payment_id: str, **overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+class ListHandoff:
+    """A `Handoff` whose messages are just the session id, on one list: easy to read back."""
+
+    queue = "test:queue"
+
+    def envelope(self, kind: Kind, session_id: str) -> Envelope:
+        return Envelope(self.queue, f"{kind.value}:{session_id}")
+
+
+def change_to(state: State, at: float = 1.0, **fields: Any) -> Change:
+    """A change to `state` with a timeline event named after it."""
+    due = fields.pop("due_at", None)
+    return Change(
+        event=TimelineEvent(at=at, event=str(state), state=state), due_at=due, fields=fields
+    )

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sessions.models import Kind, Session
 from sessions.query import SessionFilter, find_sessions
+from sessions.replay import replay
 from sessions.states import State
 from webhook.errors import ApiError
-from webhook.keys import CELERY, SETTINGS, STORE
-from workers.replay import replay
+from webhook.keys import SETTINGS, STORE
 
 # Above this many sessions, a bulk replay belongs to `payhook replay`, not to one request.
 MAX_HTTP_REPLAY = 1000
@@ -140,7 +140,6 @@ async def replay_sessions(request: web.Request) -> web.Response:
         ids = [s.id for s in await find_sessions(store, wanted.to_filter(State.FAILED))]
     results = await replay(
         store,
-        request.app[CELERY],
         ids,
         lease_seconds=request.app[SETTINGS].lease_seconds,
         per_second=wanted.rate,

@@ -9,14 +9,19 @@ from celery import Celery
 from redis.asyncio import Redis
 
 from config import Settings
+from sessions.connect import redis_client
 from sessions.models import Kind
 from sessions.store import SessionStore
+from transport.celery_app import create_celery
+from transport.messages import CeleryHandoff
 from webhook import health, psp_callbacks, sessions
 from webhook.admin import add_admin_routes
 from webhook.errors import json_errors
-from webhook.keys import CELERY, METRICS, REDIS, SETTINGS, STORE
+from webhook.keys import METRICS, REDIS, SETTINGS, STORE
 from webhook.metrics import WebMetrics
-from workers.celery_app import create_celery
+
+# Redis connections per web process: requests wait briefly for one rather than open more.
+WEB_REDIS_CONNECTIONS = 64
 
 
 def create_app(
@@ -26,16 +31,19 @@ def create_app(
     app = web.Application(middlewares=[json_errors], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = WebMetrics()
-    # Used only to render task messages; the web process never opens a broker connection.
-    app[CELERY] = celery if celery is not None else create_celery(settings)
+    # Celery only renders task messages here; the web process never opens a broker connection.
+    handoff = CeleryHandoff(celery if celery is not None else create_celery(settings))
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        client = redis if redis is not None else Redis.from_url(settings.redis_url)
+        client = redis
+        if client is None:
+            client = redis_client(settings, connections=WEB_REDIS_CONNECTIONS, name="payhook-web")
         app[REDIS] = client
-        app[STORE] = SessionStore(client)
+        app[STORE] = SessionStore(client, handoff)
         yield
         if redis is None:
             await client.aclose()
+            await client.connection_pool.disconnect()
 
     app.cleanup_ctx.append(resources)
     for kind in Kind:

@@ -9,9 +9,9 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from sessions.durability import durability_warnings
-from sessions.store import DUE
+from sessions.keys import DUE
+from transport.messages import QUEUE
 from webhook.keys import METRICS, REDIS, SETTINGS
-from workers.dispatch import QUEUE
 
 
 async def healthz(_: web.Request) -> web.Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-from celery import Celery
 from redis.asyncio import Redis
 
 from config import Settings
@@ -13,5 +12,4 @@ from webhook.metrics import WebMetrics
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", SessionStore)
-CELERY = web.AppKey("celery", Celery)
 METRICS = web.AppKey("metrics", WebMetrics)

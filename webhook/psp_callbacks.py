@@ -19,10 +19,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from sessions.models import Kind, Outcome, TimelineEvent
 from sessions.states import State
-from sessions.store import StaleState
+from sessions.store import Change, StaleState
 from webhook.errors import ApiError
-from webhook.keys import CELERY, REDIS, SETTINGS, STORE
-from workers.dispatch import QUEUE, task_message
+from webhook.keys import SETTINGS, STORE
 
 log = logging.getLogger("payhook.psp")
 
@@ -75,7 +74,10 @@ async def simulator_payment(request: web.Request) -> web.Response:
         "psp_reference": told.reference,
         "phase_attempts": 0,
         "phase_since": now,
+        "not_before": None,
     }
+    if outcome is Outcome.PENDING:
+        fields["pending_expires_at"] = now + settings.pending_seconds
     if outcome is Outcome.APPROVED:
         fields["authorization_expires_at"] = told.authorization_expires_at
     if outcome is Outcome.DECLINED:
@@ -86,22 +88,19 @@ async def simulator_payment(request: web.Request) -> web.Response:
         state=State.SETTLED,
         detail=f"{outcome} {told.reference} (PSP callback)",
     )
+    change = Change(
+        event=event,
+        due_at=now + settings.lease_seconds,
+        fields=fields,
+        expect=frozenset(allowed),
+    )
     try:
-        await store.update(
-            session_id,
-            expect=allowed,
-            event=event,
-            due_at=now + settings.lease_seconds,
-            fields=fields,
-        )
+        # The verdict and the task that reports it are stored in one step.
+        await store.change(session, change, queue=True)
     except StaleState as exc:
         raise ApiError(
             409, "already_final", f"payment session {session_id} is already {exc.current}"
         ) from None
-    # The due set covers a crash between these two writes.
-    await request.app[REDIS].lpush(
-        QUEUE, task_message(request.app[CELERY], Kind.PAYMENT, session_id)
-    )
     log.info(
         "payment outcome from the PSP",
         extra={

@@ -23,8 +23,7 @@ from sessions.states import State
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
 from webhook.errors import ApiError
-from webhook.keys import CELERY, METRICS, SETTINGS, STORE
-from workers.dispatch import QUEUE, task_message
+from webhook.keys import METRICS, SETTINGS, STORE
 
 log = logging.getLogger("payhook.webhook")
 
@@ -68,7 +67,13 @@ def redirect_url(settings: Settings, session: Session) -> str:
 
 
 def _session(
-    kind: Kind, parsed: SessionRequest, shop: str, request_id: str, api_version: str, now: float
+    kind: Kind,
+    parsed: SessionRequest,
+    shop: str,
+    request_id: str,
+    api_version: str,
+    now: float,
+    buyer_window: float,
 ) -> Session:
     amount, currency = parsed.money
     extra: dict[str, object] = {}
@@ -78,6 +83,8 @@ def _session(
             "group": parsed.group,
             "checkout_id": parsed.session_id,
             "cancel_url": parsed.cancel_url,
+            # The buyer acts first; no worker looks at it before the window closes.
+            "not_before": now + buyer_window,
         }
     return Session.model_validate(
         {
@@ -121,19 +128,18 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
             raise
 
         now = time.time()
-        session = _session(kind, parsed, shop, request_id, api_version, now)
+        session = _session(
+            kind, parsed, shop, request_id, api_version, now, settings.buyer_window_seconds
+        )
         event = TimelineEvent(
             at=now,
             event="received",
             state=State.RECEIVED,
             detail=f"Shopify-Request-Id {request_id}",
         )
-        if kind is Kind.PAYMENT:
-            due_at, enqueue = now + settings.buyer_window_seconds, None
-        else:
-            message = task_message(request.app[CELERY], kind, session.id)
-            due_at, enqueue = now + settings.lease_seconds, (QUEUE, message)
-        result = await request.app[STORE].create(session, event, due_at=due_at, enqueue=enqueue)
+        payment = kind is Kind.PAYMENT
+        due_at = now + (settings.buyer_window_seconds if payment else settings.lease_seconds)
+        result = await request.app[STORE].create(session, event, due_at=due_at, queue=not payment)
         context = {"session_id": session.id, "shop": shop, "kind": label}
         if result.status is Created.CONFLICT:
             metrics.sessions.labels(label, "conflict").inc()

@@ -1,14 +1,21 @@
-"""The services a worker process uses, built once per process on its own event loop.
+"""The worker process's event loop and everything that lives on it.
 
-Celery's prefork pool forks children; each child builds its own `Runtime` on first use (the
-pid check) so no Redis or HTTP connection is ever shared across a fork.
+One asyncio loop per process, on its own thread, owns every Redis, HTTP and GraphQL client.
+Celery's threads pool runs each task in a thread that hands its coroutine to this loop and
+waits (`call`), so up to `PAYHOOK_WORKER_CONCURRENCY` sessions are in flight on one loop
+while each thread costs only a blocked `Future.result`. The threads pool never fires
+`worker_process_init`, so the runtime is built on first use (or at `worker_ready`) and closed
+at `worker_shutdown`, after the pool has let its running tasks finish.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Coroutine
@@ -17,71 +24,137 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 
 from config import Settings
+from sessions.claims import Claims
+from sessions.connect import redis_client
+from sessions.handoff import Handoff
 from sessions.ledger_store import LedgerStore
 from sessions.shops import ShopTokens
 from sessions.store import SessionStore
 from workers.connectors import build_connector
+from workers.connectors.base import Connector
+from workers.lifecycle.decide import Policy
 from workers.lifecycle.runner import Services
 from workers.retry_policy import RetryPolicy
-from workers.shopify.gateway import GqlShopifyGateway
+from workers.shopify.gateway import GqlShopifyGateway, ShopifyGateway
 
 T = TypeVar("T")
 
+log = logging.getLogger("payhook.runtime")
+
+
+def policy(settings: Settings) -> Policy:
+    return Policy(
+        psp=RetryPolicy(
+            settings.psp_retry_ladder,
+            settings.psp_max_attempts,
+            settings.psp_retry_deadline_seconds,
+        ),
+        shopify=RetryPolicy(
+            settings.shopify_retry_ladder,
+            settings.shopify_max_attempts,
+            settings.shopify_retry_deadline_seconds,
+        ),
+        lease_seconds=settings.lease_seconds,
+        max_deliveries=settings.max_deliveries,
+    )
+
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, handoff: Handoff) -> None:
+        self.settings = settings
+        self.owner = f"payhook-worker:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.loop = asyncio.new_event_loop()
-        self.redis = Redis.from_url(settings.redis_url)
-        self.store = SessionStore(self.redis)
+        self._thread = threading.Thread(target=self._serve, name="payhook-event-loop", daemon=True)
+        self._thread.start()
+        self.redis: Redis
+        self.store: SessionStore
+        self.services: Services
+        self._connector: Connector
+        self._gateway: ShopifyGateway
+        self.call(self._open(handoff), timeout=30)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def _open(self, handoff: Handoff) -> None:
+        # Built on the loop that will use them: aiohttp and redis bind to the running loop.
+        settings = self.settings
+        # Every session in flight may hold a connection, plus lease renewals and the sweeper.
+        self.redis = redis_client(
+            settings, connections=settings.worker_concurrency + 16, name=self.owner
+        )
+        self.store = SessionStore(self.redis, handoff)
         fallback = settings.shopify_access_token
-        tokens = ShopTokens(self.redis, fallback.get_secret_value() if fallback else None)
+        self._connector = build_connector(settings, self.redis)
+        self._gateway = GqlShopifyGateway(
+            url_template=settings.shopify_graphql_url,
+            api_version=settings.shopify_api_version,
+            tokens=ShopTokens(self.redis, fallback.get_secret_value() if fallback else None),
+            timeout_seconds=settings.shopify_timeout_seconds,
+            connections=settings.worker_concurrency,
+        )
         self.services = Services(
-            store=self.store,
-            connector=build_connector(settings, self.redis),
-            gateway=GqlShopifyGateway(
-                url_template=settings.shopify_graphql_url,
-                api_version=settings.shopify_api_version,
-                tokens=tokens,
-                timeout_seconds=settings.shopify_timeout_seconds,
-            ),
-            psp_policy=RetryPolicy(
-                settings.psp_retry_ladder,
-                settings.psp_max_attempts,
-                settings.psp_retry_deadline_seconds,
-            ),
-            shopify_policy=RetryPolicy(
-                settings.shopify_retry_ladder,
-                settings.shopify_max_attempts,
-                settings.shopify_retry_deadline_seconds,
-            ),
-            max_deliveries=settings.max_deliveries,
+            claims=Claims(self.redis),
+            connector=self._connector,
+            gateway=self._gateway,
             ledger=LedgerStore(self.redis),
-            buyer_window_seconds=settings.buyer_window_seconds,
-            lease_seconds=settings.lease_seconds,
-            owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            policy=policy(settings),
             clock=time.time,
+            step_timeout=settings.run_timeout_seconds,
+            buyer_window_seconds=settings.buyer_window_seconds,
         )
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coroutine)
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `coroutine` on the loop and wait for it (from any thread but the loop's)."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+    async def _close(self) -> None:
+        for close in (self._connector.close, self._gateway.close):
+            try:
+                await close()
+            except Exception:  # closing must go on whatever one client says
+                log.exception("closing a client failed")
+        await self.redis.aclose()
+        await self.redis.connection_pool.disconnect()
 
     def close(self) -> None:
-        self.run(self.services.connector.close())
-        self.run(self.services.gateway.close())
-        self.run(self.redis.aclose())
-        self.loop.close()
+        """Close every client, then stop the loop; safe to call more than once."""
+        if self.loop.is_closed():
+            return
+        try:
+            self.call(self._close(), timeout=30)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self.loop.close()
 
 
 class RuntimeHolder:
-    """Builds the runtime lazily, once per process."""
+    """Builds the runtime once per process, on first use from whichever thread comes first."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, handoff: Handoff) -> None:
         self._settings = settings
+        self._handoff = handoff
         self._runtime: Runtime | None = None
         self._pid = 0
+        self._lock = threading.Lock()
 
     def get(self) -> Runtime:
-        if self._runtime is None or self._pid != os.getpid():
-            self._runtime = Runtime(self._settings)
-            self._pid = os.getpid()
-        return self._runtime
+        with self._lock:
+            if self._runtime is None or self._pid != os.getpid():
+                self._runtime = Runtime(self._settings, self._handoff)
+                self._pid = os.getpid()
+            return self._runtime
+
+    def close(self) -> None:
+        with self._lock:
+            runtime, self._runtime = self._runtime, None
+            if runtime is not None and self._pid == os.getpid():
+                runtime.close()

@@ -1,25 +1,32 @@
-"""Celery tasks: thin adapters from a session id to a lifecycle run.
+"""Celery tasks: thin adapters from a session id to a lifecycle run on the process's loop.
 
-A task takes only the session id, runs the kind's lifecycle on the process's runtime, and
-maps the answer onto Celery: a short retry becomes a countdown, a long one is left to the
-sweeper (the due set already holds its time), anything else acknowledges the message.
+A task takes only the session id, hands the kind's lifecycle to the process's event loop
+(`workers.runtime`) and waits for it, then maps the answer onto Celery: a short retry becomes
+a countdown, a long one is left to the sweeper (the due set already holds its time), anything
+else acknowledges the message. A run that could not finish (Redis away, a timeout) also
+leaves the session to the due set, which holds it from the moment it was claimed.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
 import time
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import worker_ready, worker_shutdown
+from redis.exceptions import RedisError
 
 from config import Settings
 from sessions.models import Kind
-from workers.celery_app import max_countdown
-from workers.dispatch import SWEEP_TASK, Dispatcher, task_name
+from transport.celery_app import max_countdown
+from transport.messages import SWEEP_QUEUE, SWEEP_TASK, CeleryHandoff, task_name
 from workers.lifecycle.capture import CAPTURE
+from workers.lifecycle.decide import RetryLater
 from workers.lifecycle.payment import PAYMENT
 from workers.lifecycle.refund import REFUND
-from workers.lifecycle.runner import KindLifecycle, RetryLater, run
+from workers.lifecycle.runner import KindLifecycle, run
 from workers.lifecycle.void import VOID
 from workers.runtime import RuntimeHolder
 from workers.sweeper import sweep
@@ -30,13 +37,16 @@ LIFECYCLES: dict[Kind, KindLifecycle] = {
     Kind.REFUND: REFUND,
     Kind.VOID: VOID,
 }
-SWEEP_QUEUE = "payhook.sweep"
+
+log = logging.getLogger("payhook.tasks")
+UNFINISHED = (RedisError, OSError, TimeoutError, concurrent.futures.TimeoutError)
 
 
 def register_tasks(app: Celery, settings: Settings) -> RuntimeHolder:
-    holder = RuntimeHolder(settings)
+    holder = RuntimeHolder(settings, CeleryHandoff(app))
     longest_countdown = max_countdown(settings)
-    dispatcher = Dispatcher(app)
+    # The run bounds itself; this only guards against a loop that stopped answering.
+    patience = settings.run_timeout_seconds + 30
 
     def register(kind: Kind, lifecycle: KindLifecycle) -> None:
         @app.task(
@@ -48,7 +58,14 @@ def register_tasks(app: Celery, settings: Settings) -> RuntimeHolder:
         )
         def run_session(self: Task[Any, Any], session_id: str) -> str:
             runtime = holder.get()
-            step = runtime.run(run(session_id, runtime.services, lifecycle))
+            try:
+                step = runtime.call(run(session_id, runtime.services, lifecycle), patience)
+            except UNFINISHED as exc:
+                log.warning(
+                    "run not finished; the due set brings the session back",
+                    extra={"session_id": session_id, "kind": kind.value, "error": repr(exc)},
+                )
+                return "due later"
             if isinstance(step, RetryLater):
                 if step.delay <= longest_countdown:
                     raise self.retry(countdown=step.delay)
@@ -61,14 +78,14 @@ def register_tasks(app: Celery, settings: Settings) -> RuntimeHolder:
     @app.task(name=SWEEP_TASK, ignore_result=True)
     def sweep_due() -> int:
         runtime = holder.get()
-        return runtime.run(
+        return runtime.call(
             sweep(
                 runtime.store,
-                dispatcher.dispatch,
                 now=time.time(),
                 limit=settings.sweep_batch,
                 hold_for=settings.lease_seconds,
-            )
+            ),
+            patience,
         )
 
     app.conf.beat_schedule = {
@@ -79,3 +96,17 @@ def register_tasks(app: Celery, settings: Settings) -> RuntimeHolder:
         }
     }
     return holder
+
+
+def manage_runtime(holder: RuntimeHolder) -> None:
+    """In a worker: build the runtime when the worker is ready (so a bad setting shows at
+    once) and close every connection at shutdown, after running tasks have finished."""
+
+    def ready(**_: Any) -> None:
+        holder.get()
+
+    def shutdown(**_: Any) -> None:
+        holder.close()
+
+    worker_ready.connect(ready, weak=False)
+    worker_shutdown.connect(shutdown, weak=False)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from sandbox.psp.aplazame import create_aplazame_app
 from sandbox.psp.bigcommerce import create_bigcommerce_app
+from sandbox.psp.common import PSP_STATE
 from sandbox.psp.http import create_http_psp_app
 from sandbox.psp.ledyer import create_ledyer_app
 from sandbox.psp.purchase import create_purchase_app
@@ -75,10 +76,20 @@ class RunningFake:
 
 
 async def start_psp_fake(
-    name: str, host: str = "127.0.0.1", port: int = 0, *, open_orders: bool = True
+    name: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    open_orders: bool = True,
+    latency: float = 0.0,
 ) -> RunningFake:
-    """Serve fake `name` on `host:port` (0 picks a free port, read it from `.port`)."""
-    runner = web.AppRunner(create_psp_fake(name, open_orders=open_orders))
+    """Serve fake `name` on `host:port` (0 picks a free port, read it from `.port`).
+
+    `latency`: seconds every money call waits before it is answered, as a real PSP would.
+    """
+    app = create_psp_fake(name, open_orders=open_orders)
+    app[PSP_STATE].latency = latency
+    runner = web.AppRunner(app)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

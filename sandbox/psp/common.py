@@ -11,6 +11,10 @@ armed fault rule for its operation:
 |            | the client gives up), `apply: false` applies after the wait                 |
 | `lost`     | applied, then HTTP `status` (5xx): the answer is lost                       |
 
+Besides faults, a fake can answer every money call `latency` seconds late (`payhook
+psp-sandbox NAME --latency S`), the steady round trip of a real provider; reads are not
+slowed.
+
 A rule is armed for `times` calls (default 1) and optionally only one `operation`
 (`capture`, `refund`, `void`, `read`, ...). Amounts whose minor units end in `51` are
 declined and in `52` expired, as with the simulator PSP.
@@ -87,8 +91,12 @@ class _Armed:
 
 @dataclass
 class PspState:
-    """One fake's books besides its provider's own: faults, calls and idempotency keys."""
+    """One fake's books besides its provider's own: faults, calls and idempotency keys.
 
+    `latency`: seconds every money call waits before it is processed (0: none).
+    """
+
+    latency: float = 0.0
     faults: list[_Armed] = field(default_factory=list)
     calls: list[PspCall] = field(default_factory=list)
     keys: dict[str, _Stored] = field(default_factory=dict)
@@ -170,6 +178,8 @@ async def _process(
     replay: Callable[[int, Any], tuple[int, Any]] | None,
 ) -> web.Response:
     state = request.app[PSP_STATE]
+    if state.latency > 0:
+        await state.wait(state.latency)
     extra = dict(headers or {})
     common = {
         "operation": operation,

@@ -73,6 +73,7 @@ def worker_environment(
         "PAYHOOK_PSP_TIMEOUT_SECONDS": "1",
         "PAYHOOK_SHOPIFY_TIMEOUT_SECONDS": "2",
         "PAYHOOK_LEASE_SECONDS": "5",
+        "PAYHOOK_REDIS_TIMEOUT_SECONDS": "1",
         "PAYHOOK_SWEEP_INTERVAL_SECONDS": "0.5",
         "PAYHOOK_STATE_DIR": str(state_dir),
         "PAYHOOK_LOG_LEVEL": "INFO",
@@ -135,7 +136,7 @@ def worker(
 ) -> Iterator[WorkerProcess]:
     state = tmp_path_factory.mktemp("worker")
     env = worker_environment(redis_server, shopify_sandbox, state)
-    process = WorkerProcess.start(["worker", "--concurrency", "2"], env, state / "worker.log")
+    process = WorkerProcess.start(["worker"], env, state / "worker.log")
     yield process
     process.stop()
 
@@ -148,6 +149,7 @@ def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -
         psp_timeout_seconds=1,
         shopify_timeout_seconds=2,
         lease_seconds=5,
+        redis_timeout_seconds=1,
     )
 
 

@@ -24,9 +24,10 @@ from ops.redis_server import LocalRedis
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox
 from sandbox.shopify_side import SentSession, send_capture_session
+from sessions.keys import session_key
 from sessions.models import Report
 from sessions.states import State
-from sessions.store import SessionStore, session_key
+from sessions.store import SessionStore
 from tests.integration.conftest import ROOT, WorkerProcess, worker_environment
 from workers.connectors.simulator import SimulatorConnector
 
@@ -47,6 +48,7 @@ FAST = {
     "PAYHOOK_PSP_TIMEOUT_SECONDS": "1",
     "PAYHOOK_SHOPIFY_TIMEOUT_SECONDS": "2",
     "PAYHOOK_LEASE_SECONDS": "5",
+    "PAYHOOK_REDIS_TIMEOUT_SECONDS": "1",
     "PAYHOOK_SWEEP_INTERVAL_SECONDS": "0.5",
 }
 LEASE_SECONDS = 5.0
@@ -56,7 +58,7 @@ LEASE_SECONDS = 5.0
 
 
 def child_pids(pid: int) -> list[int]:
-    """Direct children of `pid` (a Celery worker's prefork pool), from /proc."""
+    """Direct children of `pid` (the processes of `payhook worker --processes N`), from /proc."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -109,9 +111,11 @@ class Fleet:
         return process
 
     def worker(
-        self, env: dict[str, str], name: str = "worker", concurrency: int = 2
+        self, env: dict[str, str], name: str = "worker", processes: int = 1
     ) -> WorkerProcess:
-        return self.start(["worker", "--concurrency", str(concurrency)], env, name, "ready")
+        """`payhook worker` at its default concurrency, with `processes` supervised children."""
+        command = ["worker", "--processes", str(processes)]
+        return self.start(command, env, name, "ready")
 
     def beat(self, env: dict[str, str]) -> WorkerProcess:
         return self.start(["beat"], env, "beat", "beat: Starting")
@@ -301,7 +305,8 @@ def chaos_amount(index: int) -> str:
 
 @dataclass
 class Killer:
-    """SIGKILLs, at random moments, a prefork child or a whole worker (restarting it)."""
+    """SIGKILLs, at random moments, one worker process of a supervised group (the supervisor
+    starts it again) or a whole group (restarted here)."""
 
     fleet: Fleet
     env: dict[str, str]
@@ -327,7 +332,9 @@ class Killer:
                 kill_group(target)
                 self.groups_killed += 1
                 self.last_kill = time.monotonic()
-                self.slots[slot] = await asyncio.to_thread(self.fleet.worker, self.env, f"w{slot}")
+                self.slots[slot] = await asyncio.to_thread(
+                    self.fleet.worker, self.env, f"w{slot}", 2
+                )
                 continue
             children = child_pids(target.process.pid)
             if not children:

@@ -83,7 +83,7 @@ async def test_an_approved_capture_is_resolved_at_shopify_once(e2e: E2E) -> None
     book = await e2e.psp.book("capture", sent.id)
     assert (book.calls, book.charges) == (1, 1)
     events = [e.event for e in await e2e.store.timeline(sent.id)]
-    assert events == ["received", "psp_attempt", "psp_settled", "report_attempt", "reported"]
+    assert events == ["received", "psp_settled", "reported"]
 
 
 @pytest.mark.parametrize(
@@ -135,15 +135,10 @@ async def test_an_ambiguous_psp_answer_is_resolved_by_asking_the_psp_not_by_capt
     assert session.report is Report.RESOLVED
     book = await e2e.psp.book("capture", sent.id)
     assert (book.calls, book.status_calls, book.charges) == (1, 1, 1)
-    events = [e.event for e in await e2e.store.timeline(sent.id)]
-    assert events[:6] == [
-        "received",
-        "psp_attempt",
-        "psp_retry",
-        "psp_attempt",
-        "psp_status",
-        "psp_settled",
-    ]
+    timeline = await e2e.store.timeline(sent.id)
+    assert [e.event for e in timeline][:3] == ["received", "psp_retry", "psp_settled"]
+    assert "ambiguous" in (timeline[1].error or "")
+    assert "status: Approved" in (timeline[2].detail or "")
 
 
 async def test_shopify_5xx_twice_then_the_resolve_lands_without_a_second_capture(e2e: E2E) -> None:

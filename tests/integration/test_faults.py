@@ -48,8 +48,8 @@ from tests.integration.faults_support import (
     send_paced,
     wait_all_final,
 )
+from transport.messages import QUEUE
 from workers.connectors.simulator import SimulatorConnector
-from workers.dispatch import QUEUE
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +62,7 @@ def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -
         psp_timeout_seconds=1,
         shopify_timeout_seconds=2,
         lease_seconds=LEASE_SECONDS,
+        redis_timeout_seconds=1,
     )
 
 
@@ -111,8 +112,8 @@ async def test_sigkilled_workers_lose_no_session_and_charge_none_twice(
     count, seed = 500, random.randrange(1_000_000)
     env = fleet.env()
     first, second, _ = await asyncio.gather(
-        asyncio.to_thread(fleet.worker, env, "w0"),
-        asyncio.to_thread(fleet.worker, env, "w1"),
+        asyncio.to_thread(fleet.worker, env, "w0", 2),
+        asyncio.to_thread(fleet.worker, env, "w1", 2),
         asyncio.to_thread(fleet.beat, env),
     )
     killer = Killer(fleet, env, [first, second], random.Random(seed))
@@ -285,7 +286,7 @@ async def test_a_session_whose_task_message_is_lost_is_recovered_by_the_sweeper(
         Report.RESOLVED,
     )
     timeline = await store.timeline(sent.id)
-    first_attempt = next(e for e in timeline if e.event == "psp_attempt")
+    first_attempt = next(e for e in timeline if e.event == "psp_settled")
     recovered_after = first_attempt.at - session.created_at
     print(f"FIGURES: lost message recovered_after={recovered_after:.1f}s lease={LEASE_SECONDS}s")
     # Nothing touched it before its due time: the sweeper, not a message, brought it back.

@@ -36,6 +36,7 @@ def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -
         psp_timeout_seconds=1,
         shopify_timeout_seconds=2,
         lease_seconds=5,
+        redis_timeout_seconds=1,
         public_url=f"http://127.0.0.1:{APP_PORT}",
         buyer_page_url=shopify_sandbox.url + "/pay/{session_id}?amount={amount}"
         "&currency={currency}&callback={callback}",

@@ -22,6 +22,7 @@ from sessions.ledger import (
     Op,
     Refusal,
     Refused,
+    Reserved,
     commit,
     merchant_message,
     refusal_for,
@@ -192,8 +193,9 @@ def test_the_redis_script_gives_the_models_answers(
             session = f"s{index}"
             model, expected = reserve(model, session, op, amount, currency, now=100.0)
             got = await store.reserve(payment, session, op, amount, currency, now=100.0)
-            assert (got.reason if got else None) == (expected.reason if expected else None)
-            if got is None and decision != "hold":
+            refused = got if isinstance(got, Refused) else None
+            assert (refused.reason if refused else None) == (expected.reason if expected else None)
+            if refused is None and decision != "hold":
                 if decision == "commit":
                     model = commit(model, session)
                     await store.commit(payment, session)
@@ -228,7 +230,8 @@ def _worker(
             op = rng.choices([Op.CAPTURE, Op.REFUND, Op.VOID], weights=[5, 4, 1])[0]
             amount = rng.randint(1, 400)
             session = f"w{seed}-{index}"
-            if await store.reserve(payment, session, op, amount, "EUR", now=0.0) is not None:
+            verdict = await store.reserve(payment, session, op, amount, "EUR", now=0.0)
+            if isinstance(verdict, Refused):
                 continue
             await asyncio.sleep(rng.random() / 1000)  # the PSP call
             if rng.random() < 0.8:
@@ -295,6 +298,6 @@ async def test_two_captures_racing_for_the_last_of_an_authorization_one_wins(
     verdicts = await asyncio.gather(
         *(store.reserve("last", f"racer-{i}", Op.CAPTURE, 4000, "EUR", now=0.0) for i in range(8))
     )
-    assert sum(v is None for v in verdicts) == 1
-    assert all(v == Refused(Refusal.EXCEEDS, 0) for v in verdicts if v is not None)
+    assert sum(isinstance(v, Reserved) for v in verdicts) == 1
+    assert all(v == Refused(Refusal.EXCEEDS, 0) for v in verdicts if isinstance(v, Refused))
     await redis.aclose()

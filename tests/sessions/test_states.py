@@ -1,6 +1,13 @@
 import pytest
 
-from sessions.states import IllegalTransition, State, can_move, check_move, sources_of
+from sessions.states import (
+    IllegalTransition,
+    State,
+    can_move,
+    check_move,
+    recovery_point,
+    sources_of,
+)
 
 ALLOWED = {
     (State.RECEIVED, State.SETTLING),
@@ -12,6 +19,7 @@ ALLOWED = {
     (State.SETTLING, State.SETTLING),
     (State.SETTLING, State.SETTLED),
     (State.SETTLING, State.FAILED),
+    (State.SETTLED, State.SETTLED),  # a report attempt Shopify did not take
     (State.SETTLED, State.REPORTED),
     (State.SETTLED, State.FAILED),
     (State.FAILED, State.RECEIVED),
@@ -34,6 +42,11 @@ def test_a_settled_outcome_never_goes_back_to_the_psp() -> None:
 
 def test_reported_is_final() -> None:
     assert all(not can_move(State.REPORTED, target) for target in State)
+
+
+def test_work_resumes_at_the_stored_outcome() -> None:
+    assert recovery_point(has_outcome=True) is State.SETTLED
+    assert recovery_point(has_outcome=False) is State.RECEIVED
 
 
 def test_illegal_moves_raise_with_both_states_named() -> None:

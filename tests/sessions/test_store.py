@@ -8,108 +8,160 @@ from decimal import Decimal
 import fakeredis
 import pytest
 
-from sessions.models import TimelineEvent
+from sessions.keys import DUE
+from sessions.models import Outcome, TimelineEvent
 from sessions.states import State
-from sessions.store import Created, SessionStore, StaleState
-from tests.factories import make_session, received_event
+from sessions.store import Change, Created, SessionStore, StaleState
+from tests.factories import ListHandoff, change_to, make_session, received_event
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[SessionStore]:
-    redis = fakeredis.FakeAsyncRedis()
-    yield SessionStore(redis)
-    await redis.aclose()
+async def redis() -> AsyncIterator[fakeredis.FakeAsyncRedis]:
+    client = fakeredis.FakeAsyncRedis()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def store(redis: fakeredis.FakeAsyncRedis) -> SessionStore:
+    return SessionStore(redis, ListHandoff())
+
+
+async def queued(redis: fakeredis.FakeAsyncRedis) -> list[str]:
+    return [m.decode() for m in await redis.lrange(ListHandoff.queue, 0, -1)]
 
 
 async def test_a_created_session_reads_back_identically(store: SessionStore) -> None:
     session = make_session(amount=Decimal("12.30"), test=False)
-    result = await store.create(session, received_event(), due_at=session.created_at + 60)
+    result = await store.create(
+        session, received_event(), due_at=session.created_at + 60, queue=False
+    )
     assert result.status is Created.CREATED
     assert await store.get(session.id) == session
     assert [e.event for e in await store.timeline(session.id)] == ["received"]
 
 
-async def test_the_same_request_again_is_a_duplicate_and_changes_nothing(
-    store: SessionStore,
+async def test_a_new_session_is_queued_in_the_same_step_and_a_duplicate_is_not(
+    store: SessionStore, redis: fakeredis.FakeAsyncRedis
 ) -> None:
     session = make_session()
-    await store.create(session, received_event(), due_at=0)
+    await store.create(session, received_event(), due_at=0, queue=True)
     again = make_session(id=session.id, amount=Decimal("10.0"), request_id="other")
-    result = await store.create(again, received_event(), due_at=0)
+    result = await store.create(again, received_event(), due_at=0, queue=True)
     assert result.status is Created.DUPLICATE
     assert await store.get(session.id) == session
     assert len(await store.timeline(session.id)) == 1
+    assert await queued(redis) == [f"capture:{session.id}"]
 
 
 async def test_a_different_amount_under_the_same_id_is_a_conflict(store: SessionStore) -> None:
     session = make_session()
-    await store.create(session, received_event(), due_at=0)
+    await store.create(session, received_event(), due_at=0, queue=False)
     result = await store.create(
-        make_session(id=session.id, amount=Decimal("11.00")), received_event(), due_at=0
+        make_session(id=session.id, amount=Decimal("11.00")),
+        received_event(),
+        due_at=0,
+        queue=False,
     )
     assert result.status is Created.CONFLICT
     assert result.stored_fingerprint == session.fingerprint()
     assert (await store.get(session.id)) == session
 
 
-async def test_update_moves_state_and_appends_to_the_timeline(store: SessionStore) -> None:
-    session = make_session()
-    await store.create(session, received_event(), due_at=0)
-    event = TimelineEvent(at=1.0, event="psp_attempt", state=State.SETTLING, attempt=1)
-    before = await store.update(
-        session.id, expect=(State.RECEIVED,), event=event, due_at=50.0, fields={"psp_attempts": 1}
+async def test_a_change_moves_state_sets_fields_and_appends_to_the_timeline(
+    store: SessionStore,
+) -> None:
+    session = make_session(last_error="boom")
+    await store.create(session, received_event(), due_at=0, queue=False)
+    before = await store.change(
+        session, change_to(State.SETTLING, psp_attempts=1, last_error=None, due_at=50.0)
     )
     assert before is State.RECEIVED
     stored = await store.get(session.id)
     assert stored is not None
-    assert (stored.state, stored.psp_attempts) == (State.SETTLING, 1)
-    assert [e.event for e in await store.timeline(session.id)] == ["received", "psp_attempt"]
+    assert (stored.state, stored.psp_attempts, stored.last_error) == (State.SETTLING, 1, None)
+    assert [e.event for e in await store.timeline(session.id)] == ["received", "settling"]
 
 
-async def test_update_from_an_unexpected_state_is_refused(store: SessionStore) -> None:
-    session = make_session()
-    await store.create(session, received_event(), due_at=0)
-    event = TimelineEvent(at=1.0, event="reported", state=State.REPORTED)
-    with pytest.raises(StaleState, match="received"):
-        await store.update(session.id, expect=(State.SETTLED,), event=event, due_at=None)
+@pytest.mark.parametrize(
+    ("start", "target"),
+    [
+        (State.RECEIVED, State.REPORTED),
+        (State.RECEIVED, State.PENDING),
+        (State.SETTLED, State.SETTLING),
+        (State.REPORTED, State.FAILED),
+        (State.FAILED, State.REPORTED),
+    ],
+)
+async def test_a_transition_the_state_machine_forbids_is_refused_and_changes_nothing(
+    store: SessionStore, start: State, target: State
+) -> None:
+    session = make_session(state=start)
+    await store.create(session, received_event(), due_at=0, queue=False)
+    with pytest.raises(StaleState, match=start.value):
+        await store.change(session, change_to(target))
+    assert await store.get(session.id) == session
     assert len(await store.timeline(session.id)) == 1
 
 
-async def test_fields_set_to_none_are_removed(store: SessionStore) -> None:
-    session = make_session(last_error="boom")
-    await store.create(session, received_event(), due_at=0)
-    event = TimelineEvent(at=1.0, event="psp_attempt", state=State.SETTLING)
-    await store.update(
-        session.id, expect=(State.RECEIVED,), event=event, due_at=1.0, fields={"last_error": None}
-    )
-    stored = await store.get(session.id)
-    assert stored is not None
-    assert stored.last_error is None
-
-
-async def test_due_sessions_are_claimed_once_until_they_fall_due_again(
+async def test_a_change_narrowed_to_one_source_is_refused_from_another(
     store: SessionStore,
 ) -> None:
+    session = make_session(state=State.PENDING)
+    await store.create(session, received_event(), due_at=0, queue=False)
+    change = Change(
+        event=TimelineEvent(at=1.0, event="psp_settled", state=State.SETTLED),
+        due_at=None,
+        expect=frozenset({State.RECEIVED}),
+    )
+    with pytest.raises(StaleState, match="pending"):
+        await store.change(session, change)
+
+
+async def test_a_change_can_queue_the_session_in_the_same_step(
+    store: SessionStore, redis: fakeredis.FakeAsyncRedis
+) -> None:
+    session = make_session()
+    await store.create(session, received_event(), due_at=0, queue=False)
+    verdict = Change(
+        event=TimelineEvent(at=1.0, event="psp_settled", state=State.SETTLED),
+        due_at=None,
+        fields={"outcome": Outcome.APPROVED},
+        expect=frozenset({State.RECEIVED}),
+    )
+    await store.change(session, verdict, queue=True)
+    assert await queued(redis) == [f"capture:{session.id}"]
+    with pytest.raises(StaleState):
+        await store.change(session, verdict, queue=True)
+    assert await queued(redis) == [f"capture:{session.id}"]
+
+
+async def test_due_sessions_are_requeued_once_until_they_fall_due_again(
+    store: SessionStore, redis: fakeredis.FakeAsyncRedis
+) -> None:
     early, late = make_session(), make_session()
-    await store.create(early, received_event(), due_at=100.0)
-    await store.create(late, received_event(), due_at=300.0)
-    assert await store.claim_due(150.0, limit=10, hold_for=60.0) == [early.id]
-    assert await store.claim_due(150.0, limit=10, hold_for=60.0) == []
-    assert set(await store.claim_due(400.0, limit=10, hold_for=60.0)) == {early.id, late.id}
+    await store.create(early, received_event(), due_at=100.0, queue=False)
+    await store.create(late, received_event(), due_at=300.0, queue=False)
+    assert await store.requeue_due(150.0, limit=10, hold_for=60.0) == [early.id]
+    assert await store.requeue_due(150.0, limit=10, hold_for=60.0) == []
+    assert set(await store.requeue_due(400.0, limit=10, hold_for=60.0)) == {early.id, late.id}
+    assert sorted(await queued(redis)) == sorted(
+        [f"capture:{early.id}", f"capture:{early.id}", f"capture:{late.id}"]
+    )
+
+
+async def test_a_due_entry_without_a_session_is_dropped_and_the_batch_goes_on(
+    store: SessionStore, redis: fakeredis.FakeAsyncRedis
+) -> None:
+    session = make_session()
+    await store.create(session, received_event(), due_at=100.0, queue=False)
+    await redis.zadd(DUE, {"ghost": 50.0})
+    assert await store.requeue_due(150.0, limit=10, hold_for=60.0) == [session.id]
+    assert await redis.zscore(DUE, "ghost") is None
 
 
 async def test_a_finished_session_leaves_the_due_set(store: SessionStore) -> None:
     session = make_session(state=State.SETTLED)
-    await store.create(session, received_event(), due_at=10.0)
-    event = TimelineEvent(at=1.0, event="reported", state=State.REPORTED)
-    await store.update(session.id, expect=(State.SETTLED,), event=event, due_at=None)
+    await store.create(session, received_event(), due_at=10.0, queue=False)
+    await store.change(session, change_to(State.REPORTED))
     assert await store.due_count() == 0
-
-
-async def test_a_lease_has_one_owner_until_released(store: SessionStore) -> None:
-    assert await store.acquire_lease("s1", "worker-a", 30)
-    assert not await store.acquire_lease("s1", "worker-b", 30)
-    await store.release_lease("s1", "worker-b")  # not the owner: no effect
-    assert not await store.acquire_lease("s1", "worker-b", 30)
-    await store.release_lease("s1", "worker-a")
-    assert await store.acquire_lease("s1", "worker-b", 30)

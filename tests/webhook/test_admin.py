@@ -18,10 +18,10 @@ from config import Settings
 from ops.redis_server import LocalRedis
 from sessions.models import Outcome, Session, TimelineEvent
 from sessions.states import State
-from sessions.store import SessionStore
+from sessions.store import Change, SessionStore
 from tests.factories import make_session, received_event
+from transport.messages import QUEUE
 from webhook.app import create_app
-from workers.dispatch import QUEUE
 
 DB = 4
 TOKEN = "admin-secret"
@@ -42,13 +42,14 @@ async def store(settings: Settings, inspect: redis.Redis) -> AsyncIterator[Sessi
 
 async def failed(store: SessionStore, error: str, **fields: Any) -> Session:
     session = make_session(**fields)
-    await store.create(session, received_event(), due_at=0)
-    await store.update(
-        session.id,
-        expect=(session.state,),
-        event=TimelineEvent(at=time.time(), event="failed", state=State.FAILED, error=error),
-        due_at=None,
-        fields={"last_error": error, "failed_at": time.time()},
+    await store.create(session, received_event(), due_at=0, queue=False)
+    await store.change(
+        session,
+        Change(
+            event=TimelineEvent(at=time.time(), event="failed", state=State.FAILED, error=error),
+            due_at=None,
+            fields={"last_error": error, "failed_at": time.time()},
+        ),
     )
     return session
 
@@ -84,7 +85,7 @@ async def test_failed_sessions_are_listed_with_filters(
 ) -> None:
     first = await failed(store, "captureSessionResolve: HTTP 503", shop="a.myshopify.com")
     second = await failed(store, "captureSessionResolve: HTTP 401", shop="b.myshopify.com")
-    await store.create(make_session(), received_event(), due_at=0)  # not failed
+    await store.create(make_session(), received_event(), due_at=0, queue=False)  # not failed
 
     async def ids(query: str) -> list[str]:
         answer = await client.get(f"/admin/sessions?state=failed{query}", headers=AUTH)
@@ -115,7 +116,7 @@ async def test_replay_resumes_at_the_recovery_point_and_queues_once(
     settled = await failed(store, "HTTP 503", state=State.SETTLED, outcome=Outcome.APPROVED)
     unsettled = await failed(store, "PSP down")
     alive = make_session()
-    await store.create(alive, received_event(), due_at=0)
+    await store.create(alive, received_event(), due_at=0, queue=False)
     answer = await client.post(
         "/admin/replay", headers=AUTH, json={"session_ids": [settled.id, unsettled.id, alive.id]}
     )

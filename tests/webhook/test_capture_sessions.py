@@ -13,10 +13,10 @@ from aiohttp.test_utils import TestClient
 
 from config import Settings
 from ops.redis_server import LocalRedis
-from sessions.store import DUE, session_key
+from sessions.keys import DUE, session_key
 from tests.factories import capture_body, shopify_headers
+from transport.messages import QUEUE
 from webhook.app import create_app
-from workers.dispatch import QUEUE
 
 DB = 1  # nothing consumes this database's queue, so every enqueued message stays visible
 

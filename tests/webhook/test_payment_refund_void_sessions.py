@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient
 
 from config import Settings
 from ops.redis_server import LocalRedis
-from sessions.store import session_key
+from sessions.keys import session_key
 from tests.factories import payment_body, refund_body, shopify_headers, void_body
-from workers.dispatch import QUEUE
+from transport.messages import QUEUE
 
 DB = 6
 

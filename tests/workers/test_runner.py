@@ -3,8 +3,10 @@ sandbox Shopify as a real server. Each test is one decision a payments engineer 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -14,14 +16,19 @@ import pytest
 
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
+from sessions.claims import Claims
+from sessions.keys import lease_key
 from sessions.ledger_store import LedgerStore
-from sessions.models import Outcome, Report
+from sessions.models import Kind, Outcome, PaymentKind, Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import make_session, received_event
+from tests.factories import make_session, new_id, received_event
+from workers.connectors.base import Operation, Result
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.runner import DeadLetter, Done, RetryLater, Services, run
+from workers.lifecycle.decide import DeadLetter, Done, Policy, RetryLater, Skipped
+from workers.lifecycle.payment import PAYMENT
+from workers.lifecycle.runner import Services, run
 from workers.retry_policy import RetryPolicy
 from workers.shopify import mutations
 from workers.shopify.gateway import GqlShopifyGateway
@@ -47,8 +54,14 @@ async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxShopifyClient]:
 
 
 @pytest.fixture
-async def services(sandbox_url: str) -> AsyncIterator[Services]:
-    redis = fakeredis.FakeAsyncRedis()
+async def redis() -> AsyncIterator[fakeredis.FakeAsyncRedis]:
+    client = fakeredis.FakeAsyncRedis()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def services(sandbox_url: str, redis: fakeredis.FakeAsyncRedis) -> AsyncIterator[Services]:
     gateway = GqlShopifyGateway(
         url_template=sandbox_url + GRAPHQL_PATH,
         api_version="2025-10",
@@ -56,24 +69,29 @@ async def services(sandbox_url: str) -> AsyncIterator[Services]:
         timeout_seconds=2,
     )
     yield Services(
-        store=SessionStore(redis),
+        claims=Claims(redis),
         connector=SimulatorConnector(redis),
         gateway=gateway,
-        psp_policy=RetryPolicy((0.0,), max_attempts=3),
-        shopify_policy=RetryPolicy((0.0,), max_attempts=3),
-        lease_seconds=10,
-        max_deliveries=5,
         ledger=LedgerStore(redis),
-        owner="unit-worker",
+        policy=Policy(
+            psp=RetryPolicy((0.0,), max_attempts=3),
+            shopify=RetryPolicy((0.0,), max_attempts=3),
+            lease_seconds=10,
+            max_deliveries=5,
+        ),
         clock=time.time,
     )
     await gateway.close()
-    await redis.aclose()
 
 
-async def stored(services: Services, **fields: Any) -> str:
+@pytest.fixture
+def store(redis: fakeredis.FakeAsyncRedis) -> SessionStore:
+    return SessionStore(redis)
+
+
+async def stored(store: SessionStore, **fields: Any) -> str:
     session = make_session(**fields)
-    await services.store.create(session, received_event(), due_at=0)
+    await store.create(session, received_event(), due_at=0, queue=False)
     return session.id
 
 
@@ -83,69 +101,111 @@ def book(services: Services) -> SimulatorConnector:
 
 
 async def test_one_run_settles_and_reports(
-    services: Services, sandbox: SandboxShopifyClient
+    services: Services, store: SessionStore, sandbox: SandboxShopifyClient
 ) -> None:
-    session_id = await stored(services)
+    session_id = await stored(store)
     assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
-    session = await services.store.get(session_id)
+    session = await store.get(session_id)
     assert session is not None
-    assert (session.outcome, session.report) == (Outcome.APPROVED, Report.RESOLVED)
-    assert await services.store.due_count() == 0
+    assert (session.outcome, session.report, session.inflight) == (
+        Outcome.APPROVED,
+        Report.RESOLVED,
+        None,
+    )
+    assert await store.due_count() == 0
+    events = [e.event for e in await store.timeline(session_id)]
+    assert events == ["received", "psp_settled", "reported"]
 
 
 async def test_a_transient_psp_failure_asks_for_a_retry_and_stays_settling(
-    services: Services,
+    services: Services, store: SessionStore
 ) -> None:
-    session_id = await stored(services, amount=Decimal("10.53"))
+    session_id = await stored(store, amount=Decimal("10.53"))
     step = await run(session_id, services, LIFECYCLE)
     assert isinstance(step, RetryLater)
-    session = await services.store.get(session_id)
+    session = await store.get(session_id)
     assert session is not None
     assert (session.state, session.psp_attempts) == (State.SETTLING, 1)
     assert session.last_error
 
 
-async def test_the_psp_ladder_runs_out_into_a_failed_session(services: Services) -> None:
-    session_id = await stored(services, amount=Decimal("10.53"))
+async def test_the_psp_ladder_runs_out_into_a_failed_session(
+    services: Services, store: SessionStore
+) -> None:
+    session_id = await stored(store, amount=Decimal("10.53"))
     steps = [await run(session_id, services, LIFECYCLE) for _ in range(3)]
     assert isinstance(steps[-1], DeadLetter)
-    session = await services.store.get(session_id)
+    session = await store.get(session_id)
     assert session is not None
     assert session.state is State.FAILED
     assert session.outcome is None  # nothing was settled: replaying it will ask the PSP again
 
 
 async def test_a_stored_outcome_is_reported_without_asking_the_psp_again(
-    services: Services, sandbox: SandboxShopifyClient
+    services: Services, store: SessionStore, sandbox: SandboxShopifyClient
 ) -> None:
-    session_id = await stored(services, state=State.SETTLED, outcome=Outcome.APPROVED)
+    session_id = await stored(store, state=State.SETTLED, outcome=Outcome.APPROVED)
     assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
     assert (await book(services).book("capture", session_id)).calls == 0
 
 
 @pytest.mark.parametrize("state", [State.REPORTED, State.FAILED])
 async def test_a_finished_or_failed_session_is_left_alone(
-    services: Services, sandbox: SandboxShopifyClient, state: State
+    services: Services, store: SessionStore, sandbox: SandboxShopifyClient, state: State
 ) -> None:
-    session_id = await stored(services, state=state)
-    assert await run(session_id, services, LIFECYCLE) == Done(state)
+    session_id = await stored(store, state=state)
+    assert isinstance(await run(session_id, services, LIFECYCLE), Skipped)
     assert (await book(services).book("capture", session_id)).calls == 0
     assert await sandbox.calls() == []
 
 
-async def test_a_session_leased_by_another_worker_is_not_touched(services: Services) -> None:
-    session_id = await stored(services)
-    assert await services.store.acquire_lease(session_id, "someone-else", 30)
+async def test_duplicate_deliveries_of_a_leased_session_merge_and_never_turn_poison(
+    services: Services, store: SessionStore
+) -> None:
+    # max_deliveries is 5: ten deliveries while another worker holds the lease count nothing.
+    session_id = await stored(store)
+    held = await services.claims.claim(session_id, now=time.time(), lease_seconds=600)
+    steps = [await run(session_id, services, LIFECYCLE) for _ in range(10)]
+    assert all(isinstance(step, Skipped) for step in steps)
+    assert (await book(services).book("capture", session_id)).calls == 0
+    session = await store.get(session_id)
+    assert session is not None
+    assert (session.state, session.deliveries) == (State.RECEIVED, 1)
+    assert not isinstance(held, Skipped)
+
+
+async def test_a_delivery_during_the_backoff_does_nothing(
+    services: Services, store: SessionStore
+) -> None:
+    session_id = await stored(store, state=State.SETTLING, not_before=time.time() + 600)
+    assert isinstance(await run(session_id, services, LIFECYCLE), Skipped)
+    assert (await book(services).book("capture", session_id)).calls == 0
+
+
+async def test_a_session_that_keeps_killing_its_worker_is_declared_poison_under_its_lease(
+    services: Services, store: SessionStore
+) -> None:
+    # Each claim whose worker died counts; the sixth finds the limit passed and fails it.
+    session_id = await stored(store)
+    for _ in range(5):
+        claim = await services.claims.claim(session_id, now=time.time(), lease_seconds=30)
+        assert not isinstance(claim, Skipped)
+        await services.claims.release(session_id, claim.fence)  # type: ignore[union-attr]
     step = await run(session_id, services, LIFECYCLE)
-    assert isinstance(step, RetryLater)
+    assert isinstance(step, DeadLetter)
+    session = await store.get(session_id)
+    assert session is not None
+    assert session.state is State.FAILED
+    assert "poison" in (session.last_error or "")
+    assert await store.failed_ids() == [session_id]
     assert (await book(services).book("capture", session_id)).calls == 0
 
 
 async def test_invalid_state_on_the_first_report_is_someone_elses_decision(
-    services: Services, sandbox: SandboxShopifyClient
+    services: Services, store: SessionStore, sandbox: SandboxShopifyClient
 ) -> None:
-    session_id = await stored(services, state=State.SETTLED, outcome=Outcome.APPROVED)
-    session = await services.store.get(session_id)
+    session_id = await stored(store, state=State.SETTLED, outcome=Outcome.APPROVED)
+    session = await store.get(session_id)
     assert session is not None
     await services.gateway.send(
         session.shop,
@@ -155,46 +215,167 @@ async def test_invalid_state_on_the_first_report_is_someone_elses_decision(
 
 
 async def test_invalid_state_after_our_own_earlier_attempt_counts_as_done(
-    services: Services, sandbox: SandboxShopifyClient
+    services: Services, store: SessionStore, sandbox: SandboxShopifyClient
 ) -> None:
     # We sent this reject before and lost the answer; Shopify now calls a repeat a conflict.
     session_id = await stored(
-        services,
+        store,
         state=State.SETTLED,
         outcome=Outcome.DECLINED,
         reject_code="PROCESSING_ERROR",
         merchant_message="declined",
         report_attempts=1,
+        sent_mutation="captureSessionReject",
+        sent_mutation_attempts=1,
     )
-    session = await services.store.get(session_id)
+    session = await store.get(session_id)
     assert session is not None
     await services.gateway.send(session.shop, mutations.resolve("capture", session.gid))
     assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
 
 
-async def test_a_session_delivered_too_often_is_declared_poison(services: Services) -> None:
-    # Every delivery counts, even one that cannot run (here: a lease nobody releases, as
-    # when the task keeps killing the worker that holds it).
-    session_id = await stored(services)
-    assert await services.store.acquire_lease(session_id, "wedged-worker", 600)
-    steps = [await run(session_id, services, LIFECYCLE) for _ in range(6)]
-    assert all(isinstance(step, RetryLater) for step in steps[:5])
-    assert isinstance(steps[-1], DeadLetter)
-    session = await services.store.get(session_id)
+async def test_invalid_state_after_a_different_earlier_mutation_is_not_ours(
+    services: Services, store: SessionStore, sandbox: SandboxShopifyClient
+) -> None:
+    # A payment reported pending, then approved by the PSP: its first resolve is refused
+    # because someone else rejected it. The earlier pending mutation is not this resolve.
+    session_id = await stored(
+        store,
+        kind=Kind.PAYMENT,
+        gid=f"gid://shopify/PaymentSession/{new_id()}",
+        state=State.SETTLED,
+        outcome=Outcome.APPROVED,
+        payment_kind=PaymentKind.SALE,
+        report_attempts=1,
+        sent_mutation="paymentSessionPending",
+        sent_mutation_attempts=1,
+    )
+    session = await store.get(session_id)
     assert session is not None
-    assert session.state is State.FAILED
-    assert "poison" in (session.last_error or "")
-    assert await services.store.failed_ids() == [session_id]
+    await services.gateway.send(
+        session.shop, mutations.reject_payment(session.gid, "PROCESSING_ERROR", "cancelled")
+    )
+    step = await run(session_id, services, PAYMENT)
+    assert isinstance(step, DeadLetter)
+    assert "already been rejected" in step.reason
+
+
+async def test_a_pending_payment_whose_window_closed_is_rejected(
+    services: Services, store: SessionStore, sandbox: SandboxShopifyClient
+) -> None:
+    session_id = await stored(
+        store,
+        kind=Kind.PAYMENT,
+        gid=f"gid://shopify/PaymentSession/{new_id()}",
+        state=State.PENDING,
+        outcome=Outcome.PENDING,
+        payment_kind=PaymentKind.SALE,
+        report=Report.PENDING,
+        pending_expires_at=time.time() - 1,
+    )
+    assert await run(session_id, services, PAYMENT) == Done(State.REPORTED)
+    session = await store.get(session_id)
+    assert session is not None
+    assert (session.outcome, session.report) == (Outcome.DECLINED, Report.REJECTED)
+    assert [c["mutation"] for c in await sandbox.calls()] == ["paymentSessionReject"]
+    assert "pending_expired" in [e.event for e in await store.timeline(session_id)]
+
+
+async def test_a_pending_payment_still_in_its_window_is_left_alone(
+    services: Services, store: SessionStore, sandbox: SandboxShopifyClient
+) -> None:
+    session_id = await stored(
+        store,
+        kind=Kind.PAYMENT,
+        state=State.PENDING,
+        outcome=Outcome.PENDING,
+        pending_expires_at=time.time() + 3600,
+    )
+    assert isinstance(await run(session_id, services, PAYMENT), Skipped)
+    assert await sandbox.calls() == []
 
 
 async def test_an_ambiguous_answer_makes_the_next_attempt_ask_for_the_status_first(
-    services: Services, sandbox: SandboxShopifyClient
+    services: Services, store: SessionStore, sandbox: SandboxShopifyClient
 ) -> None:
-    session_id = await stored(services, amount=Decimal("10.54"))
+    session_id = await stored(store, amount=Decimal("10.54"))
     assert isinstance(await run(session_id, services, LIFECYCLE), RetryLater)
-    uncertain = await services.store.get(session_id)
+    uncertain = await store.get(session_id)
     assert uncertain is not None
     assert uncertain.psp_uncertain
     assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
     ledger = await book(services).book("capture", session_id)
     assert (ledger.calls, ledger.status_calls, ledger.charges) == (1, 1, 1)
+
+
+async def test_a_run_interrupted_mid_call_makes_the_next_one_ask_for_the_status_first(
+    services: Services, store: SessionStore, sandbox: SandboxShopifyClient
+) -> None:
+    # A worker claimed the session, charged it and died before storing the answer.
+    session_id = await stored(store)
+    claim = await services.claims.claim(session_id, now=time.time(), lease_seconds=30)
+    session = await store.get(session_id)
+    assert session is not None
+    await book(services).capture(
+        Operation(session_id, session.payment_id, session.amount, "EUR", test=True)
+    )
+    await services.claims.release(session_id, claim.fence)  # type: ignore[union-attr]
+    assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
+    ledger = await book(services).book("capture", session_id)
+    assert (ledger.calls, ledger.status_calls, ledger.charges) == (1, 1, 1)
+    settled = [e for e in await store.timeline(session_id) if e.event == "psp_settled"]
+    assert "interrupted" in (settled[0].detail or "")
+
+
+class SlowPsp(SimulatorConnector):
+    """The simulator, answering captures only after `delay` seconds."""
+
+    def __init__(self, redis: fakeredis.FakeAsyncRedis, delay: float) -> None:
+        super().__init__(redis)
+        self.delay = delay
+
+    async def capture(self, operation: Operation) -> Result:
+        await asyncio.sleep(self.delay)
+        return await super().capture(operation)
+
+
+async def test_a_psp_call_longer_than_several_leases_keeps_its_lease(
+    services: Services, store: SessionStore, redis: fakeredis.FakeAsyncRedis
+) -> None:
+    slow = replace(
+        services,
+        connector=SlowPsp(redis, delay=1.0),
+        policy=replace(services.policy, lease_seconds=0.3),
+    )
+    session_id = await stored(store)
+    running = asyncio.ensure_future(run(session_id, slow, LIFECYCLE))
+    others = []
+    for _ in range(8):  # a second worker keeps trying while the first waits on the PSP
+        await asyncio.sleep(0.1)
+        others.append(await run(session_id, slow, LIFECYCLE))
+    assert await running == Done(State.REPORTED)
+    assert all(isinstance(step, Skipped) for step in others)
+    assert (await book(services).book("capture", session_id)).calls == 1
+
+
+async def test_a_holder_that_loses_its_lease_stops_and_writes_nothing(
+    services: Services, store: SessionStore, redis: fakeredis.FakeAsyncRedis
+) -> None:
+    slow = replace(
+        services,
+        connector=SlowPsp(redis, delay=1.0),
+        policy=replace(services.policy, lease_seconds=0.3),
+    )
+    session_id = await stored(store)
+    running = asyncio.ensure_future(run(session_id, slow, LIFECYCLE))
+    await asyncio.sleep(0.05)
+    # Another worker takes the session over (its own claim after the lease was broken).
+    await redis.delete(lease_key(session_id))
+    taken = await services.claims.claim(session_id, now=time.time(), lease_seconds=60)
+    assert not isinstance(taken, Skipped)
+    step = await running
+    assert isinstance(step, Skipped)
+    assert "superseded" in step.reason or "lease" in step.reason
+    session = await store.get(session_id)
+    assert session is not None
+    assert (session.state, session.outcome) == (State.RECEIVED, None)

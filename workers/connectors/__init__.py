@@ -2,7 +2,8 @@
 
 `build_connector` is the only place that reads connector settings: it builds each
 connector's HTTP endpoint (or gql client) and hands it in. Nothing connects until the
-first call, which runs inside the worker's event loop.
+first call, which runs inside the worker's event loop; every HTTP pool is sized to the
+sessions a worker process keeps in flight.
 """
 
 from __future__ import annotations
@@ -40,13 +41,17 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
     """The connector named by `PAYHOOK_CONNECTOR`."""
     name = settings.connector
     timeout = settings.psp_timeout_seconds
+    # Sized to the sessions a worker process keeps in flight.
+    pool = settings.worker_concurrency
     if name == "simulator":
         return SimulatorConnector(redis)
     if name == "http":
         token = settings.http_connector_token
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         url = _required(settings.http_connector_url, "PAYHOOK_HTTP_CONNECTOR_URL")
-        return HttpConnector(PspHttp(url, name="http", timeout_seconds=timeout, headers=headers))
+        return HttpConnector(
+            PspHttp(url, name="http", timeout_seconds=timeout, headers=headers, connections=pool)
+        )
     if name == "ledyer":
         token_text = _required(settings.ledyer_access_token, "PAYHOOK_LEDYER_ACCESS_TOKEN")
         http = PspHttp(
@@ -54,6 +59,7 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             name="ledyer",
             timeout_seconds=timeout,
             headers={"Authorization": f"Bearer {token_text}"},
+            connections=pool,
         )
         return LedyerConnector(http, Journal(redis, "ledyer"))
     if name == "aplazame":
@@ -63,6 +69,7 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             name="aplazame",
             timeout_seconds=timeout,
             headers={"Authorization": f"Bearer {key}"},
+            connections=pool,
         )
         return AplazameConnector(http, Journal(redis, "aplazame"))
     if name == "purchase":
@@ -70,6 +77,7 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             _required(settings.purchase_graphql_url, "PAYHOOK_PURCHASE_GRAPHQL_URL"),
             token=_required(settings.purchase_token, "PAYHOOK_PURCHASE_TOKEN"),
             timeout_seconds=timeout,
+            connections=pool,
         )
         return PurchaseConnector(PurchaseApi(client), Journal(redis, "purchase"))
     if name == "bigcommerce":
@@ -82,6 +90,7 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             name="bigcommerce",
             timeout_seconds=timeout,
             headers={"X-Auth-Token": token_text, "Accept": "application/json"},
+            connections=pool,
         )
         return BigCommerceConnector(http, store)
     raise ValueError(f"unknown connector {name!r}")  # pragma: no cover

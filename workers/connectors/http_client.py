@@ -90,8 +90,11 @@ class PspHttp:
         timeout_seconds: float,
         headers: Mapping[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
+        connections: int = 100,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # One connection per session in flight: a smaller pool would queue PSP calls.
+        self._connections = connections
         self._name = name
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._headers = CIMultiDict(headers or {})
@@ -156,7 +159,8 @@ class PspHttp:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            connector = aiohttp.TCPConnector(limit=self._connections)
+            self._session = aiohttp.ClientSession(connector=connector)
             self._owned = True
         return self._session
 

@@ -103,19 +103,32 @@ class _StatusAwareTransport(AIOHTTPTransport):
     """Remembers the HTTP status: gql reads a JSON body with `errors` alike whatever it is."""
 
     last_status: int | None = None
+    connections: int = 100
+
+    async def connect(self) -> None:
+        # A pool sized to the sessions in flight; a fresh one for every aiohttp session gql
+        # opens, since closing a session closes its pool.
+        self.client_session_args = {
+            **(self.client_session_args or {}),
+            "connector": aiohttp.TCPConnector(limit=self.connections),
+        }
+        await super().connect()
 
     async def _get_json_result(self, response: aiohttp.ClientResponse) -> Any:
         self.last_status = response.status
         return await super()._get_json_result(response)
 
 
-def purchase_client(url: str, *, token: str, timeout_seconds: float) -> Client:
+def purchase_client(
+    url: str, *, token: str, timeout_seconds: float, connections: int = 100
+) -> Client:
     """The gql client `build_connector` hands the connector (no I/O until first used)."""
     transport = _StatusAwareTransport(
         url=url,
         headers={"Authorization": f"Bearer {token}"},
         client_session_args={"timeout": aiohttp.ClientTimeout(total=timeout_seconds)},
     )
+    transport.connections = connections
     return Client(
         transport=transport, fetch_schema_from_transport=False, execute_timeout=timeout_seconds
     )

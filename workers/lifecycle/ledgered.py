@@ -1,6 +1,6 @@
 """What capture, refund and void share: reserve on the payment's ledger, ask the PSP, then
-commit or release, so no combination of sessions ever moves more money than the payment
-allows.
+commit or release (in the same write that stores the PSP's outcome), so no combination of
+sessions ever moves more money than the payment allows.
 
 A payment payhook has never seen is looked up at the PSP first (the PSP is the source of
 truth) and its book opened from what the PSP says.
@@ -8,11 +8,10 @@ truth) and its book opened from what the PSP says.
 
 from __future__ import annotations
 
-from sessions.ledger import Book, Op, Refusal, Refused, merchant_message
+from sessions.ledger import Book, Op, Refusal, Refused, Reserved, merchant_message
 from sessions.models import Kind, Outcome, Session
 from sessions.money import to_minor
 from workers.connectors.base import (
-    Approved,
     Authorization,
     DeclineCode,
     Declined,
@@ -44,48 +43,49 @@ class LedgeredLifecycle:
         self.kind = kind
         self.op = op
 
-    async def operation(self, services: Services, session: Session) -> Operation:
-        provider_id = await services.ledger.provider_payment_id(session.payment_id)
+    def ledger_payment(self, session: Session) -> str | None:
+        return session.payment_id
+
+    def _operation(self, session: Session, provider_payment_id: str) -> Operation:
         return Operation(
             session_id=session.id,
             payment_id=session.payment_id,
             amount=session.amount,
             currency=session.currency or "",
             test=session.test,
-            provider_payment_id=provider_id or "",
+            provider_payment_id=provider_payment_id,
         )
 
     async def settle(self, services: Services, session: Session) -> Result:
-        ledger = services.ledger
-        operation = await self.operation(services, session)
-        if await ledger.get(session.payment_id) is None:
-            known = await services.connector.authorization(operation)
+        """Reserve, then ask the PSP. The outcome settles the reservation when it is stored."""
+        held = await self._reserve(services, session)
+        if isinstance(held, Refused) and held.reason is Refusal.UNKNOWN_PAYMENT:
+            known = await services.connector.authorization(self._operation(session, ""))
             if isinstance(known, TryAgain):
                 return known
             if isinstance(known, NotFound):
-                return self._refuse(session, Refused(Refusal.UNKNOWN_PAYMENT), None)
-            await ledger.open(session.payment_id, _book_from(known), known.provider_payment_id)
-            operation = await self.operation(services, session)
-        book = await ledger.get(session.payment_id)
-        assert book is not None
+                return self._refuse(session, held)
+            await services.ledger.open(
+                session.payment_id, _book_from(known), known.provider_payment_id
+            )
+            held = await self._reserve(services, session)
+        if isinstance(held, Refused):
+            return self._refuse(session, held)
+        return await self._call(services, self._operation(session, held.provider_payment_id))
+
+    async def _reserve(self, services: Services, session: Session) -> Reserved | Refused:
         amount = 0
         if session.amount is not None and session.currency is not None:
             amount = to_minor(session.amount, session.currency)
-        refused = await ledger.reserve(
+        return await services.ledger.reserve(
             session.payment_id, session.id, self.op, amount, session.currency, services.clock()
         )
-        if refused is not None:
-            return self._refuse(session, refused, book.currency)
-        result = await self._call(services, operation)
-        await self._settle_ledger(services, session, result)
-        return result
 
     async def status(self, services: Services, session: Session) -> StatusResult:
-        operation = await self.operation(services, session)
-        known = await services.connector.status(self.op.value, operation)
-        if isinstance(known, Approved | Declined):
-            await self._settle_ledger(services, session, known)
-        return known
+        provider_id = await services.ledger.provider_payment_id(session.payment_id)
+        return await services.connector.status(
+            self.op.value, self._operation(session, provider_id or "")
+        )
 
     async def before_report(self, services: Services, session: Session) -> None:
         return None
@@ -109,19 +109,11 @@ class LedgeredLifecycle:
             return await connector.refund(operation)
         return await connector.void(operation)
 
-    async def _settle_ledger(self, services: Services, session: Session, result: object) -> None:
-        if isinstance(result, Approved):
-            await services.ledger.commit(session.payment_id, session.id)
-        elif isinstance(result, Declined):
-            await services.ledger.release(session.payment_id, session.id)
-        # Pending, ambiguous or unavailable: the reservation stays, because the money may
-        # still move.
-
-    def _refuse(self, session: Session, refused: Refused, book_currency: str | None) -> Declined:
+    def _refuse(self, session: Session, refused: Refused) -> Declined:
         code = DeclineCode.PROCESSING_ERROR
         if refused.reason is Refusal.EXPIRED:
             code = DeclineCode.AUTHORIZATION_EXPIRED
         message = merchant_message(
-            refused, self.op, session.amount, session.currency or "", book_currency
+            refused, self.op, session.amount, session.currency or "", refused.book_currency
         )
         return Declined(code, message)

@@ -5,7 +5,9 @@ opens the payment's ledger book and reports `paymentSessionResolve` (with
 `paymentSessionPending`.
 
 If the PSP's word never arrives, the session falls due when the buyer's window closes and is
-rejected: the buyer can pay again at checkout.
+rejected: the buyer can pay again at checkout. A payment reported pending falls due when its
+pending window closes (`pendingExpiresAt`, at most Shopify's three days) and is rejected then
+unless the PSP's final word came first.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ def _iso(timestamp: float) -> str:
 
 class PaymentLifecycle:
     kind = Kind.PAYMENT
+
+    def ledger_payment(self, session: Session) -> str | None:
+        # The payment's book is opened when it is reported, not reserved against.
+        return None
 
     async def settle(self, services: Services, session: Session) -> Result:
         waited = services.clock() - session.created_at
@@ -70,9 +76,8 @@ class PaymentLifecycle:
                 _iso(expires.timestamp()) if authorization and expires is not None else None,
             )
         if session.outcome is Outcome.PENDING:
-            return mutations.pend_payment(
-                session.gid, _iso(session.updated_at + 3 * 86400), "BUYER_ACTION_REQUIRED"
-            )
+            closes = session.pending_expires_at or session.updated_at
+            return mutations.pend_payment(session.gid, _iso(closes), "BUYER_ACTION_REQUIRED")
         return mutations.reject_payment(
             session.gid, "PROCESSING_ERROR", session.merchant_message or ABANDONED
         )

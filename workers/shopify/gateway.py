@@ -103,9 +103,17 @@ def _is_throttled(errors: list[Any] | None) -> bool:
 
 class GqlShopifyGateway:
     def __init__(
-        self, *, url_template: str, api_version: str, tokens: TokenSource, timeout_seconds: float
+        self,
+        *,
+        url_template: str,
+        api_version: str,
+        tokens: TokenSource,
+        timeout_seconds: float,
+        connections: int = 100,
     ) -> None:
         self._url_template = url_template
+        # Per shop: one connection per session in flight, so no mutation waits for a socket.
+        self._connections = connections
         self._api_version = api_version
         self._tokens = tokens
         self._timeout = timeout_seconds
@@ -157,7 +165,10 @@ class GqlShopifyGateway:
             return cached[1], cached[2]
         url = self._url_template.format(shop=shop, version=self._api_version)
         transport = _StatusAwareTransport(
-            url=url, headers={"X-Shopify-Access-Token": token}, timeout=int(self._timeout) or 1
+            url=url,
+            headers={"X-Shopify-Access-Token": token},
+            timeout=int(self._timeout) or 1,
+            client_session_args={"connector": aiohttp.TCPConnector(limit=self._connections)},
         )
         client = Client(
             transport=transport, fetch_schema_from_transport=False, execute_timeout=self._timeout

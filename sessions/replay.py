@@ -11,12 +11,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from celery import Celery
-
 from sessions.models import TimelineEvent
-from sessions.states import State
+from sessions.states import State, recovery_point
 from sessions.store import SessionStore, StaleState
-from workers.dispatch import QUEUE, task_message
 
 
 @dataclass(frozen=True)
@@ -28,7 +25,6 @@ class Replayed:
 
 async def replay(
     store: SessionStore,
-    celery: Celery,
     session_ids: Iterable[str],
     *,
     lease_seconds: float,
@@ -50,7 +46,7 @@ async def replay(
         if session.state is not State.FAILED:
             results.append(Replayed(session_id, None, f"not failed (it is {session.state})"))
             continue
-        resume = State.SETTLED if session.outcome is not None else State.RECEIVED
+        resume = recovery_point(session.outcome is not None)
         if dry_run:
             results.append(Replayed(session_id, resume, f"would resume at {resume}"))
             continue
@@ -63,11 +59,8 @@ async def replay(
             state=resume,
             detail=f"by {actor}; last error: {session.last_error}",
         )
-        message = task_message(celery, session.kind, session_id)
         try:
-            state = await store.replay(
-                session_id, event, due_at=now + lease_seconds, enqueue=(QUEUE, message)
-            )
+            state = await store.replay(session, event, due_at=now + lease_seconds)
         except StaleState as exc:
             results.append(Replayed(session_id, None, f"not failed ({exc.current})"))
             continue

@@ -1,9 +1,11 @@
 """The Celery application: transport only, configured so a message is never silently lost.
 
 Redis holds the truth; Celery carries session ids. `acks_late` + `reject_on_worker_lost`
-keep a message until its task finished, prefetch 1 keeps a dying worker from taking a pile
-of messages with it, and the visibility timeout is set explicitly so that every countdown we
-ask for stays well below it.
+keep a message until its task finished; a worker reserves at most `worker_concurrency x
+worker_prefetch_multiplier` messages, each waiting at most a few run times, far below the
+visibility timeout, which is set explicitly so that every countdown we ask for stays well
+below it too. A dying worker's reserved messages come back after the visibility timeout, and
+their sessions sooner through the due set.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 from celery import Celery
 
 from config import Settings
-from workers.broker import TRANSPORT
-from workers.dispatch import QUEUE
+from transport.broker import TRANSPORT
+from transport.messages import QUEUE
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -28,13 +30,13 @@ def create_celery(settings: Settings) -> Celery:
         result_backend=None,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
+        worker_prefetch_multiplier=settings.worker_prefetch_multiplier,
         task_default_queue=QUEUE,
         broker_transport_options=transport,
         result_backend_transport_options=transport,
         visibility_timeout=settings.visibility_timeout_seconds,
         broker_connection_retry_on_startup=True,
-        worker_send_task_events=True,
+        worker_send_task_events=settings.worker_task_events,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
         enable_utc=True,

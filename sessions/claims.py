@@ -1,0 +1,136 @@
+"""Claims: how a worker takes a session, keeps it, and writes what it learned.
+
+A claim is one Lua call: it refuses a session that is finished, not due yet (a retry's
+backoff, a pending payment's open window) or leased by another worker, and otherwise takes a
+lease whose value is a fresh fencing token (the session's `fence` counter), counts the
+delivery, marks the session in flight and returns its fields. Deliveries that find the session
+busy or early change nothing at all, so duplicates merge and never count towards the poison
+limit.
+
+While the holder works it renews the lease (`renew`); every write it makes carries the token
+(`apply`), and one carrying a superseded token changes nothing. A lapsed lease that nobody
+took over can still be renewed and written through: nothing else happened in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from redis.asyncio import Redis
+
+from sessions.handoff import Envelope
+from sessions.keys import DUE, lease_key, session_key, text
+from sessions.models import Session
+from sessions.states import State
+from sessions.store import decode
+from sessions.writes import Change, apply_change, register_apply
+
+_CLAIM = """
+local id, now, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'reported' or state == 'failed' then return {'finished', state} end
+if state == 'pending' then
+  local closes = tonumber(redis.call('HGET', KEYS[1], 'pending_expires_at') or '')
+  if not closes or now < closes then return {'early', state} end
+end
+local not_before = tonumber(redis.call('HGET', KEYS[1], 'not_before') or '')
+if not_before and now + tonumber(ARGV[4]) < not_before then return {'early', state} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy', state} end
+local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
+redis.call('SET', KEYS[2], fence, 'PX', lease_ms)
+redis.call('ZADD', KEYS[3], now + lease_ms / 1000, id)
+local fields = redis.call('HGETALL', KEYS[1])
+redis.call('HSET', KEYS[1], 'inflight', state)
+return {'claimed', fields}
+"""
+
+_RENEW = """
+if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[3], 'XX', ARGV[3], ARGV[4])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# A countdown (Celery's timer) may fire a little before the backoff ends; that is not a
+# duplicate to refuse.
+EARLY_TOLERANCE_SECONDS = 0.25
+
+
+class Refusal(StrEnum):
+    MISSING = "missing"
+    FINISHED = "finished"
+    EARLY = "early"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The session as it was when claimed, and the lease's fencing token."""
+
+    session: Session
+
+    @property
+    def fence(self) -> int:
+        return self.session.fence
+
+
+@dataclass(frozen=True)
+class NotClaimed:
+    reason: Refusal
+    state: State | None = None
+
+
+class Claims:
+    def __init__(self, redis: Redis) -> None:
+        self._claim = redis.register_script(_CLAIM)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._apply = register_apply(redis)
+
+    async def claim(
+        self, session_id: str, *, now: float, lease_seconds: float
+    ) -> Claimed | NotClaimed:
+        reply = await self._claim(
+            keys=[session_key(session_id), lease_key(session_id), DUE],
+            args=[session_id, repr(now), int(lease_seconds * 1000), EARLY_TOLERANCE_SECONDS],
+        )
+        verdict = text(reply[0])
+        if verdict != "claimed":
+            state = State(text(reply[1])) if len(reply) > 1 else None
+            return NotClaimed(Refusal(verdict), state)
+        raw = reply[1]
+        fields = {text(raw[i]): text(raw[i + 1]) for i in range(0, len(raw), 2)}
+        return Claimed(decode(fields))
+
+    async def renew(self, session_id: str, fence: int, *, lease_seconds: float, now: float) -> bool:
+        """Extend the lease (and the in-flight due time); False when it was taken over."""
+        renewed = await self._renew(
+            keys=[session_key(session_id), lease_key(session_id), DUE],
+            args=[fence, int(lease_seconds * 1000), repr(now + lease_seconds), session_id],
+        )
+        return bool(renewed)
+
+    async def apply(
+        self,
+        session_id: str,
+        fence: int,
+        change: Change,
+        *,
+        release: bool = False,
+        envelope: Envelope | None = None,
+    ) -> State:
+        """A fenced `apply_change`; with `release`, the lease is given up in the same step."""
+        return await apply_change(
+            self._apply, session_id, change, fence=fence, release=release, envelope=envelope
+        )
+
+    async def release(self, session_id: str, fence: int) -> None:
+        await self._release(keys=[lease_key(session_id)], args=[fence])

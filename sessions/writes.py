@@ -1,0 +1,184 @@
+"""One state change of a session, written atomically: the single write path of the store.
+
+A `Change` names the new state (its event's state), the fields to set or clear, the timeline
+event and when the session is next due. `apply_change` writes it in one Lua call that also:
+
+- refuses unless the session's current state may move to the new one (`sessions.states`);
+- with a fencing token, refuses unless the token is still the session's latest claim, so a
+  worker whose lease lapsed and was taken over changes nothing;
+- optionally settles the session's ledger reservation, releases the lease and pushes the
+  session's task message, all in the same step: either everything happens or nothing does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from sessions.handoff import Envelope
+from sessions.keys import DUE, FAILED, lease_key, session_key, text, timeline_key
+from sessions.ledger_store import SETTLE_RESERVATION, ledger_keys
+from sessions.models import TimelineEvent
+from sessions.states import State, can_move, sources_of
+
+
+class StaleState(Exception):
+    """The session was not in a state the change may start from."""
+
+    def __init__(self, session_id: str, current: str | None) -> None:
+        super().__init__(f"session {session_id} is {current or 'missing'}")
+        self.current = current
+
+
+class LeaseLost(Exception):
+    """A fenced write whose token is no longer the session's latest claim: it changed nothing."""
+
+    def __init__(self, session_id: str, fence: int, current: int) -> None:
+        super().__init__(f"session {session_id}: lease {fence} was superseded by {current}")
+
+
+@dataclass(frozen=True)
+class LedgerVerdict:
+    """Settle the session's reservation on `payment_id`'s book: commit or give it back."""
+
+    payment_id: str
+    approved: bool
+
+
+@dataclass(frozen=True)
+class Change:
+    event: TimelineEvent
+    due_at: float | None
+    fields: Mapping[str, object | None] = field(default_factory=dict)
+    # Narrows the states the change may start from; always within `sources_of(new state)`.
+    expect: frozenset[State] | None = None
+    ledger: LedgerVerdict | None = None
+
+    @property
+    def state(self) -> State:
+        return self.event.state
+
+    def sources(self) -> frozenset[State]:
+        allowed = sources_of(self.state)
+        if self.expect is None:
+            return allowed
+        illegal = [s for s in self.expect if not can_move(s, self.state)]
+        if illegal:
+            raise ValueError(f"no transition from {illegal} to {self.state}")
+        return self.expect
+
+
+def field_value(value: object) -> str:
+    if isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, StrEnum):
+        return value.value
+    return str(value)
+
+
+APPLY = (
+    SETTLE_RESERVATION
+    + """
+local id = ARGV[6]
+local current = redis.call('HGET', KEYS[1], 'state')
+if not current then return {'missing'} end
+if ARGV[1] ~= '' then
+  local fence = redis.call('HGET', KEYS[1], 'fence') or '0'
+  if fence ~= ARGV[1] then return {'fenced', fence} end
+end
+local allowed = false
+for _, state in ipairs(cjson.decode(ARGV[2])) do
+  if state == current then allowed = true end
+end
+if not allowed then return {'refused', current} end
+local change = cjson.decode(ARGV[3])
+for name, value in pairs(change['set']) do redis.call('HSET', KEYS[1], name, value) end
+for _, name in ipairs(change['unset']) do redis.call('HDEL', KEYS[1], name) end
+redis.call('RPUSH', KEYS[2], ARGV[4])
+local target = change['set']['state']
+if target == 'failed' or current == 'failed' then
+  local kind = redis.call('HGET', KEYS[1], 'kind')
+  local shop = redis.call('HGET', KEYS[1], 'shop')
+  for _, index in ipairs({KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}) do
+    if target == 'failed' then
+      redis.call('ZADD', index, change['set']['updated_at'], id)
+    else
+      redis.call('ZREM', index, id)
+    end
+  end
+end
+if ARGV[5] == '' then
+  redis.call('ZREM', KEYS[3], id)
+else
+  redis.call('ZADD', KEYS[3], ARGV[5], id)
+end
+if ARGV[8] == '1' and redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
+if ARGV[9] ~= '' then settle_reservation(KEYS[7], KEYS[8], KEYS[9], id, ARGV[9] == '1') end
+if ARGV[7] ~= '' then redis.call('LPUSH', KEYS[6], ARGV[7]) end
+return {'ok', current}
+"""
+)
+
+
+async def apply_change(
+    script: AsyncScript,
+    session_id: str,
+    change: Change,
+    *,
+    fence: int | None = None,
+    release: bool = False,
+    envelope: Envelope | None = None,
+) -> State:
+    """Write `change`; returns the state the session was in.
+
+    Raises `StaleState` when the session is not in a state the change may start from, and
+    `LeaseLost` when `fence` is no longer the session's latest claim.
+    """
+    updates: dict[str, object | None] = {
+        "state": change.state,
+        "updated_at": change.event.at,
+        **change.fields,
+    }
+    payload = {
+        "set": {k: field_value(v) for k, v in updates.items() if v is not None},
+        "unset": [k for k, v in updates.items() if v is None],
+    }
+    ledger = change.ledger
+    book_keys = ledger_keys(ledger.payment_id) if ledger else ["", "", ""]
+    reply = await script(
+        keys=[
+            session_key(session_id),
+            timeline_key(session_id),
+            DUE,
+            FAILED,
+            lease_key(session_id),
+            envelope.queue if envelope else "",
+            *book_keys,
+        ],
+        args=[
+            "" if fence is None else str(fence),
+            json.dumps(sorted(change.sources())),
+            json.dumps(payload),
+            change.event.model_dump_json(exclude_none=True),
+            "" if change.due_at is None else repr(change.due_at),
+            session_id,
+            envelope.body if envelope else "",
+            "1" if release else "",
+            "" if ledger is None else ("1" if ledger.approved else "0"),
+        ],
+    )
+    verdict = text(reply[0])
+    if verdict == "fenced":
+        raise LeaseLost(session_id, fence or 0, int(text(reply[1])))
+    if verdict != "ok":
+        raise StaleState(session_id, text(reply[1]) if len(reply) > 1 else None)
+    return State(text(reply[1]))
+
+
+def register_apply(redis: Redis) -> AsyncScript:
+    return redis.register_script(APPLY)

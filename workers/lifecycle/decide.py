@@ -1,0 +1,333 @@
+"""The one place that decides: (session, what just happened, policy, now) → the next state,
+the fields and timeline event that record it, when the session is next due, and what the
+worker does next. Pure functions, no I/O; `workers.lifecycle.runner` carries them out.
+
+Every decision names its target state and the state it starts from, and the store refuses any
+pair `sessions.states` does not allow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sessions.models import Outcome, Report, Session, TimelineEvent
+from sessions.states import State, check_move, recovery_point
+from sessions.writes import Change, LedgerVerdict
+from workers.connectors.base import Approved, Declined, Pending, Result, TryAgain
+from workers.retry_policy import RetryPolicy
+
+
+@dataclass(frozen=True)
+class Policy:
+    psp: RetryPolicy
+    shopify: RetryPolicy
+    lease_seconds: float
+    max_deliveries: int = 200
+
+
+# What the worker does once a decision is stored.
+@dataclass(frozen=True)
+class Done:
+    state: State | None
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    delay: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """The delivery did nothing: the session was busy elsewhere, early, finished or moved."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReportNext:
+    """The outcome is stored; tell Shopify in the same run."""
+
+
+Step = Done | RetryLater | DeadLetter | Skipped | ReportNext
+
+
+# What Shopify said to a mutation.
+@dataclass(frozen=True)
+class Accepted:
+    pass
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    error: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    error: str
+    invalid_state: bool = False
+
+
+ReportResult = Accepted | Unavailable | Refused
+
+
+@dataclass(frozen=True)
+class Decision:
+    change: Change
+    step: Step
+    # The session as it is once `change` is stored.
+    session: Session
+
+
+PENDING_EXPIRED = "The payment stayed pending at the payment provider past its deadline."
+_REPORTS = {"Resolve": Report.RESOLVED, "Reject": Report.REJECTED, "Pending": Report.PENDING}
+
+
+def _decide(
+    session: Session,
+    now: float,
+    *,
+    state: State,
+    name: str,
+    step: Step,
+    due_at: float | None,
+    fields: dict[str, Any],
+    ledger: LedgerVerdict | None = None,
+    **event: Any,
+) -> Decision:
+    check_move(session.state, state)
+    fields = {"inflight": None, **fields}
+    change = Change(
+        event=TimelineEvent.model_validate({"at": now, "event": name, "state": state, **event}),
+        due_at=due_at,
+        fields=fields,
+        expect=frozenset({session.state}),
+        ledger=ledger,
+    )
+    after = session.model_copy(update={"state": state, "updated_at": now, **fields})
+    return Decision(change, step, after)
+
+
+def _interrupted(session: Session) -> str:
+    return " (after an interrupted attempt)" if session.inflight is not None else ""
+
+
+def opening(session: Session, policy: Policy, now: float) -> Decision | None:
+    """What a fresh claim decides before any call: poison, or a pending window that closed."""
+    if session.deliveries > policy.max_deliveries:
+        error = f"poison: {session.deliveries} deliveries without finishing"
+        return dead_letter(session, now, error)
+    if session.state is State.PENDING:
+        # Shopify was told the payment is pending until `pending_expires_at`; the PSP never
+        # said more. A pending payment must end in a decision: it is declined.
+        return _decide(
+            session,
+            now,
+            state=State.SETTLED,
+            name="pending_expired",
+            step=ReportNext(),
+            due_at=now + policy.lease_seconds,
+            fields={
+                "outcome": Outcome.DECLINED,
+                "reject_code": "PROCESSING_ERROR",
+                "merchant_message": PENDING_EXPIRED,
+                "phase_attempts": 0,
+                "phase_since": now,
+                "not_before": None,
+            },
+            detail="pending window closed without the provider's final word",
+        )
+    return None
+
+
+def settles(session: Session) -> bool:
+    """True when the PSP must still be asked (no outcome stored yet)."""
+    return recovery_point(session.outcome is not None) is State.RECEIVED
+
+
+def psp_uncertain(session: Session) -> bool:
+    """The last request to the PSP may have been applied: ask for its status before sending.
+
+    Either its answer was lost (ambiguous), or the worker that sent it stopped mid-call.
+    """
+    return session.psp_uncertain or session.inflight in (State.RECEIVED, State.SETTLING)
+
+
+def after_psp(
+    session: Session,
+    result: Result,
+    policy: Policy,
+    now: float,
+    *,
+    ledger_payment: str | None,
+    status_detail: str | None = None,
+) -> Decision:
+    attempt = session.psp_attempts + 1
+    if isinstance(result, Pending):
+        # Accepted but not final: poll the status on the PSP ladder, as for a lost answer.
+        result = TryAgain(
+            f"pending at the PSP ({result.psp_reference})",
+            retry_after=result.retry_after,
+            ambiguous=True,
+        )
+    note = (f"; status: {status_detail}" if status_detail else "") + _interrupted(session)
+    if isinstance(result, TryAgain):
+        return _psp_retry(session, result, policy, now, attempt, note)
+    fields: dict[str, Any] = {
+        "psp_attempts": attempt,
+        "last_error": None,
+        "psp_uncertain": None,
+        "not_before": None,
+        # The reporting phase starts now, with its own attempt count and deadline.
+        "phase_attempts": 0,
+        "phase_since": now,
+    }
+    if isinstance(result, Approved):
+        fields.update(outcome=Outcome.APPROVED, psp_reference=result.psp_reference)
+        detail = f"approved {result.psp_reference}"
+    else:
+        assert isinstance(result, Declined)
+        fields.update(
+            outcome=Outcome.DECLINED,
+            reject_code=result.code.value,
+            merchant_message=result.message,
+        )
+        detail = f"declined {result.code.value}: {result.message}"
+    verdict = None
+    if ledger_payment is not None:
+        verdict = LedgerVerdict(ledger_payment, approved=isinstance(result, Approved))
+    return _decide(
+        session,
+        now,
+        state=State.SETTLED,
+        name="psp_settled",
+        step=ReportNext(),
+        due_at=now + policy.lease_seconds,
+        fields=fields,
+        ledger=verdict,
+        attempt=attempt,
+        detail=detail + note,
+    )
+
+
+def _phase_attempt(session: Session, now: float) -> tuple[int, float]:
+    """(attempt number within the phase, when the phase began) for the attempt just made."""
+    if session.state is State.RECEIVED or session.phase_since is None:
+        return 1, now
+    return session.phase_attempts + 1, session.phase_since
+
+
+def _psp_retry(
+    session: Session, result: TryAgain, policy: Policy, now: float, attempt: int, note: str
+) -> Decision:
+    error = f"{'ambiguous: ' if result.ambiguous else ''}{result.reason}"
+    phase_attempt, phase_since = _phase_attempt(session, now)
+    uncertain = True if (result.ambiguous or psp_uncertain(session)) else None
+    fields: dict[str, Any] = {
+        "psp_attempts": attempt,
+        "phase_attempts": phase_attempt,
+        "phase_since": phase_since,
+        "last_error": error,
+        "psp_uncertain": uncertain,
+    }
+    if policy.psp.exhausted(phase_attempt, now - phase_since):
+        return dead_letter(session, now, error, attempt=attempt, fields=fields)
+    delay = policy.psp.delay(phase_attempt, retry_after=result.retry_after)
+    return _decide(
+        session,
+        now,
+        state=State.SETTLING,
+        name="psp_retry",
+        step=RetryLater(delay, error),
+        due_at=now + delay + policy.lease_seconds,
+        fields={**fields, "not_before": now + delay},
+        attempt=attempt,
+        error=error,
+        detail=f"next attempt in {delay:.2f}s{note}",
+    )
+
+
+def earlier_attempts_of(session: Session, mutation: str) -> int:
+    """How often this same mutation was sent before (an interrupted run counts: it may have)."""
+    counted = session.sent_mutation_attempts if session.sent_mutation == mutation else 0
+    return counted + (1 if session.inflight is State.SETTLED else 0)
+
+
+def after_report(
+    session: Session, mutation: str, result: ReportResult, policy: Policy, now: float
+) -> Decision:
+    earlier = earlier_attempts_of(session, mutation)
+    attempt = session.report_attempts + 1
+    phase_attempt = session.phase_attempts + 1
+    phase_since = session.phase_since if session.phase_since is not None else now
+    fields: dict[str, Any] = {
+        "report_attempts": attempt,
+        "sent_mutation": mutation,
+        "sent_mutation_attempts": earlier + 1,
+        "phase_attempts": phase_attempt,
+        "phase_since": phase_since,
+    }
+    mine = isinstance(result, Refused) and result.invalid_state and earlier > 0
+    if isinstance(result, Accepted) or mine:
+        report = _REPORTS[mutation.removeprefix(f"{session.kind.value}Session")]
+        # Shopify knowing a payment is pending is not the end: the session waits for the
+        # PSP's final word, due again when its pending window closes.
+        final = State.PENDING if report is Report.PENDING else State.REPORTED
+        detail = mutation + (" (already applied by an earlier attempt)" if mine else "")
+        return _decide(
+            session,
+            now,
+            state=final,
+            name="reported",
+            step=Done(final),
+            due_at=session.pending_expires_at if final is State.PENDING else None,
+            fields={**fields, "report": report, "last_error": None, "not_before": None},
+            attempt=attempt,
+            detail=detail + _interrupted(session),
+        )
+    if isinstance(result, Unavailable):
+        if policy.shopify.exhausted(phase_attempt, now - phase_since):
+            return dead_letter(session, now, result.error, attempt=attempt, fields=fields)
+        delay = policy.shopify.delay(phase_attempt, retry_after=result.retry_after)
+        return _decide(
+            session,
+            now,
+            state=State.SETTLED,
+            name="report_retry",
+            step=RetryLater(delay, result.error),
+            due_at=now + delay + policy.lease_seconds,
+            fields={**fields, "last_error": result.error, "not_before": now + delay},
+            attempt=attempt,
+            error=result.error,
+            detail=f"next attempt in {delay:.2f}s",
+        )
+    return dead_letter(session, now, result.error, attempt=attempt, fields=fields)
+
+
+def dead_letter(
+    session: Session,
+    now: float,
+    error: str,
+    *,
+    attempt: int | None = None,
+    fields: dict[str, Any] | None = None,
+) -> Decision:
+    return _decide(
+        session,
+        now,
+        state=State.FAILED,
+        name="failed",
+        step=DeadLetter(error),
+        due_at=None,
+        fields={**(fields or {}), "last_error": error, "failed_at": now, "not_before": None},
+        attempt=attempt,
+        error=error,
+    )

@@ -1,0 +1,88 @@
+"""Holding a lease while working: renew it in the background, stop the work if it is lost.
+
+The renewal runs every third of the lease, so two renewals can fail (a Redis blip) before
+the lease lapses. If a renewal finds the lease taken over (the session's fencing token moved
+on), the work is cancelled at once: whatever it would still write would be refused anyway,
+and it must not start another PSP call for a session someone else now holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.exceptions import RedisError
+
+from sessions.claims import Claims
+
+T = TypeVar("T")
+
+log = logging.getLogger("payhook.lease")
+
+
+class LeaseLostError(Exception):
+    """The work was stopped because another worker took the session over."""
+
+
+async def holding(
+    claims: Claims,
+    session_id: str,
+    fence: int,
+    *,
+    lease_seconds: float,
+    clock: Callable[[], float],
+    work: Awaitable[T],
+) -> T:
+    """Run `work` while renewing the lease `fence` on `session_id`; release it afterwards."""
+    task: asyncio.Task[T] = asyncio.ensure_future(work)
+    lost = asyncio.Event()
+    interval = lease_seconds / 3
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with asyncio.timeout(interval):
+                    kept = await claims.renew(
+                        session_id, fence, lease_seconds=lease_seconds, now=clock()
+                    )
+            except (RedisError, OSError, TimeoutError) as exc:
+                # Transient: the lease may still be live; fencing guards the writes if not.
+                log.warning(
+                    "lease renewal failed",
+                    extra={"session_id": session_id, "error": type(exc).__name__},
+                )
+                continue
+            if not kept:
+                log.warning("lease lost", extra={"session_id": session_id, "fence": fence})
+                lost.set()
+                task.cancel()
+                return
+
+    renewer = asyncio.ensure_future(renew())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if lost.is_set() and not _cancelling():
+            raise LeaseLostError(f"session {session_id}: lease lost to another worker") from None
+        raise
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(interval):
+                await claims.release(session_id, fence)
+
+
+def _cancelling() -> bool:
+    """True when the caller itself is being cancelled (shutdown), not just the work."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
