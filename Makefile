@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO ?= 20
 
-.PHONY: setup dev check lint types test bench clean
+.PHONY: setup dev check lint types test bench bench-throughput bench-drain clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,14 @@ types: setup
 test: setup
 	$(BIN)/pytest -q
 
-bench: setup
+bench: bench-throughput bench-drain
+
+bench-throughput: setup
 	$(BIN)/python -m bench.throughput
+
+# One `payhook worker` draining 2000 queued captures, Shopify 0/100/300 ms x PSP 20/200 ms.
+bench-drain: setup
+	$(BIN)/python -m bench.drain
 
 clean:
 	rm -rf $(VENV) .payhook .mypy_cache .ruff_cache .pytest_cache

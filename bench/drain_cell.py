@@ -48,6 +48,9 @@ class Cell:
     shopify_ms: int
     psp_ms: int
 
+    def __str__(self) -> str:
+        return f"shopify {self.shopify_ms} ms, psp {self.psp_ms} ms"
+
 
 @dataclass
 class CellResult:

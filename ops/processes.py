@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 
 from aiohttp import web
 
@@ -14,6 +15,8 @@ from transport.messages import QUEUE, SWEEP_QUEUE
 from webhook.app import create_app
 from webhook.tls import server_ssl_context
 from workers.tasks import manage_runtime, register_tasks
+
+CONSUMER_SWITCH_INTERVAL = 0.0005
 
 
 def serve(settings: Settings) -> None:
@@ -41,6 +44,10 @@ def worker(
     slots = concurrency or settings.worker_concurrency
     if count > 1 and index is None:
         return supervise(count, concurrency=slots)
+    # The consumer thread needs the GIL back after every broker read; with the event loop
+    # busy, the default 5 ms switch interval would make it wait that long for each one.
+    # Measured: 0.5 ms lets one process take ~2-3x more messages per second (docs/workers.md).
+    sys.setswitchinterval(CONSUMER_SWITCH_INTERVAL)
     app = create_celery(settings)
     manage_runtime(register_tasks(app, settings))
     name = f"payhook{'' if index is None else f'-{index}'}@{socket.gethostname()}"

@@ -109,7 +109,7 @@ async def test_sigkilled_workers_lose_no_session_and_charge_none_twice(
     psp: SimulatorConnector,
     redis: Redis,
 ) -> None:
-    count, seed = 500, random.randrange(1_000_000)
+    count, seed = 1000, random.randrange(1_000_000)
     env = fleet.env()
     first, second, _ = await asyncio.gather(
         asyncio.to_thread(fleet.worker, env, "w0", 2),
@@ -122,7 +122,7 @@ async def test_sigkilled_workers_lose_no_session_and_charge_none_twice(
         return await send(http, app_url, sandbox, chaos_amount(index))
 
     sent, _ = await asyncio.gather(
-        send_paced(count, per_second=50, concurrency=16, make=one), killer.run(12.0)
+        send_paced(count, per_second=80, concurrency=16, make=one), killer.run(12.0)
     )
     assert [s.status for s in sent] == [201] * count
 

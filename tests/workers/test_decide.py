@@ -1,0 +1,265 @@
+"""The decision table: each row is a situation a payments engineer relies on being decided
+one way. Pure functions: no Redis, no network, a fixed clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sessions.models import Kind, Outcome, Report
+from sessions.states import State
+from tests.factories import make_session
+from workers.connectors.base import Approved, DeclineCode, Declined, Pending, TryAgain
+from workers.lifecycle import decide
+from workers.lifecycle.decide import (
+    Accepted,
+    DeadLetter,
+    Done,
+    Policy,
+    Refused,
+    ReportNext,
+    RetryLater,
+    Unavailable,
+)
+from workers.retry_policy import RetryPolicy
+
+NOW = 1_000_000.0
+POLICY = Policy(
+    psp=RetryPolicy((2.0,), max_attempts=3),
+    shopify=RetryPolicy((5.0,), max_attempts=3),
+    lease_seconds=30.0,
+    max_deliveries=10,
+)
+
+
+def session(**fields: Any) -> Any:
+    return make_session(**{"created_at": NOW - 10, "updated_at": NOW - 10, **fields})
+
+
+PSP_ROWS = [
+    # (situation, session fields, PSP result, state, step, fields expected)
+    (
+        "approved",
+        {},
+        Approved("ref-1"),
+        State.SETTLED,
+        ReportNext,
+        {"outcome": Outcome.APPROVED, "psp_reference": "ref-1", "phase_attempts": 0},
+    ),
+    (
+        "declined",
+        {},
+        Declined(DeclineCode.AUTHORIZATION_EXPIRED, "expired"),
+        State.SETTLED,
+        ReportNext,
+        {"outcome": Outcome.DECLINED, "reject_code": "AUTHORIZATION_EXPIRED"},
+    ),
+    (
+        "unavailable: retry in backoff",
+        {},
+        TryAgain("503"),
+        State.SETTLING,
+        RetryLater,
+        {"psp_uncertain": None, "phase_attempts": 1},
+    ),
+    (
+        "ambiguous: ask the status next time",
+        {},
+        TryAgain("timeout", ambiguous=True),
+        State.SETTLING,
+        RetryLater,
+        {"psp_uncertain": True},
+    ),
+    (
+        "pending at the PSP is polled like an ambiguous answer",
+        {},
+        Pending("ref-2"),
+        State.SETTLING,
+        RetryLater,
+        {"psp_uncertain": True},
+    ),
+    (
+        "ladder exhausted: dead letter, uncertainty kept for the operator",
+        {"state": State.SETTLING, "phase_attempts": 2, "phase_since": NOW - 60},
+        TryAgain("timeout", ambiguous=True),
+        State.FAILED,
+        DeadLetter,
+        {"psp_uncertain": True, "failed_at": NOW},
+    ),
+    (
+        "an interrupted run is uncertain even after a plain failure",
+        {"inflight": State.SETTLING, "state": State.SETTLING, "phase_since": NOW - 5},
+        TryAgain("503"),
+        State.SETTLING,
+        RetryLater,
+        {"psp_uncertain": True},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("situation", "fields", "result", "state", "step", "expected"),
+    PSP_ROWS,
+    ids=[row[0] for row in PSP_ROWS],
+)
+def test_after_the_psp(
+    situation: str,
+    fields: dict[str, Any],
+    result: Any,
+    state: State,
+    step: type,
+    expected: dict[str, Any],
+) -> None:
+    decision = decide.after_psp(session(**fields), result, POLICY, NOW, ledger_payment="pay-1")
+    assert decision.session.state is state
+    assert isinstance(decision.step, step)
+    for name, value in expected.items():
+        assert getattr(decision.session, name) == value, name
+    assert decision.session.inflight is None
+    if isinstance(decision.step, RetryLater):
+        assert decision.session.not_before == NOW + decision.step.delay
+        assert decision.change.due_at == NOW + decision.step.delay + POLICY.lease_seconds
+
+
+@pytest.mark.parametrize(
+    ("result", "approved"),
+    [(Approved("r"), True), (Declined(DeclineCode.PROCESSING_ERROR, "no"), False)],
+)
+def test_a_final_psp_answer_settles_the_ledger_in_the_same_write(
+    result: Any, approved: bool
+) -> None:
+    decision = decide.after_psp(session(), result, POLICY, NOW, ledger_payment="pay-1")
+    assert decision.change.ledger is not None
+    assert (decision.change.ledger.payment_id, decision.change.ledger.approved) == (
+        "pay-1",
+        approved,
+    )
+    assert (
+        decide.after_psp(session(), TryAgain("x"), POLICY, NOW, ledger_payment="p").change.ledger
+        is None
+    )
+
+
+RESOLVE, REJECT, PENDING = "captureSessionResolve", "captureSessionReject", "paymentSessionPending"
+SETTLED = {"state": State.SETTLED, "outcome": Outcome.APPROVED, "phase_since": NOW - 5}
+
+REPORT_ROWS = [
+    ("accepted", {}, RESOLVE, Accepted(), State.REPORTED, Done),
+    ("unavailable", {}, RESOLVE, Unavailable("HTTP 503", 1.0), State.SETTLED, RetryLater),
+    (
+        "unavailable past the cap",
+        {"phase_attempts": 2},
+        RESOLVE,
+        Unavailable("HTTP 503"),
+        State.FAILED,
+        DeadLetter,
+    ),
+    (
+        "INVALID_STATE on our first attempt: someone else decided",
+        {},
+        RESOLVE,
+        Refused("INVALID_STATE", invalid_state=True),
+        State.FAILED,
+        DeadLetter,
+    ),
+    (
+        "INVALID_STATE after our own earlier attempt of this mutation: done",
+        {"sent_mutation": RESOLVE, "sent_mutation_attempts": 1, "report_attempts": 1},
+        RESOLVE,
+        Refused("INVALID_STATE", invalid_state=True),
+        State.REPORTED,
+        Done,
+    ),
+    (
+        "INVALID_STATE after an interrupted run (it may have sent it): done",
+        {"inflight": State.SETTLED},
+        RESOLVE,
+        Refused("INVALID_STATE", invalid_state=True),
+        State.REPORTED,
+        Done,
+    ),
+    (
+        "INVALID_STATE after a different earlier mutation (pending): not ours",
+        {"sent_mutation": PENDING, "sent_mutation_attempts": 1, "report_attempts": 1},
+        "paymentSessionResolve",
+        Refused("INVALID_STATE", invalid_state=True),
+        State.FAILED,
+        DeadLetter,
+    ),
+    ("another refusal", {}, REJECT, Refused("NOT_FOUND"), State.FAILED, DeadLetter),
+]
+
+
+@pytest.mark.parametrize(
+    ("situation", "fields", "mutation", "result", "state", "step"),
+    REPORT_ROWS,
+    ids=[row[0] for row in REPORT_ROWS],
+)
+def test_after_the_report(
+    situation: str,
+    fields: dict[str, Any],
+    mutation: str,
+    result: Any,
+    state: State,
+    step: type,
+) -> None:
+    kind = Kind.PAYMENT if mutation.startswith("payment") else Kind.CAPTURE
+    before = session(kind=kind, **{**SETTLED, **fields})
+    decision = decide.after_report(before, mutation, result, POLICY, NOW)
+    assert (decision.session.state, type(decision.step)) == (state, step)
+    assert decision.session.report_attempts == before.report_attempts + 1
+    assert decision.session.sent_mutation == mutation
+    if state is State.REPORTED:
+        assert decision.change.due_at is None
+
+
+def test_a_pending_report_waits_until_its_window_closes() -> None:
+    before = session(
+        kind=Kind.PAYMENT,
+        state=State.SETTLED,
+        outcome=Outcome.PENDING,
+        pending_expires_at=NOW + 3600,
+    )
+    decision = decide.after_report(before, PENDING, Accepted(), POLICY, NOW)
+    assert decision.session.state is State.PENDING
+    assert decision.session.report is Report.PENDING
+    assert decision.change.due_at == NOW + 3600
+
+
+def test_a_pending_payment_whose_window_closed_is_declined_and_reported() -> None:
+    before = session(kind=Kind.PAYMENT, state=State.PENDING, outcome=Outcome.PENDING)
+    decision = decide.opening(before, POLICY, NOW)
+    assert decision is not None
+    assert (decision.session.state, decision.session.outcome) == (State.SETTLED, Outcome.DECLINED)
+    assert isinstance(decision.step, ReportNext)
+
+
+def test_too_many_deliveries_is_poison() -> None:
+    decision = decide.opening(session(deliveries=11), POLICY, NOW)
+    assert decision is not None
+    assert decision.session.state is State.FAILED
+    assert isinstance(decision.step, DeadLetter)
+    assert decide.opening(session(deliveries=10), POLICY, NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "settles", "uncertain"),
+    [
+        ({}, True, False),
+        ({"state": State.SETTLING, "psp_uncertain": True}, True, True),
+        ({"state": State.SETTLING, "inflight": State.SETTLING}, True, True),
+        ({"state": State.SETTLED, "outcome": Outcome.APPROVED}, False, False),
+        (
+            {"state": State.SETTLED, "outcome": Outcome.APPROVED, "inflight": State.SETTLED},
+            False,
+            False,
+        ),
+    ],
+)
+def test_where_a_claimed_session_resumes(
+    fields: dict[str, Any], settles: bool, uncertain: bool
+) -> None:
+    claimed = session(**fields)
+    assert decide.settles(claimed) is settles
+    assert decide.psp_uncertain(claimed) is uncertain
