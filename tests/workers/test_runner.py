@@ -16,7 +16,7 @@ import pytest
 
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
-from sessions.claims import Claims
+from sessions.claims import Claimed, Claims
 from sessions.keys import lease_key
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, PaymentKind, Report
@@ -171,7 +171,7 @@ async def test_duplicate_deliveries_of_a_leased_session_merge_and_never_turn_poi
     session = await store.get(session_id)
     assert session is not None
     assert (session.state, session.deliveries) == (State.RECEIVED, 1)
-    assert not isinstance(held, Skipped)
+    assert isinstance(held, Claimed)
 
 
 async def test_a_delivery_during_the_backoff_does_nothing(
@@ -189,8 +189,8 @@ async def test_a_session_that_keeps_killing_its_worker_is_declared_poison_under_
     session_id = await stored(store)
     for _ in range(5):
         claim = await services.claims.claim(session_id, now=time.time(), lease_seconds=30)
-        assert not isinstance(claim, Skipped)
-        await services.claims.release(session_id, claim.fence)  # type: ignore[union-attr]
+        assert isinstance(claim, Claimed)
+        await services.claims.release(session_id, claim.fence)
     step = await run(session_id, services, LIFECYCLE)
     assert isinstance(step, DeadLetter)
     session = await store.get(session_id)
@@ -319,7 +319,7 @@ async def test_a_run_interrupted_mid_call_makes_the_next_one_ask_for_the_status_
     await book(services).capture(
         Operation(session_id, session.payment_id, session.amount, "EUR", test=True)
     )
-    await services.claims.release(session_id, claim.fence)  # type: ignore[union-attr]
+    await services.claims.release(session_id, claim.fence)
     assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
     ledger = await book(services).book("capture", session_id)
     assert (ledger.calls, ledger.status_calls, ledger.charges) == (1, 1, 1)
@@ -372,7 +372,7 @@ async def test_a_holder_that_loses_its_lease_stops_and_writes_nothing(
     # Another worker takes the session over (its own claim after the lease was broken).
     await redis.delete(lease_key(session_id))
     taken = await services.claims.claim(session_id, now=time.time(), lease_seconds=60)
-    assert not isinstance(taken, Skipped)
+    assert isinstance(taken, Claimed)
     step = await running
     assert isinstance(step, Skipped)
     assert "superseded" in step.reason or "lease" in step.reason

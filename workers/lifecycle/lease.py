@@ -77,6 +77,8 @@ async def holding(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # Even after a run whose last write released the lease: a renewal in flight at that
+        # moment sets it again, and only a release after the renewer has stopped is final.
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(interval):
                 await claims.release(session_id, fence)
