@@ -112,8 +112,9 @@ class Settings(BaseSettings):
     # Messages reserved per in-flight slot; reserved messages wait at most
     # prefetch x run time, which stays far below the visibility timeout.
     worker_prefetch_multiplier: int = Field(default=2, ge=1, le=16)
-    # Task events feed Flower; off saves about a third of Celery's cost per message.
-    worker_task_events: bool = True
+    # Task events feed Flower. Off, they cost nothing; Flower switches them on in every
+    # worker it watches (remote control), so watching needs no restart.
+    worker_task_events: bool = False
     # A lease is renewed every third of its length while its holder works.
     lease_seconds: float = Field(default=30.0, gt=0)
     # Every Redis command of payhook's own clients gives up after this long.

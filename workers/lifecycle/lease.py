@@ -36,14 +36,21 @@ async def holding(
     clock: Callable[[], float],
     work: Awaitable[T],
 ) -> T:
-    """Run `work` while renewing the lease `fence` on `session_id`; release it afterwards."""
+    """Run `work` while renewing the lease `fence` on `session_id`.
+
+    `work` gives the lease up with its last write when it returns; when it fails, or when a
+    renewal was sent while it ran, the lease is released here once the renewer has stopped.
+    """
     task: asyncio.Task[T] = asyncio.ensure_future(work)
     lost = asyncio.Event()
+    renewing = False
     interval = lease_seconds / 3
 
     async def renew() -> None:
+        nonlocal renewing
         while True:
             await asyncio.sleep(interval)
+            renewing = True
             try:
                 async with asyncio.timeout(interval):
                     kept = await claims.renew(
@@ -63,8 +70,11 @@ async def holding(
                 return
 
     renewer = asyncio.ensure_future(renew())
+    returned = False
     try:
-        return await task
+        result = await task
+        returned = True
+        return result
     except asyncio.CancelledError:
         if lost.is_set() and not _cancelling():
             raise LeaseLostError(f"session {session_id}: lease lost to another worker") from None
@@ -77,11 +87,14 @@ async def holding(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        # Even after a run whose last write released the lease: a renewal in flight at that
-        # moment sets it again, and only a release after the renewer has stopped is final.
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
-            async with asyncio.timeout(interval):
-                await claims.release(session_id, fence)
+        if renewing or not returned:
+            # Even after a run whose last write released the lease: a renewal sent before
+            # the renewer stopped may reach Redis after that write and set the lease again;
+            # only a release after the renewer has stopped is final. A run shorter than a
+            # renewal interval (most of them) sent none and needs no second round trip.
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(interval):
+                    await claims.release(session_id, fence)
 
 
 def _cancelling() -> bool:
