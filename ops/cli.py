@@ -93,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     show = which.add_parser("show", help="one session with its timeline")
     show.add_argument("session_id")
     show.add_argument("--json", action="store_true")
+    release = which.add_parser(
+        "release",
+        help="give back the money a failed session holds, once the PSP shows nothing applied",
+    )
+    release.add_argument("session_id")
+    release.add_argument(
+        "--force", action="store_true", help="release though the PSP cannot be asked"
+    )
 
     replay = commands.add_parser("replay", help="resume failed sessions at their recovery point")
     replay.add_argument("session_ids", nargs="*", metavar="SESSION_ID")
@@ -201,6 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "list":
             state = State(args.state) if args.state else None
             return asyncio.run(list_sessions(settings, _filter(args, state), as_json=args.json))
+        if args.action == "release":
+            from ops.release import release
+
+            return asyncio.run(release(settings, args.session_id, force=args.force))
         return asyncio.run(show_session(settings, args.session_id, as_json=args.json))
     elif command == "replay":
         from ops.replay import run_replay

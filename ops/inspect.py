@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from config import Settings
+from sessions.held import money_held
+from sessions.ledger_store import LedgerStore
 from sessions.models import Session
 from sessions.query import SessionFilter, find_sessions
 from sessions.shops import ShopTokens
@@ -65,6 +67,7 @@ async def show_session(settings: Settings, session_id: str, *, as_json: bool) ->
         store = SessionStore(redis)
         session = await store.get(session_id)
         timeline = await store.timeline(session_id) if session else []
+        held = await money_held(LedgerStore(redis), session) if session else None
     finally:
         await redis.aclose()
     if session is None:
@@ -73,6 +76,7 @@ async def show_session(settings: Settings, session_id: str, *, as_json: bool) ->
     if as_json:
         document = {
             "session": session.model_dump(mode="json"),
+            "money_held": held and held.describe(),
             "timeline": [e.model_dump(mode="json", exclude_none=True) for e in timeline],
         }
         json.dump(document, sys.stdout, indent=2)
@@ -81,6 +85,8 @@ async def show_session(settings: Settings, session_id: str, *, as_json: bool) ->
     for key, value in session.model_dump(mode="json").items():
         if value is not None:
             print(f"{key:>16}: {value}")
+    if held is not None:
+        print(f"{'money held':>16}: {held.describe()} (`payhook sessions release` once checked)")
     print("\ntimeline:")
     for event in timeline:
         attempt = f" #{event.attempt}" if event.attempt else ""

@@ -63,9 +63,11 @@ return reply('ok', 0)
 )
 
 # Shared with the session store's write script, which settles a reservation in the same
-# atomic step that stores the PSP's outcome.
+# atomic step that stores the PSP's outcome. `final` false gives a reservation back without
+# marking the session settled: nothing happened at the PSP and the session may reserve again
+# when it is replayed.
 SETTLE_RESERVATION = """
-local function settle_reservation(book, reservations, settled, session, approved)
+local function settle_reservation(book, reservations, settled, session, approved, final)
   local held = redis.call('HGET', reservations, session)
   if not held then return 0 end
   local op, amount = string.match(held, '^(%a+):(%d+)$')
@@ -77,7 +79,7 @@ local function settle_reservation(book, reservations, settled, session, approved
     else redis.call('HSET', book, 'voided', 1) end
   end
   redis.call('HDEL', reservations, session)
-  redis.call('SADD', settled, session)
+  if final then redis.call('SADD', settled, session) end
   return 1
 end
 """
@@ -85,7 +87,7 @@ end
 _SETTLE = (
     SETTLE_RESERVATION
     + """
-return settle_reservation(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2] == '1')
+return settle_reservation(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2] == '1', true)
 """
 )
 
@@ -179,6 +181,14 @@ class LedgerStore:
         if verdict == "ok":
             return Reserved(provider_id, book_currency)
         return Refused(Refusal(verdict), int(reply[1]), book_currency or None)
+
+    async def held(self, payment_id: str, session_id: str) -> tuple[Op, int] | None:
+        """The reservation `session_id` holds on the payment's book: (operation, minor units)."""
+        raw = await self._redis.hget(ledger_keys(payment_id)[1], session_id)
+        if raw is None:
+            return None
+        op, _, amount = _text(raw).partition(":")
+        return Op(op), int(amount)
 
     async def commit(self, payment_id: str, session_id: str) -> None:
         await self._settle(keys=ledger_keys(payment_id), args=[session_id, "1"])

@@ -42,8 +42,9 @@ _ALLOWED: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.SETTLED, State.FAILED}),
     State.REPORTED: frozenset(),
     # A replay resumes at the recovery point: back to `settled` when the PSP outcome is
-    # known, otherwise back to `received`.
-    State.FAILED: frozenset({State.RECEIVED, State.SETTLED}),
+    # known, otherwise back to `received`. failed → failed: an operator's action on a failed
+    # session that does not resume it (giving back the money it held).
+    State.FAILED: frozenset({State.FAILED, State.RECEIVED, State.SETTLED}),
 }
 
 TERMINAL: frozenset[State] = frozenset({State.REPORTED})

@@ -48,6 +48,9 @@ class LedgerVerdict:
 
     payment_id: str
     approved: bool
+    # False: give the reservation back for now (nothing happened at the PSP) and let a
+    # replay of the session reserve again; True: the session's reservation is settled.
+    final: bool = True
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,9 @@ else
   redis.call('ZADD', KEYS[3], ARGV[5], id)
 end
 if ARGV[8] == '1' and redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
-if ARGV[9] ~= '' then settle_reservation(KEYS[7], KEYS[8], KEYS[9], id, ARGV[9] == '1') end
+if ARGV[9] ~= '' then
+  settle_reservation(KEYS[7], KEYS[8], KEYS[9], id, ARGV[9] == '1', ARGV[9] ~= 'returned')
+end
 if ARGV[7] ~= '' then redis.call('LPUSH', KEYS[6], ARGV[7]) end
 return {'ok', current}
 """
@@ -169,7 +174,7 @@ async def apply_change(
             session_id,
             envelope.body if envelope else "",
             "1" if release else "",
-            "" if ledger is None else ("1" if ledger.approved else "0"),
+            _ledger_argument(ledger),
         ],
     )
     verdict = text(reply[0])
@@ -178,6 +183,14 @@ async def apply_change(
     if verdict != "ok":
         raise StaleState(session_id, text(reply[1]) if len(reply) > 1 else None)
     return State(text(reply[1]))
+
+
+def _ledger_argument(ledger: LedgerVerdict | None) -> str:
+    if ledger is None:
+        return ""
+    if ledger.approved:
+        return "1"
+    return "0" if ledger.final else "returned"
 
 
 def register_apply(redis: Redis) -> AsyncScript:

@@ -13,6 +13,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sessions.held import money_held
+from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Session
 from sessions.query import SessionFilter, find_sessions
 from sessions.replay import replay
@@ -113,9 +115,11 @@ async def show_session(request: web.Request) -> web.Response:
     if session is None:
         raise ApiError(404, "not_found", f"no session {session_id}")
     timeline = await store.timeline(session_id)
+    held = await money_held(LedgerStore(store.redis), session)
     return web.json_response(
         {
             "session": session.model_dump(mode="json"),
+            "money_held": held and held.describe(),
             "timeline": [e.model_dump(mode="json", exclude_none=True) for e in timeline],
         }
     )

@@ -24,6 +24,7 @@ ALLOWED = {
     (State.SETTLED, State.FAILED),
     (State.FAILED, State.RECEIVED),
     (State.FAILED, State.SETTLED),
+    (State.FAILED, State.FAILED),  # an operator gives back the money a failed session held
 }
 
 

@@ -7,6 +7,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -16,6 +17,8 @@ from redis.asyncio import Redis
 
 from config import Settings
 from ops.redis_server import LocalRedis
+from sessions.ledger import Book, Op
+from sessions.ledger_store import LedgerStore
 from sessions.models import Outcome, Session, TimelineEvent
 from sessions.states import State
 from sessions.store import Change, SessionStore
@@ -108,6 +111,21 @@ async def test_a_session_reads_with_its_timeline(
     assert document["session"]["state"] == "failed"
     assert [e["event"] for e in document["timeline"]] == ["received", "failed"]
     assert (await client.get("/admin/sessions/nope", headers=AUTH)).status == 404
+    assert document["money_held"] is None
+
+
+async def test_a_failed_session_shows_the_money_it_holds(
+    client: TestClient[Any, Any], store: SessionStore
+) -> None:
+    session = make_session(amount=Decimal("25.00"))
+    ledger = LedgerStore(store.redis)
+    book = Book(currency="EUR", authorized=10_000)
+    await ledger.open(session.payment_id, book)
+    await ledger.reserve(session.payment_id, session.id, Op.CAPTURE, 2500, "EUR", time.time())
+    held = await failed(store, "ambiguous: timeout", id=session.id, amount=Decimal("25.00"))
+    answer = await client.get(f"/admin/sessions/{held.id}", headers=AUTH)
+    document = await answer.json()
+    assert document["money_held"] == f"capture 25.00 EUR on payment {held.payment_id}"
 
 
 async def test_replay_resumes_at_the_recovery_point_and_queues_once(

@@ -17,9 +17,12 @@ import pytest
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
 from sessions.claims import Claimed, Claims
+from sessions.held import money_held
 from sessions.keys import lease_key
+from sessions.ledger import Op
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, PaymentKind, Report
+from sessions.replay import replay
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import make_session, new_id, received_event
@@ -29,6 +32,7 @@ from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import DeadLetter, Done, Policy, RetryLater, Skipped
 from workers.lifecycle.payment import PAYMENT
 from workers.lifecycle.runner import Services, run
+from workers.lifecycle.void import VOID
 from workers.retry_policy import RetryPolicy
 from workers.shopify import mutations
 from workers.shopify.gateway import GqlShopifyGateway
@@ -379,3 +383,71 @@ async def test_a_holder_that_loses_its_lease_stops_and_writes_nothing(
     session = await store.get(session_id)
     assert session is not None
     assert (session.state, session.outcome) == (State.RECEIVED, None)
+
+
+# --- money held by failed sessions ----------------------------------------------------------
+
+
+async def stored_void(store: SessionStore, payment_id: str) -> str:
+    void_id = new_id()
+    gid = f"gid://shopify/VoidSession/{void_id}"
+    return await stored(
+        store, id=void_id, kind=Kind.VOID, gid=gid, payment_id=payment_id, amount=None
+    )
+
+
+async def test_a_capture_the_psp_never_applied_gives_its_money_back_when_it_fails(
+    services: Services, store: SessionStore
+) -> None:
+    # Unavailable three times (refused before anything was applied): the ladder runs out.
+    session_id = await stored(store, amount=Decimal("10.53"))
+    for _ in range(3):
+        await run(session_id, services, LIFECYCLE)
+    failed = await store.get(session_id)
+    assert failed is not None
+    assert failed.state is State.FAILED
+    assert await money_held(services.ledger, failed) is None
+    # The payment is not blocked by a capture that did nothing: it can still be voided.
+    void_id = await stored_void(store, failed.payment_id)
+    assert await run(void_id, services, VOID) == Done(State.REPORTED)
+    voided = await store.get(void_id)
+    assert voided is not None
+    assert voided.outcome is Outcome.APPROVED
+
+
+async def test_a_capture_whose_fate_is_unknown_keeps_its_money_held_and_visible(
+    services: Services, store: SessionStore
+) -> None:
+    # Every answer lost: the provider may have captured, so the money stays reserved.
+    session_id = await stored(store, amount=Decimal("10.55"))
+    for _ in range(3):
+        await run(session_id, services, LIFECYCLE)
+    failed = await store.get(session_id)
+    assert failed is not None
+    assert failed.state is State.FAILED
+    held = await money_held(services.ledger, failed)
+    assert held is not None
+    assert held.describe() == f"capture 10.55 EUR on payment {failed.payment_id}"
+    assert "money held" in ((await store.timeline(session_id))[-1].detail or "")
+    void_id = await stored_void(store, failed.payment_id)
+    assert await run(void_id, services, VOID) == Done(State.REPORTED)
+    refused = await store.get(void_id)
+    assert refused is not None
+    assert refused.outcome is Outcome.DECLINED
+
+
+async def test_a_failed_capture_that_gave_its_money_back_is_counted_when_replayed(
+    services: Services, store: SessionStore
+) -> None:
+    session_id = await stored(store, amount=Decimal("10.53"))
+    for _ in range(3):
+        await run(session_id, services, LIFECYCLE)
+    failed = await store.get(session_id)
+    assert failed is not None
+    await replay(store, [session_id], lease_seconds=0, per_second=0)
+    # The fourth call is approved: the replay reserved again and the capture is on the book.
+    assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
+    book_after = await services.ledger.get(failed.payment_id)
+    assert book_after is not None
+    assert (book_after.captured, book_after.reserved(Op.CAPTURE)) == (1053, 0)
+    assert (await book(services).book("capture", session_id)).charges == 1

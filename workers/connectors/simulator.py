@@ -13,6 +13,8 @@ Magic amounts, read from the last two digits of the amount in minor units
 | 52 | declined: `AUTHORIZATION_EXPIRED` |
 | 53 | unavailable for the first 3 calls, then approved (charged once) |
 | 54 | charged, but the first answer is lost (ambiguous); `status` then reports the approval |
+| 55 | every answer lost (ambiguous) and nothing ever charged; `status` finds nothing |
+| 56 | charged on the first call, then unreachable: every answer lost, `status` unavailable |
 | anything else | approved |
 
 A payment id the simulator has not seen is an authorization of 10,000 in the currency of the
@@ -45,14 +47,23 @@ from workers.connectors.base import (
 _KEY = "payhook:sim:{operation}:{key}"
 TOTALS = "payhook:sim:totals"
 
-_BEHAVIOUR = {51: "decline", 52: "expired", 53: "flaky", 54: "ambiguous"}
+_BEHAVIOUR = {
+    51: "decline",
+    52: "expired",
+    53: "flaky",
+    54: "ambiguous",
+    55: "vanishing",
+    56: "unreachable",
+}
 
 _SETTLE = """
 local calls = redis.call('HINCRBY', KEYS[1], 'calls', 1)
 redis.call('HINCRBY', KEYS[2], ARGV[5] .. ':calls', 1)
-local stored = redis.call('HGET', KEYS[1], 'result')
-if stored then return {stored, calls} end
 local behaviour = ARGV[1]
+if behaviour == 'vanishing' then return {'lost', calls} end
+local stored = redis.call('HGET', KEYS[1], 'result')
+if stored and behaviour == 'unreachable' then return {'lost', calls} end
+if stored then return {stored, calls} end
 if behaviour == 'flaky' and calls <= 3 then return {'unavailable', calls} end
 if behaviour == 'decline' or behaviour == 'expired' then
   redis.call('HSET', KEYS[1], 'result', behaviour)
@@ -62,6 +73,7 @@ redis.call('HSET', KEYS[1], 'result', 'approved', 'reference', ARGV[2],
            'amount', ARGV[3], 'currency', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'charges', 1)
 redis.call('HINCRBY', KEYS[2], ARGV[5] .. ':charges', 1)
+if behaviour == 'unreachable' then return {'lost', calls} end
 if behaviour == 'ambiguous' and calls == 1 then return {'lost', calls} end
 return {'approved', calls}
 """
@@ -122,14 +134,15 @@ class SimulatorConnector:
         await self._redis.hincrby(
             _KEY.format(operation=kind, key=operation.idempotency_key), "status_calls", 1
         )
+        if _behaviour(operation) == "unreachable":
+            return TryAgain("simulated PSP outage: status unavailable", ambiguous=True)
         book = await self.book(kind, operation.idempotency_key)
         if book.result is None:
             return NotFound()
         return self._answer(book.result, f"sim_{kind}_{operation.idempotency_key}")
 
     async def _operate(self, kind: OperationKind, operation: Operation) -> Result:
-        magic = 0 if operation.amount is None else to_minor(operation.amount, operation.currency)
-        behaviour = _BEHAVIOUR.get(magic % 100, "approve")
+        behaviour = _behaviour(operation)
         reference = f"sim_{kind}_{operation.idempotency_key}"
         reply = await self._settle(
             keys=[_KEY.format(operation=kind, key=operation.idempotency_key), TOTALS],
@@ -149,7 +162,7 @@ class SimulatorConnector:
                 DeclineCode.AUTHORIZATION_EXPIRED, "The authorization expired before capture."
             )
         if answer == "lost":
-            return TryAgain("simulated timeout after the PSP applied the request", ambiguous=True)
+            return TryAgain("simulated timeout: the answer was lost", ambiguous=True)
         return TryAgain("simulated PSP outage (503)")
 
     async def book(self, kind: str, idempotency_key: str) -> SimulatorBook:
@@ -165,6 +178,11 @@ class SimulatorConnector:
     async def totals(self) -> dict[str, int]:
         fields = await self._redis.hgetall(TOTALS)
         return {_text(k): int(v) for k, v in fields.items()}
+
+
+def _behaviour(operation: Operation) -> str:
+    magic = 0 if operation.amount is None else to_minor(operation.amount, operation.currency)
+    return _BEHAVIOUR.get(magic % 100, "approve")
 
 
 def _text(value: object) -> str:

@@ -88,6 +88,11 @@ class Decision:
 
 
 PENDING_EXPIRED = "The payment stayed pending at the payment provider past its deadline."
+MONEY_HELD = (
+    "money held: the provider may have applied the operation; check it there, then "
+    "`payhook replay` (it was applied) or `payhook sessions release` (it was not)"
+)
+RESERVATION_RETURNED = "reservation returned: the provider applied none of the attempts"
 _REPORTS = {"Resolve": Report.RESOLVED, "Reject": Report.REJECTED, "Pending": Report.PENDING}
 
 
@@ -169,7 +174,10 @@ def after_psp(
     *,
     ledger_payment: str | None,
     status_detail: str | None = None,
+    cleared: bool = False,
 ) -> Decision:
+    """`cleared`: a status lookup just found that no earlier request of the session was
+    applied, so only `result` says whether money may have moved."""
     attempt = session.psp_attempts + 1
     if isinstance(result, Pending):
         # Accepted but not final: poll the status on the PSP ladder, as for a lost answer.
@@ -180,7 +188,9 @@ def after_psp(
         )
     note = (f"; status: {status_detail}" if status_detail else "") + _interrupted(session)
     if isinstance(result, TryAgain):
-        return _psp_retry(session, result, policy, now, attempt, note)
+        return _psp_retry(
+            session, result, policy, now, attempt, note, ledger_payment, cleared=cleared
+        )
     fields: dict[str, Any] = {
         "psp_attempts": attempt,
         "last_error": None,
@@ -226,11 +236,20 @@ def _phase_attempt(session: Session, now: float) -> tuple[int, float]:
 
 
 def _psp_retry(
-    session: Session, result: TryAgain, policy: Policy, now: float, attempt: int, note: str
+    session: Session,
+    result: TryAgain,
+    policy: Policy,
+    now: float,
+    attempt: int,
+    note: str,
+    ledger_payment: str | None,
+    *,
+    cleared: bool,
 ) -> Decision:
     error = f"{'ambiguous: ' if result.ambiguous else ''}{result.reason}"
     phase_attempt, phase_since = _phase_attempt(session, now)
-    uncertain = True if (result.ambiguous or psp_uncertain(session)) else None
+    earlier_unknown = psp_uncertain(session) and not cleared
+    uncertain = True if (result.ambiguous or earlier_unknown) else None
     fields: dict[str, Any] = {
         "psp_attempts": attempt,
         "phase_attempts": phase_attempt,
@@ -239,7 +258,27 @@ def _psp_retry(
         "psp_uncertain": uncertain,
     }
     if policy.psp.exhausted(phase_attempt, now - phase_since):
-        return dead_letter(session, now, error, attempt=attempt, fields=fields)
+        if ledger_payment is None:
+            return dead_letter(session, now, error, attempt=attempt, fields=fields)
+        if uncertain:
+            # The PSP may have moved the money: the reservation stays, so nothing else can
+            # spend it, until an operator has checked (`payhook sessions release`) or a
+            # replay finds the operation at the PSP.
+            return dead_letter(
+                session, now, error, attempt=attempt, fields=fields, detail=MONEY_HELD
+            )
+        # Every attempt was refused before it was applied: give the money back, so a void
+        # or another capture is not blocked by a session that did nothing.
+        returned = LedgerVerdict(ledger_payment, approved=False, final=False)
+        return dead_letter(
+            session,
+            now,
+            error,
+            attempt=attempt,
+            fields=fields,
+            ledger=returned,
+            detail=RESERVATION_RETURNED,
+        )
     delay = policy.psp.delay(phase_attempt, retry_after=result.retry_after)
     return _decide(
         session,
@@ -319,6 +358,8 @@ def dead_letter(
     *,
     attempt: int | None = None,
     fields: dict[str, Any] | None = None,
+    ledger: LedgerVerdict | None = None,
+    detail: str | None = None,
 ) -> Decision:
     return _decide(
         session,
@@ -328,6 +369,8 @@ def dead_letter(
         step=DeadLetter(error),
         due_at=None,
         fields={**(fields or {}), "last_error": error, "failed_at": now, "not_before": None},
+        ledger=ledger,
         attempt=attempt,
         error=error,
+        detail=detail,
     )

@@ -9,10 +9,12 @@ truth) and its book opened from what the PSP says.
 from __future__ import annotations
 
 from sessions.ledger import Book, Op, Refusal, Refused, Reserved, merchant_message
+from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, Session
 from sessions.money import to_minor
 from workers.connectors.base import (
     Authorization,
+    Connector,
     DeclineCode,
     Declined,
     NotFound,
@@ -82,10 +84,14 @@ class LedgeredLifecycle:
         )
 
     async def status(self, services: Services, session: Session) -> StatusResult:
-        provider_id = await services.ledger.provider_payment_id(session.payment_id)
-        return await services.connector.status(
-            self.op.value, self._operation(session, provider_id or "")
-        )
+        return await self.psp_status(services.connector, services.ledger, session)
+
+    async def psp_status(
+        self, connector: Connector, ledger: LedgerStore, session: Session
+    ) -> StatusResult:
+        """What the PSP knows of this session's operation (also asked by operators)."""
+        provider_id = await ledger.provider_payment_id(session.payment_id)
+        return await connector.status(self.op.value, self._operation(session, provider_id or ""))
 
     async def before_report(self, services: Services, session: Session) -> None:
         return None

@@ -122,10 +122,13 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
 async def _settle(session: Session, services: Services, lifecycle: KindLifecycle) -> Decision:
     result: Result | None = None
     status = None
+    cleared = False
     if decide.psp_uncertain(session):
         known = await lifecycle.status(services, session)
         status = type(known).__name__
-        if not isinstance(known, NotFound):
+        if isinstance(known, NotFound):
+            cleared = True
+        else:
             result = known
     if result is None:
         result = await lifecycle.settle(services, session)
@@ -136,6 +139,7 @@ async def _settle(session: Session, services: Services, lifecycle: KindLifecycle
         services.clock(),
         ledger_payment=lifecycle.ledger_payment(session),
         status_detail=status,
+        cleared=cleared,
     )
 
 

@@ -1,0 +1,95 @@
+"""`payhook sessions release SESSION_ID`: give back the money a failed session holds
+(see `sessions.held`), after asking the provider:
+
+| the provider says | release |
+|---|---|
+| nothing was applied | the reservation is returned; a replay may reserve again |
+| it was applied | refused: `payhook replay` reports it to Shopify and commits it |
+| cannot be reached | refused, unless `--force` (the operator checked the provider) |
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from redis.asyncio import Redis
+
+from config import Settings
+from sessions.held import money_held
+from sessions.ledger_store import LedgerStore
+from sessions.models import Kind, TimelineEvent
+from sessions.states import State
+from sessions.store import SessionStore
+from sessions.writes import Change, LedgerVerdict, StaleState
+from workers.connectors import build_connector
+from workers.connectors.base import NotFound, TryAgain
+from workers.lifecycle.capture import CAPTURE
+from workers.lifecycle.ledgered import LedgeredLifecycle
+from workers.lifecycle.refund import REFUND
+from workers.lifecycle.void import VOID
+
+_LEDGERED: dict[Kind, LedgeredLifecycle] = {
+    Kind.CAPTURE: CAPTURE,
+    Kind.REFUND: REFUND,
+    Kind.VOID: VOID,
+}
+
+
+async def release(settings: Settings, session_id: str, *, force: bool) -> int:
+    """`payhook sessions release`: give back a failed session's reservation."""
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        return await _release(settings, redis, session_id, force=force)
+    finally:
+        await redis.aclose()
+
+
+async def _release(settings: Settings, redis: Redis, session_id: str, *, force: bool) -> int:
+    store, ledger = SessionStore(redis), LedgerStore(redis)
+    session = await store.get(session_id)
+    if session is None:
+        return _refuse(f"no session {session_id}")
+    held = await money_held(ledger, session)
+    if held is None:
+        return _refuse(f"session {session_id} holds no money (state {session.state})")
+    connector = build_connector(settings, redis)
+    try:
+        known = await _LEDGERED[session.kind].psp_status(connector, ledger, session)
+    finally:
+        await connector.close()
+    if isinstance(known, TryAgain) and not force:
+        return _refuse(
+            f"the provider cannot say what happened ({known.reason}); check it there, "
+            "then release with --force if nothing was applied"
+        )
+    if not isinstance(known, NotFound | TryAgain):
+        return _refuse(
+            f"the provider has this {held.op.value}: `payhook replay {session_id}` "
+            "reports it to Shopify and settles the reservation"
+        )
+    checked = "operator checked the provider" if force else "the provider has no such operation"
+    event = TimelineEvent(
+        at=time.time(),
+        event="reservation_released",
+        state=State.FAILED,
+        detail=f"{held.describe()} given back: {checked}",
+    )
+    change = Change(
+        event=event,
+        due_at=None,
+        fields={"psp_uncertain": None},
+        expect=frozenset({State.FAILED}),
+        ledger=LedgerVerdict(session.payment_id, approved=False, final=False),
+    )
+    try:
+        await store.change(session, change)
+    except StaleState:
+        return _refuse(f"session {session_id} moved on (replayed?); nothing released")
+    print(f"released: {held.describe()}")
+    return 0
+
+
+def _refuse(message: str) -> int:
+    print(f"payhook sessions release: {message}", file=sys.stderr)
+    return 1

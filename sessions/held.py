@@ -1,0 +1,46 @@
+"""Money held by failed sessions: a reservation kept because the provider may have acted.
+
+A capture, refund or void that failed while the provider's answer was unknown keeps its
+ledger reservation, so no other session can spend money that may already have moved. It is
+shown with the session (`payhook sessions show`, the admin API) until an operator releases
+it (`payhook sessions release`) or a replay settles it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sessions.ledger import Op
+from sessions.ledger_store import LedgerStore
+from sessions.models import Kind, Session
+from sessions.money import format_amount, minor_units
+from sessions.states import State
+
+
+@dataclass(frozen=True)
+class Held:
+    """A reservation a session holds on its payment's book."""
+
+    payment_id: str
+    op: Op
+    minor: int
+    currency: str
+
+    def describe(self) -> str:
+        if self.op is Op.VOID:
+            return f"void of payment {self.payment_id}"
+        amount = Decimal(self.minor).scaleb(-minor_units(self.currency))
+        money = f"{format_amount(amount, self.currency)} {self.currency}"
+        return f"{self.op.value} {money} on payment {self.payment_id}"
+
+
+async def money_held(ledger: LedgerStore, session: Session) -> Held | None:
+    """The reservation a failed session still holds; None for every other session."""
+    if session.state is not State.FAILED or session.kind is Kind.PAYMENT:
+        return None
+    held = await ledger.held(session.payment_id, session.id)
+    if held is None:
+        return None
+    op, minor = held
+    return Held(session.payment_id, op, minor, session.currency or "")
