@@ -4,6 +4,8 @@ Shopify (or the network) can give maps onto payhook's own retryable/permanent er
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import aiohttp
@@ -101,6 +103,40 @@ async def test_server_trouble_is_retryable(
         await gateway.send(SHOP, mutations.resolve("capture", GID))
     assert caught.value.retry_after == retry_after
     await gateway.send(SHOP, mutations.resolve("capture", GID))  # and then it works
+
+
+@pytest.mark.parametrize(
+    ("header", "retry_after"),
+    [
+        ("1e12", 1e12),  # passed on as asked; the retry policy caps it
+        ("-3", None),
+        ("nan", None),
+        ("inf", None),
+        ("when you are ready", None),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),
+    ],
+)
+async def test_any_retry_after_is_read_as_seconds_or_ignored(
+    gateway: GqlShopifyGateway,
+    sandbox: SandboxShopifyClient,
+    header: str,
+    retry_after: float | None,
+) -> None:
+    await sandbox.add_fault({"kind": "html_429", "times": 1, "retry_after": header})
+    with pytest.raises(ShopifyUnavailable) as caught:
+        await gateway.send(SHOP, mutations.resolve("capture", GID))
+    assert caught.value.retry_after == retry_after
+
+
+async def test_an_http_date_retry_after_is_the_time_until_then(
+    gateway: GqlShopifyGateway, sandbox: SandboxShopifyClient
+) -> None:
+    then = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    await sandbox.add_fault({"kind": "html_429", "times": 1, "retry_after": then})
+    with pytest.raises(ShopifyUnavailable) as caught:
+        await gateway.send(SHOP, mutations.resolve("capture", GID))
+    assert caught.value.retry_after is not None
+    assert 80 <= caught.value.retry_after <= 90
 
 
 async def test_throttling_is_retryable_with_the_bucket_refill_time(

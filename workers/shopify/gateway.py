@@ -8,6 +8,7 @@ own errors (see `workers.errors`), so no lifecycle ever sees a gql or aiohttp ex
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any, Protocol
 
 import aiohttp
@@ -22,6 +23,7 @@ from gql.transport.exceptions import (
 )
 
 from workers.errors import MissingCredentials, ShopifyUnavailable, ShopifyUserError
+from workers.retry_policy import parse_retry_after, usable_wait
 from workers.shopify.mutations import Mutation
 
 
@@ -56,10 +58,7 @@ class _StatusAwareTransport(AIOHTTPTransport):
 
 def _retry_after(headers: Any) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP-date; the ladder's own delay applies
+    return parse_retry_after(value, now=time.time())
 
 
 def _throttle_wait(extensions: Any) -> float | None:
@@ -68,8 +67,8 @@ def _throttle_wait(extensions: Any) -> float | None:
         cost = extensions["cost"]
         status = cost["throttleStatus"]
         missing = float(cost["requestedQueryCost"]) - float(status["currentlyAvailable"])
-        return max(0.0, missing / float(status["restoreRate"]))
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return usable_wait(max(0.0, missing / float(status["restoreRate"])))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError):
         return None
 
 
