@@ -7,15 +7,32 @@ it down; no other module looks at `os.environ`.
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
+from cryptography import x509
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ConnectorName = Literal["simulator", "http", "ledyer", "aplazame", "purchase", "bigcommerce"]
 
 Ladder = Annotated[tuple[float, ...], NoDecode]
+
+
+ProxyList = Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode]
+
+
+def _parse_networks(value: object) -> object:
+    if isinstance(value, str):
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        try:
+            return tuple(ip_network(entry) for entry in entries)
+        except ValueError as exc:
+            raise ValueError(
+                f"a list of IP addresses or networks, comma-separated: {exc}"
+            ) from None
+    return value
 
 
 def _parse_ladder(value: object) -> object:
@@ -78,10 +95,21 @@ class Settings(BaseSettings):
     # How long a payment reported pending may stay pending (Shopify's `pendingExpiresAt`,
     # which it caps at three days); when it closes without the PSP's word it is rejected.
     pending_seconds: float = Field(default=3 * 86400.0, gt=0, le=3 * 86400.0)
-    # mTLS: Shopify presents a client certificate signed by its Payments Platform CA.
+    # mTLS: Shopify presents a client certificate signed by its Payments Platform CA. The
+    # listener asks every client for one; only the session routes require it (webhook.auth).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
+    # Optional pin: an RFC 4514 name; every attribute given must be in the client
+    # certificate's subject (natively, or in the proxy's subject header).
+    tls_client_subject: str | None = None
+    # Trusted-proxy mode: a load balancer in front verifies Shopify's certificate and says
+    # so in a header; session requests are accepted only from these addresses (IPs or
+    # networks, comma-separated) carrying `proxy_verify_header: proxy_verify_value`.
+    trusted_proxies: ProxyList = ()
+    proxy_verify_header: str = Field(default="X-Client-Verify", min_length=1)
+    proxy_verify_value: str = Field(default="SUCCESS", min_length=1)
+    proxy_subject_header: str = Field(default="X-Client-Subject", min_length=1)
 
     # Retry ladders: ceilings in seconds before attempt n+1 (the last step repeats), full
     # jitter. A round gives up once both its attempt cap and its deadline have passed.
@@ -137,6 +165,19 @@ class Settings(BaseSettings):
 
     _split_psp = field_validator("psp_retry_ladder", mode="before")(_parse_ladder)
     _split_shopify = field_validator("shopify_retry_ladder", mode="before")(_parse_ladder)
+    _split_proxies = field_validator("trusted_proxies", mode="before")(_parse_networks)
+
+    @field_validator("tls_client_subject")
+    @classmethod
+    def _a_distinguished_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                x509.Name.from_rfc4514_string(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not an RFC 4514 name such as 'CN=payments.shopify.com'"
+                ) from None
+        return value
 
     @model_validator(mode="after")
     def _lease_can_be_renewed(self) -> Settings:

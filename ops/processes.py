@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 
@@ -13,6 +14,7 @@ from ops.supervisor import supervise
 from transport.celery_app import create_celery
 from transport.messages import QUEUE, SWEEP_QUEUE
 from webhook.app import create_app
+from webhook.auth import ShopifyAuth
 from webhook.tls import server_ssl_context
 from workers.tasks import manage_runtime, register_tasks
 
@@ -21,6 +23,11 @@ CONSUMER_SWITCH_INTERVAL = 0.0005
 
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
+    if not ShopifyAuth.from_settings(settings).enforced:
+        logging.getLogger("payhook.webhook").warning(
+            "session routes accept any client: set PAYHOOK_TLS_CLIENT_CA_FILE (mTLS here) "
+            "or PAYHOOK_TRUSTED_PROXIES (mTLS at a proxy) before Shopify points at them"
+        )
     web.run_app(
         create_app(settings),
         host=settings.host,
