@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from cryptography import x509
+from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -35,6 +36,10 @@ def _parse_networks(value: object) -> object:
     return value
 
 
+def _split_keys(text: str) -> tuple[str, ...]:
+    return tuple(key.strip() for key in text.split(",") if key.strip())
+
+
 def _parse_ladder(value: object) -> object:
     if isinstance(value, str):
         steps = tuple(float(step) for step in value.replace(" ", "").split(",") if step)
@@ -45,7 +50,10 @@ def _parse_ladder(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PAYHOOK_", extra="ignore", frozen=True)
+    # A refused value is never repeated in the error: many of these are secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="PAYHOOK_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # Where the truth lives, and the Celery transport (defaults to the same Redis).
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -158,6 +166,10 @@ class Settings(BaseSettings):
     # Local state of `payhook dev` (Redis data, AOF, beat schedule).
     state_dir: Path = Path(".payhook")
 
+    # Fernet keys for the per-shop access tokens at rest, comma-separated: the first
+    # encrypts, all decrypt (rotation: docs/operations.md). `payhook dev` makes its own.
+    token_keys: SecretStr | None = None
+
     # Bearer token for the /admin endpoints; unset disables them.
     admin_token: SecretStr | None = None
 
@@ -178,6 +190,29 @@ class Settings(BaseSettings):
                     f"{value!r} is not an RFC 4514 name such as 'CN=payments.shopify.com'"
                 ) from None
         return value
+
+    @field_validator("token_keys")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            keys = _split_keys(value.get_secret_value())
+            try:
+                if not keys:
+                    raise ValueError
+                for key in keys:
+                    Fernet(key)
+            except ValueError:
+                # The message never repeats the value: it is a secret.
+                raise ValueError(
+                    "comma-separated Fernet keys (32 url-safe base64-encoded bytes each; "
+                    "make one with `payhook shops new-key`)"
+                ) from None
+        return value
+
+    @property
+    def token_key_list(self) -> tuple[str, ...]:
+        keys = self.token_keys
+        return _split_keys(keys.get_secret_value()) if keys is not None else ()
 
     @model_validator(mode="after")
     def _lease_can_be_renewed(self) -> Settings:

@@ -28,7 +28,7 @@ from sessions.claims import Claims
 from sessions.connect import redis_client
 from sessions.handoff import Handoff
 from sessions.ledger_store import LedgerStore
-from sessions.shops import ShopTokens
+from sessions.shops import ShopTokens, token_cipher
 from sessions.store import SessionStore
 from workers.connectors import build_connector
 from workers.connectors.base import Connector
@@ -90,7 +90,11 @@ class Runtime:
         self._gateway = GqlShopifyGateway(
             url_template=settings.shopify_graphql_url,
             api_version=settings.shopify_api_version,
-            tokens=ShopTokens(self.redis, fallback.get_secret_value() if fallback else None),
+            tokens=ShopTokens(
+                self.redis,
+                token_cipher(settings.token_key_list),
+                fallback.get_secret_value() if fallback else None,
+            ),
             timeout_seconds=settings.shopify_timeout_seconds,
             connections=settings.worker_concurrency,
         )

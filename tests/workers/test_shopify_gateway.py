@@ -14,7 +14,12 @@ import pytest
 from ops.redis_server import free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
-from workers.errors import MissingCredentials, ShopifyUnavailable, ShopifyUserError
+from workers.errors import (
+    MissingCredentials,
+    ShopifyUnavailable,
+    ShopifyUserError,
+    TokenRejected,
+)
 from workers.shopify import mutations
 from workers.shopify.gateway import GqlShopifyGateway
 
@@ -187,10 +192,12 @@ async def test_an_unknown_session_is_a_permanent_not_found(gateway: GqlShopifyGa
     assert not caught.value.invalid_state
 
 
-async def test_a_wrong_token_is_permanent(server: Any, sandbox: SandboxShopifyClient) -> None:
+async def test_a_wrong_token_is_permanent_and_names_the_shop_and_the_fix(
+    server: Any, sandbox: SandboxShopifyClient
+) -> None:
     gateway = gateway_for(str(server.make_url("")).rstrip("/"), token="wrong")
     try:
-        with pytest.raises(ShopifyUserError, match="401"):
+        with pytest.raises(TokenRejected, match=r"locked\.myshopify\.com \(HTTP 401.*shops add"):
             await gateway.send("locked.myshopify.com", mutations.resolve("capture", GID))
     finally:
         await gateway.close()

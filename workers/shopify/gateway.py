@@ -22,7 +22,13 @@ from gql.transport.exceptions import (
     TransportServerError,
 )
 
-from workers.errors import MissingCredentials, ShopifyUnavailable, ShopifyUserError
+from sessions.shops import TokenUnreadable
+from workers.errors import (
+    MissingCredentials,
+    ShopifyUnavailable,
+    ShopifyUserError,
+    TokenRejected,
+)
 from workers.retry_policy import parse_retry_after, usable_wait
 from workers.shopify.mutations import Mutation
 
@@ -31,7 +37,8 @@ class ShopifyGateway(Protocol):
     async def send(self, shop: str, mutation: Mutation) -> None:
         """Deliver `mutation`; return when Shopify accepted it.
 
-        Raises `ShopifyUnavailable` (retry), `ShopifyUserError` or `MissingCredentials`.
+        Raises `ShopifyUnavailable` (retry), `ShopifyUserError`, `TokenRejected` or
+        `MissingCredentials`.
         """
         ...
 
@@ -73,13 +80,16 @@ def _throttle_wait(extensions: Any) -> float | None:
 
 
 def _http_error(
-    mutation: Mutation, status: int, transport: _StatusAwareTransport, detail: str
-) -> ShopifyUnavailable | ShopifyUserError:
-    """429 and 5xx are Shopify (or its CDN) asking us to come back; other 4xx are final."""
+    shop: str, mutation: Mutation, status: int, transport: _StatusAwareTransport, detail: str
+) -> ShopifyUnavailable | ShopifyUserError | TokenRejected:
+    """429 and 5xx are Shopify (or its CDN) asking us to come back; other 4xx are final,
+    and 401/403 say the shop's token is wrong or lacks the scope: the operator's to fix."""
     if status == 429 or status >= 500:
         return ShopifyUnavailable(
             f"{mutation.field}: HTTP {status}", retry_after=_retry_after(transport.response_headers)
         )
+    if status in (401, 403):
+        return TokenRejected(mutation.field, shop, status, detail)
     return ShopifyUserError(mutation.field, f"HTTP_{status}", detail)
 
 
@@ -120,7 +130,10 @@ class GqlShopifyGateway:
         self._documents: dict[str, GraphQLRequest] = {}
 
     async def send(self, shop: str, mutation: Mutation) -> None:
-        token = await self._tokens.token_for(shop)
+        try:
+            token = await self._tokens.token_for(shop)
+        except TokenUnreadable as exc:
+            raise MissingCredentials(str(exc)) from None
         if not token:
             raise MissingCredentials(f"no Shopify access token for {shop}")
         session, transport = await self._session_for(shop, token)
@@ -137,10 +150,12 @@ class GqlShopifyGateway:
                     f"{mutation.field}: Throttled", retry_after=_throttle_wait(exc.extensions)
                 ) from None
             if status >= 400:
-                raise _http_error(mutation, status, transport, _messages(exc.errors)) from None
+                raise _http_error(
+                    shop, mutation, status, transport, _messages(exc.errors)
+                ) from None
             raise ShopifyUserError(mutation.field, None, _messages(exc.errors)) from None
         except TransportServerError as exc:
-            raise _http_error(mutation, exc.code or 0, transport, str(exc)) from None
+            raise _http_error(shop, mutation, exc.code or 0, transport, str(exc)) from None
         except TransportProtocolError as exc:
             # A body that is not GraphQL (an HTML error page from a proxy, say) is transient.
             raise ShopifyUnavailable(f"{mutation.field}: malformed answer: {exc}") from None
