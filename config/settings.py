@@ -7,7 +7,7 @@ it down; no other module looks at `os.environ`.
 from __future__ import annotations
 
 import os
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,6 +15,9 @@ from cryptography import x509
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Public, so that `payhook dev` works out of the box; `payhook doctor` flags it anywhere else.
+DEV_SIMULATOR_WEBHOOK_SECRET = "payhook-simulator-dev-secret"  # noqa: S105
 
 ConnectorName = Literal["simulator", "http", "ledyer", "aplazame", "purchase", "bigcommerce"]
 
@@ -98,7 +101,7 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8090/pay/{session_id}?amount={amount}&currency={currency}"
         "&callback={callback}"
     )
-    simulator_webhook_secret: SecretStr = SecretStr("payhook-simulator-dev-secret")
+    simulator_webhook_secret: SecretStr = SecretStr(DEV_SIMULATOR_WEBHOOK_SECRET)
     buyer_window_seconds: float = Field(default=3600.0, gt=0)
     # How long a payment reported pending may stay pending (Shopify's `pendingExpiresAt`,
     # which it caps at three days); when it closes without the PSP's word it is rejected.
@@ -170,6 +173,11 @@ class Settings(BaseSettings):
     # encrypts, all decrypt (rotation: docs/operations.md). `payhook dev` makes its own.
     token_keys: SecretStr | None = None
 
+    # `payhook flower`: where it listens, and its users (`user:password`, comma-separated).
+    # Anywhere but a loopback address it refuses to start without them.
+    flower_address: str = "127.0.0.1"
+    flower_basic_auth: SecretStr | None = None
+
     # Bearer token for the /admin endpoints; unset disables them.
     admin_token: SecretStr | None = None
 
@@ -208,6 +216,25 @@ class Settings(BaseSettings):
                     "make one with `payhook shops new-key`)"
                 ) from None
         return value
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _users_and_passwords(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for entry in value.get_secret_value().split(","):
+                user, colon, password = entry.partition(":")
+                if not (user.strip() and colon and password):
+                    raise ValueError("user:password pairs, comma-separated")
+        return value
+
+    @property
+    def flower_on_loopback(self) -> bool:
+        if self.flower_address == "localhost":
+            return True
+        try:
+            return ip_address(self.flower_address).is_loopback
+        except ValueError:
+            return False
 
     @property
     def token_key_list(self) -> tuple[str, ...]:

@@ -99,9 +99,24 @@ def beat(settings: Settings) -> int:
 
 
 def flower(settings: Settings, *, port: int) -> int:
+    """Flower shows every task and can revoke them and resize pools: off localhost it is
+    for its users only."""
+    users = settings.flower_basic_auth
+    if users is None and not settings.flower_on_loopback:
+        print(
+            f"payhook flower: refusing to listen on {settings.flower_address} without "
+            "authentication; set PAYHOOK_FLOWER_BASIC_AUTH=user:password (or keep "
+            "PAYHOOK_FLOWER_ADDRESS on 127.0.0.1 behind your own authenticating proxy)",
+            file=sys.stderr,
+        )
+        return 2
     app = create_celery(settings)
     register_tasks(app, settings)
-    return exit_code(app.start(["flower", f"--port={port}", "--address=127.0.0.1"]))
+    arguments = ["flower", f"--port={port}", f"--address={settings.flower_address}"]
+    if users is not None:
+        # In-process: the password reaches Flower's options, never this process's argv.
+        arguments.append(f"--basic-auth={users.get_secret_value()}")
+    return exit_code(app.start(arguments))
 
 
 def exit_code(code: object) -> int:
