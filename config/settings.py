@@ -7,15 +7,40 @@ it down; no other module looks at `os.environ`.
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
+from cryptography import x509
+from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Public, so that `payhook dev` works out of the box; `payhook doctor` flags it anywhere else.
+DEV_SIMULATOR_WEBHOOK_SECRET = "payhook-simulator-dev-secret"  # noqa: S105
 
 ConnectorName = Literal["simulator", "http", "ledyer", "aplazame", "purchase", "bigcommerce"]
 
 Ladder = Annotated[tuple[float, ...], NoDecode]
+
+
+ProxyList = Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode]
+
+
+def _parse_networks(value: object) -> object:
+    if isinstance(value, str):
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        try:
+            return tuple(ip_network(entry) for entry in entries)
+        except ValueError as exc:
+            raise ValueError(
+                f"a list of IP addresses or networks, comma-separated: {exc}"
+            ) from None
+    return value
+
+
+def _split_keys(text: str) -> tuple[str, ...]:
+    return tuple(key.strip() for key in text.split(",") if key.strip())
 
 
 def _parse_ladder(value: object) -> object:
@@ -28,7 +53,10 @@ def _parse_ladder(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PAYHOOK_", extra="ignore", frozen=True)
+    # A refused value is never repeated in the error: many of these are secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="PAYHOOK_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # Where the truth lives, and the Celery transport (defaults to the same Redis).
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -73,15 +101,26 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8090/pay/{session_id}?amount={amount}&currency={currency}"
         "&callback={callback}"
     )
-    simulator_webhook_secret: SecretStr = SecretStr("payhook-simulator-dev-secret")
+    simulator_webhook_secret: SecretStr = SecretStr(DEV_SIMULATOR_WEBHOOK_SECRET)
     buyer_window_seconds: float = Field(default=3600.0, gt=0)
     # How long a payment reported pending may stay pending (Shopify's `pendingExpiresAt`,
     # which it caps at three days); when it closes without the PSP's word it is rejected.
     pending_seconds: float = Field(default=3 * 86400.0, gt=0, le=3 * 86400.0)
-    # mTLS: Shopify presents a client certificate signed by its Payments Platform CA.
+    # mTLS: Shopify presents a client certificate signed by its Payments Platform CA. The
+    # listener asks every client for one; only the session routes require it (webhook.auth).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
+    # Optional pin: an RFC 4514 name; every attribute given must be in the client
+    # certificate's subject (natively, or in the proxy's subject header).
+    tls_client_subject: str | None = None
+    # Trusted-proxy mode: a load balancer in front verifies Shopify's certificate and says
+    # so in a header; session requests are accepted only from these addresses (IPs or
+    # networks, comma-separated) carrying `proxy_verify_header: proxy_verify_value`.
+    trusted_proxies: ProxyList = ()
+    proxy_verify_header: str = Field(default="X-Client-Verify", min_length=1)
+    proxy_verify_value: str = Field(default="SUCCESS", min_length=1)
+    proxy_subject_header: str = Field(default="X-Client-Subject", min_length=1)
 
     # Retry ladders: ceilings in seconds before attempt n+1 (the last step repeats), full
     # jitter. A round gives up once both its attempt cap and its deadline have passed.
@@ -131,6 +170,15 @@ class Settings(BaseSettings):
     # Local state of `payhook dev` (Redis data, AOF, beat schedule).
     state_dir: Path = Path(".payhook")
 
+    # Fernet keys for the per-shop access tokens at rest, comma-separated: the first
+    # encrypts, all decrypt (rotation: docs/operations.md). `payhook dev` makes its own.
+    token_keys: SecretStr | None = None
+
+    # `payhook flower`: where it listens, and its users (`user:password`, comma-separated).
+    # Anywhere but a loopback address it refuses to start without them.
+    flower_address: str = "127.0.0.1"
+    flower_basic_auth: SecretStr | None = None
+
     # Bearer token for the /admin endpoints; unset disables them.
     admin_token: SecretStr | None = None
 
@@ -138,6 +186,61 @@ class Settings(BaseSettings):
 
     _split_psp = field_validator("psp_retry_ladder", mode="before")(_parse_ladder)
     _split_shopify = field_validator("shopify_retry_ladder", mode="before")(_parse_ladder)
+    _split_proxies = field_validator("trusted_proxies", mode="before")(_parse_networks)
+
+    @field_validator("tls_client_subject")
+    @classmethod
+    def _a_distinguished_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                x509.Name.from_rfc4514_string(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not an RFC 4514 name such as 'CN=payments.shopify.com'"
+                ) from None
+        return value
+
+    @field_validator("token_keys")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            keys = _split_keys(value.get_secret_value())
+            try:
+                if not keys:
+                    raise ValueError
+                for key in keys:
+                    Fernet(key)
+            except ValueError:
+                # The message never repeats the value: it is a secret.
+                raise ValueError(
+                    "comma-separated Fernet keys (32 url-safe base64-encoded bytes each; "
+                    "make one with `payhook shops new-key`)"
+                ) from None
+        return value
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _users_and_passwords(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for entry in value.get_secret_value().split(","):
+                user, colon, password = entry.partition(":")
+                if not (user.strip() and colon and password):
+                    raise ValueError("user:password pairs, comma-separated")
+        return value
+
+    @property
+    def flower_on_loopback(self) -> bool:
+        if self.flower_address == "localhost":
+            return True
+        try:
+            return ip_address(self.flower_address).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def token_key_list(self) -> tuple[str, ...]:
+        keys = self.token_keys
+        return _split_keys(keys.get_secret_value()) if keys is not None else ()
 
     @model_validator(mode="after")
     def _lease_can_be_renewed(self) -> Settings:

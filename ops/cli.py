@@ -120,6 +120,10 @@ def _parser() -> argparse.ArgumentParser:
     shop_actions.add_parser("list")
     remove = shop_actions.add_parser("remove")
     remove.add_argument("shop")
+    shop_actions.add_parser(
+        "rotate", help="re-encrypt every stored token under the first PAYHOOK_TOKEN_KEYS key"
+    )
+    shop_actions.add_parser("new-key", help="print a new key for PAYHOOK_TOKEN_KEYS")
     return parser
 
 
@@ -231,6 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif command == "shops":
         from ops.inspect import shops
 
+        if args.action == "new-key":
+            from cryptography.fernet import Fernet
+
+            print(Fernet.generate_key().decode())
+            return 0
         token = None
         if args.action == "add":
             token = args.token or getpass.getpass(f"access token for {args.shop}: ")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -98,8 +99,12 @@ def run_dev(
     sandbox_base = f"http://127.0.0.1:{sandbox_port}"
     app_url = f"http://{settings.host}:{settings.port}"
     token = settings.shopify_access_token
+    token_keys = settings.token_keys
     env = child_environment(
         {
+            "PAYHOOK_TOKEN_KEYS": token_keys.get_secret_value()
+            if token_keys
+            else _dev_token_key(state),
             "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "PAYHOOK_SHOPIFY_GRAPHQL_URL": sandbox_base + GRAPHQL_PATH,
             "PAYHOOK_SHOPIFY_ACCESS_TOKEN": token.get_secret_value() if token else DEV_TOKEN,
@@ -143,6 +148,23 @@ def run_dev(
         _stop(children)
         if redis is not None:
             redis.stop()
+
+
+def _dev_token_key(state: Path) -> str:
+    """A key for the shop tokens of this state dir, made on first use; only dev reads it.
+
+    The file sits beside the Redis data it protects, which is good enough for a development
+    machine only: production sets PAYHOOK_TOKEN_KEYS from its own secret store.
+    """
+    path = state / "token-key"
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        state.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as sink:
+            sink.write(Fernet.generate_key().decode())
+    return path.read_text().strip()
 
 
 def _start_psp(name: str, port: int, env: dict[str, str], logs: Path) -> Child:

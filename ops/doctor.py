@@ -1,11 +1,15 @@
-"""`payhook doctor`: can this configuration keep every session? Exits 1 on any FAIL or WARN."""
+"""`payhook doctor`: can this configuration keep every session, and does only Shopify get in?
+Exits 1 on any FAIL or WARN."""
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
 
 from config import Settings
+from config.settings import DEV_SIMULATOR_WEBHOOK_SECRET
 from sessions.durability import durability_warnings
+from sessions.shops import ShopTokens, TokenUnreadable, token_cipher
+from webhook.auth import ShopifyAuth
 
 
 async def run_doctor(settings: Settings) -> int:
@@ -27,13 +31,66 @@ async def run_doctor(settings: Settings) -> int:
             for warning in await durability_warnings(redis):
                 print(f"WARN  {name}: {warning}")
                 status = 1
+            if name == "redis":
+                for warning in await _token_warnings(settings, redis):
+                    print(f"WARN  {warning}")
+                    status = 1
         finally:
             await redis.aclose()
     if settings.shopify_access_token is None:
         print("note  no PAYHOOK_SHOPIFY_ACCESS_TOKEN: every shop needs `payhook shops add`")
-    if settings.tls_client_ca_file is None:
-        print("note  no PAYHOOK_TLS_CLIENT_CA_FILE: mTLS must be enforced by a proxy in front")
+    for warning in security_warnings(settings):
+        print(f"WARN  {warning}")
+        status = 1
     return status
+
+
+def security_warnings(settings: Settings) -> list[str]:
+    """What lets someone other than Shopify, the PSP or the operator in."""
+    found = []
+    if settings.simulator_webhook_secret.get_secret_value() == DEV_SIMULATOR_WEBHOOK_SECRET:
+        found.append(
+            "PAYHOOK_SIMULATOR_WEBHOOK_SECRET is the built-in development value: anyone can "
+            "sign a payment callback"
+        )
+    if not ShopifyAuth.from_settings(settings).enforced:
+        found.append(
+            "no PAYHOOK_TLS_CLIENT_CA_FILE and no PAYHOOK_TRUSTED_PROXIES: the session routes "
+            "accept any client, not only Shopify (docs/operations.md, mTLS)"
+        )
+    if settings.flower_basic_auth is None and not settings.flower_on_loopback:
+        found.append(
+            f"Flower on {settings.flower_address} without PAYHOOK_FLOWER_BASIC_AUTH: "
+            "`payhook flower` will refuse to start"
+        )
+    return found
+
+
+async def _token_warnings(settings: Settings, redis: Redis) -> list[str]:
+    tokens = ShopTokens(redis, token_cipher(settings.token_key_list))
+    found = []
+    plain = await tokens.plain_text()
+    if plain:
+        found.append(
+            f"{len(plain)} shop token(s) stored in plain text ({_few(plain)}): "
+            "`payhook shops rotate` encrypts them"
+        )
+    unreadable = []
+    for shop in await tokens.shops():
+        try:
+            await tokens.token_for(shop)
+        except TokenUnreadable:
+            unreadable.append(shop)
+    if unreadable:
+        found.append(
+            f"{len(unreadable)} shop token(s) no key in PAYHOOK_TOKEN_KEYS decrypts "
+            f"({_few(unreadable)}): their sessions fail until the key or the token is fixed"
+        )
+    return found
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _safe(url: str) -> str:

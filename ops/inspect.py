@@ -13,7 +13,7 @@ from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.models import Session
 from sessions.query import SessionFilter, find_sessions
-from sessions.shops import ShopTokens
+from sessions.shops import NoTokenKey, Rotation, ShopTokens, token_cipher
 from sessions.store import SessionStore
 
 
@@ -98,7 +98,7 @@ async def show_session(settings: Settings, session_id: str, *, as_json: bool) ->
 async def shops(settings: Settings, action: str, shop: str | None, token: str | None) -> int:
     redis = Redis.from_url(settings.redis_url)
     try:
-        tokens = ShopTokens(redis)
+        tokens = ShopTokens(redis, token_cipher(settings.token_key_list))
         if action == "add":
             assert shop is not None
             assert token is not None
@@ -110,9 +110,21 @@ async def shops(settings: Settings, action: str, shop: str | None, token: str | 
                 print(f"no token for {shop}", file=sys.stderr)
                 return 1
             print(f"removed {shop}")
+        elif action == "rotate":
+            return _rotated(await tokens.rotate())
         else:
             for name in await tokens.shops():
                 print(name)
+    except NoTokenKey as exc:
+        print(f"payhook shops {action}: {exc}", file=sys.stderr)
+        return 2
     finally:
         await redis.aclose()
     return 0
+
+
+def _rotated(report: Rotation) -> int:
+    print(f"re-encrypted {len(report.rotated)} token(s) under the first key")
+    for shop in report.unreadable:
+        print(f"no key decrypts the token of {shop}: store it again with `payhook shops add`")
+    return 1 if report.unreadable else 0

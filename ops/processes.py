@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 
@@ -13,6 +14,7 @@ from ops.supervisor import supervise
 from transport.celery_app import create_celery
 from transport.messages import QUEUE, SWEEP_QUEUE
 from webhook.app import create_app
+from webhook.auth import ShopifyAuth
 from webhook.tls import server_ssl_context
 from workers.tasks import manage_runtime, register_tasks
 
@@ -21,6 +23,11 @@ CONSUMER_SWITCH_INTERVAL = 0.0005
 
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
+    if not ShopifyAuth.from_settings(settings).enforced:
+        logging.getLogger("payhook.webhook").warning(
+            "session routes accept any client: set PAYHOOK_TLS_CLIENT_CA_FILE (mTLS here) "
+            "or PAYHOOK_TRUSTED_PROXIES (mTLS at a proxy) before Shopify points at them"
+        )
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -92,9 +99,24 @@ def beat(settings: Settings) -> int:
 
 
 def flower(settings: Settings, *, port: int) -> int:
+    """Flower shows every task and can revoke them and resize pools: off localhost it is
+    for its users only."""
+    users = settings.flower_basic_auth
+    if users is None and not settings.flower_on_loopback:
+        print(
+            f"payhook flower: refusing to listen on {settings.flower_address} without "
+            "authentication; set PAYHOOK_FLOWER_BASIC_AUTH=user:password (or keep "
+            "PAYHOOK_FLOWER_ADDRESS on 127.0.0.1 behind your own authenticating proxy)",
+            file=sys.stderr,
+        )
+        return 2
     app = create_celery(settings)
     register_tasks(app, settings)
-    return exit_code(app.start(["flower", f"--port={port}", "--address=127.0.0.1"]))
+    arguments = ["flower", f"--port={port}", f"--address={settings.flower_address}"]
+    if users is not None:
+        # In-process: the password reaches Flower's options, never this process's argv.
+        arguments.append(f"--basic-auth={users.get_secret_value()}")
+    return exit_code(app.start(arguments))
 
 
 def exit_code(code: object) -> int:

@@ -50,8 +50,8 @@ class StatusFault(_Rule):
 
 class Html429Fault(_Rule):
     kind: Literal["html_429"]
-    # Whole seconds, because that is the only form of Retry-After clients parse reliably.
-    retry_after: int | None = Field(default=None, ge=0)
+    # Whole seconds; or any text, sent as it is, to try HTTP-dates and garbage on a client.
+    retry_after: Annotated[int, Field(ge=0)] | Annotated[str, Field(max_length=200)] | None = None
 
 
 class ThrottledFault(_Rule):

@@ -1,33 +1,139 @@
-"""Per-shop Shopify access tokens, kept in Redis and managed with `payhook shops`.
+"""Per-shop Shopify access tokens, kept in Redis encrypted and managed with `payhook shops`.
 
-Redis holding the tokens must be private to payhook (it already holds every session);
-tokens are never logged or echoed back in full.
+A token is stored as `fernet:<Fernet token>` under `PAYHOOK_TOKEN_KEYS`: the first key
+encrypts, every key decrypts (`MultiFernet`), so a key is rotated by putting the new one
+first on every process, running `payhook shops rotate` (which re-encrypts each token under
+it), and then dropping the old one. A Redis dump or replica therefore holds no usable token
+without the keys, which live only in the processes' settings.
+
+A value without the prefix was stored before tokens were encrypted: it is still read (so an
+upgrade strands no shop), `payhook doctor` warns about it and `payhook shops rotate`
+encrypts it. Tokens are never logged or echoed back in full.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from redis.asyncio import Redis
 
 SHOPS = "payhook:shops"
+PREFIX = "fernet:"
+
+# Replaces a shop's stored value only if it is still the one that was read: a rotation
+# never overwrites a token `payhook shops add` stored meanwhile.
+_REPLACE_IF_UNCHANGED = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+class NoTokenKey(Exception):
+    """A token was to be stored with no `PAYHOOK_TOKEN_KEYS` to encrypt it."""
+
+
+class TokenUnreadable(Exception):
+    """A stored token that none of the configured keys decrypts."""
+
+
+class TokenCipher:
+    def __init__(self, keys: Sequence[str]) -> None:
+        if not keys:
+            raise ValueError("a token cipher needs at least one key")
+        self._fernet = MultiFernet([Fernet(key) for key in keys])
+
+    def seal(self, token: str) -> str:
+        return PREFIX + self._fernet.encrypt(token.encode()).decode()
+
+    def open(self, stored: str) -> str:
+        return self._fernet.decrypt(stored.removeprefix(PREFIX).encode()).decode()
+
+    def reseal(self, stored: str) -> str:
+        """The same token under the first key; a plain-text one is encrypted."""
+        if not stored.startswith(PREFIX):
+            return self.seal(stored)
+        return PREFIX + self._fernet.rotate(stored.removeprefix(PREFIX).encode()).decode()
+
+
+def token_cipher(keys: Sequence[str]) -> TokenCipher | None:
+    """The cipher for `PAYHOOK_TOKEN_KEYS`; None when no key is configured."""
+    return TokenCipher(keys) if keys else None
+
+
+@dataclass
+class Rotation:
+    rotated: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class ShopTokens:
-    def __init__(self, redis: Redis, fallback: str | None = None) -> None:
+    def __init__(
+        self, redis: Redis, cipher: TokenCipher | None = None, fallback: str | None = None
+    ) -> None:
         self._redis = redis
+        self._cipher = cipher
         self._fallback = fallback
+        self._replace = redis.register_script(_REPLACE_IF_UNCHANGED)
 
     async def token_for(self, shop: str) -> str | None:
-        token = await self._redis.hget(SHOPS, shop)
-        if token is not None:
-            return token.decode() if isinstance(token, bytes) else str(token)
-        return self._fallback
+        stored = await self._redis.hget(SHOPS, shop)
+        if stored is None:
+            return self._fallback
+        text = _text(stored)
+        if not text.startswith(PREFIX):
+            return text
+        if self._cipher is None:
+            raise TokenUnreadable(f"the token of {shop} is encrypted and no PAYHOOK_TOKEN_KEYS")
+        try:
+            return self._cipher.open(text)
+        except InvalidToken:
+            raise TokenUnreadable(
+                f"no key in PAYHOOK_TOKEN_KEYS decrypts the token of {shop}"
+            ) from None
 
     async def add(self, shop: str, token: str) -> None:
-        await self._redis.hset(SHOPS, shop, token)
+        if self._cipher is None:
+            raise NoTokenKey("set PAYHOOK_TOKEN_KEYS to store tokens (docs/operations.md)")
+        await self._redis.hset(SHOPS, shop, self._cipher.seal(token))
 
     async def remove(self, shop: str) -> bool:
         return bool(await self._redis.hdel(SHOPS, shop))
 
     async def shops(self) -> list[str]:
         names = await self._redis.hkeys(SHOPS)
-        return sorted(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+        return sorted(_text(n) for n in names)
+
+    async def plain_text(self) -> list[str]:
+        """Shops whose token was stored before encryption."""
+        stored = await self._redis.hgetall(SHOPS)
+        return sorted(_text(s) for s, v in stored.items() if not _text(v).startswith(PREFIX))
+
+    async def rotate(self) -> Rotation:
+        """Re-encrypt every token under the first key (plain-text ones too)."""
+        if self._cipher is None:
+            raise NoTokenKey("set PAYHOOK_TOKEN_KEYS, the new key first, to rotate")
+        report = Rotation()
+        for raw_shop, raw_value in (await self._redis.hgetall(SHOPS)).items():
+            shop, stored = _text(raw_shop), _text(raw_value)
+            try:
+                sealed = self._cipher.reseal(stored)
+            except InvalidToken:
+                report.unreadable.append(shop)
+                continue
+            if await self.replace_if_unchanged(shop, stored, sealed):
+                report.rotated.append(shop)
+        report.rotated.sort()
+        report.unreadable.sort()
+        return report
+
+    async def replace_if_unchanged(self, shop: str, stored: str, new: str) -> bool:
+        return bool(await self._replace(keys=[SHOPS], args=[shop, stored, new]))

@@ -16,6 +16,7 @@ from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
 from webhook import health, psp_callbacks, sessions
 from webhook.admin import add_admin_routes
+from webhook.auth import ShopifyAuth, shopify_only
 from webhook.errors import json_errors
 from webhook.keys import METRICS, REDIS, SETTINGS, STORE
 from webhook.metrics import WebMetrics
@@ -28,7 +29,14 @@ def create_app(
     settings: Settings, *, redis: Redis | None = None, celery: Celery | None = None
 ) -> web.Application:
     """Build the web app. `redis` and `celery` default to the ones `settings` names."""
-    app = web.Application(middlewares=[json_errors], client_max_size=settings.max_body_bytes)
+    shopify_routes = frozenset(f"/{kind.value}_sessions" for kind in Kind)
+    app = web.Application(
+        middlewares=[
+            json_errors,
+            shopify_only(ShopifyAuth.from_settings(settings), shopify_routes),
+        ],
+        client_max_size=settings.max_body_bytes,
+    )
     app[SETTINGS] = settings
     app[METRICS] = WebMetrics()
     # Celery only renders task messages here; the web process never opens a broker connection.

@@ -7,7 +7,8 @@ PayhookError
 │   └── ShopifyUnavailable   transport error, timeout, 5xx, 429, GraphQL Throttled
 └── PermanentError           retrying cannot help; the session becomes a dead letter
     ├── ShopifyUserError     the mutation was refused with a userError
-    └── MissingCredentials   no access token for the shop
+    ├── TokenRejected        Shopify refused the shop's access token (HTTP 401/403)
+    └── MissingCredentials   no access token for the shop, or none the keys decrypt
 ```
 """
 
@@ -41,6 +42,16 @@ class ShopifyUserError(PermanentError):
     @property
     def invalid_state(self) -> bool:
         return bool(self.code and self.code.endswith("_INVALID_STATE"))
+
+
+class TokenRejected(PermanentError):
+    """Retrying with the same token cannot help; replaying after `payhook shops add` can."""
+
+    def __init__(self, mutation: str, shop: str, status: int, detail: str) -> None:
+        super().__init__(
+            f"{mutation}: Shopify rejected the access token for {shop} (HTTP {status}: "
+            f"{detail[:200]}); store a valid one with `payhook shops add {shop}`, then replay"
+        )
 
 
 class MissingCredentials(PermanentError):

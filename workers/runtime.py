@@ -28,7 +28,7 @@ from sessions.claims import Claims
 from sessions.connect import redis_client
 from sessions.handoff import Handoff
 from sessions.ledger_store import LedgerStore
-from sessions.shops import ShopTokens
+from sessions.shops import ShopTokens, token_cipher
 from sessions.store import SessionStore
 from workers.connectors import build_connector
 from workers.connectors.base import Connector
@@ -98,14 +98,20 @@ class Runtime:
         self.store = SessionStore(self.redis, handoff)
         fallback = settings.shopify_access_token
         self._connector = build_connector(settings, self.redis)
+        tokens = CachedTokens(
+            ShopTokens(
+                self.redis,
+                token_cipher(settings.token_key_list),
+                fallback.get_secret_value() if fallback else None,
+            )
+        )
         self._gateway = GqlShopifyGateway(
             url_template=settings.shopify_graphql_url,
             api_version=settings.shopify_api_version,
-            tokens=CachedTokens(
-                ShopTokens(self.redis, fallback.get_secret_value() if fallback else None)
-            ),
+            tokens=tokens,
             timeout_seconds=settings.shopify_timeout_seconds,
             connections=settings.worker_concurrency,
+            on_token_rejected=tokens.forget,
         )
         self.services = Services(
             claims=Claims(self.redis),

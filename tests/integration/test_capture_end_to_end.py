@@ -155,7 +155,9 @@ async def test_shopify_5xx_twice_then_the_resolve_lands_without_a_second_capture
     assert (book.calls, book.charges) == (1, 1)
 
 
-async def test_an_html_429_is_retried_no_sooner_than_retry_after(e2e: E2E) -> None:
+async def test_an_html_429_is_retried_no_sooner_than_retry_after_up_to_the_top_step(
+    e2e: E2E,
+) -> None:
     await e2e.sandbox.add_fault(
         {"kind": "html_429", "times": 1, "retry_after": 1, "mutation": "captureSessionResolve"}
     )
@@ -164,7 +166,9 @@ async def test_an_html_429_is_retried_no_sooner_than_retry_after(e2e: E2E) -> No
     assert session.report is Report.RESOLVED
     first, second = await mutations_for(e2e.sandbox, sent.gid)
     assert (first["status"], second["status"]) == (429, 200)
-    assert second["at"] - first["at"] >= 1.0
+    # Retry-After asks for 1 s; the ladder's top step here is 0.2 s, and that is the cap
+    # (the first step's own jitter alone would wait at most 0.05 s).
+    assert second["at"] - first["at"] >= 0.2
     assert (await e2e.psp.book("capture", sent.id)).calls == 1
 
 

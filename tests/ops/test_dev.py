@@ -62,3 +62,5 @@ def test_dev_mode_runs_all_four_session_kinds_through_to_shopify(tmp_path: Path)
     assert "● sandbox" in done.stdout
     logs = tmp_path / "state" / "logs"
     assert {p.name for p in logs.iterdir()} >= {"web.log", "worker.log", "beat.log", "sandbox.log"}
+    # Shop tokens in dev are encrypted under a key of dev's own, readable by its owner alone.
+    assert (tmp_path / "state" / "token-key").stat().st_mode & 0o777 == 0o600

@@ -451,3 +451,22 @@ async def test_a_failed_capture_that_gave_its_money_back_is_counted_when_replaye
     assert book_after is not None
     assert (book_after.captured, book_after.reserved(Op.CAPTURE)) == (1053, 0)
     assert (await book(services).book("capture", session_id)).charges == 1
+
+
+async def test_a_huge_retry_after_from_shopify_waits_no_longer_than_the_ladders_top_step(
+    services: Services, store: SessionStore, sandbox: SandboxShopifyClient
+) -> None:
+    ladder = RetryPolicy((5.0, 30.0), max_attempts=3, deadline_seconds=60.0)
+    services = replace(services, policy=replace(services.policy, shopify=ladder))
+    session_id = await stored(store, state=State.SETTLED, outcome=Outcome.APPROVED)
+    await sandbox.add_fault({"kind": "html_429", "times": 1, "retry_after": 10**12})
+    before = time.time()
+    step = await run(session_id, services, LIFECYCLE)
+    assert isinstance(step, RetryLater)
+    assert step.delay == 30.0  # Shopify's wait, capped at the ladder's top step
+    session = await store.get(session_id)
+    assert session is not None
+    assert session.state is State.SETTLED
+    assert session.not_before is not None
+    assert session.not_before <= before + 30.0 + 5
+    assert len(await sandbox.calls()) == 1

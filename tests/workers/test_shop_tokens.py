@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from cryptography.fernet import Fernet
 from fakeredis import FakeAsyncRedis
 
-from sessions.shops import ShopTokens
+from sessions.shops import ShopTokens, TokenCipher
 from workers.shopify.tokens import TOKEN_CACHE_SECONDS, CachedTokens
 
 SHOP = "cached.myshopify.com"
+CIPHER = TokenCipher([Fernet.generate_key().decode()])
 
 
 class Clock:
@@ -20,7 +22,7 @@ class Clock:
 
 async def test_a_changed_token_takes_effect_once_the_cache_period_has_passed() -> None:
     redis = FakeAsyncRedis()
-    registry = ShopTokens(redis)
+    registry = ShopTokens(redis, CIPHER)
     await registry.add(SHOP, "shpat_old")
     clock = Clock()
     tokens = CachedTokens(registry, clock=clock)
@@ -35,7 +37,7 @@ async def test_a_changed_token_takes_effect_once_the_cache_period_has_passed() -
 
 async def test_a_forgotten_shop_is_read_again_at_once() -> None:
     redis = FakeAsyncRedis()
-    registry = ShopTokens(redis, fallback="shpat_fallback")
+    registry = ShopTokens(redis, CIPHER, fallback="shpat_fallback")
     tokens = CachedTokens(registry, clock=Clock())
 
     assert await tokens.token_for(SHOP) == "shpat_fallback"
@@ -46,7 +48,7 @@ async def test_a_forgotten_shop_is_read_again_at_once() -> None:
 
 async def test_shops_are_cached_apart() -> None:
     redis = FakeAsyncRedis()
-    registry = ShopTokens(redis)
+    registry = ShopTokens(redis, CIPHER)
     await registry.add(SHOP, "shpat_a")
     await registry.add("other.myshopify.com", "shpat_b")
     tokens = CachedTokens(registry, clock=Clock())

@@ -4,6 +4,8 @@ Shopify (or the network) can give maps onto payhook's own retryable/permanent er
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import aiohttp
@@ -12,9 +14,15 @@ import pytest
 from ops.redis_server import free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
-from workers.errors import MissingCredentials, ShopifyUnavailable, ShopifyUserError
+from workers.errors import (
+    MissingCredentials,
+    ShopifyUnavailable,
+    ShopifyUserError,
+    TokenRejected,
+)
 from workers.shopify import mutations
 from workers.shopify.gateway import GqlShopifyGateway
+from workers.shopify.tokens import CachedTokens
 
 SHOP = "gateway-shop.myshopify.com"
 GID = "gid://shopify/CaptureSession/gw-1"
@@ -103,6 +111,40 @@ async def test_server_trouble_is_retryable(
     await gateway.send(SHOP, mutations.resolve("capture", GID))  # and then it works
 
 
+@pytest.mark.parametrize(
+    ("header", "retry_after"),
+    [
+        ("1e12", 1e12),  # passed on as asked; the retry policy caps it
+        ("-3", None),
+        ("nan", None),
+        ("inf", None),
+        ("when you are ready", None),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),
+    ],
+)
+async def test_any_retry_after_is_read_as_seconds_or_ignored(
+    gateway: GqlShopifyGateway,
+    sandbox: SandboxShopifyClient,
+    header: str,
+    retry_after: float | None,
+) -> None:
+    await sandbox.add_fault({"kind": "html_429", "times": 1, "retry_after": header})
+    with pytest.raises(ShopifyUnavailable) as caught:
+        await gateway.send(SHOP, mutations.resolve("capture", GID))
+    assert caught.value.retry_after == retry_after
+
+
+async def test_an_http_date_retry_after_is_the_time_until_then(
+    gateway: GqlShopifyGateway, sandbox: SandboxShopifyClient
+) -> None:
+    then = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    await sandbox.add_fault({"kind": "html_429", "times": 1, "retry_after": then})
+    with pytest.raises(ShopifyUnavailable) as caught:
+        await gateway.send(SHOP, mutations.resolve("capture", GID))
+    assert caught.value.retry_after is not None
+    assert 80 <= caught.value.retry_after <= 90
+
+
 async def test_throttling_is_retryable_with_the_bucket_refill_time(
     gateway: GqlShopifyGateway, sandbox: SandboxShopifyClient
 ) -> None:
@@ -151,11 +193,36 @@ async def test_an_unknown_session_is_a_permanent_not_found(gateway: GqlShopifyGa
     assert not caught.value.invalid_state
 
 
-async def test_a_wrong_token_is_permanent(server: Any, sandbox: SandboxShopifyClient) -> None:
+async def test_a_wrong_token_is_permanent_and_names_the_shop_and_the_fix(
+    server: Any, sandbox: SandboxShopifyClient
+) -> None:
     gateway = gateway_for(str(server.make_url("")).rstrip("/"), token="wrong")
     try:
-        with pytest.raises(ShopifyUserError, match="401"):
+        with pytest.raises(TokenRejected, match=r"locked\.myshopify\.com \(HTTP 401.*shops add"):
             await gateway.send("locked.myshopify.com", mutations.resolve("capture", GID))
+    finally:
+        await gateway.close()
+
+
+async def test_a_token_fixed_after_shopify_refused_it_is_used_at_once(
+    server: Any, sandbox: SandboxShopifyClient
+) -> None:
+    # The worker caches tokens for a few seconds; a refusal drops the shop from the cache,
+    # so the replay that follows `payhook shops add` sends the new token, not the old one.
+    registry = Tokens("wrong")
+    cached = CachedTokens(registry)
+    gateway = GqlShopifyGateway(
+        url_template=str(server.make_url("")).rstrip("/") + GRAPHQL_PATH,
+        api_version="2025-10",
+        tokens=cached,
+        timeout_seconds=2,
+        on_token_rejected=cached.forget,
+    )
+    try:
+        with pytest.raises(TokenRejected):
+            await gateway.send("locked.myshopify.com", mutations.resolve("capture", GID))
+        registry.token = "right"
+        await gateway.send("locked.myshopify.com", mutations.resolve("capture", GID))
     finally:
         await gateway.close()
 

@@ -18,6 +18,7 @@ or created on first use, inside the worker's running event loop, and owned.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -29,6 +30,7 @@ from multidict import CIMultiDict
 from pydantic import BaseModel, ValidationError
 
 from workers.connectors.base import NotFound, TryAgain
+from workers.retry_policy import parse_retry_after
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -49,11 +51,7 @@ class Reply:
 
     @property
     def retry_after(self) -> float | None:
-        value = self.headers.get("Retry-After")
-        try:
-            return max(0.0, float(value)) if value is not None else None
-        except ValueError:
-            return None  # an HTTP-date: the ladder's own delay applies
+        return parse_retry_after(self.headers.get("Retry-After"), now=time.time())
 
     def message(self) -> str | None:
         """The provider's own words, from the usual error body shapes."""

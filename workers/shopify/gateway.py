@@ -8,6 +8,8 @@ own errors (see `workers.errors`), so no lifecycle ever sees a gql or aiohttp ex
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiohttp
@@ -22,7 +24,14 @@ from gql.transport.exceptions import (
 )
 from graphql import print_ast
 
-from workers.errors import MissingCredentials, ShopifyUnavailable, ShopifyUserError
+from sessions.shops import TokenUnreadable
+from workers.errors import (
+    MissingCredentials,
+    ShopifyUnavailable,
+    ShopifyUserError,
+    TokenRejected,
+)
+from workers.retry_policy import parse_retry_after, usable_wait
 from workers.shopify.mutations import Mutation
 
 
@@ -30,7 +39,8 @@ class ShopifyGateway(Protocol):
     async def send(self, shop: str, mutation: Mutation) -> None:
         """Deliver `mutation`; return when Shopify accepted it.
 
-        Raises `ShopifyUnavailable` (retry), `ShopifyUserError` or `MissingCredentials`.
+        Raises `ShopifyUnavailable` (retry), `ShopifyUserError`, `TokenRejected` or
+        `MissingCredentials`.
         """
         ...
 
@@ -83,10 +93,7 @@ class _PrintedRequest(GraphQLRequest):
 
 def _retry_after(headers: Any) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP-date; the ladder's own delay applies
+    return parse_retry_after(value, now=time.time())
 
 
 def _throttle_wait(extensions: Any) -> float | None:
@@ -95,19 +102,22 @@ def _throttle_wait(extensions: Any) -> float | None:
         cost = extensions["cost"]
         status = cost["throttleStatus"]
         missing = float(cost["requestedQueryCost"]) - float(status["currentlyAvailable"])
-        return max(0.0, missing / float(status["restoreRate"]))
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return usable_wait(max(0.0, missing / float(status["restoreRate"])))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError):
         return None
 
 
 def _http_error(
-    mutation: Mutation, status: int, transport: _StatusAwareTransport, detail: str
-) -> ShopifyUnavailable | ShopifyUserError:
-    """429 and 5xx are Shopify (or its CDN) asking us to come back; other 4xx are final."""
+    shop: str, mutation: Mutation, status: int, transport: _StatusAwareTransport, detail: str
+) -> ShopifyUnavailable | ShopifyUserError | TokenRejected:
+    """429 and 5xx are Shopify (or its CDN) asking us to come back; other 4xx are final,
+    and 401/403 say the shop's token is wrong or lacks the scope: the operator's to fix."""
     if status == 429 or status >= 500:
         return ShopifyUnavailable(
             f"{mutation.field}: HTTP {status}", retry_after=_retry_after(transport.response_headers)
         )
+    if status in (401, 403):
+        return TokenRejected(mutation.field, shop, status, detail)
     return ShopifyUserError(mutation.field, f"HTTP_{status}", detail)
 
 
@@ -137,8 +147,11 @@ class GqlShopifyGateway:
         tokens: TokenSource,
         timeout_seconds: float,
         connections: int = 100,
+        on_token_rejected: Callable[[str], None] | None = None,
     ) -> None:
         self._url_template = url_template
+        # Told the shop whose token Shopify refused, so a cache of tokens reads it afresh.
+        self._on_token_rejected = on_token_rejected
         # Per shop: one connection per session in flight, so no mutation waits for a socket.
         self._connections = connections
         self._api_version = api_version
@@ -148,9 +161,20 @@ class GqlShopifyGateway:
         self._documents: dict[str, _PrintedRequest] = {}
 
     async def send(self, shop: str, mutation: Mutation) -> None:
-        token = await self._tokens.token_for(shop)
+        try:
+            token = await self._tokens.token_for(shop)
+        except TokenUnreadable as exc:
+            raise MissingCredentials(str(exc)) from None
         if not token:
             raise MissingCredentials(f"no Shopify access token for {shop}")
+        try:
+            await self._send(shop, token, mutation)
+        except TokenRejected:
+            if self._on_token_rejected is not None:
+                self._on_token_rejected(shop)
+            raise
+
+    async def _send(self, shop: str, token: str, mutation: Mutation) -> None:
         session, transport = await self._session_for(shop, token)
         request = self._prepared(mutation)
         transport.last_status = None
@@ -163,10 +187,12 @@ class GqlShopifyGateway:
                     f"{mutation.field}: Throttled", retry_after=_throttle_wait(exc.extensions)
                 ) from None
             if status >= 400:
-                raise _http_error(mutation, status, transport, _messages(exc.errors)) from None
+                raise _http_error(
+                    shop, mutation, status, transport, _messages(exc.errors)
+                ) from None
             raise ShopifyUserError(mutation.field, None, _messages(exc.errors)) from None
         except TransportServerError as exc:
-            raise _http_error(mutation, exc.code or 0, transport, str(exc)) from None
+            raise _http_error(shop, mutation, exc.code or 0, transport, str(exc)) from None
         except TransportProtocolError as exc:
             # A body that is not GraphQL (an HTML error page from a proxy, say) is transient.
             raise ShopifyUnavailable(f"{mutation.field}: malformed answer: {exc}") from None

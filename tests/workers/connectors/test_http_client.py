@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -95,6 +96,31 @@ async def test_any_status_is_a_reply_with_json_decimals_and_retry_after(
     assert limited.at("amount") == Decimal("1.99")
     assert isinstance(html, Reply)
     assert (html.status, html.body, html.message()) == (502, None, None)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("30", 30.0),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),
+        ("-1", None),
+        ("NaN", None),
+        ("x", None),
+    ],
+)
+async def test_a_psps_retry_after_is_seconds_or_nothing(
+    aiohttp_server: ServerFactory, header: str, seconds: float | None
+) -> None:
+    async def busy(request: web.Request) -> web.Response:
+        return web.Response(status=503, headers={"Retry-After": header})
+
+    http = PspHttp(await serve(aiohttp_server, busy), name="psp", timeout_seconds=1)
+    try:
+        reply = await http.request("POST", "/x", json_body={})
+    finally:
+        await http.close()
+    assert isinstance(reply, Reply)
+    assert reply.retry_after == seconds
 
 
 async def test_a_borrowed_session_is_left_open() -> None:

@@ -1,0 +1,108 @@
+"""`payhook doctor` against a real redis-server: the security findings an operator must see
+before Shopify points at this deployment, and a clean bill when they are addressed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from redis.asyncio import Redis
+
+from config import Settings
+from ops.doctor import run_doctor
+from ops.redis_server import LocalRedis
+from sessions.shops import SHOPS, ShopTokens, TokenCipher
+
+DB = 14
+KEY = Fernet.generate_key().decode()
+
+
+@pytest.fixture
+async def settings(redis_server: LocalRedis, tmp_path: Path) -> Settings:
+    url = f"redis://127.0.0.1:{redis_server.port}/{DB}"
+    client = Redis.from_url(url)
+    await client.flushdb()
+    await client.aclose()
+    ca = tmp_path / "shopify-ca.pem"
+    ca.write_text("-")
+    # Everything addressed; each test undoes one thing.
+    return Settings(
+        redis_url=url,
+        tls_cert_file=tmp_path / "server.pem",
+        tls_client_ca_file=ca,
+        simulator_webhook_secret="a-secret-of-this-deployment",
+        token_keys=KEY,
+    )
+
+
+def changed(settings: Settings, **update: Any) -> Settings:
+    """`settings` with `update` applied; None puts a setting back to its default."""
+    fields = {**settings.model_dump(exclude_unset=True), **update}
+    return Settings(**{name: value for name, value in fields.items() if value is not None})
+
+
+async def doctor(settings: Settings, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    status = await run_doctor(settings)
+    return status, capsys.readouterr().out
+
+
+async def test_a_deployment_that_addressed_everything_passes_the_security_checks(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out = await doctor(settings, capsys)
+    assert status == 0, out
+    assert "development" not in out
+    assert "any client" not in out
+    assert "Flower" not in out.replace("ok    Flower", "")
+    assert "plain text" not in out
+
+
+async def test_the_development_callback_secret_is_flagged(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out = await doctor(changed(settings, simulator_webhook_secret=None), capsys)
+    assert status == 1
+    assert "WARN  PAYHOOK_SIMULATOR_WEBHOOK_SECRET is the built-in development value" in out
+
+
+async def test_session_routes_without_a_client_ca_or_a_trusted_proxy_are_flagged(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out = await doctor(changed(settings, tls_client_ca_file=None), capsys)
+    assert status == 1
+    assert "WARN  no PAYHOOK_TLS_CLIENT_CA_FILE and no PAYHOOK_TRUSTED_PROXIES" in out
+    _, behind_proxy = await doctor(
+        changed(settings, tls_client_ca_file=None, trusted_proxies="10.0.0.5"), capsys
+    )
+    assert "PAYHOOK_TLS_CLIENT_CA_FILE" not in behind_proxy
+
+
+async def test_an_unauthenticated_flower_beyond_localhost_is_flagged(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out = await doctor(changed(settings, flower_address="0.0.0.0"), capsys)
+    assert status == 1
+    assert "WARN  Flower on 0.0.0.0 without PAYHOOK_FLOWER_BASIC_AUTH" in out
+    _, with_users = await doctor(
+        changed(settings, flower_address="0.0.0.0", flower_basic_auth="ops:pw"), capsys
+    )
+    assert "WARN  Flower" not in with_users
+
+
+async def test_tokens_in_plain_text_or_under_a_lost_key_are_flagged(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await redis.hset(SHOPS, "old.myshopify.com", "shpat_plain")
+        lost = TokenCipher([Fernet.generate_key().decode()])
+        await ShopTokens(redis, lost).add("lost.myshopify.com", "shpat_x")
+    finally:
+        await redis.aclose()
+    status, out = await doctor(settings, capsys)
+    assert status == 1
+    assert "WARN  1 shop token(s) stored in plain text (old.myshopify.com)" in out
+    assert "WARN  1 shop token(s) no key in PAYHOOK_TOKEN_KEYS decrypts (lost.myshopify.com)" in out
+    assert "shpat_" not in out
