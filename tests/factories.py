@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -141,3 +142,17 @@ def change_to(state: State, at: float = 1.0, **fields: Any) -> Change:
     return Change(
         event=TimelineEvent(at=at, event=str(state), state=state), due_at=due, fields=fields
     )
+
+
+CALLBACK_SECRET = "test-callback-secret-0123456789abcdef"
+
+
+def signed_callback(
+    session_id: str, outcome: str, *, secret: str = CALLBACK_SECRET, **fields: Any
+) -> tuple[bytes, dict[str, str]]:
+    """A simulator PSP callback body for `session_id` and the headers that sign it."""
+    from webhook.psp_callbacks import signature
+
+    body = {"outcome": outcome, "reference": f"simpay_{session_id}", **fields}
+    raw = json.dumps(body).encode()
+    return raw, {"X-Payhook-Signature": signature(secret, raw)}

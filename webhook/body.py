@@ -40,6 +40,20 @@ def shopify_headers(request: web.Request) -> tuple[str, str, str]:
     return shop.lower(), request_id, version
 
 
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body, however many TCP segments it arrives in, and never more than
+    `max_bytes` of it (the app's `client_max_size` is the same bound)."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise _too_large(max_bytes)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(max_bytes) from None
+    if len(raw) > max_bytes:
+        raise _too_large(max_bytes)
+    return raw
+
+
 async def json_object(request: web.Request, max_bytes: int) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise ApiError(
@@ -48,11 +62,7 @@ async def json_object(request: web.Request, max_bytes: int) -> dict[str, Any]:
             f"expected application/json, got {request.content_type or 'nothing'}",
             "Content-Type",
         )
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise _too_large(max_bytes)
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise _too_large(max_bytes)
+    raw = await read_body(request, max_bytes)
     try:
         # Numbers become Decimal, so an amount sent as a JSON number keeps every digit.
         body = json.loads(raw, parse_float=Decimal, parse_int=Decimal)

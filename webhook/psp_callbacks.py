@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sessions.models import Kind, Outcome, TimelineEvent
 from sessions.states import State
 from sessions.store import Change, StaleState
+from webhook.body import read_body
 from webhook.errors import ApiError
 from webhook.keys import SETTINGS, STORE
 
@@ -41,7 +42,7 @@ def signature(secret: str, body: bytes) -> str:
 
 async def simulator_payment(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    raw = await request.content.read(settings.max_body_bytes + 1)
+    raw = await read_body(request, settings.max_body_bytes)
     expected = signature(settings.simulator_webhook_secret.get_secret_value(), raw)
     sent = request.headers.get("X-Payhook-Signature", "")
     if not hmac.compare_digest(sent.encode(), expected.encode()):
