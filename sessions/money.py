@@ -57,11 +57,11 @@ def parse_amount(text: str, currency: str) -> Decimal:
     """
     units = minor_units(currency)
     if not _AMOUNT.fullmatch(text):
-        raise MoneyError(f"{text!r} is not a decimal amount such as '123.00'")
+        raise MoneyError(f"{_shown(text)} is not a decimal amount such as '123.00'")
     try:
         amount = Decimal(text)
     except InvalidOperation:  # pragma: no cover - the pattern above already rules this out
-        raise MoneyError(f"{text!r} is not a decimal amount") from None
+        raise MoneyError(f"{_shown(text)} is not a decimal amount") from None
     exponent = amount.as_tuple().exponent
     assert isinstance(exponent, int)
     if -exponent > units:
@@ -69,6 +69,11 @@ def parse_amount(text: str, currency: str) -> Decimal:
     if amount <= 0:
         raise MoneyError("amount must be greater than zero")
     return amount
+
+
+def _shown(text: str) -> str:
+    # An error quotes what was sent, but never more than an amount could be.
+    return repr(text) if len(text) <= 24 else repr(text[:20]) + "…"
 
 
 def to_minor(amount: Decimal, currency: str) -> int:

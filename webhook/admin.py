@@ -17,6 +17,7 @@ from sessions.models import Kind, Session
 from sessions.query import SessionFilter, find_sessions
 from sessions.replay import replay
 from sessions.states import State
+from webhook.body import header_bytes, parse_object, read_body
 from webhook.errors import ApiError
 from webhook.keys import SETTINGS, STORE
 
@@ -28,9 +29,8 @@ def _authorize(request: web.Request) -> None:
     token = request.app[SETTINGS].admin_token
     if token is None:
         raise ApiError(404, "not_found", "Not Found")
-    sent = request.headers.get("Authorization", "")
     expected = f"Bearer {token.get_secret_value()}"
-    if not hmac.compare_digest(sent.encode(), expected.encode()):
+    if not hmac.compare_digest(header_bytes(request, "Authorization"), expected.encode()):
         raise ApiError(
             401, "unauthorized", "a valid admin bearer token is required", "Authorization"
         )
@@ -123,12 +123,7 @@ async def show_session(request: web.Request) -> web.Response:
 
 async def replay_sessions(request: web.Request) -> web.Response:
     _authorize(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid_body", "the body must be a JSON object")
+    body = parse_object(await read_body(request, request.app[SETTINGS].max_body_bytes))
     wanted: _ReplayRequest = _parse(_ReplayRequest, body)
     if bool(wanted.session_ids) == wanted.failed:
         raise ApiError(

@@ -26,11 +26,19 @@ class ApiError(Exception):
         return error_response(self.status, self.code, self.message, self.field)
 
 
+# Messages may quote what was sent (an id, a path); the cap keeps every refusal small.
+MAX_MESSAGE_CHARS = 300
+
+
 def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
-    body: dict[str, object] = {"code": code, "message": message}
+    body: dict[str, object] = {"code": code, "message": _capped(message)}
     if field is not None:
-        body["field"] = field
+        body["field"] = _capped(field)
     return web.json_response({"error": body}, status=status)
+
+
+def _capped(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -20,7 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sessions.models import Kind, Outcome, TimelineEvent
 from sessions.states import State
 from sessions.store import Change, StaleState
-from webhook.body import read_body
+from webhook.body import header_bytes, parse_object, read_body
 from webhook.errors import ApiError
 from webhook.keys import SETTINGS, STORE
 
@@ -44,8 +44,7 @@ async def simulator_payment(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     raw = await read_body(request, settings.max_body_bytes)
     expected = signature(settings.simulator_webhook_secret.get_secret_value(), raw)
-    sent = request.headers.get("X-Payhook-Signature", "")
-    if not hmac.compare_digest(sent.encode(), expected.encode()):
+    if not hmac.compare_digest(header_bytes(request, "X-Payhook-Signature"), expected.encode()):
         raise ApiError(
             401,
             "bad_signature",
@@ -53,7 +52,7 @@ async def simulator_payment(request: web.Request) -> web.Response:
             "X-Payhook-Signature",
         )
     try:
-        told = PaymentOutcome.model_validate_json(raw)
+        told = PaymentOutcome.model_validate(parse_object(raw))
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -50,7 +51,7 @@ async def send_in_pieces(
     try:
         writer.write(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
         await writer.drain()
-        size = -(-len(body) // pieces)
+        size = max(1, -(-len(body) // pieces))
         for start in range(0, len(body), size):
             await asyncio.sleep(pause)
             writer.write(body[start : start + size])
@@ -72,10 +73,16 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return int(status_line.split()[1]), body
 
 
-def request_head(path: str, headers: dict[str, str]) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n").encode()
+def request_head(path: str, headers: dict[str, str | bytes], method: str = "POST") -> bytes:
+    """The request line and headers; a bytes value goes on the wire as it is."""
+    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: 127.0.0.1"]
+    if method == "POST":
+        lines.append(b"Content-Type: application/json")
+    for name, value in headers.items():
+        lines.append(
+            name.encode() + b": " + (value if isinstance(value, bytes) else value.encode())
+        )
+    return b"\r\n".join(lines) + b"\r\n"
 
 
 async def test_a_session_whose_body_arrives_in_pieces_is_accepted(
@@ -126,3 +133,118 @@ async def test_a_chunked_body_past_the_limit_is_413_however_it_arrives(
     assert status == 413
     assert json.loads(answer)["error"]["code"] == "payload_too_large"
     assert inspect.dbsize() == 0
+
+
+NOT_UTF8 = b"r-\xff\xfe-\xc3"
+DEEP = b"[" * 30_000 + b"]" * 30_000
+
+
+def _capture(**replace: bytes) -> bytes:
+    """A valid capture body whose amount (or any field) is replaced by raw JSON text."""
+    body = capture_body(**dict.fromkeys(replace, "@"))
+    raw = json.dumps(body).encode()
+    for name, value in replace.items():
+        raw = raw.replace(f'"{name}": "@"'.encode(), f'"{name}": '.encode() + value)
+    return raw
+
+
+ADMIN = {"Authorization": "Bearer admin-token-for-body-tests"}
+HOSTILE = [
+    ("deep JSON", "/capture_sessions", {}, _capture(customer=DEEP), 400, "invalid_json"),
+    (
+        "huge exponent",
+        "/capture_sessions",
+        {},
+        _capture(amount=b"1e2000000"),
+        400,
+        "invalid_json",
+    ),
+    (
+        "huge integer",
+        "/capture_sessions",
+        {},
+        _capture(amount=b"9" * 60_000),
+        400,
+        "invalid_json",
+    ),
+    (
+        "huge amount text",
+        "/capture_sessions",
+        {},
+        _capture(amount=b'"' + b"9" * 60_000 + b'"'),
+        422,
+        "invalid_field",
+    ),
+    (
+        "request id not UTF-8",
+        "/capture_sessions",
+        {"Shopify-Request-Id": NOT_UTF8},
+        _capture(),
+        400,
+        "invalid_header",
+    ),
+    ("deep JSON to the admin API", "/admin/replay", ADMIN, DEEP, 400, "invalid_json"),
+    (
+        "huge number to the admin API",
+        "/admin/replay",
+        ADMIN,
+        b'{"failed": true, "limit": 1e2000000}',
+        400,
+        "invalid_json",
+    ),
+    (
+        "admin token not UTF-8",
+        "/admin/replay",
+        {"Authorization": b"Bearer " + NOT_UTF8},
+        b"{}",
+        401,
+        "unauthorized",
+    ),
+    (
+        "callback signature not UTF-8",
+        "/psp/simulator/payments/p-1",
+        {"X-Payhook-Signature": NOT_UTF8},
+        b"{}",
+        401,
+        "bad_signature",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "path", "headers", "body", "status", "code"),
+    HOSTILE,
+    ids=[case[0] for case in HOSTILE],
+)
+async def test_hostile_input_gets_a_small_fast_4xx_and_changes_nothing(
+    server: TestServer,
+    inspect: redis.Redis,
+    case: str,
+    path: str,
+    headers: dict[str, str | bytes],
+    body: bytes,
+    status: int,
+    code: str,
+) -> None:
+    sent = {**shopify_headers(), **headers} if path.endswith("_sessions") else headers
+    started = time.perf_counter()
+    got, answer = await send_in_pieces(server.port, request_head(path, sent), body, pieces=1)
+    elapsed = time.perf_counter() - started
+    assert (got, json.loads(answer)["error"]["code"]) == (status, code), case
+    assert len(answer) < 1024, f"{case}: a {len(answer)}-byte answer"
+    assert elapsed < 1.0, f"{case}: {elapsed:.2f}s"
+    assert inspect.dbsize() == 0
+
+
+async def test_an_error_never_echoes_an_unbounded_path(
+    server: TestServer, inspect: redis.Redis
+) -> None:
+    long_id = "a" * 7000
+    for method, path, headers in [
+        ("GET", f"/admin/sessions/{long_id}", ADMIN),
+        ("POST", f"/psp/simulator/payments/{long_id}", {}),
+    ]:
+        head = request_head(path, dict(headers), method=method)
+        status, answer = await send_in_pieces(server.port, head, b"", pieces=1)
+        assert 400 <= status < 500
+        assert len(answer) < 1024
