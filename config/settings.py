@@ -13,9 +13,12 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sessions.shop_domains import SHOPIFY_SUFFIXES, check_suffix
+
 ConnectorName = Literal["simulator", "http", "ledyer", "aplazame", "purchase", "bigcommerce"]
 
 Ladder = Annotated[tuple[float, ...], NoDecode]
+Suffixes = Annotated[tuple[str, ...], NoDecode]
 
 
 def _parse_ladder(value: object) -> object:
@@ -24,6 +27,16 @@ def _parse_ladder(value: object) -> object:
         if not steps or any(step < 0 for step in steps):
             raise ValueError("a retry ladder is a comma-separated list of seconds >= 0")
         return steps
+    return value
+
+
+def _parse_suffixes(value: object) -> object:
+    if isinstance(value, str):
+        value = tuple(part for part in value.replace(" ", "").split(",") if part)
+    if isinstance(value, tuple | list):
+        if not value:
+            raise ValueError("give at least one shop domain suffix")
+        return tuple(check_suffix(str(part)) for part in value)
     return value
 
 
@@ -39,6 +52,9 @@ class Settings(BaseSettings):
     shopify_api_version: str = "2025-10"
     shopify_access_token: SecretStr | None = None
     shopify_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The shops payhook accepts sessions from, and sends access tokens to: one DNS label and
+    # one of these suffixes (comma-separated). Widen only for a sandbox playing Shopify.
+    shop_domain_suffixes: Suffixes = SHOPIFY_SUFFIXES
 
     # PSP connector.
     connector: ConnectorName = "simulator"
@@ -137,6 +153,7 @@ class Settings(BaseSettings):
 
     _split_psp = field_validator("psp_retry_ladder", mode="before")(_parse_ladder)
     _split_shopify = field_validator("shopify_retry_ladder", mode="before")(_parse_ladder)
+    _split_suffixes = field_validator("shop_domain_suffixes", mode="before")(_parse_suffixes)
 
     @model_validator(mode="after")
     def _lease_can_be_renewed(self) -> Settings:

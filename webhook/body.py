@@ -15,9 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
+from sessions.shop_domains import is_shop_domain
 from webhook.errors import ApiError
+from webhook.keys import SETTINGS
 
-_SHOP = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)+$")
 _API_VERSION = re.compile(r"^(\d{4}-\d{2}|unstable)$")
 _PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
 MAX_HEADER_CHARS = 255
@@ -46,9 +47,15 @@ def shopify_headers(request: web.Request) -> tuple[str, str, str]:
             raise ApiError(400, "invalid_header", f"the {name} header is not printable ASCII", name)
         values.append(value)
     shop, request_id, version = values
-    if not _SHOP.fullmatch(shop.lower()):
+    shop = shop.lower()
+    suffixes = request.app[SETTINGS].shop_domain_suffixes
+    if not is_shop_domain(shop, suffixes):
+        shapes = " or ".join(f"<shop>{suffix}" for suffix in suffixes)
         raise ApiError(
-            400, "invalid_header", "Shopify-Shop-Domain is not a domain", "Shopify-Shop-Domain"
+            400,
+            "invalid_header",
+            f"Shopify-Shop-Domain is not a Shopify shop domain ({shapes})",
+            "Shopify-Shop-Domain",
         )
     if not _API_VERSION.fullmatch(version):
         raise ApiError(
@@ -57,7 +64,7 @@ def shopify_headers(request: web.Request) -> tuple[str, str, str]:
             "Shopify-Api-Version is not like '2025-10'",
             "Shopify-Api-Version",
         )
-    return shop.lower(), request_id, version
+    return shop, request_id, version
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:

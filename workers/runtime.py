@@ -93,6 +93,7 @@ class Runtime:
             tokens=ShopTokens(self.redis, fallback.get_secret_value() if fallback else None),
             timeout_seconds=settings.shopify_timeout_seconds,
             connections=settings.worker_concurrency,
+            shop_suffixes=settings.shop_domain_suffixes,
         )
         self.services = Services(
             claims=Claims(self.redis),

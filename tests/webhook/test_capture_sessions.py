@@ -228,6 +228,68 @@ async def test_shopify_headers_are_required(
     assert inspect.dbsize() == 0
 
 
+NOT_SHOPS = [
+    "169.254.169.254",
+    "evil.example",
+    "localhost",
+    "myshopify.com",
+    "shop.myshopify.com.evil.example",
+    "evil.example#.myshopify.com",
+    "a.b.myshopify.com",
+    "-shop.myshopify.com",
+    "shop-.myshopify.com",
+    "sh_op.myshopify.com",
+    "shop.myshopify.com:8443",
+    "shop.myshopify.com.",
+    f"{'a' * 64}.myshopify.com",
+]
+
+
+@pytest.mark.parametrize("shop", NOT_SHOPS)
+async def test_a_shop_domain_that_is_not_a_shopify_shop_is_refused(
+    client: TestClient[Any, Any], inspect: redis.Redis, shop: str
+) -> None:
+    # The shop decides where the worker sends the shop's access token.
+    headers = shopify_headers(**{"Shopify-Shop-Domain": shop})
+    answer = await client.post("/capture_sessions", json=capture_body(), headers=headers)
+    assert answer.status == 400
+    error = (await answer.json())["error"]
+    assert (error["code"], error["field"]) == ("invalid_header", "Shopify-Shop-Domain")
+    assert inspect.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    "shop", ["a.myshopify.com", "My-Shop-2.MyShopify.com", f"{'a' * 63}.myshopify.com"]
+)
+async def test_shopify_shop_domains_are_accepted_and_stored_lowercase(
+    client: TestClient[Any, Any], inspect: redis.Redis, shop: str
+) -> None:
+    body = capture_body()
+    headers = shopify_headers(**{"Shopify-Shop-Domain": shop})
+    answer = await client.post("/capture_sessions", json=body, headers=headers)
+    assert answer.status == 201
+    assert inspect.hget(session_key(body["id"]), "shop") == shop.lower()
+
+
+async def test_a_sandbox_may_widen_the_shop_domains(
+    aiohttp_client: Any, settings: Settings, inspect: redis.Redis
+) -> None:
+    wider = Settings(
+        redis_url=settings.redis_url, shop_domain_suffixes=".myshopify.com, .shops.sandbox.test"
+    )
+    client = await aiohttp_client(create_app(wider))
+    for shop, status in [("a.shops.sandbox.test", 201), ("evil.example", 400)]:
+        headers = shopify_headers(**{"Shopify-Shop-Domain": shop})
+        answer = await client.post("/capture_sessions", json=capture_body(), headers=headers)
+        assert answer.status == status, shop
+
+
+@pytest.mark.parametrize("suffixes", ["", "myshopify.com", ".evil.example/x", ".Shop.example"])
+def test_a_shop_domain_suffix_setting_must_be_domain_suffixes(suffixes: str) -> None:
+    with pytest.raises(ValueError, match="suffix"):
+        Settings(shop_domain_suffixes=suffixes)
+
+
 @pytest.mark.parametrize(
     ("data", "content_type", "status", "code"),
     [

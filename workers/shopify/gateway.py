@@ -8,6 +8,7 @@ own errors (see `workers.errors`), so no lifecycle ever sees a gql or aiohttp ex
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import aiohttp
@@ -21,6 +22,7 @@ from gql.transport.exceptions import (
     TransportServerError,
 )
 
+from sessions.shop_domains import SHOPIFY_SUFFIXES, is_shop_domain
 from workers.errors import MissingCredentials, ShopifyUnavailable, ShopifyUserError
 from workers.shopify.mutations import Mutation
 
@@ -110,8 +112,10 @@ class GqlShopifyGateway:
         tokens: TokenSource,
         timeout_seconds: float,
         connections: int = 100,
+        shop_suffixes: Sequence[str] = SHOPIFY_SUFFIXES,
     ) -> None:
         self._url_template = url_template
+        self._shop_suffixes = tuple(shop_suffixes)
         # Per shop: one connection per session in flight, so no mutation waits for a socket.
         self._connections = connections
         self._api_version = api_version
@@ -121,6 +125,10 @@ class GqlShopifyGateway:
         self._documents: dict[str, GraphQLRequest] = {}
 
     async def send(self, shop: str, mutation: Mutation) -> None:
+        # The shop names the host the token goes to; intake checked it, and so does this
+        # last step before a token leaves.
+        if not is_shop_domain(shop, self._shop_suffixes):
+            raise MissingCredentials(f"no token is sent to {shop!r}: not a Shopify shop domain")
         token = await self._tokens.token_for(shop)
         if not token:
             raise MissingCredentials(f"no Shopify access token for {shop}")
