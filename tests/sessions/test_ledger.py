@@ -301,3 +301,23 @@ async def test_two_captures_racing_for_the_last_of_an_authorization_one_wins(
     assert sum(isinstance(v, Reserved) for v in verdicts) == 1
     assert all(v == Refused(Refusal.EXCEEDS, 0) for v in verdicts if isinstance(v, Refused))
     await redis.aclose()
+
+
+async def test_payment_ids_that_look_like_other_keys_keep_separate_books(ledger_url: str) -> None:
+    redis = Redis.from_url(ledger_url)
+    store = LedgerStore(redis)
+    try:
+        base = f"p{uuid.uuid4().hex}"
+        ids = [base, f"{base}:res", f"{base}:settled"]
+        for payment_id in ids:
+            await store.open(payment_id, Book(currency="EUR", authorized=1000))
+        got = await store.reserve(base, "s-1", Op.CAPTURE, 400, "EUR", now=1.0)
+        assert isinstance(got, Reserved)
+        await store.commit(base, "s-1")
+        assert await store.get(base) == Book(
+            currency="EUR", authorized=1000, captured=400, settled=frozenset({"s-1"})
+        )
+        for other in ids[1:]:
+            assert await store.get(other) == Book(currency="EUR", authorized=1000)
+    finally:
+        await redis.aclose()

@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient
 
 from config import Settings
 from ops.redis_server import LocalRedis
-from sessions.keys import DUE, session_key
-from tests.factories import capture_body, shopify_headers
+from sessions.keys import DUE, session_key, timeline_key
+from tests.factories import capture_body, new_id, shopify_headers
 from transport.messages import QUEUE
 from webhook.app import create_app
 
@@ -70,7 +70,25 @@ async def test_concurrent_duplicates_store_and_enqueue_once(
     )
     assert {a.status for a in answers} == {201}
     assert len(queued(inspect)) == 1
-    assert inspect.llen(f"payhook:s:{body['id']}:timeline") == 1
+    assert inspect.llen(timeline_key(body["id"])) == 1
+
+
+@pytest.mark.parametrize("first", ["{id}:timeline", "timeline:{id}", "{id}:s", "s:{id}"])
+async def test_ids_shaped_like_other_keys_are_separate_sessions(
+    client: TestClient[Any, Any], inspect: redis.Redis, first: str
+) -> None:
+    plain = new_id()
+    ids = [first.format(id=plain), plain]
+    for session_id in ids:
+        answer = await client.post(
+            "/capture_sessions", json=capture_body(id=session_id), headers=shopify_headers()
+        )
+        assert (answer.status, await answer.json()) == (201, {}), session_id
+    for session_id in ids:
+        assert inspect.hget(session_key(session_id), "state") == "received"
+        assert inspect.hget(session_key(session_id), "id") == session_id
+        assert inspect.zscore(DUE, session_id) is not None
+    assert sorted(queued(inspect)) == sorted(ids)
 
 
 @pytest.mark.parametrize(
