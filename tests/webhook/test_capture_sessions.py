@@ -127,6 +127,18 @@ async def test_the_same_amount_written_differently_is_not_a_conflict(
     assert answer.status == 201
 
 
+@pytest.mark.parametrize(
+    ("amount", "currency"), [("999999999999.99", "EUR"), ("99999999999999", "JPY")]
+)
+async def test_the_largest_amount_the_ledger_keeps_exact_is_accepted(
+    client: TestClient[Any, Any], inspect: redis.Redis, amount: str, currency: str
+) -> None:
+    body = capture_body(amount=amount, currency=currency)
+    answer = await client.post("/capture_sessions", json=body, headers=shopify_headers())
+    assert answer.status == 201
+    assert inspect.hget(session_key(body["id"]), "amount") == amount
+
+
 async def test_an_amount_sent_as_a_json_number_keeps_every_digit(
     client: TestClient[Any, Any], inspect: redis.Redis
 ) -> None:
@@ -177,6 +189,18 @@ FIELD_ERRORS = [
         "amount",
     ),
     ("amount not a number", lambda b: b.update(amount="ten"), "invalid_field", "amount"),
+    (
+        "amount past what the ledger keeps exact",
+        lambda b: b.update(amount="1000000000000.00"),
+        "invalid_field",
+        "amount",
+    ),
+    (
+        "yen past what the ledger keeps exact",
+        lambda b: b.update(amount="100000000000000", currency="JPY"),
+        "invalid_field",
+        "amount",
+    ),
     ("amount a boolean", lambda b: b.update(amount=True), "invalid_field", "amount"),
     ("amount null", lambda b: b.update(amount=None), "invalid_field", "amount"),
     ("unknown currency", lambda b: b.update(currency="XYZ"), "invalid_field", "currency"),

@@ -102,6 +102,8 @@ BAD = [
     ("payment", lambda b: b.update(customer="alice"), "customer"),
     ("payment", lambda b: b.update(gid="gid://shopify/CaptureSession/x"), "gid"),
     ("payment", lambda b: b.update(amount="1.001"), "amount"),
+    ("payment", lambda b: b.update(amount="1000000000000.00"), "amount"),
+    ("refund", lambda b: b.update(amount="1000000000000.00"), "amount"),
     ("refund", lambda b: b.pop("payment_id"), "payment_id"),
     ("refund", lambda b: b.update(amount="0"), "amount"),
     ("refund", lambda b: b.update(gid="gid://shopify/VoidSession/x"), "gid"),
