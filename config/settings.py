@@ -84,12 +84,15 @@ class Settings(BaseSettings):
     # Payment sessions (offsite). The buyer is sent to the PSP's page, a template with
     # {session_id}, {amount}, {currency} and {callback}; the simulator's page is served by
     # the sandbox. The PSP reports the buyer's outcome to /psp/simulator/payments/{id},
-    # signed with the webhook secret.
+    # signed with the webhook secret over the session and a timestamp (webhook.signing).
+    # No default: `payhook dev` makes one per run; unset, callbacks are refused.
     buyer_page_url: str = (
         "http://127.0.0.1:8090/pay/{session_id}?amount={amount}&currency={currency}"
         "&callback={callback}"
     )
-    simulator_webhook_secret: SecretStr = SecretStr("payhook-simulator-dev-secret")
+    simulator_webhook_secret: SecretStr | None = None
+    # How far a callback's signing time may be from now, either way, before it is refused.
+    callback_tolerance_seconds: float = Field(default=300.0, gt=0, le=3600)
     buyer_window_seconds: float = Field(default=3600.0, gt=0)
     # How long a payment reported pending may stay pending (Shopify's `pendingExpiresAt`,
     # which it caps at three days); when it closes without the PSP's word it is rejected.

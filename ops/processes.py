@@ -13,6 +13,7 @@ from ops.supervisor import supervise
 from transport.celery_app import create_celery
 from transport.messages import QUEUE, SWEEP_QUEUE
 from webhook.app import create_app
+from webhook.signing import secret_problem
 from webhook.tls import server_ssl_context
 from workers.tasks import manage_runtime, register_tasks
 
@@ -21,6 +22,13 @@ CONSUMER_SWITCH_INTERVAL = 0.0005
 
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
+    problem = secret_problem(settings.simulator_webhook_secret)
+    # Unset is fine (callbacks are refused); a public or short secret lets anyone sign one.
+    if settings.simulator_webhook_secret is not None and problem is not None:
+        sys.exit(
+            f"payhook serve: {problem}; anyone could sign a payment approval with it. "
+            "Set a random secret of 32 characters or more (`payhook dev` makes its own)."
+        )
     web.run_app(
         create_app(settings),
         host=settings.host,

@@ -148,11 +148,18 @@ CALLBACK_SECRET = "test-callback-secret-0123456789abcdef"
 
 
 def signed_callback(
-    session_id: str, outcome: str, *, secret: str = CALLBACK_SECRET, **fields: Any
+    session_id: str,
+    outcome: str,
+    *,
+    secret: str = CALLBACK_SECRET,
+    at: float | None = None,
+    **fields: Any,
 ) -> tuple[bytes, dict[str, str]]:
-    """A simulator PSP callback body for `session_id` and the headers that sign it."""
-    from webhook.psp_callbacks import signature
+    """A simulator PSP callback body for `session_id`, and the header that signs it over
+    the session and the moment `at` (default now)."""
+    from webhook.signing import sign, simulator_reference
 
-    body = {"outcome": outcome, "reference": f"simpay_{session_id}", **fields}
+    body = {"outcome": outcome, "reference": simulator_reference(session_id), **fields}
     raw = json.dumps(body).encode()
-    return raw, {"X-Payhook-Signature": signature(secret, raw)}
+    signed_at = int(time.time() if at is None else at)
+    return raw, {"X-Payhook-Signature": sign(secret, session_id, signed_at, raw)}

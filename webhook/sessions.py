@@ -57,9 +57,11 @@ def _conflict(session_id: str, sent: str, stored: str | None) -> ApiError:
 
 
 def redirect_url(settings: Settings, session: Session) -> str:
-    callback = f"{settings.public_base_url}/psp/simulator/payments/{session.id}"
+    # Quoted: an id may hold '/', '?' or '#', and the callback must still reach its session.
+    path_id = quote(session.id, safe="")
+    callback = f"{settings.public_base_url}/psp/simulator/payments/{path_id}"
     return settings.buyer_page_url.format(
-        session_id=quote(session.id, safe=""),
+        session_id=path_id,
         amount=quote(session.amount_text, safe=""),
         currency=session.currency or "",
         callback=quote(callback, safe=""),

@@ -25,6 +25,7 @@ from sandbox.shopify import RunningShopifySandbox, start_shopify_sandbox
 from sessions.models import Session
 from sessions.states import State
 from sessions.store import SessionStore
+from tests.factories import CALLBACK_SECRET
 from webhook.app import create_app
 from workers.connectors.simulator import SimulatorConnector
 
@@ -40,7 +41,9 @@ class ThreadedSandbox:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        future = asyncio.run_coroutine_threadsafe(start_shopify_sandbox("127.0.0.1", 0), self.loop)
+        future = asyncio.run_coroutine_threadsafe(
+            start_shopify_sandbox("127.0.0.1", 0, callback_secret=CALLBACK_SECRET), self.loop
+        )
         self.running: RunningShopifySandbox = future.result(timeout=10)
 
     def close(self) -> None:
