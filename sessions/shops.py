@@ -22,6 +22,10 @@ class ShopTokens:
             return token.decode() if isinstance(token, bytes) else str(token)
         return self._fallback
 
+    async def has_token(self, shop: str) -> bool:
+        """Whether a session of `shop` could be reported: its own token or the fallback."""
+        return self._fallback is not None or bool(await self._redis.hexists(SHOPS, shop))
+
     async def add(self, shop: str, token: str) -> None:
         await self._redis.hset(SHOPS, shop, token)
 

@@ -19,11 +19,12 @@ from pydantic import ValidationError
 from config import Settings
 from sessions.models import Kind, Session, TimelineEvent, fingerprint
 from sessions.requests import REQUESTS, PaymentSessionRequest, SessionRequest
+from sessions.shops import ShopTokens
 from sessions.states import State
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
 from webhook.errors import ApiError
-from webhook.keys import METRICS, SETTINGS, STORE
+from webhook.keys import METRICS, REDIS, SETTINGS, STORE
 
 log = logging.getLogger("payhook.webhook")
 
@@ -110,6 +111,24 @@ def _session(
     )
 
 
+# What became of a refused request, for the metrics; any other refusal is "invalid".
+_REFUSALS = {"no_access_token": "no_token"}
+
+
+async def _admit(request: web.Request, shop: str) -> None:
+    """Refuse a session payhook could never report: its shop has no access token."""
+    settings = request.app[SETTINGS]
+    fallback = settings.shopify_access_token
+    tokens = ShopTokens(request.app[REDIS], fallback.get_secret_value() if fallback else None)
+    if not await tokens.has_token(shop):
+        raise ApiError(
+            403,
+            "no_access_token",
+            f"payhook has no Shopify access token for {shop} (payhook shops add {shop})",
+            "Shopify-Shop-Domain",
+        )
+
+
 def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Response]]:
     model = REQUESTS[kind]
     label = kind.value
@@ -125,8 +144,9 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
                 parsed = model.model_validate(body)
             except ValidationError as exc:
                 raise _validation_error(exc) from None
-        except ApiError:
-            metrics.sessions.labels(label, "invalid").inc()
+            await _admit(request, shop)
+        except ApiError as exc:
+            metrics.sessions.labels(label, _REFUSALS.get(exc.code, "invalid")).inc()
             raise
 
         now = time.time()

@@ -149,6 +149,7 @@ def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -
     return Settings(
         redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
         shopify_graphql_url=shopify_sandbox.graphql_url_template,
+        shopify_access_token=TOKEN,
         psp_timeout_seconds=1,
         shopify_timeout_seconds=2,
         lease_seconds=5,

@@ -34,6 +34,7 @@ def settings(redis_server: LocalRedis) -> Settings:
         redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
         simulator_webhook_secret=CALLBACK_SECRET,
         admin_token="admin-token-for-body-tests",
+        shopify_access_token="shpat_fallback_for_every_shop",
     )
 
 

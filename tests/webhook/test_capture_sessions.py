@@ -14,7 +14,8 @@ from aiohttp.test_utils import TestClient
 from config import Settings
 from ops.redis_server import LocalRedis
 from sessions.keys import DUE, session_key, timeline_key
-from tests.factories import capture_body, new_id, shopify_headers
+from sessions.shops import SHOPS
+from tests.factories import SHOP, capture_body, new_id, shopify_headers
 from transport.messages import QUEUE
 from webhook.app import create_app
 
@@ -23,7 +24,10 @@ DB = 1  # nothing consumes this database's queue, so every enqueued message stay
 
 @pytest.fixture
 def settings(redis_server: LocalRedis) -> Settings:
-    return Settings(redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}")
+    return Settings(
+        redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
+        shopify_access_token="shpat_fallback_for_every_shop",
+    )
 
 
 def queued(inspect: redis.Redis) -> list[str]:
@@ -316,8 +320,8 @@ async def test_shopify_shop_domains_are_accepted_and_stored_lowercase(
 async def test_a_sandbox_may_widen_the_shop_domains(
     aiohttp_client: Any, settings: Settings, inspect: redis.Redis
 ) -> None:
-    wider = Settings(
-        redis_url=settings.redis_url, shop_domain_suffixes=".myshopify.com, .shops.sandbox.test"
+    wider = settings.model_validate(
+        {**settings.model_dump(), "shop_domain_suffixes": ".myshopify.com, .shops.sandbox.test"}
     )
     client = await aiohttp_client(create_app(wider))
     for shop, status in [("a.shops.sandbox.test", 201), ("evil.example", 400)]:
@@ -384,6 +388,25 @@ async def test_health_readiness_and_metrics(client: TestClient[Any, Any]) -> Non
     assert 'payhook_sessions_received_total{kind="capture",result="created"} 1.0' in metrics
     assert 'payhook_sessions_received_total{kind="capture",result="invalid"} 1.0' in metrics
     assert "payhook_sessions_unfinished 1.0" in metrics
+
+
+async def test_a_shop_without_any_token_is_refused_counted_and_stores_nothing(
+    aiohttp_client: Any, settings: Settings, inspect: redis.Redis
+) -> None:
+    # No fallback token: only shops added with `payhook shops add` can be reported to.
+    client = await aiohttp_client(create_app(Settings(redis_url=settings.redis_url)))
+    answer = await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
+    assert answer.status == 403
+    error = (await answer.json())["error"]
+    assert (error["code"], error["field"]) == ("no_access_token", "Shopify-Shop-Domain")
+    assert SHOP in error["message"]
+    assert inspect.dbsize() == 0
+    metrics = await (await client.get("/metrics")).text()
+    assert 'payhook_sessions_received_total{kind="capture",result="no_token"} 1.0' in metrics
+
+    inspect.hset(SHOPS, SHOP, "shpat_of_this_shop")
+    answer = await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
+    assert answer.status == 201
 
 
 async def test_readiness_fails_when_redis_is_unreachable(aiohttp_client: Any) -> None:

@@ -38,6 +38,7 @@ async def https_url(
         tls_cert_file=tmp_path / "server.pem",
         tls_key_file=tmp_path / "server.pem",
         tls_client_ca_file=tmp_path / "shopify-ca.pem",
+        shopify_access_token="shpat_fallback_for_every_shop",
     )
     runner = web.AppRunner(create_app(settings))
     await runner.setup()

@@ -26,6 +26,7 @@ def settings(redis_server: LocalRedis) -> Settings:
     return Settings(
         redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
         public_url="https://payhook.example",
+        shopify_access_token="shpat_fallback_for_every_shop",
     )
 
 
