@@ -8,6 +8,7 @@
 | `idx:created` | sorted set | session id by creation time, for listing |
 | `due` | sorted set | every unfinished session id by the time it must next be looked at |
 | `idx:failed[:kind:{k}│:shop:{s}]` | sorted sets | failed sessions by time of failure |
+| `rate:{shop}` | string | the shop's rate-limit state, when `PAYHOOK_SHOP_RATE_LIMIT` is set |
 
 All keys live under `payhook:`. Keys cannot collide whatever an id contains: a key is a fixed
 prefix followed by the id and nothing after it, and no prefix is the start of another prefix
@@ -56,6 +57,10 @@ def timeline_key(session_id: str) -> str:
 
 def lease_key(session_id: str) -> str:
     return f"{PREFIX}lease:{session_id}"
+
+
+def rate_key(shop: str) -> str:
+    return f"{PREFIX}rate:{shop}"
 
 
 def text(value: object) -> str:

@@ -15,15 +15,26 @@ log = logging.getLogger("payhook.webhook")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.headers = headers
 
     def response(self) -> web.Response:
-        return error_response(self.status, self.code, self.message, self.field)
+        answer = error_response(self.status, self.code, self.message, self.field)
+        answer.headers.update(self.headers or {})
+        return answer
 
 
 # Messages may quote what was sent (an id, a path); the cap keeps every refusal small.

@@ -9,6 +9,7 @@ buyer's window so that a PSP that never reports back still ends in a decision.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
@@ -24,7 +25,7 @@ from sessions.states import State
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
 from webhook.errors import ApiError
-from webhook.keys import METRICS, REDIS, SETTINGS, STORE
+from webhook.keys import METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE
 
 log = logging.getLogger("payhook.webhook")
 
@@ -112,12 +113,24 @@ def _session(
 
 
 # What became of a refused request, for the metrics; any other refusal is "invalid".
-_REFUSALS = {"no_access_token": "no_token"}
+_REFUSALS = {"no_access_token": "no_token", "rate_limited": "rate_limited"}
 
 
 async def _admit(request: web.Request, shop: str) -> None:
-    """Refuse a session payhook could never report: its shop has no access token."""
+    """Refuse a session payhook could never report (its shop has no access token), or one
+    past its shop's rate limit."""
     settings = request.app[SETTINGS]
+    limit = request.app[RATE_LIMIT]
+    wait = await limit.wait_for(shop) if limit is not None else 0.0
+    if wait > 0:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"{shop} sent more than {settings.shop_rate_limit} session requests in "
+            f"{settings.shop_rate_window_seconds:g} s; retry after the Retry-After seconds",
+            "Shopify-Shop-Domain",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
     fallback = settings.shopify_access_token
     tokens = ShopTokens(request.app[REDIS], fallback.get_secret_value() if fallback else None)
     if not await tokens.has_token(shop):

@@ -14,6 +14,7 @@ from sessions.keys import (
     INDEX_CREATED,
     failed_index,
     lease_key,
+    rate_key,
     session_key,
     timeline_key,
 )
@@ -29,6 +30,7 @@ PER_ID: dict[str, Callable[[str], str]] = {
     "settled": lambda i: ledger_keys(i)[2],
     "failed by kind": lambda i: failed_index(kind=i),
     "failed by shop": lambda i: failed_index(shop=i),
+    "rate": rate_key,
 }
 FIXED = [DUE, INDEX_CREATED, FAILED, SHOPS]
 # What ids are made of, colons and key-like words included.
