@@ -36,6 +36,8 @@ _MINOR_UNITS: dict[str, int] = {
 # amount below this bound stays exact there, whatever the currency.
 MAX_MINOR_UNITS = 10**14 - 1
 
+CURRENCIES = frozenset(_MINOR_UNITS)
+
 _AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,4})?$")
 
 

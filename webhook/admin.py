@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -41,10 +41,10 @@ class _Filters(BaseModel):
 
     state: State | None = None
     kind: Kind | None = None
-    shop: str | None = None
+    shop: str | None = Field(default=None, max_length=255)
     since: datetime | None = None
     until: datetime | None = None
-    error_contains: str | None = None
+    error_contains: str | None = Field(default=None, max_length=255)
     limit: int = Field(default=100, ge=1, le=MAX_HTTP_REPLAY)
 
     def to_filter(self, state: State | None) -> SessionFilter:
@@ -60,7 +60,9 @@ class _Filters(BaseModel):
 
 
 class _ReplayRequest(_Filters):
-    session_ids: list[str] = Field(default_factory=list, max_length=MAX_HTTP_REPLAY)
+    session_ids: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list, max_length=MAX_HTTP_REPLAY
+    )
     failed: bool = False
     dry_run: bool = False
     rate: float = Field(default=20.0, gt=0, le=1000)

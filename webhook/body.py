@@ -30,6 +30,7 @@ MAX_JSON_DEPTH = 32
 # `1e999999999` never turns into a gigabyte of digits where a value is formatted or converted.
 MAX_NUMBER_CHARS = 40
 MAX_NUMBER_EXPONENT = 40
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _STRUCTURE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 
@@ -103,6 +104,10 @@ def parse_object(raw: bytes) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_body", "the body must be a JSON object")
+    if _holds_unpaired_surrogate(body):
+        # JSON may escape one (`"\\ud800"`), but no UTF-8 text holds it: Redis could not
+        # store it and a log line could not print it.
+        raise ApiError(400, "invalid_json", "a string in the body holds an unpaired surrogate")
     return body
 
 
@@ -121,6 +126,19 @@ def _too_deep(raw: bytes) -> bool:
                 return True
         elif token in (b"}", b"]"):
             depth -= 1
+    return False
+
+
+def _holds_unpaired_surrogate(value: object) -> bool:
+    # Recursion is bounded: the body nests at most MAX_JSON_DEPTH levels.
+    if isinstance(value, str):
+        return bool(_SURROGATE.search(value))
+    if isinstance(value, dict):
+        return any(
+            _holds_unpaired_surrogate(k) or _holds_unpaired_surrogate(v) for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return any(_holds_unpaired_surrogate(item) for item in value)
     return False
 
 

@@ -1,5 +1,6 @@
-"""Session endpoints. Each handler: read → validate → persist + enqueue (one atomic Redis
-call that also dedupes) → 201.
+"""Session endpoints. Each handler: read → validate → admit (the shop has an access token
+and is within its rate limit) → persist + enqueue (one atomic Redis call that also dedupes)
+→ 201.
 
 No PSP or Shopify call ever happens on the request path. A payment session is not queued at
 intake: the buyer acts first, on the PSP's page; it enters the due set at the end of the

@@ -194,6 +194,22 @@ HOSTILE = [
         "invalid_json",
     ),
     (
+        "unpaired surrogate in a string",
+        "/admin/replay",
+        ADMIN,
+        b'{"session_ids": ["a\\udc80"]}',
+        400,
+        "invalid_json",
+    ),
+    (
+        "unpaired surrogate in a key",
+        "/capture_sessions",
+        {},
+        _capture(customer=b'{"\\ud800": 1}'),
+        400,
+        "invalid_json",
+    ),
+    (
         "admin token not UTF-8",
         "/admin/replay",
         {"Authorization": b"Bearer " + NOT_UTF8},
