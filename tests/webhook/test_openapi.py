@@ -19,6 +19,7 @@ import redis
 import yaml
 
 from config import Settings
+from config.settings import child_environment
 from ops.redis_server import LocalRedis
 from sessions.money import CURRENCIES
 from tests.factories import CALLBACK_SECRET
@@ -98,6 +99,9 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
         "--report-dir",
         str(tmp_path / "report"),
         cwd=tmp_path,
+        env=child_environment(
+            {"SCHEMATHESIS_HOOKS": "tests.webhook.openapi_hooks", "PYTHONPATH": str(ROOT)}
+        ),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
