@@ -10,6 +10,7 @@ changes nothing. Without a private `PAYHOOK_SIMULATOR_WEBHOOK_SECRET` no callbac
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Literal
 
@@ -25,6 +26,8 @@ from webhook.keys import SETTINGS, STORE
 from webhook.signing import secret_problem, signed_at, simulator_reference
 
 log = logging.getLogger("payhook.psp")
+
+_SESSION_ID = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 class PaymentOutcome(BaseModel):
@@ -74,6 +77,10 @@ def _verified(request: web.Request, session_id: str, raw: bytes) -> PaymentOutco
 async def simulator_payment(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     session_id = request.match_info["session_id"]
+    # The path is percent-decoded: refuse what no session id can be (a newline, say) before
+    # it reaches the signed text or a Redis key.
+    if not _SESSION_ID.fullmatch(session_id):
+        raise ApiError(404, "not_found", "no payment session has such an id")
     told = _verified(request, session_id, await read_body(request, settings.max_body_bytes))
 
     store = request.app[STORE]

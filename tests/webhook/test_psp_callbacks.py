@@ -187,3 +187,12 @@ def test_serve_refuses_to_start_with_a_public_or_short_secret(secret: str) -> No
     assert done.returncode != 0
     assert "PAYHOOK_SIMULATOR_WEBHOOK_SECRET" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_a_path_that_decodes_to_no_possible_session_id_is_404(
+    client: TestClient[Any, Any], inspect: redis.Redis
+) -> None:
+    for path_id in ["a%0Ab", "a%20b", "x" * 300]:
+        answer = await client.post(f"/psp/simulator/payments/{path_id}", data=b"{}")
+        assert answer.status == 404, path_id
+    assert inspect.dbsize() == 0
