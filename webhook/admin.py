@@ -7,7 +7,7 @@ the routes answer 404, as if they did not exist.
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from aiohttp import web
@@ -52,11 +52,19 @@ class _Filters(BaseModel):
             state=state,
             kind=self.kind,
             shop=self.shop,
-            since=self.since.timestamp() if self.since else None,
-            until=self.until.timestamp() if self.until else None,
+            since=_epoch(self.since),
+            until=_epoch(self.until),
             error_contains=self.error_contains,
             limit=self.limit,
         )
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    # Without an offset a time is UTC, as for `payhook sessions list`; read as local time,
+    # year 1 would fall before the epoch's range and raise.
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 class _ReplayRequest(_Filters):
