@@ -16,12 +16,12 @@ from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# Public, so that `payhook dev` works out of the box; `payhook doctor` flags it anywhere else.
-DEV_SIMULATOR_WEBHOOK_SECRET = "payhook-simulator-dev-secret"  # noqa: S105
+from sessions.shop_domains import SHOPIFY_SUFFIXES, check_suffix
 
 ConnectorName = Literal["simulator", "http", "ledyer", "aplazame", "purchase", "bigcommerce"]
 
 Ladder = Annotated[tuple[float, ...], NoDecode]
+Suffixes = Annotated[tuple[str, ...], NoDecode]
 
 
 ProxyList = Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode]
@@ -52,6 +52,16 @@ def _parse_ladder(value: object) -> object:
     return value
 
 
+def _parse_suffixes(value: object) -> object:
+    if isinstance(value, str):
+        value = tuple(part for part in value.replace(" ", "").split(",") if part)
+    if isinstance(value, tuple | list):
+        if not value:
+            raise ValueError("give at least one shop domain suffix")
+        return tuple(check_suffix(str(part)) for part in value)
+    return value
+
+
 class Settings(BaseSettings):
     # A refused value is never repeated in the error: many of these are secrets.
     model_config = SettingsConfigDict(
@@ -67,6 +77,9 @@ class Settings(BaseSettings):
     shopify_api_version: str = "2025-10"
     shopify_access_token: SecretStr | None = None
     shopify_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The shops payhook accepts sessions from, and sends access tokens to: one DNS label and
+    # one of these suffixes (comma-separated). Widen only for a sandbox playing Shopify.
+    shop_domain_suffixes: Suffixes = SHOPIFY_SUFFIXES
 
     # PSP connector.
     connector: ConnectorName = "simulator"
@@ -90,18 +103,25 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # Optional: at most this many session requests per shop per window, across every web
+    # process (kept in Redis); past it, 429 with Retry-After. Unset, no limit.
+    shop_rate_limit: int | None = Field(default=None, ge=1)
+    shop_rate_window_seconds: float = Field(default=60.0, gt=0, le=86400)
     # How the PSP (and its buyer page) reaches payhook; default http://HOST:PORT.
     public_url: str | None = None
 
     # Payment sessions (offsite). The buyer is sent to the PSP's page, a template with
     # {session_id}, {amount}, {currency} and {callback}; the simulator's page is served by
     # the sandbox. The PSP reports the buyer's outcome to /psp/simulator/payments/{id},
-    # signed with the webhook secret.
+    # signed with the webhook secret over the session and a timestamp (webhook.signing).
+    # No default: `payhook dev` makes one per run; unset, callbacks are refused.
     buyer_page_url: str = (
         "http://127.0.0.1:8090/pay/{session_id}?amount={amount}&currency={currency}"
         "&callback={callback}"
     )
-    simulator_webhook_secret: SecretStr = SecretStr(DEV_SIMULATOR_WEBHOOK_SECRET)
+    simulator_webhook_secret: SecretStr | None = None
+    # How far a callback's signing time may be from now, either way, before it is refused.
+    callback_tolerance_seconds: float = Field(default=300.0, gt=0, le=3600)
     buyer_window_seconds: float = Field(default=3600.0, gt=0)
     # How long a payment reported pending may stay pending (Shopify's `pendingExpiresAt`,
     # which it caps at three days); when it closes without the PSP's word it is rejected.
@@ -241,6 +261,8 @@ class Settings(BaseSettings):
     def token_key_list(self) -> tuple[str, ...]:
         keys = self.token_keys
         return _split_keys(keys.get_secret_value()) if keys is not None else ()
+
+    _split_suffixes = field_validator("shop_domain_suffixes", mode="before")(_parse_suffixes)
 
     @model_validator(mode="after")
     def _lease_can_be_renewed(self) -> Settings:

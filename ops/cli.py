@@ -202,7 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif command == "sandbox":
         from ops.dev import serve_sandbox
 
-        asyncio.run(serve_sandbox(args.port))
+        secret = settings.simulator_webhook_secret
+        asyncio.run(serve_sandbox(args.port, secret.get_secret_value() if secret else None))
     elif command == "psp-sandbox":
         from ops.dev import serve_psp_sandbox
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -100,6 +101,9 @@ def run_dev(
     app_url = f"http://{settings.host}:{settings.port}"
     token = settings.shopify_access_token
     token_keys = settings.token_keys
+    # The sandbox's buyer page and the web server share it; a fresh one each run, so no
+    # secret that can sign a callback is ever written down.
+    secret = settings.simulator_webhook_secret
     env = child_environment(
         {
             "PAYHOOK_TOKEN_KEYS": token_keys.get_secret_value()
@@ -112,6 +116,9 @@ def run_dev(
             # The simulator's buyer page lives in the sandbox and calls the web server back.
             "PAYHOOK_BUYER_PAGE_URL": sandbox_base + BUYER_PATH,
             "PAYHOOK_PUBLIC_URL": app_url,
+            "PAYHOOK_SIMULATOR_WEBHOOK_SECRET": (
+                secret.get_secret_value() if secret else secrets.token_urlsafe(32)
+            ),
         }
     )
     children: list[Child] = []
@@ -198,11 +205,12 @@ Amounts ending in .51 are declined, .52 expired, .53 fail three times then settl
 """
 
 
-async def serve_sandbox(port: int) -> None:
-    """Run the Shopify sandbox peer until the process is stopped."""
+async def serve_sandbox(port: int, callback_secret: str | None) -> None:
+    """Run the Shopify sandbox peer until the process is stopped; its buyer page signs
+    callbacks with `callback_secret`."""
     from sandbox.shopify import start_shopify_sandbox
 
-    running = await start_shopify_sandbox("127.0.0.1", port)
+    running = await start_shopify_sandbox("127.0.0.1", port, callback_secret=callback_secret)
     try:
         await asyncio.Event().wait()
     finally:

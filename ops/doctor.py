@@ -6,10 +6,10 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from config import Settings
-from config.settings import DEV_SIMULATOR_WEBHOOK_SECRET
 from sessions.durability import durability_warnings
 from sessions.shops import ShopTokens, TokenUnreadable, token_cipher
 from webhook.auth import ShopifyAuth
+from webhook.signing import secret_problem
 
 
 async def run_doctor(settings: Settings) -> int:
@@ -48,11 +48,10 @@ async def run_doctor(settings: Settings) -> int:
 def security_warnings(settings: Settings) -> list[str]:
     """What lets someone other than Shopify, the PSP or the operator in."""
     found = []
-    if settings.simulator_webhook_secret.get_secret_value() == DEV_SIMULATOR_WEBHOOK_SECRET:
-        found.append(
-            "PAYHOOK_SIMULATOR_WEBHOOK_SECRET is the built-in development value: anyone can "
-            "sign a payment callback"
-        )
+    secret = settings.simulator_webhook_secret
+    problem = secret_problem(secret)
+    if secret is not None and problem is not None:
+        found.append(f"{problem}: anyone can sign a payment callback")
     if not ShopifyAuth.from_settings(settings).enforced:
         found.append(
             "no PAYHOOK_TLS_CLIENT_CA_FILE and no PAYHOOK_TRUSTED_PROXIES: the session routes "

@@ -15,6 +15,7 @@ from transport.celery_app import create_celery
 from transport.messages import QUEUE, SWEEP_QUEUE
 from webhook.app import create_app
 from webhook.auth import ShopifyAuth
+from webhook.signing import secret_problem
 from webhook.tls import server_ssl_context
 from workers.tasks import manage_runtime, register_tasks
 
@@ -27,6 +28,13 @@ def serve(settings: Settings) -> None:
         logging.getLogger("payhook.webhook").warning(
             "session routes accept any client: set PAYHOOK_TLS_CLIENT_CA_FILE (mTLS here) "
             "or PAYHOOK_TRUSTED_PROXIES (mTLS at a proxy) before Shopify points at them"
+        )
+    problem = secret_problem(settings.simulator_webhook_secret)
+    # Unset is fine (callbacks are refused); a public or short secret lets anyone sign one.
+    if settings.simulator_webhook_secret is not None and problem is not None:
+        sys.exit(
+            f"payhook serve: {problem}; anyone could sign a payment approval with it. "
+            "Set a random secret of 32 characters or more (`payhook dev` makes its own)."
         )
     web.run_app(
         create_app(settings),

@@ -2,15 +2,14 @@
 
 Shopify sends the buyer to the `redirect_url` payhook answered for a payment session; in the
 sandbox that is `GET /pay/{session_id}`, a page with Approve, Decline and Leave pending
-buttons. The choice is reported to payhook's callback, signed with the shared webhook secret,
-exactly as a PSP would. `POST /_sandbox/buyer {"auto": "approved"}` makes every page visit
+buttons. The choice is reported to payhook's callback, signed with the shared webhook secret
+over the session and the time (`webhook.signing`), exactly as a PSP would. Without a secret
+the page calls nobody back. `POST /_sandbox/buyer {"auto": "approved"}` makes every page visit
 decide at once, for tests and demos.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import json
 import time
@@ -22,15 +21,15 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from webhook.signing import sign, simulator_reference
+
 OUTCOMES = ("approved", "declined", "pending")
-# The dev default of PAYHOOK_SIMULATOR_WEBHOOK_SECRET: the simulator moves no real money.
-DEFAULT_SECRET = "payhook-simulator-dev-secret"  # noqa: S105
 AUTHORIZATION_DAYS = 7
 
 
 @dataclass
 class BuyerState:
-    secret: str
+    secret: str | None
     auto: str | None = None
     decisions: list[dict[str, Any]] = field(default_factory=list)
 
@@ -65,14 +64,17 @@ async def _decide(
         return web.Response(status=400, text=f"outcome must be one of {', '.join(OUTCOMES)}")
     if not _loopback(callback):
         return web.Response(status=400, text="the callback must be on 127.0.0.1 or localhost")
-    body: dict[str, Any] = {"outcome": outcome, "reference": f"simpay_{session_id}"}
+    if state.secret is None:
+        return web.Response(
+            status=503, text="no callback secret: set PAYHOOK_SIMULATOR_WEBHOOK_SECRET"
+        )
+    body: dict[str, Any] = {"outcome": outcome, "reference": simulator_reference(session_id)}
     if outcome == "approved":
         expires = datetime.fromtimestamp(time.time() + AUTHORIZATION_DAYS * 86400, UTC)
         body["authorization_expires_at"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
     if outcome == "declined":
         body["message"] = "The buyer's bank declined the payment."
     raw = json.dumps(body).encode()
-    signature = "sha256=" + hmac.new(state.secret.encode(), raw, hashlib.sha256).hexdigest()
     status = 0
     async with aiohttp.ClientSession() as http:
         for _ in range(3):  # like a PSP, retry a callback that did not land
@@ -82,7 +84,10 @@ async def _decide(
                     data=raw,
                     headers={
                         "Content-Type": "application/json",
-                        "X-Payhook-Signature": signature,
+                        # Signed at each try: a retry is a fresh callback.
+                        "X-Payhook-Signature": sign(
+                            state.secret, session_id, int(time.time()), raw
+                        ),
                     },
                 ) as answer:
                     status = answer.status
@@ -137,7 +142,7 @@ async def buyer_settings(request: web.Request) -> web.Response:
     return web.json_response({"auto": state.auto, "decisions": state.decisions})
 
 
-def add_buyer_routes(app: web.Application, secret: str = DEFAULT_SECRET) -> None:
+def add_buyer_routes(app: web.Application, secret: str | None) -> None:
     app[BUYER_STATE] = BuyerState(secret=secret)
     app.router.add_get("/pay/{session_id}", buyer_page)
     app.router.add_post("/pay/{session_id}/decide", buyer_decides)

@@ -27,6 +27,7 @@ def create_shopify_app(
     strict_sessions: bool = True,
     tokens: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    callback_secret: str | None = None,
 ) -> web.Application:
     """The sandbox app.
 
@@ -34,6 +35,8 @@ def create_shopify_app(
     mutation can find it, as on Shopify; off, unknown gids are registered on first use.
     `tokens`: shop → the only access token accepted for it; other shops accept any
     non-empty token. `clock`: monotonic seconds for fault windows and the cost bucket.
+    `callback_secret`: what the simulator's buyer page signs its callbacks with (payhook's
+    `PAYHOOK_SIMULATOR_WEBHOOK_SECRET`); without one it calls nobody back.
     """
     app = web.Application()
     app[SANDBOX_STATE] = SandboxState.create(
@@ -41,7 +44,7 @@ def create_shopify_app(
     )
     app.router.add_post(GRAPHQL_PATH, graphql_endpoint)
     add_admin_routes(app)
-    add_buyer_routes(app)
+    add_buyer_routes(app, callback_secret)
     return app
 
 
@@ -71,9 +74,12 @@ async def start_shopify_sandbox(
     *,
     strict_sessions: bool = True,
     tokens: Mapping[str, str] | None = None,
+    callback_secret: str | None = None,
 ) -> RunningShopifySandbox:
     """Serve the sandbox on `host:port`; port 0 picks a free one, read it from `.port`."""
-    app = create_shopify_app(strict_sessions=strict_sessions, tokens=tokens)
+    app = create_shopify_app(
+        strict_sessions=strict_sessions, tokens=tokens, callback_secret=callback_secret
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     try:

@@ -3,13 +3,16 @@
 | key | type | holds |
 |---|---|---|
 | `s:{id}` | hash | the session's fields (see `Session`) plus its request fingerprint |
-| `s:{id}:timeline` | list | JSON `TimelineEvent`s, oldest first |
+| `timeline:{id}` | list | JSON `TimelineEvent`s, oldest first |
+| `lease:{id}` | string | the fencing token of the worker holding the session, with an expiry |
 | `idx:created` | sorted set | session id by creation time, for listing |
 | `due` | sorted set | every unfinished session id by the time it must next be looked at |
 | `idx:failed[:kind:{k}│:shop:{s}]` | sorted sets | failed sessions by time of failure |
-| `lease:{id}` | string | the fencing token of the worker holding the session, with an expiry |
+| `rate:{shop}` | string | the shop's rate-limit state, when `PAYHOOK_SHOP_RATE_LIMIT` is set |
 
-All keys live under `payhook:`.
+All keys live under `payhook:`. Keys cannot collide whatever an id contains: a key is a fixed
+prefix followed by the id and nothing after it, and no prefix is the start of another prefix
+or of a fixed key (`tests/sessions/test_keys.py` holds every key builder to that).
 """
 
 from __future__ import annotations
@@ -18,6 +21,22 @@ PREFIX = "payhook:"
 INDEX_CREATED = f"{PREFIX}idx:created"
 DUE = f"{PREFIX}due"
 FAILED = f"{PREFIX}idx:failed"
+
+# Lua shared by the store's write scripts. Redis does not roll a script back: a write that
+# fails halfway (a key holding another type) would leave the first writes in place. Each
+# script checks every key it writes before the first write and refuses with the key's name.
+WRONG_TYPE = """
+local function wrong_type(expected)
+  for i = 1, #expected, 2 do
+    local key, want = expected[i], expected[i + 1]
+    if key ~= '' then
+      local found = redis.call('TYPE', key)['ok']
+      if found ~= 'none' and found ~= want then return key end
+    end
+  end
+  return nil
+end
+"""
 
 
 def failed_index(*, kind: str | None = None, shop: str | None = None) -> str:
@@ -33,11 +52,15 @@ def session_key(session_id: str) -> str:
 
 
 def timeline_key(session_id: str) -> str:
-    return f"{PREFIX}s:{session_id}:timeline"
+    return f"{PREFIX}timeline:{session_id}"
 
 
 def lease_key(session_id: str) -> str:
     return f"{PREFIX}lease:{session_id}"
+
+
+def rate_key(shop: str) -> str:
+    return f"{PREFIX}rate:{shop}"
 
 
 def text(value: object) -> str:

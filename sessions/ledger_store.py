@@ -2,12 +2,14 @@
 
 | key | type | holds |
 |---|---|---|
-| `pay:{id}` | hash | currency, authorized, sale, captured, refunded, voided, expires_at, |
+| `pay:book:{id}` | hash | currency, authorized, sale, captured, refunded, voided, expires_at, |
 | | | provider_payment_id, and reservation totals `res_capture`, `res_refund`, `res_void` |
-| `pay:{id}:res` | hash | session id → `op:amount` for each open reservation |
-| `pay:{id}:settled` | set | sessions already committed or released (repeats are no-ops) |
+| `pay:res:{id}` | hash | session id → `op:amount` for each open reservation |
+| `pay:settled:{id}` | set | sessions already committed or released (repeats are no-ops) |
 
-All amounts are integers in minor units.
+All amounts are integers in minor units. The payment id comes last in each key, after a
+prefix that starts no other key (see `sessions.keys`), so no payment id can name another
+payment's book.
 """
 
 from __future__ import annotations
@@ -101,8 +103,11 @@ return 1
 
 
 def ledger_keys(payment_id: str) -> list[str]:
-    base = f"{PREFIX}{payment_id}"
-    return [base, f"{base}:res", f"{base}:settled"]
+    return [
+        f"{PREFIX}book:{payment_id}",
+        f"{PREFIX}res:{payment_id}",
+        f"{PREFIX}settled:{payment_id}",
+    ]
 
 
 def _text(value: object) -> str:

@@ -2,7 +2,8 @@
 
 Amounts arrive as strings with a `.` separator whatever the locale. They are parsed
 with `Decimal` (never float) and rejected when they carry more fraction digits than the
-currency has minor units, so "10.001 EUR" never reaches a PSP as a silently rounded 10.00.
+currency has minor units, so "10.001 EUR" never reaches a PSP as a silently rounded 10.00,
+or more minor units than the ledger keeps exact (`MAX_MINOR_UNITS`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ _MINOR_UNITS: dict[str, int] = {
     **dict.fromkeys(_THREE.split(), 3),
     **dict.fromkeys(_FOUR.split(), 4),
 }
+
+# The ledger's Lua script holds amounts in minor units as doubles and prints them with 14
+# significant digits (`op:amount` reservation entries); 10^14 would print as `1e+14`. Every
+# amount below this bound stays exact there, whatever the currency.
+MAX_MINOR_UNITS = 10**14 - 1
+
+CURRENCIES = frozenset(_MINOR_UNITS)
 
 _AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,4})?$")
 
@@ -57,18 +65,26 @@ def parse_amount(text: str, currency: str) -> Decimal:
     """
     units = minor_units(currency)
     if not _AMOUNT.fullmatch(text):
-        raise MoneyError(f"{text!r} is not a decimal amount such as '123.00'")
+        raise MoneyError(f"{_shown(text)} is not a decimal amount such as '123.00'")
     try:
         amount = Decimal(text)
     except InvalidOperation:  # pragma: no cover - the pattern above already rules this out
-        raise MoneyError(f"{text!r} is not a decimal amount") from None
+        raise MoneyError(f"{_shown(text)} is not a decimal amount") from None
     exponent = amount.as_tuple().exponent
     assert isinstance(exponent, int)
     if -exponent > units:
         raise MoneyError(f"{currency} allows {units} decimal places, {text!r} has {-exponent}")
     if amount <= 0:
         raise MoneyError("amount must be greater than zero")
+    if to_minor(amount, currency) > MAX_MINOR_UNITS:
+        largest = format_amount(Decimal(MAX_MINOR_UNITS).scaleb(-units), currency)
+        raise MoneyError(f"amount is above the largest payhook can hold, {largest} {currency}")
     return amount
+
+
+def _shown(text: str) -> str:
+    # An error quotes what was sent, but never more than an amount could be.
+    return repr(text) if len(text) <= 24 else repr(text[:20]) + "…"
 
 
 def to_minor(amount: Decimal, currency: str) -> int:

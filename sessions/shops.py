@@ -100,6 +100,10 @@ class ShopTokens:
                 f"no key in PAYHOOK_TOKEN_KEYS decrypts the token of {shop}"
             ) from None
 
+    async def has_token(self, shop: str) -> bool:
+        """Whether a session of `shop` could be reported: its own token or the fallback."""
+        return self._fallback is not None or bool(await self._redis.hexists(SHOPS, shop))
+
     async def add(self, shop: str, token: str) -> None:
         if self._cipher is None:
             raise NoTokenKey("set PAYHOOK_TOKEN_KEYS to store tokens (docs/operations.md)")

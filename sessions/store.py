@@ -22,6 +22,7 @@ from sessions.keys import (
     DUE,
     FAILED,
     INDEX_CREATED,
+    WRONG_TYPE,
     failed_index,
     session_key,
     text,
@@ -29,13 +30,33 @@ from sessions.keys import (
 )
 from sessions.models import Kind, Session, TimelineEvent
 from sessions.states import State, recovery_point
-from sessions.writes import Change, LeaseLost, StaleState, apply_change, register_apply
+from sessions.writes import (
+    Change,
+    LeaseLost,
+    StaleState,
+    StoreCorrupt,
+    apply_change,
+    register_apply,
+)
 
-__all__ = ["Change", "CreateResult", "Created", "LeaseLost", "SessionStore", "StaleState"]
+__all__ = [
+    "Change",
+    "CreateResult",
+    "Created",
+    "LeaseLost",
+    "SessionStore",
+    "StaleState",
+    "StoreCorrupt",
+]
 
 log = logging.getLogger("payhook.store")
 
-_CREATE = """
+_CREATE = (
+    WRONG_TYPE
+    + """
+local bad = wrong_type({KEYS[1], 'hash', KEYS[2], 'list', KEYS[3], 'zset', KEYS[4], 'zset',
+                        KEYS[5], 'list'})
+if bad then return {'wrongtype', bad} end
 local fp = redis.call('HGET', KEYS[1], 'fingerprint')
 if fp then
   if fp == ARGV[1] then return {'duplicate'} end
@@ -50,26 +71,32 @@ redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
 if ARGV[7] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[7]) end
 return {'created'}
 """
+)
 
-_REPLAY = """
+_REPLAY = (
+    WRONG_TYPE
+    + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'failed' then return {'refused', state or 'missing'} end
 local has_outcome = redis.call('HEXISTS', KEYS[1], 'outcome') == 1
 if has_outcome ~= (ARGV[6] == 'settled') then return {'refused', 'changed'} end
+local kind = redis.call('HGET', KEYS[1], 'kind')
+local shop = redis.call('HGET', KEYS[1], 'shop')
+local indexes = {KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}
+local bad = wrong_type({KEYS[2], 'list', KEYS[3], 'zset', KEYS[5], 'list', indexes[1], 'zset',
+                        indexes[2], 'zset', indexes[3], 'zset'})
+if bad then return {'wrongtype', bad} end
 redis.call('HSET', KEYS[1], 'state', ARGV[6], 'updated_at', ARGV[1], 'phase_attempts', 0,
            'phase_since', ARGV[1], 'deliveries', 0)
 redis.call('HDEL', KEYS[1], 'failed_at', 'not_before', 'inflight')
 redis.call('HINCRBY', KEYS[1], 'replays', 1)
 redis.call('RPUSH', KEYS[2], ARGV[2])
-local kind = redis.call('HGET', KEYS[1], 'kind')
-local shop = redis.call('HGET', KEYS[1], 'shop')
-for _, index in ipairs({KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}) do
-  redis.call('ZREM', index, ARGV[4])
-end
+for _, index in ipairs(indexes) do redis.call('ZREM', index, ARGV[4]) end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 if ARGV[5] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[5]) end
 return {'ok', ARGV[6]}
 """
+)
 
 # Due sessions with their kind; each is pushed `hold` ahead so the next sweep skips it. An id
 # whose session is gone is dropped from the due set rather than tried again forever.
@@ -166,6 +193,8 @@ class SessionStore:
                 envelope.body if envelope else "",
             ],
         )
+        if text(reply[0]) == "wrongtype":
+            raise StoreCorrupt(text(reply[1]))
         status = Created(text(reply[0]))
         return CreateResult(status, text(reply[1]) if len(reply) > 1 else None)
 
@@ -212,6 +241,8 @@ class SessionStore:
                 resume.value,
             ],
         )
+        if text(reply[0]) == "wrongtype":
+            raise StoreCorrupt(text(reply[1]))
         if text(reply[0]) != "ok":
             raise StaleState(session.id, text(reply[1]))
         return State(text(reply[1]))

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from sessions.handoff import Envelope
-from sessions.keys import DUE, FAILED, lease_key, session_key, text, timeline_key
+from sessions.keys import DUE, FAILED, WRONG_TYPE, lease_key, session_key, text, timeline_key
 from sessions.ledger_store import SETTLE_RESERVATION, ledger_keys
 from sessions.models import TimelineEvent
 from sessions.states import State, can_move, sources_of
@@ -33,6 +33,14 @@ class StaleState(Exception):
     def __init__(self, session_id: str, current: str | None) -> None:
         super().__init__(f"session {session_id} is {current or 'missing'}")
         self.current = current
+
+
+class StoreCorrupt(Exception):
+    """A key the write needs holds another Redis type; the write changed nothing."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key} holds another Redis type; nothing was written")
+        self.key = key
 
 
 class LeaseLost(Exception):
@@ -86,6 +94,7 @@ def field_value(value: object) -> str:
 
 APPLY = (
     SETTLE_RESERVATION
+    + WRONG_TYPE
     + """
 local id = ARGV[6]
 local current = redis.call('HGET', KEYS[1], 'state')
@@ -100,19 +109,29 @@ for _, state in ipairs(cjson.decode(ARGV[2])) do
 end
 if not allowed then return {'refused', current} end
 local change = cjson.decode(ARGV[3])
-for name, value in pairs(change['set']) do redis.call('HSET', KEYS[1], name, value) end
-for _, name in ipairs(change['unset']) do redis.call('HDEL', KEYS[1], name) end
-redis.call('RPUSH', KEYS[2], ARGV[4])
 local target = change['set']['state']
+local indexes = {}
 if target == 'failed' or current == 'failed' then
   local kind = redis.call('HGET', KEYS[1], 'kind')
   local shop = redis.call('HGET', KEYS[1], 'shop')
-  for _, index in ipairs({KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}) do
-    if target == 'failed' then
-      redis.call('ZADD', index, change['set']['updated_at'], id)
-    else
-      redis.call('ZREM', index, id)
-    end
+  indexes = {KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}
+end
+local expected = {KEYS[2], 'list', KEYS[3], 'zset', KEYS[5], 'string', KEYS[6], 'list',
+                  KEYS[7], 'hash', KEYS[8], 'hash', KEYS[9], 'set'}
+for _, index in ipairs(indexes) do
+  table.insert(expected, index)
+  table.insert(expected, 'zset')
+end
+local bad = wrong_type(expected)
+if bad then return {'wrongtype', bad} end
+for name, value in pairs(change['set']) do redis.call('HSET', KEYS[1], name, value) end
+for _, name in ipairs(change['unset']) do redis.call('HDEL', KEYS[1], name) end
+redis.call('RPUSH', KEYS[2], ARGV[4])
+for _, index in ipairs(indexes) do
+  if target == 'failed' then
+    redis.call('ZADD', index, change['set']['updated_at'], id)
+  else
+    redis.call('ZREM', index, id)
   end
 end
 if ARGV[5] == '' then
@@ -178,6 +197,8 @@ async def apply_change(
         ],
     )
     verdict = text(reply[0])
+    if verdict == "wrongtype":
+        raise StoreCorrupt(text(reply[1]))
     if verdict == "fenced":
         raise LeaseLost(session_id, fence or 0, int(text(reply[1])))
     if verdict != "ok":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -141,3 +142,24 @@ def change_to(state: State, at: float = 1.0, **fields: Any) -> Change:
     return Change(
         event=TimelineEvent(at=at, event=str(state), state=state), due_at=due, fields=fields
     )
+
+
+CALLBACK_SECRET = "test-callback-secret-0123456789abcdef"
+
+
+def signed_callback(
+    session_id: str,
+    outcome: str,
+    *,
+    secret: str = CALLBACK_SECRET,
+    at: float | None = None,
+    **fields: Any,
+) -> tuple[bytes, dict[str, str]]:
+    """A simulator PSP callback body for `session_id`, and the header that signs it over
+    the session and the moment `at` (default now)."""
+    from webhook.signing import sign, simulator_reference
+
+    body = {"outcome": outcome, "reference": simulator_reference(session_id), **fields}
+    raw = json.dumps(body).encode()
+    signed_at = int(time.time() if at is None else at)
+    return raw, {"X-Payhook-Signature": sign(secret, session_id, signed_at, raw)}

@@ -7,8 +7,8 @@ the routes answer 404, as if they did not exist.
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,6 +19,7 @@ from sessions.models import Kind, Session
 from sessions.query import SessionFilter, find_sessions
 from sessions.replay import replay
 from sessions.states import State
+from webhook.body import header_bytes, parse_object, read_body
 from webhook.errors import ApiError
 from webhook.keys import SETTINGS, STORE
 
@@ -30,9 +31,8 @@ def _authorize(request: web.Request) -> None:
     token = request.app[SETTINGS].admin_token
     if token is None:
         raise ApiError(404, "not_found", "Not Found")
-    sent = request.headers.get("Authorization", "")
     expected = f"Bearer {token.get_secret_value()}"
-    if not hmac.compare_digest(sent.encode(), expected.encode()):
+    if not hmac.compare_digest(header_bytes(request, "Authorization"), expected.encode()):
         raise ApiError(
             401, "unauthorized", "a valid admin bearer token is required", "Authorization"
         )
@@ -43,10 +43,10 @@ class _Filters(BaseModel):
 
     state: State | None = None
     kind: Kind | None = None
-    shop: str | None = None
+    shop: str | None = Field(default=None, max_length=255)
     since: datetime | None = None
     until: datetime | None = None
-    error_contains: str | None = None
+    error_contains: str | None = Field(default=None, max_length=255)
     limit: int = Field(default=100, ge=1, le=MAX_HTTP_REPLAY)
 
     def to_filter(self, state: State | None) -> SessionFilter:
@@ -54,15 +54,25 @@ class _Filters(BaseModel):
             state=state,
             kind=self.kind,
             shop=self.shop,
-            since=self.since.timestamp() if self.since else None,
-            until=self.until.timestamp() if self.until else None,
+            since=_epoch(self.since),
+            until=_epoch(self.until),
             error_contains=self.error_contains,
             limit=self.limit,
         )
 
 
+def _epoch(moment: datetime | None) -> float | None:
+    # Without an offset a time is UTC, as for `payhook sessions list`; read as local time,
+    # year 1 would fall before the epoch's range and raise.
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 class _ReplayRequest(_Filters):
-    session_ids: list[str] = Field(default_factory=list, max_length=MAX_HTTP_REPLAY)
+    session_ids: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list, max_length=MAX_HTTP_REPLAY
+    )
     failed: bool = False
     dry_run: bool = False
     rate: float = Field(default=20.0, gt=0, le=1000)
@@ -127,12 +137,7 @@ async def show_session(request: web.Request) -> web.Response:
 
 async def replay_sessions(request: web.Request) -> web.Response:
     _authorize(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid_body", "the body must be a JSON object")
+    body = parse_object(await read_body(request, request.app[SETTINGS].max_body_bytes))
     wanted: _ReplayRequest = _parse(_ReplayRequest, body)
     if bool(wanted.session_ids) == wanted.failed:
         raise ApiError(

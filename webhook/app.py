@@ -18,8 +18,9 @@ from webhook import health, psp_callbacks, sessions
 from webhook.admin import add_admin_routes
 from webhook.auth import ShopifyAuth, shopify_only
 from webhook.errors import json_errors
-from webhook.keys import METRICS, REDIS, SETTINGS, STORE
+from webhook.keys import METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE
 from webhook.metrics import WebMetrics
+from webhook.rate_limit import ShopRateLimit
 
 # Redis connections per web process: requests wait briefly for one rather than open more.
 WEB_REDIS_CONNECTIONS = 64
@@ -48,6 +49,13 @@ def create_app(
             client = redis_client(settings, connections=WEB_REDIS_CONNECTIONS, name="payhook-web")
         app[REDIS] = client
         app[STORE] = SessionStore(client, handoff)
+        app[RATE_LIMIT] = None
+        if settings.shop_rate_limit is not None:
+            app[RATE_LIMIT] = ShopRateLimit(
+                client,
+                limit=settings.shop_rate_limit,
+                window_seconds=settings.shop_rate_window_seconds,
+            )
         yield
         if redis is None:
             await client.aclose()

@@ -15,22 +15,41 @@ log = logging.getLogger("payhook.webhook")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.headers = headers
 
     def response(self) -> web.Response:
-        return error_response(self.status, self.code, self.message, self.field)
+        answer = error_response(self.status, self.code, self.message, self.field)
+        answer.headers.update(self.headers or {})
+        return answer
+
+
+# Messages may quote what was sent (an id, a path); the cap keeps every refusal small.
+MAX_MESSAGE_CHARS = 300
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
-    body: dict[str, object] = {"code": code, "message": message}
+    body: dict[str, object] = {"code": code, "message": _capped(message)}
     if field is not None:
-        body["field"] = field
+        body["field"] = _capped(field)
     return web.json_response({"error": body}, status=status)
+
+
+def _capped(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

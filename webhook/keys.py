@@ -8,8 +8,11 @@ from redis.asyncio import Redis
 from config import Settings
 from sessions.store import SessionStore
 from webhook.metrics import WebMetrics
+from webhook.rate_limit import ShopRateLimit
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", SessionStore)
 METRICS = web.AppKey("metrics", WebMetrics)
+# None when PAYHOOK_SHOP_RATE_LIMIT is unset.
+RATE_LIMIT: web.AppKey[ShopRateLimit | None] = web.AppKey("rate_limit")

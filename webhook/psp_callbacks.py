@@ -1,16 +1,16 @@
 """What PSPs tell payhook about payments their buyers made on the PSP's own page.
 
 `POST /psp/simulator/payments/{session_id}` is the simulator's callback: the sandbox's buyer
-page sends it when the buyer approves, declines or leaves the payment pending. The body is
-signed (`X-Payhook-Signature: sha256=<hex HMAC of the raw body>`) with
-`PAYHOOK_SIMULATOR_WEBHOOK_SECRET`; an unsigned or wrongly signed callback changes nothing.
+page sends it when the buyer approves, declines or leaves the payment pending. It is signed
+over the session id, a timestamp and the raw body (`webhook.signing`); a callback that is
+unsigned, signed for another session, too old, or that carries another payment's reference
+changes nothing. Without a private `PAYHOOK_SIMULATOR_WEBHOOK_SECRET` no callback is taken.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
+import re
 import time
 from typing import Literal
 
@@ -20,46 +20,70 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sessions.models import Kind, Outcome, TimelineEvent
 from sessions.states import State
 from sessions.store import Change, StaleState
+from webhook.body import header_bytes, parse_object, read_body
 from webhook.errors import ApiError
 from webhook.keys import SETTINGS, STORE
+from webhook.signing import secret_problem, signed_at, simulator_reference
 
 log = logging.getLogger("payhook.psp")
+
+_SESSION_ID = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 class PaymentOutcome(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     outcome: Literal["approved", "declined", "pending"]
-    reference: str = Field(min_length=1, max_length=255)
+    reference: str = Field(min_length=1, max_length=512)
     authorization_expires_at: AwareDatetime | None = None
     message: str | None = Field(default=None, max_length=500)
 
 
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-async def simulator_payment(request: web.Request) -> web.Response:
+def _verified(request: web.Request, session_id: str, raw: bytes) -> PaymentOutcome:
+    """The callback's outcome, once its signature, its age and its reference are checked."""
     settings = request.app[SETTINGS]
-    raw = await request.content.read(settings.max_body_bytes + 1)
-    expected = signature(settings.simulator_webhook_secret.get_secret_value(), raw)
-    sent = request.headers.get("X-Payhook-Signature", "")
-    if not hmac.compare_digest(sent.encode(), expected.encode()):
+    secret = settings.simulator_webhook_secret
+    problem = secret_problem(secret)
+    if secret is None or problem is not None:
+        raise ApiError(404, "not_found", f"the simulator callback is off: {problem}")
+    header = header_bytes(request, "X-Payhook-Signature")
+    timestamp = signed_at(header, secret.get_secret_value(), session_id, raw)
+    if timestamp is None:
         raise ApiError(
             401,
             "bad_signature",
-            "the callback is not signed with the shared secret",
+            "the callback is not signed for this session with the shared secret",
+            "X-Payhook-Signature",
+        )
+    tolerance = settings.callback_tolerance_seconds
+    if abs(time.time() - timestamp) > tolerance:
+        raise ApiError(
+            401,
+            "stale_signature",
+            f"the callback was signed more than {tolerance:g} s from now",
             "X-Payhook-Signature",
         )
     try:
-        told = PaymentOutcome.model_validate_json(raw)
+        told = PaymentOutcome.model_validate(parse_object(raw))
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or None
         raise ApiError(422, "invalid_field", f"{field}: {first['msg']}", field) from None
+    if told.reference != simulator_reference(session_id):
+        raise ApiError(422, "invalid_field", "reference: not this payment's reference", "reference")
+    return told
+
+
+async def simulator_payment(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    session_id = request.match_info["session_id"]
+    # The path is percent-decoded: refuse what no session id can be (a newline, say) before
+    # it reaches the signed text or a Redis key.
+    if not _SESSION_ID.fullmatch(session_id):
+        raise ApiError(404, "not_found", "no payment session has such an id")
+    told = _verified(request, session_id, await read_body(request, settings.max_body_bytes))
 
     store = request.app[STORE]
-    session_id = request.match_info["session_id"]
     session = await store.get(session_id)
     if session is None or session.kind is not Kind.PAYMENT:
         raise ApiError(404, "not_found", f"no payment session {session_id}")

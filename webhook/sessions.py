@@ -1,5 +1,6 @@
-"""Session endpoints. Each handler: read → validate → persist + enqueue (one atomic Redis
-call that also dedupes) → 201.
+"""Session endpoints. Each handler: read → validate → admit (the shop has an access token
+and is within its rate limit) → persist + enqueue (one atomic Redis call that also dedupes)
+→ 201.
 
 No PSP or Shopify call ever happens on the request path. A payment session is not queued at
 intake: the buyer acts first, on the PSP's page; it enters the due set at the end of the
@@ -9,6 +10,7 @@ buyer's window so that a PSP that never reports back still ends in a decision.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
@@ -19,11 +21,12 @@ from pydantic import ValidationError
 from config import Settings
 from sessions.models import Kind, Session, TimelineEvent, fingerprint
 from sessions.requests import REQUESTS, PaymentSessionRequest, SessionRequest
+from sessions.shops import ShopTokens
 from sessions.states import State
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
 from webhook.errors import ApiError
-from webhook.keys import METRICS, SETTINGS, STORE
+from webhook.keys import METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE
 
 log = logging.getLogger("payhook.webhook")
 
@@ -57,9 +60,11 @@ def _conflict(session_id: str, sent: str, stored: str | None) -> ApiError:
 
 
 def redirect_url(settings: Settings, session: Session) -> str:
-    callback = f"{settings.public_base_url}/psp/simulator/payments/{session.id}"
+    # Quoted: an id may hold '/', '?' or '#', and the callback must still reach its session.
+    path_id = quote(session.id, safe="")
+    callback = f"{settings.public_base_url}/psp/simulator/payments/{path_id}"
     return settings.buyer_page_url.format(
-        session_id=quote(session.id, safe=""),
+        session_id=path_id,
         amount=quote(session.amount_text, safe=""),
         currency=session.currency or "",
         callback=quote(callback, safe=""),
@@ -108,6 +113,39 @@ def _session(
     )
 
 
+# What became of a refused request, for the metrics; any other refusal is "invalid".
+_REFUSALS = {"no_access_token": "no_token", "rate_limited": "rate_limited"}
+
+
+async def _admit(request: web.Request, shop: str) -> None:
+    """Refuse a session payhook could never report (its shop has no access token), or one
+    past its shop's rate limit."""
+    settings = request.app[SETTINGS]
+    limit = request.app[RATE_LIMIT]
+    wait = await limit.wait_for(shop) if limit is not None else 0.0
+    if wait > 0:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"{shop} sent more than {settings.shop_rate_limit} session requests in "
+            f"{settings.shop_rate_window_seconds:g} s; retry after the Retry-After seconds",
+            "Shopify-Shop-Domain",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    fallback = settings.shopify_access_token
+    # Only whether a token exists is asked here, so no cipher is needed.
+    tokens = ShopTokens(
+        request.app[REDIS], fallback=fallback.get_secret_value() if fallback else None
+    )
+    if not await tokens.has_token(shop):
+        raise ApiError(
+            403,
+            "no_access_token",
+            f"payhook has no Shopify access token for {shop} (payhook shops add {shop})",
+            "Shopify-Shop-Domain",
+        )
+
+
 def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Response]]:
     model = REQUESTS[kind]
     label = kind.value
@@ -123,8 +161,9 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
                 parsed = model.model_validate(body)
             except ValidationError as exc:
                 raise _validation_error(exc) from None
-        except ApiError:
-            metrics.sessions.labels(label, "invalid").inc()
+            await _admit(request, shop)
+        except ApiError as exc:
+            metrics.sessions.labels(label, _REFUSALS.get(exc.code, "invalid")).inc()
             raise
 
         now = time.time()

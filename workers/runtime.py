@@ -112,6 +112,7 @@ class Runtime:
             timeout_seconds=settings.shopify_timeout_seconds,
             connections=settings.worker_concurrency,
             on_token_rejected=tokens.forget,
+            shop_suffixes=settings.shop_domain_suffixes,
         )
         self.services = Services(
             claims=Claims(self.redis),

@@ -25,6 +25,7 @@ from sandbox.shopify import RunningShopifySandbox, start_shopify_sandbox
 from sessions.models import Session
 from sessions.states import State
 from sessions.store import SessionStore
+from tests.factories import CALLBACK_SECRET
 from webhook.app import create_app
 from workers.connectors.simulator import SimulatorConnector
 
@@ -40,7 +41,9 @@ class ThreadedSandbox:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        future = asyncio.run_coroutine_threadsafe(start_shopify_sandbox("127.0.0.1", 0), self.loop)
+        future = asyncio.run_coroutine_threadsafe(
+            start_shopify_sandbox("127.0.0.1", 0, callback_secret=CALLBACK_SECRET), self.loop
+        )
         self.running: RunningShopifySandbox = future.result(timeout=10)
 
     def close(self) -> None:
@@ -146,6 +149,7 @@ def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -
     return Settings(
         redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
         shopify_graphql_url=shopify_sandbox.graphql_url_template,
+        shopify_access_token=TOKEN,
         psp_timeout_seconds=1,
         shopify_timeout_seconds=2,
         lease_seconds=5,

@@ -32,7 +32,7 @@ from sandbox.shopify_side import SentSession
 from sessions.models import Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.integration.conftest import wait_final
+from tests.integration.conftest import TOKEN, wait_final
 from tests.integration.faults_support import (
     DB,
     FINAL,
@@ -59,6 +59,7 @@ def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -
     return Settings(
         redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
         shopify_graphql_url=shopify_sandbox.graphql_url_template,
+        shopify_access_token=TOKEN,
         psp_timeout_seconds=1,
         shopify_timeout_seconds=2,
         lease_seconds=LEASE_SECONDS,

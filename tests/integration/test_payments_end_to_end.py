@@ -17,8 +17,8 @@ from sandbox.shopify_side import build_capture_body, post_session
 from sessions.models import Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import payment_body, refund_body, void_body
-from tests.integration.conftest import DB, WorkerProcess, wait_final
+from tests.factories import CALLBACK_SECRET, payment_body, refund_body, void_body
+from tests.integration.conftest import DB, TOKEN, WorkerProcess, wait_final
 from webhook.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -33,11 +33,13 @@ def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -
     return Settings(
         redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
         shopify_graphql_url=shopify_sandbox.graphql_url_template,
+        shopify_access_token=TOKEN,
         psp_timeout_seconds=1,
         shopify_timeout_seconds=2,
         lease_seconds=5,
         redis_timeout_seconds=1,
         public_url=f"http://127.0.0.1:{APP_PORT}",
+        simulator_webhook_secret=CALLBACK_SECRET,
         buyer_page_url=shopify_sandbox.url + "/pay/{session_id}?amount={amount}"
         "&currency={currency}&callback={callback}",
     )

@@ -14,6 +14,7 @@ from config import Settings
 from ops.doctor import run_doctor
 from ops.redis_server import LocalRedis
 from sessions.shops import SHOPS, ShopTokens, TokenCipher
+from webhook.signing import PUBLIC_DEV_SECRET
 
 DB = 14
 KEY = Fernet.generate_key().decode()
@@ -32,7 +33,7 @@ async def settings(redis_server: LocalRedis, tmp_path: Path) -> Settings:
         redis_url=url,
         tls_cert_file=tmp_path / "server.pem",
         tls_client_ca_file=ca,
-        simulator_webhook_secret="a-secret-of-this-deployment",
+        simulator_webhook_secret="a-secret-of-this-deployment-long-and-random-enough",
         token_keys=KEY,
     )
 
@@ -59,12 +60,19 @@ async def test_a_deployment_that_addressed_everything_passes_the_security_checks
     assert "plain text" not in out
 
 
-async def test_the_development_callback_secret_is_flagged(
-    settings: Settings, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("secret", "said"),
+    [
+        (PUBLIC_DEV_SECRET, "is the public development value"),
+        ("short", "is shorter than"),
+    ],
+)
+async def test_a_callback_secret_anyone_could_know_or_guess_is_flagged(
+    settings: Settings, capsys: pytest.CaptureFixture[str], secret: str, said: str
 ) -> None:
-    status, out = await doctor(changed(settings, simulator_webhook_secret=None), capsys)
+    status, out = await doctor(changed(settings, simulator_webhook_secret=secret), capsys)
     assert status == 1
-    assert "WARN  PAYHOOK_SIMULATOR_WEBHOOK_SECRET is the built-in development value" in out
+    assert f"WARN  PAYHOOK_SIMULATOR_WEBHOOK_SECRET {said}" in out
 
 
 async def test_session_routes_without_a_client_ca_or_a_trusted_proxy_are_flagged(

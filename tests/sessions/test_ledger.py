@@ -30,6 +30,7 @@ from sessions.ledger import (
     reserve,
 )
 from sessions.ledger_store import LedgerStore
+from sessions.money import MAX_MINOR_UNITS
 
 STEPS = st.lists(
     st.tuples(
@@ -301,3 +302,44 @@ async def test_two_captures_racing_for_the_last_of_an_authorization_one_wins(
     assert sum(isinstance(v, Reserved) for v in verdicts) == 1
     assert all(v == Refused(Refusal.EXCEEDS, 0) for v in verdicts if isinstance(v, Refused))
     await redis.aclose()
+
+
+async def test_payment_ids_that_look_like_other_keys_keep_separate_books(ledger_url: str) -> None:
+    redis = Redis.from_url(ledger_url)
+    store = LedgerStore(redis)
+    try:
+        base = f"p{uuid.uuid4().hex}"
+        ids = [base, f"{base}:res", f"{base}:settled"]
+        for payment_id in ids:
+            await store.open(payment_id, Book(currency="EUR", authorized=1000))
+        got = await store.reserve(base, "s-1", Op.CAPTURE, 400, "EUR", now=1.0)
+        assert isinstance(got, Reserved)
+        await store.commit(base, "s-1")
+        assert await store.get(base) == Book(
+            currency="EUR", authorized=1000, captured=400, settled=frozenset({"s-1"})
+        )
+        for other in ids[1:]:
+            assert await store.get(other) == Book(currency="EUR", authorized=1000)
+    finally:
+        await redis.aclose()
+
+
+async def test_the_largest_amount_intake_accepts_stays_exact_in_the_script(
+    ledger_url: str,
+) -> None:
+    # Lua numbers are doubles printed with 14 significant digits; MAX_MINOR_UNITS is the
+    # largest amount for which reserve, commit and the totals still read back exactly.
+    redis = Redis.from_url(ledger_url)
+    store = LedgerStore(redis)
+    try:
+        payment = f"p{uuid.uuid4().hex}"
+        await store.open(payment, Book(currency="JPY", authorized=MAX_MINOR_UNITS))
+        for session, op in [("capture", Op.CAPTURE), ("refund", Op.REFUND)]:
+            got = await store.reserve(payment, session, op, MAX_MINOR_UNITS, "JPY", now=1.0)
+            assert isinstance(got, Reserved)
+            await store.commit(payment, session)
+        book = await store.get(payment)
+        assert book is not None
+        assert (book.captured, book.refunded) == (MAX_MINOR_UNITS, MAX_MINOR_UNITS)
+    finally:
+        await redis.aclose()

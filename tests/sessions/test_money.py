@@ -35,6 +35,9 @@ def test_accepts_amounts_within_the_currency_minor_units(
         (" 1.00", "EUR", "decimal amount"),
         ("NaN", "EUR", "decimal amount"),
         ("10.00", "XYZ", "ISO 4217"),
+        ("1000000000000.00", "EUR", "largest"),
+        ("100000000000000", "JPY", "largest"),
+        ("10000000000.0000", "CLF", "largest"),
     ],
 )
 def test_refuses_what_a_psp_would_have_to_round_or_guess(

@@ -8,10 +8,10 @@ from decimal import Decimal
 import fakeredis
 import pytest
 
-from sessions.keys import DUE
+from sessions.keys import DUE, failed_index, timeline_key
 from sessions.models import Outcome, TimelineEvent
 from sessions.states import State
-from sessions.store import Change, Created, SessionStore, StaleState
+from sessions.store import Change, Created, SessionStore, StaleState, StoreCorrupt
 from tests.factories import ListHandoff, change_to, make_session, received_event
 
 
@@ -165,3 +165,41 @@ async def test_a_finished_session_leaves_the_due_set(store: SessionStore) -> Non
     await store.create(session, received_event(), due_at=10.0, queue=False)
     await store.change(session, change_to(State.REPORTED))
     assert await store.due_count() == 0
+
+
+async def everything(redis: fakeredis.FakeAsyncRedis) -> dict[bytes, bytes | None]:
+    return {key: await redis.dump(key) for key in sorted(await redis.keys("*"))}
+
+
+@pytest.mark.parametrize("planted", ["timeline", "due", "queue"])
+async def test_a_create_that_cannot_finish_changes_nothing(
+    store: SessionStore, redis: fakeredis.FakeAsyncRedis, planted: str
+) -> None:
+    # A key of the wrong type where the script writes last: Redis does not roll a script
+    # back, so it must refuse before its first write.
+    session = make_session()
+    key = {"timeline": timeline_key(session.id), "due": DUE, "queue": ListHandoff.queue}[planted]
+    await redis.set(key, "in the way")
+    before = await everything(redis)
+    with pytest.raises(StoreCorrupt, match=key):
+        await store.create(session, received_event(), due_at=0, queue=True)
+    assert await everything(redis) == before
+
+
+@pytest.mark.parametrize("planted", ["timeline", "failed index", "queue"])
+async def test_a_change_that_cannot_finish_changes_nothing(
+    store: SessionStore, redis: fakeredis.FakeAsyncRedis, planted: str
+) -> None:
+    session = make_session(state=State.SETTLED, outcome=Outcome.APPROVED)
+    await store.create(session, received_event(), due_at=0, queue=False)
+    key = {
+        "timeline": timeline_key(session.id),
+        "failed index": failed_index(shop=session.shop),
+        "queue": ListHandoff.queue,
+    }[planted]
+    await redis.delete(key)
+    await redis.set(key, "in the way")
+    before = await everything(redis)
+    with pytest.raises(StoreCorrupt, match=key):
+        await store.change(session, change_to(State.FAILED, failed_at=2.0), queue=True)
+    assert await everything(redis) == before

@@ -194,3 +194,18 @@ async def test_readiness_warns_when_redis_could_evict_sessions(
         inspect.config_set("maxmemory-policy", "noeviction")
     assert document["ready"] is True
     assert any("noeviction" in w for w in document["warnings"])
+
+
+@pytest.mark.parametrize(
+    "moment", ["0001-01-01T00:00:00", "0001-01-01T00:00:00+23:00", "9999-12-31T23:59:59-23:00"]
+)
+async def test_the_earliest_and_latest_times_filter_without_an_error(
+    client: TestClient[Any, Any], store: SessionStore, moment: str
+) -> None:
+    # A time without an offset is UTC, as for `payhook sessions list`.
+    await failed(store, "boom")
+    for name in ("since", "until"):
+        answer = await client.get(
+            "/admin/sessions", params={"state": "failed", name: moment}, headers=AUTH
+        )
+        assert answer.status == 200, (name, moment)

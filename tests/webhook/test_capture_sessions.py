@@ -13,8 +13,9 @@ from aiohttp.test_utils import TestClient
 
 from config import Settings
 from ops.redis_server import LocalRedis
-from sessions.keys import DUE, session_key
-from tests.factories import capture_body, shopify_headers
+from sessions.keys import DUE, session_key, timeline_key
+from sessions.shops import SHOPS
+from tests.factories import SHOP, capture_body, new_id, shopify_headers
 from transport.messages import QUEUE
 from webhook.app import create_app
 
@@ -23,7 +24,10 @@ DB = 1  # nothing consumes this database's queue, so every enqueued message stay
 
 @pytest.fixture
 def settings(redis_server: LocalRedis) -> Settings:
-    return Settings(redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}")
+    return Settings(
+        redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
+        shopify_access_token="shpat_fallback_for_every_shop",
+    )
 
 
 def queued(inspect: redis.Redis) -> list[str]:
@@ -70,7 +74,25 @@ async def test_concurrent_duplicates_store_and_enqueue_once(
     )
     assert {a.status for a in answers} == {201}
     assert len(queued(inspect)) == 1
-    assert inspect.llen(f"payhook:s:{body['id']}:timeline") == 1
+    assert inspect.llen(timeline_key(body["id"])) == 1
+
+
+@pytest.mark.parametrize("first", ["{id}:timeline", "timeline:{id}", "{id}:s", "s:{id}"])
+async def test_ids_shaped_like_other_keys_are_separate_sessions(
+    client: TestClient[Any, Any], inspect: redis.Redis, first: str
+) -> None:
+    plain = new_id()
+    ids = [first.format(id=plain), plain]
+    for session_id in ids:
+        answer = await client.post(
+            "/capture_sessions", json=capture_body(id=session_id), headers=shopify_headers()
+        )
+        assert (answer.status, await answer.json()) == (201, {}), session_id
+    for session_id in ids:
+        assert inspect.hget(session_key(session_id), "state") == "received"
+        assert inspect.hget(session_key(session_id), "id") == session_id
+        assert inspect.zscore(DUE, session_id) is not None
+    assert sorted(queued(inspect)) == sorted(ids)
 
 
 @pytest.mark.parametrize(
@@ -107,6 +129,18 @@ async def test_the_same_amount_written_differently_is_not_a_conflict(
         "/capture_sessions", json={**body, "amount": "10.0"}, headers=shopify_headers()
     )
     assert answer.status == 201
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency"), [("999999999999.99", "EUR"), ("99999999999999", "JPY")]
+)
+async def test_the_largest_amount_the_ledger_keeps_exact_is_accepted(
+    client: TestClient[Any, Any], inspect: redis.Redis, amount: str, currency: str
+) -> None:
+    body = capture_body(amount=amount, currency=currency)
+    answer = await client.post("/capture_sessions", json=body, headers=shopify_headers())
+    assert answer.status == 201
+    assert inspect.hget(session_key(body["id"]), "amount") == amount
 
 
 async def test_an_amount_sent_as_a_json_number_keeps_every_digit(
@@ -159,6 +193,18 @@ FIELD_ERRORS = [
         "amount",
     ),
     ("amount not a number", lambda b: b.update(amount="ten"), "invalid_field", "amount"),
+    (
+        "amount past what the ledger keeps exact",
+        lambda b: b.update(amount="1000000000000.00"),
+        "invalid_field",
+        "amount",
+    ),
+    (
+        "yen past what the ledger keeps exact",
+        lambda b: b.update(amount="100000000000000", currency="JPY"),
+        "invalid_field",
+        "amount",
+    ),
     ("amount a boolean", lambda b: b.update(amount=True), "invalid_field", "amount"),
     ("amount null", lambda b: b.update(amount=None), "invalid_field", "amount"),
     ("unknown currency", lambda b: b.update(currency="XYZ"), "invalid_field", "currency"),
@@ -228,6 +274,68 @@ async def test_shopify_headers_are_required(
     assert inspect.dbsize() == 0
 
 
+NOT_SHOPS = [
+    "169.254.169.254",
+    "evil.example",
+    "localhost",
+    "myshopify.com",
+    "shop.myshopify.com.evil.example",
+    "evil.example#.myshopify.com",
+    "a.b.myshopify.com",
+    "-shop.myshopify.com",
+    "shop-.myshopify.com",
+    "sh_op.myshopify.com",
+    "shop.myshopify.com:8443",
+    "shop.myshopify.com.",
+    f"{'a' * 64}.myshopify.com",
+]
+
+
+@pytest.mark.parametrize("shop", NOT_SHOPS)
+async def test_a_shop_domain_that_is_not_a_shopify_shop_is_refused(
+    client: TestClient[Any, Any], inspect: redis.Redis, shop: str
+) -> None:
+    # The shop decides where the worker sends the shop's access token.
+    headers = shopify_headers(**{"Shopify-Shop-Domain": shop})
+    answer = await client.post("/capture_sessions", json=capture_body(), headers=headers)
+    assert answer.status == 400
+    error = (await answer.json())["error"]
+    assert (error["code"], error["field"]) == ("invalid_header", "Shopify-Shop-Domain")
+    assert inspect.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    "shop", ["a.myshopify.com", "My-Shop-2.MyShopify.com", f"{'a' * 63}.myshopify.com"]
+)
+async def test_shopify_shop_domains_are_accepted_and_stored_lowercase(
+    client: TestClient[Any, Any], inspect: redis.Redis, shop: str
+) -> None:
+    body = capture_body()
+    headers = shopify_headers(**{"Shopify-Shop-Domain": shop})
+    answer = await client.post("/capture_sessions", json=body, headers=headers)
+    assert answer.status == 201
+    assert inspect.hget(session_key(body["id"]), "shop") == shop.lower()
+
+
+async def test_a_sandbox_may_widen_the_shop_domains(
+    aiohttp_client: Any, settings: Settings, inspect: redis.Redis
+) -> None:
+    wider = settings.model_validate(
+        {**settings.model_dump(), "shop_domain_suffixes": ".myshopify.com, .shops.sandbox.test"}
+    )
+    client = await aiohttp_client(create_app(wider))
+    for shop, status in [("a.shops.sandbox.test", 201), ("evil.example", 400)]:
+        headers = shopify_headers(**{"Shopify-Shop-Domain": shop})
+        answer = await client.post("/capture_sessions", json=capture_body(), headers=headers)
+        assert answer.status == status, shop
+
+
+@pytest.mark.parametrize("suffixes", ["", "myshopify.com", ".evil.example/x", ".Shop.example"])
+def test_a_shop_domain_suffix_setting_must_be_domain_suffixes(suffixes: str) -> None:
+    with pytest.raises(ValueError, match="suffix"):
+        Settings(shop_domain_suffixes=suffixes)
+
+
 @pytest.mark.parametrize(
     ("data", "content_type", "status", "code"),
     [
@@ -280,6 +388,25 @@ async def test_health_readiness_and_metrics(client: TestClient[Any, Any]) -> Non
     assert 'payhook_sessions_received_total{kind="capture",result="created"} 1.0' in metrics
     assert 'payhook_sessions_received_total{kind="capture",result="invalid"} 1.0' in metrics
     assert "payhook_sessions_unfinished 1.0" in metrics
+
+
+async def test_a_shop_without_any_token_is_refused_counted_and_stores_nothing(
+    aiohttp_client: Any, settings: Settings, inspect: redis.Redis
+) -> None:
+    # No fallback token: only shops added with `payhook shops add` can be reported to.
+    client = await aiohttp_client(create_app(Settings(redis_url=settings.redis_url)))
+    answer = await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
+    assert answer.status == 403
+    error = (await answer.json())["error"]
+    assert (error["code"], error["field"]) == ("no_access_token", "Shopify-Shop-Domain")
+    assert SHOP in error["message"]
+    assert inspect.dbsize() == 0
+    metrics = await (await client.get("/metrics")).text()
+    assert 'payhook_sessions_received_total{kind="capture",result="no_token"} 1.0' in metrics
+
+    inspect.hset(SHOPS, SHOP, "shpat_of_this_shop")
+    answer = await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
+    assert answer.status == 201
 
 
 async def test_readiness_fails_when_redis_is_unreachable(aiohttp_client: Any) -> None:

@@ -63,6 +63,8 @@ async def serve(tmp_path: Path, redis_server: LocalRedis, pki: Pki) -> AsyncIter
             tls_cert_file=tmp_path / "server.pem",
             tls_key_file=tmp_path / "server.pem",
             tls_client_ca_file=tmp_path / "shopify-ca.pem",
+            shopify_access_token="shpat_fallback_for_every_shop",
+            simulator_webhook_secret="a-callback-secret-of-this-test-long-enough",
             **overrides,
         )
         runner = web.AppRunner(create_app(settings))

@@ -26,6 +26,7 @@ def settings(redis_server: LocalRedis) -> Settings:
     return Settings(
         redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
         public_url="https://payhook.example",
+        shopify_access_token="shpat_fallback_for_every_shop",
     )
 
 
@@ -102,6 +103,8 @@ BAD = [
     ("payment", lambda b: b.update(customer="alice"), "customer"),
     ("payment", lambda b: b.update(gid="gid://shopify/CaptureSession/x"), "gid"),
     ("payment", lambda b: b.update(amount="1.001"), "amount"),
+    ("payment", lambda b: b.update(amount="1000000000000.00"), "amount"),
+    ("refund", lambda b: b.update(amount="1000000000000.00"), "amount"),
     ("refund", lambda b: b.pop("payment_id"), "payment_id"),
     ("refund", lambda b: b.update(amount="0"), "amount"),
     ("refund", lambda b: b.update(gid="gid://shopify/VoidSession/x"), "gid"),

@@ -14,6 +14,7 @@ from ops.redis_server import LocalRedis
 from tests.factories import capture_body, shopify_headers
 from webhook.app import create_app
 
+CALLBACK_SECRET = "a-callback-secret-of-this-test-long-enough"  # noqa: S105
 DB = 12
 SUBJECT = "CN=payments.shopify.com,O=Shopify Inc."
 
@@ -22,14 +23,25 @@ SUBJECT = "CN=payments.shopify.com,O=Shopify Inc."
 def settings(redis_server: LocalRedis) -> Settings:
     # The test client connects from 127.0.0.1: that is the proxy.
     return Settings(
-        redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}", trusted_proxies="127.0.0.1"
+        redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
+        trusted_proxies="127.0.0.1",
+        shopify_access_token="shpat_fallback_for_every_shop",
+        simulator_webhook_secret=CALLBACK_SECRET,
     )
 
 
 async def app_with(
     aiohttp_client: Any, settings: Settings, **overrides: Any
 ) -> TestClient[Any, Any]:
-    built = Settings(redis_url=settings.redis_url, **{"trusted_proxies": "127.0.0.1", **overrides})
+    built = Settings(
+        redis_url=settings.redis_url,
+        **{
+            "trusted_proxies": "127.0.0.1",
+            "shopify_access_token": "shpat_fallback_for_every_shop",
+            "simulator_webhook_secret": CALLBACK_SECRET,
+            **overrides,
+        },
+    )
     client: TestClient[Any, Any] = await aiohttp_client(create_app(built))
     return client
 

@@ -234,3 +234,16 @@ async def test_a_shop_without_a_token_is_refused_before_any_call(
     with pytest.raises(MissingCredentials, match=SHOP):
         await gateway.send(SHOP, mutations.resolve("capture", GID))
     assert await sandbox.calls() == []
+
+
+@pytest.mark.parametrize(
+    "shop", ["evil.example", "169.254.169.254", "a.myshopify.com.evil.example", "a.b.myshopify.com"]
+)
+async def test_no_token_leaves_for_a_host_that_is_not_a_shopify_shop(
+    gateway: GqlShopifyGateway, sandbox: SandboxShopifyClient, shop: str
+) -> None:
+    # Intake refuses such shops; a session stored before that rule (or by hand) must still
+    # never carry the token elsewhere.
+    with pytest.raises(MissingCredentials, match="not a Shopify shop domain"):
+        await gateway.send(shop, mutations.resolve("capture", GID))
+    assert await sandbox.calls() == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import aiohttp
@@ -24,6 +24,7 @@ from gql.transport.exceptions import (
 )
 from graphql import print_ast
 
+from sessions.shop_domains import SHOPIFY_SUFFIXES, is_shop_domain
 from sessions.shops import TokenUnreadable
 from workers.errors import (
     MissingCredentials,
@@ -148,10 +149,12 @@ class GqlShopifyGateway:
         timeout_seconds: float,
         connections: int = 100,
         on_token_rejected: Callable[[str], None] | None = None,
+        shop_suffixes: Sequence[str] = SHOPIFY_SUFFIXES,
     ) -> None:
         self._url_template = url_template
         # Told the shop whose token Shopify refused, so a cache of tokens reads it afresh.
         self._on_token_rejected = on_token_rejected
+        self._shop_suffixes = tuple(shop_suffixes)
         # Per shop: one connection per session in flight, so no mutation waits for a socket.
         self._connections = connections
         self._api_version = api_version
@@ -161,6 +164,10 @@ class GqlShopifyGateway:
         self._documents: dict[str, _PrintedRequest] = {}
 
     async def send(self, shop: str, mutation: Mutation) -> None:
+        # The shop names the host the token goes to; intake checked it, and so does this
+        # last step before a token leaves.
+        if not is_shop_domain(shop, self._shop_suffixes):
+            raise MissingCredentials(f"no token is sent to {shop!r}: not a Shopify shop domain")
         try:
             token = await self._tokens.token_for(shop)
         except TokenUnreadable as exc:

@@ -1,0 +1,63 @@
+"""The simulator PSP's buyer page in the sandbox: it calls payhook back signed as
+`webhook.signing` says, and without a secret it calls nobody."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.factories import CALLBACK_SECRET
+from tests.sandbox.conftest import ServerFactory
+from webhook.signing import signed_at, simulator_reference
+
+
+async def receiver(aiohttp_server: Any) -> tuple[TestServer, list[tuple[bytes, bytes]]]:
+    """A stand-in for payhook's callback route that records (signature, body)."""
+    received: list[tuple[bytes, bytes]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        received.append((request.headers["X-Payhook-Signature"].encode(), await request.read()))
+        return web.json_response({"status": "accepted"})
+
+    app = web.Application()
+    app.router.add_post("/psp/simulator/payments/{session_id}", record)
+    return await aiohttp_server(app), received
+
+
+async def decide(
+    aiohttp_client: Any, server: TestServer, sandbox: TestServer, session_id: str
+) -> int:
+    """The buyer presses Approve on the sandbox's page for `session_id`."""
+    callback = str(server.make_url(f"/psp/simulator/payments/{session_id}"))
+    page: TestClient[Any, Any] = await aiohttp_client(sandbox)
+    answer = await page.post(
+        f"/pay/{session_id}/decide", data={"outcome": "approved", "callback": callback}
+    )
+    return answer.status
+
+
+async def test_the_callback_is_signed_for_its_session_and_the_moment(
+    aiohttp_server: Any, aiohttp_client: Any, shopify_factory: ServerFactory
+) -> None:
+    server, received = await receiver(aiohttp_server)
+    sandbox = await shopify_factory(callback_secret=CALLBACK_SECRET)
+    assert await decide(aiohttp_client, server, sandbox, "pay-7") == 200
+    [(signature, raw)] = received
+    signed = signed_at(signature, CALLBACK_SECRET, "pay-7", raw)
+    assert signed is not None
+    assert abs(signed - time.time()) < 5
+    assert signed_at(signature, CALLBACK_SECRET, "pay-8", raw) is None
+    assert json.loads(raw)["reference"] == simulator_reference("pay-7")
+
+
+async def test_without_a_secret_the_buyer_page_calls_nobody_back(
+    aiohttp_server: Any, aiohttp_client: Any, shopify_factory: ServerFactory
+) -> None:
+    server, received = await receiver(aiohttp_server)
+    sandbox = await shopify_factory()
+    assert await decide(aiohttp_client, server, sandbox, "pay-7") == 503
+    assert received == []

@@ -1,0 +1,36 @@
+"""schemathesis hooks for tests/webhook/test_openapi.py (loaded through SCHEMATHESIS_HOOKS).
+
+The fuzzer cannot sign a PSP callback, so every callback it sends would stop at 401. This
+signs each one it generates and gives it the payment's own reference, as the simulator PSP
+would, so the body checks and the store behind them are fuzzed too; the signature and the
+reference check are tested in tests/webhook/test_psp_callbacks.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import schemathesis
+
+from tests.factories import CALLBACK_SECRET
+from webhook.signing import sign, simulator_reference
+
+CALLBACK = "/psp/simulator/payments/{session_id}"
+
+
+@schemathesis.hook
+def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwargs: Any) -> None:
+    if case.operation.path != CALLBACK or not isinstance(case.body, dict):
+        return
+    session_id = case.path_parameters.get("session_id") if case.path_parameters else None
+    if not isinstance(session_id, str):
+        return
+    if "reference" in case.body:
+        # The payment's own reference, or nearly every callback would stop at that check.
+        case.body = {**case.body, "reference": simulator_reference(session_id)}
+    # The bytes requests sends for `json=`: json.dumps with its default separators.
+    raw = json.dumps(case.body).encode()
+    signature = sign(CALLBACK_SECRET, session_id, int(time.time()), raw)
+    case.headers = {**(case.headers or {}), "X-Payhook-Signature": signature}
