@@ -14,7 +14,7 @@ from ops.redis_server import LocalRedis
 from tests.factories import capture_body, shopify_headers
 from webhook.app import create_app
 
-CALLBACK_SECRET = "a-callback-secret-of-this-test-long-enough"  # noqa: S105
+CALLBACK_SECRET = "a-callback-secret-of-this-test-long-enough"
 DB = 12
 SUBJECT = "CN=payments.shopify.com,O=Shopify Inc."
 
