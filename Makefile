@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO ?= 20
 
-.PHONY: setup dev check lint types test bench bench-throughput bench-drain clean
+.PHONY: setup dev check lint types test bench bench-throughput bench-drain bench-memory clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ types: setup
 test: setup
 	$(BIN)/pytest -q
 
-bench: bench-throughput bench-drain
+bench: bench-throughput bench-drain bench-memory
 
 bench-throughput: setup
 	$(BIN)/python -m bench.throughput
@@ -40,6 +40,10 @@ bench-throughput: setup
 # One `payhook worker` draining 2000 queued captures, Shopify 0/100/300 ms x PSP 20/200 ms.
 bench-drain: setup
 	$(BIN)/python -m bench.drain
+
+# Redis memory per finished session, and flat memory once retention applies.
+bench-memory: setup
+	$(BIN)/python -m bench.memory
 
 clean:
 	rm -rf $(VENV) .payhook .mypy_cache .ruff_cache .pytest_cache

@@ -187,6 +187,14 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
     sweep_batch: int = Field(default=500, ge=1)
 
+    # Retention. A reported session (fields and timeline) expires this long after it was
+    # reported; until then a repeat of its request is answered from it. Failed sessions stay
+    # until an operator replays them. Fractions of a day are allowed (benchmarks, tests).
+    retention_days: float = Field(default=30.0, gt=0)
+    # A payment's ledger book expires this long after its last reservation: as long as it
+    # can still be captured or refunded (Shopify takes refunds for months).
+    ledger_retention_days: float = Field(default=400.0, gt=0)
+
     # Local state of `payhook dev` (Redis data, AOF, beat schedule).
     state_dir: Path = Path(".payhook")
 
@@ -274,6 +282,14 @@ class Settings(BaseSettings):
                 f"a third of PAYHOOK_LEASE_SECONDS ({self.lease_seconds:g})"
             )
         return self
+
+    @property
+    def retention_seconds(self) -> int:
+        return max(1, int(self.retention_days * 86400))
+
+    @property
+    def ledger_retention_seconds(self) -> int:
+        return max(1, int(self.ledger_retention_days * 86400))
 
     @property
     def run_timeout_seconds(self) -> float:

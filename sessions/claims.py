@@ -20,7 +20,7 @@ from enum import StrEnum
 from redis.asyncio import Redis
 
 from sessions.handoff import Envelope
-from sessions.keys import DUE, lease_key, session_key, text
+from sessions.keys import DUE, RETENTION_SECONDS, lease_key, session_key, text
 from sessions.models import Session
 from sessions.states import State
 from sessions.store import decode
@@ -89,7 +89,9 @@ class NotClaimed:
 
 
 class Claims:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, retention_seconds: int = RETENTION_SECONDS) -> None:
+        # How long a session this worker reports is kept (PAYHOOK_RETENTION_DAYS).
+        self._retention = retention_seconds
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
@@ -129,7 +131,13 @@ class Claims:
     ) -> State:
         """A fenced `apply_change`; with `release`, the lease is given up in the same step."""
         return await apply_change(
-            self._apply, session_id, change, fence=fence, release=release, envelope=envelope
+            self._apply,
+            session_id,
+            change,
+            fence=fence,
+            release=release,
+            envelope=envelope,
+            retention_seconds=self._retention,
         )
 
     async def release(self, session_id: str, fence: int) -> None:

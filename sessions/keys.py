@@ -6,6 +6,7 @@
 | `timeline:{id}` | list | JSON `TimelineEvent`s, oldest first |
 | `lease:{id}` | string | the fencing token of the worker holding the session, with an expiry |
 | `idx:created` | sorted set | session id by creation time, for listing |
+| `idx:expiring` | sorted set | reported session id by the time its data expires (retention) |
 | `due` | sorted set | every unfinished session id by the time it must next be looked at |
 | `idx:failed[:kind:{k}│:shop:{s}]` | sorted sets | failed sessions by time of failure |
 | `rate:{shop}` | string | the shop's rate-limit state, when `PAYHOOK_SHOP_RATE_LIMIT` is set |
@@ -19,6 +20,12 @@ from __future__ import annotations
 
 PREFIX = "payhook:"
 INDEX_CREATED = f"{PREFIX}idx:created"
+EXPIRING = f"{PREFIX}idx:expiring"
+# Retention defaults (settings: PAYHOOK_RETENTION_DAYS, PAYHOOK_LEDGER_RETENTION_DAYS).
+RETENTION_SECONDS = 30 * 86400
+LEDGER_RETENTION_SECONDS = 400 * 86400
+# A timeline keeps its newest events; a session that retries for days cannot grow it past this.
+TIMELINE_MAX_EVENTS = 200
 DUE = f"{PREFIX}due"
 FAILED = f"{PREFIX}idx:failed"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from sessions.keys import LEDGER_RETENTION_SECONDS
 from sessions.ledger import Book, Op, Refusal, Refused, Reservation, Reserved
 
 PREFIX = "payhook:pay:"
@@ -59,6 +60,11 @@ else
   amount = 1
 end
 redis.call('HSET', reservations, session, op .. ':' .. amount)
+-- The book lives as long as its payment is worked on: every reservation extends it.
+local ttl = tonumber(ARGV[6])
+redis.call('EXPIRE', book, ttl)
+redis.call('EXPIRE', reservations, ttl)
+if redis.call('EXISTS', settled) == 1 then redis.call('EXPIRE', settled, ttl) end
 redis.call('HINCRBY', book, 'res_' .. op, amount)
 return reply('ok', 0)
 """
@@ -81,7 +87,11 @@ local function settle_reservation(book, reservations, settled, session, approved
     else redis.call('HSET', book, 'voided', 1) end
   end
   redis.call('HDEL', reservations, session)
-  if final then redis.call('SADD', settled, session) end
+  if final then
+    redis.call('SADD', settled, session)
+    local ttl = redis.call('TTL', book)
+    if ttl > 0 then redis.call('EXPIRE', settled, ttl) end
+  end
   return 1
 end
 """
@@ -98,6 +108,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'currency', ARGV[1], 'authorized', ARGV[2], 'sale', ARGV[3],
            'captured', ARGV[4], 'refunded', ARGV[5], 'voided', ARGV[6], 'expires_at', ARGV[7],
            'provider_payment_id', ARGV[8], 'res_capture', 0, 'res_refund', 0, 'res_void', 0)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[9]))
 return 1
 """
 
@@ -115,8 +126,10 @@ def _text(value: object) -> str:
 
 
 class LedgerStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, retention_seconds: int = LEDGER_RETENTION_SECONDS) -> None:
         self._redis = redis
+        # A book expires this long after its last reservation (PAYHOOK_LEDGER_RETENTION_DAYS).
+        self._retention = retention_seconds
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
         self._open = redis.register_script(_OPEN)
@@ -134,6 +147,7 @@ class LedgerStore:
                 int(book.voided),
                 "" if book.expires_at is None else repr(book.expires_at),
                 provider_payment_id,
+                self._retention,
             ],
         )
         return bool(created)
@@ -180,7 +194,7 @@ class LedgerStore:
         call needs; idempotent for a session that holds or already settled its reservation."""
         reply = await self._reserve(
             keys=ledger_keys(payment_id),
-            args=[session_id, op.value, amount, currency or "", repr(now)],
+            args=[session_id, op.value, amount, currency or "", repr(now), self._retention],
         )
         verdict, provider_id, book_currency = _text(reply[0]), _text(reply[2]), _text(reply[3])
         if verdict == "ok":

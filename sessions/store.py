@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from sessions.handoff import Envelope, Handoff
 from sessions.keys import (
     DUE,
+    EXPIRING,
     FAILED,
     INDEX_CREATED,
     WRONG_TYPE,
@@ -100,6 +101,21 @@ return {'ok', ARGV[6]}
 
 # Due sessions with their kind; each is pushed `hold` ahead so the next sweep skips it. An id
 # whose session is gone is dropped from the due set rather than tried again forever.
+# Reported sessions whose retention ran out leave the listing index: their data expired
+# with its TTL; the expiring index says which ones, so nothing is scanned twice.
+_PRUNE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local pruned = 0
+for _, id in ipairs(ids) do
+  if redis.call('EXISTS', ARGV[3] .. id) == 0 then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    pruned = pruned + 1
+  end
+end
+return pruned
+"""
+
 _CLAIM_DUE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local found = {}
@@ -157,6 +173,7 @@ class SessionStore:
         self._apply = register_apply(redis)
         self._replay = redis.register_script(_REPLAY)
         self._claim_due = redis.register_script(_CLAIM_DUE)
+        self._prune = redis.register_script(_PRUNE)
 
     @property
     def redis(self) -> Redis:
@@ -246,6 +263,13 @@ class SessionStore:
         if text(reply[0]) != "ok":
             raise StaleState(session.id, text(reply[1]))
         return State(text(reply[1]))
+
+    async def prune_expired(self, now: float, *, limit: int) -> int:
+        """Drop up to `limit` expired sessions from the listing index; returns how many."""
+        pruned = await self._prune(
+            keys=[INDEX_CREATED, EXPIRING], args=[repr(now), limit, session_key("")]
+        )
+        return int(pruned)
 
     async def requeue_due(self, now: float, *, limit: int, hold_for: float) -> list[str]:
         """Queue again up to `limit` sessions whose due time has passed; returns their ids.

@@ -21,7 +21,18 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from sessions.handoff import Envelope
-from sessions.keys import DUE, FAILED, WRONG_TYPE, lease_key, session_key, text, timeline_key
+from sessions.keys import (
+    DUE,
+    EXPIRING,
+    FAILED,
+    RETENTION_SECONDS,
+    TIMELINE_MAX_EVENTS,
+    WRONG_TYPE,
+    lease_key,
+    session_key,
+    text,
+    timeline_key,
+)
 from sessions.ledger_store import SETTLE_RESERVATION, ledger_keys
 from sessions.models import TimelineEvent
 from sessions.states import State, can_move, sources_of
@@ -117,7 +128,7 @@ if target == 'failed' or current == 'failed' then
   indexes = {KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}
 end
 local expected = {KEYS[2], 'list', KEYS[3], 'zset', KEYS[5], 'string', KEYS[6], 'list',
-                  KEYS[7], 'hash', KEYS[8], 'hash', KEYS[9], 'set'}
+                  KEYS[7], 'hash', KEYS[8], 'hash', KEYS[9], 'set', KEYS[10], 'zset'}
 for _, index in ipairs(indexes) do
   table.insert(expected, index)
   table.insert(expected, 'zset')
@@ -127,6 +138,14 @@ if bad then return {'wrongtype', bad} end
 for name, value in pairs(change['set']) do redis.call('HSET', KEYS[1], name, value) end
 for _, name in ipairs(change['unset']) do redis.call('HDEL', KEYS[1], name) end
 redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[11]), -1)
+if target == 'reported' then
+  -- Finished: kept for the retention period (Shopify's retries find it), then gone.
+  local ttl = tonumber(ARGV[10])
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('ZADD', KEYS[10], tonumber(change['set']['updated_at']) + ttl, id)
+end
 for _, index in ipairs(indexes) do
   if target == 'failed' then
     redis.call('ZADD', index, change['set']['updated_at'], id)
@@ -157,8 +176,10 @@ async def apply_change(
     fence: int | None = None,
     release: bool = False,
     envelope: Envelope | None = None,
+    retention_seconds: int = RETENTION_SECONDS,
 ) -> State:
-    """Write `change`; returns the state the session was in.
+    """Write `change`; returns the state the session was in. A session that is reported
+    expires (with its timeline) `retention_seconds` later.
 
     Raises `StaleState` when the session is not in a state the change may start from, and
     `LeaseLost` when `fence` is no longer the session's latest claim.
@@ -183,6 +204,7 @@ async def apply_change(
             lease_key(session_id),
             envelope.queue if envelope else "",
             *book_keys,
+            EXPIRING,
         ],
         args=[
             "" if fence is None else str(fence),
@@ -194,6 +216,8 @@ async def apply_change(
             envelope.body if envelope else "",
             "1" if release else "",
             _ledger_argument(ledger),
+            str(retention_seconds),
+            str(TIMELINE_MAX_EVENTS),
         ],
     )
     verdict = text(reply[0])

@@ -115,10 +115,10 @@ class Runtime:
             shop_suffixes=settings.shop_domain_suffixes,
         )
         self.services = Services(
-            claims=Claims(self.redis),
+            claims=Claims(self.redis, retention_seconds=settings.retention_seconds),
             connector=self._connector,
             gateway=self._gateway,
-            ledger=LedgerStore(self.redis),
+            ledger=LedgerStore(self.redis, retention_seconds=settings.ledger_retention_seconds),
             policy=policy(settings),
             clock=time.time,
             step_timeout=settings.run_timeout_seconds,

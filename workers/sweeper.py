@@ -17,8 +17,12 @@ log = logging.getLogger("payhook.sweeper")
 
 
 async def sweep(store: SessionStore, *, now: float, limit: int, hold_for: float) -> int:
-    """Queue up to `limit` due sessions again; returns how many were queued."""
+    """Queue up to `limit` due sessions again; returns how many were queued. Also drops up to
+    `limit` sessions whose retention ran out from the listing index."""
     queued = await store.requeue_due(now, limit=limit, hold_for=hold_for)
     for session_id in queued:
         log.info("re-kicked due session", extra={"session_id": session_id})
+    pruned = await store.prune_expired(now, limit=limit)
+    if pruned:
+        log.info("pruned expired sessions", extra={"count": pruned})
     return len(queued)

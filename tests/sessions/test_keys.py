@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from sessions.keys import (
     DUE,
+    EXPIRING,
     FAILED,
     INDEX_CREATED,
     failed_index,
@@ -32,7 +33,7 @@ PER_ID: dict[str, Callable[[str], str]] = {
     "failed by shop": lambda i: failed_index(shop=i),
     "rate": rate_key,
 }
-FIXED = [DUE, INDEX_CREATED, FAILED, SHOPS]
+FIXED = [DUE, INDEX_CREATED, EXPIRING, FAILED, SHOPS]
 # What ids are made of, colons and key-like words included.
 PARTS = [*"a:{}|*", "timeline", "res", "settled", "kind", "shop", "s"]
 IDS = st.lists(st.sampled_from(PARTS), max_size=5).map("".join)

@@ -1,0 +1,194 @@
+"""Redis memory benchmark: what one session costs, and that retention keeps memory flat.
+
+    python -m bench.memory [--rate 200] [--seconds 60] [--retention 15]
+
+Two runs on fresh `redis-server`s, each a steady load of capture sessions for `seconds`,
+`rate` per second, every one written the way payhook writes it: intake's create, the
+worker's claim, ledger reservation, PSP outcome with the ledger commit, report with the
+lease release (the store's own Lua scripts), one payment book per capture, and the
+sweeper's prune every 5 s.
+
+1. Retention longer than the run (the baseline): memory grows with every session; its slope
+   is the cost of one finished session (fields, timeline, indexes, its ledger book).
+2. Retention of `retention` seconds (sessions and ledger books): memory stops growing once
+   the first sessions expire and stays level while the load goes on.
+
+It prints used_memory every 5 s for both and the two figures that matter: bytes per session
+and the growth over the last half of the retention run. Redis runs on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from ops.redis_server import LocalRedis
+from sessions.claims import Claimed, Claims
+from sessions.ledger import Book, Op
+from sessions.ledger_store import LedgerStore
+from sessions.models import Kind, Outcome, Report, Session, TimelineEvent
+from sessions.states import State
+from sessions.store import SessionStore
+from sessions.writes import Change, LedgerVerdict
+
+SAMPLE_SECONDS = 5.0
+IN_FLIGHT = 32
+SHOP = "bench-shop.myshopify.com"
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    written: int
+    used_bytes: int
+    keys: int
+
+
+def _session(index: int, now: float) -> Session:
+    session_id = f"mem{index:09d}-{int(now * 1000) % 1_000_000:06d}"
+    return Session(
+        id=session_id,
+        kind=Kind.CAPTURE,
+        gid=f"gid://shopify/CaptureSession/{session_id}",
+        shop=SHOP,
+        payment_id=f"pay{index:09d}",
+        amount=Decimal("25.00"),
+        currency="EUR",
+        merchant_locale="en",
+        proposed_at=datetime.now(UTC),
+        test=True,
+        request_id=f"req-{session_id}",
+        api_version="2025-10",
+        state=State.RECEIVED,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _change(state: State, now: float, event: str, detail: str, **fields: object) -> Change:
+    return Change(
+        event=TimelineEvent(at=now, event=event, state=state, attempt=1, detail=detail),
+        due_at=None if state is State.REPORTED else now + 30,
+        fields=fields,
+    )
+
+
+async def _one(index: int, store: SessionStore, claims: Claims, ledger: LedgerStore) -> None:
+    now = time.time()
+    session = _session(index, now)
+    received = TimelineEvent(at=now, event="received", state=State.RECEIVED)
+    await store.create(session, received, due_at=now + 30, queue=False)
+    claim = await claims.claim(session.id, now=now, lease_seconds=30)
+    assert isinstance(claim, Claimed)
+    await ledger.open(session.payment_id, Book(currency="EUR", authorized=10_000))
+    await ledger.reserve(session.payment_id, session.id, Op.CAPTURE, 2500, "EUR", now)
+    settled = _change(
+        State.SETTLED,
+        now,
+        "psp_settled",
+        f"approved psp_capture_{session.id}",
+        outcome=Outcome.APPROVED,
+        psp_reference=f"psp_capture_{session.id}",
+        psp_attempts=1,
+    )
+    settled = Change(
+        event=settled.event,
+        due_at=settled.due_at,
+        fields=settled.fields,
+        ledger=LedgerVerdict(session.payment_id, approved=True),
+    )
+    await claims.apply(session.id, claim.fence, settled)
+    done = _change(State.REPORTED, now, "reported", "captureSessionResolve", report=Report.RESOLVED)
+    await claims.apply(session.id, claim.fence, done, release=True)
+
+
+async def _load(url: str, *, rate: float, seconds: float, retention: int) -> list[Sample]:
+    redis = Redis.from_url(url)
+    store = SessionStore(redis)
+    claims = Claims(redis, retention_seconds=retention)
+    ledger = LedgerStore(redis, retention_seconds=retention)
+    samples: list[Sample] = []
+    began = time.monotonic()
+    written = 0
+    next_sample = 0.0
+    try:
+        while (elapsed := time.monotonic() - began) < seconds:
+            due = int(elapsed * rate)
+            for start in range(written, due, IN_FLIGHT):
+                chunk = range(start, min(due, start + IN_FLIGHT))
+                await asyncio.gather(*(_one(i, store, claims, ledger) for i in chunk))
+            written = due
+            if elapsed >= next_sample:
+                # What the sweeper does every few seconds.
+                while await store.prune_expired(time.time(), limit=1000):
+                    pass
+                info = await redis.info("memory")
+                keys = int(await redis.dbsize())
+                samples.append(Sample(elapsed, written, int(info["used_memory"]), keys))
+                next_sample += SAMPLE_SECONDS
+            await asyncio.sleep(0.02)
+    finally:
+        await redis.aclose()
+    return samples
+
+
+def _run(state: Path, name: str, *, rate: float, seconds: float, retention: int) -> list[Sample]:
+    server = LocalRedis(state / name).start()
+    try:
+        return asyncio.run(_load(server.url, rate=rate, seconds=seconds, retention=retention))
+    finally:
+        server.stop()
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--rate", type=float, default=200.0, help="sessions per second")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of each run")
+    parser.add_argument(
+        "--retention", type=int, default=15, help="retention of the second run, seconds"
+    )
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = _arguments()
+    with tempfile.TemporaryDirectory(prefix="payhook-bench-memory-") as directory:
+        state = Path(directory)
+        kept = _run(state, "kept", rate=args.rate, seconds=args.seconds, retention=10**7)
+        expiring = _run(
+            state, "expiring", rate=args.rate, seconds=args.seconds, retention=args.retention
+        )
+    mb = 2**20
+    print(f"\nRedis memory under {args.rate:g} captures/s for {args.seconds:g} s")
+    print(
+        f"{'t s':>5} {'written':>8}  {'kept: MB':>9} {'keys':>8}  {'expiring: MB':>12} {'keys':>8}"
+    )
+    for a, b in zip(kept, expiring, strict=False):
+        print(
+            f"{a.at:5.0f} {a.written:8d}  {a.used_bytes / mb:9.1f} {a.keys:8d}"
+            f"  {b.used_bytes / mb:12.1f} {b.keys:8d}"
+        )
+    first, last = kept[1], kept[-1]
+    per_session = (last.used_bytes - first.used_bytes) / max(1, last.written - first.written)
+    half = [s for s in expiring if s.at >= args.seconds / 2]
+    growth = (half[-1].used_bytes - half[0].used_bytes) / mb if len(half) > 1 else float("nan")
+    peak = max(s.used_bytes for s in expiring) / mb
+    print(f"\none finished session (fields, timeline, indexes, ledger book): {per_session:,.0f} B")
+    print(
+        f"with {args.retention} s retention: peak {peak:.1f} MB, "
+        f"growth over the last half {growth:+.2f} MB "
+        f"(without retention: {(kept[-1].used_bytes - kept[0].used_bytes) / mb:+.1f} MB)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
