@@ -46,12 +46,15 @@ class LedgeredLifecycle:
     def ledger_payment(self, session: Session) -> str | None:
         return session.payment_id
 
-    def _operation(self, session: Session, provider_payment_id: str) -> Operation:
+    def _operation(
+        self, session: Session, provider_payment_id: str, book_currency: str = ""
+    ) -> Operation:
+        # A void session names no currency; the payment's book knows it.
         return Operation(
             session_id=session.id,
             payment_id=session.payment_id,
             amount=session.amount,
-            currency=session.currency or "",
+            currency=session.currency or book_currency,
             test=session.test,
             provider_payment_id=provider_payment_id,
         )
@@ -71,7 +74,8 @@ class LedgeredLifecycle:
             held = await self._reserve(services, session)
         if isinstance(held, Refused):
             return self._refuse(session, held)
-        return await self._call(services, self._operation(session, held.provider_payment_id))
+        operation = self._operation(session, held.provider_payment_id, held.currency)
+        return await self._call(services, operation)
 
     async def _reserve(self, services: Services, session: Session) -> Reserved | Refused:
         amount = 0
@@ -82,9 +86,9 @@ class LedgeredLifecycle:
         )
 
     async def status(self, services: Services, session: Session) -> StatusResult:
-        provider_id = await services.ledger.provider_payment_id(session.payment_id)
+        provider_id, currency = await services.ledger.provider_payment(session.payment_id)
         return await services.connector.status(
-            self.op.value, self._operation(session, provider_id or "")
+            self.op.value, self._operation(session, provider_id, currency)
         )
 
     async def before_report(self, services: Services, session: Session) -> None:

@@ -1,0 +1,69 @@
+"""Sessions run through the real lifecycle against the sandbox PSP fakes (real HTTP
+servers): what the provider recorded and what the session says, side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import fakeredis
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from sandbox.psp.http import HTTP_BOOKS, create_http_psp_app
+from sessions.ledger import Book
+from sessions.ledger_store import LedgerStore
+from sessions.models import Kind, Outcome, Report
+from sessions.states import State
+from sessions.store import SessionStore
+from tests.factories import make_session, received_event
+from tests.workers.conftest import ServicesFor
+from tests.workers.connectors.conftest import TOKEN, settings_for
+from workers.connectors import build_connector
+from workers.connectors.base import Connector
+from workers.lifecycle.decide import Done
+from workers.lifecycle.runner import run
+from workers.lifecycle.void import VOID
+
+Server = Callable[[web.Application], Awaitable[TestServer]]
+
+
+async def connector_for(
+    name: str, app: web.Application, aiohttp_server: Server, redis: fakeredis.FakeAsyncRedis
+) -> Connector:
+    server = await aiohttp_server(app)
+    return build_connector(settings_for(name, str(server.make_url("")).rstrip("/")), redis)
+
+
+async def stored(redis: fakeredis.FakeAsyncRedis, **fields: Any) -> str:
+    session = make_session(**fields)
+    await SessionStore(redis).create(session, received_event(), due_at=0, queue=False)
+    return session.id
+
+
+async def test_a_void_sends_the_payments_currency_from_its_book(
+    aiohttp_server: Server, redis: fakeredis.FakeAsyncRedis, services_for: ServicesFor
+) -> None:
+    psp = create_http_psp_app(token=TOKEN)
+    connector = await connector_for("http", psp, aiohttp_server, redis)
+    services = services_for(connector)
+    await LedgerStore(redis).open("pay-sek", Book(currency="SEK", authorized=15_000))
+    # Shopify's void session names no amount and no currency: only the book knows it.
+    session_id = await stored(
+        redis,
+        id="void-1",
+        gid="gid://shopify/VoidSession/void-1",
+        kind=Kind.VOID,
+        payment_id="pay-sek",
+        amount=None,
+        currency=None,
+    )
+    try:
+        assert await run(session_id, services, VOID) == Done(State.REPORTED)
+    finally:
+        await connector.close()
+    session = await SessionStore(redis).get(session_id)
+    assert session is not None
+    assert (session.outcome, session.report) == (Outcome.APPROVED, Report.RESOLVED)
+    [void] = psp[HTTP_BOOKS]
+    assert (void["operation"], void["amount"], void["currency"]) == ("void", None, "SEK")
