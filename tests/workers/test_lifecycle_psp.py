@@ -4,12 +4,15 @@ servers): what the provider recorded and what the session says, side by side."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import fakeredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from sandbox.psp.aplazame import APLAZAME_ORDERS, create_aplazame_app, seed_order
+from sandbox.psp.common import PSP_STATE
 from sandbox.psp.http import HTTP_BOOKS, create_http_psp_app
 from sessions.ledger import Book
 from sessions.ledger_store import LedgerStore
@@ -21,7 +24,8 @@ from tests.workers.conftest import ServicesFor
 from tests.workers.connectors.conftest import TOKEN, settings_for
 from workers.connectors import build_connector
 from workers.connectors.base import Connector
-from workers.lifecycle.decide import Done
+from workers.lifecycle.capture import CAPTURE
+from workers.lifecycle.decide import Done, RetryLater
 from workers.lifecycle.runner import run
 from workers.lifecycle.void import VOID
 
@@ -67,3 +71,32 @@ async def test_a_void_sends_the_payments_currency_from_its_book(
     assert (session.outcome, session.report) == (Outcome.APPROVED, Report.RESOLVED)
     [void] = psp[HTTP_BOOKS]
     assert (void["operation"], void["amount"], void["currency"]) == ("void", None, "SEK")
+
+
+async def test_two_captures_of_one_amount_are_two_captures_each_reported_as_its_own(
+    aiohttp_server: Server, redis: fakeredis.FakeAsyncRedis, services_for: ServicesFor
+) -> None:
+    psp = create_aplazame_app(token=TOKEN)
+    seed_order(psp, {"id": "ord-1", "total": 60_020})
+    connector = await connector_for("aplazame", psp, aiohttp_server, redis)
+    services = services_for(connector)
+    first, second = [
+        await stored(redis, payment_id="ord-1", amount=Decimal("100.50"), currency="EUR")
+        for _ in range(2)
+    ]
+    # The first capture fails without being applied; the second comes while it is unsettled.
+    psp[PSP_STATE].arm({"kind": "status", "status": 503, "operation": "capture"})
+    try:
+        assert isinstance(await run(first, services, CAPTURE), RetryLater)
+        assert isinstance(await run(second, services, CAPTURE), RetryLater)  # order busy
+        assert await run(first, services, CAPTURE) == Done(State.REPORTED)
+        assert await run(second, services, CAPTURE) == Done(State.REPORTED)
+    finally:
+        await connector.close()
+    sessions = [await SessionStore(redis).get(session_id) for session_id in (first, second)]
+    captures = psp[APLAZAME_ORDERS]["ord-1"].captures
+    assert sorted(s.psp_reference for s in sessions if s is not None) == sorted(
+        c["id"] for c in captures
+    )
+    assert [c["amount"] for c in captures] == [10_050, 10_050]
+    assert all(s is not None and s.report is Report.RESOLVED for s in sessions)
