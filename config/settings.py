@@ -157,6 +157,13 @@ class Settings(BaseSettings):
         return 4 * self.psp_timeout_seconds + self.shopify_timeout_seconds + 10
 
     @property
+    def psp_in_flight_seconds(self) -> float:
+        """How long after sending a request to a provider without idempotency keys payhook
+        assumes the provider may still apply it (docs/connectors.md): its answer was lost,
+        so it is not sent again before then."""
+        return 3 * self.psp_timeout_seconds
+
+    @property
     def psp_order_lock_seconds(self) -> float:
         """How long a provider order's lock outlives its last renewal (docs/connectors.md).
 

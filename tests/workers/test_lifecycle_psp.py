@@ -3,6 +3,7 @@ servers): what the provider recorded and what the session says, side by side."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -89,6 +90,11 @@ async def test_two_captures_of_one_amount_are_two_captures_each_reported_as_its_
     try:
         assert isinstance(await run(first, services, CAPTURE), RetryLater)
         assert isinstance(await run(second, services, CAPTURE), RetryLater)  # order busy
+        # Aplazame has no idempotency key: the first is resent once its 503 cannot still
+        # turn into a capture.
+        waiting = await run(first, services, CAPTURE)
+        assert isinstance(waiting, RetryLater)
+        await asyncio.sleep(waiting.delay)
         assert await run(first, services, CAPTURE) == Done(State.REPORTED)
         assert await run(second, services, CAPTURE) == Done(State.REPORTED)
     finally:

@@ -75,8 +75,10 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             headers={"Authorization": f"Bearer {key}"},
             connections=pool,
         )
+        # No idempotency key: a lost request may still land, so it is not resent at once.
+        journal = Journal(redis, "aplazame", in_flight_seconds=settings.psp_in_flight_seconds)
         return AplazameConnector(
-            http, Journal(redis, "aplazame"), OrderLock(redis, "aplazame", ttl_seconds=lock_seconds)
+            http, journal, OrderLock(redis, "aplazame", ttl_seconds=lock_seconds)
         )
     if name == "purchase":
         client = purchase_client(

@@ -23,6 +23,11 @@ An entry's life, for a locked operation:
        └─────────────────────────┘ ──answer lost, read-back failed──▶ sent, lock kept
                                                   (until a read-back or a resend settles it)
 
+A provider without idempotency keys (Aplazame) may still apply a request after payhook gave
+up waiting for its answer. For such a journal (`in_flight_seconds`), a request that a
+read-back does not find is not sent again until that long after it was last sent: sooner,
+its first sending could still land beside the second.
+
 No entry means the request was never sent, or is known not to have been applied. Entries
 live in Redis (shared by every worker process) for `ttl_seconds`, well beyond the PSP
 retry deadline.
@@ -30,6 +35,7 @@ retry deadline.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -65,6 +71,8 @@ class Sent(BaseModel):
     amount: int | None = None
     # The provider's id of the operation this request made, once established.
     operation_id: str | None = None
+    # When it was last sent (epoch seconds).
+    sent_at: float | None = None
 
 
 Find = Callable[[Sent], Awaitable[StatusResult]]
@@ -72,11 +80,19 @@ Find = Callable[[Sent], Awaitable[StatusResult]]
 
 class Journal:
     def __init__(
-        self, redis: Redis, connector: str, *, ttl_seconds: int = DEFAULT_TTL_SECONDS
+        self,
+        redis: Redis,
+        connector: str,
+        *,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        in_flight_seconds: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
         self._connector = connector
         self._ttl = ttl_seconds
+        self._in_flight = in_flight_seconds
+        self._clock = clock
 
     def _key(self, kind: OperationKind, idempotency_key: str) -> str:
         return _KEY.format(connector=self._connector, kind=kind, key=idempotency_key)
@@ -92,10 +108,27 @@ class Journal:
         sending the first one's request.
         """
         key = self._key(kind, idempotency_key)
+        sent = sent.model_copy(update={"sent_at": self._clock()})
         if await self._redis.set(key, sent.model_dump_json(), nx=True, ex=self._ttl):
             return sent
         stored = await self.recall(kind, idempotency_key)
         return stored if stored is not None else sent
+
+    async def resending(self, kind: OperationKind, idempotency_key: str, sent: Sent) -> Sent:
+        """`sent` is about to go again: where requests may land late, from now on."""
+        if not self._in_flight:
+            return sent
+        sent = sent.model_copy(update={"sent_at": self._clock()})
+        await self._redis.set(
+            self._key(kind, idempotency_key), sent.model_dump_json(), ex=self._ttl
+        )
+        return sent
+
+    def in_flight(self, sent: Sent) -> float:
+        """Seconds during which the provider may still apply `sent`'s last sending."""
+        if not self._in_flight or sent.sent_at is None:
+            return 0.0
+        return max(0.0, sent.sent_at + self._in_flight - self._clock())
 
     async def settle(
         self, kind: OperationKind, idempotency_key: str, sent: Sent, operation_id: str
@@ -243,7 +276,7 @@ async def _resend(
     be the earlier request landing in between (Aplazame: "more than remains"), so one more
     read-back decides it. Any other failure keeps the entry and the lock.
     """
-    answer = await send(sent)
+    answer = await send(await journal.resending(kind, operation.idempotency_key, sent))
     if isinstance(answer, Declined):
         known = await find(sent)
         if isinstance(known, TryAgain):
@@ -269,11 +302,16 @@ async def _read_back(
     if isinstance(known, TryAgain):
         return known  # still unknown: the lock stays
     if held is Held.REENTERED:
-        return (
-            known
-            if isinstance(known, NotFound)
-            else await _conclude(journal, lock, kind, operation, sent, known)
-        )
+        if not isinstance(known, NotFound):
+            return await _conclude(journal, lock, kind, operation, sent, known)
+        wait = journal.in_flight(sent)
+        if wait > 0:
+            return TryAgain(
+                f"our request may still be applied for {wait:.1f}s: not sent again before",
+                retry_after=wait,
+                ambiguous=True,
+            )
+        return known
     # The lock lapsed after our request went out (its owner gave up, then came back), so
     # others may have operated on the order since.
     if isinstance(known, NotFound):

@@ -99,12 +99,12 @@ async def settled(
 ) -> Result:
     """The connector asked as the lifecycle asks it, until an outcome or `tries` run out:
     after an ambiguous answer, `status` first, and the operation again only on `NotFound`;
-    `pause` seconds between attempts."""
+    `pause` seconds between attempts, or longer if the answer asked for it."""
     uncertain = False
     answer: Result = TryAgain("not asked yet")
     for attempt in range(tries):
         if attempt:
-            await asyncio.sleep(pause)
+            await asyncio.sleep(max(pause, getattr(answer, "retry_after", None) or 0.0))
         known = await connector.status(kind, op) if uncertain else NotFound()
         answer = await getattr(connector, kind)(op) if isinstance(known, NotFound) else known
         if not isinstance(answer, TryAgain):
