@@ -299,26 +299,39 @@ async def _read_back(
 ) -> StatusResult:
     """`find` for a request sent under the order lock, whose outcome is not known yet."""
     known = await find(sent)
+    if held is Held.TAKEN:
+        return await _after_lapse(journal, lock, kind, operation, known)
     if isinstance(known, TryAgain):
         return known  # still unknown: the lock stays
-    if held is Held.REENTERED:
-        if not isinstance(known, NotFound):
-            return await _conclude(journal, lock, kind, operation, sent, known)
-        wait = journal.in_flight(sent)
-        if wait > 0:
-            return TryAgain(
-                f"our request may still be applied for {wait:.1f}s: not sent again before",
-                retry_after=wait,
-                ambiguous=True,
-            )
-        return known
-    # The lock lapsed after our request went out (its owner gave up, then came back), so
-    # others may have operated on the order since.
+    if not isinstance(known, NotFound):
+        return await _conclude(journal, lock, kind, operation, sent, known)
+    wait = journal.in_flight(sent)
+    if wait > 0:
+        return TryAgain(
+            f"our request may still be applied for {wait:.1f}s: not sent again before",
+            retry_after=wait,
+            ambiguous=True,
+        )
+    return known
+
+
+async def _after_lapse(
+    journal: Journal,
+    lock: OrderLock,
+    kind: OperationKind,
+    operation: Operation,
+    known: StatusResult,
+) -> StatusResult:
+    """The lock lapsed after our request went out (its owner gave up, then came back), so
+    others may have operated on the order since: the read-back proves nothing but absence."""
     if isinstance(known, NotFound):
-        # Nothing at all appeared for our amount: ours never landed. Plan anew.
+        # Nothing at all appeared for our amount: ours never landed. Plan anew, locked.
         await journal.forget(kind, operation.idempotency_key)
         return known
+    # Holding the lock now would make the next read-back look trustworthy: it is not.
     await lock.release(operation.provider_id, operation.idempotency_key)
+    if isinstance(known, TryAgain):
+        return known
     reference = known.psp_reference if isinstance(known, Approved) else type(known).__name__
     return TryAgain(
         f"cannot tell whether {reference} on order {operation.provider_id} is ours: the "

@@ -246,6 +246,9 @@ async def test_after_a_lapsed_lock_another_sessions_operation_is_never_claimed(
     await fake.redis.delete(order_lock_key(case.name, case.order_id))
     third = await settled(fake.connector, case.kind, s3)
     assert isinstance(third, Approved)
+    # S2 comes back; its first look fails, which must not make the next one trusted.
+    fake.state.arm({"kind": "status", "status": 500, "operation": "read"})
+    assert isinstance(await fake.connector.status(case.kind, s2), TryAgain)
     answer = await settled(fake.connector, case.kind, s2, tries=3)
     assert isinstance(answer, TryAgain)
     assert answer.ambiguous
