@@ -34,10 +34,11 @@ from workers.connectors.base import (
     TryAgain,
 )
 from workers.connectors.http_client import PspHttp
-from workers.connectors.journal import Journal, Sent, ours, send_once, status_of
+from workers.connectors.journal import Journal, Sent, ours
 from workers.connectors.lines import from_minor
 from workers.connectors.order_lock import OrderLock
 from workers.connectors.rules import Rule, RuleTable, Verdict, result
+from workers.connectors.sending import send_once, status_of
 
 MEDIA_TYPE = "application/vnd.aplazame.v1+json"
 _ACCEPT = {"Accept": MEDIA_TYPE}

@@ -43,12 +43,13 @@ from workers.connectors.base import (
     TryAgain,
 )
 from workers.connectors.http_client import PspHttp
-from workers.connectors.journal import Journal, Sent, ours, send_once, status_of
+from workers.connectors.journal import Journal, Sent, ours
 from workers.connectors.ledyer_models import Chunk, Order, OrderLine
 from workers.connectors.lines import exact_lines, from_minor
 from workers.connectors.marks import is_marked_by, refund_mark
 from workers.connectors.order_lock import OrderLock
 from workers.connectors.rules import Rule, RuleTable, Verdict, result
+from workers.connectors.sending import send_once, status_of
 
 # The order's `status` entries that refuse a capture or refund before anything is sent.
 ORDER_STATES = RuleTable(

@@ -40,7 +40,7 @@ from workers.connectors.base import (
     StatusResult,
     TryAgain,
 )
-from workers.connectors.journal import Journal, Sent, ours, send_once, status_of
+from workers.connectors.journal import Journal, Sent, ours
 from workers.connectors.lines import allocate, exact_lines, from_minor
 from workers.connectors.order_lock import OrderLock
 from workers.connectors.purchase_api import (
@@ -50,6 +50,7 @@ from workers.connectors.purchase_api import (
     mutation_document,
 )
 from workers.connectors.rules import Rule, RuleTable, Verdict, result
+from workers.connectors.sending import send_once, status_of
 
 PURCHASE_STATES = RuleTable(
     "purchase status",

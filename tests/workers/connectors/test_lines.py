@@ -9,8 +9,9 @@ import pytest
 
 from tests.workers.connectors.conftest import operation
 from workers.connectors.base import Approved, NotFound, Result, StatusResult, TryAgain
-from workers.connectors.journal import Journal, Sent, ours, send_once, status_of
+from workers.connectors.journal import Journal, Sent, ours
 from workers.connectors.lines import MAX_SEARCHED_LINES, allocate, exact_lines, from_minor
+from workers.connectors.sending import send_once, status_of
 
 
 @pytest.mark.parametrize(
