@@ -176,7 +176,7 @@ async def test_two_sessions_racing_on_one_order_each_get_their_own_operation(
     fake, s2, s3 = await _ready(serve, case)
     fake.state.latency = 0.1
     answers = await asyncio.gather(
-        *(settled(fake.connector, case.kind, s, tries=40, pause=0.05) for s in (s2, s3))
+        *(settled(fake.connector, case.kind, s, tries=200, pause=0.05) for s in (s2, s3))
     )
     assert all(isinstance(answer, Approved) for answer in answers)
     references = [a.psp_reference for a in answers if isinstance(a, Approved)]
