@@ -298,6 +298,26 @@ class Settings(BaseSettings):
         return 4 * self.psp_timeout_seconds + self.shopify_timeout_seconds + 10
 
     @property
+    def psp_in_flight_seconds(self) -> float:
+        """How long after sending a request to a provider without idempotency keys payhook
+        assumes the provider may still apply it (docs/connectors.md): its answer was lost,
+        so it is not sent again before then."""
+        return 3 * self.psp_timeout_seconds
+
+    @property
+    def psp_order_lock_seconds(self) -> float:
+        """How long a provider order's lock outlives its last renewal (docs/connectors.md).
+
+        A session whose PSP outcome is unknown keeps its order locked across its whole PSP
+        retry round, and renews the lock on every attempt; this outlasts the round's
+        deadline, its longest wait and one more run, so the lock only lapses once its owner
+        has given up.
+        """
+        return (
+            self.psp_retry_deadline_seconds + max(self.psp_retry_ladder) + self.run_timeout_seconds
+        )
+
+    @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
 

@@ -175,11 +175,15 @@ class LedgerStore:
             settled=settled,
         )
 
-    async def provider_payment_id(self, payment_id: str) -> str | None:
-        value = await self._redis.hget(ledger_keys(payment_id)[0], "provider_payment_id")
-        if value is None:
-            return None
-        return _text(value) or None
+    async def provider_payment(self, payment_id: str) -> tuple[str, str]:
+        """(the PSP's id for the payment, the book's currency); "" for what is not known."""
+        provider_id, currency = await self._redis.hmget(
+            ledger_keys(payment_id)[0], ["provider_payment_id", "currency"]
+        )
+        return (
+            "" if provider_id is None else _text(provider_id),
+            "" if currency is None else _text(currency),
+        )
 
     async def reserve(
         self,

@@ -1,10 +1,11 @@
-"""Shared fixtures: a real redis-server for the whole run, and settings pointing at it."""
+"""Shared fixtures: fakeredis for unit tests, a real redis-server for the whole run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import fakeredis
 import pytest
 
 from ops.redis_server import LocalRedis
@@ -18,6 +19,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="schemathesis examples per operation in tests/webhook/test_openapi.py "
         "(the suite's bounded run; docs/operations.md has the longer one)",
     )
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[fakeredis.FakeAsyncRedis]:
+    client = fakeredis.FakeAsyncRedis()
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,10 @@
 """A PSP speaking payhook's generic `http` contract (DESIGN.md), for the `http` connector.
 
     POST /captures | /refunds | /voids   Idempotency-Key: <session id> (required: 400)
-    {"session_id", "payment_id", "amount": "10.00" | null, "currency"}
+    {"session_id", "payment_id", "amount": "10.00" | null, "currency": "EUR" | null}
+
+A currency is a three-letter code, or null only in a void whose payment's currency payhook
+does not know; anything else (an empty string) is a 400.
 
 `201 {"reference"}` approves; magic amounts (`…51`, `…52` in minor units) and `decline`
 faults answer `402 {"code", "message"}`; a repeated key after an approval answers `409`
@@ -40,6 +43,8 @@ def _decline(fault: Fault) -> tuple[int, Any]:
 
 def _amount(body: dict[str, Any]) -> tuple[Decimal | None, int | None] | None:
     raw, currency = body.get("amount"), body.get("currency")
+    if currency is not None and not _is_code(currency):
+        return None
     if raw is None:
         return None, None
     try:
@@ -47,6 +52,10 @@ def _amount(body: dict[str, Any]) -> tuple[Decimal | None, int | None] | None:
         return amount, to_minor(amount, str(currency))
     except (InvalidOperation, MoneyError):
         return None
+
+
+def _is_code(currency: Any) -> bool:
+    return isinstance(currency, str) and len(currency) == 3 and currency.isalpha()
 
 
 def create_http_psp_app(*, token: str | None = None) -> web.Application:
@@ -64,7 +73,7 @@ def create_http_psp_app(*, token: str | None = None) -> web.Application:
             request.app[PSP_STATE].record(
                 operation=operation, method="POST", path=request.path, status=400
             )
-            message = "Idempotency-Key, payment_id and a valid amount are required"
+            message = "Idempotency-Key, payment_id, a valid amount and currency are required"
             return web.json_response({"code": "bad_request", "message": message}, status=400)
         amount, minor = parsed
 
@@ -78,7 +87,10 @@ def create_http_psp_app(*, token: str | None = None) -> web.Application:
             books = request.app[HTTP_BOOKS]
             reference = f"psp_{operation}_{len(books) + 1}"
             shown = None if amount is None else str(amount)
-            books.append({"operation": operation, "key": key, "amount": shown})
+            currency = body.get("currency")
+            books.append(
+                {"operation": operation, "key": key, "amount": shown, "currency": currency}
+            )
             return 201, {"reference": reference}, True
 
         def replay(status: int, answer: Any) -> tuple[int, Any]:

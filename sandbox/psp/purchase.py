@@ -18,7 +18,15 @@ from typing import Any
 from aiohttp import web
 from graphql import GraphQLError, GraphQLSchema, build_schema, graphql_sync, parse
 
-from sandbox.psp.common import Applied, Fault, bearer_ok, json_object, money_call, psp_app
+from sandbox.psp.common import (
+    Applied,
+    Fault,
+    bearer_ok,
+    json_object,
+    money_call,
+    psp_app,
+    read_fault,
+)
 from sandbox.psp.common import record_read as record
 from sandbox.psp.purchases import PurchaseRecord, PurchaseRefused
 
@@ -151,6 +159,9 @@ def create_purchase_app(*, token: str | None = None, open_orders: bool = False) 
             return 200, answer, bool(context["applied"])
 
         if operation == "read":
+            faulted = read_fault(request)
+            if faulted is not None:
+                return faulted
             status, answer, _ = await apply()
             record(request, status)
             return web.json_response(answer, status=status)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import fakeredis
 import pytest
@@ -17,13 +16,6 @@ from sessions.states import State
 from sessions.store import LeaseLost, SessionStore
 from sessions.writes import Change, LedgerVerdict
 from tests.factories import change_to, make_session, received_event
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[fakeredis.FakeAsyncRedis]:
-    client = fakeredis.FakeAsyncRedis()
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import fakeredis
@@ -13,13 +12,6 @@ from sessions.models import Outcome, TimelineEvent
 from sessions.states import State
 from sessions.store import Change, Created, SessionStore, StaleState, StoreCorrupt
 from tests.factories import ListHandoff, change_to, make_session, received_event
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[fakeredis.FakeAsyncRedis]:
-    client = fakeredis.FakeAsyncRedis()
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

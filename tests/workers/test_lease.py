@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import fakeredis
 import pytest
@@ -16,13 +15,6 @@ from tests.factories import make_session, received_event
 from workers.lifecycle.lease import holding
 
 LEASE = 0.3  # renewed every 0.1 s
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[fakeredis.FakeAsyncRedis]:
-    client = fakeredis.FakeAsyncRedis()
-    yield client
-    await client.aclose()
 
 
 async def claimed(redis: fakeredis.FakeAsyncRedis) -> tuple[Claims, Claimed]:

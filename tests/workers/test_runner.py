@@ -15,40 +15,27 @@ import fakeredis
 import pytest
 
 from sandbox.client import SandboxShopifyClient
-from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
-from sessions.claims import Claimed, Claims
+from sessions.claims import Claimed
 from sessions.held import money_held
 from sessions.keys import lease_key
 from sessions.ledger import Op
-from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, PaymentKind, Report
 from sessions.replay import replay
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import make_session, new_id, received_event
+from tests.workers.conftest import ServicesFor
 from workers.connectors.base import Operation, Result
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import DeadLetter, Done, Policy, RetryLater, Skipped
+from workers.lifecycle.decide import DeadLetter, Done, RetryLater, Skipped
 from workers.lifecycle.payment import PAYMENT
 from workers.lifecycle.runner import Services, run
 from workers.lifecycle.void import VOID
 from workers.retry_policy import RetryPolicy
 from workers.shopify import mutations
-from workers.shopify.gateway import GqlShopifyGateway
 
 LIFECYCLE = CAPTURE
-
-
-class Tokens:
-    async def token_for(self, shop: str) -> str | None:
-        return "shpat_unit"
-
-
-@pytest.fixture
-async def sandbox_url(aiohttp_server: Any) -> str:
-    server = await aiohttp_server(create_shopify_app(strict_sessions=False))
-    return str(server.make_url("")).rstrip("/")
 
 
 @pytest.fixture
@@ -58,34 +45,8 @@ async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxShopifyClient]:
 
 
 @pytest.fixture
-async def redis() -> AsyncIterator[fakeredis.FakeAsyncRedis]:
-    client = fakeredis.FakeAsyncRedis()
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def services(sandbox_url: str, redis: fakeredis.FakeAsyncRedis) -> AsyncIterator[Services]:
-    gateway = GqlShopifyGateway(
-        url_template=sandbox_url + GRAPHQL_PATH,
-        api_version="2025-10",
-        tokens=Tokens(),
-        timeout_seconds=2,
-    )
-    yield Services(
-        claims=Claims(redis),
-        connector=SimulatorConnector(redis),
-        gateway=gateway,
-        ledger=LedgerStore(redis),
-        policy=Policy(
-            psp=RetryPolicy((0.0,), max_attempts=3),
-            shopify=RetryPolicy((0.0,), max_attempts=3),
-            lease_seconds=10,
-            max_deliveries=5,
-        ),
-        clock=time.time,
-    )
-    await gateway.close()
+def services(services_for: ServicesFor, redis: fakeredis.FakeAsyncRedis) -> Services:
+    return services_for(SimulatorConnector(redis))
 
 
 @pytest.fixture

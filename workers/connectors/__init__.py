@@ -19,6 +19,7 @@ from workers.connectors.http import HttpConnector
 from workers.connectors.http_client import PspHttp
 from workers.connectors.journal import Journal
 from workers.connectors.ledyer import LedyerConnector
+from workers.connectors.order_lock import OrderLock
 from workers.connectors.purchase import PurchaseConnector
 from workers.connectors.purchase_api import PurchaseApi, purchase_client
 from workers.connectors.simulator import SimulatorConnector
@@ -43,6 +44,7 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
     timeout = settings.psp_timeout_seconds
     # Sized to the sessions a worker process keeps in flight.
     pool = settings.worker_concurrency
+    lock_seconds = settings.psp_order_lock_seconds
     if name == "simulator":
         return SimulatorConnector(redis)
     if name == "http":
@@ -61,7 +63,9 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             headers={"Authorization": f"Bearer {token_text}"},
             connections=pool,
         )
-        return LedyerConnector(http, Journal(redis, "ledyer"))
+        return LedyerConnector(
+            http, Journal(redis, "ledyer"), OrderLock(redis, "ledyer", ttl_seconds=lock_seconds)
+        )
     if name == "aplazame":
         key = _required(settings.aplazame_private_key, "PAYHOOK_APLAZAME_PRIVATE_KEY")
         http = PspHttp(
@@ -71,7 +75,11 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             headers={"Authorization": f"Bearer {key}"},
             connections=pool,
         )
-        return AplazameConnector(http, Journal(redis, "aplazame"))
+        # No idempotency key: a lost request may still land, so it is not resent at once.
+        journal = Journal(redis, "aplazame", in_flight_seconds=settings.psp_in_flight_seconds)
+        return AplazameConnector(
+            http, journal, OrderLock(redis, "aplazame", ttl_seconds=lock_seconds)
+        )
     if name == "purchase":
         client = purchase_client(
             _required(settings.purchase_graphql_url, "PAYHOOK_PURCHASE_GRAPHQL_URL"),
@@ -79,7 +87,11 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             timeout_seconds=timeout,
             connections=pool,
         )
-        return PurchaseConnector(PurchaseApi(client), Journal(redis, "purchase"))
+        return PurchaseConnector(
+            PurchaseApi(client),
+            Journal(redis, "purchase"),
+            OrderLock(redis, "purchase", ttl_seconds=lock_seconds),
+        )
     if name == "bigcommerce":
         store = _required(settings.bigcommerce_store_hash, "PAYHOOK_BIGCOMMERCE_STORE_HASH")
         token_text = _required(

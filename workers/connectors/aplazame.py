@@ -5,11 +5,13 @@
     Accept: application/vnd.aplazame.v1+json, Authorization: Bearer <private key>
 
 Amounts are integer minor units (the reference's examples: `10050` is 100.50). Aplazame
-takes no idempotency key, so the connector makes a capture idempotent per session itself:
-before sending it journals the ids of the order's existing captures, and every later
-attempt (a retry, a redelivered task, `status`) first looks for a capture that appeared
-since, for the same amount. Any answer that may mean "applied" (5xx, timeout, reset) is
-ambiguous for that reason.
+takes no idempotency key and a capture carries nothing but its amount, so nothing in its
+reads says which session asked for it. Captures on one order therefore run one at a time
+under the order's lock (`workers.connectors.order_lock`): the session journals the ids of
+the order's existing captures, sends, and keeps the lock until the answer (or a read-back)
+names its capture, whose id is then journaled; every later attempt (a retry, a redelivered
+task, `status`) matches that id. Any answer that may mean "applied" (5xx, timeout, reset)
+is ambiguous for that reason, and keeps the order locked until it is resolved.
 
 Refunds and voids are not in the reference this connector follows: they are declined with
 a message telling the merchant to use Aplazame's own panel.
@@ -21,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sessions.money import to_minor
 from workers.connectors.base import (
-    Approved,
     Authorization,
     DeclineCode,
     Declined,
@@ -33,9 +34,11 @@ from workers.connectors.base import (
     TryAgain,
 )
 from workers.connectors.http_client import PspHttp
-from workers.connectors.journal import Journal, Sent, send_once, status_of
+from workers.connectors.journal import Journal, Sent, ours
 from workers.connectors.lines import from_minor
+from workers.connectors.order_lock import OrderLock
 from workers.connectors.rules import Rule, RuleTable, Verdict, result
+from workers.connectors.sending import send_once, status_of
 
 MEDIA_TYPE = "application/vnd.aplazame.v1+json"
 _ACCEPT = {"Accept": MEDIA_TYPE}
@@ -80,9 +83,10 @@ class Captures(BaseModel):
 class AplazameConnector:
     name = "aplazame"
 
-    def __init__(self, http: PspHttp, journal: Journal) -> None:
+    def __init__(self, http: PspHttp, journal: Journal, lock: OrderLock) -> None:
         self._http = http
         self._journal = journal
+        self._lock = lock
 
     async def capture(self, operation: Operation) -> Result:
         async def plan() -> Sent | Result:
@@ -110,6 +114,7 @@ class AplazameConnector:
             plan=plan,
             find=lambda sent: self._find(operation, sent),
             send=lambda sent: self._send(operation, sent),
+            lock=self._lock,
         )
 
     async def refund(self, operation: Operation) -> Result:
@@ -122,7 +127,7 @@ class AplazameConnector:
         if kind != "capture":
             return NotFound()  # never sent: refunds and voids are declined before any call
         return await status_of(
-            self._journal, kind, operation, lambda sent: self._find(operation, sent)
+            self._journal, kind, operation, lambda sent: self._find(operation, sent), self._lock
         )
 
     async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
@@ -160,6 +165,9 @@ class AplazameConnector:
             return reply
         rule = ANSWERS.classify(status=reply.status)
         capture_id = reply.at("id")
+        if rule.verdict is Verdict.APPROVED and not capture_id:
+            # Applied, but which capture is ours? The read-back under the lock will say.
+            return TryAgain(f"aplazame capture: HTTP {reply.status} without an id", ambiguous=True)
         return result(
             rule,
             reference=str(capture_id) if capture_id else operation.provider_id,
@@ -172,10 +180,7 @@ class AplazameConnector:
         known = await self._captures(operation)
         if not isinstance(known, Captures):
             return known
-        for capture in known.results:
-            if capture.id not in sent.before and capture.amount == sent.amount:
-                return Approved(psp_reference=capture.id)
-        return NotFound()
+        return ours(sent, [(capture.id, capture.amount) for capture in known.results])
 
 
 def _declined(message: str) -> Declined:

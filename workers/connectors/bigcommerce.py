@@ -10,7 +10,8 @@ total is declined before anything is sent.
 Refunds are synchronous: a refund quote (`.../refund_quotes`) tells which refund methods
 are available; the refund (`.../refunds`) is sent with the first online method that covers
 the amount. BigCommerce takes no idempotency key; each refund names its Shopify session in
-its `reason`, so `status` (and every retry, before sending) finds it in the order's refunds.
+its `reason` (`workers.connectors.marks`), so `status` (and every retry, before sending)
+finds it in the order's refunds by that exact id.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from workers.connectors.base import (
     TryAgain,
 )
 from workers.connectors.http_client import PspHttp, Reply
+from workers.connectors.marks import is_marked_by, refund_mark
 from workers.connectors.rules import Rule, RuleTable, Verdict, result, status_result
 
 # `payment_status` after a capture was asked for.
@@ -117,8 +119,8 @@ class Refund(_Model):
     payments: list[RefundPayment] = Field(default_factory=list)
 
     def names(self, session_id: str) -> bool:
-        reasons = [self.reason or "", *(item.reason or "" for item in self.items)]
-        return any(session_id in reason for reason in reasons)
+        reasons = [self.reason, *(item.reason for item in self.items)]
+        return any(is_marked_by(reason, session_id) for reason in reasons)
 
 
 class Transaction(_Model):
@@ -168,7 +170,7 @@ class BigCommerceConnector:
                 "item_type": "ORDER",
                 "item_id": _order_number(operation.provider_id),
                 "amount": float(operation.amount),  # BigCommerce takes decimal numbers
-                "reason": f"Shopify refund {operation.session_id}",
+                "reason": refund_mark(operation.session_id),
             }
         ]
         quote = await self._post(operation, "refund_quotes", {"items": items})

@@ -2,10 +2,11 @@
 
     POST {PAYHOOK_HTTP_CONNECTOR_URL}/{captures|refunds|voids}
     Idempotency-Key: <session id>
-    {"session_id": ..., "payment_id": ..., "amount": "10.00" | null, "currency": "EUR"}
+    {"session_id": ..., "payment_id": ..., "amount": "10.00" | null, "currency": "EUR" | null}
 
 `payment_id` is the provider's id for the payment (`Operation.provider_id`); `amount` is a
-decimal string (never a float) and null for a void. The contract has no read endpoint, so
+decimal string (never a float) and null for a void, whose `currency` is the payment's (null
+only if payhook does not know it). The contract has no read endpoint, so
 `status` sends the identical request again under the same key: the contract obliges the
 PSP to answer a repeated key with the first outcome (or `409`, already done), so this
 never moves money twice. `authorization` is `NotFound`: such a PSP's payments are the ones
@@ -96,7 +97,8 @@ class HttpConnector:
             "session_id": operation.session_id,
             "payment_id": operation.provider_id,
             "amount": None if operation.amount is None else str(operation.amount),
-            "currency": operation.currency,
+            # A void's currency is the payment's (from its ledger book); null if unknown.
+            "currency": operation.currency or None,
         }
         reply = await self._http.request(
             "POST",

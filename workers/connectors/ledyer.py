@@ -15,8 +15,12 @@ Every operation reads the order first (`GET /v1/orders/{orderId}`) and decides f
 | void                                | `DELETE /v1/orders/{id}/{ledgerId of the uncaptured part}` |
 
 The request is journaled before it is sent and replayed verbatim (same `Idempotency-Key`)
-on every retry; `status` finds a capture or refund sub-order that appeared since, for the
-journaled amount, or the `cancel` event of the voided sub-order.
+on every retry. Which sub-order is a session's: a refund's `note` names its session
+(`workers.connectors.marks`), compared whole. A capture or cancel carries no such mark in
+what Ledyer shows back, so those run one at a time on an order under its lock
+(`workers.connectors.order_lock`): the new captured sub-order (or the `cancel` event of the
+journaled sub-order) that appeared since the plan is then ours, and its `ledgerId` is
+journaled and matched exactly from then on.
 """
 
 from __future__ import annotations
@@ -39,10 +43,13 @@ from workers.connectors.base import (
     TryAgain,
 )
 from workers.connectors.http_client import PspHttp
-from workers.connectors.journal import Journal, Sent, send_once, status_of
+from workers.connectors.journal import Journal, Sent, ours
 from workers.connectors.ledyer_models import Chunk, Order, OrderLine
 from workers.connectors.lines import exact_lines, from_minor
+from workers.connectors.marks import is_marked_by, refund_mark
+from workers.connectors.order_lock import OrderLock
 from workers.connectors.rules import Rule, RuleTable, Verdict, result
+from workers.connectors.sending import send_once, status_of
 
 # The order's `status` entries that refuse a capture or refund before anything is sent.
 ORDER_STATES = RuleTable(
@@ -64,7 +71,8 @@ ANSWERS = RuleTable(
         Rule(Verdict.DECLINED, status=404, message="Ledyer does not know this order."),
         Rule(Verdict.AMBIGUOUS, status=409),  # the key is held by a request still running
         Rule(Verdict.RETRY, status=429),
-        Rule(Verdict.RETRY, status=(500, 599)),
+        # A server error may hide an applied request: look before sending it again.
+        Rule(Verdict.AMBIGUOUS, status=(500, 599)),
         Rule(Verdict.DECLINED, status=(400, 499), message="Ledyer refused the request."),
     ),
     default=Rule(Verdict.AMBIGUOUS),
@@ -74,9 +82,10 @@ ANSWERS = RuleTable(
 class LedyerConnector:
     name = "ledyer"
 
-    def __init__(self, http: PspHttp, journal: Journal) -> None:
+    def __init__(self, http: PspHttp, journal: Journal, lock: OrderLock) -> None:
         self._http = http
         self._journal = journal
+        self._lock = lock
 
     async def capture(self, operation: Operation) -> Result:
         return await self._operate("capture", operation)
@@ -89,7 +98,11 @@ class LedyerConnector:
 
     async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
         return await status_of(
-            self._journal, kind, operation, lambda sent: self._find(kind, operation, sent)
+            self._journal,
+            kind,
+            operation,
+            lambda sent: self._find(kind, operation, sent),
+            self._locked(kind),
         )
 
     async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
@@ -128,7 +141,12 @@ class LedyerConnector:
             plan=plan,
             find=lambda sent: self._find(kind, operation, sent),
             send=lambda sent: self._send(kind, operation, sent),
+            lock=self._locked(kind),
         )
+
+    def _locked(self, kind: OperationKind) -> OrderLock | None:
+        # A refund's note names its session; captures and cancels need the order's lock.
+        return None if kind == "refund" else self._lock
 
     async def _order(self, operation: Operation) -> Order | NotFound | TryAgain:
         return await self._http.read(f"/v1/orders/{operation.provider_id}", Order, "an order")
@@ -143,13 +161,17 @@ class LedyerConnector:
         if isinstance(reply, TryAgain):
             return reply
         rule = ANSWERS.classify(status=reply.status)
-        reference = operation.provider_id
         if rule.verdict is Verdict.APPROVED:
-            found = _match(kind, _order_or_none(reply.body), sent)
-            reference = found.psp_reference if isinstance(found, Approved) else reference
+            found = _match(kind, _order_or_none(reply.body), sent, operation)
+            if not isinstance(found, Approved):
+                # Done, but the answer does not show which sub-order: a read-back will.
+                return TryAgain(
+                    f"ledyer {kind}: HTTP {reply.status} without our sub-order", ambiguous=True
+                )
+            return found
         return result(
             rule,
-            reference=reference,
+            reference=operation.provider_id,
             reason=f"ledyer {kind}: HTTP {reply.status}",
             message=reply.message(),
             retry_after=reply.retry_after,
@@ -159,7 +181,7 @@ class LedyerConnector:
         order = await self._order(operation)
         if not isinstance(order, Order):
             return order
-        return _match(kind, order, sent)
+        return _match(kind, order, sent, operation)
 
 
 def _order_or_none(body: Any) -> Order | None:
@@ -169,18 +191,23 @@ def _order_or_none(body: Any) -> Order | None:
         return None
 
 
-def _match(kind: OperationKind, order: Order | None, sent: Sent) -> StatusResult:
-    """Our operation in the order: a new sub-order for our amount, or our cancel event."""
+def _match(
+    kind: OperationKind, order: Order | None, sent: Sent, operation: Operation
+) -> StatusResult:
+    """Our operation in the order: the refund our note names, the cancel event of our
+    sub-order, or the capture that appeared since the plan (under the order's lock)."""
     if order is None:
         return NotFound()
     if kind == "void":
         ledger_id = str(sent.request.get("ledger_id", ""))
         cancelled = any(e.type == "cancel" and e.ledger_id == ledger_id for e in order.events)
         return Approved(psp_reference=ledger_id) if cancelled else NotFound()
-    for chunk in order.chunks(kind):
-        if chunk.ledger_id not in sent.before and chunk.total == sent.amount:
-            return Approved(psp_reference=chunk.ledger_id)
-    return NotFound()
+    if kind == "refund":
+        for chunk in order.refunded:
+            if is_marked_by(chunk.note, operation.session_id):
+                return Approved(psp_reference=chunk.ledger_id)
+        return NotFound()
+    return ours(sent, [(chunk.ledger_id, chunk.total) for chunk in order.captured])
 
 
 def _declined(message: str) -> Declined:
@@ -232,8 +259,9 @@ def _plan_capture(order: Order, amount: int) -> Sent | Result:
 
 
 def _plan_refund(operation: Operation, order: Order, amount: int) -> Sent | Result:
-    before = tuple(c.ledger_id for c in order.refunded)
-    note = f"Shopify refund {operation.session_id}"
+    # Found by its note, not by what came before it.
+    before: tuple[str, ...] = ()
+    note = refund_mark(operation.session_id)
     base = f"/v1/orders/{order.id}"
     # The newest capture first: a refund usually follows the last shipment.
     for chunk in reversed(order.captured):

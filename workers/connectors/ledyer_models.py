@@ -49,6 +49,8 @@ class Chunk(_Model):
     """A sub-order: the uncaptured part, one capture, or one refund (credit invoice)."""
 
     ledger_id: str = ""
+    # Free text kept with the sub-order; a refund's names its Shopify session.
+    note: str = ""
     available_actions: list[Action] = Field(default_factory=list)
     order_lines: list[OrderLine] = Field(default_factory=list)
     total_order_amount: Amount | None = None

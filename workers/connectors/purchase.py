@@ -14,8 +14,10 @@ Every operation reads the purchase first (`purchases` query), then picks the mut
 | void (nothing captured)                        | `newPurchaseReturnAll`                    |
 
 Every mutation carries `idempotencyKey` = the session id; the request is journaled and
-replayed verbatim on retries; `status` finds a capture or return that appeared since, for
-the journaled amount.
+replayed verbatim on retries. The purchase's captures and returns do not show the key they
+were made under, so operations on one purchase run one at a time under its lock
+(`workers.connectors.order_lock`): the capture or return that appeared since the plan is
+then ours, and its id is journaled and matched exactly from then on.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from workers.connectors.base import (
     StatusResult,
     TryAgain,
 )
-from workers.connectors.journal import Journal, Sent, send_once, status_of
+from workers.connectors.journal import Journal, Sent, ours
 from workers.connectors.lines import allocate, exact_lines, from_minor
+from workers.connectors.order_lock import OrderLock
 from workers.connectors.purchase_api import (
     PURCHASE_QUERY,
     Purchase,
@@ -47,6 +50,7 @@ from workers.connectors.purchase_api import (
     mutation_document,
 )
 from workers.connectors.rules import Rule, RuleTable, Verdict, result
+from workers.connectors.sending import send_once, status_of
 
 PURCHASE_STATES = RuleTable(
     "purchase status",
@@ -77,7 +81,8 @@ ANSWERS = RuleTable(
         Rule(Verdict.RETRY, status=401),
         Rule(Verdict.RETRY, status=403),
         Rule(Verdict.RETRY, status=429),
-        Rule(Verdict.RETRY, status=(500, 599)),
+        # A server error may hide an applied mutation: look before sending it again.
+        Rule(Verdict.AMBIGUOUS, status=(500, 599)),
     ),
     # An unknown error code: look before sending again (the key makes a resend safe).
     default=Rule(Verdict.AMBIGUOUS),
@@ -87,9 +92,10 @@ ANSWERS = RuleTable(
 class PurchaseConnector:
     name = "purchase"
 
-    def __init__(self, api: PurchaseApi, journal: Journal) -> None:
+    def __init__(self, api: PurchaseApi, journal: Journal, lock: OrderLock) -> None:
         self._api = api
         self._journal = journal
+        self._lock = lock
 
     async def capture(self, operation: Operation) -> Result:
         return await self._operate("capture", operation)
@@ -101,7 +107,9 @@ class PurchaseConnector:
         return await self._operate("void", operation)
 
     async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
-        return await status_of(self._journal, kind, operation, lambda s: self._find(operation, s))
+        return await status_of(
+            self._journal, kind, operation, lambda s: self._find(operation, s), self._lock
+        )
 
     async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
         purchase = await self._purchase(operation)
@@ -139,6 +147,7 @@ class PurchaseConnector:
             plan=plan,
             find=lambda sent: self._find(operation, sent),
             send=lambda sent: self._send(kind, operation, sent),
+            lock=self._lock,
         )
 
     async def _purchase(self, operation: Operation) -> Purchase | NotFound | TryAgain:
@@ -164,12 +173,13 @@ class PurchaseConnector:
             return answer
         rule = ANSWERS.classify(status=answer.status, code=answer.code or "OK")
         payload = answer.data.get(field)
-        reference = operation.provider_id
-        if isinstance(payload, dict) and payload.get("id"):
-            reference = str(payload["id"])
+        movement_id = payload.get("id") if isinstance(payload, dict) else None
+        if rule.verdict is Verdict.APPROVED and not movement_id:
+            # Done, but the answer does not say which movement: a read-back will.
+            return TryAgain(f"purchase {kind}: an answer without the movement id", ambiguous=True)
         return result(
             rule,
-            reference=reference,
+            reference=str(movement_id) if movement_id else operation.provider_id,
             reason=f"purchase {kind}: HTTP {answer.status} {answer.code or ''}".strip(),
             message=answer.message,
         )
@@ -182,10 +192,7 @@ class PurchaseConnector:
         movements = (
             purchase.captures if field.startswith("newPurchaseCapture") else purchase.returns
         )
-        for movement in movements:
-            if movement.id not in sent.before and sent.amount in (None, movement.amount):
-                return Approved(psp_reference=movement.id)
-        return NotFound()
+        return ours(sent, [(movement.id, movement.amount) for movement in movements])
 
 
 def _declined(message: str) -> Declined:

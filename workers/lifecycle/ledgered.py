@@ -48,12 +48,15 @@ class LedgeredLifecycle:
     def ledger_payment(self, session: Session) -> str | None:
         return session.payment_id
 
-    def _operation(self, session: Session, provider_payment_id: str) -> Operation:
+    def _operation(
+        self, session: Session, provider_payment_id: str, book_currency: str = ""
+    ) -> Operation:
+        # A void session names no currency; the payment's book knows it.
         return Operation(
             session_id=session.id,
             payment_id=session.payment_id,
             amount=session.amount,
-            currency=session.currency or "",
+            currency=session.currency or book_currency,
             test=session.test,
             provider_payment_id=provider_payment_id,
         )
@@ -73,7 +76,8 @@ class LedgeredLifecycle:
             held = await self._reserve(services, session)
         if isinstance(held, Refused):
             return self._refuse(session, held)
-        return await self._call(services, self._operation(session, held.provider_payment_id))
+        operation = self._operation(session, held.provider_payment_id, held.currency)
+        return await self._call(services, operation)
 
     async def _reserve(self, services: Services, session: Session) -> Reserved | Refused:
         amount = 0
@@ -90,8 +94,10 @@ class LedgeredLifecycle:
         self, connector: Connector, ledger: LedgerStore, session: Session
     ) -> StatusResult:
         """What the PSP knows of this session's operation (also asked by operators)."""
-        provider_id = await ledger.provider_payment_id(session.payment_id)
-        return await connector.status(self.op.value, self._operation(session, provider_id or ""))
+        provider_id, currency = await ledger.provider_payment(session.payment_id)
+        return await connector.status(
+            self.op.value, self._operation(session, provider_id, currency)
+        )
 
     async def before_report(self, services: Services, session: Session) -> None:
         return None

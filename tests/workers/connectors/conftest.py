@@ -3,6 +3,7 @@ against its sandbox fake served by a real aiohttp server."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,7 +19,7 @@ from sandbox.psp import connector_environment
 from sandbox.psp.common import PSP_STATE, PspCall, PspState
 from tests.factories import new_id
 from workers.connectors import build_connector
-from workers.connectors.base import Connector, Operation
+from workers.connectors.base import Connector, NotFound, Operation, OperationKind, Result, TryAgain
 
 TOKEN = "sandbox-token"
 # Short enough that a `delay` fault of DELAY seconds is a timeout, long enough for a
@@ -57,6 +58,9 @@ class Fake:
     state: PspState
     app: web.Application
     url: str
+    # Another worker process: a connector of its own on the same Redis.
+    another_worker: Callable[[], Any]
+    redis: fakeredis.FakeAsyncRedis
 
     def applied(self, operation: str) -> int:
         return len(self.state.applied(operation))
@@ -77,11 +81,33 @@ async def serve(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIt
     async def factory(name: str, app: web.Application, **settings: Any) -> Fake:
         server = await aiohttp_server(app)
         url = str(server.make_url("")).rstrip("/")
-        connector = build_connector(settings_for(name, url, **settings), redis)
-        built.append(connector)
-        return Fake(connector, app[PSP_STATE], app, url)
+
+        def connect() -> Connector:
+            built.append(build_connector(settings_for(name, url, **settings), redis))
+            return built[-1]
+
+        return Fake(connect(), app[PSP_STATE], app, url, connect, redis)
 
     yield factory
     for connector in built:
         await connector.close()
     await redis.aclose()
+
+
+async def settled(
+    connector: Any, kind: OperationKind, op: Operation, *, tries: int = 8, pause: float = 0.0
+) -> Result:
+    """The connector asked as the lifecycle asks it, until an outcome or `tries` run out:
+    after an ambiguous answer, `status` first, and the operation again only on `NotFound`;
+    `pause` seconds between attempts, or longer if the answer asked for it."""
+    uncertain = False
+    answer: Result = TryAgain("not asked yet")
+    for attempt in range(tries):
+        if attempt:
+            await asyncio.sleep(max(pause, getattr(answer, "retry_after", None) or 0.0))
+        known = await connector.status(kind, op) if uncertain else NotFound()
+        answer = await getattr(connector, kind)(op) if isinstance(known, NotFound) else known
+        if not isinstance(answer, TryAgain):
+            return answer
+        uncertain = uncertain or answer.ambiguous
+    return answer

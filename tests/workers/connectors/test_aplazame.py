@@ -3,13 +3,14 @@ the connector's journal is what keeps a capture to one)."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from sandbox.psp.aplazame import APLAZAME_ORDERS, MEDIA_TYPE, create_aplazame_app, seed_order
-from tests.workers.connectors.conftest import DELAY, TOKEN, Fake, Serve, operation
+from tests.workers.connectors.conftest import DELAY, TOKEN, Fake, Serve, operation, settled
 from workers.connectors.base import (
     Approved,
     Authorization,
@@ -85,13 +86,13 @@ async def test_server_errors_are_ambiguous_and_the_retry_looks_before_sending(
 ) -> None:
     fake.state.arm({"kind": "status", "status": 503, "times": 2, "operation": "capture"})
     op = capture_of("100.50")
-    for _ in range(2):
-        answer = await fake.connector.capture(op)
-        assert isinstance(answer, TryAgain)
-        assert answer.ambiguous  # no idempotency key: a 5xx may hide a capture
-    assert isinstance(await fake.connector.capture(op), Approved)
+    answer = await fake.connector.capture(op)
+    assert isinstance(answer, TryAgain)
+    assert answer.ambiguous  # no idempotency key: a 5xx may hide a capture
+    assert isinstance(await settled(fake.connector, "capture", op), Approved)
     assert fake.applied("capture") == 1
     assert len(captures(fake)) == 1
+    assert len(fake.calls("capture")) == 3  # two 503s, then the capture
 
 
 async def test_a_timeout_is_resolved_by_status_without_a_second_capture(fake: Fake) -> None:
@@ -121,12 +122,14 @@ async def test_a_lost_answer_then_a_retry_finds_the_capture(fake: Fake) -> None:
 
 
 async def test_another_capture_of_the_same_amount_is_not_mistaken_for_ours(fake: Fake) -> None:
-    await fake.connector.capture(capture_of("100.50"))
+    first = await fake.connector.capture(capture_of("100.50"))
     second = capture_of("100.50")
     fake.state.arm({"kind": "status", "status": 502, "operation": "capture"})
     assert isinstance(await fake.connector.capture(second), TryAgain)
-    assert await fake.connector.status("capture", second) == NotFound()
-    assert isinstance(await fake.connector.capture(second), Approved)
+    assert not isinstance(await fake.connector.status("capture", second), Approved)
+    answer = await settled(fake.connector, "capture", second)
+    assert isinstance(answer, Approved)
+    assert answer != first
     assert len(captures(fake)) == 2
 
 
@@ -145,3 +148,21 @@ async def test_authorization_is_what_was_captured_plus_what_remains(fake: Fake) 
     assert isinstance(known, Authorization)
     assert (known.authorized, known.captured) == (Decimal("600.20"), Decimal("100.50"))
     assert await fake.connector.authorization(operation(payment_id="nope")) == NotFound()
+
+
+async def test_a_capture_that_lands_after_its_answer_was_lost_is_not_sent_twice(
+    fake: Fake,
+) -> None:
+    # Aplazame applies the capture only after the connector gave up waiting for it.
+    fake.state.arm({"kind": "delay", "seconds": DELAY, "apply": False, "operation": "capture"})
+    op = capture_of("100.50")
+    assert isinstance(await fake.connector.capture(op), TryAgain)
+    retry = await fake.connector.capture(op)
+    if isinstance(retry, TryAgain):  # nothing shows yet, and nothing is sent meanwhile
+        assert retry.ambiguous
+        assert retry.retry_after
+        await asyncio.sleep(retry.retry_after)
+    await fake.state.wait(DELAY)  # the late capture has landed by now, however slow we were
+    [capture] = captures(fake)
+    assert await fake.connector.capture(op) == Approved(capture["id"])
+    assert len(fake.calls("capture")) == 1

@@ -168,3 +168,21 @@ async def test_authorization_reads_the_transactions(fake: Fake) -> None:
         "EUR",
     )
     assert await fake.connector.authorization(operation(payment_id="999")) == NotFound()
+
+
+async def test_a_session_whose_id_is_part_of_another_finds_only_its_own_refund(
+    fake: Fake,
+) -> None:
+    await captured(fake)
+    longer = op_for("5.00", session_id="rf-100")
+    shorter = op_for("5.00", session_id="rf-10")  # a substring of the other's id
+    first = await fake.connector.refund(longer)
+    assert isinstance(first, Approved)
+    assert await fake.connector.status("refund", shorter) == NotFound()
+    second = await fake.connector.refund(shorter)
+    assert isinstance(second, Approved)
+    assert second != first
+    assert [r["reason"] for r in order(fake).refunds] == [
+        "Shopify refund rf-100",
+        "Shopify refund rf-10",
+    ]

@@ -26,7 +26,12 @@ async def test_a_capture_is_approved_with_the_psp_reference(fake: Fake) -> None:
     op = operation(amount=Decimal("10.00"))
     assert await fake.connector.capture(op) == Approved("psp_capture_1")
     [book] = fake.app[HTTP_BOOKS]
-    assert book == {"operation": "capture", "key": op.session_id, "amount": "10.00"}
+    assert book == {
+        "operation": "capture",
+        "key": op.session_id,
+        "amount": "10.00",
+        "currency": "EUR",
+    }
     [call] = fake.calls("capture")
     assert call.idempotency_key == op.session_id
 
@@ -102,3 +107,9 @@ async def test_refund_and_void_are_separate_operations_under_their_own_paths(fak
 
 async def test_the_contract_has_no_authorization_lookup(fake: Fake) -> None:
     assert await fake.connector.authorization(operation()) == NotFound()
+
+
+async def test_a_void_whose_currency_is_unknown_sends_null_not_an_empty_code(fake: Fake) -> None:
+    assert await fake.connector.void(operation(amount=None, currency="")) == Approved("psp_void_1")
+    [void] = fake.app[HTTP_BOOKS]
+    assert (void["amount"], void["currency"]) == (None, None)

@@ -8,9 +8,10 @@ import fakeredis
 import pytest
 
 from tests.workers.connectors.conftest import operation
-from workers.connectors.base import Approved, NotFound, Result, StatusResult
-from workers.connectors.journal import Journal, Sent, send_once, status_of
+from workers.connectors.base import Approved, NotFound, Result, StatusResult, TryAgain
+from workers.connectors.journal import Journal, Sent, ours
 from workers.connectors.lines import MAX_SEARCHED_LINES, allocate, exact_lines, from_minor
+from workers.connectors.sending import send_once, status_of
 
 
 @pytest.mark.parametrize(
@@ -71,4 +72,32 @@ async def test_the_first_journaled_request_wins_a_race() -> None:
     journal = Journal(fakeredis.FakeAsyncRedis(), "unit")
     first = await journal.remember("refund", "k", Sent(request={"n": 1}))
     second = await journal.remember("refund", "k", Sent(request={"n": 2}))
-    assert first == second == Sent(request={"n": 1})
+    assert first == second
+    assert first.request == {"n": 1}
+
+
+PLANNED = Sent(request={}, before=("c1",), amount=500)
+
+
+@pytest.mark.parametrize(
+    ("sent", "operations", "expected"),
+    [
+        (PLANNED, [("c1", 500)], NotFound()),  # there before the plan
+        (PLANNED, [("c1", 500), ("c2", 700)], NotFound()),  # another amount
+        (PLANNED, [("c1", 500), ("c2", 500)], Approved("c2")),
+        (PLANNED.model_copy(update={"amount": None}), [("c2", 1)], Approved("c2")),  # a void
+        (PLANNED.model_copy(update={"operation_id": "c1"}), [("c1", 500)], Approved("c1")),
+    ],
+    ids=["old", "other amount", "new", "void", "by id"],
+)
+def test_ours_is_exact(sent: Sent, operations: list[tuple[str, int]], expected: object) -> None:
+    assert ours(sent, operations) == expected
+
+
+def test_ours_never_picks_between_two_candidates_nor_loses_a_known_id() -> None:
+    two = ours(PLANNED, [("c2", 500), ("c3", 500)])
+    gone = ours(PLANNED.model_copy(update={"operation_id": "c9"}), [("c2", 500)])
+    assert isinstance(two, TryAgain)
+    assert isinstance(gone, TryAgain)
+    assert two.ambiguous
+    assert gone.ambiguous

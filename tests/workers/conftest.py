@@ -1,0 +1,64 @@
+"""The lifecycle runner's peers for tests: fakeredis, the sandbox Shopify as a real server,
+and `Services` around whichever connector a test settles with."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import fakeredis
+import pytest
+
+from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
+from sessions.claims import Claims
+from sessions.ledger_store import LedgerStore
+from workers.connectors.base import Connector
+from workers.lifecycle.decide import Policy
+from workers.lifecycle.runner import Services
+from workers.retry_policy import RetryPolicy
+from workers.shopify.gateway import GqlShopifyGateway
+
+ServicesFor = Callable[[Connector], Services]
+
+
+class Tokens:
+    async def token_for(self, shop: str) -> str | None:
+        return "shpat_unit"
+
+
+@pytest.fixture
+async def sandbox_url(aiohttp_server: Any) -> str:
+    server = await aiohttp_server(create_shopify_app(strict_sessions=False))
+    return str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def services_for(
+    sandbox_url: str, redis: fakeredis.FakeAsyncRedis
+) -> AsyncIterator[ServicesFor]:
+    """`services_for(connector)`: the runner's services, settling with `connector`."""
+    gateway = GqlShopifyGateway(
+        url_template=sandbox_url + GRAPHQL_PATH,
+        api_version="2025-10",
+        tokens=Tokens(),
+        timeout_seconds=2,
+    )
+
+    def build(connector: Connector) -> Services:
+        return Services(
+            claims=Claims(redis),
+            connector=connector,
+            gateway=gateway,
+            ledger=LedgerStore(redis),
+            policy=Policy(
+                psp=RetryPolicy((0.0,), max_attempts=3),
+                shopify=RetryPolicy((0.0,), max_attempts=3),
+                lease_seconds=10,
+                max_deliveries=5,
+            ),
+            clock=time.time,
+        )
+
+    yield build
+    await gateway.close()
