@@ -28,7 +28,7 @@ from webhook.app import create_app
 
 pytestmark = pytest.mark.integration
 
-DB = 6
+DB = 11
 SHOP = "metrics-shop.myshopify.com"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
