@@ -160,9 +160,18 @@ class MetricsServer:
     def start(self) -> None:
         if self._server is not None:
             return
-        self._server, self._thread = start_http_server(
-            self._port, addr=self._address, registry=self._metrics.registry
-        )
+        try:
+            self._server, self._thread = start_http_server(
+                self._port, addr=self._address, registry=self._metrics.registry
+            )
+        except OSError as exc:
+            # Settling sessions matters more than being watched: the worker goes on, and
+            # the missing target is what PayhookWorkerDown reports.
+            log.error(
+                "metrics not served",
+                extra={"address": self._address, "port": self._port, "error": str(exc)},
+            )
+            return
         log.info("metrics served", extra={"address": self._address, "port": self._port})
 
     def stop(self) -> None:
