@@ -174,6 +174,10 @@ class Settings(BaseSettings):
     # Task events feed Flower. Off, they cost nothing; Flower switches them on in every
     # worker it watches (remote control), so watching needs no restart.
     worker_task_events: bool = False
+    # Each worker process serves Prometheus metrics on this port plus its `--processes`
+    # index (0, 1, ...); unset, workers serve none (`payhook dev` turns them on).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_address: str = "127.0.0.1"
     # A lease is renewed every third of its length while its holder works.
     lease_seconds: float = Field(default=30.0, gt=0)
     # Every Redis command of payhook's own clients gives up after this long.

@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     show = which.add_parser("show", help="one session with its timeline")
     show.add_argument("session_id")
     show.add_argument("--json", action="store_true")
+    stats = which.add_parser(
+        "stats", help="counts by state and kind, failures, backlog, money held by failed ones"
+    )
+    stats.add_argument("--json", action="store_true")
     release = which.add_parser(
         "release",
         help="give back the money a failed session holds, once the PSP shows nothing applied",
@@ -214,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "list":
             state = State(args.state) if args.state else None
             return asyncio.run(list_sessions(settings, _filter(args, state), as_json=args.json))
+        if args.action == "stats":
+            from ops.stats import show_stats
+
+            return asyncio.run(show_stats(settings, as_json=args.json))
         if args.action == "release":
             from ops.release import release
 

@@ -29,6 +29,8 @@ GRAPHQL_PATH = "/{shop}/payments_apps/api/{version}/graphql.json"
 BUYER_PATH = "/pay/{session_id}?amount={amount}&currency={currency}&callback={callback}"
 DEV_TOKEN = "shpat_sandbox_dev_token"  # noqa: S105 - the sandbox accepts any token
 DEV_PSP_TOKEN = "payhook-dev-psp-token"  # noqa: S105 - the PSP fakes accept any token
+# Worker metrics in development: the worker process serves them here (9100 is node_exporter's).
+DEV_METRICS_PORT = 9191
 
 
 @dataclass
@@ -119,6 +121,7 @@ def run_dev(
             "PAYHOOK_SIMULATOR_WEBHOOK_SECRET": (
                 secret.get_secret_value() if secret else secrets.token_urlsafe(32)
             ),
+            "PAYHOOK_WORKER_METRICS_PORT": str(settings.worker_metrics_port or DEV_METRICS_PORT),
         }
     )
     children: list[Child] = []
@@ -135,7 +138,8 @@ def run_dev(
         print(f"● web        {app_url}")
         children.append(_start("worker", ["worker"], env, logs))
         children.append(_start("beat", ["beat"], env, logs))
-        print(f"● worker     + beat (logs in {logs})")
+        metrics_port = env["PAYHOOK_WORKER_METRICS_PORT"]
+        print(f"● worker     + beat (logs in {logs}); worker metrics on :{metrics_port}/metrics")
         print(_how_to_send(app_url, sandbox_base))
         if demo:
             from ops.demo import run_demo

@@ -17,6 +17,7 @@ from webhook.app import create_app
 from webhook.auth import ShopifyAuth
 from webhook.signing import secret_problem
 from webhook.tls import server_ssl_context
+from workers.metrics import MetricsServer
 from workers.tasks import manage_runtime, register_tasks
 
 CONSUMER_SWITCH_INTERVAL = 0.0005
@@ -64,7 +65,13 @@ def worker(
     # Measured: 0.5 ms lets one process take ~2-3x more messages per second (docs/workers.md).
     sys.setswitchinterval(CONSUMER_SWITCH_INTERVAL)
     app = create_celery(settings)
-    manage_runtime(register_tasks(app, settings))
+    holder = register_tasks(app, settings)
+    metrics = None
+    if settings.worker_metrics_port is not None:
+        # One listener per process: the supervisor's children take consecutive ports.
+        port = settings.worker_metrics_port + (index or 0)
+        metrics = MetricsServer(holder.metrics, settings.worker_metrics_address, port)
+    manage_runtime(holder, metrics)
     name = f"payhook{'' if index is None else f'-{index}'}@{socket.gethostname()}"
     arguments = [
         "worker",

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from aiohttp import web
 from redis.asyncio import Redis
 
 from sessions.durability import durability_warnings
-from sessions.keys import DUE
+from sessions.stats import due_summary, failed_by_kind
 from transport.messages import QUEUE
 from webhook.keys import METRICS, REDIS, SETTINGS
+
+# Prometheus gives up on a scrape after 10 s by default; the Redis part stays well inside.
+SCRAPE_TIMEOUT_SECONDS = 3.0
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -51,6 +55,7 @@ async def metrics(request: web.Request) -> web.Response:
     redis = request.app[REDIS]
     # Metrics must render even while Redis is away; the gauges then keep their last value.
     with contextlib.suppress(Exception):
-        registry.due.set(await redis.zcard(DUE))
-        registry.queue.set(await redis.llen(QUEUE))
+        async with asyncio.timeout(SCRAPE_TIMEOUT_SECONDS):
+            registry.queue.set(await redis.llen(QUEUE))
+            registry.show(await due_summary(redis, time.time()), await failed_by_kind(redis))
     return web.Response(body=registry.render(), content_type="text/plain", charset="utf-8")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from sessions.stats import DueSummary
 
 
 class WebMetrics:
@@ -29,6 +33,44 @@ class WebMetrics:
         self.queue = Gauge(
             "payhook_queue_depth", "Task messages waiting in the broker.", registry=self.registry
         )
+        # Computed at scrape time from Redis (`sessions.stats`), at a bounded cost.
+        self.overdue = Gauge(
+            "payhook_sessions_overdue",
+            "Unfinished sessions whose due time has passed (waiting for the sweeper or a worker).",
+            registry=self.registry,
+        )
+        self.oldest = Gauge(
+            "payhook_oldest_unfinished_session_age_seconds",
+            "Age of the oldest session a worker still has to move (pending payments aside).",
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "payhook_pending_payments",
+            "Payment sessions reported pending, waiting for the PSP or their window to close.",
+            registry=self.registry,
+        )
+        self.pending_closes = Gauge(
+            "payhook_pending_payment_expiry_seconds",
+            "Seconds until the first pending payment's window (pendingExpiresAt) closes; "
+            "+Inf when none is pending.",
+            registry=self.registry,
+        )
+        self.failed = Gauge(
+            "payhook_sessions_failed",
+            "Failed sessions (dead letters) waiting for an operator, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+
+    def show(self, due: DueSummary, failed: dict[str, int]) -> None:
+        self.due.set(due.depth)
+        self.overdue.set(due.overdue)
+        self.oldest.set(due.oldest_unfinished_seconds)
+        self.pending.set(due.pending_payments)
+        closes = due.pending_closes_in
+        self.pending_closes.set(math.inf if closes is None else closes)
+        for kind, count in failed.items():
+            self.failed.labels(kind).set(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -30,7 +30,14 @@ class PermanentError(PayhookError):
 
 
 class ShopifyUnavailable(RetryableError):
-    pass
+    """`cause` classes the failure for metrics and alerts: `http_5xx`, `http_429`,
+    `throttled`, `malformed` or `transport` (timeouts, refused or reset connections)."""
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, cause: str = "transport"
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.cause = cause
 
 
 class ShopifyUserError(PermanentError):

@@ -34,6 +34,7 @@ from workers.connectors import build_connector
 from workers.connectors.base import Connector
 from workers.lifecycle.decide import Policy
 from workers.lifecycle.runner import Services
+from workers.metrics import WorkerMetrics
 from workers.retry_policy import RetryPolicy
 from workers.shopify.gateway import GqlShopifyGateway, ShopifyGateway
 from workers.shopify.tokens import CachedTokens
@@ -71,8 +72,9 @@ def policy(settings: Settings) -> Policy:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, handoff: Handoff) -> None:
+    def __init__(self, settings: Settings, handoff: Handoff, metrics: WorkerMetrics) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.owner = f"payhook-worker:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.loop = new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="payhook-event-loop", daemon=True)
@@ -123,6 +125,7 @@ class Runtime:
             clock=time.time,
             step_timeout=settings.run_timeout_seconds,
             buyer_window_seconds=settings.buyer_window_seconds,
+            observer=self.metrics,
         )
 
     def call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -162,6 +165,8 @@ class RuntimeHolder:
     def __init__(self, settings: Settings, handoff: Handoff) -> None:
         self._settings = settings
         self._handoff = handoff
+        # One registry per process, kept across runtimes so counters never go back.
+        self.metrics = WorkerMetrics(settings.connector)
         self._runtime: Runtime | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -169,7 +174,7 @@ class RuntimeHolder:
     def get(self) -> Runtime:
         with self._lock:
             if self._runtime is None or self._pid != os.getpid():
-                self._runtime = Runtime(self._settings, self._handoff)
+                self._runtime = Runtime(self._settings, self._handoff, self.metrics)
                 self._pid = os.getpid()
             return self._runtime
 

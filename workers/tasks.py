@@ -28,6 +28,7 @@ from workers.lifecycle.payment import PAYMENT
 from workers.lifecycle.refund import REFUND
 from workers.lifecycle.runner import KindLifecycle, run
 from workers.lifecycle.void import VOID
+from workers.metrics import MetricsServer
 from workers.runtime import RuntimeHolder
 from workers.sweeper import sweep
 
@@ -98,15 +99,20 @@ def register_tasks(app: Celery, settings: Settings) -> RuntimeHolder:
     return holder
 
 
-def manage_runtime(holder: RuntimeHolder) -> None:
+def manage_runtime(holder: RuntimeHolder, metrics: MetricsServer | None = None) -> None:
     """In a worker: build the runtime when the worker is ready (so a bad setting shows at
-    once) and close every connection at shutdown, after running tasks have finished."""
+    once) and close every connection at shutdown, after running tasks have finished. The
+    metrics listener lives as long: scraped up to the last finished run."""
 
     def ready(**_: Any) -> None:
         holder.get()
+        if metrics is not None:
+            metrics.start()
 
     def shutdown(**_: Any) -> None:
         holder.close()
+        if metrics is not None:
+            metrics.stop()
 
     worker_ready.connect(ready, weak=False)
     worker_shutdown.connect(shutdown, weak=False)

@@ -345,7 +345,7 @@ async def test_a_session_failed_after_its_ladder_is_replayed_without_a_second_ca
     assert len(await sandbox.calls(gid=sent.gid)) == 3
 
     await sandbox.clear_faults()
-    code, out = await payhook(env, "replay", sent.id)
+    code, out = await payhook(env, "replay", "--", sent.id)
     assert code == 0
     assert [line for line in out.splitlines() if sent.id in line], out
 

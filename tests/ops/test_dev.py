@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.integration
 def test_dev_mode_runs_all_four_session_kinds_through_to_shopify(tmp_path: Path) -> None:
+    metrics_port = free_port()
     env = child_environment(
         {
+            "PAYHOOK_WORKER_METRICS_PORT": str(metrics_port),
             "PAYHOOK_STATE_DIR": str(tmp_path / "state"),
             "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
             "PAYHOOK_PORT": str(free_port()),
@@ -62,5 +64,8 @@ def test_dev_mode_runs_all_four_session_kinds_through_to_shopify(tmp_path: Path)
     assert "● sandbox" in done.stdout
     logs = tmp_path / "state" / "logs"
     assert {p.name for p in logs.iterdir()} >= {"web.log", "worker.log", "beat.log", "sandbox.log"}
+    assert f"worker metrics on :{metrics_port}/metrics" in done.stdout
+    served = [line for line in (logs / "worker.log").read_text().splitlines() if "metrics" in line]
+    assert any('"metrics served"' in line and str(metrics_port) in line for line in served), served
     # Shop tokens in dev are encrypted under a key of dev's own, readable by its owner alone.
     assert (tmp_path / "state" / "token-key").stat().st_mode & 0o777 == 0o600

@@ -96,15 +96,15 @@ def url(redis_server: LocalRedis) -> str:
 
 def test_money_held_by_a_capture_the_provider_never_applied_is_released(url: str) -> None:
     session_id, payment_id = asyncio.run(failed_capture(url, "10.55", attempts=3))
-    shown = payhook(url, "sessions", "show", session_id)
+    shown = payhook(url, "sessions", "show", "--", session_id)
     assert f"money held: capture 10.55 EUR on payment {payment_id}" in shown.stdout
 
-    released = payhook(url, "sessions", "release", session_id)
+    released = payhook(url, "sessions", "release", "--", session_id)
 
     assert released.returncode == 0, released.stderr
     assert f"released: capture 10.55 EUR on payment {payment_id}" in released.stdout
     assert asyncio.run(reservation(url, payment_id, session_id)) is None
-    after = payhook(url, "sessions", "show", session_id)
+    after = payhook(url, "sessions", "show", "--", session_id)
     assert "money held: capture" not in after.stdout
     assert "reservation_released" in after.stdout
 
@@ -113,7 +113,7 @@ def test_money_the_provider_did_capture_is_not_released_but_sent_to_replay(url: 
     # Captured on the first call, its answer lost, and the ladder was one attempt long.
     session_id, payment_id = asyncio.run(failed_capture(url, "10.54", attempts=1))
 
-    refused = payhook(url, "sessions", "release", session_id)
+    refused = payhook(url, "sessions", "release", "--", session_id)
 
     assert refused.returncode == 1
     assert f"payhook replay {session_id}" in refused.stderr
@@ -123,7 +123,7 @@ def test_money_the_provider_did_capture_is_not_released_but_sent_to_replay(url: 
 def test_money_is_not_released_while_the_provider_cannot_be_asked(url: str) -> None:
     session_id, payment_id = asyncio.run(failed_capture(url, "10.56", attempts=3))
 
-    refused = payhook(url, "sessions", "release", session_id)
+    refused = payhook(url, "sessions", "release", "--", session_id)
 
     assert refused.returncode == 1
     assert "--force" in refused.stderr

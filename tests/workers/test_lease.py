@@ -12,7 +12,8 @@ from sessions.claims import Claimed, Claims
 from sessions.keys import lease_key
 from sessions.store import SessionStore
 from tests.factories import make_session, received_event
-from workers.lifecycle.lease import holding
+from workers.lifecycle.lease import LeaseLostError, holding
+from workers.metrics import WorkerMetrics
 
 LEASE = 0.3  # renewed every 0.1 s
 
@@ -61,3 +62,50 @@ async def test_a_lease_renewed_during_the_work_is_released_after_the_renewer_sto
     assert result == "done"
     assert renewed[0] > 0  # still held after more than its first length
     assert not await redis.exists(lease_key(claim.session.id))
+
+
+async def test_renewals_and_a_lost_lease_show_in_the_worker_metrics(
+    redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    claims, claim = await claimed(redis)
+    metrics = WorkerMetrics("simulator")
+    session_id = claim.session.id
+
+    async def kept() -> None:
+        await asyncio.sleep(LEASE * 1.2)
+
+    await holding(
+        claims,
+        session_id,
+        claim.fence,
+        lease_seconds=LEASE,
+        clock=time.time,
+        work=kept(),
+        renewed=metrics.lease,
+    )
+    renewals = metrics.registry.get_sample_value("payhook_lease_renewals_total", {"result": "kept"})
+    assert renewals is not None
+    assert renewals >= 2
+
+    second = await claims.claim(session_id, now=time.time(), lease_seconds=LEASE)
+    assert isinstance(second, Claimed)
+
+    async def taken_over() -> None:
+        # Another worker claims the session once the lease is gone.
+        await redis.delete(lease_key(session_id))
+        assert isinstance(
+            await claims.claim(session_id, now=time.time(), lease_seconds=LEASE), Claimed
+        )
+        await asyncio.sleep(LEASE * 2)
+
+    with pytest.raises(LeaseLostError):
+        await holding(
+            claims,
+            session_id,
+            second.fence,
+            lease_seconds=LEASE,
+            clock=time.time,
+            work=taken_over(),
+            renewed=metrics.lease,
+        )
+    assert metrics.registry.get_sample_value("payhook_leases_lost_total") == 1

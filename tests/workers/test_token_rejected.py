@@ -122,7 +122,7 @@ async def test_a_rejected_token_fails_the_session_until_the_token_is_fixed_and_r
     # Another delivery neither retries nor reports it.
     assert isinstance(await run(session.id, services, CAPTURE), Skipped)
     capsys.readouterr()
-    assert await payhook(["sessions", "show", session.id]) == 0
+    assert await payhook(["sessions", "show", "--", session.id]) == 0
     shown = capsys.readouterr().out
     assert "failed" in shown
     assert "Shopify rejected the access token" in shown
@@ -135,7 +135,7 @@ async def test_a_rejected_token_fails_the_session_until_the_token_is_fixed_and_r
     assert "Shopify rejected the access token" in summary["last_error"]
 
     assert await payhook(["shops", "add", SHOP, "--token", RIGHT]) == 0
-    assert await payhook(["replay", session.id]) == 0
+    assert await payhook(["replay", "--", session.id]) == 0
     assert await run(session.id, services, CAPTURE) == Done(State.REPORTED)
     assert (await sandbox.session_state(session.gid) or {})["state"] == "resolved"
     resolves = [c for c in await sandbox.calls(gid=session.gid) if c.get("status") == 200]

@@ -68,6 +68,8 @@ class Accepted:
 class Unavailable:
     error: str
     retry_after: float | None = None
+    # The failure's class (`workers.errors.ShopifyUnavailable.cause`), for metrics only.
+    cause: str = "transport"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -35,8 +35,10 @@ async def holding(
     lease_seconds: float,
     clock: Callable[[], float],
     work: Awaitable[T],
+    renewed: Callable[[Literal["kept", "failed", "lost"]], object] = lambda _: None,
 ) -> T:
-    """Run `work` while renewing the lease `fence` on `session_id`.
+    """Run `work` while renewing the lease `fence` on `session_id`; `renewed` hears how
+    each renewal went.
 
     `work` gives the lease up with its last write when it returns; when it fails, or when a
     renewal was sent while it ran, the lease is released here once the renewer has stopped.
@@ -62,7 +64,9 @@ async def holding(
                     "lease renewal failed",
                     extra={"session_id": session_id, "error": type(exc).__name__},
                 )
+                renewed("failed")
                 continue
+            renewed("kept" if kept else "lost")
             if not kept:
                 log.warning("lease lost", extra={"session_id": session_id, "fence": fence})
                 lost.set()

@@ -15,19 +15,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sessions.claims import Claimed, Claims
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Session
 from sessions.writes import LeaseLost, StaleState
-from workers.connectors.base import Connector, NotFound, Result, StatusResult
+from workers.connectors.base import (
+    Connector,
+    NotFound,
+    Pending,
+    Result,
+    StatusResult,
+    TryAgain,
+)
 from workers.errors import PermanentError, ShopifyUnavailable, ShopifyUserError
 from workers.lifecycle import decide
 from workers.lifecycle.decide import Decision, Policy, ReportNext, Skipped, Step
 from workers.lifecycle.lease import LeaseLostError, holding
+from workers.lifecycle.observer import NoObserver, RunObserver
 from workers.shopify.gateway import ShopifyGateway
 from workers.shopify.mutations import Mutation
 
@@ -68,6 +77,7 @@ class Services:
     # Payment sessions: how long the buyer has on the PSP's page before the session is
     # declined.
     buyer_window_seconds: float = 3600.0
+    observer: RunObserver = field(default_factory=NoObserver)
 
 
 def _context(session: Session) -> dict[str, object]:
@@ -79,6 +89,8 @@ async def run(session_id: str, services: Services, lifecycle: KindLifecycle) -> 
     claim = await services.claims.claim(session_id, now=services.clock(), lease_seconds=lease)
     if not isinstance(claim, Claimed):
         return Skipped(f"{claim.reason.value} ({claim.state or 'no session'})")
+    observer = services.observer
+    observer.run_started()
     try:
         async with asyncio.timeout(services.step_timeout):
             return await holding(
@@ -88,14 +100,20 @@ async def run(session_id: str, services: Services, lifecycle: KindLifecycle) -> 
                 lease_seconds=lease,
                 clock=services.clock,
                 work=_work(claim, services, lifecycle),
+                renewed=observer.lease,
             )
     except (StaleState, LeaseLost, LeaseLostError) as exc:
         # Someone else (a replay, an operator, a worker that took over) moved it first.
+        if isinstance(exc, LeaseLost):
+            # A renewal that found the lease gone has said so already (LeaseLostError).
+            observer.lease("lost")
         log.warning("run abandoned", extra={"session_id": session_id, "error": str(exc)})
         return Skipped(str(exc))
     except TimeoutError:
         log.error("run timed out", extra={"session_id": session_id})
         return Skipped(f"run exceeded {services.step_timeout:g}s; the due set brings it back")
+    finally:
+        observer.run_ended()
 
 
 async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) -> Step:
@@ -107,32 +125,46 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
         if not isinstance(opening.step, ReportNext):
             return opening.step
     if decide.settles(session):
-        outcome = await _settle(session, services, lifecycle)
-        session = await _store(services, claim, outcome, last=False)
+        outcome, cause = await _settle(session, services, lifecycle)
+        session = await _store(services, claim, outcome, last=False, cause=cause)
         if not isinstance(outcome.step, ReportNext):
             return outcome.step
     await lifecycle.before_report(services, session)
     mutation = lifecycle.report(session)
+    began = time.perf_counter()
     said = await _send(services.gateway, session.shop, mutation)
+    cause = _report_cause(said)
+    services.observer.called("shopify", session.kind, cause, time.perf_counter() - began)
     reported = decide.after_report(session, mutation.field, said, policy, services.clock())
-    await _store(services, claim, reported, last=True)
+    await _store(services, claim, reported, last=True, cause=cause)
     return reported.step
 
 
-async def _settle(session: Session, services: Services, lifecycle: KindLifecycle) -> Decision:
+async def _settle(
+    session: Session, services: Services, lifecycle: KindLifecycle
+) -> tuple[Decision, str]:
+    """The PSP's decision, and the class of what it answered last (`_psp_cause`)."""
     result: Result | None = None
     status = None
     cleared = False
+    observer = services.observer
     if decide.psp_uncertain(session):
+        began = time.perf_counter()
         known = await lifecycle.status(services, session)
+        cause = "not_found" if isinstance(known, NotFound) else _psp_cause(session, known)
+        observer.called("psp", session.kind, cause, time.perf_counter() - began)
         status = type(known).__name__
         if isinstance(known, NotFound):
             cleared = True
         else:
             result = known
     if result is None:
+        began = time.perf_counter()
         result = await lifecycle.settle(services, session)
-    return decide.after_psp(
+        observer.called(
+            "psp", session.kind, _psp_cause(session, result), time.perf_counter() - began
+        )
+    decision = decide.after_psp(
         session,
         result,
         services.policy,
@@ -141,13 +173,32 @@ async def _settle(session: Session, services: Services, lifecycle: KindLifecycle
         status_detail=status,
         cleared=cleared,
     )
+    return decision, _psp_cause(session, result)
+
+
+def _psp_cause(session: Session, result: Result) -> str:
+    """What the PSP answered, as a small fixed set of values fit for a metric label."""
+    if isinstance(result, TryAgain):
+        if session.kind is Kind.PAYMENT:
+            # A payment session's only wait: the buyer has not finished on the PSP's page.
+            return "buyer"
+        return "ambiguous" if result.ambiguous else "unavailable"
+    if isinstance(result, Pending):
+        return "pending"
+    return type(result).__name__.lower()
+
+
+def _report_cause(said: decide.ReportResult) -> str:
+    if isinstance(said, decide.Unavailable):
+        return said.cause
+    return "accepted" if isinstance(said, decide.Accepted) else "refused"
 
 
 async def _send(gateway: ShopifyGateway, shop: str, mutation: Mutation) -> decide.ReportResult:
     try:
         await gateway.send(shop, mutation)
     except ShopifyUnavailable as exc:
-        return decide.Unavailable(str(exc), exc.retry_after)
+        return decide.Unavailable(str(exc), exc.retry_after, cause=exc.cause)
     except ShopifyUserError as exc:
         return decide.Refused(str(exc), invalid_state=exc.invalid_state)
     except PermanentError as exc:
@@ -155,7 +206,14 @@ async def _send(gateway: ShopifyGateway, shop: str, mutation: Mutation) -> decid
     return decide.Accepted()
 
 
-async def _store(services: Services, claim: Claimed, decision: Decision, *, last: bool) -> Session:
+async def _store(
+    services: Services,
+    claim: Claimed,
+    decision: Decision,
+    *,
+    last: bool,
+    cause: str | None = None,
+) -> Session:
     """Write `decision` under the claim's fence; the last write of a run gives up the lease."""
     session = decision.session
     step = decision.step
@@ -165,6 +223,7 @@ async def _store(services: Services, claim: Claimed, decision: Decision, *, last
         decision.change,
         release=last or not isinstance(step, ReportNext),
     )
+    services.observer.decided(decision, cause)
     extra = {**_context(session), "state": str(session.state), "step": type(step).__name__}
     if isinstance(step, decide.DeadLetter):
         log.error("session failed", extra={**extra, "error": step.reason})

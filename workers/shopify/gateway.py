@@ -115,7 +115,9 @@ def _http_error(
     and 401/403 say the shop's token is wrong or lacks the scope: the operator's to fix."""
     if status == 429 or status >= 500:
         return ShopifyUnavailable(
-            f"{mutation.field}: HTTP {status}", retry_after=_retry_after(transport.response_headers)
+            f"{mutation.field}: HTTP {status}",
+            retry_after=_retry_after(transport.response_headers),
+            cause="http_429" if status == 429 else "http_5xx",
         )
     if status in (401, 403):
         return TokenRejected(mutation.field, shop, status, detail)
@@ -191,7 +193,9 @@ class GqlShopifyGateway:
             status = transport.last_status or 200
             if _is_throttled(exc.errors):
                 raise ShopifyUnavailable(
-                    f"{mutation.field}: Throttled", retry_after=_throttle_wait(exc.extensions)
+                    f"{mutation.field}: Throttled",
+                    retry_after=_throttle_wait(exc.extensions),
+                    cause="throttled",
                 ) from None
             if status >= 400:
                 raise _http_error(
@@ -202,7 +206,9 @@ class GqlShopifyGateway:
             raise _http_error(shop, mutation, exc.code or 0, transport, str(exc)) from None
         except TransportProtocolError as exc:
             # A body that is not GraphQL (an HTML error page from a proxy, say) is transient.
-            raise ShopifyUnavailable(f"{mutation.field}: malformed answer: {exc}") from None
+            raise ShopifyUnavailable(
+                f"{mutation.field}: malformed answer: {exc}", cause="malformed"
+            ) from None
         except (TimeoutError, TransportError, aiohttp.ClientError, OSError) as exc:
             await self._forget(shop, token)
             raise ShopifyUnavailable(f"{mutation.field}: {type(exc).__name__}: {exc}") from None
@@ -256,7 +262,7 @@ def _cache_key(shop: str, token: str) -> str:
 def _raise_user_errors(mutation: Mutation, data: dict[str, Any]) -> None:
     payload = data.get(mutation.field)
     if not isinstance(payload, dict):
-        raise ShopifyUnavailable(f"{mutation.field}: answer without a payload")
+        raise ShopifyUnavailable(f"{mutation.field}: answer without a payload", cause="malformed")
     errors = payload.get("userErrors") or []
     if errors:
         first = errors[0] if isinstance(errors[0], dict) else {}

@@ -1,0 +1,152 @@
+"""What is flowing, what is stuck and what failed, read from Redis at a bounded cost: the web
+process's gauges (computed at scrape time) and `payhook sessions stats`.
+
+The due set holds every unfinished session. Its depth and how many are overdue are single
+commands; the oldest unfinished session and the pending payments need each session's fields,
+so one script reads at most `DUE_SCAN` sessions, the most due first (a backlog larger than
+that is itself the alert).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from redis.asyncio import Redis
+
+from sessions.held import money_held
+from sessions.keys import DUE, INDEX_CREATED, failed_index, session_key, text
+from sessions.ledger import Op
+from sessions.ledger_store import LedgerStore
+from sessions.models import Kind
+from sessions.money import format_amount, minor_units
+from sessions.store import SessionStore
+
+DUE_SCAN = 5_000
+# `payhook sessions stats` counts states over the newest sessions of the listing index.
+COUNT_SCAN = 20_000
+_BATCH = 500
+
+# Oldest creation time among unfinished sessions that a worker still has to move (a payment
+# reported pending only waits for its PSP or its window), the number of pending payments and
+# when the first pending window closes. Numbers go back as text: Redis truncates Lua numbers.
+_DUE_SUMMARY = """
+local entries = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+local oldest, soonest, pending = nil, nil, 0
+for i = 1, #entries, 2 do
+  local f = redis.call('HMGET', ARGV[2] .. entries[i], 'state', 'created_at', 'pending_expires_at')
+  if f[1] == 'pending' then
+    pending = pending + 1
+    local closes = tonumber(f[3]) or tonumber(entries[i + 1])
+    if soonest == nil or closes < soonest then soonest = closes end
+  elseif f[2] then
+    local created = tonumber(f[2])
+    if created and (oldest == nil or created < oldest) then oldest = created end
+  end
+end
+return {oldest and string.format('%.3f', oldest) or '', pending,
+        soonest and string.format('%.3f', soonest) or ''}
+"""
+
+
+@dataclass(frozen=True)
+class DueSummary:
+    depth: int
+    # Due time already passed: the sweeper should have handed them to a worker.
+    overdue: int
+    # Age of the oldest session a worker still has to move (0 when there is none).
+    oldest_unfinished_seconds: float
+    pending_payments: int
+    # Seconds until the first pending payment's window closes; None when none is pending.
+    pending_closes_in: float | None
+
+
+async def due_summary(redis: Redis, now: float) -> DueSummary:
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(DUE)
+        pipe.zcount(DUE, "-inf", repr(now))
+        depth, overdue = await pipe.execute()
+    script = redis.eval(_DUE_SUMMARY, 1, DUE, DUE_SCAN, session_key(""))
+    oldest, pending, soonest = await script
+    oldest_at = text(oldest)
+    soonest_at = text(soonest)
+    return DueSummary(
+        depth=int(depth),
+        overdue=int(overdue),
+        oldest_unfinished_seconds=max(0.0, now - float(oldest_at)) if oldest_at else 0.0,
+        pending_payments=int(pending),
+        pending_closes_in=float(soonest_at) - now if soonest_at else None,
+    )
+
+
+async def failed_by_kind(redis: Redis) -> dict[str, int]:
+    async with redis.pipeline(transaction=False) as pipe:
+        for kind in Kind:
+            pipe.zcard(failed_index(kind=kind.value))
+        counts = await pipe.execute()
+    return {kind.value: int(count) for kind, count in zip(Kind, counts, strict=True)}
+
+
+@dataclass(frozen=True)
+class Stats:
+    # (state, kind) -> sessions, over the newest `scanned` sessions of the listing index.
+    by_state: dict[tuple[str, str], int]
+    scanned: int
+    complete: bool
+    failed: dict[str, int]
+    due: DueSummary
+    # Money failed sessions keep reserved: currency -> amount, and voids held.
+    held: dict[str, Decimal] = field(default_factory=dict)
+    held_sessions: int = 0
+    voids_held: int = 0
+
+
+async def _count_states(redis: Redis) -> tuple[Counter[tuple[str, str]], int, bool]:
+    counts: Counter[tuple[str, str]] = Counter()
+    scanned = 0
+    for offset in range(0, COUNT_SCAN, _BATCH):
+        ids = await redis.zrevrange(INDEX_CREATED, offset, offset + _BATCH - 1)
+        async with redis.pipeline(transaction=False) as pipe:
+            for raw in ids:
+                pipe.hmget(session_key(text(raw)), ["state", "kind"])
+            rows = await pipe.execute()
+        for state, kind in rows:
+            if state is not None and kind is not None:
+                counts[(text(state), text(kind))] += 1
+        scanned += len(ids)
+        if len(ids) < _BATCH:
+            return counts, scanned, True
+    return counts, scanned, await redis.zcard(INDEX_CREATED) <= scanned
+
+
+async def collect(redis: Redis, now: float) -> Stats:
+    counts, scanned, complete = await _count_states(redis)
+    store = SessionStore(redis)
+    ledger = LedgerStore(redis)
+    held: dict[str, int] = {}
+    held_sessions = voids = 0
+    for session_id in await store.failed_ids(limit=COUNT_SCAN):
+        session = await store.get(session_id)
+        hold = await money_held(ledger, session) if session is not None else None
+        if hold is None:
+            continue
+        held_sessions += 1
+        if hold.op is Op.VOID:
+            voids += 1
+        else:
+            held[hold.currency] = held.get(hold.currency, 0) + hold.minor
+    return Stats(
+        by_state=dict(counts),
+        scanned=scanned,
+        complete=complete,
+        failed=await failed_by_kind(redis),
+        due=await due_summary(redis, now),
+        held={c: Decimal(minor).scaleb(-minor_units(c)) for c, minor in sorted(held.items())},
+        held_sessions=held_sessions,
+        voids_held=voids,
+    )
+
+
+def held_text(amount: Decimal, currency: str) -> str:
+    return f"{format_amount(amount, currency)} {currency}"
