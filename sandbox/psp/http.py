@@ -126,10 +126,10 @@ def create_http_psp_app(*, token: str | None = None) -> web.Application:
         key = request.match_info["key"]
         for book in request.app[HTTP_BOOKS]:
             if book["operation"] == operation and book["key"] == key:
-                stored = request.app[PSP_STATE].keys[key]
+                first = request.app[PSP_STATE].keys[key].body
                 record_read(request, 200, operation)
                 shown = {"amount": book["amount"], "currency": book["currency"]}
-                return web.json_response({**stored.body, **shown})
+                return web.json_response({**first, **shown})
         stored = request.app[PSP_STATE].keys.get(key)
         if stored is not None and stored.status in (402, 422):
             record_read(request, stored.status, operation)
