@@ -114,6 +114,22 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--rate", type=float, default=20.0, help="sessions per second")
     replay.add_argument("--limit", type=int, default=10_000)
 
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="compare what Shopify was told with what the PSP did; exit 1 on any mismatch",
+    )
+    reconcile.add_argument("--shop", default=None)
+    reconcile.add_argument(
+        "--since", type=_timestamp, default=None, metavar="ISO8601", help="created at or after"
+    )
+    reconcile.add_argument(
+        "--until", type=_timestamp, default=None, metavar="ISO8601", help="created at or before"
+    )
+    reconcile.add_argument("--json", action="store_true")
+    reconcile.add_argument(
+        "--rate", type=_positive, default=10.0, help="PSP status calls per second (default 10)"
+    )
+
     commands.add_parser("doctor", help="check Redis durability settings and reachability")
 
     shops = commands.add_parser("shops", help="per-shop Shopify access tokens")
@@ -140,6 +156,16 @@ def _timestamp(text: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
@@ -237,6 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(
             run_replay(settings, args.session_ids, wanted, dry_run=args.dry_run, rate=args.rate)
         )
+    elif command == "reconcile":
+        from ops.reconcile import Window, reconcile
+
+        if args.since is not None and args.until is not None and args.since > args.until:
+            print("payhook reconcile: --since is after --until", file=sys.stderr)
+            return 2
+        window = Window(since=args.since, until=args.until, shop=args.shop)
+        return asyncio.run(reconcile(settings, window, as_json=args.json, rate=args.rate))
     elif command == "doctor":
         from ops.doctor import run_doctor
 

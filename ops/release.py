@@ -29,7 +29,8 @@ from workers.lifecycle.ledgered import LedgeredLifecycle
 from workers.lifecycle.refund import REFUND
 from workers.lifecycle.void import VOID
 
-_LEDGERED: dict[Kind, LedgeredLifecycle] = {
+# The lifecycle that asks the PSP for each kind with an operation of ours.
+LEDGERED: dict[Kind, LedgeredLifecycle] = {
     Kind.CAPTURE: CAPTURE,
     Kind.REFUND: REFUND,
     Kind.VOID: VOID,
@@ -55,7 +56,7 @@ async def _release(settings: Settings, redis: Redis, session_id: str, *, force: 
         return _refuse(f"session {session_id} holds no money (state {session.state})")
     connector = build_connector(settings, redis)
     try:
-        known = await _LEDGERED[session.kind].psp_status(connector, ledger, session)
+        known = await LEDGERED[session.kind].psp_status(connector, ledger, session)
     finally:
         await connector.close()
     if isinstance(known, TryAgain) and not force:

@@ -9,6 +9,11 @@ does not know; anything else (an empty string) is a 400.
 `201 {"reference"}` approves; magic amounts (`…51`, `…52` in minor units) and `decline`
 faults answer `402 {"code", "message"}`; a repeated key after an approval answers `409`
 with the first reference (the contract's "already done"), after a decline the same `402`.
+
+    GET /captures/{key} | /refunds/{key} | /voids/{key}
+
+reads what the key did and moves nothing: `200 {"reference", "amount", "currency"}` for an
+applied operation, the stored `402` for a declined one, `404` when the key is unknown.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from sandbox.psp.common import (
     magic,
     money_call,
     psp_app,
+    read_fault,
+    record_read,
 )
 from sessions.money import MoneyError, to_minor
 
@@ -109,6 +116,29 @@ def create_http_psp_app(*, token: str | None = None) -> web.Application:
             replay=replay,
         )
 
+    async def read(request: web.Request) -> web.Response:
+        operation = OPERATIONS["/" + request.path.split("/")[1]]
+        if token is not None and not bearer_ok(request, token):
+            return web.json_response({"code": "unauthorized", "message": "bad token"}, status=401)
+        faulted = read_fault(request, operation)
+        if faulted is not None:
+            return faulted
+        key = request.match_info["key"]
+        for book in request.app[HTTP_BOOKS]:
+            if book["operation"] == operation and book["key"] == key:
+                first = request.app[PSP_STATE].keys[key].body
+                record_read(request, 200, operation)
+                shown = {"amount": book["amount"], "currency": book["currency"]}
+                return web.json_response({**first, **shown})
+        stored = request.app[PSP_STATE].keys.get(key)
+        if stored is not None and stored.status in (402, 422):
+            record_read(request, stored.status, operation)
+            return web.json_response(stored.body, status=stored.status)
+        record_read(request, 404, operation)
+        message = f"no {operation} under this key"
+        return web.json_response({"code": "not_found", "message": message}, status=404)
+
     for path in OPERATIONS:
         app.router.add_post(path, operate)
+        app.router.add_get(path + "/{key}", read)
     return app

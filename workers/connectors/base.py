@@ -52,7 +52,11 @@ class Operation:
 
 @dataclass(frozen=True)
 class Approved:
+    """Done at the PSP. `amount` is what the PSP shows it moved, where its read shows one
+    (a `status` answer); None where it cannot say, or for a void."""
+
     psp_reference: str
+    amount: Decimal | None = None
 
 
 @dataclass(frozen=True)

@@ -6,18 +6,25 @@
 
 `payment_id` is the provider's id for the payment (`Operation.provider_id`); `amount` is a
 decimal string (never a float) and null for a void, whose `currency` is the payment's (null
-only if payhook does not know it). The contract has no read endpoint, so
-`status` sends the identical request again under the same key: the contract obliges the
-PSP to answer a repeated key with the first outcome (or `409`, already done), so this
-never moves money twice. `authorization` is `NotFound`: such a PSP's payments are the ones
-payhook opened itself.
+only if payhook does not know it).
+
+`status` reads what the key did, `GET {url}/{captures|refunds|voids}/{key}`: `2xx {"reference",
+"amount", "currency"}` applied, `402`/`422` declined, `404` unknown. A read, never a resend:
+an operator's check (`payhook reconcile`, `payhook sessions release`) must not apply an
+operation the PSP never saw. A PSP without the read answers `404`, which the lifecycle takes
+as "send it": the resend under the same key is safe, the contract answers it with the first
+outcome. `authorization` is `NotFound`: such a PSP's payments are the ones payhook opened
+itself.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote
 
 from workers.connectors.base import (
+    Approved,
     Authorization,
     NotFound,
     Operation,
@@ -84,7 +91,16 @@ class HttpConnector:
         return await self._send("void", operation)
 
     async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
-        return await self._send(kind, operation)
+        key = quote(operation.idempotency_key, safe="")
+        reply = await self._http.request("GET", f"{_PATHS[kind]}/{key}")
+        if isinstance(reply, TryAgain):
+            return reply
+        if reply.status == 404:
+            return NotFound()
+        answer = _read(kind, operation, reply)
+        if isinstance(answer, Approved):
+            return Approved(answer.psp_reference, amount=_amount(reply.at("amount")))
+        return answer
 
     async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
         return NotFound()
@@ -123,3 +139,14 @@ def _read(kind: OperationKind, operation: Operation, reply: Reply) -> Result:
         message=message if isinstance(message, str) and message else None,
         retry_after=reply.retry_after,
     )
+
+
+def _amount(shown: Any) -> Decimal | None:
+    """The amount a read shows, exactly as a decimal string; None when it shows none."""
+    if not isinstance(shown, str):
+        return None
+    try:
+        amount = Decimal(shown)
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None

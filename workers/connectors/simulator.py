@@ -87,6 +87,8 @@ class SimulatorBook:
     charges: int
     result: str | None
     status_calls: int = 0
+    # What the charge moved, as the operation named it; None for a void.
+    amount: Decimal | None = None
 
 
 class SimulatorConnector:
@@ -139,7 +141,10 @@ class SimulatorConnector:
         book = await self.book(kind, operation.idempotency_key)
         if book.result is None:
             return NotFound()
-        return self._answer(book.result, f"sim_{kind}_{operation.idempotency_key}")
+        answer = self._answer(book.result, f"sim_{kind}_{operation.idempotency_key}")
+        if isinstance(answer, Approved):
+            return Approved(answer.psp_reference, amount=book.amount)
+        return answer
 
     async def _operate(self, kind: OperationKind, operation: Operation) -> Result:
         behaviour = _behaviour(operation)
@@ -173,6 +178,7 @@ class SimulatorConnector:
             charges=int(data.get("charges", 0)),
             result=data.get("result"),
             status_calls=int(data.get("status_calls", 0)),
+            amount=Decimal(data["amount"]) if data.get("amount") else None,
         )
 
     async def totals(self) -> dict[str, int]:

@@ -1,0 +1,203 @@
+"""`payhook reconcile`: prove that what Shopify was told matches what the PSP did.
+
+Walks the capture, refund and void sessions created in the window (the creation index)
+that have a PSP outcome, were reported or failed, asks the connector's `status` for each
+one's operation at no more than `--rate` calls a second, then walks every held reservation
+of the ledger books (SCAN, bounded). Each session is judged by `ops.findings.check`.
+Exit code: 0 nothing found, 1 a mismatch (cron mails it), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from config import Settings
+from ops.findings import Check, Finding, check
+from ops.release import LEDGERED
+from sessions.held import Held
+from sessions.keys import INDEX_CREATED, text
+from sessions.ledger import Op
+from sessions.ledger_store import PREFIX as LEDGER_PREFIX
+from sessions.ledger_store import LedgerStore
+from sessions.models import Kind, Session
+from sessions.states import State
+from sessions.store import SessionStore
+from workers.connectors import ConnectorSettingsError, build_connector
+from workers.connectors.base import Connector
+
+_BATCH = 500
+# A reconcile run reads at most this many reservation hashes; the report says if it stopped.
+RESERVATION_SCAN_LIMIT = 100_000
+_RESERVATIONS = f"{LEDGER_PREFIX}res:"
+
+
+@dataclass(frozen=True)
+class Window:
+    since: float | None = None
+    until: float | None = None
+    shop: str | None = None
+
+
+@dataclass
+class Report:
+    checked: int = 0
+    findings: dict[tuple[str, str], Finding] = field(default_factory=dict)
+    unknown: list[dict[str, str]] = field(default_factory=list)
+    not_comparable: int = 0
+    reservations: int = 0
+    reservations_complete: bool = True
+
+    def add(self, session_id: str, result: Check) -> None:
+        # A reservation seen from its session and again from the SCAN is one finding.
+        for finding in result.findings:
+            self.findings.setdefault((finding.code, finding.session_id), finding)
+        if result.unknown is not None:
+            self.unknown.append({"session_id": session_id, "reason": result.unknown})
+        if result.amount_compared is False:
+            self.not_comparable += 1
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "mismatches": [f.as_json() for f in self.findings.values()],
+            "unknown": self.unknown,
+            "amounts_not_comparable": self.not_comparable,
+            "reservations_checked": self.reservations,
+            "reservations_complete": self.reservations_complete,
+        }
+
+
+class Progress:
+    """A counter line on stderr: rewritten in place on a terminal, every 100 in a log."""
+
+    def __init__(self) -> None:
+        self._tty = sys.stderr.isatty()
+
+    def show(self, report: Report, *, last: bool = False) -> None:
+        line = f"reconcile: {report.checked} checked, {len(report.findings)} mismatched"
+        if self._tty:
+            print(f"\r{line}", end="\n" if last else "", file=sys.stderr, flush=True)
+        elif last or report.checked % 100 == 0:
+            print(line, file=sys.stderr, flush=True)
+
+
+class Pacer:
+    """No more than `per_second` calls a second, evenly spaced."""
+
+    def __init__(self, per_second: float) -> None:
+        self._gap = 1.0 / per_second
+        self._next = time.monotonic()
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        if self._next > now:
+            await asyncio.sleep(self._next - now)
+        self._next = max(now, self._next) + self._gap
+
+
+async def reconcile(settings: Settings, window: Window, *, as_json: bool, rate: float) -> int:
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        try:
+            connector = build_connector(settings, redis)
+        except ConnectorSettingsError as exc:
+            print(f"payhook reconcile: {exc}", file=sys.stderr)
+            return 2
+        try:
+            report = await _run(redis, connector, window, Pacer(rate))
+        finally:
+            await connector.close()
+    finally:
+        await redis.aclose()
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        _print(report)
+    return 1 if report.findings else 0
+
+
+async def _run(redis: Redis, connector: Connector, window: Window, pacer: Pacer) -> Report:
+    store, ledger = SessionStore(redis), LedgerStore(redis)
+    report, progress = Report(), Progress()
+    async for session in _sessions(store, window):
+        held = await ledger.held(session.payment_id, session.id)
+        await pacer.wait()
+        status = await LEDGERED[session.kind].psp_status(connector, ledger, session)
+        report.checked += 1
+        report.add(session.id, check(session, session.id, status, _held(session, held)))
+        progress.show(report)
+    progress.show(report, last=True)
+    async for holder_id, reservation in _reservations(redis, ledger, report):
+        holder = await store.get(holder_id)
+        # A session of another shop is not this run's; a missing one has no shop to go by.
+        if holder is not None and window.shop not in (None, holder.shop):
+            continue
+        report.add(holder_id, check(holder, holder_id, None, reservation))
+    return report
+
+
+def _held(session: Session, held: tuple[Op, int] | None) -> Held | None:
+    if held is None:
+        return None
+    return Held(session.payment_id, held[0], held[1], session.currency or "")
+
+
+def _worth_checking(session: Session, window: Window) -> bool:
+    # A payment session has no PSP operation of ours; one still in flight has nothing to check.
+    if session.kind is Kind.PAYMENT or window.shop not in (None, session.shop):
+        return False
+    return session.outcome is not None or session.state in (State.REPORTED, State.FAILED)
+
+
+async def _sessions(store: SessionStore, window: Window) -> AsyncIterator[Session]:
+    """The window's sessions worth checking, oldest first, read in batches."""
+    low = "-inf" if window.since is None else repr(window.since)
+    high = "+inf" if window.until is None else repr(window.until)
+    offset = 0
+    while True:
+        batch = await store.redis.zrangebyscore(INDEX_CREATED, low, high, start=offset, num=_BATCH)
+        for raw in batch:
+            session = await store.get(text(raw))
+            if session is not None and _worth_checking(session, window):
+                yield session
+        if len(batch) < _BATCH:
+            return
+        offset += _BATCH
+
+
+async def _reservations(
+    redis: Redis, ledger: LedgerStore, report: Report
+) -> AsyncIterator[tuple[str, Held]]:
+    """Every reservation held on any book: (session id, what it holds)."""
+    async for raw_key in redis.scan_iter(match=f"{_RESERVATIONS}*", count=_BATCH):
+        if report.reservations >= RESERVATION_SCAN_LIMIT:
+            report.reservations_complete = False
+            return
+        payment_id = text(raw_key).removeprefix(_RESERVATIONS)
+        _, currency = await ledger.provider_payment(payment_id)
+        for raw_session, entry in (await redis.hgetall(raw_key)).items():
+            op, _, minor = text(entry).partition(":")
+            report.reservations += 1
+            yield text(raw_session), Held(payment_id, Op(op), int(minor), currency)
+
+
+def _print(report: Report) -> None:
+    for finding in report.findings.values():
+        print(f"MISMATCH {finding.code}  {finding.session_id}  {finding.detail}")
+    for unknown in report.unknown:
+        print(f"unknown  {unknown['session_id']}  {unknown['reason']}")
+    print(
+        f"{report.checked} session(s) checked, {len(report.findings)} mismatch(es), "
+        f"{len(report.unknown)} unknown, {report.not_comparable} amount(s) not comparable, "
+        f"{report.reservations} reservation(s) checked"
+    )
+    if not report.reservations_complete:
+        print(f"reservation scan stopped after {RESERVATION_SCAN_LIMIT}", file=sys.stderr)
