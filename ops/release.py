@@ -24,6 +24,7 @@ from sessions.store import SessionStore
 from sessions.writes import Change, LedgerVerdict, StaleState
 from workers.connectors import build_connector
 from workers.connectors.base import NotFound, TryAgain
+from workers.connectors.order_lock import OrderLock
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.ledgered import LedgeredLifecycle
 from workers.lifecycle.refund import REFUND
@@ -87,6 +88,11 @@ async def _release(settings: Settings, redis: Redis, session_id: str, *, force: 
         await store.change(session, change)
     except StaleState:
         return _refuse(f"session {session_id} moved on (replayed?); nothing released")
+    # A connector that runs one operation at a time per provider order kept the order locked
+    # for this session while its outcome was unknown; it is known now, so the order is free.
+    provider_id, _ = await ledger.provider_payment(session.payment_id)
+    lock = OrderLock(redis, settings.connector, ttl_seconds=settings.psp_order_lock_seconds)
+    await lock.release(provider_id or session.payment_id, session.id)
     print(f"released: {held.describe()}")
     return 0
 

@@ -19,6 +19,7 @@ from sessions.claims import Claims
 from sessions.ledger_store import LedgerStore
 from sessions.store import SessionStore
 from tests.factories import make_session, received_event
+from workers.connectors.order_lock import order_lock_key
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import DeadLetter, Policy
@@ -94,8 +95,29 @@ def url(redis_server: LocalRedis) -> str:
     return f"{redis_server.url[:-2]}/{DB}"
 
 
+async def set_key(url: str, key: str, value: str) -> None:
+    redis = Redis.from_url(url)
+    try:
+        await redis.set(key, value)
+    finally:
+        await redis.aclose()
+
+
+async def get_key(url: str, key: str) -> bytes | None:
+    redis = Redis.from_url(url)
+    try:
+        value: bytes | None = await redis.get(key)
+        return value
+    finally:
+        await redis.aclose()
+
+
 def test_money_held_by_a_capture_the_provider_never_applied_is_released(url: str) -> None:
     session_id, payment_id = asyncio.run(failed_capture(url, "10.55", attempts=3))
+    # Connectors without marks keep the provider order locked for a session whose outcome
+    # is unknown; once the operator has released its money, the order is free again.
+    lock = order_lock_key("simulator", payment_id)
+    asyncio.run(set_key(url, lock, session_id))
     shown = payhook(url, "sessions", "show", "--", session_id)
     assert f"money held: capture 10.55 EUR on payment {payment_id}" in shown.stdout
 
@@ -104,6 +126,7 @@ def test_money_held_by_a_capture_the_provider_never_applied_is_released(url: str
     assert released.returncode == 0, released.stderr
     assert f"released: capture 10.55 EUR on payment {payment_id}" in released.stdout
     assert asyncio.run(reservation(url, payment_id, session_id)) is None
+    assert asyncio.run(get_key(url, lock)) is None
     after = payhook(url, "sessions", "show", "--", session_id)
     assert "money held: capture" not in after.stdout
     assert "reservation_released" in after.stdout
@@ -113,10 +136,14 @@ def test_money_the_provider_did_capture_is_not_released_but_sent_to_replay(url: 
     # Captured on the first call, its answer lost, and the ladder was one attempt long.
     session_id, payment_id = asyncio.run(failed_capture(url, "10.54", attempts=1))
 
+    lock = order_lock_key("simulator", payment_id)
+    asyncio.run(set_key(url, lock, session_id))
+
     refused = payhook(url, "sessions", "release", "--", session_id)
 
     assert refused.returncode == 1
     assert f"payhook replay {session_id}" in refused.stderr
+    assert asyncio.run(get_key(url, lock)) == session_id.encode()
     assert asyncio.run(reservation(url, payment_id, session_id)) is not None
 
 
