@@ -65,7 +65,11 @@ def _parse_suffixes(value: object) -> object:
 class Settings(BaseSettings):
     # A refused value is never repeated in the error: many of these are secrets.
     model_config = SettingsConfigDict(
-        env_prefix="PAYHOOK_", extra="ignore", frozen=True, hide_input_in_errors=True
+        env_prefix="PAYHOOK_",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+        populate_by_name=True,
     )
 
     # Where the truth lives, and the Celery transport (defaults to the same Redis).
@@ -216,6 +220,19 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Traces (docs/operations.md, Traces): OpenTelemetry's own variables, without the
+    # PAYHOOK_ prefix. Off unless OTEL_TRACES_EXPORTER names an exporter (`otlp`, `console`)
+    # or an OTLP endpoint is given; OTEL_SDK_DISABLED=true turns them off whatever else is set.
+    otel_traces_exporter: str | None = Field(default=None, validation_alias="OTEL_TRACES_EXPORTER")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    otel_service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
+    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
+
     _split_psp = field_validator("psp_retry_ladder", mode="before")(_parse_ladder)
     _split_shopify = field_validator("shopify_retry_ladder", mode="before")(_parse_ladder)
     _split_proxies = field_validator("trusted_proxies", mode="before")(_parse_networks)
@@ -231,6 +248,16 @@ class Settings(BaseSettings):
                     f"{value!r} is not an RFC 4514 name such as 'CN=payments.shopify.com'"
                 ) from None
         return value
+
+    @field_validator("otel_traces_exporter")
+    @classmethod
+    def _known_exporter(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().lower()
+        if name not in ("otlp", "console", "none"):
+            raise ValueError("payhook exports traces with `otlp` or `console` (or `none`)")
+        return name
 
     @field_validator("token_keys")
     @classmethod
@@ -320,6 +347,25 @@ class Settings(BaseSettings):
         return (
             self.psp_retry_deadline_seconds + max(self.psp_retry_ladder) + self.run_timeout_seconds
         )
+
+    @property
+    def traces_exporter(self) -> Literal["otlp", "console"] | None:
+        """Where spans go; None: tracing is off and OpenTelemetry is never imported."""
+        if self.otel_sdk_disabled or self.otel_traces_exporter == "none":
+            return None
+        if self.otel_traces_exporter == "console":
+            return "console"
+        if self.otel_traces_exporter == "otlp" or self.otel_exporter_otlp_endpoint:
+            return "otlp"
+        return "otlp" if self.otel_exporter_otlp_traces_endpoint else None
+
+    @property
+    def otlp_traces_endpoint(self) -> str:
+        """The OTLP/HTTP traces URL, as the OpenTelemetry specification derives it."""
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        base = self.otel_exporter_otlp_endpoint or "http://localhost:4318"
+        return base.rstrip("/") + "/v1/traces"
 
     @property
     def broker(self) -> str:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from config import Settings
 from config.logging import configure_logging
+from config.tracing import build_tracer
 from ops.supervisor import supervise
 from transport.celery_app import create_celery
 from transport.messages import QUEUE, SWEEP_QUEUE
@@ -38,7 +39,8 @@ def serve(settings: Settings) -> None:
             "Set a random secret of 32 characters or more (`payhook dev` makes its own)."
         )
     web.run_app(
-        create_app(settings),
+        # After configure_logging: tracing adds the trace id to its handler.
+        create_app(settings, tracer=build_tracer(settings, "payhook-web")),
         host=settings.host,
         port=settings.port,
         ssl_context=server_ssl_context(settings),
@@ -65,7 +67,7 @@ def worker(
     # Measured: 0.5 ms lets one process take ~2-3x more messages per second (docs/workers.md).
     sys.setswitchinterval(CONSUMER_SWITCH_INTERVAL)
     app = create_celery(settings)
-    holder = register_tasks(app, settings)
+    holder = register_tasks(app, settings, build_tracer(settings, "payhook-worker"))
     metrics = None
     if settings.worker_metrics_port is not None:
         # One listener per process: the supervisor's children take consecutive ports.

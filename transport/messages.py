@@ -13,6 +13,7 @@ import uuid
 
 from celery import Celery
 
+from config.tracing import NO_TRACER, Tracer
 from sessions.handoff import Envelope
 from sessions.models import Kind
 
@@ -33,15 +34,21 @@ class CeleryHandoff:
     Headers and body come from Celery's own protocol-2 builder; the envelope is the one
     kombu's virtual transport writes for a publish to the default exchange. The end-to-end
     tests run a real worker on these messages, so a change in either library shows there.
+
+    The message is rendered here rather than published by Celery, so Celery's own tracing
+    hooks never see it: the current trace context goes into its headers here, where the
+    worker finds it on `task.request`.
     """
 
-    def __init__(self, celery: Celery) -> None:
+    def __init__(self, celery: Celery, tracer: Tracer = NO_TRACER) -> None:
         self._celery = celery
+        self._tracer = tracer
 
     def envelope(self, kind: Kind, session_id: str) -> Envelope:
         task_id = str(uuid.uuid4())
         built = self._celery.amqp.as_task_v2(task_id, task_name(kind), args=(session_id,))
         body = json.dumps(built.body).encode()
+        self._tracer.inject(built.headers)
         properties = {
             **built.properties,
             "delivery_mode": 2,

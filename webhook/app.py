@@ -9,6 +9,7 @@ from celery import Celery
 from redis.asyncio import Redis
 
 from config import Settings
+from config.tracing import NO_TRACER, Tracer
 from sessions.connect import redis_client
 from sessions.models import Kind
 from sessions.store import SessionStore
@@ -18,21 +19,31 @@ from webhook import health, psp_callbacks, sessions
 from webhook.admin import add_admin_routes
 from webhook.auth import ShopifyAuth, shopify_only
 from webhook.errors import json_errors
-from webhook.keys import METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE
+from webhook.keys import METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE, TRACER
 from webhook.metrics import WebMetrics
 from webhook.rate_limit import ShopRateLimit
+from webhook.tracing import traced
 
 # Redis connections per web process: requests wait briefly for one rather than open more.
 WEB_REDIS_CONNECTIONS = 64
 
 
 def create_app(
-    settings: Settings, *, redis: Redis | None = None, celery: Celery | None = None
+    settings: Settings,
+    *,
+    redis: Redis | None = None,
+    celery: Celery | None = None,
+    tracer: Tracer = NO_TRACER,
 ) -> web.Application:
-    """Build the web app. `redis` and `celery` default to the ones `settings` names."""
+    """Build the web app. `redis` and `celery` default to the ones `settings` names; the
+    entry point passes a `tracer` when traces are on (`config.tracing.build_tracer`)."""
     shopify_routes = frozenset(f"/{kind.value}_sessions" for kind in Kind)
+    # Outermost, so the server span sees the status every other middleware settled on.
+    # Off, the middleware is not there at all.
+    tracing = [traced(tracer)] if tracer.enabled else []
     app = web.Application(
         middlewares=[
+            *tracing,
             json_errors,
             shopify_only(ShopifyAuth.from_settings(settings), shopify_routes),
         ],
@@ -40,8 +51,9 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[METRICS] = WebMetrics()
+    app[TRACER] = tracer
     # Celery only renders task messages here; the web process never opens a broker connection.
-    handoff = CeleryHandoff(celery if celery is not None else create_celery(settings))
+    handoff = CeleryHandoff(celery if celery is not None else create_celery(settings), tracer)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         client = redis

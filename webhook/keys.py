@@ -6,6 +6,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from config import Settings
+from config.tracing import Tracer
 from sessions.store import SessionStore
 from webhook.metrics import WebMetrics
 from webhook.rate_limit import ShopRateLimit
@@ -14,5 +15,6 @@ SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", SessionStore)
 METRICS = web.AppKey("metrics", WebMetrics)
+TRACER: web.AppKey[Tracer] = web.AppKey("tracer")
 # None when PAYHOOK_SHOP_RATE_LIMIT is unset.
 RATE_LIMIT: web.AppKey[ShopRateLimit | None] = web.AppKey("rate_limit")

@@ -26,7 +26,7 @@ from sessions.states import State
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
 from webhook.errors import ApiError
-from webhook.keys import METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE
+from webhook.keys import METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE, TRACER
 
 log = logging.getLogger("payhook.webhook")
 
@@ -170,6 +170,8 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
         session = _session(
             kind, parsed, shop, request_id, api_version, now, settings.buyer_window_seconds
         )
+        context = {"session_id": session.id, "shop": shop, "kind": label}
+        request.app[TRACER].annotate(context)
         event = TimelineEvent(
             at=now,
             event="received",
@@ -179,7 +181,6 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
         payment = kind is Kind.PAYMENT
         due_at = now + (settings.buyer_window_seconds if payment else settings.lease_seconds)
         result = await request.app[STORE].create(session, event, due_at=due_at, queue=not payment)
-        context = {"session_id": session.id, "shop": shop, "kind": label}
         if result.status is Created.CONFLICT:
             metrics.sessions.labels(label, "conflict").inc()
             amount, currency = parsed.money

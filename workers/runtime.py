@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 
 from config import Settings
+from config.tracing import NO_TRACER, Tracer
 from sessions.claims import Claims
 from sessions.connect import redis_client
 from sessions.handoff import Handoff
@@ -72,9 +73,16 @@ def policy(settings: Settings) -> Policy:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, handoff: Handoff, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handoff: Handoff,
+        metrics: WorkerMetrics,
+        tracer: Tracer = NO_TRACER,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.tracer = tracer
         self.owner = f"payhook-worker:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.loop = new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="payhook-event-loop", daemon=True)
@@ -126,6 +134,7 @@ class Runtime:
             step_timeout=settings.run_timeout_seconds,
             buyer_window_seconds=settings.buyer_window_seconds,
             observer=self.metrics,
+            tracer=self.tracer,
         )
 
     def call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -162,9 +171,10 @@ class Runtime:
 class RuntimeHolder:
     """Builds the runtime once per process, on first use from whichever thread comes first."""
 
-    def __init__(self, settings: Settings, handoff: Handoff) -> None:
+    def __init__(self, settings: Settings, handoff: Handoff, tracer: Tracer = NO_TRACER) -> None:
         self._settings = settings
         self._handoff = handoff
+        self._tracer = tracer
         # One registry per process, kept across runtimes so counters never go back.
         self.metrics = WorkerMetrics(settings.connector)
         self._runtime: Runtime | None = None
@@ -174,7 +184,7 @@ class RuntimeHolder:
     def get(self) -> Runtime:
         with self._lock:
             if self._runtime is None or self._pid != os.getpid():
-                self._runtime = Runtime(self._settings, self._handoff, self.metrics)
+                self._runtime = Runtime(self._settings, self._handoff, self.metrics, self._tracer)
                 self._pid = os.getpid()
             return self._runtime
 

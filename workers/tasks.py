@@ -19,6 +19,7 @@ from celery.signals import worker_ready, worker_shutdown
 from redis.exceptions import RedisError
 
 from config import Settings
+from config.tracing import NO_TRACER, Tracer
 from sessions.models import Kind
 from transport.celery_app import max_countdown
 from transport.messages import SWEEP_QUEUE, SWEEP_TASK, CeleryHandoff, task_name
@@ -41,10 +42,20 @@ LIFECYCLES: dict[Kind, KindLifecycle] = {
 
 log = logging.getLogger("payhook.tasks")
 UNFINISHED = (RedisError, OSError, TimeoutError, concurrent.futures.TimeoutError)
+# W3C trace context headers, as `transport.messages.CeleryHandoff` writes them.
+TRACE_HEADERS = ("traceparent", "tracestate")
 
 
-def register_tasks(app: Celery, settings: Settings) -> RuntimeHolder:
-    holder = RuntimeHolder(settings, CeleryHandoff(app))
+def trace_parent(request: Any) -> dict[str, str] | None:
+    """The trace context a task message carries: Celery puts each message header on
+    `task.request`. None when the message has none (tracing off at intake, the sweeper)."""
+    found = {name: getattr(request, name, None) for name in TRACE_HEADERS}
+    headers = {name: value for name, value in found.items() if isinstance(value, str)}
+    return headers or None
+
+
+def register_tasks(app: Celery, settings: Settings, tracer: Tracer = NO_TRACER) -> RuntimeHolder:
+    holder = RuntimeHolder(settings, CeleryHandoff(app, tracer), tracer)
     longest_countdown = max_countdown(settings)
     # The run bounds itself; this only guards against a loop that stopped answering.
     patience = settings.run_timeout_seconds + 30
@@ -59,8 +70,11 @@ def register_tasks(app: Celery, settings: Settings) -> RuntimeHolder:
         )
         def run_session(self: Task[Any, Any], session_id: str) -> str:
             runtime = holder.get()
+            parent = trace_parent(self.request) if tracer.enabled else None
             try:
-                step = runtime.call(run(session_id, runtime.services, lifecycle), patience)
+                step = runtime.call(
+                    run(session_id, runtime.services, lifecycle, trace_parent=parent), patience
+                )
             except UNFINISHED as exc:
                 log.warning(
                     "run not finished; the due set brings the session back",

@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from config.tracing import NO_TRACER, Tracer
 from sessions.claims import Claimed, Claims
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Session
@@ -78,17 +79,39 @@ class Services:
     # declined.
     buyer_window_seconds: float = 3600.0
     observer: RunObserver = field(default_factory=NoObserver)
+    tracer: Tracer = NO_TRACER
 
 
-def _context(session: Session) -> dict[str, object]:
+def _context(session: Session) -> dict[str, str]:
     return {"session_id": session.id, "shop": session.shop, "kind": str(session.kind)}
 
 
-async def run(session_id: str, services: Services, lifecycle: KindLifecycle) -> Step:
+async def run(
+    session_id: str,
+    services: Services,
+    lifecycle: KindLifecycle,
+    *,
+    trace_parent: Mapping[str, str] | None = None,
+) -> Step:
+    """`trace_parent`: the W3C trace headers of the task message, so the run's span joins
+    the trace its intake request began."""
+    kind = lifecycle.kind.value
+    with services.tracer.span(
+        f"run {kind}",
+        {"session_id": session_id, "kind": kind},
+        parent=trace_parent,
+        role="consumer",
+    ):
+        return await _run(session_id, services, lifecycle)
+
+
+async def _run(session_id: str, services: Services, lifecycle: KindLifecycle) -> Step:
     lease = services.policy.lease_seconds
     claim = await services.claims.claim(session_id, now=services.clock(), lease_seconds=lease)
     if not isinstance(claim, Claimed):
+        services.tracer.annotate({"payhook.skipped": claim.reason.value})
         return Skipped(f"{claim.reason.value} ({claim.state or 'no session'})")
+    services.tracer.annotate({"shop": claim.session.shop})
     observer = services.observer
     observer.run_started()
     try:
@@ -132,7 +155,8 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
     await lifecycle.before_report(services, session)
     mutation = lifecycle.report(session)
     began = time.perf_counter()
-    said = await _send(services.gateway, session.shop, mutation)
+    with services.tracer.span(f"shopify {mutation.field}", _context(session)):
+        said = await _send(services.gateway, session.shop, mutation)
     cause = _report_cause(said)
     services.observer.called("shopify", session.kind, cause, time.perf_counter() - began)
     reported = decide.after_report(session, mutation.field, said, policy, services.clock())
@@ -150,7 +174,8 @@ async def _settle(
     observer = services.observer
     if decide.psp_uncertain(session):
         began = time.perf_counter()
-        known = await lifecycle.status(services, session)
+        with services.tracer.span("psp status", _context(session)):
+            known = await lifecycle.status(services, session)
         cause = "not_found" if isinstance(known, NotFound) else _psp_cause(session, known)
         observer.called("psp", session.kind, cause, time.perf_counter() - began)
         status = type(known).__name__
@@ -160,7 +185,8 @@ async def _settle(
             result = known
     if result is None:
         began = time.perf_counter()
-        result = await lifecycle.settle(services, session)
+        with services.tracer.span(f"psp {session.kind}", _context(session)):
+            result = await lifecycle.settle(services, session)
         observer.called(
             "psp", session.kind, _psp_cause(session, result), time.perf_counter() - began
         )
