@@ -23,7 +23,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="payhook", description="Shopify payments app back end: sessions in, settlements out."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="run the web server (session endpoints, health, metrics)")
+    serve = commands.add_parser(
+        "serve", help="run the web server (session endpoints, health, metrics)"
+    )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="listen with SO_REUSEPORT, so that several `payhook serve` share PAYHOOK_PORT "
+        "and the kernel spreads connections across them (one process per core)",
+    )
     worker = commands.add_parser("worker", help="run a Celery worker that settles sessions")
     worker.add_argument(
         "--concurrency",
@@ -195,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "serve":
         from ops.processes import serve
 
-        serve(settings)
+        serve(settings, reuse_port=args.reuse_port)
     elif command == "worker":
         from ops.processes import worker
 

@@ -19,10 +19,11 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from config import Settings
-from sessions.models import Kind, Session, TimelineEvent, fingerprint
-from sessions.requests import REQUESTS, PaymentSessionRequest, SessionRequest
+from sessions.intake import new_session
+from sessions.models import Kind
+from sessions.money import format_amount
+from sessions.requests import REQUESTS, PaymentSessionRequest
 from sessions.shops import ShopTokens
-from sessions.states import State
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
 from webhook.errors import ApiError
@@ -59,57 +60,15 @@ def _conflict(session_id: str, sent: str, stored: str | None) -> ApiError:
     )
 
 
-def redirect_url(settings: Settings, session: Session) -> str:
+def redirect_url(settings: Settings, parsed: PaymentSessionRequest) -> str:
     # Quoted: an id may hold '/', '?' or '#', and the callback must still reach its session.
-    path_id = quote(session.id, safe="")
+    path_id = quote(parsed.id, safe="")
     callback = f"{settings.public_base_url}/psp/simulator/payments/{path_id}"
     return settings.buyer_page_url.format(
         session_id=path_id,
-        amount=quote(session.amount_text, safe=""),
-        currency=session.currency or "",
+        amount=quote(format_amount(parsed.amount, parsed.currency), safe=""),
+        currency=parsed.currency,
         callback=quote(callback, safe=""),
-    )
-
-
-def _session(
-    kind: Kind,
-    parsed: SessionRequest,
-    shop: str,
-    request_id: str,
-    api_version: str,
-    now: float,
-    buyer_window: float,
-) -> Session:
-    amount, currency = parsed.money
-    extra: dict[str, object] = {}
-    if isinstance(parsed, PaymentSessionRequest):
-        extra = {
-            "payment_kind": parsed.payment_kind,
-            "group": parsed.group,
-            "checkout_id": parsed.session_id,
-            "cancel_url": parsed.cancel_url,
-            # The buyer acts first; no worker looks at it before the window closes.
-            "not_before": now + buyer_window,
-        }
-    return Session.model_validate(
-        {
-            "id": parsed.id,
-            "kind": kind,
-            "gid": parsed.gid,
-            "shop": shop,
-            "payment_id": parsed.payment_ref,
-            "amount": amount,
-            "currency": currency,
-            "merchant_locale": parsed.merchant_locale,
-            "proposed_at": parsed.proposed_at,
-            "test": parsed.test,
-            "request_id": request_id,
-            "api_version": api_version,
-            "state": State.RECEIVED,
-            "created_at": now,
-            "updated_at": now,
-            **extra,
-        }
     )
 
 
@@ -167,32 +126,30 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
             raise
 
         now = time.time()
-        session = _session(
-            kind, parsed, shop, request_id, api_version, now, settings.buyer_window_seconds
+        new = new_session(
+            kind,
+            parsed,
+            shop=shop,
+            request_id=request_id,
+            api_version=api_version,
+            now=now,
+            buyer_window=settings.buyer_window_seconds,
         )
-        context = {"session_id": session.id, "shop": shop, "kind": label}
+        context = {"session_id": new.id, "shop": shop, "kind": label}
         request.app[TRACER].annotate(context)
-        event = TimelineEvent(
-            at=now,
-            event="received",
-            state=State.RECEIVED,
-            detail=f"Shopify-Request-Id {request_id}",
-        )
         payment = kind is Kind.PAYMENT
         due_at = now + (settings.buyer_window_seconds if payment else settings.lease_seconds)
-        result = await request.app[STORE].create(session, event, due_at=due_at, queue=not payment)
+        result = await request.app[STORE].create_new(new, due_at=due_at, queue=not payment)
         if result.status is Created.CONFLICT:
             metrics.sessions.labels(label, "conflict").inc()
-            amount, currency = parsed.money
-            sent = fingerprint(kind, parsed.payment_ref, amount, currency)
             log.warning("conflicting duplicate", extra=context)
-            raise _conflict(session.id, sent, result.stored_fingerprint)
+            raise _conflict(new.id, new.fingerprint, result.stored_fingerprint)
         if result.status is Created.CREATED:
             log.info("session received", extra=context)
         metrics.sessions.labels(label, result.status.value).inc()
         metrics.latency.labels(label).observe(time.perf_counter() - started)
-        if kind is Kind.PAYMENT:
-            url = redirect_url(settings, session)
+        if isinstance(parsed, PaymentSessionRequest):
+            url = redirect_url(settings, parsed)
             if len(url.encode()) > MAX_REDIRECT_BYTES:
                 raise ApiError(500, "redirect_too_long", "the buyer page URL is too long")
             return web.json_response({"redirect_url": url}, status=201)

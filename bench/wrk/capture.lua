@@ -1,0 +1,52 @@
+-- wrk script: POST a capture session with an id no other request of the run uses.
+-- Usage: wrk -s bench/wrk/capture.lua http://127.0.0.1:PORT  (RUN_TAG env: a per-run prefix)
+local counter = 0
+local threads = {}
+local tag = os.getenv("RUN_TAG") or tostring(os.time())
+
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  prefix = tag .. "-" .. tostring(tid) .. "-"
+end
+
+local headers = {
+  ["Content-Type"] = "application/json",
+  ["Shopify-Shop-Domain"] = "bench-shop.myshopify.com",
+  ["Shopify-Request-Id"] = "bench",
+  ["Shopify-Api-Version"] = "2025-10",
+}
+
+request = function()
+  counter = counter + 1
+  local id = prefix .. counter
+  local body = '{"id":"' .. id .. '","gid":"gid://shopify/CaptureSession/' .. id ..
+    '","payment_id":"p' .. id .. '","amount":"10.00","currency":"EUR",' ..
+    '"merchant_locale":"en","proposed_at":"2026-01-01T00:00:00Z","test":true}'
+  return wrk.format("POST", "/capture_sessions", headers, body)
+end
+
+-- Anything but 201 is counted, so a run that was refused cannot pass for a fast one.
+local refused = 0
+response = function(status, headers, body)
+  if status ~= 201 then refused = refused + 1 end
+end
+
+done = function(summary, latency, requests)
+  local out = {
+    requests = summary.requests,
+    seconds = summary.duration / 1e6,
+    errors = summary.errors.connect + summary.errors.read + summary.errors.write +
+      summary.errors.status + summary.errors.timeout,
+    p50_ms = latency:percentile(50) / 1000,
+    p99_ms = latency:percentile(99) / 1000,
+    p999_ms = latency:percentile(99.9) / 1000,
+    max_ms = latency.max / 1000,
+  }
+  local parts = {}
+  for k, v in pairs(out) do table.insert(parts, string.format('"%s": %s', k, v)) end
+  io.write("WRK_JSON {" .. table.concat(parts, ", ") .. "}\n")
+end
