@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO ?= 20
 
-.PHONY: setup promtool dev check lint types test bench bench-throughput bench-drain bench-memory clean
+.PHONY: setup promtool wrk dev check lint types test bench bench-quick bench-throughput bench-drain bench-memory clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,21 @@ promtool:
 	  fi; \
 	}
 
+# wrk is the suite's load generator (Debian's wrk package; installing it needs root). Without
+# it the suite falls back to its Python generator and measures that against the bare server.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq --no-install-recommends wrk >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && \
+	        apt-get install -y -qq --no-install-recommends wrk >/dev/null 2>&1; } || \
+	      echo "wrk: apt-get could not install it; the suite uses its Python load generator"; \
+	  else \
+	    echo "wrk: not root or no apt-get; the suite uses its Python load generator"; \
+	  fi; \
+	}
+
 dev: setup
 	$(BIN)/payhook dev --demo $(DEMO)
 
@@ -47,7 +62,13 @@ types: setup
 test: setup promtool
 	$(BIN)/pytest -q
 
-bench: bench-throughput bench-drain bench-memory
+# Every figure of docs/performance.md in one bounded run (about 10 minutes; bench-quick about
+# 3): bench/results/<timestamp>.json, .md (the tables) and .png.
+bench: setup wrk
+	$(BIN)/python -m bench.suite
+
+bench-quick: setup wrk
+	$(BIN)/python -m bench.suite --quick
 
 bench-throughput: setup
 	$(BIN)/python -m bench.throughput

@@ -158,14 +158,44 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> int:
-    args = _arguments()
+@dataclass(frozen=True)
+class Memory:
+    rate: float
+    seconds: float
+    retention: int
+    kept: list[Sample]
+    expiring: list[Sample]
+
+    @property
+    def bytes_per_session(self) -> float:
+        first, last = self.kept[1], self.kept[-1]
+        return (last.used_bytes - first.used_bytes) / max(1, last.written - first.written)
+
+    @property
+    def growth_last_half_mb(self) -> float:
+        half = [s for s in self.expiring if s.at >= self.seconds / 2]
+        if len(half) < 2:
+            return float("nan")
+        return (half[-1].used_bytes - half[0].used_bytes) / 2**20
+
+    @property
+    def peak_expiring_mb(self) -> float:
+        return max(s.used_bytes for s in self.expiring) / 2**20
+
+
+def measure(*, rate: float, seconds: float, retention: int) -> Memory:
+    """Both runs, each on a fresh `redis-server`."""
     with tempfile.TemporaryDirectory(prefix="payhook-bench-memory-") as directory:
         state = Path(directory)
-        kept = _run(state, "kept", rate=args.rate, seconds=args.seconds, retention=10**7)
-        expiring = _run(
-            state, "expiring", rate=args.rate, seconds=args.seconds, retention=args.retention
-        )
+        kept = _run(state, "kept", rate=rate, seconds=seconds, retention=10**7)
+        expiring = _run(state, "expiring", rate=rate, seconds=seconds, retention=retention)
+    return Memory(rate, seconds, retention, kept, expiring)
+
+
+def main() -> int:
+    args = _arguments()
+    found = measure(rate=args.rate, seconds=args.seconds, retention=args.retention)
+    kept, expiring = found.kept, found.expiring
     mb = 2**20
     print(f"\nRedis memory under {args.rate:g} captures/s for {args.seconds:g} s")
     print(
@@ -176,15 +206,13 @@ def main() -> int:
             f"{a.at:5.0f} {a.written:8d}  {a.used_bytes / mb:9.1f} {a.keys:8d}"
             f"  {b.used_bytes / mb:12.1f} {b.keys:8d}"
         )
-    first, last = kept[1], kept[-1]
-    per_session = (last.used_bytes - first.used_bytes) / max(1, last.written - first.written)
-    half = [s for s in expiring if s.at >= args.seconds / 2]
-    growth = (half[-1].used_bytes - half[0].used_bytes) / mb if len(half) > 1 else float("nan")
-    peak = max(s.used_bytes for s in expiring) / mb
-    print(f"\none finished session (fields, timeline, indexes, ledger book): {per_session:,.0f} B")
     print(
-        f"with {args.retention} s retention: peak {peak:.1f} MB, "
-        f"growth over the last half {growth:+.2f} MB "
+        "\none finished session (fields, timeline, indexes, ledger book): "
+        f"{found.bytes_per_session:,.0f} B"
+    )
+    print(
+        f"with {args.retention} s retention: peak {found.peak_expiring_mb:.1f} MB, "
+        f"growth over the last half {found.growth_last_half_mb:+.2f} MB "
         f"(without retention: {(kept[-1].used_bytes - kept[0].used_bytes) / mb:+.1f} MB)"
     )
     return 0

@@ -9,18 +9,15 @@ import sys
 from aiohttp import web
 
 from config import Settings
+from config.event_loop import new_event_loop
 from config.logging import configure_logging
 from config.tracing import build_tracer
-from ops.supervisor import supervise
 from transport.celery_app import create_celery
 from transport.messages import QUEUE, SWEEP_QUEUE
 from webhook.app import create_app
 from webhook.auth import ShopifyAuth
 from webhook.signing import secret_problem
 from webhook.tls import server_ssl_context
-from workers.metrics import MetricsServer
-from workers.runtime import new_event_loop
-from workers.tasks import manage_runtime, register_tasks
 
 CONSUMER_SWITCH_INTERVAL = 0.0005
 
@@ -62,6 +59,12 @@ def worker(
     index: int | None = None,
 ) -> int:
     """`payhook worker`: one Celery worker process, or `processes` of them supervised here."""
+    # Imported here, not at the top: `payhook serve` needs none of the worker's code, and
+    # leaving it out keeps the web process smaller (docs/performance.md).
+    from ops.supervisor import supervise
+    from workers.metrics import MetricsServer
+    from workers.tasks import manage_runtime, register_tasks
+
     configure_logging(settings.log_level)
     count = processes or settings.worker_processes
     slots = concurrency or settings.worker_concurrency
@@ -103,6 +106,8 @@ def worker(
 
 
 def beat(settings: Settings) -> int:
+    from workers.tasks import register_tasks
+
     configure_logging(settings.log_level)
     app = create_celery(settings)
     register_tasks(app, settings)
@@ -121,6 +126,8 @@ def beat(settings: Settings) -> int:
 
 
 def flower(settings: Settings, *, port: int) -> int:
+    from workers.tasks import register_tasks
+
     """Flower shows every task and can revoke them and resize pools: off localhost it is
     for its users only."""
     users = settings.flower_basic_auth

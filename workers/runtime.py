@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 
 from config import Settings
+from config.event_loop import new_event_loop
 from config.tracing import NO_TRACER, Tracer
 from sessions.claims import Claims
 from sessions.connect import redis_client
@@ -43,16 +44,6 @@ from workers.shopify.tokens import CachedTokens
 T = TypeVar("T")
 
 log = logging.getLogger("payhook.runtime")
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed (Linux, macOS): the loop's own overhead per socket
-    write and callback was a fifth of a busy worker's time, and uvloop roughly halves it."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def policy(settings: Settings) -> Policy:
