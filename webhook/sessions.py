@@ -91,12 +91,10 @@ async def _admit(request: web.Request, shop: str) -> None:
             "Shopify-Shop-Domain",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-    fallback = settings.shopify_access_token
+    if settings.shopify_access_token is not None:
+        return  # the fallback token reports for every shop
     # Only whether a token exists is asked here, so no cipher is needed.
-    tokens = ShopTokens(
-        request.app[REDIS], fallback=fallback.get_secret_value() if fallback else None
-    )
-    if not await tokens.has_token(shop):
+    if not await ShopTokens(request.app[REDIS]).has_token(shop):
         raise ApiError(
             403,
             "no_access_token",
