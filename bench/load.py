@@ -93,8 +93,17 @@ def wrk_binary() -> str | None:
     return shutil.which("wrk")
 
 
-def wrk_run(url: str, *, connections: int, seconds: float, tag: str, cores: str | None) -> Load:
-    """wrk against `url`/capture_sessions; `cores` pins it (taskset), e.g. "1"."""
+def wrk_run(
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    tag: str,
+    cores: str | None,
+    pause_ms: int | None = None,
+) -> Load:
+    """wrk against `url`/capture_sessions; `cores` pins it (taskset), e.g. "1"; with
+    `pause_ms`, each connection pauses that long between requests (a paced run)."""
     wrk = wrk_binary()
     if wrk is None:
         raise RuntimeError("wrk is not installed (make wrk)")
@@ -117,7 +126,11 @@ def wrk_run(url: str, *, connections: int, seconds: float, tag: str, cores: str 
         capture_output=True,
         text=True,
         timeout=seconds + 30,
-        env={**os.environ, "RUN_TAG": tag},
+        env={
+            **os.environ,
+            "RUN_TAG": tag,
+            **({"PAUSE_MS": str(pause_ms)} if pause_ms is not None else {}),
+        },
         check=True,
     )
     line = next(
@@ -128,7 +141,7 @@ def wrk_run(url: str, *, connections: int, seconds: float, tag: str, cores: str 
         raise RuntimeError(f"wrk printed no summary: {done.stdout[-500:]} {done.stderr[-500:]}")
     figures = json.loads(line.removeprefix("WRK_JSON "))
     return Load(
-        generator="wrk",
+        generator="wrk" if pause_ms is None else f"wrk, {connections} connections paced",
         requests=int(figures["requests"]),
         seconds=float(figures["seconds"]),
         errors=int(figures["errors"]),

@@ -181,8 +181,8 @@ def markdown(results: dict[str, Any]) -> str:
         half = ingest.get("latency_at_half")
         if half:
             lines += [
-                f"Ack latency at {half['rate']}/s offered (half of payhook's best rate above; "
-                "Python open-loop generator, latency from each request's due time):",
+                f"Ack latency near {half['rate']}/s (half of payhook's best rate above; "
+                f"{half['payhook'].get('generator')}):",
                 "",
                 "| server | answered/s | p50 | p99 | p99.9 | errors |",
                 "|---|---|---|---|---|---|",

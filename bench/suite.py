@@ -226,18 +226,28 @@ class Suite:
         return out
 
     def half_rate(self, urls: dict[str, str], runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """Ack latency at half of payhook's best rate, and the bare server's under the same
+        load: wrk paced (8 connections, each pausing between requests), or the Python
+        open-loop generator without wrk."""
         best = max(r["per_second"] for r in runs if r["server"] == "payhook")
         rate = round(best / 2)
         found: dict[str, Any] = {"rate": rate, "load_average": load_average()}
+        connections = 8
         for name in ("bare", "payhook"):
-            measured = asyncio.run(
-                open_loop(
+            tag = f"half-{name}-{time.time_ns()}"
+            if self.use_wrk:
+                measured = wrk_run(
                     urls[name],
-                    rate=rate,
+                    connections=connections,
                     seconds=self.plan.latency_seconds,
-                    tag=f"half-{name}-{time.time_ns()}",
+                    tag=tag,
+                    cores=LOAD_CORE if self.pinned else None,
+                    pause_ms=max(0, round(connections * 1000 / rate) - 1),
                 )
-            )
+            else:
+                measured = asyncio.run(
+                    open_loop(urls[name], rate=rate, seconds=self.plan.latency_seconds, tag=tag)
+                )
             found[name] = measured.as_dict()
             print(_line(f"ack latency {name} at {rate}/s", measured), flush=True)
         return found

@@ -29,6 +29,13 @@ request = function()
   return wrk.format("POST", "/capture_sessions", headers, body)
 end
 
+-- PAUSE_MS: each connection waits this long before its next request, which paces the run
+-- near connections x 1000 / (PAUSE_MS + latency) requests per second.
+local pause = tonumber(os.getenv("PAUSE_MS") or "")
+if pause then
+  delay = function() return pause end
+end
+
 -- Anything but 201 is counted, so a run that was refused cannot pass for a fast one.
 local refused = 0
 response = function(status, headers, body)
