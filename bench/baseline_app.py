@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from pydantic import ValidationError
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from config.event_loop import new_event_loop
 from sessions.requests import CaptureSessionRequest
@@ -44,7 +44,8 @@ def _validated(raw: bytes) -> CaptureSessionRequest | None:
 
 
 def floor(redis_url: str, app: web.Application) -> Handler:
-    redis = Redis.from_url(redis_url, max_connections=64)
+    # payhook's own pool shape: at most 64 connections, a request waits for a free one.
+    redis = Redis(connection_pool=BlockingConnectionPool.from_url(redis_url, max_connections=64))
 
     async def close(app: web.Application) -> AsyncIterator[None]:
         yield
