@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -610,6 +611,7 @@ def main() -> int:
     paths = write_outputs(results, args.out)
     print(paths.markdown.read_text())
     print(f"wrote {paths.json}, {paths.markdown}, {paths.chart}")
+    shutil.rmtree(state, ignore_errors=True)
     return 0
 
 
