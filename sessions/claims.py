@@ -22,9 +22,10 @@ from redis.asyncio import Redis
 from sessions.handoff import Envelope
 from sessions.keys import DUE, RETENTION_SECONDS, lease_key, session_key, text
 from sessions.models import Session
+from sessions.replication import NONE, Replication
 from sessions.states import State
 from sessions.store import decode
-from sessions.writes import Change, apply_change, register_apply
+from sessions.writes import Change, LeaseLost, apply_change, register_apply
 
 _CLAIM = """
 local id, now, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -89,9 +90,17 @@ class NotClaimed:
 
 
 class Claims:
-    def __init__(self, redis: Redis, *, retention_seconds: int = RETENTION_SECONDS) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        retention_seconds: int = RETENTION_SECONDS,
+        replication: Replication = NONE,
+    ) -> None:
         # How long a session this worker reports is kept (PAYHOOK_RETENTION_DAYS).
         self._retention = retention_seconds
+        self._redis = redis
+        self._replication = replication
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
@@ -119,6 +128,27 @@ class Claims:
             args=[fence, int(lease_seconds * 1000), repr(now + lease_seconds), session_id],
         )
         return bool(renewed)
+
+    async def confirm(
+        self, session_id: str, fence: int, *, lease_seconds: float, now: float
+    ) -> None:
+        """Return once the required replicas hold everything stored for the session so far.
+
+        The session's outcome may have been stored by this run, an earlier one or a PSP
+        callback, each on another connection; a lease renewal is a write on this one that
+        replicates after all of them, so its `WAIT` covers them all. Raises `NotReplicated`
+        when the replicas do not answer in time, and `LeaseLost` when the lease was taken.
+        """
+        if not self._replication.replicas:
+            return
+        renewed = await self._replication.run(
+            self._redis,
+            self._renew,
+            [session_key(session_id), lease_key(session_id), DUE],
+            [fence, int(lease_seconds * 1000), repr(now + lease_seconds), session_id],
+        )
+        if not renewed:
+            raise LeaseLost(session_id, fence, 0)
 
     async def apply(
         self,

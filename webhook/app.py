@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from config import Settings
 from sessions.connect import redis_client
 from sessions.models import Kind
+from sessions.replication import Replication
 from sessions.store import SessionStore
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
@@ -48,7 +49,7 @@ def create_app(
         if client is None:
             client = redis_client(settings, connections=WEB_REDIS_CONNECTIONS, name="payhook-web")
         app[REDIS] = client
-        app[STORE] = SessionStore(client, handoff)
+        app[STORE] = SessionStore(client, handoff, replication=Replication.from_settings(settings))
         app[RATE_LIMIT] = None
         if settings.shop_rate_limit is not None:
             app[RATE_LIMIT] = ShopRateLimit(
