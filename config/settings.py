@@ -226,7 +226,7 @@ class Settings(BaseSettings):
     # can still be captured or refunded (Shopify takes refunds for months).
     ledger_retention_days: float = Field(default=400.0, gt=0)
 
-    # Local state of `payhook dev` (Redis data, AOF, beat schedule).
+    # Local state of `payhook dev` (Redis data, AOF, logs); nothing in production reads it.
     state_dir: Path = Path(".payhook")
 
     # Fernet keys for the per-shop access tokens at rest, comma-separated: the first
@@ -362,7 +362,12 @@ class Settings(BaseSettings):
             return self.broker_url
         if self.redis_sentinels:
             database = redis_database(self.redis_url)
-            return ";".join(f"sentinel://{h}:{p}/{database}" for h, p in self.redis_sentinels)
+            # The primary's password rides on each sentinel URL, as kombu reads it.
+            password = urlsplit(self.redis_url).password
+            auth = f":{password}@" if password else ""
+            return ";".join(
+                f"sentinel://{auth}{host}:{port}/{database}" for host, port in self.redis_sentinels
+            )
         return self.redis_url
 
     @property
