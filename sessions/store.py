@@ -63,7 +63,8 @@ local fp = redis.call('HGET', KEYS[1], 'fingerprint')
 if fp then
   if fp == ARGV[1] then
     -- Rewritten as it is: a write that replicates after the first request's, so a WAIT
-    -- on this connection covers the session before the repeat is answered 201.
+    -- on this connection covers the session before the repeat is answered 201 (Redis 7
+    -- waits only for a connection's own writes; 6.2 for everything before its last command).
     redis.call('HSET', KEYS[1], 'fingerprint', fp)
     return {'duplicate'}
   end
