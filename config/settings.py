@@ -314,7 +314,10 @@ class Settings(BaseSettings):
                 f"a third of PAYHOOK_LEASE_SECONDS ({self.lease_seconds:g})"
             )
         # WAIT blocks its connection: it must give up before the command's own timeout does.
-        if self.redis_replica_timeout_seconds >= self.redis_timeout_seconds:
+        if (
+            self.redis_min_replicas
+            and self.redis_replica_timeout_seconds >= self.redis_timeout_seconds
+        ):
             raise ValueError(
                 f"PAYHOOK_REDIS_REPLICA_TIMEOUT_SECONDS ({self.redis_replica_timeout_seconds:g}) "
                 f"must be under PAYHOOK_REDIS_TIMEOUT_SECONDS ({self.redis_timeout_seconds:g})"

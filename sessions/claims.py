@@ -2,7 +2,8 @@
 
 A claim is one Lua call: it refuses a session that is finished, not due yet (a retry's
 backoff, a pending payment's open window) or leased by another worker, and otherwise takes a
-lease whose value is a fresh fencing token (the session's `fence` counter), counts the
+lease whose value is a fresh fencing token (the session's `fence`, which only grows and is
+never given twice, even by a replica promoted before it saw a claim), counts the
 delivery, marks the session in flight and returns its fields. Deliveries that find the session
 busy or early change nothing at all, so duplicates merge and never count towards the poison
 limit.
@@ -39,7 +40,13 @@ end
 local not_before = tonumber(redis.call('HGET', KEYS[1], 'not_before') or '')
 if not_before and now + tonumber(ARGV[4]) < not_before then return {'early', state} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy', state} end
-local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+-- Past both the last token this server saw and its clock in microseconds: a claim a
+-- failover lost (the primary died before its replica saw it) still has a live holder,
+-- and the promoted replica must not hand the same token to another worker.
+local clock = redis.call('TIME')
+local fence = math.max(tonumber(redis.call('HGET', KEYS[1], 'fence') or '0') + 1,
+                       tonumber(clock[1]) * 1000000 + tonumber(clock[2]))
+redis.call('HSET', KEYS[1], 'fence', fence)
 redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
 redis.call('SET', KEYS[2], fence, 'PX', lease_ms)
 redis.call('ZADD', KEYS[3], now + lease_ms / 1000, id)
