@@ -116,6 +116,4 @@ async def _ask(host: str, port: int, master: str) -> str:
         await sentinel.aclose()
     if not address:
         return f"error: does not monitor {master!r}"
-    address_host, address_port = address
-    host_text = address_host.decode() if isinstance(address_host, bytes) else address_host
-    return f"{host_text}:{address_port}"
+    return ":".join(part.decode() if isinstance(part, bytes) else str(part) for part in address)

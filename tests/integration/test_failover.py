@@ -155,6 +155,10 @@ async def test_a_sigkilled_primary_fails_over_and_no_acknowledged_session_is_los
         f"intake_resumed_after={resumed:.1f}s flow={time.monotonic() - began:.1f}s"
     )
     print(figures)
+    async with http.get(f"{webs[0]}/readyz") as ready:
+        topology = (await ready.json())["topology"]
+    assert (topology["mode"], topology["primary"]) == ("sentinel", f"127.0.0.1:{new_port}")
+    assert len(topology["sentinels"]) == 3
     assert len(accepted) >= SESSIONS * 0.9, figures
     assert resumed < 20, figures
     assert not problems, f"{figures}\n" + "\n".join(problems[:20]) + "\n" + _health(processes)

@@ -17,6 +17,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from config import Settings
+from ops.doctor import run_doctor
 from ops.redis_server import LocalRedis
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox
@@ -171,3 +172,23 @@ async def test_shopify_hears_no_outcome_before_the_replica_holds_it(
 class _Tokens:
     async def token_for(self, shop: str) -> str | None:
         return TOKEN
+
+
+async def test_readyz_and_doctor_show_the_replica_and_what_a_201_waits_for(
+    pair: tuple[LocalRedis, LocalRedis], aiohttp_client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    primary, replica = pair
+    settings = settings_for(primary)
+    client = await aiohttp_client(create_app(settings))
+    body = await (await client.get("/readyz")).json()
+    topology = body["topology"]
+    assert (topology["mode"], topology["role"], topology["min_replicas"]) == ("single", "master", 1)
+    assert [(r["address"], r["state"]) for r in topology["replicas"]] == [
+        (f"127.0.0.1:{replica.port}", "online")
+    ]
+    assert not [w for w in body["warnings"] if "replica" in w]
+
+    await run_doctor(settings)
+    printed = capsys.readouterr().out
+    assert f"replicas: 127.0.0.1:{replica.port} online" in printed
+    assert "a 201 waits for 1 of them" in printed
