@@ -78,11 +78,14 @@ class Shape:
 
 
 @contextmanager
-def fleet(shape: Shape, env: dict[str, str], state: Path) -> Iterator[tuple[list[str], list[int]]]:
-    """The shape's processes; yields the web URLs and every process id."""
+def fleet(
+    shape: Shape, env: dict[str, str], state: Path
+) -> Iterator[tuple[list[str], dict[str, list[int]]]]:
+    """The shape's processes; yields the web URLs and the process ids by role."""
     python = sys.executable
     with ExitStack() as stack:
-        urls, pids = [], []
+        urls: list[str] = []
+        pids: dict[str, list[int]] = {"web": [], "worker": []}
         for index in range(shape.webs):
             port = free_port()
             web = stack.enter_context(
