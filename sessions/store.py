@@ -140,6 +140,15 @@ return found
 """
 
 
+# A write that changes nothing but replicates, so that a WAIT after it on the same connection
+# covers every earlier write to the session, whichever connection made it.
+_TOUCH = """
+local fp = redis.call('HGET', KEYS[1], 'fingerprint')
+if fp then redis.call('HSET', KEYS[1], 'fingerprint', fp) end
+return 1
+"""
+
+
 class Created(StrEnum):
     CREATED = "created"
     DUPLICATE = "duplicate"
@@ -189,6 +198,7 @@ class SessionStore:
         self._replay = redis.register_script(_REPLAY)
         self._claim_due = redis.register_script(_CLAIM_DUE)
         self._prune = redis.register_script(_PRUNE)
+        self._touch = redis.register_script(_TOUCH)
 
     @property
     def redis(self) -> Redis:
@@ -249,6 +259,12 @@ class SessionStore:
         """
         envelope = self.envelope(session.kind, session.id) if queue else None
         return await apply_change(self._apply, session.id, change, envelope=envelope)
+
+    async def replicated(self, session_id: str) -> None:
+        """Return once the required replicas hold everything stored for the session so far
+        (at once when none is required); raises `NotReplicated` when they do not in time."""
+        if self._replication.replicas:
+            await self._replication.run(self._redis, self._touch, [session_key(session_id)], [])
 
     async def replay(self, session: Session, event: TimelineEvent, *, due_at: float) -> State:
         """Put a failed session back at its recovery point and queue it, atomically.

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from redis import Redis as SyncRedis
@@ -27,7 +28,15 @@ from sessions.ledger_store import LedgerStore
 from sessions.replication import NotReplicated, Replication
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import capture_body, make_session, received_event, shopify_headers
+from tests.factories import (
+    CALLBACK_SECRET,
+    capture_body,
+    make_session,
+    payment_body,
+    received_event,
+    shopify_headers,
+    signed_callback,
+)
 from tests.integration.conftest import TOKEN
 from webhook.app import create_app
 from workers.connectors.simulator import SimulatorConnector
@@ -192,3 +201,23 @@ async def test_readyz_and_doctor_show_the_replica_and_what_a_201_waits_for(
     printed = capsys.readouterr().out
     assert f"replicas: 127.0.0.1:{replica.port} online" in printed
     assert "a 201 waits for 1 of them" in printed
+
+
+async def test_a_psp_callback_is_not_acknowledged_before_the_replica_holds_its_verdict(
+    pair: tuple[LocalRedis, LocalRedis], aiohttp_client: Any
+) -> None:
+    primary, replica = pair
+    client = await aiohttp_client(
+        create_app(settings_for(primary, simulator_webhook_secret=CALLBACK_SECRET))
+    )
+    body = payment_body()
+    created = await client.post("/payment_sessions", json=body, headers=shopify_headers())
+    assert created.status == 201
+    path = f"/psp/simulator/payments/{quote(body['id'], safe='')}"
+    raw, headers = signed_callback(body["id"], "approved")
+    with Frozen(replica):
+        answer = await client.post(path, data=raw, headers=headers)
+        assert answer.status == 503
+        assert (await answer.json())["error"]["code"] == "not_replicated"
+    again = await client.post(path, data=raw, headers=headers)
+    assert (again.status, await again.json()) == (200, {"status": "already recorded"})
