@@ -30,7 +30,7 @@ from pathlib import Path
 import aiohttp
 from redis.asyncio import Redis
 
-from bench.throughput import describe, post_all, process, wait_until_up
+from bench.throughput import describe, flush, post_all, process, wait_until_up
 from config.settings import child_environment
 from ops.redis_server import LocalRedis, free_port
 from sandbox.client import SandboxShopifyClient
@@ -179,12 +179,6 @@ async def intake(url: str, count: int, concurrency: int, label: str) -> None:
     started = time.perf_counter()
     latencies = await post_all(f"{url}/capture_sessions", bodies, concurrency)
     print(describe(label, latencies, time.perf_counter() - started))
-
-
-async def flush(url: str) -> None:
-    redis = Redis.from_url(url)
-    await redis.flushdb()
-    await redis.aclose()
 
 
 def main() -> None:
