@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO ?= 20
 
-.PHONY: setup promtool dev check lint types test bench bench-throughput bench-drain bench-memory clean
+.PHONY: setup promtool dev check lint types test bench bench-throughput bench-drain bench-memory bench-fleet clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ bench-drain: setup
 # Redis memory per finished session, and flat memory once retention applies.
 bench-memory: setup
 	$(BIN)/python -m bench.memory
+
+# A primary and a replica: the replica WAIT's cost at intake, and 2 web + 2 worker processes
+# against 1 + 1 on the same 1000 captures (docs/scaling.md).
+bench-fleet: setup
+	$(BIN)/python -m bench.fleet
 
 clean:
 	rm -rf $(VENV) .payhook .mypy_cache .ruff_cache .pytest_cache

@@ -6,8 +6,10 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from config import Settings
+from sessions.connect import tool_client
 from sessions.durability import durability_warnings
 from sessions.shops import ShopTokens, TokenUnreadable, token_cipher
+from sessions.topology import Topology, read_topology
 from webhook.auth import ShopifyAuth
 from webhook.signing import secret_problem
 
@@ -16,10 +18,14 @@ async def run_doctor(settings: Settings) -> int:
     status = 0
     urls = {"redis": settings.redis_url, "broker": settings.broker}
     for name, url in urls.items():
-        if name == "broker" and url == settings.redis_url:
+        if name == "broker" and settings.broker_is_store:
             print("ok    broker is the session Redis")
             continue
-        redis = Redis.from_url(url, socket_connect_timeout=3)
+        if name == "redis":
+            redis = tool_client(settings)
+            url = _where(settings)
+        else:
+            redis = Redis.from_url(url, socket_connect_timeout=3)
         try:
             await redis.ping()
         except Exception as exc:  # any failure to connect is the finding
@@ -32,6 +38,12 @@ async def run_doctor(settings: Settings) -> int:
                 print(f"WARN  {name}: {warning}")
                 status = 1
             if name == "redis":
+                topology = await read_topology(redis, settings)
+                for line in topology_lines(topology):
+                    print(line)
+                for warning in topology.warnings():
+                    print(f"WARN  {warning}")
+                    status = 1
                 for warning in await _token_warnings(settings, redis):
                     print(f"WARN  {warning}")
                     status = 1
@@ -43,6 +55,34 @@ async def run_doctor(settings: Settings) -> int:
         print(f"WARN  {warning}")
         status = 1
     return status
+
+
+def topology_lines(topology: Topology) -> list[str]:
+    """The topology as `payhook doctor` prints it."""
+    lines = []
+    if topology.mode == "sentinel":
+        lines.append(f"ok    primary {topology.primary} (named by the sentinels)")
+        for address, answer in topology.sentinels.items():
+            lines.append(
+                f"{'ok   ' if not answer.startswith('error') else 'FAIL '} "
+                f"sentinel {address}: {answer}"
+            )
+    replicas = (
+        ", ".join(f"{r.address} {r.state} lag {r.lag_seconds}s" for r in topology.replicas)
+        or "none"
+    )
+    lines.append(
+        f"note  role {topology.role}; replicas: {replicas}; "
+        f"a 201 waits for {topology.min_replicas} of them (PAYHOOK_REDIS_MIN_REPLICAS)"
+    )
+    return lines
+
+
+def _where(settings: Settings) -> str:
+    if settings.redis_sentinels:
+        sentinels = ",".join(f"{h}:{p}" for h, p in settings.redis_sentinels)
+        return f"sentinel {settings.redis_sentinel_master}@{sentinels}"
+    return settings.redis_url
 
 
 def security_warnings(settings: Settings) -> list[str]:

@@ -12,6 +12,7 @@ from config import Settings
 from config.logging import configure_logging
 from config.tracing import build_tracer
 from ops.supervisor import supervise
+from transport.beat import locked_scheduler
 from transport.celery_app import create_celery
 from transport.messages import QUEUE, SWEEP_QUEUE
 from webhook.app import create_app
@@ -98,21 +99,13 @@ def worker(
 
 
 def beat(settings: Settings) -> int:
+    """`payhook beat`: run it on several hosts; one at a time sends (transport.beat)."""
     configure_logging(settings.log_level)
     app = create_celery(settings)
     register_tasks(app, settings)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    return exit_code(
-        app.start(
-            [
-                "beat",
-                "--schedule",
-                str(settings.state_dir / "celerybeat-schedule"),
-                "--loglevel",
-                settings.log_level,
-            ]
-        )
-    )
+    # A class, not a dotted path: Celery takes either, and this one carries the lock.
+    app.conf.beat_scheduler = locked_scheduler(settings)
+    return exit_code(app.start(["beat", "--loglevel", settings.log_level]))
 
 
 def flower(settings: Settings, *, port: int) -> int:

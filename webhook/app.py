@@ -12,6 +12,7 @@ from config import Settings
 from config.tracing import NO_TRACER, Tracer
 from sessions.connect import redis_client
 from sessions.models import Kind
+from sessions.replication import Replication
 from sessions.store import SessionStore
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
@@ -60,7 +61,7 @@ def create_app(
         if client is None:
             client = redis_client(settings, connections=WEB_REDIS_CONNECTIONS, name="payhook-web")
         app[REDIS] = client
-        app[STORE] = SessionStore(client, handoff)
+        app[STORE] = SessionStore(client, handoff, replication=Replication.from_settings(settings))
         app[RATE_LIMIT] = None
         if settings.shop_rate_limit is not None:
             app[RATE_LIMIT] = ShopRateLimit(

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from config import Settings
 from sessions.models import Kind, Session, TimelineEvent, fingerprint
+from sessions.replication import NotReplicated
 from sessions.requests import REQUESTS, PaymentSessionRequest, SessionRequest
 from sessions.shops import ShopTokens
 from sessions.states import State
@@ -180,7 +181,21 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
         )
         payment = kind is Kind.PAYMENT
         due_at = now + (settings.buyer_window_seconds if payment else settings.lease_seconds)
-        result = await request.app[STORE].create(session, event, due_at=due_at, queue=not payment)
+        try:
+            result = await request.app[STORE].create(
+                session, event, due_at=due_at, queue=not payment
+            )
+        except NotReplicated as exc:
+            # Stored, but a failover now could lose it: no 201 that could be taken back.
+            # Shopify retries; the repeat is answered once the replicas have the session.
+            metrics.sessions.labels(label, "not_replicated").inc()
+            log.warning("session not replicated in time", extra={**context, "error": str(exc)})
+            raise ApiError(
+                503,
+                "not_replicated",
+                f"the session is stored but not yet on its Redis replicas ({exc}); retry",
+                headers={"Retry-After": "1"},
+            ) from None
         if result.status is Created.CONFLICT:
             metrics.sessions.labels(label, "conflict").inc()
             amount, currency = parsed.money

@@ -9,6 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sessions.keys import (
+    BEAT_LOCK,
     DUE,
     EXPIRING,
     FAILED,
@@ -33,7 +34,7 @@ PER_ID: dict[str, Callable[[str], str]] = {
     "failed by shop": lambda i: failed_index(shop=i),
     "rate": rate_key,
 }
-FIXED = [DUE, INDEX_CREATED, EXPIRING, FAILED, SHOPS]
+FIXED = [DUE, INDEX_CREATED, EXPIRING, FAILED, SHOPS, BEAT_LOCK]
 # What ids are made of, colons and key-like words included.
 PARTS = [*"a:{}|*", "timeline", "res", "settled", "kind", "shop", "s"]
 IDS = st.lists(st.sampled_from(PARTS), max_size=5).map("".join)
