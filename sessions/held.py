@@ -8,6 +8,7 @@ it (`payhook sessions release`) or a replay settles it.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -16,6 +17,7 @@ from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Session
 from sessions.money import format_amount, minor_units
 from sessions.states import State
+from sessions.store import SessionStore
 
 
 @dataclass(frozen=True)
@@ -44,3 +46,15 @@ async def money_held(ledger: LedgerStore, session: Session) -> Held | None:
         return None
     op, minor = held
     return Held(session.payment_id, op, minor, session.currency or "")
+
+
+async def holdings(
+    store: SessionStore, ledger: LedgerStore, *, scan: int
+) -> AsyncIterator[tuple[Session, Held]]:
+    """Failed sessions that hold a reservation, oldest failure first, among the first `scan`
+    failed sessions."""
+    for session_id in await store.failed_ids(limit=scan):
+        session = await store.get(session_id)
+        hold = await money_held(ledger, session) if session is not None else None
+        if session is not None and hold is not None:
+            yield session, hold

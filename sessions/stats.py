@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from redis.asyncio import Redis
 
-from sessions.held import money_held
+from sessions.held import holdings
 from sessions.keys import DUE, INDEX_CREATED, failed_index, session_key, text
 from sessions.ledger import Op
 from sessions.ledger_store import LedgerStore
@@ -122,15 +122,9 @@ async def _count_states(redis: Redis) -> tuple[Counter[tuple[str, str]], int, bo
 
 async def collect(redis: Redis, now: float) -> Stats:
     counts, scanned, complete = await _count_states(redis)
-    store = SessionStore(redis)
-    ledger = LedgerStore(redis)
     held: dict[str, int] = {}
     held_sessions = voids = 0
-    for session_id in await store.failed_ids(limit=COUNT_SCAN):
-        session = await store.get(session_id)
-        hold = await money_held(ledger, session) if session is not None else None
-        if hold is None:
-            continue
+    async for _, hold in holdings(SessionStore(redis), LedgerStore(redis), scan=COUNT_SCAN):
         held_sessions += 1
         if hold.op is Op.VOID:
             voids += 1
