@@ -21,10 +21,10 @@ from config import Settings
 from ops.redis_server import LocalRedis
 from sessions.ledger import Book, Op
 from sessions.ledger_store import LedgerStore
-from sessions.models import Outcome, Session, TimelineEvent
+from sessions.models import Outcome
 from sessions.states import State
-from sessions.store import Change, SessionStore
-from tests.factories import make_session, received_event
+from sessions.store import SessionStore
+from tests.factories import make_session, received_event, store_failed
 from transport.messages import QUEUE
 from webhook.app import create_app
 
@@ -49,21 +49,6 @@ async def store(settings: Settings, inspect: redis.Redis) -> AsyncIterator[Sessi
     client = Redis.from_url(settings.redis_url)
     yield SessionStore(client)
     await client.aclose()
-
-
-async def failed(store: SessionStore, error: str, **fields: Any) -> Session:
-    session = make_session(**fields)
-    await store.create(session, received_event(), due_at=0, queue=False)
-    now = time.time()
-    await store.change(
-        session,
-        Change(
-            event=TimelineEvent(at=now, event="failed", state=State.FAILED, error=error),
-            due_at=None,
-            fields={"last_error": error, "failed_at": now},
-        ),
-    )
-    return session
 
 
 async def log_in(client: TestClient[Any, Any], token: str = TOKEN) -> dict[str, str]:
@@ -178,7 +163,7 @@ async def test_after_logout_the_same_cookie_no_longer_opens_anything(
 async def test_outside_text_is_shown_as_text_on_every_page(
     client: TestClient[Any, Any], store: SessionStore
 ) -> None:
-    session = await failed(store, HOSTILE, shop=HOSTILE, id="id<b>&\"'/?#x")
+    session = await store_failed(store, HOSTILE, shop=HOSTILE, id="id<b>&\"'/?#x")
     cookie = await log_in(client)
     pages: list[tuple[str, dict[str, str]]] = [
         ("/admin", {}),
@@ -209,7 +194,7 @@ async def test_outside_text_is_shown_as_text_on_every_page(
 async def test_a_session_page_shows_its_timeline_and_no_buyer_data(
     client: TestClient[Any, Any], store: SessionStore
 ) -> None:
-    session = await failed(
+    session = await store_failed(
         store,
         "captureSessionResolve: HTTP 503",
         cancel_url="https://shop.example/cancel?checkout_token=secret-checkout",
@@ -230,7 +215,7 @@ async def test_a_session_page_shows_its_timeline_and_no_buyer_data(
 async def test_a_replay_needs_the_forms_csrf_token_and_a_same_site_origin(
     client: TestClient[Any, Any], store: SessionStore, inspect: redis.Redis
 ) -> None:
-    session = await failed(store, "HTTP 503", state=State.SETTLED, outcome=Outcome.APPROVED)
+    session = await store_failed(store, "HTTP 503", state=State.SETTLED, outcome=Outcome.APPROVED)
     cookie = await log_in(client)
     csrf = await csrf_of(client, "/admin/dashboard/failed", cookie)
     refusals = [
@@ -311,9 +296,9 @@ async def test_a_live_session_is_not_replayed(
 async def test_bulk_replay_counts_in_a_dry_run_then_replays_what_it_counted(
     client: TestClient[Any, Any], store: SessionStore, inspect: redis.Redis
 ) -> None:
-    first = await failed(store, "HTTP 503", shop="a.myshopify.com")
-    second = await failed(store, "HTTP 503", shop="a.myshopify.com")
-    other = await failed(store, "HTTP 503", shop="b.myshopify.com")
+    first = await store_failed(store, "HTTP 503", shop="a.myshopify.com")
+    second = await store_failed(store, "HTTP 503", shop="a.myshopify.com")
+    other = await store_failed(store, "HTTP 503", shop="b.myshopify.com")
     cookie = await log_in(client)
     preview = await client.get(
         "/admin/dashboard/bulk-replay", params={"shop": "a.myshopify.com"}, headers=cookie
@@ -323,7 +308,7 @@ async def test_bulk_replay_counts_in_a_dry_run_then_replays_what_it_counted(
     assert inspect.llen(QUEUE) == 0
     assert len(await store.failed_ids()) == 3
     confirm = dict(re.findall(r'name="(\w+)" value="([^"]*)"', body.split("Replay 2")[0]))
-    late = await failed(store, "HTTP 503", shop="a.myshopify.com", failed_at=time.time() + 5)
+    late = await store_failed(store, "HTTP 503", shop="a.myshopify.com", failed_at=time.time() + 5)
     answer = await client.post("/admin/dashboard/bulk-replay", data=confirm, headers=cookie)
     text = await answer.text()
     assert "Replayed <b>2</b> session(s); skipped 0 (the dry run counted 2)" in text
@@ -338,7 +323,7 @@ async def test_held_money_and_counts_show_on_their_pages(
     ledger = LedgerStore(store.redis)
     await ledger.open(session.payment_id, Book(currency="EUR", authorized=10_000))
     await ledger.reserve(session.payment_id, session.id, Op.CAPTURE, 2500, "EUR", time.time())
-    await failed(store, "ambiguous: timeout", id=session.id, amount=Decimal("25.00"))
+    await store_failed(store, "ambiguous: timeout", id=session.id, amount=Decimal("25.00"))
     await store.create(make_session(), received_event(), due_at=0, queue=False)
     cookie = await log_in(client)
     held = await (await client.get("/admin/dashboard/held", headers=cookie)).text()
