@@ -238,7 +238,8 @@ async def login(request: web.Request) -> web.Response:
     if request.app[SETTINGS].admin_token is None:
         raise ApiError(404, "not_found", "Not Found")
     if not same_origin(request):
-        raise ApiError(403, "cross_origin", "the form was sent from another site", "Origin")
+        refused = '<p class="err">The form was sent from another site.</p>'
+        return page("Forbidden", refused, None, status=403)
     form = await _form(request)
     wanted = safe_next(form.get("next"))
     answer = await log_in(request, form.get("token", ""), wanted)

@@ -90,7 +90,10 @@ def overview_body(stats: Stats, activity: Activity) -> str:
         ],
         empty="",
     )
-    return by_state + "<h2>Backlog</h2>" + backlog + _charts(activity)
+    return (
+        f"<div class=row><div>{by_state}</div><div><h2>Backlog</h2>{backlog}</div></div>"
+        + _charts(activity)
+    )
 
 
 def _charts(activity: Activity) -> str:
@@ -121,7 +124,7 @@ def _charts(activity: Activity) -> str:
         f"<p class=note>Last hour: {received} received, {reported} reported, {failed} failed "
         "and still failed. Latency is sampled from up to 50 reported sessions per bar.</p>"
     )
-    return f"<h2>Last hour</h2>{summary}<div class=charts>{throughput}{latency}</div>"
+    return f"<h2>Last hour</h2>{summary}<div class=row>{throughput}{latency}</div>"
 
 
 def _select(name: str, values: Sequence[str], chosen: str | None) -> str:

@@ -23,7 +23,9 @@ SECURITY_HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # Not `no-referrer`: with it a browser sends `Origin: null` on the pages' own forms,
+    # which the cross-site check must refuse.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -39,7 +41,7 @@ code{font-size:13px;word-break:break-all}.err{color:#a4161a}.note{color:#5c6670}
 .box{background:#fff;border:1px solid #dde1e6;padding:.6em 1em;margin:.5em 0 1em}
 .flash{background:#e6f4ea;border-color:#9bd3ae}.warn{background:#fff4e5;border-color:#f0c27b}
 form.inline{display:inline}input,select,button{font:inherit;margin:.1em .3em .1em 0}
-button{cursor:pointer}.charts{display:flex;gap:1.5em;flex-wrap:wrap}
+button{cursor:pointer}.row{display:flex;gap:2.5em;flex-wrap:wrap;align-items:flex-start}
 .state-failed{color:#a4161a;font-weight:600}.state-reported{color:#1b6e3a}
 """
 
@@ -77,8 +79,10 @@ def table(headings: Iterable[str], rows: Iterable[Iterable[str]], *, empty: str)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
     if not body:
         return f'<p class="note">{esc(empty)}</p>'
-    head = "".join(f"<th>{esc(h)}</th>" for h in headings)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    names = list(headings)
+    head = "".join(f"<th>{esc(h)}</th>" for h in names)
+    thead = f"<thead><tr>{head}</tr></thead>" if any(names) else ""
+    return f"<table>{thead}<tbody>{body}</tbody></table>"
 
 
 def hidden(fields: Mapping[str, object]) -> str:
