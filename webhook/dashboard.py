@@ -87,7 +87,16 @@ def _query(request: web.Request) -> dict[str, str]:
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    posted = await request.post()
+    # The pages' forms are URL-encoded; aiohttp's multipart reader would fail on a malformed
+    # multipart body instead of refusing it.
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise ApiError(
+            415, "unsupported_media_type", "send the form as application/x-www-form-urlencoded"
+        )
+    try:
+        posted = await request.post()
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_form", "the form could not be read") from None
     return {k: v for k, v in posted.items() if isinstance(v, str) and v.strip()}
 
 
@@ -199,7 +208,9 @@ async def bulk_replay(request: web.Request, seen: Viewer) -> web.Response:
         per_second=REPLAY_RATE,
         actor="dashboard",
     )
-    return page("Bulk replay", bulk_result_body(results, form.get("expected")), seen)
+    expected = form.get("expected", "")
+    counted = int(expected) if expected.isdigit() and len(expected) < 6 else None
+    return page("Bulk replay", bulk_result_body(results, counted), seen)
 
 
 async def held_list(request: web.Request, seen: Viewer) -> web.Response:

@@ -50,13 +50,15 @@ class Viewer:
     expires: float | None = None
 
 
-def _key(settings: Settings) -> bytes:
-    token = settings.admin_token
-    if token is None:
+def _admin_token(settings: Settings) -> bytes:
+    """The configured admin token; without one the dashboard does not exist (404)."""
+    if settings.admin_token is None:
         raise ApiError(404, "not_found", "Not Found")
-    return hmac.new(
-        token.get_secret_value().encode(), b"payhook dashboard login", hashlib.sha256
-    ).digest()
+    return settings.admin_token.get_secret_value().encode()
+
+
+def _key(token: bytes) -> bytes:
+    return hmac.new(token, b"payhook dashboard login", hashlib.sha256).digest()
 
 
 def _sign(key: bytes, message: str) -> str:
@@ -67,14 +69,12 @@ def csrf_token(key: bytes, login: str) -> str:
     return _sign(key, f"csrf.{login}")
 
 
-def _bearer_ok(request: web.Request, settings: Settings) -> bool | None:
+def _bearer_ok(request: web.Request, token: bytes) -> bool | None:
     """True/False for a request carrying an Authorization header, None without one."""
     sent = header_bytes(request, "Authorization")
     if not sent:
         return None
-    token = settings.admin_token
-    assert token is not None
-    return hmac.compare_digest(sent, f"Bearer {token.get_secret_value()}".encode())
+    return hmac.compare_digest(sent, b"Bearer " + token)
 
 
 async def _from_cookie(request: web.Request, key: bytes) -> Viewer | None:
@@ -104,16 +104,15 @@ async def viewer(request: web.Request) -> Viewer:
 
     Answers 404 when no admin token is configured, like the admin API.
     """
-    settings = request.app[SETTINGS]
-    key = _key(settings)
-    bearer = _bearer_ok(request, settings)
+    token = _admin_token(request.app[SETTINGS])
+    bearer = _bearer_ok(request, token)
     if bearer is True:
         return Viewer(None, None)
     if bearer is False:
         raise ApiError(
             401, "unauthorized", "a valid admin bearer token is required", "Authorization"
         )
-    found = await _from_cookie(request, key)
+    found = await _from_cookie(request, _key(token))
     if found is None:
         raise login_redirect(request)
     return found
@@ -150,10 +149,9 @@ def redirect(location: str) -> web.Response:
 async def log_in(request: web.Request, token: str, wanted: str | None) -> web.Response | None:
     """Check the token sent by the login form and set the login cookie; None if wrong."""
     settings = request.app[SETTINGS]
-    key = _key(settings)
-    expected = settings.admin_token
-    assert expected is not None
-    if not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+    expected = _admin_token(settings)
+    key = _key(expected)
+    if not hmac.compare_digest(token.encode(), expected):
         log.warning("dashboard login refused", extra={"remote": request.remote})
         return None
     expires = int(time.time()) + settings.admin_login_seconds

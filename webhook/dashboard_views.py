@@ -277,13 +277,13 @@ def bulk_preview_body(filters: Filters, results: list[Replayed], seen: Viewer) -
     return "".join(parts)
 
 
-def bulk_result_body(results: list[Replayed], expected: str | None) -> str:
+def bulk_result_body(results: list[Replayed], expected: int | None) -> str:
     done = [r for r in results if r.state is not None]
     skipped = [r for r in results if r.state is None]
     parts = [
         f'<p class="box flash" id="bulk-result">Replayed <b>{len(done)}</b> session(s); '
         f"skipped {len(skipped)}"
-        + (f" (the dry run counted {esc(expected)})" if expected else "")
+        + (f" (the dry run counted {expected})" if expected is not None else "")
         + ".</p>"
     ]
     rows = [[session_link(r.session_id), esc(r.note)] for r in results]

@@ -308,7 +308,7 @@ async def test_bulk_replay_counts_in_a_dry_run_then_replays_what_it_counted(
     assert inspect.llen(QUEUE) == 0
     assert len(await store.failed_ids()) == 3
     confirm = dict(re.findall(r'name="(\w+)" value="([^"]*)"', body.split("Replay 2")[0]))
-    late = await store_failed(store, "HTTP 503", shop="a.myshopify.com", failed_at=time.time() + 5)
+    late = await store_failed(store, "HTTP 503", shop="a.myshopify.com")
     answer = await client.post("/admin/dashboard/bulk-replay", data=confirm, headers=cookie)
     text = await answer.text()
     assert "Replayed <b>2</b> session(s); skipped 0 (the dry run counted 2)" in text
@@ -332,3 +332,20 @@ async def test_held_money_and_counts_show_on_their_pages(
     assert "25.00 EUR (1 sessions)" in overview
     assert "<svg" in overview
     assert "Last hour: 2 received" in overview
+
+
+async def test_a_form_sent_as_anything_but_url_encoded_is_refused(
+    client: TestClient[Any, Any], store: SessionStore, inspect: redis.Redis
+) -> None:
+    session = await store_failed(store, "HTTP 503")
+    cookie = await log_in(client)
+    csrf = await csrf_of(client, "/admin", cookie)
+    for content_type in ("multipart/form-data", "application/json"):
+        answer = await client.post(
+            "/admin/dashboard/replay",
+            data=f'{{"id": "{session.id}", "csrf": "{csrf}"}}',
+            headers={**cookie, "Content-Type": content_type},
+        )
+        assert answer.status == 415, content_type
+    assert inspect.llen(QUEUE) == 0
+    assert await store.failed_ids() == [session.id]
