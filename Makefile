@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO ?= 20
 
-.PHONY: setup promtool chromium dev check lint types test bench bench-throughput bench-drain bench-memory clean
+.PHONY: setup promtool chromium dev check lint types test bench bench-throughput bench-drain bench-memory bench-dashboard clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,7 +63,7 @@ types: setup
 test: setup promtool chromium
 	$(BIN)/pytest -q
 
-bench: bench-throughput bench-drain bench-memory
+bench: bench-throughput bench-drain bench-memory bench-dashboard
 
 bench-throughput: setup
 	$(BIN)/python -m bench.throughput
@@ -75,6 +75,10 @@ bench-drain: setup
 # Redis memory per finished session, and flat memory once retention applies.
 bench-memory: setup
 	$(BIN)/python -m bench.memory
+
+# Every dashboard page timed against 20,000 sessions and 500 dead letters.
+bench-dashboard: setup
+	$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) .payhook .mypy_cache .ruff_cache .pytest_cache
