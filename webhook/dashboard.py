@@ -265,6 +265,8 @@ async def logout(request: web.Request, seen: Viewer) -> web.Response:
 
 
 async def _to_overview(request: web.Request) -> web.Response:
+    if request.app[SETTINGS].admin_token is None:
+        raise ApiError(404, "not_found", "Not Found")
     return redirect("/admin")
 
 

@@ -73,7 +73,7 @@ async def test_without_an_admin_token_the_dashboard_does_not_exist(
 ) -> None:
     app = create_app(Settings(redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}"))
     client = await aiohttp_client(app)
-    for path in ("/admin", "/admin/login", "/admin/dashboard/sessions"):
+    for path in ("/admin", "/admin/", "/admin/login", "/admin/dashboard/sessions"):
         assert (await client.get(path, allow_redirects=False)).status == 404, path
     refused = await client.post("/admin/login", data={"token": ""}, allow_redirects=False)
     assert refused.status == 404
