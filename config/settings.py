@@ -242,8 +242,10 @@ class Settings(BaseSettings):
     flower_address: str = "127.0.0.1"
     flower_basic_auth: SecretStr | None = None
 
-    # Bearer token for the /admin endpoints; unset disables them.
+    # Bearer token for the /admin endpoints; unset disables them (the dashboard too).
     admin_token: SecretStr | None = None
+    # How long a dashboard login lasts before the form asks for the token again.
+    admin_login_seconds: int = Field(default=28_800, ge=60, le=7 * 86_400)
 
     log_level: str = "INFO"
 

@@ -11,7 +11,7 @@ from sessions.durability import durability_warnings
 from sessions.shops import ShopTokens, TokenUnreadable, token_cipher
 from sessions.topology import Topology, read_topology
 from webhook.auth import ShopifyAuth
-from webhook.signing import secret_problem
+from webhook.signing import MIN_SECRET_CHARS, secret_problem
 
 
 async def run_doctor(settings: Settings) -> int:
@@ -96,6 +96,12 @@ def security_warnings(settings: Settings) -> list[str]:
         found.append(
             "no PAYHOOK_TLS_CLIENT_CA_FILE and no PAYHOOK_TRUSTED_PROXIES: the session routes "
             "accept any client, not only Shopify (docs/operations.md, mTLS)"
+        )
+    admin = settings.admin_token
+    if admin is not None and len(admin.get_secret_value()) < MIN_SECRET_CHARS:
+        found.append(
+            f"PAYHOOK_ADMIN_TOKEN is shorter than {MIN_SECRET_CHARS} characters: the dashboard's "
+            "login form lets anyone who reaches it try tokens"
         )
     if settings.flower_basic_auth is None and not settings.flower_on_loopback:
         found.append(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -175,6 +175,12 @@ def decode(fields: Mapping[str, str]) -> Session:
     return Session.model_validate(data)
 
 
+def _decoded(fields: Mapping[Any, Any]) -> Session | None:
+    if not fields:
+        return None
+    return decode({text(k): text(v) for k, v in fields.items()})
+
+
 class SessionStore:
     """Async access to sessions; shared by the web handlers, the workers and the tools.
 
@@ -243,10 +249,15 @@ class SessionStore:
         return CreateResult(status, text(reply[1]) if len(reply) > 1 else None)
 
     async def get(self, session_id: str) -> Session | None:
-        fields = await self._redis.hgetall(session_key(session_id))
-        if not fields:
-            return None
-        return decode({text(k): text(v) for k, v in fields.items()})
+        return _decoded(await self._redis.hgetall(session_key(session_id)))
+
+    async def get_many(self, session_ids: Sequence[str]) -> list[Session | None]:
+        """Sessions by id in one round trip; None for one that is gone."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in session_ids:
+                pipe.hgetall(session_key(session_id))
+            found = await pipe.execute()
+        return [_decoded(fields) for fields in found]
 
     async def timeline(self, session_id: str) -> list[TimelineEvent]:
         raw = await self._redis.lrange(timeline_key(session_id), 0, -1)

@@ -19,6 +19,7 @@ from transport.messages import CeleryHandoff
 from webhook import health, psp_callbacks, sessions
 from webhook.admin import add_admin_routes
 from webhook.auth import ShopifyAuth, shopify_only
+from webhook.dashboard import add_dashboard_routes
 from webhook.errors import json_errors
 from webhook.keys import METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE, TRACER
 from webhook.metrics import WebMetrics
@@ -82,4 +83,5 @@ def create_app(
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     add_admin_routes(app)
+    add_dashboard_routes(app)
     return app

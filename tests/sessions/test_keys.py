@@ -16,6 +16,7 @@ from sessions.keys import (
     INDEX_CREATED,
     failed_index,
     lease_key,
+    logout_key,
     rate_key,
     session_key,
     timeline_key,
@@ -33,6 +34,7 @@ PER_ID: dict[str, Callable[[str], str]] = {
     "failed by kind": lambda i: failed_index(kind=i),
     "failed by shop": lambda i: failed_index(shop=i),
     "rate": rate_key,
+    "logout": logout_key,
 }
 FIXED = [DUE, INDEX_CREATED, EXPIRING, FAILED, SHOPS, BEAT_LOCK]
 # What ids are made of, colons and key-like words included.
