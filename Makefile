@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO ?= 20
 
-.PHONY: setup promtool wrk dev check lint types test bench bench-quick bench-throughput bench-drain bench-memory clean
+.PHONY: setup promtool wrk chromium dev check lint types test bench bench-quick bench-throughput bench-drain bench-memory bench-fleet bench-dashboard clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,22 @@ wrk:
 	  fi; \
 	}
 
+# The dashboard's browser tests (tests/webhook/test_dashboard_browser.py) drive Debian's
+# chromium through chromium-driver; like promtool, installing needs root, and the tests say
+# they skipped when it could not be had.
+chromium:
+	@command -v chromedriver >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && \
+	        apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1; } || \
+	      echo "chromium: apt-get could not install chromium; the dashboard browser tests will skip"; \
+	  else \
+	    echo "chromium: not root or no apt-get; install Debian's chromium and chromium-driver for the dashboard browser tests"; \
+	  fi; \
+	}
+
 dev: setup
 	$(BIN)/payhook dev --demo $(DEMO)
 
@@ -59,7 +75,7 @@ lint: setup
 types: setup
 	$(BIN)/mypy
 
-test: setup promtool
+test: setup promtool chromium
 	$(BIN)/pytest -q
 
 # Every figure of docs/performance.md in one bounded run (about 10 minutes; bench-quick about
@@ -80,6 +96,15 @@ bench-drain: setup
 # Redis memory per finished session, and flat memory once retention applies.
 bench-memory: setup
 	$(BIN)/python -m bench.memory
+
+# A primary and a replica: the replica WAIT's cost at intake, and 2 web + 2 worker processes
+# against 1 + 1 on the same 1000 captures (docs/scaling.md).
+bench-fleet: setup
+	$(BIN)/python -m bench.fleet
+
+# Every dashboard page timed against 20,000 sessions and 500 dead letters.
+bench-dashboard: setup
+	$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) .payhook .mypy_cache .ruff_cache .pytest_cache

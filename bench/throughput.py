@@ -199,7 +199,7 @@ def main() -> None:
                 time.sleep(0.5)
                 asyncio.run(intake(app_url, baseline_url, args.sessions, args.concurrency))
                 # Intake left its sessions queued with no worker; start from a clean database.
-                asyncio.run(_flush(redis.url))
+                asyncio.run(flush(redis.url))
                 with (
                     process(
                         [python, "-m", "ops", "sandbox", "--port", str(sandbox_port)],
@@ -223,7 +223,7 @@ def main() -> None:
             redis.stop()
 
 
-async def _flush(url: str) -> None:
+async def flush(url: str) -> None:
     redis = Redis.from_url(url)
     await redis.flushdb()
     await redis.aclose()

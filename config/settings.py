@@ -10,6 +10,7 @@ import os
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.fernet import Fernet
@@ -25,6 +26,21 @@ Suffixes = Annotated[tuple[str, ...], NoDecode]
 
 
 ProxyList = Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode]
+Sentinels = Annotated[tuple[tuple[str, int], ...], NoDecode]
+
+
+def _parse_sentinels(value: object) -> object:
+    if isinstance(value, str):
+        found = []
+        for entry in (part.strip() for part in value.split(",")):
+            if not entry:
+                continue
+            host, colon, port = entry.rpartition(":")
+            if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError(f"sentinels are host:port, comma-separated; not {entry!r}")
+            found.append((host.strip("[]"), int(port)))
+        return tuple(found)
+    return value
 
 
 def _parse_networks(value: object) -> object:
@@ -75,6 +91,17 @@ class Settings(BaseSettings):
     # Where the truth lives, and the Celery transport (defaults to the same Redis).
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str | None = None
+    # Redis Sentinel (docs/scaling.md): the sentinels, host:port comma-separated, and the
+    # name they monitor the primary under. Set, the store and the broker follow whichever
+    # server the sentinels name primary; REDIS_URL then only gives the database and password.
+    redis_sentinels: Sentinels = ()
+    redis_sentinel_master: str = "payhook"
+    # Replication is asynchronous: a primary can die with writes no replica saw. With this
+    # many replicas required, a 201 and a report to Shopify wait (Redis WAIT) until that many
+    # replicas hold what they rest on; past the timeout, intake answers 503 (Shopify retries)
+    # and the worker reports later.
+    redis_min_replicas: int = Field(default=0, ge=0, le=16)
+    redis_replica_timeout_seconds: float = Field(default=0.5, gt=0)
 
     # Shopify Payments Apps GraphQL API.
     shopify_graphql_url: str = "https://{shop}/payments_apps/api/{version}/graphql.json"
@@ -203,7 +230,7 @@ class Settings(BaseSettings):
     # can still be captured or refunded (Shopify takes refunds for months).
     ledger_retention_days: float = Field(default=400.0, gt=0)
 
-    # Local state of `payhook dev` (Redis data, AOF, beat schedule).
+    # Local state of `payhook dev` (Redis data, AOF, logs); nothing in production reads it.
     state_dir: Path = Path(".payhook")
 
     # Fernet keys for the per-shop access tokens at rest, comma-separated: the first
@@ -215,8 +242,10 @@ class Settings(BaseSettings):
     flower_address: str = "127.0.0.1"
     flower_basic_auth: SecretStr | None = None
 
-    # Bearer token for the /admin endpoints; unset disables them.
+    # Bearer token for the /admin endpoints; unset disables them (the dashboard too).
     admin_token: SecretStr | None = None
+    # How long a dashboard login lasts before the form asks for the token again.
+    admin_login_seconds: int = Field(default=28_800, ge=60, le=7 * 86_400)
 
     log_level: str = "INFO"
 
@@ -236,6 +265,7 @@ class Settings(BaseSettings):
     _split_psp = field_validator("psp_retry_ladder", mode="before")(_parse_ladder)
     _split_shopify = field_validator("shopify_retry_ladder", mode="before")(_parse_ladder)
     _split_proxies = field_validator("trusted_proxies", mode="before")(_parse_networks)
+    _split_sentinels = field_validator("redis_sentinels", mode="before")(_parse_sentinels)
 
     @field_validator("tls_client_subject")
     @classmethod
@@ -312,6 +342,15 @@ class Settings(BaseSettings):
                 f"PAYHOOK_REDIS_TIMEOUT_SECONDS ({self.redis_timeout_seconds:g}) must be under "
                 f"a third of PAYHOOK_LEASE_SECONDS ({self.lease_seconds:g})"
             )
+        # WAIT blocks its connection: it must give up before the command's own timeout does.
+        if (
+            self.redis_min_replicas
+            and self.redis_replica_timeout_seconds >= self.redis_timeout_seconds
+        ):
+            raise ValueError(
+                f"PAYHOOK_REDIS_REPLICA_TIMEOUT_SECONDS ({self.redis_replica_timeout_seconds:g}) "
+                f"must be under PAYHOOK_REDIS_TIMEOUT_SECONDS ({self.redis_timeout_seconds:g})"
+            )
         return self
 
     @property
@@ -369,7 +408,23 @@ class Settings(BaseSettings):
 
     @property
     def broker(self) -> str:
-        return self.broker_url or self.redis_url
+        """The Celery broker URL: kombu's `sentinel://` list when sentinels are set."""
+        if self.broker_url:
+            return self.broker_url
+        if self.redis_sentinels:
+            database = redis_database(self.redis_url)
+            # The primary's password rides on each sentinel URL, as kombu reads it.
+            password = urlsplit(self.redis_url).password
+            auth = f":{password}@" if password else ""
+            return ";".join(
+                f"sentinel://{auth}{host}:{port}/{database}" for host, port in self.redis_sentinels
+            )
+        return self.redis_url
+
+    @property
+    def broker_is_store(self) -> bool:
+        """The broker is the session Redis (intake queues a session in the same Lua call)."""
+        return self.broker_url is None or self.broker_url == self.redis_url
 
     @property
     def public_base_url(self) -> str:
@@ -377,6 +432,12 @@ class Settings(BaseSettings):
 
     def graphql_url(self, shop: str) -> str:
         return self.shopify_graphql_url.format(shop=shop, version=self.shopify_api_version)
+
+
+def redis_database(url: str) -> int:
+    """The database number of a `redis://host:port/N` URL (0 when it names none)."""
+    path = urlsplit(url).path.strip("/")
+    return int(path) if path.isdigit() else 0
 
 
 def child_environment(overrides: dict[str, str]) -> dict[str, str]:

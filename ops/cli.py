@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     flower.add_argument("--port", type=int, default=5555)
 
     dev = commands.add_parser(
-        "dev", help="run everything locally: Redis, web, worker, beat and the Shopify sandbox"
+        "dev",
+        help="run everything locally: Redis, web and dashboard, worker, beat, Flower and the "
+        "Shopify sandbox",
     )
     dev.add_argument(
         "--demo",
@@ -70,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         help="settle with this PSP connector against its sandbox fake (default: the simulator)",
     )
     dev.add_argument("--psp-port", type=int, default=8095, help="port of the PSP fake")
+    dev.add_argument("--flower-port", type=int, default=5555, help="port of Flower")
 
     demo = commands.add_parser("demo", help="send capture sessions to a running payhook")
     demo.add_argument("count", type=int)
@@ -228,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sandbox_port=args.sandbox_port,
             connector=args.connector,
             psp_port=args.psp_port,
+            flower_port=args.flower_port,
         )
     elif command == "demo":
         from ops.demo import run_demo

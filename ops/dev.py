@@ -1,9 +1,12 @@
 """`payhook dev`: the whole system on one machine with its embedded defaults.
 
 Starts a project-managed `redis-server` (AOF on, data under the state dir), the Shopify
-sandbox peer, the web server, a worker and beat, each as its own process with its log under
-`<state dir>/logs/`, then optionally runs the demo. With `--connector NAME` the worker
-settles with that PSP connector against its sandbox fake (`sandbox.psp`), started first.
+sandbox peer, the web server (with the dashboard under `/admin`), a worker, beat and Flower,
+each as its own process with its log under `<state dir>/logs/`, then optionally runs the demo.
+The dashboard and Flower get a fresh admin token and Flower password each run, printed once,
+unless PAYHOOK_ADMIN_TOKEN or PAYHOOK_FLOWER_BASIC_AUTH say otherwise. With `--connector NAME`
+the worker settles with that PSP connector against its sandbox fake (`sandbox.psp`), started
+first.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ DEV_TOKEN = "shpat_sandbox_dev_token"  # noqa: S105 - the sandbox accepts any to
 DEV_PSP_TOKEN = "payhook-dev-psp-token"  # noqa: S105 - the PSP fakes accept any token
 # Worker metrics in development: the worker process serves them here (9100 is node_exporter's).
 DEV_METRICS_PORT = 9191
+DEV_FLOWER_USER = "payhook"
 
 
 @dataclass
@@ -89,6 +93,7 @@ def run_dev(
     sandbox_port: int,
     connector: str | None = None,
     psp_port: int = 8095,
+    flower_port: int = 5555,
 ) -> int:
     state = settings.state_dir.resolve()
     logs = state / "logs"
@@ -124,6 +129,7 @@ def run_dev(
             "PAYHOOK_WORKER_METRICS_PORT": str(settings.worker_metrics_port or DEV_METRICS_PORT),
         }
     )
+    logins = _dev_logins(settings, env)
     children: list[Child] = []
     try:
         if connector == "simulator":
@@ -140,6 +146,11 @@ def run_dev(
         children.append(_start("beat", ["beat"], env, logs))
         metrics_port = env["PAYHOOK_WORKER_METRICS_PORT"]
         print(f"● worker     + beat (logs in {logs}); worker metrics on :{metrics_port}/metrics")
+        children.append(_start("flower", ["flower", "--port", str(flower_port)], env, logs))
+        flower_url = f"http://{settings.flower_address}:{flower_port}"
+        _wait_http(f"{flower_url}/healthcheck", children[-1])
+        print(f"● dashboard  {app_url}/admin ({logins.admin})")
+        print(f"● flower     {flower_url} ({logins.flower})")
         print(_how_to_send(app_url, sandbox_base))
         if demo:
             from ops.demo import run_demo
@@ -159,6 +170,34 @@ def run_dev(
         _stop(children)
         if redis is not None:
             redis.stop()
+
+
+@dataclass(frozen=True)
+class DevLogins:
+    """How to log in to the dashboard and Flower, as printed at start."""
+
+    admin: str
+    flower: str
+
+
+def _dev_logins(settings: Settings, env: dict[str, str]) -> DevLogins:
+    """Give the dashboard and Flower credentials: the operator's own, or fresh ones.
+
+    Fresh ones are made per run and only printed: nothing that opens the dashboard is written
+    down. Flower gets basic auth even on localhost, since it can revoke tasks and resize pools.
+    """
+    if settings.admin_token is not None:
+        admin = "admin token: your PAYHOOK_ADMIN_TOKEN"
+    else:
+        env["PAYHOOK_ADMIN_TOKEN"] = secrets.token_urlsafe(24)
+        admin = f"admin token for this run: {env['PAYHOOK_ADMIN_TOKEN']}"
+    if settings.flower_basic_auth is not None:
+        flower = "users of your PAYHOOK_FLOWER_BASIC_AUTH"
+    else:
+        password = secrets.token_urlsafe(18)
+        env["PAYHOOK_FLOWER_BASIC_AUTH"] = f"{DEV_FLOWER_USER}:{password}"
+        flower = f"user {DEV_FLOWER_USER}, password for this run: {password}"
+    return DevLogins(admin, flower)
 
 
 def _dev_token_key(state: Path) -> str:

@@ -6,20 +6,26 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from config import Settings
+from sessions.connect import tool_client
 from sessions.durability import durability_warnings
 from sessions.shops import ShopTokens, TokenUnreadable, token_cipher
+from sessions.topology import Topology, read_topology
 from webhook.auth import ShopifyAuth
-from webhook.signing import secret_problem
+from webhook.signing import MIN_SECRET_CHARS, secret_problem
 
 
 async def run_doctor(settings: Settings) -> int:
     status = 0
     urls = {"redis": settings.redis_url, "broker": settings.broker}
     for name, url in urls.items():
-        if name == "broker" and url == settings.redis_url:
+        if name == "broker" and settings.broker_is_store:
             print("ok    broker is the session Redis")
             continue
-        redis = Redis.from_url(url, socket_connect_timeout=3)
+        if name == "redis":
+            redis = tool_client(settings)
+            url = _where(settings)
+        else:
+            redis = Redis.from_url(url, socket_connect_timeout=3)
         try:
             await redis.ping()
         except Exception as exc:  # any failure to connect is the finding
@@ -32,6 +38,12 @@ async def run_doctor(settings: Settings) -> int:
                 print(f"WARN  {name}: {warning}")
                 status = 1
             if name == "redis":
+                topology = await read_topology(redis, settings)
+                for line in topology_lines(topology):
+                    print(line)
+                for warning in topology.warnings():
+                    print(f"WARN  {warning}")
+                    status = 1
                 for warning in await _token_warnings(settings, redis):
                     print(f"WARN  {warning}")
                     status = 1
@@ -45,6 +57,34 @@ async def run_doctor(settings: Settings) -> int:
     return status
 
 
+def topology_lines(topology: Topology) -> list[str]:
+    """The topology as `payhook doctor` prints it."""
+    lines = []
+    if topology.mode == "sentinel":
+        lines.append(f"ok    primary {topology.primary} (named by the sentinels)")
+        for address, answer in topology.sentinels.items():
+            lines.append(
+                f"{'ok   ' if not answer.startswith('error') else 'FAIL '} "
+                f"sentinel {address}: {answer}"
+            )
+    replicas = (
+        ", ".join(f"{r.address} {r.state} lag {r.lag_seconds}s" for r in topology.replicas)
+        or "none"
+    )
+    lines.append(
+        f"note  role {topology.role}; replicas: {replicas}; "
+        f"a 201 waits for {topology.min_replicas} of them (PAYHOOK_REDIS_MIN_REPLICAS)"
+    )
+    return lines
+
+
+def _where(settings: Settings) -> str:
+    if settings.redis_sentinels:
+        sentinels = ",".join(f"{h}:{p}" for h, p in settings.redis_sentinels)
+        return f"sentinel {settings.redis_sentinel_master}@{sentinels}"
+    return settings.redis_url
+
+
 def security_warnings(settings: Settings) -> list[str]:
     """What lets someone other than Shopify, the PSP or the operator in."""
     found = []
@@ -56,6 +96,12 @@ def security_warnings(settings: Settings) -> list[str]:
         found.append(
             "no PAYHOOK_TLS_CLIENT_CA_FILE and no PAYHOOK_TRUSTED_PROXIES: the session routes "
             "accept any client, not only Shopify (docs/operations.md, mTLS)"
+        )
+    admin = settings.admin_token
+    if admin is not None and len(admin.get_secret_value()) < MIN_SECRET_CHARS:
+        found.append(
+            f"PAYHOOK_ADMIN_TOKEN is shorter than {MIN_SECRET_CHARS} characters: the dashboard's "
+            "login form lets anyone who reaches it try tokens"
         )
     if settings.flower_basic_auth is None and not settings.flower_on_loopback:
         found.append(

@@ -6,9 +6,8 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from redis.asyncio import Redis
-
 from config import Settings
+from sessions.connect import tool_client
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.models import Session
@@ -38,7 +37,7 @@ def _summary(session: Session) -> dict[str, object]:
 
 
 async def list_sessions(settings: Settings, wanted: SessionFilter, *, as_json: bool) -> int:
-    redis = Redis.from_url(settings.redis_url)
+    redis = tool_client(settings)
     try:
         sessions = await find_sessions(SessionStore(redis), wanted)
     finally:
@@ -62,7 +61,7 @@ async def list_sessions(settings: Settings, wanted: SessionFilter, *, as_json: b
 
 
 async def show_session(settings: Settings, session_id: str, *, as_json: bool) -> int:
-    redis = Redis.from_url(settings.redis_url)
+    redis = tool_client(settings)
     try:
         store = SessionStore(redis)
         session = await store.get(session_id)
@@ -96,7 +95,7 @@ async def show_session(settings: Settings, session_id: str, *, as_json: bool) ->
 
 
 async def shops(settings: Settings, action: str, shop: str | None, token: str | None) -> int:
-    redis = Redis.from_url(settings.redis_url)
+    redis = tool_client(settings)
     try:
         tokens = ShopTokens(redis, token_cipher(settings.token_key_list))
         if action == "add":

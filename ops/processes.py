@@ -106,30 +106,23 @@ def worker(
 
 
 def beat(settings: Settings) -> int:
+    """`payhook beat`: run it on several hosts; one at a time sends (transport.beat)."""
+    from transport.beat import locked_scheduler
     from workers.tasks import register_tasks
 
     configure_logging(settings.log_level)
     app = create_celery(settings)
     register_tasks(app, settings)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    return exit_code(
-        app.start(
-            [
-                "beat",
-                "--schedule",
-                str(settings.state_dir / "celerybeat-schedule"),
-                "--loglevel",
-                settings.log_level,
-            ]
-        )
-    )
+    # A class, not a dotted path: Celery takes either, and this one carries the lock.
+    app.conf.beat_scheduler = locked_scheduler(settings)
+    return exit_code(app.start(["beat", "--loglevel", settings.log_level]))
 
 
 def flower(settings: Settings, *, port: int) -> int:
-    from workers.tasks import register_tasks
-
     """Flower shows every task and can revoke them and resize pools: off localhost it is
     for its users only."""
+    from workers.tasks import register_tasks
+
     users = settings.flower_basic_auth
     if users is None and not settings.flower_on_loopback:
         print(

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from config import Settings
 from ops.findings import Check, Finding, check
 from ops.release import LEDGERED
+from sessions.connect import tool_client
 from sessions.held import Held
 from sessions.keys import INDEX_CREATED, text
 from sessions.ledger import Op
@@ -104,7 +105,7 @@ class Pacer:
 
 
 async def reconcile(settings: Settings, window: Window, *, as_json: bool, rate: float) -> int:
-    redis = Redis.from_url(settings.redis_url)
+    redis = tool_client(settings)
     try:
         try:
             connector = build_connector(settings, redis)

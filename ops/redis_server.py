@@ -46,6 +46,8 @@ class LocalRedis:
     # "everysec" is what production should run; fault tests that SIGKILL Redis use "always"
     # so that what they assert on was really on disk.
     appendfsync: str = "everysec"
+    # The port of the primary on 127.0.0.1 this server replicates, if it is a replica.
+    replica_of: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -77,15 +79,11 @@ class LocalRedis:
             "--logfile",
             str(self.directory / "redis.log"),
         ]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: see {self.directory / 'redis.log'}")
-            if _answers_ping(self.port):
-                return self
-            time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not answer on port {self.port}")
+        _wait_for_ping(self.process, self.port, self.directory / "redis.log", timeout)
+        return self
 
     def stop(self, *, kill: bool = False) -> None:
         if self.process is None:
@@ -104,6 +102,70 @@ class LocalRedis:
     def restart(self, *, kill: bool = False) -> None:
         self.stop(kill=kill)
         self.start()
+
+
+@dataclass
+class LocalSentinel:
+    """One Redis Sentinel on 127.0.0.1 watching the primary on `primary_port` as `name`.
+
+    The same binary as the servers, in sentinel mode. `down_after_ms` is how long the
+    primary must be silent before this sentinel calls it down; production keeps Redis's
+    larger defaults (deploy/), tests shrink it so a failover takes seconds.
+    """
+
+    directory: Path
+    primary_port: int
+    name: str = "payhook"
+    quorum: int = 2
+    down_after_ms: int = 1000
+    failover_timeout_ms: int = 5000
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> LocalSentinel:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        # Sentinel rewrites its configuration file as it learns the topology.
+        config = self.directory / "sentinel.conf"
+        config.write_text(
+            f"port {self.port}\n"
+            "bind 127.0.0.1\n"
+            f"dir {self.directory}\n"
+            f"logfile {self.directory / 'sentinel.log'}\n"
+            f"sentinel monitor {self.name} 127.0.0.1 {self.primary_port} {self.quorum}\n"
+            f"sentinel down-after-milliseconds {self.name} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {self.name} {self.failover_timeout_ms}\n"
+            f"sentinel parallel-syncs {self.name} 1\n"
+        )
+        self.process = subprocess.Popen(
+            [redis_server_binary(), str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_for_ping(self.process, self.port, self.directory / "sentinel.log", timeout)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+def _wait_for_ping(process: subprocess.Popen[bytes], port: int, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited: see {log}")
+        if _answers_ping(port):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"redis-server did not answer on port {port}")
 
 
 def _answers_ping(port: int) -> bool:

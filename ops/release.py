@@ -16,6 +16,7 @@ import time
 from redis.asyncio import Redis
 
 from config import Settings
+from sessions.connect import tool_client
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, TimelineEvent
@@ -40,7 +41,7 @@ LEDGERED: dict[Kind, LedgeredLifecycle] = {
 
 async def release(settings: Settings, session_id: str, *, force: bool) -> int:
     """`payhook sessions release`: give back a failed session's reservation."""
-    redis = Redis.from_url(settings.redis_url)
+    redis = tool_client(settings)
     try:
         return await _release(settings, redis, session_id, force=force)
     finally:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from redis.asyncio import Redis
-
 from config import Settings
+from sessions.connect import tool_client
 from sessions.query import SessionFilter, find_sessions
 from sessions.replay import replay
 from sessions.store import SessionStore
@@ -22,7 +21,7 @@ async def run_replay(
     dry_run: bool,
     rate: float,
 ) -> int:
-    redis = Redis.from_url(settings.redis_url)
+    redis = tool_client(settings)
     try:
         store = SessionStore(redis, CeleryHandoff(create_celery(settings)))
         if wanted is not None:

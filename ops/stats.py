@@ -6,9 +6,8 @@ import json
 import sys
 import time
 
-from redis.asyncio import Redis
-
 from config import Settings
+from sessions.connect import tool_client
 from sessions.models import Kind
 from sessions.states import State
 from sessions.stats import Stats, collect, held_text
@@ -62,7 +61,7 @@ def _table(stats: Stats) -> None:
 
 
 async def show_stats(settings: Settings, *, as_json: bool) -> int:
-    redis = Redis.from_url(settings.redis_url)
+    redis = tool_client(settings)
     try:
         stats = await collect(redis, time.time())
     finally:

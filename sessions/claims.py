@@ -2,7 +2,8 @@
 
 A claim is one Lua call: it refuses a session that is finished, not due yet (a retry's
 backoff, a pending payment's open window) or leased by another worker, and otherwise takes a
-lease whose value is a fresh fencing token (the session's `fence` counter), counts the
+lease whose value is a fresh fencing token (the session's `fence`, which only grows and is
+never given twice, even by a replica promoted before it saw a claim), counts the
 delivery, marks the session in flight and returns its fields. Deliveries that find the session
 busy or early change nothing at all, so duplicates merge and never count towards the poison
 limit.
@@ -22,9 +23,10 @@ from redis.asyncio import Redis
 from sessions.handoff import Envelope
 from sessions.keys import DUE, RETENTION_SECONDS, lease_key, session_key, text
 from sessions.models import Session
+from sessions.replication import NONE, Replication
 from sessions.states import State
 from sessions.store import decode
-from sessions.writes import Change, apply_change, register_apply
+from sessions.writes import Change, LeaseLost, apply_change, register_apply
 
 _CLAIM = """
 local id, now, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -38,7 +40,13 @@ end
 local not_before = tonumber(redis.call('HGET', KEYS[1], 'not_before') or '')
 if not_before and now + tonumber(ARGV[4]) < not_before then return {'early', state} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy', state} end
-local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+-- Past both the last token this server saw and its clock in microseconds: a claim a
+-- failover lost (the primary died before its replica saw it) still has a live holder,
+-- and the promoted replica must not hand the same token to another worker.
+local clock = redis.call('TIME')
+local fence = math.max(tonumber(redis.call('HGET', KEYS[1], 'fence') or '0') + 1,
+                       tonumber(clock[1]) * 1000000 + tonumber(clock[2]))
+redis.call('HSET', KEYS[1], 'fence', fence)
 redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
 redis.call('SET', KEYS[2], fence, 'PX', lease_ms)
 redis.call('ZADD', KEYS[3], now + lease_ms / 1000, id)
@@ -89,9 +97,17 @@ class NotClaimed:
 
 
 class Claims:
-    def __init__(self, redis: Redis, *, retention_seconds: int = RETENTION_SECONDS) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        retention_seconds: int = RETENTION_SECONDS,
+        replication: Replication = NONE,
+    ) -> None:
         # How long a session this worker reports is kept (PAYHOOK_RETENTION_DAYS).
         self._retention = retention_seconds
+        self._redis = redis
+        self._replication = replication
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
@@ -119,6 +135,27 @@ class Claims:
             args=[fence, int(lease_seconds * 1000), repr(now + lease_seconds), session_id],
         )
         return bool(renewed)
+
+    async def confirm(
+        self, session_id: str, fence: int, *, lease_seconds: float, now: float
+    ) -> None:
+        """Return once the required replicas hold everything stored for the session so far.
+
+        The session's outcome may have been stored by this run, an earlier one or a PSP
+        callback, each on another connection; a lease renewal is a write on this one that
+        replicates after all of them, so its `WAIT` covers them all. Raises `NotReplicated`
+        when the replicas do not answer in time, and `LeaseLost` when the lease was taken.
+        """
+        if not self._replication.replicas:
+            return
+        renewed = await self._replication.run(
+            self._redis,
+            self._renew,
+            [session_key(session_id), lease_key(session_id), DUE],
+            [fence, int(lease_seconds * 1000), repr(now + lease_seconds), session_id],
+        )
+        if not renewed:
+            raise LeaseLost(session_id, fence, 0)
 
     async def apply(
         self,

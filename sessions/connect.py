@@ -1,25 +1,100 @@
-"""The Redis client both sides use: bounded pools, and a timeout on every command."""
+"""The Redis clients every process uses: bounded pools, a timeout on every command, and the
+primary that Redis Sentinel names when sentinels are configured.
+
+With `PAYHOOK_REDIS_SENTINELS` a client asks the sentinels for the primary's address before
+each new connection, and a connection to a server that is no longer primary is dropped
+(redis-py's `SentinelManagedConnection`), so after a failover every process finds the
+promoted replica by itself. `PAYHOOK_REDIS_URL` then only gives the database and password.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.sentinel import Sentinel
+from redis.sentinel import Sentinel as SyncSentinel
 
 from config import Settings
+from config.settings import redis_database
 
 
 def redis_client(settings: Settings, *, connections: int, name: str) -> Redis:
     """A client whose every command gives up after `PAYHOOK_REDIS_TIMEOUT_SECONDS`.
 
-    The pool blocks (up to the same timeout) rather than open more than `connections`, and
-    names its connections (`CLIENT LIST` shows who is connected).
+    Without sentinels the pool blocks (up to the same timeout) rather than open more than
+    `connections`; redis-py's sentinel pool cannot block, so there a request past
+    `connections` fails at once, like any Redis error. Connections carry `name` (`CLIENT
+    LIST` shows who is connected).
     """
+    timeouts = _timeouts(settings)
+    if settings.redis_sentinels:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(settings.redis_sentinels), sentinel_kwargs=timeouts, **_credentials(settings)
+        )
+        primary: Redis = sentinel.master_for(
+            settings.redis_sentinel_master,
+            max_connections=connections,
+            health_check_interval=30,
+            client_name=name,
+            **timeouts,
+        )
+        return primary
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=connections,
         timeout=settings.redis_timeout_seconds,
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
         health_check_interval=30,
         client_name=name,
+        **timeouts,
     )
     return Redis(connection_pool=pool)
+
+
+def tool_client(settings: Settings) -> Redis:
+    """The client of a command-line tool: unbounded pool, Redis's own timeouts."""
+    if settings.redis_sentinels:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(settings.redis_sentinels),
+            sentinel_kwargs=_timeouts(settings),
+            **_credentials(settings),
+        )
+        primary: Redis = sentinel.master_for(
+            settings.redis_sentinel_master, client_name="payhook-tool"
+        )
+        return primary
+    return Redis.from_url(settings.redis_url)
+
+
+def sync_client(settings: Settings, *, name: str) -> SyncRedis:
+    """A blocking client, for beat's scheduler (it runs no event loop)."""
+    timeouts = _timeouts(settings)
+    if settings.redis_sentinels:
+        sentinel = SyncSentinel(  # type: ignore[no-untyped-call]
+            list(settings.redis_sentinels), sentinel_kwargs=timeouts, **_credentials(settings)
+        )
+        primary: SyncRedis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            settings.redis_sentinel_master, client_name=name, **timeouts
+        )
+        return primary
+    return SyncRedis.from_url(settings.redis_url, client_name=name, **timeouts)
+
+
+def _timeouts(settings: Settings) -> dict[str, Any]:
+    return {
+        "socket_timeout": settings.redis_timeout_seconds,
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+    }
+
+
+def _credentials(settings: Settings) -> dict[str, Any]:
+    """Database and credentials of the primary, from `PAYHOOK_REDIS_URL`."""
+    url = urlsplit(settings.redis_url)
+    found: dict[str, Any] = {"db": redis_database(settings.redis_url)}
+    if url.username:
+        found["username"] = unquote(url.username)
+    if url.password:
+        found["password"] = unquote(url.password)
+    return found

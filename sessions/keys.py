@@ -10,6 +10,8 @@
 | `due` | sorted set | every unfinished session id by the time it must next be looked at |
 | `idx:failed[:kind:{k}│:shop:{s}]` | sorted sets | failed sessions by time of failure |
 | `rate:{shop}` | string | the shop's rate-limit state, when `PAYHOOK_SHOP_RATE_LIMIT` is set |
+| `beat:lock` | string | the `payhook beat` that may send the sweeper's schedule, with an expiry |
+| `logout:{login}` | string | a dashboard login ended by its logout, until it would have expired |
 
 All keys live under `payhook:`. Keys cannot collide whatever an id contains: a key is a fixed
 prefix followed by the id and nothing after it, and no prefix is the start of another prefix
@@ -27,6 +29,7 @@ LEDGER_RETENTION_SECONDS = 400 * 86400
 # A timeline keeps its newest events; a session that retries for days cannot grow it past this.
 TIMELINE_MAX_EVENTS = 200
 DUE = f"{PREFIX}due"
+BEAT_LOCK = f"{PREFIX}beat:lock"
 FAILED = f"{PREFIX}idx:failed"
 
 # Lua shared by the store's write scripts. Redis does not roll a script back: a write that
@@ -68,6 +71,10 @@ def lease_key(session_id: str) -> str:
 
 def rate_key(shop: str) -> str:
     return f"{PREFIX}rate:{shop}"
+
+
+def logout_key(login: str) -> str:
+    return f"{PREFIX}logout:{login}"
 
 
 def text(value: object) -> str:

@@ -14,6 +14,8 @@ payment's book.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from redis.asyncio import Redis
 
 from sessions.keys import LEDGER_RETENTION_SECONDS
@@ -121,6 +123,13 @@ def ledger_keys(payment_id: str) -> list[str]:
     ]
 
 
+def _reservation(raw: object) -> tuple[Op, int] | None:
+    if raw is None:
+        return None
+    op, _, amount = _text(raw).partition(":")
+    return Op(op), int(amount)
+
+
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -207,11 +216,15 @@ class LedgerStore:
 
     async def held(self, payment_id: str, session_id: str) -> tuple[Op, int] | None:
         """The reservation `session_id` holds on the payment's book: (operation, minor units)."""
-        raw = await self._redis.hget(ledger_keys(payment_id)[1], session_id)
-        if raw is None:
-            return None
-        op, _, amount = _text(raw).partition(":")
-        return Op(op), int(amount)
+        return _reservation(await self._redis.hget(ledger_keys(payment_id)[1], session_id))
+
+    async def held_many(self, wanted: Sequence[tuple[str, str]]) -> list[tuple[Op, int] | None]:
+        """`held` for each (payment id, session id), in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for payment_id, session_id in wanted:
+                pipe.hget(ledger_keys(payment_id)[1], session_id)
+            found = await pipe.execute()
+        return [_reservation(raw) for raw in found]
 
     async def commit(self, payment_id: str, session_id: str) -> None:
         await self._settle(keys=ledger_keys(payment_id), args=[session_id, "1"])

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sessions.keys import INDEX_CREATED
+from sessions.keys import INDEX_CREATED, text
 from sessions.models import Session
 from sessions.states import State
 from sessions.store import SessionStore
 
 # Listing walks the creation index newest first; this bounds how far one query may read.
 SCAN_LIMIT = 20_000
+# Sessions are read a batch per round trip: as many as the listing wants (so an unfiltered
+# page decodes no more than it shows), at least `_MIN_BATCH`, at most `_BATCH`.
+_MIN_BATCH = 50
 _BATCH = 500
 
 
@@ -43,6 +46,7 @@ async def find_sessions(store: SessionStore, wanted: SessionFilter) -> list[Sess
     `since`/`until` bound the failure time for failed sessions and the creation time
     otherwise.
     """
+    size = min(_BATCH, max(_MIN_BATCH, wanted.limit))
     if wanted.state is State.FAILED:
         ids = await store.failed_ids(
             kind=wanted.kind,
@@ -52,26 +56,23 @@ async def find_sessions(store: SessionStore, wanted: SessionFilter) -> list[Sess
             limit=SCAN_LIMIT,
         )
         found = []
-        for session_id in ids:
-            session = await store.get(session_id)
-            if session is not None and wanted.matches(session):
-                found.append(session)
-                if len(found) >= wanted.limit:
-                    break
+        for start in range(0, len(ids), size):
+            for session in await store.get_many(ids[start : start + size]):
+                if session is not None and wanted.matches(session):
+                    found.append(session)
+                    if len(found) >= wanted.limit:
+                        return found
         return found
     high = "+inf" if wanted.until is None else repr(wanted.until)
     low = "-inf" if wanted.since is None else repr(wanted.since)
     found = []
-    for offset in range(0, SCAN_LIMIT, _BATCH):
-        batch = await store.redis.zrevrangebyscore(
-            INDEX_CREATED, high, low, start=offset, num=_BATCH
-        )
-        for raw in batch:
-            session = await store.get(raw.decode() if isinstance(raw, bytes) else str(raw))
+    for offset in range(0, SCAN_LIMIT, size):
+        batch = await store.redis.zrevrangebyscore(INDEX_CREATED, high, low, start=offset, num=size)
+        for session in await store.get_many([text(raw) for raw in batch]):
             if session is not None and wanted.matches(session):
                 found.append(session)
                 if len(found) >= wanted.limit:
                     return found
-        if len(batch) < _BATCH:
+        if len(batch) < size:
             break
     return found

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from redis.asyncio import Redis
 
-from sessions.held import money_held
+from sessions.held import holdings
 from sessions.keys import DUE, INDEX_CREATED, failed_index, session_key, text
 from sessions.ledger import Op
 from sessions.ledger_store import LedgerStore
@@ -26,7 +26,29 @@ from sessions.store import SessionStore
 DUE_SCAN = 5_000
 # `payhook sessions stats` counts states over the newest sessions of the listing index.
 COUNT_SCAN = 20_000
-_BATCH = 500
+# Counted in Redis, this many sessions per script: 20 round trips for the whole scan, and
+# no one script holds Redis up for long (`python -m bench.dashboard` prints the longest).
+_COUNT_BATCH = 1_000
+
+# (state, kind) counts over one slice of the listing index, newest first: the slice's length,
+# then "state kind" and its count for each pair found.
+_COUNT_SLICE = """
+local ids = redis.call('ZREVRANGE', KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+local counts = {}
+for _, id in ipairs(ids) do
+  local f = redis.call('HMGET', ARGV[3] .. id, 'state', 'kind')
+  if f[1] and f[2] then
+    local pair = f[1] .. ' ' .. f[2]
+    counts[pair] = (counts[pair] or 0) + 1
+  end
+end
+local out = {#ids}
+for pair, n in pairs(counts) do
+  table.insert(out, pair)
+  table.insert(out, n)
+end
+return out
+"""
 
 # Oldest creation time among unfinished sessions that a worker still has to move (a payment
 # reported pending only waits for its PSP or its window), the number of pending payments and
@@ -105,32 +127,23 @@ class Stats:
 async def _count_states(redis: Redis) -> tuple[Counter[tuple[str, str]], int, bool]:
     counts: Counter[tuple[str, str]] = Counter()
     scanned = 0
-    for offset in range(0, COUNT_SCAN, _BATCH):
-        ids = await redis.zrevrange(INDEX_CREATED, offset, offset + _BATCH - 1)
-        async with redis.pipeline(transaction=False) as pipe:
-            for raw in ids:
-                pipe.hmget(session_key(text(raw)), ["state", "kind"])
-            rows = await pipe.execute()
-        for state, kind in rows:
-            if state is not None and kind is not None:
-                counts[(text(state), text(kind))] += 1
-        scanned += len(ids)
-        if len(ids) < _BATCH:
+    for offset in range(0, COUNT_SCAN, _COUNT_BATCH):
+        last = offset + _COUNT_BATCH - 1
+        reply = await redis.eval(_COUNT_SLICE, 1, INDEX_CREATED, offset, last, session_key(""))
+        for i in range(1, len(reply), 2):
+            state, _, kind = text(reply[i]).partition(" ")
+            counts[(state, kind)] += int(reply[i + 1])
+        scanned += int(reply[0])
+        if int(reply[0]) < _COUNT_BATCH:
             return counts, scanned, True
     return counts, scanned, await redis.zcard(INDEX_CREATED) <= scanned
 
 
 async def collect(redis: Redis, now: float) -> Stats:
     counts, scanned, complete = await _count_states(redis)
-    store = SessionStore(redis)
-    ledger = LedgerStore(redis)
     held: dict[str, int] = {}
     held_sessions = voids = 0
-    for session_id in await store.failed_ids(limit=COUNT_SCAN):
-        session = await store.get(session_id)
-        hold = await money_held(ledger, session) if session is not None else None
-        if hold is None:
-            continue
+    async for _, hold in holdings(SessionStore(redis), LedgerStore(redis), scan=COUNT_SCAN):
         held_sessions += 1
         if hold.op is Op.VOID:
             voids += 1

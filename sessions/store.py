@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -32,6 +32,7 @@ from sessions.keys import (
     timeline_key,
 )
 from sessions.models import Kind, Session, TimelineEvent
+from sessions.replication import NONE, Replication
 from sessions.states import State, recovery_point
 from sessions.writes import (
     Change,
@@ -65,7 +66,13 @@ local bad = wrong_type({KEYS[1], 'hash', KEYS[2], 'list', KEYS[3], 'zset', KEYS[
 if bad then return {'wrongtype', bad} end
 local fp = redis.call('HGET', KEYS[1], 'fingerprint')
 if fp then
-  if fp == ARGV[1] then return {'duplicate'} end
+  if fp == ARGV[1] then
+    -- Rewritten as it is: a write that replicates after the first request's, so a WAIT
+    -- on this connection covers the session before the repeat is answered 201 (Redis 7
+    -- waits only for a connection's own writes; 6.2 for everything before its last command).
+    redis.call('HSET', KEYS[1], 'fingerprint', fp)
+    return {'duplicate'}
+  end
   return {'conflict', fp}
 end
 local flat = {'fingerprint', ARGV[1]}
@@ -141,6 +148,15 @@ return found
 """
 
 
+# A write that changes nothing but replicates, so that a WAIT after it on the same connection
+# covers every earlier write to the session, whichever connection made it.
+_TOUCH = """
+local fp = redis.call('HGET', KEYS[1], 'fingerprint')
+if fp then redis.call('HSET', KEYS[1], 'fingerprint', fp) end
+return 1
+"""
+
+
 class Created(StrEnum):
     CREATED = "created"
     DUPLICATE = "duplicate"
@@ -167,21 +183,36 @@ def decode(fields: Mapping[str, str]) -> Session:
     return Session.model_validate(data)
 
 
+def _decoded(fields: Mapping[Any, Any]) -> Session | None:
+    if not fields:
+        return None
+    return decode({text(k): text(v) for k, v in fields.items()})
+
+
 class SessionStore:
     """Async access to sessions; shared by the web handlers, the workers and the tools.
 
     `handoff` renders the task message that queues a session; without one (tools that only
-    read), nothing is ever queued.
+    read), nothing is ever queued. `replication` says how many replicas must hold a new
+    session before `create` returns (`sessions.replication`).
     """
 
-    def __init__(self, redis: Redis, handoff: Handoff | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        handoff: Handoff | None = None,
+        *,
+        replication: Replication = NONE,
+    ) -> None:
         self._redis = redis
         self._handoff = handoff
+        self._replication = replication
         self._create = redis.register_script(_CREATE)
         self._apply = register_apply(redis)
         self._replay = redis.register_script(_REPLAY)
         self._claim_due = redis.register_script(_CLAIM_DUE)
         self._prune = redis.register_script(_PRUNE)
+        self._touch = redis.register_script(_TOUCH)
 
     @property
     def redis(self) -> Redis:
@@ -198,6 +229,9 @@ class SessionStore:
         The session enters the due set at `due_at`: if the task message that should carry it
         is lost, the sweeper picks it up from there. With `queue`, its task message is pushed
         in the same atomic step, only when the session is new.
+
+        A new or repeated session is returned only once the required replicas hold it;
+        raises `NotReplicated` when they do not in time (the session stays stored).
         """
         new = NewSession(
             id=session.id,
@@ -212,34 +246,38 @@ class SessionStore:
     async def create_new(self, new: NewSession, *, due_at: float, queue: bool) -> CreateResult:
         """`create` for a session intake has already encoded (`sessions.intake`)."""
         envelope = self.envelope(new.kind, new.id) if queue else None
-        reply = await self._create(
-            keys=[
-                session_key(new.id),
-                timeline_key(new.id),
-                INDEX_CREATED,
-                DUE,
-                envelope.queue if envelope else "",
-            ],
-            args=[
-                new.fingerprint,
-                repr(new.created_at),
-                new.event,
-                new.id,
-                repr(due_at),
-                envelope.body if envelope else "",
-                orjson.dumps(new.fields),
-            ],
-        )
+        keys = [
+            session_key(new.id),
+            timeline_key(new.id),
+            INDEX_CREATED,
+            DUE,
+            envelope.queue if envelope else "",
+        ]
+        args = [
+            new.fingerprint,
+            repr(new.created_at),
+            new.event,
+            new.id,
+            repr(due_at),
+            envelope.body if envelope else "",
+            orjson.dumps(new.fields),
+        ]
+        reply = await self._replication.run(self._redis, self._create, keys, args)
         if text(reply[0]) == "wrongtype":
             raise StoreCorrupt(text(reply[1]))
         status = Created(text(reply[0]))
         return CreateResult(status, text(reply[1]) if len(reply) > 1 else None)
 
     async def get(self, session_id: str) -> Session | None:
-        fields = await self._redis.hgetall(session_key(session_id))
-        if not fields:
-            return None
-        return decode({text(k): text(v) for k, v in fields.items()})
+        return _decoded(await self._redis.hgetall(session_key(session_id)))
+
+    async def get_many(self, session_ids: Sequence[str]) -> list[Session | None]:
+        """Sessions by id in one round trip; None for one that is gone."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in session_ids:
+                pipe.hgetall(session_key(session_id))
+            found = await pipe.execute()
+        return [_decoded(fields) for fields in found]
 
     async def timeline(self, session_id: str) -> list[TimelineEvent]:
         raw = await self._redis.lrange(timeline_key(session_id), 0, -1)
@@ -252,6 +290,12 @@ class SessionStore:
         """
         envelope = self.envelope(session.kind, session.id) if queue else None
         return await apply_change(self._apply, session.id, change, envelope=envelope)
+
+    async def replicated(self, session_id: str) -> None:
+        """Return once the required replicas hold everything stored for the session so far
+        (at once when none is required); raises `NotReplicated` when they do not in time."""
+        if self._replication.replicas:
+            await self._replication.run(self._redis, self._touch, [session_key(session_id)], [])
 
     async def replay(self, session: Session, event: TimelineEvent, *, due_at: float) -> State:
         """Put a failed session back at its recovery point and queue it, atomically.

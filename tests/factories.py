@@ -12,6 +12,7 @@ from typing import Any
 from sessions.handoff import Envelope
 from sessions.models import Kind, Session, TimelineEvent
 from sessions.states import State
+from sessions.store import SessionStore
 from sessions.writes import Change
 
 SHOP = "payhook-test.myshopify.com"
@@ -163,3 +164,19 @@ def signed_callback(
     raw = json.dumps(body).encode()
     signed_at = int(time.time() if at is None else at)
     return raw, {"X-Payhook-Signature": sign(secret, session_id, signed_at, raw)}
+
+
+async def store_failed(store: SessionStore, error: str, **fields: Any) -> Session:
+    """A session stored, then failed with `error` now: a dead letter as operators find it."""
+    session = make_session(**fields)
+    await store.create(session, received_event(), due_at=0, queue=False)
+    now = time.time()
+    await store.change(
+        session,
+        Change(
+            event=TimelineEvent(at=now, event="failed", state=State.FAILED, error=error),
+            due_at=None,
+            fields={"last_error": error, "failed_at": now},
+        ),
+    )
+    return session

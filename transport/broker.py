@@ -1,4 +1,5 @@
-"""The Redis broker transport, with one fix for surviving a Redis restart.
+"""The Redis broker transports (plain and Sentinel), with one fix for surviving a Redis
+restart or failover.
 
 When the broker connection drops, Celery collects the connection (dropping its client
 parameters) and then closes the channel, which tries to put unacknowledged messages back
@@ -16,15 +17,32 @@ from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 
+def _connparams(channel: kombu_redis.Channel, base: Any, asynchronous: bool) -> Any:
+    if channel.connection.client is None:
+        raise RedisConnectionError("the broker connection was already collected")
+    return base._connparams(channel, asynchronous=asynchronous)
+
+
 class Channel(kombu_redis.Channel):
     def _connparams(self, asynchronous: bool = False) -> Any:
-        if self.connection.client is None:
-            raise RedisConnectionError("the broker connection was already collected")
-        return super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]
+        return _connparams(self, kombu_redis.Channel, asynchronous)
 
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(kombu_redis.SentinelChannel):
+    """kombu's `sentinel://` channel: every new connection asks the sentinels for the
+    primary, so after a failover the consumer reconnects to the promoted replica."""
+
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        return _connparams(self, kombu_redis.SentinelChannel, asynchronous)
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
 TRANSPORT = f"{__name__}:Transport"
+SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"

@@ -13,15 +13,22 @@ from __future__ import annotations
 from celery import Celery
 
 from config import Settings
-from transport.broker import TRANSPORT
+from transport.broker import SENTINEL_TRANSPORT, TRANSPORT
 from transport.messages import QUEUE
 
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery("payhook", broker=settings.broker, set_as_current=False)
-    transport = {"visibility_timeout": settings.visibility_timeout_seconds}
+    transport: dict[str, object] = {"visibility_timeout": settings.visibility_timeout_seconds}
     if settings.broker.startswith(("redis://", "rediss://")):
         app.conf.broker_transport = TRANSPORT
+    elif settings.broker.startswith("sentinel://"):
+        app.conf.broker_transport = SENTINEL_TRANSPORT
+        timeouts = {
+            "socket_timeout": settings.redis_timeout_seconds,
+            "socket_connect_timeout": settings.redis_timeout_seconds,
+        }
+        transport.update(master_name=settings.redis_sentinel_master, sentinel_kwargs=timeouts)
     app.conf.update(
         task_serializer="json",
         result_serializer="json",

@@ -38,7 +38,9 @@ def _authorize(request: web.Request) -> None:
         )
 
 
-class _Filters(BaseModel):
+class Filters(BaseModel):
+    """Which sessions: shared by the admin API and the dashboard."""
+
     model_config = ConfigDict(extra="forbid")
 
     state: State | None = None
@@ -69,7 +71,7 @@ def _epoch(moment: datetime | None) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-class _ReplayRequest(_Filters):
+class _ReplayRequest(Filters):
     session_ids: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
         default_factory=list, max_length=MAX_HTTP_REPLAY
     )
@@ -78,7 +80,7 @@ class _ReplayRequest(_Filters):
     rate: float = Field(default=20.0, gt=0, le=1000)
 
 
-def _parse(model: type[_Filters], data: dict[str, Any]) -> Any:
+def parse_filters(model: type[Filters], data: dict[str, Any]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -112,7 +114,7 @@ def _summary(session: Session) -> dict[str, Any]:
 
 async def list_sessions(request: web.Request) -> web.Response:
     _authorize(request)
-    filters = _parse(_Filters, dict(request.query))
+    filters = parse_filters(Filters, dict(request.query))
     found = await find_sessions(request.app[STORE], filters.to_filter(filters.state))
     return web.json_response({"sessions": [_summary(s) for s in found]})
 
@@ -138,7 +140,7 @@ async def show_session(request: web.Request) -> web.Response:
 async def replay_sessions(request: web.Request) -> web.Response:
     _authorize(request)
     body = parse_object(await read_body(request, request.app[SETTINGS].max_body_bytes))
-    wanted: _ReplayRequest = _parse(_ReplayRequest, body)
+    wanted: _ReplayRequest = parse_filters(_ReplayRequest, body)
     if bool(wanted.session_ids) == wanted.failed:
         raise ApiError(
             422, "invalid_body", "give session_ids, or failed: true with filters", "session_ids"

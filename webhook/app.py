@@ -12,12 +12,14 @@ from config import Settings
 from config.tracing import NO_TRACER, Tracer
 from sessions.connect import redis_client
 from sessions.models import Kind
+from sessions.replication import Replication
 from sessions.store import SessionStore
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
 from webhook import health, psp_callbacks, sessions
 from webhook.admin import add_admin_routes
 from webhook.auth import ShopifyAuth, shopify_only
+from webhook.dashboard import add_dashboard_routes
 from webhook.errors import json_errors
 from webhook.keys import METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE, TRACER
 from webhook.metrics import WebMetrics
@@ -60,7 +62,7 @@ def create_app(
         if client is None:
             client = redis_client(settings, connections=WEB_REDIS_CONNECTIONS, name="payhook-web")
         app[REDIS] = client
-        app[STORE] = SessionStore(client, handoff)
+        app[STORE] = SessionStore(client, handoff, replication=Replication.from_settings(settings))
         app[RATE_LIMIT] = None
         if settings.shop_rate_limit is not None:
             app[RATE_LIMIT] = ShopRateLimit(
@@ -81,4 +83,5 @@ def create_app(
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     add_admin_routes(app)
+    add_dashboard_routes(app)
     return app

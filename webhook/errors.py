@@ -10,6 +10,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("payhook.webhook")
 
@@ -54,6 +57,11 @@ def _capped(text: str) -> str:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# Redis is away rather than broken: down, restarting, loading, no primary named yet by the
+# sentinels, or a demoted primary refusing writes during a failover. Each passes in seconds,
+# so the answer is a 503 Shopify retries shortly; a script or programming error stays a 500.
+STORE_AWAY = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
+
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -66,6 +74,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         code = exc.reason.lower().replace(" ", "_")
         return error_response(exc.status, code, exc.reason)
+    except STORE_AWAY as exc:
+        log.warning("store unavailable", extra={"path": request.path, "error": repr(exc)})
+        answer = error_response(503, "store_unavailable", "The session store is unavailable.")
+        answer.headers["Retry-After"] = "1"
+        return answer
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return error_response(500, "internal_error", "The request could not be processed.")

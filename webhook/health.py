@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from sessions.durability import durability_warnings
 from sessions.stats import due_summary, failed_by_kind
+from sessions.topology import read_topology
 from transport.messages import QUEUE
 from webhook.keys import METRICS, REDIS, SETTINGS
 
@@ -26,7 +27,7 @@ async def readyz(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     checks: dict[str, str] = {}
     checks["redis"] = await _ping(request.app[REDIS])
-    if settings.broker == settings.redis_url:
+    if settings.broker_is_store:
         checks["broker"] = checks["redis"]
     else:
         broker = Redis.from_url(settings.broker)
@@ -38,7 +39,13 @@ async def readyz(request: web.Request) -> web.Response:
     body: dict[str, object] = {"ready": ready, "checks": checks}
     if ready:
         # Not a reason to refuse traffic, but an operator must hear of it.
-        body["warnings"] = await durability_warnings(request.app[REDIS])
+        warnings = await durability_warnings(request.app[REDIS])
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(SCRAPE_TIMEOUT_SECONDS):
+                topology = await read_topology(request.app[REDIS], settings)
+                body["topology"] = topology.as_json()
+                warnings.extend(topology.warnings())
+        body["warnings"] = warnings
     return web.json_response(body, status=200 if ready else 503)
 
 

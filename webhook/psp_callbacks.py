@@ -18,8 +18,9 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from sessions.models import Kind, Outcome, TimelineEvent
+from sessions.replication import NotReplicated
 from sessions.states import State
-from sessions.store import Change, StaleState
+from sessions.store import Change, SessionStore, StaleState
 from webhook.body import header_bytes, parse_object, read_body
 from webhook.errors import ApiError
 from webhook.keys import SETTINGS, STORE
@@ -89,6 +90,7 @@ async def simulator_payment(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", f"no payment session {session_id}")
     outcome = Outcome(told.outcome)
     if session.outcome is outcome:
+        await _replicated(store, session_id)
         return web.json_response({"status": "already recorded"})
     # A pending payment may still turn final; a final one never changes.
     allowed = (State.RECEIVED,) if outcome is Outcome.PENDING else (State.RECEIVED, State.PENDING)
@@ -125,6 +127,8 @@ async def simulator_payment(request: web.Request) -> web.Response:
         raise ApiError(
             409, "already_final", f"payment session {session_id} is already {exc.current}"
         ) from None
+    # The PSP does not call again after a 2xx: the verdict must outlive a failover first.
+    await _replicated(store, session_id)
     log.info(
         "payment outcome from the PSP",
         extra={
@@ -135,3 +139,17 @@ async def simulator_payment(request: web.Request) -> web.Response:
         },
     )
     return web.json_response({"status": "accepted"})
+
+
+async def _replicated(store: SessionStore, session_id: str) -> None:
+    try:
+        await store.replicated(session_id)
+    except NotReplicated as exc:
+        # Stored, not yet on the replicas: the PSP retries, and the repeat is answered
+        # "already recorded" once they hold it.
+        raise ApiError(
+            503,
+            "not_replicated",
+            f"the outcome is stored but not yet on its Redis replicas ({exc}); retry",
+            headers={"Retry-After": "1"},
+        ) from None

@@ -22,6 +22,7 @@ from config import Settings
 from sessions.intake import new_session
 from sessions.models import Kind
 from sessions.money import format_amount
+from sessions.replication import NotReplicated
 from sessions.requests import REQUESTS, PaymentSessionRequest
 from sessions.shops import ShopTokens
 from sessions.store import Created
@@ -137,7 +138,19 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
         request.app[TRACER].annotate(context)
         payment = kind is Kind.PAYMENT
         due_at = now + (settings.buyer_window_seconds if payment else settings.lease_seconds)
-        result = await request.app[STORE].create_new(new, due_at=due_at, queue=not payment)
+        try:
+            result = await request.app[STORE].create_new(new, due_at=due_at, queue=not payment)
+        except NotReplicated as exc:
+            # Stored, but a failover now could lose it: no 201 that could be taken back.
+            # Shopify retries; the repeat is answered once the replicas have the session.
+            metrics.sessions.labels(label, "not_replicated").inc()
+            log.warning("session not replicated in time", extra={**context, "error": str(exc)})
+            raise ApiError(
+                503,
+                "not_replicated",
+                f"the session is stored but not yet on its Redis replicas ({exc}); retry",
+                headers={"Retry-After": "1"},
+            ) from None
         if result.status is Created.CONFLICT:
             metrics.sessions.labels(label, "conflict").inc()
             log.warning("conflicting duplicate", extra=context)

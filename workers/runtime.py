@@ -30,6 +30,7 @@ from sessions.claims import Claims
 from sessions.connect import redis_client
 from sessions.handoff import Handoff
 from sessions.ledger_store import LedgerStore
+from sessions.replication import Replication
 from sessions.shops import ShopTokens, token_cipher
 from sessions.store import SessionStore
 from workers.connectors import build_connector
@@ -96,7 +97,8 @@ class Runtime:
         self.redis = redis_client(
             settings, connections=settings.worker_concurrency + 16, name=self.owner
         )
-        self.store = SessionStore(self.redis, handoff)
+        replication = Replication.from_settings(settings)
+        self.store = SessionStore(self.redis, handoff, replication=replication)
         fallback = settings.shopify_access_token
         self._connector = build_connector(settings, self.redis)
         tokens = CachedTokens(
@@ -116,7 +118,11 @@ class Runtime:
             shop_suffixes=settings.shop_domain_suffixes,
         )
         self.services = Services(
-            claims=Claims(self.redis, retention_seconds=settings.retention_seconds),
+            claims=Claims(
+                self.redis,
+                retention_seconds=settings.retention_seconds,
+                replication=replication,
+            ),
             connector=self._connector,
             gateway=self._gateway,
             ledger=LedgerStore(self.redis, retention_seconds=settings.ledger_retention_seconds),

@@ -65,9 +65,10 @@ async def test_sigterm_with_hundreds_in_flight_loses_nothing_and_settles_nothing
 ) -> None:
     count = 600
     env = fleet.env(PAYHOOK_SHOPIFY_TIMEOUT_SECONDS="8")
-    # Shopify answers in 3 s: every session the worker took is in flight for that long.
+    # Shopify answers in 6 s: every session the worker took is in flight for that long. In
+    # flight = intake rate x delay, so a CPU-starved host (25 sessions/s) still reaches 150.
     await sandbox.add_fault(
-        {"kind": "delay", "seconds": 3.0, "for_seconds": 120, "mutation": RESOLVE}
+        {"kind": "delay", "seconds": 6.0, "for_seconds": 120, "mutation": RESOLVE}
     )
 
     async def one(index: int) -> SentSession:
@@ -106,7 +107,7 @@ async def test_sigterm_with_hundreds_in_flight_loses_nothing_and_settles_nothing
     # Every running session finishes; none can take longer than one run's bound
     # (Settings.run_timeout_seconds: 4 x 1 s PSP + 8 s Shopify + 10 s here), plus the
     # teardown allowance: the grace a supervisor must give a worker (docs/workers.md).
-    # Alone this takes 3-4 s; on a loaded CI host the in-process sandbox slows every run.
+    # Alone this takes 6-7 s; on a loaded CI host the in-process sandbox slows every run.
     assert shutdown < 22 + SHUTDOWN_TEARDOWN_SECONDS, figures
     assert left_held == 0, figures
     assert finished_before_exit >= in_flight, figures

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import re
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -37,6 +42,8 @@ def test_dev_mode_runs_all_four_session_kinds_through_to_shopify(tmp_path: Path)
             "--exit",
             "--sandbox-port",
             str(free_port()),
+            "--flower-port",
+            str(free_port()),
         ],
         env=env,
         cwd=ROOT,
@@ -62,10 +69,84 @@ def test_dev_mode_runs_all_four_session_kinds_through_to_shopify(tmp_path: Path)
     assert int(summary[1]) == 43
     assert "● web" in done.stdout
     assert "● sandbox" in done.stdout
+    assert "● dashboard" in done.stdout
+    assert "● flower" in done.stdout
     logs = tmp_path / "state" / "logs"
-    assert {p.name for p in logs.iterdir()} >= {"web.log", "worker.log", "beat.log", "sandbox.log"}
+    assert {p.name for p in logs.iterdir()} >= {
+        "web.log",
+        "worker.log",
+        "beat.log",
+        "sandbox.log",
+        "flower.log",
+    }
     assert f"worker metrics on :{metrics_port}/metrics" in done.stdout
     served = [line for line in (logs / "worker.log").read_text().splitlines() if "metrics" in line]
     assert any('"metrics served"' in line and str(metrics_port) in line for line in served), served
     # Shop tokens in dev are encrypted under a key of dev's own, readable by its owner alone.
     assert (tmp_path / "state" / "token-key").stat().st_mode & 0o777 == 0o600
+
+
+def _get(url: str, headers: dict[str, str]) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status), answer.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, ""
+
+
+@pytest.mark.integration
+def test_dev_mode_shows_live_sessions_on_the_dashboard_and_flower_behind_its_login(
+    tmp_path: Path,
+) -> None:
+    app_port, flower_port = free_port(), free_port()
+    env = child_environment(
+        {
+            "PAYHOOK_WORKER_METRICS_PORT": str(free_port()),
+            "PAYHOOK_STATE_DIR": str(tmp_path / "state"),
+            "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "PAYHOOK_PORT": str(app_port),
+        }
+    )
+    output = tmp_path / "dev.out"
+    ports = ["--sandbox-port", str(free_port()), "--flower-port", str(flower_port)]
+    with output.open("wb") as sink:
+        dev = subprocess.Popen(
+            [sys.executable, "-m", "ops", "dev", "--demo", "3", *ports],
+            env=env,
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "payhook is running" not in output.read_text():
+            assert dev.poll() is None, output.read_text()[-3000:]
+            assert time.monotonic() < deadline, output.read_text()[-3000:]
+            time.sleep(0.2)
+        printed = output.read_text()
+        dashboard = re.search(r"● dashboard +(\S+) \(admin token for this run: (\S+)\)", printed)
+        flower = re.search(r"● flower +(\S+) \(user (\S+), password for this run: (\S+)\)", printed)
+        assert dashboard is not None, printed
+        assert flower is not None, printed
+        assert dashboard[1] == f"http://127.0.0.1:{app_port}/admin"
+        bearer = {"Authorization": f"Bearer {dashboard[2]}"}
+        status, page = _get(f"{dashboard[1]}/dashboard/sessions?state=reported", bearer)
+        assert status == 200
+        # The demo's payments and captures, listed as they were reported.
+        assert page.count("state-reported") >= 6
+        # Without a login, urllib follows the redirect to the form.
+        assert "Admin token" in _get(f"{dashboard[1]}/dashboard/sessions", {})[1]
+        assert flower[1] == f"http://127.0.0.1:{flower_port}"
+        assert _get(f"{flower[1]}/api/workers", {})[0] == 401
+        user = base64.b64encode(f"{flower[2]}:{flower[3]}".encode()).decode()
+        basic = {"Authorization": f"Basic {user}"}
+        while "payhook@" not in _get(f"{flower[1]}/api/workers?refresh=1", basic)[1]:
+            assert time.monotonic() < deadline, "Flower never saw the worker"
+            time.sleep(0.5)
+        # Credentials made for the run are printed, never stored with the state.
+        state = (tmp_path / "state").rglob("*")
+        assert not any(dashboard[2].encode() in p.read_bytes() for p in state if p.is_file())
+    finally:
+        dev.send_signal(signal.SIGINT)
+        dev.wait(timeout=60)

@@ -114,3 +114,13 @@ async def test_tokens_in_plain_text_or_under_a_lost_key_are_flagged(
     assert "WARN  1 shop token(s) stored in plain text (old.myshopify.com)" in out
     assert "WARN  1 shop token(s) no key in PAYHOOK_TOKEN_KEYS decrypts (lost.myshopify.com)" in out
     assert "shpat_" not in out
+
+
+async def test_an_admin_token_short_enough_to_guess_at_the_login_form_is_flagged(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out = await doctor(changed(settings, admin_token="admin"), capsys)
+    assert status == 1
+    assert "WARN  PAYHOOK_ADMIN_TOKEN is shorter than 32 characters" in out
+    _, long_enough = await doctor(changed(settings, admin_token="a" * 32), capsys)
+    assert "PAYHOOK_ADMIN_TOKEN" not in long_enough

@@ -9,12 +9,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sessions.keys import (
+    BEAT_LOCK,
     DUE,
     EXPIRING,
     FAILED,
     INDEX_CREATED,
     failed_index,
     lease_key,
+    logout_key,
     rate_key,
     session_key,
     timeline_key,
@@ -32,8 +34,9 @@ PER_ID: dict[str, Callable[[str], str]] = {
     "failed by kind": lambda i: failed_index(kind=i),
     "failed by shop": lambda i: failed_index(shop=i),
     "rate": rate_key,
+    "logout": logout_key,
 }
-FIXED = [DUE, INDEX_CREATED, EXPIRING, FAILED, SHOPS]
+FIXED = [DUE, INDEX_CREATED, EXPIRING, FAILED, SHOPS, BEAT_LOCK]
 # What ids are made of, colons and key-like words included.
 PARTS = [*"a:{}|*", "timeline", "res", "settled", "kind", "shop", "s"]
 IDS = st.lists(st.sampled_from(PARTS), max_size=5).map("".join)

@@ -19,10 +19,10 @@ from config import Settings
 from ops.redis_server import LocalRedis
 from sessions.ledger import Book, Op
 from sessions.ledger_store import LedgerStore
-from sessions.models import Outcome, Session, TimelineEvent
+from sessions.models import Outcome
 from sessions.states import State
-from sessions.store import Change, SessionStore
-from tests.factories import make_session, received_event
+from sessions.store import SessionStore
+from tests.factories import make_session, received_event, store_failed
 from transport.messages import QUEUE
 from webhook.app import create_app
 
@@ -41,20 +41,6 @@ async def store(settings: Settings, inspect: redis.Redis) -> AsyncIterator[Sessi
     client = Redis.from_url(settings.redis_url)
     yield SessionStore(client)
     await client.aclose()
-
-
-async def failed(store: SessionStore, error: str, **fields: Any) -> Session:
-    session = make_session(**fields)
-    await store.create(session, received_event(), due_at=0, queue=False)
-    await store.change(
-        session,
-        Change(
-            event=TimelineEvent(at=time.time(), event="failed", state=State.FAILED, error=error),
-            due_at=None,
-            fields={"last_error": error, "failed_at": time.time()},
-        ),
-    )
-    return session
 
 
 def queued_ids(inspect: redis.Redis) -> list[str]:
@@ -86,8 +72,8 @@ async def test_without_a_configured_token_the_admin_api_does_not_exist(
 async def test_failed_sessions_are_listed_with_filters(
     client: TestClient[Any, Any], store: SessionStore
 ) -> None:
-    first = await failed(store, "captureSessionResolve: HTTP 503", shop="a.myshopify.com")
-    second = await failed(store, "captureSessionResolve: HTTP 401", shop="b.myshopify.com")
+    first = await store_failed(store, "captureSessionResolve: HTTP 503", shop="a.myshopify.com")
+    second = await store_failed(store, "captureSessionResolve: HTTP 401", shop="b.myshopify.com")
     await store.create(make_session(), received_event(), due_at=0, queue=False)  # not failed
 
     async def ids(query: str) -> list[str]:
@@ -105,7 +91,7 @@ async def test_failed_sessions_are_listed_with_filters(
 async def test_a_session_reads_with_its_timeline(
     client: TestClient[Any, Any], store: SessionStore
 ) -> None:
-    session = await failed(store, "boom")
+    session = await store_failed(store, "boom")
     answer = await client.get(f"/admin/sessions/{session.id}", headers=AUTH)
     document = await answer.json()
     assert document["session"]["state"] == "failed"
@@ -122,7 +108,7 @@ async def test_a_failed_session_shows_the_money_it_holds(
     book = Book(currency="EUR", authorized=10_000)
     await ledger.open(session.payment_id, book)
     await ledger.reserve(session.payment_id, session.id, Op.CAPTURE, 2500, "EUR", time.time())
-    held = await failed(store, "ambiguous: timeout", id=session.id, amount=Decimal("25.00"))
+    held = await store_failed(store, "ambiguous: timeout", id=session.id, amount=Decimal("25.00"))
     answer = await client.get(f"/admin/sessions/{held.id}", headers=AUTH)
     document = await answer.json()
     assert document["money_held"] == f"capture 25.00 EUR on payment {held.payment_id}"
@@ -131,8 +117,8 @@ async def test_a_failed_session_shows_the_money_it_holds(
 async def test_replay_resumes_at_the_recovery_point_and_queues_once(
     client: TestClient[Any, Any], store: SessionStore, inspect: redis.Redis
 ) -> None:
-    settled = await failed(store, "HTTP 503", state=State.SETTLED, outcome=Outcome.APPROVED)
-    unsettled = await failed(store, "PSP down")
+    settled = await store_failed(store, "HTTP 503", state=State.SETTLED, outcome=Outcome.APPROVED)
+    unsettled = await store_failed(store, "PSP down")
     alive = make_session()
     await store.create(alive, received_event(), due_at=0, queue=False)
     answer = await client.post(
@@ -156,7 +142,7 @@ async def test_replay_resumes_at_the_recovery_point_and_queues_once(
 async def test_a_dry_run_bulk_replay_changes_nothing(
     client: TestClient[Any, Any], store: SessionStore, inspect: redis.Redis
 ) -> None:
-    session = await failed(store, "HTTP 503")
+    session = await store_failed(store, "HTTP 503")
     answer = await client.post(
         "/admin/replay", headers=AUTH, json={"failed": True, "dry_run": True}
     )
@@ -203,7 +189,7 @@ async def test_the_earliest_and_latest_times_filter_without_an_error(
     client: TestClient[Any, Any], store: SessionStore, moment: str
 ) -> None:
     # A time without an offset is UTC, as for `payhook sessions list`.
-    await failed(store, "boom")
+    await store_failed(store, "boom")
     for name in ("since", "until"):
         answer = await client.get(
             "/admin/sessions", params={"state": "failed", name: moment}, headers=AUTH

@@ -153,6 +153,12 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
         if not isinstance(outcome.step, ReportNext):
             return outcome.step
     await lifecycle.before_report(services, session)
+    # Shopify must never hear an outcome a failover could take back: the stored PSP result
+    # and the bookkeeping above reach the required replicas first (NotReplicated otherwise,
+    # and the due set brings the session back once its lease lapses).
+    await services.claims.confirm(
+        session.id, claim.fence, lease_seconds=policy.lease_seconds, now=services.clock()
+    )
     mutation = lifecycle.report(session)
     began = time.perf_counter()
     with services.tracer.span(f"shopify {mutation.field}", _context(session)):

@@ -1,0 +1,223 @@
+"""`PAYHOOK_REDIS_MIN_REPLICAS`: no 201 and no report to Shopify before a replica holds what
+it rests on. A real primary and replica; the replica is frozen (SIGSTOP) to play one that
+has fallen behind, and thawed (SIGCONT) to catch up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+
+from config import Settings
+from ops.doctor import run_doctor
+from ops.redis_server import LocalRedis
+from sandbox.client import SandboxShopifyClient
+from sandbox.shopify import RunningShopifySandbox
+from sessions.claims import Claims
+from sessions.keys import session_key
+from sessions.ledger_store import LedgerStore
+from sessions.replication import NotReplicated, Replication
+from sessions.states import State
+from sessions.store import SessionStore
+from tests.factories import (
+    CALLBACK_SECRET,
+    capture_body,
+    make_session,
+    payment_body,
+    received_event,
+    shopify_headers,
+    signed_callback,
+)
+from tests.integration.conftest import TOKEN
+from webhook.app import create_app
+from workers.connectors.simulator import SimulatorConnector
+from workers.lifecycle.capture import CAPTURE
+from workers.lifecycle.decide import Done, Policy
+from workers.lifecycle.runner import Services, run
+from workers.retry_policy import RetryPolicy
+from workers.shopify.gateway import GqlShopifyGateway
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRedis, LocalRedis]]:
+    directory = Path(tmp_path_factory.mktemp("replicated"))
+    primary = LocalRedis(directory / "primary").start()
+    replica = LocalRedis(directory / "replica", replica_of=primary.port).start()
+    client = SyncRedis(port=replica.port)
+    deadline = time.monotonic() + 20
+    while client.info("replication").get("master_link_status") != "up":
+        assert time.monotonic() < deadline, "the replica never synced"
+        time.sleep(0.1)
+    client.close()
+    yield primary, replica
+    replica.stop(kill=True)
+    primary.stop(kill=True)
+
+
+class Frozen:
+    """The replica stopped in its tracks: connected, acknowledging nothing."""
+
+    def __init__(self, replica: LocalRedis) -> None:
+        assert replica.process is not None
+        self.pid = replica.process.pid
+
+    def __enter__(self) -> Frozen:
+        os.kill(self.pid, signal.SIGSTOP)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+
+def settings_for(primary: LocalRedis, **overrides: Any) -> Settings:
+    return Settings(
+        redis_url=primary.url,
+        shopify_access_token=TOKEN,
+        redis_min_replicas=1,
+        redis_replica_timeout_seconds=0.3,
+        redis_timeout_seconds=1,
+        lease_seconds=5,
+        **overrides,
+    )
+
+
+def on_replica(replica: LocalRedis, session_id: str) -> bool:
+    client = SyncRedis(port=replica.port)
+    try:
+        return bool(client.exists(session_key(session_id)))
+    finally:
+        client.close()
+
+
+async def test_no_201_until_the_replica_holds_the_session_and_its_repeat_gets_it(
+    pair: tuple[LocalRedis, LocalRedis], aiohttp_client: Any
+) -> None:
+    primary, replica = pair
+    # Two web processes: the repeat reaches one whose connections never wrote the session.
+    first = await aiohttp_client(create_app(settings_for(primary)))
+    second = await aiohttp_client(create_app(settings_for(primary)))
+    body = capture_body()
+    with Frozen(replica):
+        answer = await first.post("/capture_sessions", json=body, headers=shopify_headers())
+        assert answer.status == 503
+        assert (await answer.json())["error"]["code"] == "not_replicated"
+        assert answer.headers["Retry-After"] == "1"
+        # Stored on the primary all the same; the repeat must not be answered 201 either.
+        repeat = await second.post("/capture_sessions", json=body, headers=shopify_headers())
+        assert repeat.status == 503
+    repeat = await second.post("/capture_sessions", json=body, headers=shopify_headers())
+    assert repeat.status == 201
+    assert on_replica(replica, body["id"])
+
+
+@pytest.fixture
+async def primary_client(pair: tuple[LocalRedis, LocalRedis]) -> AsyncIterator[Redis]:
+    client = Redis.from_url(pair[0].url)
+    yield client
+    await client.aclose()
+
+
+async def test_shopify_hears_no_outcome_before_the_replica_holds_it(
+    pair: tuple[LocalRedis, LocalRedis],
+    primary_client: Redis,
+    shopify_sandbox: RunningShopifySandbox,
+    sandbox: SandboxShopifyClient,
+) -> None:
+    _, replica = pair
+    gateway = GqlShopifyGateway(
+        url_template=shopify_sandbox.graphql_url_template,
+        api_version="2025-10",
+        tokens=_Tokens(),
+        timeout_seconds=2,
+    )
+    lease = 1.0
+    services = Services(
+        claims=Claims(primary_client, replication=Replication(1, 0.3)),
+        connector=SimulatorConnector(primary_client),
+        gateway=gateway,
+        ledger=LedgerStore(primary_client),
+        policy=Policy(
+            psp=RetryPolicy((0.0,), max_attempts=3),
+            shopify=RetryPolicy((0.0,), max_attempts=3),
+            lease_seconds=lease,
+            max_deliveries=5,
+        ),
+        clock=time.time,
+    )
+    session = make_session()
+    await sandbox.register([session.gid])
+    store = SessionStore(primary_client)
+    await store.create(session, received_event(), due_at=0, queue=False)
+    try:
+        with Frozen(replica):
+            with pytest.raises(NotReplicated):
+                await run(session.id, services, CAPTURE)
+            stored = await store.get(session.id)
+            assert stored is not None
+            assert stored.state is State.SETTLED
+            assert await sandbox.calls(gid=session.gid) == []
+        # The lease lapses; the next delivery reports, once.
+        await asyncio.sleep(lease + 0.2)
+        assert await run(session.id, services, CAPTURE) == Done(State.REPORTED)
+    finally:
+        await gateway.close()
+    assert [c["mutation"] for c in await sandbox.calls(gid=session.gid)] == [
+        "captureSessionResolve"
+    ]
+    assert (await SimulatorConnector(primary_client).book("capture", session.id)).charges == 1
+
+
+class _Tokens:
+    async def token_for(self, shop: str) -> str | None:
+        return TOKEN
+
+
+async def test_readyz_and_doctor_show_the_replica_and_what_a_201_waits_for(
+    pair: tuple[LocalRedis, LocalRedis], aiohttp_client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    primary, replica = pair
+    settings = settings_for(primary)
+    client = await aiohttp_client(create_app(settings))
+    body = await (await client.get("/readyz")).json()
+    topology = body["topology"]
+    assert (topology["mode"], topology["role"], topology["min_replicas"]) == ("single", "master", 1)
+    assert [(r["address"], r["state"]) for r in topology["replicas"]] == [
+        (f"127.0.0.1:{replica.port}", "online")
+    ]
+    assert not [w for w in body["warnings"] if "replica" in w]
+
+    await run_doctor(settings)
+    printed = capsys.readouterr().out
+    assert f"replicas: 127.0.0.1:{replica.port} online" in printed
+    assert "a 201 waits for 1 of them" in printed
+
+
+async def test_a_psp_callback_is_not_acknowledged_before_the_replica_holds_its_verdict(
+    pair: tuple[LocalRedis, LocalRedis], aiohttp_client: Any
+) -> None:
+    primary, replica = pair
+    client = await aiohttp_client(
+        create_app(settings_for(primary, simulator_webhook_secret=CALLBACK_SECRET))
+    )
+    body = payment_body()
+    created = await client.post("/payment_sessions", json=body, headers=shopify_headers())
+    assert created.status == 201
+    path = f"/psp/simulator/payments/{quote(body['id'], safe='')}"
+    raw, headers = signed_callback(body["id"], "approved")
+    with Frozen(replica):
+        answer = await client.post(path, data=raw, headers=headers)
+        assert answer.status == 503
+        assert (await answer.json())["error"]["code"] == "not_replicated"
+    again = await client.post(path, data=raw, headers=headers)
+    assert (again.status, await again.json()) == (200, {"status": "already recorded"})
