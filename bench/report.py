@@ -219,6 +219,24 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{row['max_queue']} | {_load(row['load_average'])} |"
             )
         lines.append("")
+        with_cores = [row for row in e2e["rates"] if "cores" in row]
+        if with_cores:
+            names = list(with_cores[0]["cores"])
+            lines += [
+                "CPU cores each part kept busy, first capture to last report (the machine has "
+                f"{results.get('machine', {}).get('cpus', '?')}):",
+                "",
+                "| offered/s | " + " | ".join(names) + " | total | worker CPU ms/session |",
+                "|---|" + "---|" * (len(names) + 2),
+            ]
+            for row in with_cores:
+                cores = row["cores"]
+                lines.append(
+                    f"| {row['rate']} | "
+                    + " | ".join(f"{cores[name]:.2f}" for name in names)
+                    + f" | {sum(cores.values()):.2f} | {row['worker_cpu_ms_per_session']:.2f} |"
+                )
+            lines.append("")
     drain = results.get("drain")
     if drain:
         lines += [

@@ -382,9 +382,32 @@ class Suite:
                 self.rss.watch("e2e worker (2 processes)", worker.pid)
                 self.rss.watch("e2e sandbox", sandbox.pid)
                 asyncio.run(_warm_up(app_url, sandbox_url, redis.url))
+                assert redis.process is not None
+                pids = {
+                    "web": web.pid,
+                    "worker": worker.pid,
+                    "sandbox": sandbox.pid,
+                    "redis": redis.process.pid,
+                    "generator": os.getpid(),
+                }
                 for rate in self.plan.e2e_rates:
+                    before = {name: _tree_cpu_seconds(pid) for name, pid in pids.items()}
+                    began = time.monotonic()
                     found = asyncio.run(
                         _offered(app_url, sandbox_url, redis.url, rate, self.plan.e2e_seconds)
+                    )
+                    # Cores each part kept busy from the first capture to the last report: on
+                    # a 2-core machine their sum says whether the rate could be served at all.
+                    elapsed = time.monotonic() - began
+                    found["cores"] = {
+                        name: round((_tree_cpu_seconds(pid) - before[name]) / elapsed, 2)
+                        for name, pid in pids.items()
+                    }
+                    found["worker_cpu_ms_per_session"] = round(
+                        (_tree_cpu_seconds(worker.pid) - before["worker"])
+                        / max(1, found["reported"])
+                        * 1000,
+                        2,
                     )
                     rates.append(found)
                     print(
@@ -544,6 +567,19 @@ async def _offered(
 def _cpu_seconds(pid: int) -> float:
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its live children (the worker supervisor's processes)."""
+    parent = psutil.Process(pid)
+    total = 0.0
+    for each in [parent, *parent.children(recursive=True)]:
+        try:
+            times = each.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def _line(label: str, found: Load) -> str:
