@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -383,15 +383,17 @@ class Suite:
                 self.rss.watch("e2e sandbox", sandbox.pid)
                 asyncio.run(_warm_up(app_url, sandbox_url, redis.url))
                 assert redis.process is not None
-                pids = {
-                    "web": web.pid,
-                    "worker": worker.pid,
-                    "sandbox": sandbox.pid,
-                    "redis": redis.process.pid,
-                    "generator": os.getpid(),
+                redis_pid, own_pid = redis.process.pid, os.getpid()
+                # The generator is this process alone: the others are its children.
+                cpu: dict[str, Callable[[], float]] = {
+                    "web": lambda: _tree_cpu_seconds(web.pid),
+                    "worker": lambda: _tree_cpu_seconds(worker.pid),
+                    "sandbox": lambda: _tree_cpu_seconds(sandbox.pid),
+                    "redis": lambda: _cpu_seconds(redis_pid),
+                    "generator": lambda: _cpu_seconds(own_pid),
                 }
                 for rate in self.plan.e2e_rates:
-                    before = {name: _tree_cpu_seconds(pid) for name, pid in pids.items()}
+                    before = {name: seconds() for name, seconds in cpu.items()}
                     began = time.monotonic()
                     found = asyncio.run(
                         _offered(app_url, sandbox_url, redis.url, rate, self.plan.e2e_seconds)
@@ -399,15 +401,10 @@ class Suite:
                     # Cores each part kept busy from the first capture to the last report: on
                     # a 2-core machine their sum says whether the rate could be served at all.
                     elapsed = time.monotonic() - began
-                    found["cores"] = {
-                        name: round((_tree_cpu_seconds(pid) - before[name]) / elapsed, 2)
-                        for name, pid in pids.items()
-                    }
+                    used = {name: seconds() - before[name] for name, seconds in cpu.items()}
+                    found["cores"] = {name: round(used[name] / elapsed, 2) for name in used}
                     found["worker_cpu_ms_per_session"] = round(
-                        (_tree_cpu_seconds(worker.pid) - before["worker"])
-                        / max(1, found["reported"])
-                        * 1000,
-                        2,
+                        used["worker"] / max(1, found["reported"]) * 1000, 2
                     )
                     rates.append(found)
                     print(
