@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bench.flame import by_package, top_frames
 from bench.load import closed_loop, open_loop, percentile
 from bench.report import markdown, targets, write_outputs
 
@@ -123,3 +124,33 @@ def test_the_outputs_are_json_markdown_and_a_chart(tmp_path: Path) -> None:
     assert json.loads(paths.json.read_text())["ingest"]["runs"][3]["per_second"] == 4500
     assert paths.markdown.read_text().startswith("Command: `python -m bench.suite --quick`")
     assert paths.chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_flame_summary_sums_each_function_over_every_stack_it_is_on() -> None:
+    # py-spy's collapsed stacks. On uvloop a callback's stack starts at its coroutine, so one
+    # function sits under several roots; recursion must not count a sample twice.
+    stacks = "\n".join(
+        [
+            "run (web.py:10);handle (sessions.py:140);create (store.py:5) 30",
+            "handle (sessions.py:141);create (store.py:6) 50",
+            "handle (sessions.py:142);walk (body.py:1);walk (body.py:2) 15",
+            "idle (loop.py:1) 5",
+        ]
+    )
+    assert top_frames(stacks, floor_percent=10.0) == [
+        (95.0, "handle (sessions.py)"),
+        (80.0, "create (store.py)"),
+        (30.0, "run (web.py)"),
+        (15.0, "walk (body.py)"),
+    ]
+
+
+def test_self_time_goes_to_the_package_of_the_innermost_frame() -> None:
+    stacks = "\n".join(
+        [
+            "handle (webhook/sessions.py:140);execute (redis/client.py:9) 60",
+            "handle (webhook/sessions.py:141) 30",
+            "dumps (json/__init__.py:231) 10",
+        ]
+    )
+    assert by_package(stacks) == [(60.0, "redis"), (30.0, "webhook"), (10.0, "json")]
