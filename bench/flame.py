@@ -1,6 +1,6 @@
 """Where `payhook serve` spends its CPU under load: a py-spy flame graph and the top frames.
 
-    python -m bench.flame [--seconds 10] [--connections 32] [--out docs/performance/flame.svg]
+    python -m bench.flame [--seconds 10] [--connections 32] [--out docs/performance/flame-after.svg]
 
 The server is pinned to core 0 and wrk to core 1, Redis on either (bench.suite's layout);
 py-spy samples it 250 times a second. A profile is only of the path it claims when every
@@ -24,56 +24,58 @@ from bench.suite import PYTHON, ROOT, Plan, Suite, pinned_to, process, wait_up
 from ops.redis_server import LocalRedis, free_port
 
 SAMPLE_RATE = 250
+GRAPH = ROOT / "docs" / "performance" / "flame-after.svg"
 LINE = re.compile(r":\d+\)$")
 
 
-def top_frames(collapsed: str, floor_percent: float = 2.0) -> list[tuple[float, str]]:
-    """Each function's inclusive share of all samples from py-spy's collapsed stacks
-    (`frame;frame;frame count` per line), the largest first. Lines of one function are
-    merged, and a sample counts once for a function however often it is on the stack. On
-    uvloop a callback's stack starts at its coroutine, not at the loop, so only these sums
-    say what a function costs in all."""
-    counts: dict[str, int] = defaultdict(int)
-    total = 0
+def stacks_of(collapsed: str) -> list[tuple[list[str], int]]:
+    """py-spy's collapsed stacks (`frame;frame;frame count` per line), outermost first."""
+    found = []
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        samples = int(count)
-        total += samples
-        for function in {LINE.sub(")", frame) for frame in stack.split(";")}:
+        if stack and count.isdigit():
+            found.append((stack.split(";"), int(count)))
+    return found
+
+
+def shares(counts: dict[str, int], total: int, floor_percent: float) -> list[tuple[float, str]]:
+    rows = ((100.0 * n / total, name) for name, n in counts.items()) if total else iter(())
+    return sorted(((p, n) for p, n in rows if p >= floor_percent), reverse=True)
+
+
+def top_frames(collapsed: str, floor_percent: float = 2.0) -> list[tuple[float, str]]:
+    """Each function's inclusive share of all samples, the largest first. Lines of one
+    function are merged, and a sample counts once for a function however often it is on the
+    stack. On uvloop a callback's stack starts at its coroutine, not at the loop, so one
+    request is split over several roots and these shares under-count outer functions."""
+    counts: dict[str, int] = defaultdict(int)
+    stacks = stacks_of(collapsed)
+    for frames, samples in stacks:
+        for function in {LINE.sub(")", frame) for frame in frames}:
             counts[function] += samples
-    if not total:
-        return []
-    shares = ((100.0 * n / total, name) for name, n in counts.items())
-    return sorted((p, n) for p, n in shares if p >= floor_percent)[::-1]
+    return shares(counts, sum(samples for _, samples in stacks), floor_percent)
 
 
 FILE = re.compile(r"\(([^():]+)(?::\d+)?\)$")
 
 
-def by_package(collapsed: str) -> list[tuple[float, str]]:
+def by_package(collapsed: str, floor_percent: float = 0.0) -> list[tuple[float, str]]:
     """Self time by the package of the innermost Python frame (the code running, or the C
     code it called: uvloop, hiredis, orjson and pydantic-core count for their caller)."""
     counts: dict[str, int] = defaultdict(int)
-    total = 0
-    for line in collapsed.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        found = FILE.search(stack.rsplit(";", 1)[-1])
+    stacks = stacks_of(collapsed)
+    for frames, samples in stacks:
+        found = FILE.search(frames[-1])
         path = found.group(1) if found else "?"
-        package = path.split("/", 1)[0] if "/" in path else path.removesuffix(".py")
-        counts[package] += int(count)
-        total += int(count)
-    return sorted(((100.0 * n / total, name) for name, n in counts.items()), reverse=True)
+        counts[path.split("/", 1)[0] if "/" in path else path.removesuffix(".py")] += samples
+    return shares(counts, sum(samples for _, samples in stacks), floor_percent)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance" / "flame.svg")
+    parser.add_argument("--out", type=Path, default=GRAPH)
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
     state = Path(tempfile.mkdtemp(prefix="payhook-flame-"))
