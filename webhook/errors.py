@@ -63,6 +63,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORE_AWAY = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
 
 
+def _pool_exhausted(exc: Exception) -> bool:
+    """Every connection of the web's bounded pool stayed busy for the pool's whole wait:
+    Redis is up and the process is past its capacity. redis-py says so only by this
+    ConnectionError raised from the wait's timeout."""
+    return isinstance(exc, RedisConnectionError) and isinstance(exc.__cause__, TimeoutError)
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -75,8 +82,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         code = exc.reason.lower().replace(" ", "_")
         return error_response(exc.status, code, exc.reason)
     except STORE_AWAY as exc:
-        log.warning("store unavailable", extra={"path": request.path, "error": repr(exc)})
-        answer = error_response(503, "store_unavailable", "The session store is unavailable.")
+        if _pool_exhausted(exc):
+            log.warning("overloaded: no Redis connection free", extra={"path": request.path})
+            answer = error_response(503, "overloaded", "payhook is at capacity; retry shortly.")
+        else:
+            log.warning("store unavailable", extra={"path": request.path, "error": repr(exc)})
+            answer = error_response(503, "store_unavailable", "The session store is unavailable.")
         answer.headers["Retry-After"] = "1"
         return answer
     except Exception:

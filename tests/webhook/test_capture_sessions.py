@@ -430,3 +430,26 @@ async def test_a_redis_outage_is_a_503_json_so_shopify_retries_soon(aiohttp_clie
     assert answer.headers["Retry-After"] == "1"
     assert "Traceback" not in await answer.text()
     assert (await answer.json())["error"]["code"] == "store_unavailable"
+
+
+async def test_a_web_process_out_of_redis_connections_says_it_is_overloaded_not_that_redis_is_away(
+    aiohttp_client: Any, settings: Settings, inspect: redis.Redis
+) -> None:
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=1, timeout=0.2)
+    client = await aiohttp_client(create_app(settings, redis=Redis(connection_pool=pool)))
+    held = await pool.get_connection()  # every connection busy, Redis itself fine
+    try:
+        body = capture_body()
+        answer = await client.post("/capture_sessions", json=body, headers=shopify_headers())
+    finally:
+        await pool.release(held)
+    # Still a 503 Shopify retries soon, but an operator reading it looks at load, not Redis.
+    assert answer.status == 503
+    assert answer.headers["Retry-After"] == "1"
+    assert (await answer.json())["error"]["code"] == "overloaded"
+    assert not inspect.exists(session_key(body["id"]))
+    again = await client.post("/capture_sessions", json=body, headers=shopify_headers())
+    assert again.status == 201
+    await pool.disconnect()
