@@ -25,6 +25,7 @@ from sandbox.shopify import RunningShopifySandbox
 from sessions.claims import Claims
 from sessions.keys import session_key
 from sessions.ledger_store import LedgerStore
+from sessions.models import Outcome
 from sessions.replication import NotReplicated, Replication
 from sessions.states import State
 from sessions.store import SessionStore
@@ -128,25 +129,12 @@ async def primary_client(pair: tuple[LocalRedis, LocalRedis]) -> AsyncIterator[R
     await client.aclose()
 
 
-async def test_shopify_hears_no_outcome_before_the_replica_holds_it(
-    pair: tuple[LocalRedis, LocalRedis],
-    primary_client: Redis,
-    shopify_sandbox: RunningShopifySandbox,
-    sandbox: SandboxShopifyClient,
-) -> None:
-    _, replica = pair
-    gateway = GqlShopifyGateway(
-        url_template=shopify_sandbox.graphql_url_template,
-        api_version="2025-10",
-        tokens=_Tokens(),
-        timeout_seconds=2,
-    )
-    lease = 1.0
-    services = Services(
-        claims=Claims(primary_client, replication=Replication(1, 0.3)),
-        connector=SimulatorConnector(primary_client),
+def _services(redis: Redis, connector: Any, gateway: GqlShopifyGateway, lease: float) -> Services:
+    return Services(
+        claims=Claims(redis, replication=Replication(1, 0.3)),
+        connector=connector,
         gateway=gateway,
-        ledger=LedgerStore(primary_client),
+        ledger=LedgerStore(redis),
         policy=Policy(
             psp=RetryPolicy((0.0,), max_attempts=3),
             shopify=RetryPolicy((0.0,), max_attempts=3),
@@ -155,27 +143,71 @@ async def test_shopify_hears_no_outcome_before_the_replica_holds_it(
         ),
         clock=time.time,
     )
+
+
+@pytest.fixture
+async def gateway(shopify_sandbox: RunningShopifySandbox) -> AsyncIterator[GqlShopifyGateway]:
+    found = GqlShopifyGateway(
+        url_template=shopify_sandbox.graphql_url_template,
+        api_version="2025-10",
+        tokens=_Tokens(),
+        timeout_seconds=2,
+    )
+    yield found
+    await found.close()
+
+
+async def test_the_psp_is_not_asked_on_a_claim_the_replica_does_not_hold(
+    pair: tuple[LocalRedis, LocalRedis],
+    primary_client: Redis,
+    gateway: GqlShopifyGateway,
+    sandbox: SandboxShopifyClient,
+) -> None:
+    _, replica = pair
+    lease = 3.0  # renewals every 1 s: none in flight when the 0.3 s WAIT gives up
+    psp = SimulatorConnector(primary_client)
+    services = _services(primary_client, psp, gateway, lease)
     session = make_session()
     await sandbox.register([session.gid])
     store = SessionStore(primary_client)
     await store.create(session, received_event(), due_at=0, queue=False)
-    try:
-        with Frozen(replica):
-            with pytest.raises(NotReplicated):
-                await run(session.id, services, CAPTURE)
-            stored = await store.get(session.id)
-            assert stored is not None
-            assert stored.state is State.SETTLED
-            assert await sandbox.calls(gid=session.gid) == []
-        # The lease lapses; the next delivery reports, once.
-        await asyncio.sleep(lease + 0.2)
-        assert await run(session.id, services, CAPTURE) == Done(State.REPORTED)
-    finally:
-        await gateway.close()
+    with Frozen(replica):
+        # A failover now would promote a replica without this claim: another worker could
+        # claim the session again and ask the PSP a second time.
+        with pytest.raises(NotReplicated):
+            await run(session.id, services, CAPTURE)
+        assert (await psp.book("capture", session.id)).charges == 0
+        assert await sandbox.calls(gid=session.gid) == []
+    await asyncio.sleep(lease + 0.2)
+    assert await run(session.id, services, CAPTURE) == Done(State.REPORTED)
+    assert (await psp.book("capture", session.id)).charges == 1
+
+
+async def test_shopify_hears_no_outcome_before_the_replica_holds_it(
+    pair: tuple[LocalRedis, LocalRedis],
+    primary_client: Redis,
+    gateway: GqlShopifyGateway,
+    sandbox: SandboxShopifyClient,
+) -> None:
+    _, replica = pair
+    lease = 3.0  # renewals every 1 s: none in flight when the 0.3 s WAIT gives up
+    services = _services(primary_client, SimulatorConnector(primary_client), gateway, lease)
+    # Settled already (its PSP answer stored): only the report to Shopify is left.
+    session = make_session(state=State.SETTLED, outcome=Outcome.APPROVED)
+    await sandbox.register([session.gid])
+    store = SessionStore(primary_client)
+    await store.create(session, received_event(), due_at=0, queue=False)
+    with Frozen(replica):
+        with pytest.raises(NotReplicated):
+            await run(session.id, services, CAPTURE)
+        assert await sandbox.calls(gid=session.gid) == []
+    # The lease lapses; the next delivery reports, once, and asks the PSP nothing.
+    await asyncio.sleep(lease + 0.2)
+    assert await run(session.id, services, CAPTURE) == Done(State.REPORTED)
     assert [c["mutation"] for c in await sandbox.calls(gid=session.gid)] == [
         "captureSessionResolve"
     ]
-    assert (await SimulatorConnector(primary_client).book("capture", session.id)).charges == 1
+    assert (await SimulatorConnector(primary_client).book("capture", session.id)).charges == 0
 
 
 class _Tokens:

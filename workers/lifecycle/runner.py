@@ -148,6 +148,12 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
         if not isinstance(opening.step, ReportNext):
             return opening.step
     if decide.settles(session):
+        # The PSP must never be asked on a claim a failover could take back: a promoted
+        # replica without it (no fence, no in-flight mark) would let a second worker ask
+        # again, and a provider without idempotency keys would move the money twice.
+        await services.claims.confirm(
+            session.id, claim.fence, lease_seconds=policy.lease_seconds, now=services.clock()
+        )
         outcome, cause = await _settle(session, services, lifecycle)
         session = await _store(services, claim, outcome, last=False, cause=cause)
         if not isinstance(outcome.step, ReportNext):
