@@ -47,7 +47,7 @@ wrk:
 	  fi; \
 	}
 
-# The dashboard's browser tests (tests/webhook/test_dashboard_browser.py) drive Debian's
+# The dashboard's browser tests (tests/integration/test_dashboard_browser.py) drive Debian's
 # chromium through chromium-driver; like promtool, installing needs root, and the tests say
 # they skipped when it could not be had.
 chromium:
@@ -78,8 +78,8 @@ types: setup
 test: setup promtool chromium
 	$(BIN)/pytest -q
 
-# Every figure of docs/performance.md in one bounded run (about 10 minutes; bench-quick about
-# 3): bench/results/<timestamp>.json, .md (the tables) and .png.
+# Every figure of docs/performance.md in one bounded run (about 8 minutes; bench-quick about
+# 2): bench/results/<timestamp>.json, .md (the tables) and .png.
 bench: setup wrk
 	$(BIN)/python -m bench.suite
 

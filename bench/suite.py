@@ -160,9 +160,13 @@ class Suite:
     def server_cores(self) -> str | None:
         return SERVER_CORE if self.pinned else None
 
-    def load(self, url: str, connections: int, seconds: float, tag: str) -> Load:
+    def load(
+        self, url: str, connections: int, seconds: float, tag: str, *, pin: bool = True
+    ) -> Load:
+        """wrk (or the Python generator) on core 1; with `pin` False, wherever this process
+        is allowed to run."""
         if self.use_wrk:
-            cores = LOAD_CORE if self.pinned else None
+            cores = LOAD_CORE if self.pinned and pin else None
             return wrk_run(url, connections=connections, seconds=seconds, tag=tag, cores=cores)
         return asyncio.run(closed_loop(url, connections=connections, seconds=seconds, tag=tag))
 
@@ -297,12 +301,12 @@ class Suite:
         return result
 
     def two_processes(self, redis_url: str, port: int) -> dict[str, Any]:
-        """One port, two `payhook serve --reuse-port` versus one, unpinned, the same load."""
+        """One port, two `payhook serve --reuse-port` versus one, the servers on every core,
+        the same load from the generator on this process's core (core 1 in `main`)."""
         url = f"http://127.0.0.1:{port}"
         env = self.env(redis_url, port)
         args = [PYTHON, "-m", "ops", "serve", "--reuse-port"]
-        found: dict[str, Any] = {}
-        connections = 64
+        connections, seconds = 64, self.plan.ingest_seconds
         with (
             process("pair-a", args, env, self.state, cores=all_cores()) as first,
             process("pair-b", args, env, self.state, cores=all_cores()) as second,
@@ -310,15 +314,16 @@ class Suite:
             wait_up(f"{url}/healthz", first)
             wait_up(f"{url}/healthz", second)
             time.sleep(1)
-            two = self._unpinned_load(url, connections, f"pair2-{time.time_ns()}")
+            two = self.load(url, connections, seconds, f"pair2-{time.time_ns()}", pin=False)
             asyncio.run(_flush(redis_url))
             second.terminate()
             second.wait(timeout=20)
             time.sleep(0.5)
-            one = self._unpinned_load(url, connections, f"pair1-{time.time_ns()}")
+            one = self.load(url, connections, seconds, f"pair1-{time.time_ns()}", pin=False)
             asyncio.run(_flush(redis_url))
         found = {
             "connections": connections,
+            "generator_cores": sorted(os.sched_getaffinity(0)),
             "one": one.as_dict(),
             "two": two.as_dict(),
             "ratio": round(two.per_second / one.per_second, 2) if one.per_second else None,
@@ -327,19 +332,6 @@ class Suite:
         print(_line("two processes, one port", two), flush=True)
         print(_line("one process, same port", one), flush=True)
         return found
-
-    def _unpinned_load(self, url: str, connections: int, tag: str) -> Load:
-        if self.use_wrk:
-            return wrk_run(
-                url,
-                connections=connections,
-                seconds=self.plan.ingest_seconds,
-                tag=tag,
-                cores=None,
-            )
-        return asyncio.run(
-            closed_loop(url, connections=connections, seconds=self.plan.ingest_seconds, tag=tag)
-        )
 
     # 2. End to end ---------------------------------------------------------------------
 

@@ -54,7 +54,9 @@ def redis_client(settings: Settings, *, connections: int, name: str) -> Redis:
 
 
 def tool_client(settings: Settings) -> Redis:
-    """The client of a command-line tool: unbounded pool, Redis's own timeouts."""
+    """The client of a command-line tool: unbounded pool, no read timeout (a tool may wait
+    on a long command), but a bounded connect, so a host that drops packets fails in seconds."""
+    connect = settings.redis_timeout_seconds
     if settings.redis_sentinels:
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(settings.redis_sentinels),
@@ -62,10 +64,12 @@ def tool_client(settings: Settings) -> Redis:
             **_credentials(settings),
         )
         primary: Redis = sentinel.master_for(
-            settings.redis_sentinel_master, client_name="payhook-tool"
+            settings.redis_sentinel_master,
+            client_name="payhook-tool",
+            socket_connect_timeout=connect,
         )
         return primary
-    return Redis.from_url(settings.redis_url)
+    return Redis.from_url(settings.redis_url, socket_connect_timeout=connect)
 
 
 def sync_client(settings: Settings, *, name: str) -> SyncRedis:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-from sessions.models import TimelineEvent
+from sessions.models import Session, TimelineEvent
 from sessions.states import State, recovery_point
 from sessions.store import SessionStore, StaleState
 
@@ -38,8 +38,9 @@ async def replay(
     """
     results: list[Replayed] = []
     gap = 1.0 / per_second if per_second > 0 else 0.0
-    for index, session_id in enumerate(session_ids):
-        session = await store.get(session_id)
+    index = -1
+    async for session_id, session in _read(store, session_ids):
+        index += 1
         if session is None:
             results.append(Replayed(session_id, None, "no such session"))
             continue
@@ -66,3 +67,19 @@ async def replay(
             continue
         results.append(Replayed(session_id, state, f"resumes at {state}"))
     return results
+
+
+# Sessions are read this many to a round trip, each batch just before it is replayed: at the
+# replay rate a read is at most seconds old, and `store.replay` refuses a session that changed
+# since (StaleState) all the same.
+READ_BATCH = 100
+
+
+async def _read(
+    store: SessionStore, session_ids: Iterable[str]
+) -> AsyncIterator[tuple[str, Session | None]]:
+    ids = list(session_ids)
+    for start in range(0, len(ids), READ_BATCH):
+        batch = ids[start : start + READ_BATCH]
+        for pair in zip(batch, await store.get_many(batch), strict=True):
+            yield pair

@@ -127,9 +127,11 @@ class Stats:
 async def _count_states(redis: Redis) -> tuple[Counter[tuple[str, str]], int, bool]:
     counts: Counter[tuple[str, str]] = Counter()
     scanned = 0
+    # Registered: each slice then sends the script's hash, not its text.
+    count_slice = redis.register_script(_COUNT_SLICE)
     for offset in range(0, COUNT_SCAN, _COUNT_BATCH):
         last = offset + _COUNT_BATCH - 1
-        reply = await redis.eval(_COUNT_SLICE, 1, INDEX_CREATED, offset, last, session_key(""))
+        reply = await count_slice(keys=[INDEX_CREATED], args=[offset, last, session_key("")])
         for i in range(1, len(reply), 2):
             state, _, kind = text(reply[i]).partition(" ")
             counts[(state, kind)] += int(reply[i + 1])

@@ -8,7 +8,6 @@ Workers reach sessions through `sessions.claims`, which adds leases and fencing 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import orjson
 from redis.asyncio import Redis
 
 from sessions.handoff import Envelope, Handoff
-from sessions.intake import NewSession
+from sessions.intake import NewSession, encode_value
 from sessions.keys import (
     DUE,
     EXPIRING,
@@ -170,12 +169,8 @@ class CreateResult:
 
 
 def _encode(session: Session) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for name, value in session.model_dump(mode="json").items():
-        if value is None:
-            continue
-        fields[name] = json.dumps(value) if isinstance(value, bool) else str(value)
-    return fields
+    dumped = session.model_dump(mode="json")
+    return {name: encode_value(value) for name, value in dumped.items() if value is not None}
 
 
 def decode(fields: Mapping[str, str]) -> Session:

@@ -6,7 +6,6 @@ the routes answer 404, as if they did not exist.
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -19,7 +18,8 @@ from sessions.models import Kind, Session
 from sessions.query import SessionFilter, find_sessions
 from sessions.replay import replay
 from sessions.states import State
-from webhook.body import header_bytes, parse_object, read_body
+from webhook.body import parse_object, read_body
+from webhook.dashboard_auth import admin_token, bearer_ok
 from webhook.errors import ApiError
 from webhook.keys import SETTINGS, STORE
 
@@ -28,11 +28,7 @@ MAX_HTTP_REPLAY = 1000
 
 
 def _authorize(request: web.Request) -> None:
-    token = request.app[SETTINGS].admin_token
-    if token is None:
-        raise ApiError(404, "not_found", "Not Found")
-    expected = f"Bearer {token.get_secret_value()}"
-    if not hmac.compare_digest(header_bytes(request, "Authorization"), expected.encode()):
+    if not bearer_ok(request, admin_token(request.app[SETTINGS])):
         raise ApiError(
             401, "unauthorized", "a valid admin bearer token is required", "Authorization"
         )

@@ -39,6 +39,7 @@ from sessions.stats import COUNT_SCAN, collect
 from webhook.admin import MAX_HTTP_REPLAY, Filters, parse_filters
 from webhook.dashboard_auth import (
     Viewer,
+    admin_token,
     check_form,
     log_in,
     log_out,
@@ -240,14 +241,12 @@ async def held_list(request: web.Request, seen: Viewer) -> web.Response:
 
 
 async def login_form(request: web.Request) -> web.Response:
-    if request.app[SETTINGS].admin_token is None:
-        raise ApiError(404, "not_found", "Not Found")
+    admin_token(request.app[SETTINGS])  # 404 without one
     return page("Log in", login_body(safe_next(request.query.get("next")), None), None)
 
 
 async def login(request: web.Request) -> web.Response:
-    if request.app[SETTINGS].admin_token is None:
-        raise ApiError(404, "not_found", "Not Found")
+    admin_token(request.app[SETTINGS])  # 404 without one
     if not same_origin(request):
         refused = '<p class="err">The form was sent from another site.</p>'
         return page("Forbidden", refused, None, status=403)
@@ -265,8 +264,7 @@ async def logout(request: web.Request, seen: Viewer) -> web.Response:
 
 
 async def _to_overview(request: web.Request) -> web.Response:
-    if request.app[SETTINGS].admin_token is None:
-        raise ApiError(404, "not_found", "Not Found")
+    admin_token(request.app[SETTINGS])  # 404 without one
     return redirect("/admin")
 
 

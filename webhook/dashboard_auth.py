@@ -50,8 +50,9 @@ class Viewer:
     expires: float | None = None
 
 
-def _admin_token(settings: Settings) -> bytes:
-    """The configured admin token; without one the dashboard does not exist (404)."""
+def admin_token(settings: Settings) -> bytes:
+    """The configured admin token; without one neither the admin API nor the dashboard
+    exists (404)."""
     if settings.admin_token is None:
         raise ApiError(404, "not_found", "Not Found")
     return settings.admin_token.get_secret_value().encode()
@@ -69,7 +70,7 @@ def csrf_token(key: bytes, login: str) -> str:
     return _sign(key, f"csrf.{login}")
 
 
-def _bearer_ok(request: web.Request, token: bytes) -> bool | None:
+def bearer_ok(request: web.Request, token: bytes) -> bool | None:
     """True/False for a request carrying an Authorization header, None without one."""
     sent = header_bytes(request, "Authorization")
     if not sent:
@@ -104,8 +105,8 @@ async def viewer(request: web.Request) -> Viewer:
 
     Answers 404 when no admin token is configured, like the admin API.
     """
-    token = _admin_token(request.app[SETTINGS])
-    bearer = _bearer_ok(request, token)
+    token = admin_token(request.app[SETTINGS])
+    bearer = bearer_ok(request, token)
     if bearer is True:
         return Viewer(None, None)
     if bearer is False:
@@ -149,7 +150,7 @@ def redirect(location: str) -> web.Response:
 async def log_in(request: web.Request, token: str, wanted: str | None) -> web.Response | None:
     """Check the token sent by the login form and set the login cookie; None if wrong."""
     settings = request.app[SETTINGS]
-    expected = _admin_token(settings)
+    expected = admin_token(settings)
     key = _key(expected)
     if not hmac.compare_digest(token.encode(), expected):
         log.warning("dashboard login refused", extra={"remote": request.remote})

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sessions.activity import Activity
+from sessions.activity import LATENCY_SAMPLE, Activity
 from sessions.held import Held
 from sessions.models import Kind, Session, TimelineEvent
 from sessions.replay import Replayed
@@ -122,7 +122,8 @@ def _charts(activity: Activity) -> str:
     received, reported, failed = activity.totals
     summary = (
         f"<p class=note>Last hour: {received} received, {reported} reported, {failed} failed "
-        "and still failed. Latency is sampled from up to 50 reported sessions per bar.</p>"
+        f"and still failed. Latency is sampled from up to {LATENCY_SAMPLE} reported sessions "
+        "per bar.</p>"
     )
     return f"<h2>Last hour</h2>{summary}<div class=row>{throughput}{latency}</div>"
 

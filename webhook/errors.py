@@ -40,6 +40,18 @@ class ApiError(Exception):
         return answer
 
 
+def not_replicated(what: str, exc: Exception) -> ApiError:
+    """The 503 for a write that stands but is not yet on the replicas it must be on before
+    payhook answers on it (`sessions.replication`): the sender retries, and the repeat is
+    answered once the replicas hold it."""
+    return ApiError(
+        503,
+        "not_replicated",
+        f"{what} is stored but not yet on its Redis replicas ({exc}); retry",
+        headers={"Retry-After": "1"},
+    )
+
+
 # Messages may quote what was sent (an id, a path); the cap keeps every refusal small.
 MAX_MESSAGE_CHARS = 300
 

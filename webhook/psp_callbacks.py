@@ -22,7 +22,7 @@ from sessions.replication import NotReplicated
 from sessions.states import State
 from sessions.store import Change, SessionStore, StaleState
 from webhook.body import header_bytes, parse_object, read_body
-from webhook.errors import ApiError
+from webhook.errors import ApiError, not_replicated
 from webhook.keys import SETTINGS, STORE
 from webhook.signing import secret_problem, signed_at, simulator_reference
 
@@ -145,11 +145,5 @@ async def _replicated(store: SessionStore, session_id: str) -> None:
     try:
         await store.replicated(session_id)
     except NotReplicated as exc:
-        # Stored, not yet on the replicas: the PSP retries, and the repeat is answered
-        # "already recorded" once they hold it.
-        raise ApiError(
-            503,
-            "not_replicated",
-            f"the outcome is stored but not yet on its Redis replicas ({exc}); retry",
-            headers={"Retry-After": "1"},
-        ) from None
+        # The PSP retries, and the repeat is answered "already recorded" once they hold it.
+        raise not_replicated("the outcome", exc) from None

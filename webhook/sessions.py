@@ -27,7 +27,7 @@ from sessions.requests import REQUESTS, PaymentSessionRequest
 from sessions.shops import ShopTokens
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
-from webhook.errors import ApiError
+from webhook.errors import ApiError, not_replicated
 from webhook.keys import METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE, TRACER
 
 log = logging.getLogger("payhook.webhook")
@@ -145,12 +145,7 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
             # Shopify retries; the repeat is answered once the replicas have the session.
             metrics.sessions.labels(label, "not_replicated").inc()
             log.warning("session not replicated in time", extra={**context, "error": str(exc)})
-            raise ApiError(
-                503,
-                "not_replicated",
-                f"the session is stored but not yet on its Redis replicas ({exc}); retry",
-                headers={"Retry-After": "1"},
-            ) from None
+            raise not_replicated("the session", exc) from None
         if result.status is Created.CONFLICT:
             metrics.sessions.labels(label, "conflict").inc()
             log.warning("conflicting duplicate", extra=context)

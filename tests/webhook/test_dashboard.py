@@ -151,6 +151,12 @@ async def test_after_logout_the_same_cookie_no_longer_opens_anything(
 ) -> None:
     cookie = await log_in(client)
     csrf = await csrf_of(client, "/admin", cookie)
+    # A page elsewhere cannot log the operator out: without the token nothing is revoked.
+    forged = await client.post(
+        "/admin/logout", data={"next": "/admin"}, headers=cookie, allow_redirects=False
+    )
+    assert forged.status == 403
+    assert (await client.get("/admin", headers=cookie, allow_redirects=False)).status == 200
     answer = await client.post(
         "/admin/logout", data={"csrf": csrf}, headers=cookie, allow_redirects=False
     )
@@ -218,9 +224,13 @@ async def test_a_replay_needs_the_forms_csrf_token_and_a_same_site_origin(
     session = await store_failed(store, "HTTP 503", state=State.SETTLED, outcome=Outcome.APPROVED)
     cookie = await log_in(client)
     csrf = await csrf_of(client, "/admin/dashboard/failed", cookie)
+    # Another login's token is a valid token, but not this login's.
+    other = await csrf_of(client, "/admin/dashboard/failed", await log_in(client))
+    same_site = {"Origin": str(client.make_url("")).rstrip("/")}
     refusals = [
         ({"id": session.id}, {}),
         ({"id": session.id, "csrf": "0" * 64}, {}),
+        ({"id": session.id, "csrf": other}, same_site),
         ({"id": session.id, "csrf": csrf}, {"Origin": "https://evil.example"}),
     ]
     for form, headers in refusals:
@@ -233,7 +243,7 @@ async def test_a_replay_needs_the_forms_csrf_token_and_a_same_site_origin(
     answer = await client.post(
         "/admin/dashboard/replay",
         data={"id": session.id, "csrf": csrf},
-        headers={**cookie, "Origin": str(client.make_url("")).rstrip("/")},
+        headers={**cookie, **same_site},
         allow_redirects=False,
     )
     assert answer.status == 303
