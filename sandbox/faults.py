@@ -12,6 +12,8 @@ every call, including ones that are not mutations).
 | `throttled`          | HTTP 200 `errors: [{message: "Throttled"}]`, bucket at 0          |
 | `delay`              | a slow answer (`seconds`), then the normal one                    |
 | `commit_then_status` | the mutation is applied, then HTTP 5xx: a lost response           |
+| `invalid_state`      | refused with `<KIND>_SESSION_INVALID_STATE`, nothing applied: what |
+|                      | Shopify may answer a late repeat for a session that moved on      |
 """
 
 from __future__ import annotations
@@ -68,8 +70,17 @@ class CommitThenStatusFault(_Rule):
     status: ServerErrorStatus = 502
 
 
+class InvalidStateFault(_Rule):
+    kind: Literal["invalid_state"]
+
+
 FaultRule = Annotated[
-    StatusFault | Html429Fault | ThrottledFault | DelayFault | CommitThenStatusFault,
+    StatusFault
+    | Html429Fault
+    | ThrottledFault
+    | DelayFault
+    | CommitThenStatusFault
+    | InvalidStateFault,
     Field(discriminator="kind"),
 ]
 

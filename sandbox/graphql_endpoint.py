@@ -35,10 +35,11 @@ from sandbox.faults import (
     DelayFault,
     FaultRule,
     Html429Fault,
+    InvalidStateFault,
     StatusFault,
     ThrottledFault,
 )
-from sandbox.ledger import Outcome
+from sandbox.ledger import Outcome, Refusal
 from sandbox.shopify_schema import MutationContext, user_error_code
 from sandbox.state import SANDBOX_STATE, SandboxState
 
@@ -96,7 +97,8 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
         # times out during the delay still has its mutation applied: a lost response.
         await asyncio.sleep(fault.seconds)
 
-    response, outcomes = _run_graphql(state, call)
+    refuse = Refusal.INVALID_STATE if isinstance(fault, InvalidStateFault) else None
+    response, outcomes = _run_graphql(state, call, refuse=refuse)
     if isinstance(fault, CommitThenStatusFault):
         response = _server_error(fault.status)
     return _finish(state, call, response, outcomes=outcomes, fault=fault)
@@ -186,7 +188,9 @@ def _early_fault_response(
     return None
 
 
-def _run_graphql(state: SandboxState, call: _Call) -> tuple[web.Response, list[Outcome]]:
+def _run_graphql(
+    state: SandboxState, call: _Call, *, refuse: Refusal | None = None
+) -> tuple[web.Response, list[Outcome]]:
     """Validate and execute; GraphQL-level problems are still HTTP 200, as on Shopify."""
     if call.syntax_error is not None:
         return _graphql_errors(state, [call.syntax_error]), []
@@ -196,7 +200,7 @@ def _run_graphql(state: SandboxState, call: _Call) -> tuple[web.Response, list[O
     problems = _validate(state.schema, call.query)
     if problems:
         return _graphql_errors(state, list(problems)), []
-    context = MutationContext(ledger=state.ledger, shop=call.shop)
+    context = MutationContext(ledger=state.ledger, shop=call.shop, refuse=refuse)
     result = execute_sync(
         state.schema,
         call.document,

@@ -33,6 +33,8 @@ class MutationContext:
     ledger: Ledger
     shop: str
     outcomes: list[Outcome] = field(default_factory=list)
+    # Set by a fault: every mutation of the request is refused this way, nothing applied.
+    refuse: Refusal | None = None
 
 
 def load_sdl() -> str:
@@ -71,7 +73,10 @@ def _mutation_resolver(name: str) -> GraphQLFieldResolver:
         _root: object, info: GraphQLResolveInfo[MutationContext], **args: Any
     ) -> dict[str, Any]:
         context = info.context
-        outcome = context.ledger.apply(name, str(args["id"]), **_ledger_arguments(name, args))
+        if context.refuse is not None:
+            outcome = Outcome(name, str(args["id"]), None, context.refuse)
+        else:
+            outcome = context.ledger.apply(name, str(args["id"]), **_ledger_arguments(name, args))
         context.outcomes.append(outcome)
         return _payload(outcome, context.shop)
 
