@@ -26,9 +26,11 @@ from sessions.models import Session
 from sessions.replication import NONE, Replication
 from sessions.states import State
 from sessions.store import decode
-from sessions.writes import Change, LeaseLost, apply_change, register_apply
+from sessions.writes import NEXT_FENCE, Change, LeaseLost, apply_change, register_apply
 
-_CLAIM = """
+_CLAIM = (
+    NEXT_FENCE
+    + """
 local id, now, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -40,13 +42,9 @@ end
 local not_before = tonumber(redis.call('HGET', KEYS[1], 'not_before') or '')
 if not_before and now + tonumber(ARGV[4]) < not_before then return {'early', state} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy', state} end
--- Past both the last token this server saw and its clock in microseconds: a claim a
--- failover lost (the primary died before its replica saw it) still has a live holder,
--- and the promoted replica must not hand the same token to another worker.
-local clock = redis.call('TIME')
-local fence = math.max(tonumber(redis.call('HGET', KEYS[1], 'fence') or '0') + 1,
-                       tonumber(clock[1]) * 1000000 + tonumber(clock[2]))
-redis.call('HSET', KEYS[1], 'fence', fence)
+-- A claim a failover lost (the primary died before its replica saw it) still has a live
+-- holder: the promoted replica must not hand the same token to another worker.
+local fence = next_fence(KEYS[1])
 redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
 redis.call('SET', KEYS[2], fence, 'PX', lease_ms)
 redis.call('ZADD', KEYS[3], now + lease_ms / 1000, id)
@@ -54,6 +52,7 @@ local fields = redis.call('HGETALL', KEYS[1])
 redis.call('HSET', KEYS[1], 'inflight', state)
 return {'claimed', fields}
 """
+)
 
 _RENEW = """
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end

@@ -77,18 +77,25 @@ return reply('ok', 0)
 # marking the session settled: nothing happened at the PSP and the session may reserve again
 # when it is replayed.
 SETTLE_RESERVATION = """
-local function settle_reservation(book, reservations, settled, session, approved, final)
+local function settle_reservation(book, reservations, settled, session, approved, final,
+                                  op, amount)
   local held = redis.call('HGET', reservations, session)
-  if not held then return 0 end
-  local op, amount = string.match(held, '^(%a+):(%d+)$')
-  amount = tonumber(amount)
-  redis.call('HINCRBY', book, 'res_' .. op, -amount)
+  if held then
+    op, amount = string.match(held, '^(%a+):(%d+)$')
+    amount = tonumber(amount)
+    redis.call('HINCRBY', book, 'res_' .. op, -amount)
+    redis.call('HDEL', reservations, session)
+  elseif not (approved and final and op ~= '' and redis.call('EXISTS', book) == 1
+              and redis.call('SISMEMBER', settled, session) == 0) then
+    return 0
+  end
+  -- Without a reservation (a failover lost it) an approved operation still moved the
+  -- money: it is counted from the session's own operation, once (the settled set says so).
   if approved then
     if op == 'capture' then redis.call('HINCRBY', book, 'captured', amount)
     elseif op == 'refund' then redis.call('HINCRBY', book, 'refunded', amount)
     else redis.call('HSET', book, 'voided', 1) end
   end
-  redis.call('HDEL', reservations, session)
   if final then
     redis.call('SADD', settled, session)
     local ttl = redis.call('TTL', book)
@@ -101,7 +108,7 @@ end
 _SETTLE = (
     SETTLE_RESERVATION
     + """
-return settle_reservation(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2] == '1', true)
+return settle_reservation(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2] == '1', true, '', 0)
 """
 )
 

@@ -6,6 +6,10 @@ event and when the session is next due. `apply_change` writes it in one Lua call
 - refuses unless the session's current state may move to the new one (`sessions.states`);
 - with a fencing token, refuses unless the token is still the session's latest claim, so a
   worker whose lease lapsed and was taken over changes nothing;
+- with `when`, refuses unless the named fields hold one of the given values, so a change
+  that rests on what was read (a pending outcome, say) cannot overwrite what changed since;
+- with `supersede`, takes the session from whichever worker holds it: the fencing token
+  moves on and the lease is dropped, so that worker's writes change nothing any more;
 - optionally settles the session's ledger reservation, releases the lease and pushes the
   session's task message, all in the same step: either everything happens or nothing does.
 """
@@ -33,6 +37,7 @@ from sessions.keys import (
     text,
     timeline_key,
 )
+from sessions.ledger import Op
 from sessions.ledger_store import SETTLE_RESERVATION, ledger_keys
 from sessions.models import TimelineEvent
 from sessions.states import State, can_move, sources_of
@@ -70,6 +75,23 @@ class LedgerVerdict:
     # False: give the reservation back for now (nothing happened at the PSP) and let a
     # replay of the session reserve again; True: the session's reservation is settled.
     final: bool = True
+    # The session's own operation and its amount in minor units (1 for a void, as a
+    # reservation counts it): an approved one is counted from these, once, when the
+    # session holds no reservation to commit (a failover lost it).
+    op: Op | None = None
+    amount: int = 0
+
+
+@dataclass(frozen=True)
+class LedgerOperation:
+    """What a session does to a payment's book; the verdicts that settle it."""
+
+    payment_id: str
+    op: Op
+    amount: int
+
+    def verdict(self, *, approved: bool, final: bool = True) -> LedgerVerdict:
+        return LedgerVerdict(self.payment_id, approved, final, self.op, self.amount)
 
 
 @dataclass(frozen=True)
@@ -80,6 +102,9 @@ class Change:
     # Narrows the states the change may start from; always within `sources_of(new state)`.
     expect: frozenset[State] | None = None
     ledger: LedgerVerdict | None = None
+    # Field → the values it may hold for the change to apply ("" for absent).
+    when: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    supersede: bool = False
 
     @property
     def state(self) -> State:
@@ -103,9 +128,23 @@ def field_value(value: object) -> str:
     return str(value)
 
 
+# The next fencing token of the session hash `key`: past both the last token this server saw
+# and its clock in microseconds, so a replica promoted before it saw a claim (whose holder
+# still works) never hands that claim's token to anyone else.
+NEXT_FENCE = """
+local function next_fence(key)
+  local clock = redis.call('TIME')
+  local fence = math.max(tonumber(redis.call('HGET', key, 'fence') or '0') + 1,
+                         tonumber(clock[1]) * 1000000 + tonumber(clock[2]))
+  redis.call('HSET', key, 'fence', fence)
+  return fence
+end
+"""
+
 APPLY = (
     SETTLE_RESERVATION
     + WRONG_TYPE
+    + NEXT_FENCE
     + """
 local id = ARGV[6]
 local current = redis.call('HGET', KEYS[1], 'state')
@@ -120,6 +159,14 @@ for _, state in ipairs(cjson.decode(ARGV[2])) do
 end
 if not allowed then return {'refused', current} end
 local change = cjson.decode(ARGV[3])
+for _, condition in ipairs(change['when']) do
+  local held = redis.call('HGET', KEYS[1], condition[1]) or ''
+  local matched = false
+  for _, value in ipairs(condition[2]) do
+    if value == held then matched = true end
+  end
+  if not matched then return {'refused', current} end
+end
 local target = change['set']['state']
 local indexes = {}
 if target == 'failed' or current == 'failed' then
@@ -135,6 +182,10 @@ for _, index in ipairs(indexes) do
 end
 local bad = wrong_type(expected)
 if bad then return {'wrongtype', bad} end
+if ARGV[12] == '1' then
+  next_fence(KEYS[1])
+  redis.call('DEL', KEYS[5])
+end
 for name, value in pairs(change['set']) do redis.call('HSET', KEYS[1], name, value) end
 for _, name in ipairs(change['unset']) do redis.call('HDEL', KEYS[1], name) end
 redis.call('RPUSH', KEYS[2], ARGV[4])
@@ -160,7 +211,8 @@ else
 end
 if ARGV[8] == '1' and redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
 if ARGV[9] ~= '' then
-  settle_reservation(KEYS[7], KEYS[8], KEYS[9], id, ARGV[9] == '1', ARGV[9] ~= 'returned')
+  settle_reservation(KEYS[7], KEYS[8], KEYS[9], id, ARGV[9] == '1', ARGV[9] ~= 'returned',
+                     ARGV[13], tonumber(ARGV[14]))
 end
 if ARGV[7] ~= '' then redis.call('LPUSH', KEYS[6], ARGV[7]) end
 return {'ok', current}
@@ -192,6 +244,7 @@ async def apply_change(
     payload = {
         "set": {k: field_value(v) for k, v in updates.items() if v is not None},
         "unset": [k for k, v in updates.items() if v is None],
+        "when": [[k, sorted(v)] for k, v in change.when.items()],
     }
     ledger = change.ledger
     book_keys = ledger_keys(ledger.payment_id) if ledger else ["", "", ""]
@@ -218,6 +271,9 @@ async def apply_change(
             _ledger_argument(ledger),
             str(retention_seconds),
             str(TIMELINE_MAX_EVENTS),
+            "1" if change.supersede else "",
+            ledger.op.value if ledger and ledger.op else "",
+            str(ledger.amount if ledger else 0),
         ],
     )
     verdict = text(reply[0])

@@ -29,6 +29,9 @@ from webhook.signing import secret_problem, signed_at, simulator_reference
 log = logging.getLogger("payhook.psp")
 
 _SESSION_ID = re.compile(r"[\x21-\x7e]{1,255}")
+_BEFORE_ANY_OUTCOME = frozenset({State.RECEIVED, State.SETTLING})
+_NO_OUTCOME = frozenset({""})
+_NOT_FINAL = frozenset({"", Outcome.PENDING.value})
 
 
 class PaymentOutcome(BaseModel):
@@ -92,8 +95,6 @@ async def simulator_payment(request: web.Request) -> web.Response:
     if session.outcome is outcome:
         await _replicated(store, session_id)
         return web.json_response({"status": "already recorded"})
-    # A pending payment may still turn final; a final one never changes.
-    allowed = (State.RECEIVED,) if outcome is Outcome.PENDING else (State.RECEIVED, State.PENDING)
     now = time.time()
     fields: dict[str, object | None] = {
         "outcome": outcome,
@@ -101,6 +102,9 @@ async def simulator_payment(request: web.Request) -> web.Response:
         "phase_attempts": 0,
         "phase_since": now,
         "not_before": None,
+        # A report in flight was of the outcome this one replaces.
+        "inflight": None,
+        "failed_at": None,
     }
     if outcome is Outcome.PENDING:
         fields["pending_expires_at"] = now + settings.pending_seconds
@@ -118,7 +122,14 @@ async def simulator_payment(request: web.Request) -> web.Response:
         event=event,
         due_at=now + settings.lease_seconds,
         fields=fields,
-        expect=frozenset(allowed),
+        # A final verdict stands wherever the payment is while its stored outcome is still
+        # pending: Shopify may not have taken "pending" yet (its report failing, or in
+        # flight), and the buyer has paid all the same. Pending itself only comes first.
+        expect=_BEFORE_ANY_OUTCOME if outcome is Outcome.PENDING else None,
+        when={"outcome": _NO_OUTCOME if outcome is Outcome.PENDING else _NOT_FINAL},
+        # A worker reporting "pending" meanwhile must not write over the verdict: its
+        # token is superseded, and the task queued here reports the verdict instead.
+        supersede=True,
     )
     try:
         # The verdict and the task that reports it are stored in one step.

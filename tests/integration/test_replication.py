@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -40,6 +41,15 @@ from tests.factories import (
 )
 from tests.integration.conftest import TOKEN
 from webhook.app import create_app
+from workers.connectors.base import (
+    Approved,
+    Authorization,
+    NotFound,
+    Operation,
+    OperationKind,
+    Result,
+    StatusResult,
+)
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import Done, Policy
@@ -181,6 +191,79 @@ async def test_the_psp_is_not_asked_on_a_claim_the_replica_does_not_hold(
     await asyncio.sleep(lease + 0.2)
     assert await run(session.id, services, CAPTURE) == Done(State.REPORTED)
     assert (await psp.book("capture", session.id)).charges == 1
+
+
+class _PspThatOutrunsTheReplica:
+    """A PSP that has never seen the payment: looking it up (a read, before any money
+    moves) is the moment the replica falls behind. Counts the operations it is asked for."""
+
+    name = "outrun"
+
+    def __init__(self, replica: LocalRedis) -> None:
+        self.freeze = Frozen(replica)
+        self.frozen = False
+        self.operations: list[str] = []
+
+    async def authorization(self, operation: Operation) -> Authorization:
+        if not self.frozen:
+            self.freeze.__enter__()
+            self.frozen = True
+        return Authorization(
+            provider_payment_id=operation.payment_id,
+            currency="EUR",
+            authorized=Decimal("100.00"),
+            captured=Decimal(0),
+            refunded=Decimal(0),
+            voided=False,
+            expires_at=None,
+        )
+
+    async def capture(self, operation: Operation) -> Result:
+        self.operations.append(f"capture {operation.amount}")
+        return Approved(f"cap_{operation.session_id}")
+
+    async def refund(self, operation: Operation) -> Result:
+        raise AssertionError("no refund here")
+
+    async def void(self, operation: Operation) -> Result:
+        raise AssertionError("no void here")
+
+    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
+        return NotFound()
+
+    async def close(self) -> None:
+        if self.frozen:
+            self.freeze.__exit__()
+            self.frozen = False
+
+
+async def test_the_psp_is_not_asked_before_the_replica_holds_the_reservation(
+    primary_client: Redis,
+    pair: tuple[LocalRedis, LocalRedis],
+    gateway: GqlShopifyGateway,
+    sandbox: SandboxShopifyClient,
+) -> None:
+    _, replica = pair
+    lease = 3.0  # renewals every 1 s: none in flight when the 0.3 s WAIT gives up
+    psp = _PspThatOutrunsTheReplica(replica)
+    services = _services(primary_client, psp, gateway, lease)
+    session = make_session()
+    await sandbox.register([session.gid])
+    await SessionStore(primary_client).create(session, received_event(), due_at=0, queue=False)
+    try:
+        # A failover now would promote a replica without the reservation: the capture would
+        # be counted nowhere, and a refund of it refused.
+        with pytest.raises(NotReplicated):
+            await run(session.id, services, CAPTURE)
+        assert psp.operations == []
+    finally:
+        await psp.close()
+    await asyncio.sleep(lease + 0.2)
+    assert await run(session.id, services, CAPTURE) == Done(State.REPORTED)
+    assert psp.operations == ["capture 10.00"]
+    book = await LedgerStore(primary_client).get(session.payment_id)
+    assert book is not None
+    assert (book.captured, book.reservations) == (1000, {})
 
 
 async def test_shopify_hears_no_outcome_before_the_replica_holds_it(

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from sessions.ledger import Op
 from sessions.models import Kind, Outcome, Report
 from sessions.states import State
+from sessions.writes import LedgerOperation, LedgerVerdict
 from tests.factories import make_session
 from workers.connectors.base import Approved, DeclineCode, Declined, Pending, TryAgain
 from workers.lifecycle import decide
@@ -98,6 +100,9 @@ PSP_ROWS = [
 ]
 
 
+CAPTURE_OP = LedgerOperation("pay-1", Op.CAPTURE, 1000)
+
+
 @pytest.mark.parametrize(
     ("situation", "fields", "result", "state", "step", "expected"),
     PSP_ROWS,
@@ -111,12 +116,15 @@ def test_after_the_psp(
     step: type,
     expected: dict[str, Any],
 ) -> None:
-    decision = decide.after_psp(session(**fields), result, POLICY, NOW, ledger_payment="pay-1")
+    decision = decide.after_psp(session(**fields), result, POLICY, NOW, ledger=CAPTURE_OP)
     assert decision.session.state is state
     assert isinstance(decision.step, step)
     for name, value in expected.items():
         assert getattr(decision.session, name) == value, name
     assert decision.session.inflight is None
+    # Stored: a step that reports next marks that a report may be sent from here.
+    marked = State.SETTLED if isinstance(decision.step, ReportNext) else None
+    assert decision.change.fields["inflight"] == marked
     if isinstance(decision.step, RetryLater):
         assert decision.session.not_before == NOW + decision.step.delay
         assert decision.change.due_at == NOW + decision.step.delay + POLICY.lease_seconds
@@ -129,14 +137,10 @@ def test_after_the_psp(
 def test_a_final_psp_answer_settles_the_ledger_in_the_same_write(
     result: Any, approved: bool
 ) -> None:
-    decision = decide.after_psp(session(), result, POLICY, NOW, ledger_payment="pay-1")
-    assert decision.change.ledger is not None
-    assert (decision.change.ledger.payment_id, decision.change.ledger.approved) == (
-        "pay-1",
-        approved,
-    )
+    decision = decide.after_psp(session(), result, POLICY, NOW, ledger=CAPTURE_OP)
+    assert decision.change.ledger == LedgerVerdict("pay-1", approved, True, Op.CAPTURE, 1000)
     assert (
-        decide.after_psp(session(), TryAgain("x"), POLICY, NOW, ledger_payment="p").change.ledger
+        decide.after_psp(session(), TryAgain("x"), POLICY, NOW, ledger=CAPTURE_OP).change.ledger
         is None
     )
 

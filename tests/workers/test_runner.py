@@ -18,18 +18,19 @@ from sandbox.client import SandboxShopifyClient
 from sessions.claims import Claimed
 from sessions.held import money_held
 from sessions.keys import lease_key
-from sessions.ledger import Op
+from sessions.ledger import Book, Op
 from sessions.models import Kind, Outcome, PaymentKind, Report
 from sessions.replay import replay
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import make_session, new_id, received_event
 from tests.workers.conftest import ServicesFor
-from workers.connectors.base import Operation, Result
+from workers.connectors.base import Approved, Operation, Result
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import DeadLetter, Done, RetryLater, Skipped
 from workers.lifecycle.payment import PAYMENT
+from workers.lifecycle.refund import REFUND
 from workers.lifecycle.runner import Services, run
 from workers.lifecycle.void import VOID
 from workers.retry_policy import RetryPolicy
@@ -431,3 +432,47 @@ async def test_a_huge_retry_after_from_shopify_waits_no_longer_than_the_ladders_
     assert session.not_before is not None
     assert session.not_before <= before + 30.0 + 5
     assert len(await sandbox.calls()) == 1
+
+
+async def test_an_approved_capture_whose_reservation_a_failover_lost_is_counted_once(
+    services: Services, store: SessionStore
+) -> None:
+    # As a promoted replica can hold it: the book and the claim, no reservation, while the
+    # provider did capture (its answer never stored).
+    payment = f"pay_{new_id()}"
+    await services.ledger.open(payment, Book(currency="EUR", authorized=5000))
+    session_id = await stored(
+        store, payment_id=payment, amount=Decimal("30.00"), psp_uncertain=True
+    )
+    captured = await book(services).capture(
+        Operation(session_id, payment, Decimal("30.00"), "EUR", test=True)
+    )
+    assert isinstance(captured, Approved)
+    assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
+    ledger = await services.ledger.get(payment)
+    assert ledger is not None
+    assert ledger.captured == 3000
+    # Counted once: the outcome written again (a repeated delivery) adds nothing.
+    assert isinstance(await run(session_id, services, LIFECYCLE), Skipped)
+    again = await services.ledger.get(payment)
+    assert again is not None
+    assert again.captured == 3000
+    # What the merchant then does is judged against the money that moved.
+    void_id = await stored_void(store, payment)
+    assert await run(void_id, services, VOID) == Done(State.REPORTED)
+    voided = await store.get(void_id)
+    assert voided is not None
+    assert voided.outcome is Outcome.DECLINED
+    refund_id = new_id()
+    await stored(
+        store,
+        id=refund_id,
+        kind=Kind.REFUND,
+        gid=f"gid://shopify/RefundSession/{refund_id}",
+        payment_id=payment,
+        amount=Decimal("30.00"),
+    )
+    assert await run(refund_id, services, REFUND) == Done(State.REPORTED)
+    refunded = await store.get(refund_id)
+    assert refunded is not None
+    assert refunded.outcome is Outcome.APPROVED

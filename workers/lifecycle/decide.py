@@ -13,7 +13,7 @@ from typing import Any
 
 from sessions.models import Outcome, Report, Session, TimelineEvent
 from sessions.states import State, check_move, recovery_point
-from sessions.writes import Change, LedgerVerdict
+from sessions.writes import Change, LedgerOperation, LedgerVerdict
 from workers.connectors.base import Approved, Declined, Pending, Result, TryAgain
 from workers.retry_policy import RetryPolicy
 
@@ -112,10 +112,14 @@ def _decide(
 ) -> Decision:
     check_move(session.state, state)
     fields = {"inflight": None, **fields}
+    # A step that goes on to tell Shopify leaves the mark that a report may be sent from
+    # here (the run itself has sent none yet): a run that dies after Shopify took the
+    # mutation, before its answer is stored, is then known by it (`earlier_attempts_of`).
+    mark = State.SETTLED if isinstance(step, ReportNext) else fields["inflight"]
     change = Change(
         event=TimelineEvent.model_validate({"at": now, "event": name, "state": state, **event}),
         due_at=due_at,
-        fields=fields,
+        fields={**fields, "inflight": mark},
         expect=frozenset({session.state}),
         ledger=ledger,
     )
@@ -174,7 +178,7 @@ def after_psp(
     policy: Policy,
     now: float,
     *,
-    ledger_payment: str | None,
+    ledger: LedgerOperation | None,
     status_detail: str | None = None,
     cleared: bool = False,
 ) -> Decision:
@@ -190,9 +194,7 @@ def after_psp(
         )
     note = (f"; status: {status_detail}" if status_detail else "") + _interrupted(session)
     if isinstance(result, TryAgain):
-        return _psp_retry(
-            session, result, policy, now, attempt, note, ledger_payment, cleared=cleared
-        )
+        return _psp_retry(session, result, policy, now, attempt, note, ledger, cleared=cleared)
     fields: dict[str, Any] = {
         "psp_attempts": attempt,
         "last_error": None,
@@ -213,9 +215,7 @@ def after_psp(
             merchant_message=result.message,
         )
         detail = f"declined {result.code.value}: {result.message}"
-    verdict = None
-    if ledger_payment is not None:
-        verdict = LedgerVerdict(ledger_payment, approved=isinstance(result, Approved))
+    verdict = None if ledger is None else ledger.verdict(approved=isinstance(result, Approved))
     return _decide(
         session,
         now,
@@ -244,7 +244,7 @@ def _psp_retry(
     now: float,
     attempt: int,
     note: str,
-    ledger_payment: str | None,
+    ledger: LedgerOperation | None,
     *,
     cleared: bool,
 ) -> Decision:
@@ -260,7 +260,7 @@ def _psp_retry(
         "psp_uncertain": uncertain,
     }
     if policy.psp.exhausted(phase_attempt, now - phase_since):
-        if ledger_payment is None:
+        if ledger is None:
             return dead_letter(session, now, error, attempt=attempt, fields=fields)
         if uncertain:
             # The PSP may have moved the money: the reservation stays, so nothing else can
@@ -271,7 +271,7 @@ def _psp_retry(
             )
         # Every attempt was refused before it was applied: give the money back, so a void
         # or another capture is not blocked by a session that did nothing.
-        returned = LedgerVerdict(ledger_payment, approved=False, final=False)
+        returned = ledger.verdict(approved=False, final=False)
         return dead_letter(
             session,
             now,

@@ -12,6 +12,7 @@ from sessions.ledger import Book, Op, Refusal, Refused, Reserved, merchant_messa
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, Session
 from sessions.money import to_minor
+from sessions.writes import LedgerOperation
 from workers.connectors.base import (
     Authorization,
     Connector,
@@ -40,13 +41,21 @@ def _book_from(authorization: Authorization) -> Book:
     )
 
 
+def _minor_amount(session: Session) -> int:
+    if session.amount is None or session.currency is None:
+        return 0
+    return to_minor(session.amount, session.currency)
+
+
 class LedgeredLifecycle:
     def __init__(self, kind: Kind, op: Op) -> None:
         self.kind = kind
         self.op = op
 
-    def ledger_payment(self, session: Session) -> str | None:
-        return session.payment_id
+    def ledger_operation(self, session: Session) -> LedgerOperation:
+        # A void reserves the whole authorization; its reservation counts it as 1.
+        amount = 1 if self.op is Op.VOID else _minor_amount(session)
+        return LedgerOperation(session.payment_id, self.op, amount)
 
     def _operation(
         self, session: Session, provider_payment_id: str, book_currency: str = ""
@@ -61,8 +70,9 @@ class LedgeredLifecycle:
             provider_payment_id=provider_payment_id,
         )
 
-    async def settle(self, services: Services, session: Session) -> Result:
-        """Reserve, then ask the PSP. The outcome settles the reservation when it is stored."""
+    async def prepare(self, services: Services, session: Session) -> Operation | Result:
+        """Reserve, and say what to ask the PSP; or refuse without asking. The outcome
+        settles the reservation when it is stored."""
         held = await self._reserve(services, session)
         if isinstance(held, Refused) and held.reason is Refusal.UNKNOWN_PAYMENT:
             known = await services.connector.authorization(self._operation(session, ""))
@@ -76,15 +86,24 @@ class LedgeredLifecycle:
             held = await self._reserve(services, session)
         if isinstance(held, Refused):
             return self._refuse(session, held)
-        operation = self._operation(session, held.provider_payment_id, held.currency)
-        return await self._call(services, operation)
+        return self._operation(session, held.provider_payment_id, held.currency)
+
+    async def send(self, services: Services, operation: Operation) -> Result:
+        connector = services.connector
+        if self.op is Op.CAPTURE:
+            return await connector.capture(operation)
+        if self.op is Op.REFUND:
+            return await connector.refund(operation)
+        return await connector.void(operation)
 
     async def _reserve(self, services: Services, session: Session) -> Reserved | Refused:
-        amount = 0
-        if session.amount is not None and session.currency is not None:
-            amount = to_minor(session.amount, session.currency)
         return await services.ledger.reserve(
-            session.payment_id, session.id, self.op, amount, session.currency, services.clock()
+            session.payment_id,
+            session.id,
+            self.op,
+            _minor_amount(session),
+            session.currency,
+            services.clock(),
         )
 
     async def status(self, services: Services, session: Session) -> StatusResult:
@@ -112,14 +131,6 @@ class LedgeredLifecycle:
             code = DeclineCode.PROCESSING_ERROR.value
         message = session.merchant_message or f"The {kind} was declined by the payment provider."
         return mutations.reject(kind, session.gid, code, message)
-
-    async def _call(self, services: Services, operation: Operation) -> Result:
-        connector = services.connector
-        if self.op is Op.CAPTURE:
-            return await connector.capture(operation)
-        if self.op is Op.REFUND:
-            return await connector.refund(operation)
-        return await connector.void(operation)
 
     def _refuse(self, session: Session, refused: Refused) -> Declined:
         code = DeclineCode.PROCESSING_ERROR

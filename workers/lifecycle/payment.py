@@ -17,7 +17,14 @@ from datetime import UTC, datetime
 from sessions.ledger import Book
 from sessions.models import Kind, Outcome, PaymentKind, Session
 from sessions.money import to_minor
-from workers.connectors.base import DeclineCode, Declined, Result, StatusResult, TryAgain
+from workers.connectors.base import (
+    DeclineCode,
+    Declined,
+    Operation,
+    Result,
+    StatusResult,
+    TryAgain,
+)
 from workers.lifecycle.runner import Services
 from workers.shopify import mutations
 from workers.shopify.mutations import Mutation
@@ -32,11 +39,12 @@ def _iso(timestamp: float) -> str:
 class PaymentLifecycle:
     kind = Kind.PAYMENT
 
-    def ledger_payment(self, session: Session) -> str | None:
+    def ledger_operation(self, session: Session) -> None:
         # The payment's book is opened when it is reported, not reserved against.
         return None
 
-    async def settle(self, services: Services, session: Session) -> Result:
+    async def prepare(self, services: Services, session: Session) -> Result:
+        """No call of ours settles a payment: the buyer's window is still open, or it closed."""
         waited = services.clock() - session.created_at
         if waited < services.buyer_window_seconds:
             return TryAgain(
@@ -44,8 +52,11 @@ class PaymentLifecycle:
             )
         return Declined(DeclineCode.PROCESSING_ERROR, ABANDONED)
 
+    async def send(self, services: Services, operation: Operation) -> Result:
+        raise AssertionError("a payment session sends the PSP nothing")
+
     async def status(self, services: Services, session: Session) -> StatusResult:
-        return await self.settle(services, session)
+        return await self.prepare(services, session)
 
     async def before_report(self, services: Services, session: Session) -> None:
         # The book must exist before Shopify can send a capture, refund or void for it.

@@ -2,7 +2,9 @@
 
 1. Claim the session (one Lua call): a busy, early or finished session is left alone.
 2. No outcome stored yet: ask the PSP (its status first when an earlier request may have
-   been applied), then store the outcome, settling the ledger in the same write.
+   been applied); otherwise reserve on the ledger and, once the replicas hold the claim and
+   the reservation, send the operation; then store the outcome, settling the ledger in the
+   same write.
 3. Outcome stored: send the resolve/reject mutation, then store what Shopify said and give
    the lease up in the same write.
 
@@ -24,10 +26,11 @@ from config.tracing import NO_TRACER, Tracer
 from sessions.claims import Claimed, Claims
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Session
-from sessions.writes import LeaseLost, StaleState
+from sessions.writes import LeaseLost, LedgerOperation, StaleState
 from workers.connectors.base import (
     Connector,
     NotFound,
+    Operation,
     Pending,
     Result,
     StatusResult,
@@ -49,11 +52,16 @@ class KindLifecycle(Protocol):
 
     kind: Kind
 
-    def ledger_payment(self, session: Session) -> str | None:
-        """The payment whose ledger reservation the PSP outcome settles, if any."""
+    def ledger_operation(self, session: Session) -> LedgerOperation | None:
+        """What the session does to its payment's ledger book, if anything."""
         ...
 
-    async def settle(self, services: Services, session: Session) -> Result: ...
+    async def prepare(self, services: Services, session: Session) -> Operation | Result:
+        """Everything that must be stored before the PSP is asked (the ledger reservation),
+        and the operation to ask for; or the session's result without asking."""
+        ...
+
+    async def send(self, services: Services, operation: Operation) -> Result: ...
 
     async def status(self, services: Services, session: Session) -> StatusResult: ...
 
@@ -148,13 +156,7 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
         if not isinstance(opening.step, ReportNext):
             return opening.step
     if decide.settles(session):
-        # The PSP must never be asked on a claim a failover could take back: a promoted
-        # replica without it (no fence, no in-flight mark) would let a second worker ask
-        # again, and a provider without idempotency keys would move the money twice.
-        await services.claims.confirm(
-            session.id, claim.fence, lease_seconds=policy.lease_seconds, now=services.clock()
-        )
-        outcome, cause = await _settle(session, services, lifecycle)
+        outcome, cause = await _settle(claim, session, services, lifecycle)
         session = await _store(services, claim, outcome, last=False, cause=cause)
         if not isinstance(outcome.step, ReportNext):
             return outcome.step
@@ -177,7 +179,7 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
 
 
 async def _settle(
-    session: Session, services: Services, lifecycle: KindLifecycle
+    claim: Claimed, session: Session, services: Services, lifecycle: KindLifecycle
 ) -> tuple[Decision, str]:
     """The PSP's decision, and the class of what it answered last (`_psp_cause`)."""
     result: Result | None = None
@@ -196,22 +198,44 @@ async def _settle(
         else:
             result = known
     if result is None:
-        began = time.perf_counter()
-        with services.tracer.span(f"psp {session.kind}", _context(session)):
-            result = await lifecycle.settle(services, session)
-        observer.called(
-            "psp", session.kind, _psp_cause(session, result), time.perf_counter() - began
-        )
+        result = await _ask(claim, session, services, lifecycle)
     decision = decide.after_psp(
         session,
         result,
         services.policy,
         services.clock(),
-        ledger_payment=lifecycle.ledger_payment(session),
+        ledger=lifecycle.ledger_operation(session),
         status_detail=status,
         cleared=cleared,
     )
     return decision, _psp_cause(session, result)
+
+
+async def _ask(
+    claim: Claimed, session: Session, services: Services, lifecycle: KindLifecycle
+) -> Result:
+    """Prepare the session's operation and send it, or learn it needs none."""
+    began = time.perf_counter()
+    with services.tracer.span(f"psp {session.kind}", _context(session)):
+        prepared = await lifecycle.prepare(services, session)
+        if isinstance(prepared, Operation):
+            # The PSP must never be asked on a claim or a reservation a failover could take
+            # back: a promoted replica without the claim (no fence, no in-flight mark) would
+            # let a second worker ask again, and one without the reservation would count the
+            # money nowhere.
+            await services.claims.confirm(
+                session.id,
+                claim.fence,
+                lease_seconds=services.policy.lease_seconds,
+                now=services.clock(),
+            )
+            result = await lifecycle.send(services, prepared)
+        else:
+            result = prepared
+    services.observer.called(
+        "psp", session.kind, _psp_cause(session, result), time.perf_counter() - began
+    )
+    return result
 
 
 def _psp_cause(session: Session, result: Result) -> str:

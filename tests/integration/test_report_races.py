@@ -1,0 +1,222 @@
+"""Reports to Shopify racing the PSP's word and a worker's death, with real processes: the web
+app on a TCP port, `payhook worker` and `payhook beat` as subprocesses, a real redis-server
+and the sandbox Shopify over HTTP.
+
+- A PSP's approval that arrives while Shopify has not yet taken "pending" (its report failing,
+  or in flight) wins: the payment is resolved, never left to expire as rejected.
+- A worker killed after Shopify took its mutation, but before the report was stored, leaves
+  a mark: the repeat that Shopify answers `*_INVALID_STATE` counts as done, not as a dead
+  letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+from redis import Redis as SyncRedis
+
+from config import Settings
+from ops.redis_server import LocalRedis
+from sandbox.client import SandboxShopifyClient
+from sandbox.shopify import RunningShopifySandbox
+from sessions.models import Outcome, Report
+from sessions.states import State
+from sessions.store import SessionStore
+from tests.factories import CALLBACK_SECRET, payment_body, signed_callback
+from tests.integration.conftest import TOKEN, wait_final
+from tests.integration.faults_support import (
+    DB,
+    LEASE_SECONDS,
+    RESOLVE,
+    SHOP,
+    Fleet,
+    kill_group,
+    send,
+)
+from workers.connectors.simulator import SimulatorConnector
+
+pytestmark = pytest.mark.integration
+
+PENDING, PAY_RESOLVE = "paymentSessionPending", "paymentSessionResolve"
+
+
+@pytest.fixture
+def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
+    return Settings(
+        redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
+        shopify_graphql_url=shopify_sandbox.graphql_url_template,
+        shopify_access_token=TOKEN,
+        simulator_webhook_secret=CALLBACK_SECRET,
+        psp_timeout_seconds=1,
+        shopify_timeout_seconds=2,
+        lease_seconds=LEASE_SECONDS,
+        redis_timeout_seconds=1,
+    )
+
+
+@pytest.fixture(autouse=True)
+def fresh_database(redis_server: LocalRedis) -> None:
+    client = SyncRedis(host="127.0.0.1", port=redis_server.port, db=DB)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def fleet(
+    redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox, tmp_path: Path
+) -> Iterator[Fleet]:
+    started = Fleet(redis_server, shopify_sandbox, tmp_path)
+    yield started
+    started.stop_all()
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, patience: float = 15) -> None:
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never: {what}")
+
+
+class Buyer:
+    """The buyer's PSP: a payment session opened by Shopify, then the PSP's signed word."""
+
+    def __init__(
+        self, http: aiohttp.ClientSession, app_url: str, sandbox: SandboxShopifyClient
+    ) -> None:
+        self.http, self.app_url, self.sandbox = http, app_url, sandbox
+
+    async def open(self) -> tuple[str, str]:
+        body = payment_body()
+        await self.sandbox.register([body["gid"]])
+        headers = {
+            "Shopify-Shop-Domain": SHOP,
+            "Shopify-Request-Id": "r",
+            "Shopify-Api-Version": "2025-10",
+        }
+        async with self.http.post(
+            f"{self.app_url}/payment_sessions", json=body, headers=headers
+        ) as answer:
+            assert answer.status == 201
+        return str(body["id"]), str(body["gid"])
+
+    async def says(self, session_id: str, outcome: str) -> tuple[int, dict[str, Any]]:
+        raw, headers = signed_callback(session_id, outcome)
+        url = f"{self.app_url}/psp/simulator/payments/{quote(session_id, safe='')}"
+        async with self.http.post(url, data=raw, headers=headers) as answer:
+            return answer.status, await answer.json()
+
+
+@pytest.fixture
+def buyer(http: aiohttp.ClientSession, app_url: str, sandbox: SandboxShopifyClient) -> Buyer:
+    return Buyer(http, app_url, sandbox)
+
+
+async def test_an_approval_while_shopify_refuses_pending_resolves_the_payment(
+    fleet: Fleet, buyer: Buyer, sandbox: SandboxShopifyClient, store: SessionStore
+) -> None:
+    env = fleet.env()
+    await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
+    refuse_pending = {"kind": "status", "status": 503, "for_seconds": 4, "mutation": PENDING}
+    await sandbox.add_fault(refuse_pending)
+    session_id, gid = await buyer.open()
+    assert (await buyer.says(session_id, "pending"))[0] == 200
+
+    async def pending_refused() -> bool:
+        return any(c["status"] == 503 for c in await sandbox.calls(gid=gid))
+
+    await until(pending_refused, "a paymentSessionPending refused")
+    stored = await store.get(session_id)
+    assert stored is not None
+    assert (stored.state, stored.outcome) == (State.SETTLED, Outcome.PENDING)
+
+    # The buyer paid: Shopify has not heard "pending" yet, and that must not stand in the way.
+    assert await buyer.says(session_id, "approved") == (200, {"status": "accepted"})
+    assert (await buyer.says(session_id, "declined"))[0] == 409  # now it is truly final
+    session = await wait_final(store, session_id, patience=30)
+    assert (session.state, session.outcome, session.report) == (
+        State.REPORTED,
+        Outcome.APPROVED,
+        Report.RESOLVED,
+    )
+    applied = [c["mutation"] for c in await sandbox.calls(gid=gid) if c["applied"]]
+    assert applied[-1] == PAY_RESOLVE
+    assert "paymentSessionReject" not in applied
+    assert (await sandbox.session_state(gid) or {})["state"] == "resolved"
+
+
+async def test_an_approval_during_the_pending_report_is_not_overwritten_by_it(
+    fleet: Fleet, buyer: Buyer, sandbox: SandboxShopifyClient, store: SessionStore
+) -> None:
+    env = fleet.env()
+    await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
+    # Shopify takes "pending" slowly: the approval lands while the worker waits for its answer.
+    await sandbox.add_fault({"kind": "delay", "seconds": 2, "times": 1, "mutation": PENDING})
+    session_id, gid = await buyer.open()
+    assert (await buyer.says(session_id, "pending"))[0] == 200
+
+    async def pending_in_flight() -> bool:
+        return await sandbox.faults() == []
+
+    await until(pending_in_flight, "the slow paymentSessionPending taken")
+    assert await buyer.says(session_id, "approved") == (200, {"status": "accepted"})
+
+    session = await wait_final(store, session_id, patience=30)
+    assert (session.state, session.outcome, session.report) == (
+        State.REPORTED,
+        Outcome.APPROVED,
+        Report.RESOLVED,
+    )
+    assert (await sandbox.session_state(gid) or {})["state"] == "resolved"
+    timeline = [e.event for e in await store.timeline(session_id)]
+    assert "pending_expired" not in timeline
+
+
+async def test_a_worker_killed_after_shopify_took_its_mutation_counts_the_repeat_as_done(
+    fleet: Fleet,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
+    psp: SimulatorConnector,
+) -> None:
+    env = fleet.env()
+    first, _ = await asyncio.gather(
+        asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env)
+    )
+    # Shopify applies the resolve, then answers slowly; the worker dies waiting for it.
+    await sandbox.add_fault({"kind": "delay", "seconds": 1.5, "times": 1, "mutation": RESOLVE})
+    sent = await send(http, app_url, sandbox, "42.00")
+    assert sent.status == 201
+
+    async def resolve_in_flight() -> bool:
+        return await sandbox.faults() == []
+
+    await until(resolve_in_flight, "the slow captureSessionResolve taken")
+    await asyncio.to_thread(kill_group, first)
+
+    async def resolve_applied() -> bool:
+        return any(c["applied"] for c in await sandbox.calls(gid=sent.gid))
+
+    await until(resolve_applied, "the resolve applied at Shopify")
+    # The repeat meets a session Shopify considers moved on, as it may answer a late repeat.
+    await sandbox.add_fault({"kind": "invalid_state", "times": 1, "mutation": RESOLVE})
+    await asyncio.to_thread(fleet.worker, env)
+
+    session = await wait_final(store, sent.id, patience=30)
+    assert (session.state, session.report) == (State.REPORTED, Report.RESOLVED), session.last_error
+    timeline = await store.timeline(sent.id)
+    assert "already applied by an earlier attempt" in (timeline[-1].detail or "")
+    calls = await sandbox.calls(gid=sent.gid)
+    assert [c["applied"] for c in calls] == [True, False]
+    assert (await psp.book("capture", sent.id)).charges == 1
