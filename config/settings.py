@@ -240,6 +240,7 @@ class Settings(BaseSettings):
     # `payhook flower`: where it listens, and its users (`user:password`, comma-separated).
     # Anywhere but a loopback address it refuses to start without them.
     flower_address: str = "127.0.0.1"
+    flower_port: int = Field(default=5555, ge=1, le=65535)
     flower_basic_auth: SecretStr | None = None
 
     # Bearer token for the /admin endpoints; unset disables them (the dashboard too).

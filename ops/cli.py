@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--index", type=int, default=None, help=argparse.SUPPRESS)
     commands.add_parser("beat", help="run the scheduler that drives the sweeper")
     flower = commands.add_parser("flower", help="run Flower, the live view of the workers")
-    flower.add_argument("--port", type=int, default=5555)
+    flower.add_argument(
+        "--port", type=int, default=None, help="default: PAYHOOK_FLOWER_PORT (5555)"
+    )
 
     dev = commands.add_parser(
         "dev",
@@ -72,7 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         help="settle with this PSP connector against its sandbox fake (default: the simulator)",
     )
     dev.add_argument("--psp-port", type=int, default=8095, help="port of the PSP fake")
-    dev.add_argument("--flower-port", type=int, default=5555, help="port of Flower")
+    dev.add_argument(
+        "--flower-port",
+        type=int,
+        default=None,
+        help="port of Flower (default: PAYHOOK_FLOWER_PORT)",
+    )
 
     demo = commands.add_parser("demo", help="send capture sessions to a running payhook")
     demo.add_argument("count", type=int)
@@ -220,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif command == "flower":
         from ops.processes import flower
 
-        return flower(settings, port=args.port)
+        port = settings.flower_port if args.port is None else args.port
+        return flower(settings, port=port)
     elif command == "dev":
         from ops.dev import run_dev
 
@@ -231,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sandbox_port=args.sandbox_port,
             connector=args.connector,
             psp_port=args.psp_port,
-            flower_port=args.flower_port,
+            flower_port=settings.flower_port if args.flower_port is None else args.flower_port,
         )
     elif command == "demo":
         from ops.demo import run_demo

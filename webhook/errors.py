@@ -82,6 +82,14 @@ def _pool_exhausted(exc: Exception) -> bool:
     return isinstance(exc, RedisConnectionError) and isinstance(exc.__cause__, TimeoutError)
 
 
+def failure_code(exc: Exception) -> str:
+    """The code of the answer to an exception that is not a refusal: `overloaded` or
+    `store_unavailable` (503s Shopify retries soon), else `internal_error` (500)."""
+    if isinstance(exc, STORE_AWAY):
+        return "overloaded" if _pool_exhausted(exc) else "store_unavailable"
+    return "internal_error"
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -93,15 +101,16 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         code = exc.reason.lower().replace(" ", "_")
         return error_response(exc.status, code, exc.reason)
-    except STORE_AWAY as exc:
-        if _pool_exhausted(exc):
+    except Exception as exc:
+        code = failure_code(exc)
+        if code == "internal_error":
+            log.exception("unhandled error", extra={"path": request.path})
+            return error_response(500, code, "The request could not be processed.")
+        if code == "overloaded":
             log.warning("overloaded: no Redis connection free", extra={"path": request.path})
-            answer = error_response(503, "overloaded", "payhook is at capacity; retry shortly.")
+            answer = error_response(503, code, "payhook is at capacity; retry shortly.")
         else:
             log.warning("store unavailable", extra={"path": request.path, "error": repr(exc)})
-            answer = error_response(503, "store_unavailable", "The session store is unavailable.")
+            answer = error_response(503, code, "The session store is unavailable.")
         answer.headers["Retry-After"] = "1"
         return answer
-    except Exception:
-        log.exception("unhandled error", extra={"path": request.path})
-        return error_response(500, "internal_error", "The request could not be processed.")

@@ -20,8 +20,8 @@ class WebMetrics:
         )
         self.latency = Histogram(
             "payhook_session_request_seconds",
-            "Time to answer a session request.",
-            ["kind"],
+            "Time to answer a session request (201, 4xx or 5xx), by what became of it.",
+            ["kind", "result"],
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )

@@ -27,7 +27,7 @@ from sessions.requests import REQUESTS, PaymentSessionRequest
 from sessions.shops import ShopTokens
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
-from webhook.errors import ApiError, not_replicated
+from webhook.errors import ApiError, failure_code, not_replicated
 from webhook.keys import METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE, TRACER
 
 log = logging.getLogger("payhook.webhook")
@@ -73,8 +73,22 @@ def redirect_url(settings: Settings, parsed: PaymentSessionRequest) -> str:
     )
 
 
-# What became of a refused request, for the metrics; any other refusal is "invalid".
-_REFUSALS = {"no_access_token": "no_token", "rate_limited": "rate_limited"}
+# What became of a refused request, for the metrics: any other 4xx is "invalid", any other
+# 5xx is named by its code (`not_replicated`, `store_unavailable`, `overloaded`, ...).
+_REFUSALS = {
+    "no_access_token": "no_token",
+    "rate_limited": "rate_limited",
+    "idempotency_conflict": "conflict",
+}
+
+
+def _result(exc: Exception) -> str:
+    """What became of a request that was not answered 201, as the metrics label it."""
+    if isinstance(exc, ApiError):
+        return _REFUSALS.get(exc.code, "invalid" if exc.status < 500 else exc.code)
+    if isinstance(exc, web.HTTPException):
+        return "invalid" if exc.status < 500 else "internal_error"
+    return failure_code(exc)
 
 
 async def _admit(request: web.Request, shop: str) -> None:
@@ -109,20 +123,32 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
     label = kind.value
 
     async def handle(request: web.Request) -> web.Response:
+        # Every answer is counted and timed, refusals and failures too: a slow 503 is what
+        # Shopify waits on as much as a slow 201. A request whose client went away before
+        # its answer (cancelled) was never answered and is neither.
         started = time.perf_counter()
-        settings = request.app[SETTINGS]
         metrics = request.app[METRICS]
+        result: str | None = None
         try:
-            shop, request_id, api_version = shopify_headers(request)
-            body = await json_object(request, settings.max_body_bytes)
-            try:
-                parsed = model.model_validate(body)
-            except ValidationError as exc:
-                raise _validation_error(exc) from None
-            await _admit(request, shop)
-        except ApiError as exc:
-            metrics.sessions.labels(label, _REFUSALS.get(exc.code, "invalid")).inc()
+            response, result = await answer(request)
+            return response
+        except Exception as exc:
+            result = _result(exc)
             raise
+        finally:
+            if result is not None:
+                metrics.sessions.labels(label, result).inc()
+                metrics.latency.labels(label, result).observe(time.perf_counter() - started)
+
+    async def answer(request: web.Request) -> tuple[web.Response, str]:
+        settings = request.app[SETTINGS]
+        shop, request_id, api_version = shopify_headers(request)
+        body = await json_object(request, settings.max_body_bytes)
+        try:
+            parsed = model.model_validate(body)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+        await _admit(request, shop)
 
         now = time.time()
         new = new_session(
@@ -143,23 +169,19 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
         except NotReplicated as exc:
             # Stored, but a failover now could lose it: no 201 that could be taken back.
             # Shopify retries; the repeat is answered once the replicas have the session.
-            metrics.sessions.labels(label, "not_replicated").inc()
             log.warning("session not replicated in time", extra={**context, "error": str(exc)})
             raise not_replicated("the session", exc) from None
         if result.status is Created.CONFLICT:
-            metrics.sessions.labels(label, "conflict").inc()
             log.warning("conflicting duplicate", extra=context)
             raise _conflict(new.id, new.fingerprint, result.stored_fingerprint)
         if result.status is Created.CREATED:
             log.info("session received", extra=context)
-        metrics.sessions.labels(label, result.status.value).inc()
-        metrics.latency.labels(label).observe(time.perf_counter() - started)
         if isinstance(parsed, PaymentSessionRequest):
             url = redirect_url(settings, parsed)
             if len(url.encode()) > MAX_REDIRECT_BYTES:
                 raise ApiError(500, "redirect_too_long", "the buyer page URL is too long")
-            return web.json_response({"redirect_url": url}, status=201)
-        return web.json_response({}, status=201)
+            return web.json_response({"redirect_url": url}, status=201), result.status.value
+        return web.json_response({}, status=201), result.status.value
 
     handle.__name__ = f"{label}_sessions"
     return handle

@@ -76,3 +76,63 @@ async def test_backlog_age_and_failures_show_at_scrape_time(
     assert seen["payhook_sessions_failed/capture"] == 1
     assert seen["payhook_sessions_failed/refund"] == 0
     assert seen["payhook_queue_depth"] == inspect.llen(QUEUE) == 3
+
+
+def answered(seen: dict[str, float], name: str) -> dict[str, float]:
+    """`name`'s capture samples by result (the counter, or the histogram's `_count`)."""
+    prefix = f"{name}/capture/"
+    return {
+        key.removeprefix(prefix): value for key, value in seen.items() if key.startswith(prefix)
+    }
+
+
+async def test_every_answered_session_request_is_timed_by_what_became_of_it(
+    aiohttp_client: Any, settings: Settings, inspect: redis.Redis
+) -> None:
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    from webhook.app import create_app
+
+    # One connection: holding it makes the next request a 503 while Redis itself is fine.
+    pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=1, timeout=0.2)
+    client = await aiohttp_client(create_app(settings, redis=Redis(connection_pool=pool)))
+    body = capture_body()
+    answers = [
+        await client.post("/capture_sessions", json=body, headers=shopify_headers()),
+        await client.post("/capture_sessions", json=body, headers=shopify_headers()),
+        await client.post("/capture_sessions", json={"id": 1}, headers=shopify_headers()),
+        await client.post(
+            "/capture_sessions", json={**body, "amount": "1.00"}, headers=shopify_headers()
+        ),
+    ]
+    held = await pool.get_connection()
+    try:
+        answers.append(
+            await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
+        )
+    finally:
+        await pool.release(held)
+    assert [a.status for a in answers] == [201, 201, 422, 409, 503]
+
+    seen = await gauges(client)
+    every = {"created": 1, "duplicate": 1, "invalid": 1, "conflict": 1, "overloaded": 1}
+    assert answered(seen, "payhook_session_request_seconds_count") == every
+    # The histogram and the counter tell the same story, request for request.
+    assert answered(seen, "payhook_sessions_received_total") == every
+    await pool.disconnect()
+
+
+async def test_a_request_answered_503_while_redis_is_away_is_timed_and_counted(
+    aiohttp_client: Any,
+) -> None:
+    from ops.redis_server import free_port
+    from webhook.app import create_app
+
+    client = await aiohttp_client(
+        create_app(Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    )
+    answer = await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
+    assert answer.status == 503
+    seen = await gauges(client)
+    assert answered(seen, "payhook_session_request_seconds_count") == {"store_unavailable": 1}
+    assert answered(seen, "payhook_sessions_received_total") == {"store_unavailable": 1}
