@@ -218,7 +218,8 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: int = Field(default=3600, gt=0)
 
     # The sweeper (run by beat) re-kicks sessions whose due time passed: lost task
-    # messages, crashed workers, and retries too far out for a Celery countdown.
+    # messages, crashed workers, and retries too far out for a Celery countdown. The batch
+    # bounds one Lua call; pruning the listing runs batch after batch (`sweep_prune_seconds`).
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
     sweep_batch: int = Field(default=500, ge=1)
 
@@ -352,6 +353,13 @@ class Settings(BaseSettings):
                 f"must be under PAYHOOK_REDIS_TIMEOUT_SECONDS ({self.redis_timeout_seconds:g})"
             )
         return self
+
+    @property
+    def sweep_prune_seconds(self) -> float:
+        """How long one sweep may go on pruning expired sessions, batch after batch: a fifth
+        of the interval, so a backlog (after beat was down for hours) is worked off over
+        several sweeps rather than in one burst, and a sweep ends well before the next."""
+        return self.sweep_interval_seconds / 5
 
     @property
     def retention_seconds(self) -> int:
