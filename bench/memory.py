@@ -6,21 +6,25 @@ Two runs on fresh `redis-server`s, each a steady load of capture sessions for `s
 `rate` per second, every one written the way payhook writes it: intake's create, the
 worker's claim, ledger reservation, PSP outcome with the ledger commit, report with the
 lease release (the store's own Lua scripts), one payment book per capture, and the
-sweeper's prune every 5 s.
+sweeper itself (`workers.sweeper`) at the cadence the settings give: every
+`PAYHOOK_SWEEP_INTERVAL_SECONDS`, in batches of `PAYHOOK_SWEEP_BATCH`.
 
 1. Retention longer than the run (the baseline): memory grows with every session; its slope
    is the cost of one finished session (fields, timeline, indexes, its ledger book).
 2. Retention of `retention` seconds (sessions and ledger books): memory stops growing once
    the first sessions expire and stays level while the load goes on.
 
-It prints used_memory every 5 s for both and the two figures that matter: bytes per session
-and the growth over the last half of the retention run. Redis runs on 127.0.0.1 only.
+It prints used_memory, the key count and the listing index's size every 5 s for both, and
+the figures that matter: bytes per session, the growth over the last half of the retention
+run, and the listing's largest size there (flat: the sweeper keeps up with the rate). Redis
+runs on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,14 +34,17 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from config import Settings
 from ops.redis_server import LocalRedis
 from sessions.claims import Claimed, Claims
+from sessions.keys import INDEX_CREATED
 from sessions.ledger import Book, Op
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, Report, Session, TimelineEvent
 from sessions.states import State
 from sessions.store import SessionStore
 from sessions.writes import Change, LedgerVerdict
+from workers.sweeper import sweep_as_configured
 
 SAMPLE_SECONDS = 5.0
 IN_FLIGHT = 32
@@ -50,6 +57,7 @@ class Sample:
     written: int
     used_bytes: int
     keys: int
+    listed: int
 
 
 def _session(index: int, now: float) -> Session:
@@ -110,7 +118,16 @@ async def _one(index: int, store: SessionStore, claims: Claims, ledger: LedgerSt
     await claims.apply(session.id, claim.fence, done, release=True)
 
 
-async def _load(url: str, *, rate: float, seconds: float, retention: int) -> list[Sample]:
+async def _sweeper(store: SessionStore, settings: Settings) -> None:
+    """What beat and a worker do: the real sweep, every sweep interval."""
+    while True:
+        await sweep_as_configured(store, settings, now=time.time())
+        await asyncio.sleep(settings.sweep_interval_seconds)
+
+
+async def _load(
+    url: str, settings: Settings, *, rate: float, seconds: float, retention: int
+) -> list[Sample]:
     redis = Redis.from_url(url)
     store = SessionStore(redis)
     claims = Claims(redis, retention_seconds=retention)
@@ -119,6 +136,7 @@ async def _load(url: str, *, rate: float, seconds: float, retention: int) -> lis
     began = time.monotonic()
     written = 0
     next_sample = 0.0
+    sweeper = asyncio.create_task(_sweeper(store, settings))
     try:
         while (elapsed := time.monotonic() - began) < seconds:
             due = int(elapsed * rate)
@@ -127,23 +145,28 @@ async def _load(url: str, *, rate: float, seconds: float, retention: int) -> lis
                 await asyncio.gather(*(_one(i, store, claims, ledger) for i in chunk))
             written = due
             if elapsed >= next_sample:
-                # What the sweeper does every few seconds.
-                while await store.prune_expired(time.time(), limit=1000):
-                    pass
                 info = await redis.info("memory")
                 keys = int(await redis.dbsize())
-                samples.append(Sample(elapsed, written, int(info["used_memory"]), keys))
+                listed = int(await redis.zcard(INDEX_CREATED))
+                samples.append(Sample(elapsed, written, int(info["used_memory"]), keys, listed))
                 next_sample += SAMPLE_SECONDS
             await asyncio.sleep(0.02)
     finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
         await redis.aclose()
     return samples
 
 
-def _run(state: Path, name: str, *, rate: float, seconds: float, retention: int) -> list[Sample]:
+def _run(
+    state: Path, name: str, settings: Settings, *, rate: float, seconds: float, retention: int
+) -> list[Sample]:
     server = LocalRedis(state / name).start()
     try:
-        return asyncio.run(_load(server.url, rate=rate, seconds=seconds, retention=retention))
+        return asyncio.run(
+            _load(server.url, settings, rate=rate, seconds=seconds, retention=retention)
+        )
     finally:
         server.stop()
 
@@ -179,32 +202,49 @@ class Memory:
         return (half[-1].used_bytes - half[0].used_bytes) / 2**20
 
     @property
+    def peak_listed_last_half(self) -> int:
+        """The listing index at its largest over the last half of the retention run."""
+        return max((s.listed for s in self.expiring if s.at >= self.seconds / 2), default=0)
+
+    @property
     def peak_expiring_mb(self) -> float:
         return max(s.used_bytes for s in self.expiring) / 2**20
 
 
-def measure(*, rate: float, seconds: float, retention: int) -> Memory:
-    """Both runs, each on a fresh `redis-server`."""
+def measure(
+    *, rate: float, seconds: float, retention: int, settings: Settings | None = None
+) -> Memory:
+    """Both runs, each on a fresh `redis-server`, swept as `settings` say."""
+    settings = settings or Settings()
     with tempfile.TemporaryDirectory(prefix="payhook-bench-memory-") as directory:
         state = Path(directory)
-        kept = _run(state, "kept", rate=rate, seconds=seconds, retention=10**7)
-        expiring = _run(state, "expiring", rate=rate, seconds=seconds, retention=retention)
+        kept = _run(state, "kept", settings, rate=rate, seconds=seconds, retention=10**7)
+        expiring = _run(
+            state, "expiring", settings, rate=rate, seconds=seconds, retention=retention
+        )
     return Memory(rate, seconds, retention, kept, expiring)
 
 
 def main() -> int:
     args = _arguments()
-    found = measure(rate=args.rate, seconds=args.seconds, retention=args.retention)
+    settings = Settings()
+    found = measure(
+        rate=args.rate, seconds=args.seconds, retention=args.retention, settings=settings
+    )
     kept, expiring = found.kept, found.expiring
     mb = 2**20
-    print(f"\nRedis memory under {args.rate:g} captures/s for {args.seconds:g} s")
     print(
-        f"{'t s':>5} {'written':>8}  {'kept: MB':>9} {'keys':>8}  {'expiring: MB':>12} {'keys':>8}"
+        f"\nRedis memory under {args.rate:g} captures/s for {args.seconds:g} s; swept every "
+        f"{settings.sweep_interval_seconds:g} s, batches of {settings.sweep_batch}"
+    )
+    print(
+        f"{'t s':>5} {'written':>8}  {'kept: MB':>9} {'keys':>8}"
+        f"  {'expiring: MB':>12} {'keys':>8} {'listed':>8}"
     )
     for a, b in zip(kept, expiring, strict=False):
         print(
             f"{a.at:5.0f} {a.written:8d}  {a.used_bytes / mb:9.1f} {a.keys:8d}"
-            f"  {b.used_bytes / mb:12.1f} {b.keys:8d}"
+            f"  {b.used_bytes / mb:12.1f} {b.keys:8d} {b.listed:8d}"
         )
     print(
         "\none finished session (fields, timeline, indexes, ledger book): "
@@ -213,7 +253,9 @@ def main() -> int:
     print(
         f"with {args.retention} s retention: peak {found.peak_expiring_mb:.1f} MB, "
         f"growth over the last half {found.growth_last_half_mb:+.2f} MB "
-        f"(without retention: {(kept[-1].used_bytes - kept[0].used_bytes) / mb:+.1f} MB)"
+        f"(without retention: {(kept[-1].used_bytes - kept[0].used_bytes) / mb:+.1f} MB); "
+        f"listing at most {found.peak_listed_last_half:,} sessions over the last half "
+        f"({args.rate * args.retention:,.0f} within retention)"
     )
     return 0
 

@@ -466,6 +466,7 @@ class Suite:
             "retention_seconds": found.retention,
             "bytes_per_session": round(found.bytes_per_session),
             "growth_last_half_mb_with_retention": round(found.growth_last_half_mb, 2),
+            "listed_at_most_last_half_with_retention": found.peak_listed_last_half,
             "load_average": load_average(),
         }
 

@@ -10,7 +10,7 @@ import os
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 from cryptography.fernet import Fernet
@@ -218,7 +218,8 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: int = Field(default=3600, gt=0)
 
     # The sweeper (run by beat) re-kicks sessions whose due time passed: lost task
-    # messages, crashed workers, and retries too far out for a Celery countdown.
+    # messages, crashed workers, and retries too far out for a Celery countdown. The batch
+    # bounds one Lua call; pruning the listing runs batch after batch (`sweep_prune_seconds`).
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
     sweep_batch: int = Field(default=500, ge=1)
 
@@ -355,6 +356,13 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def sweep_prune_seconds(self) -> float:
+        """How long one sweep may go on pruning expired sessions, batch after batch: a fifth
+        of the interval, so a backlog (after beat was down for hours) is worked off over
+        several sweeps rather than in one burst, and a sweep ends well before the next."""
+        return self.sweep_interval_seconds / 5
+
+    @property
     def retention_seconds(self) -> int:
         return max(1, int(self.retention_days * 86400))
 
@@ -424,8 +432,35 @@ class Settings(BaseSettings):
 
     @property
     def broker_is_store(self) -> bool:
-        """The broker is the session Redis (intake queues a session in the same Lua call)."""
-        return self.broker_url is None or self.broker_url == self.redis_url
+        """The broker is the session Redis: intake writes a session's task message in the
+        same Lua call that stores it, so a worker reading any other broker never sees one.
+        Judged by what names a keyspace (transport, host, port, database), not by spelling;
+        with sentinels, by the sentinels and the database."""
+        if self.broker_url is None:
+            return True
+        if self.redis_sentinels:
+            sentinels = frozenset((host.lower(), port) for host, port in self.redis_sentinels)
+            wanted = (sentinels, redis_database(self.redis_url))
+            return _sentinel_keyspace(self.broker_url) == wanted
+        store = _redis_keyspace(self.redis_url)
+        return store is not None and _redis_keyspace(self.broker_url) == store
+
+    @property
+    def broker_problem(self) -> str | None:
+        """Why no process may start with this broker; None when it is the session Redis."""
+        if self.broker_is_store:
+            return None
+        store = (
+            f"the sentinels' primary, database {redis_database(self.redis_url)}"
+            if self.redis_sentinels
+            else redacted(self.redis_url)
+        )
+        return (
+            f"PAYHOOK_BROKER_URL ({redacted(self.broker)}) is not the session Redis ({store}). "
+            "Intake queues every session in the session Redis, in the same step that stores "
+            "it, so workers reading another broker would never settle one. Unset "
+            "PAYHOOK_BROKER_URL (it defaults to the session Redis, or to the sentinels)."
+        )
 
     @property
     def public_base_url(self) -> str:
@@ -433,6 +468,56 @@ class Settings(BaseSettings):
 
     def graphql_url(self, shop: str) -> str:
         return self.shopify_graphql_url.format(shop=shop, version=self.shopify_api_version)
+
+
+# What a redis:// URL leaves unsaid, as redis-py and kombu both read it.
+_REDIS_DEFAULT_PORT = 6379
+
+
+def _redis_keyspace(url: str) -> tuple[str, str, int, int, str] | None:
+    """(transport, host, port, database, query database) of a redis:// or rediss:// URL;
+    None for any other kind of URL. Credentials and options do not name another keyspace;
+    a `db` in the query does, as redis-py and kombu do not read it alike."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss"):
+        return None
+    try:
+        port = parts.port or _REDIS_DEFAULT_PORT
+    except ValueError:
+        return None
+    query_db = ",".join(parse_qs(parts.query).get("db", []))
+    host = (parts.hostname or "localhost").lower()
+    return scheme, host, port, redis_database(url), query_db
+
+
+def _sentinel_keyspace(url: str) -> tuple[frozenset[tuple[str, int]], int] | None:
+    """(the sentinels, database) of kombu's `sentinel://` list; None for anything else."""
+    sentinels, databases = set(), set()
+    for entry in url.split(";"):
+        parts = urlsplit(entry.strip())
+        if parts.scheme.lower() != "sentinel" or parts.hostname is None:
+            return None
+        try:
+            port = parts.port
+        except ValueError:
+            return None
+        if port is None:
+            return None
+        sentinels.add((parts.hostname.lower(), port))
+        databases.add(redis_database(entry.strip()))
+    if len(databases) != 1:
+        return None
+    return frozenset(sentinels), databases.pop()
+
+
+def redacted(url: str) -> str:
+    """A URL (or kombu's `;`-separated list) without its passwords, fit for a message."""
+    return ";".join(
+        f"{scheme}://***@{rest.split('@', 1)[1]}" if "@" in rest else entry
+        for entry in url.split(";")
+        for scheme, _, rest in [entry.partition("://")]
+    )
 
 
 def redis_database(url: str) -> int:

@@ -134,7 +134,8 @@ def _parser() -> argparse.ArgumentParser:
 
     reconcile = commands.add_parser(
         "reconcile",
-        help="compare what Shopify was told with what the PSP did; exit 1 on any mismatch",
+        help="compare what Shopify was told, and the ledger's books, with what the PSP did; "
+        "exit 1 on any mismatch, 3 when none but something could not be checked",
     )
     reconcile.add_argument("--shop", default=None)
     reconcile.add_argument(
@@ -145,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     reconcile.add_argument("--json", action="store_true")
     reconcile.add_argument(
-        "--rate", type=_positive, default=10.0, help="PSP status calls per second (default 10)"
+        "--rate", type=_positive, default=10.0, help="PSP calls per second (default 10)"
     )
 
     commands.add_parser("doctor", help="check Redis durability settings and reachability")

@@ -15,46 +15,44 @@ from webhook.signing import MIN_SECRET_CHARS, secret_problem
 
 
 async def run_doctor(settings: Settings) -> int:
-    status = 0
-    urls = {"redis": settings.redis_url, "broker": settings.broker}
-    for name, url in urls.items():
-        if name == "broker" and settings.broker_is_store:
-            print("ok    broker is the session Redis")
-            continue
-        if name == "redis":
-            redis = tool_client(settings)
-            url = _where(settings)
-        else:
-            redis = Redis.from_url(url, socket_connect_timeout=3)
-        try:
-            await redis.ping()
-        except Exception as exc:  # any failure to connect is the finding
-            print(f"FAIL  {name} at {_safe(url)} is unreachable: {type(exc).__name__}: {exc}")
-            status = 1
-            continue
-        else:
-            print(f"ok    {name} at {_safe(url)} answers")
-            for warning in await durability_warnings(redis):
-                print(f"WARN  {name}: {warning}")
-                status = 1
-            if name == "redis":
-                topology = await read_topology(redis, settings)
-                for line in topology_lines(topology):
-                    print(line)
-                for warning in topology.warnings():
-                    print(f"WARN  {warning}")
-                    status = 1
-                for warning in await _token_warnings(settings, redis):
-                    print(f"WARN  {warning}")
-                    status = 1
-        finally:
-            await redis.aclose()
+    status = await _redis_findings(settings)
+    # Whether or not it answers, a broker that is not the session Redis never carries a
+    # session to a worker: intake queues each one in the session Redis.
+    problem = settings.broker_problem
+    if problem is not None:
+        print(f"FAIL  {problem}")
+        status = 1
+    else:
+        print("ok    broker is the session Redis")
     if settings.shopify_access_token is None:
         print("note  no PAYHOOK_SHOPIFY_ACCESS_TOKEN: every shop needs `payhook shops add`")
     for warning in security_warnings(settings):
         print(f"WARN  {warning}")
         status = 1
     return status
+
+
+async def _redis_findings(settings: Settings) -> int:
+    """Reachability, durability, topology and stored tokens of the session Redis."""
+    redis, where = tool_client(settings), _where(settings)
+    try:
+        try:
+            await redis.ping()
+        except Exception as exc:  # any failure to connect is the finding
+            print(f"FAIL  redis at {_safe(where)} is unreachable: {type(exc).__name__}: {exc}")
+            return 1
+        print(f"ok    redis at {_safe(where)} answers")
+        warnings = [f"redis: {warning}" for warning in await durability_warnings(redis)]
+        topology = await read_topology(redis, settings)
+        for line in topology_lines(topology):
+            print(line)
+        warnings.extend(topology.warnings())
+        warnings.extend(await _token_warnings(settings, redis))
+    finally:
+        await redis.aclose()
+    for warning in warnings:
+        print(f"WARN  {warning}")
+    return 1 if warnings else 0
 
 
 def topology_lines(topology: Topology) -> list[str]:

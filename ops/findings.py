@@ -10,9 +10,14 @@ session holds, so every case is a row in a table test.
 | `amount_differs` | approved, amount A | approved, amount B |
 | `reservation_not_settled` | reported or settled, yet its reservation is still held | - |
 | `reservation_orphaned` | no such session, yet a reservation is held for it | - |
+| `book_differs` | the payment's book: captured, refunded, voided | its authorization's totals |
 
 A status the PSP could not give (`TryAgain`) or an operation not final there (`Pending`) is
-not a mismatch: the check says `unknown` and why.
+not a mismatch: the check says `unknown` and why. A book is judged by `check_book`: what
+the PSP shows captured (or refunded) must lie between the book's total and that total plus
+what the book holds reserved (an operation the PSP applied whose outcome is not stored yet);
+voided must agree, a held void counting either way. A PSP whose reads show no totals (the
+`http` contract has none) leaves the book not compared.
 """
 
 from __future__ import annotations
@@ -22,9 +27,20 @@ from decimal import Decimal
 from typing import Any
 
 from sessions.held import Held
+from sessions.ledger import Book, Op
 from sessions.models import Outcome, Session
+from sessions.money import MoneyError, format_amount, to_minor
 from sessions.states import State
-from workers.connectors.base import Approved, Declined, NotFound, Pending, StatusResult
+from workers.connectors.base import (
+    Approved,
+    Authorization,
+    Declined,
+    NotFound,
+    Pending,
+    StatusResult,
+    TryAgain,
+)
+from workers.connectors.lines import from_minor
 
 # A session that holds its reservation in these states should have settled it in the same
 # write that stored its outcome.
@@ -66,12 +82,15 @@ class Finding:
 
 @dataclass(frozen=True)
 class Check:
-    """What one session's check found: mismatches, or why the PSP's side is unknown, and
-    whether amounts could be compared (None: there was no amount to compare)."""
+    """What one session's (or payment book's) check found: mismatches, or why the PSP's side
+    is unknown, and whether amounts could be compared (None: there was no amount to
+    compare)."""
 
     findings: tuple[Finding, ...] = ()
     unknown: str | None = None
     amount_compared: bool | None = None
+    # A payment's book against the PSP's totals; None: this check was not of a book.
+    book_compared: bool | None = None
 
 
 def told(session: Session) -> str:
@@ -159,4 +178,62 @@ def _reservation(code: str, session_id: str, held: Held, session_said: str) -> F
         payment_id=held.payment_id,
         told=session_said,
         currency=held.currency or None,
+    )
+
+
+def check_book(session: Session, book: Book, psp: Authorization | NotFound | TryAgain) -> Check:
+    """Compare the ledger book of `session`'s payment with what the PSP shows of it."""
+    if isinstance(psp, TryAgain):
+        return Check(unknown=f"payment {session.payment_id}: {psp.reason}")
+    if isinstance(psp, NotFound):
+        return Check(book_compared=False)
+    currency = book.currency
+    if psp.currency != currency:
+        said = f"the book is in {currency}, the PSP's authorization in {psp.currency}"
+        return Check((_book_finding(session, book, said),), book_compared=True)
+    try:
+        captured, refunded = to_minor(psp.captured, currency), to_minor(psp.refunded, currency)
+    except MoneyError as exc:
+        return Check(unknown=f"payment {session.payment_id}: {exc}")
+    held_void = book.void_reserved()
+    agree = (
+        book.captured <= captured <= book.captured + book.reserved(Op.CAPTURE)
+        and book.refunded <= refunded <= book.refunded + book.reserved(Op.REFUND)
+        and (psp.voided or not book.voided)
+        and (book.voided or held_void or not psp.voided)
+    )
+    if agree:
+        return Check(book_compared=True)
+    shown = _totals(captured, refunded, psp.voided, currency)
+    said = f"the book: {_totals(book.captured, book.refunded, book.voided, currency)}"
+    held = _held_text(book, currency)
+    detail = f"{said}{held}; the PSP: {shown}"
+    return Check((_book_finding(session, book, detail),), book_compared=True)
+
+
+def _totals(captured: int, refunded: int, voided: bool, currency: str) -> str:
+    money = (format_amount(from_minor(m, currency), currency) for m in (captured, refunded))
+    return "captured {}, refunded {}, {}".format(*money, "voided" if voided else "not voided")
+
+
+def _held_text(book: Book, currency: str) -> str:
+    held = [
+        f"{op.value} {format_amount(from_minor(book.reserved(op), currency), currency)}"
+        for op in (Op.CAPTURE, Op.REFUND)
+        if book.reserved(op)
+    ]
+    if book.void_reserved():
+        held.append("void")
+    return f" (reserved: {', '.join(held)})" if held else ""
+
+
+def _book_finding(session: Session, book: Book, detail: str) -> Finding:
+    return Finding(
+        code="book_differs",
+        session_id=session.id,
+        detail=detail,
+        kind=session.kind.value,
+        shop=session.shop,
+        payment_id=session.payment_id,
+        currency=book.currency,
     )

@@ -22,7 +22,16 @@ from webhook.tls import server_ssl_context
 CONSUMER_SWITCH_INTERVAL = 0.0005
 
 
+def refuse_a_separate_broker(settings: Settings, command: str) -> None:
+    """Stop `payhook COMMAND` before it starts when its broker is not the session Redis: it
+    would run, answer health checks, and never settle a session."""
+    problem = settings.broker_problem
+    if problem is not None:
+        sys.exit(f"payhook {command}: {problem}")
+
+
 def serve(settings: Settings, *, reuse_port: bool = False) -> None:
+    refuse_a_separate_broker(settings, "serve")
     configure_logging(settings.log_level)
     if not ShopifyAuth.from_settings(settings).enforced:
         logging.getLogger("payhook.webhook").warning(
@@ -65,6 +74,7 @@ def worker(
     from workers.metrics import MetricsServer
     from workers.tasks import manage_runtime, register_tasks
 
+    refuse_a_separate_broker(settings, "worker")
     configure_logging(settings.log_level)
     count = processes or settings.worker_processes
     slots = concurrency or settings.worker_concurrency
@@ -110,6 +120,7 @@ def beat(settings: Settings) -> int:
     from transport.beat import locked_scheduler
     from workers.tasks import register_tasks
 
+    refuse_a_separate_broker(settings, "beat")
     configure_logging(settings.log_level)
     app = create_celery(settings)
     register_tasks(app, settings)

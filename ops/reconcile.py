@@ -2,9 +2,14 @@
 
 Walks the capture, refund and void sessions created in the window (the creation index)
 that have a PSP outcome, were reported or failed, asks the connector's `status` for each
-one's operation at no more than `--rate` calls a second, then walks every held reservation
-of the ledger books (SCAN, bounded). Each session is judged by `ops.findings.check`.
-Exit code: 0 nothing found, 1 a mismatch (cron mails it), 2 a usage error.
+one's operation, then its `authorization` for each of their payments that has a ledger
+book, at no more than `--rate` calls a second in all; then walks every held reservation of
+the ledger books (SCAN, bounded). Each session is judged by `ops.findings.check`, each book
+by `ops.findings.check_book`.
+
+Exit code: 0 everything checked matched, 1 a mismatch (cron mails it), 2 a usage error,
+3 no mismatch but something could not be checked (the PSP did not answer for it): a run
+that could check nothing must not pass for a clean one.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from config import Settings
-from ops.findings import Check, Finding, check
+from ops.findings import Check, Finding, check, check_book
 from ops.release import LEDGERED
 from sessions.connect import tool_client
 from sessions.held import Held
@@ -32,9 +37,11 @@ from sessions.models import Kind, Session
 from sessions.states import State
 from sessions.store import SessionStore
 from workers.connectors import ConnectorSettingsError, build_connector
-from workers.connectors.base import Connector
+from workers.connectors.base import Connector, Operation
 
 _BATCH = 500
+# Exit codes; 2 is a usage error.
+MATCHED, MISMATCH, UNCHECKED = 0, 1, 3
 # A reconcile run reads at most this many reservation hashes; the report says if it stopped.
 RESERVATION_SCAN_LIMIT = 100_000
 _RESERVATIONS = f"{LEDGER_PREFIX}res:"
@@ -53,6 +60,8 @@ class Report:
     findings: dict[tuple[str, str], Finding] = field(default_factory=dict)
     unknown: list[dict[str, str]] = field(default_factory=list)
     not_comparable: int = 0
+    books: int = 0
+    books_not_comparable: int = 0
     reservations: int = 0
     reservations_complete: bool = True
 
@@ -64,6 +73,15 @@ class Report:
             self.unknown.append({"session_id": session_id, "reason": result.unknown})
         if result.amount_compared is False:
             self.not_comparable += 1
+        if result.book_compared is not None:
+            self.books += 1
+            self.books_not_comparable += not result.book_compared
+
+    @property
+    def exit_code(self) -> int:
+        if self.findings:
+            return MISMATCH
+        return UNCHECKED if self.unknown else MATCHED
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +89,8 @@ class Report:
             "mismatches": [f.as_json() for f in self.findings.values()],
             "unknown": self.unknown,
             "amounts_not_comparable": self.not_comparable,
+            "books_checked": self.books,
+            "books_not_comparable": self.books_not_comparable,
             "reservations_checked": self.reservations,
             "reservations_complete": self.reservations_complete,
         }
@@ -122,20 +142,31 @@ async def reconcile(settings: Settings, window: Window, *, as_json: bool, rate: 
         print(json.dumps(report.as_json(), indent=2))
     else:
         _print(report)
-    return 1 if report.findings else 0
+    if report.exit_code == UNCHECKED:
+        print(
+            f"payhook reconcile: no mismatch, but {len(report.unknown)} could not be checked "
+            "(the PSP did not answer for them): not a clean run",
+            file=sys.stderr,
+        )
+    return report.exit_code
 
 
 async def _run(redis: Redis, connector: Connector, window: Window, pacer: Pacer) -> Report:
     store, ledger = SessionStore(redis), LedgerStore(redis)
     report, progress = Report(), Progress()
+    # Each payment's book once, named by the first of its sessions the window holds.
+    payments: dict[str, Session] = {}
     async for session in _sessions(store, window):
         held = await ledger.held(session.payment_id, session.id)
         await pacer.wait()
         status = await LEDGERED[session.kind].psp_status(connector, ledger, session)
         report.checked += 1
         report.add(session.id, check(session, session.id, status, _held(session, held)))
+        payments.setdefault(session.payment_id, session)
         progress.show(report)
     progress.show(report, last=True)
+    for session in payments.values():
+        await _check_book(ledger, connector, session, report, pacer)
     async for holder_id, reservation in _reservations(redis, ledger, report):
         holder = await store.get(holder_id)
         # A session of another shop is not this run's; a missing one has no shop to go by.
@@ -143,6 +174,28 @@ async def _run(redis: Redis, connector: Connector, window: Window, pacer: Pacer)
             continue
         report.add(holder_id, check(holder, holder_id, None, reservation))
     return report
+
+
+async def _check_book(
+    ledger: LedgerStore, connector: Connector, session: Session, report: Report, pacer: Pacer
+) -> None:
+    """The payment's book against the PSP's authorization (a book expired or never opened
+    here has nothing to compare)."""
+    book = await ledger.get(session.payment_id)
+    if book is None:
+        return
+    provider_id, _ = await ledger.provider_payment(session.payment_id)
+    operation = Operation(
+        session_id=session.id,
+        payment_id=session.payment_id,
+        amount=None,
+        currency=book.currency,
+        test=session.test,
+        provider_payment_id=provider_id,
+    )
+    await pacer.wait()
+    authorization = await connector.authorization(operation)
+    report.add(session.id, check_book(session, book, authorization))
 
 
 def _held(session: Session, held: tuple[Op, int] | None) -> Held | None:
@@ -198,6 +251,7 @@ def _print(report: Report) -> None:
     print(
         f"{report.checked} session(s) checked, {len(report.findings)} mismatch(es), "
         f"{len(report.unknown)} unknown, {report.not_comparable} amount(s) not comparable, "
+        f"{report.books} book(s) checked ({report.books_not_comparable} not comparable), "
         f"{report.reservations} reservation(s) checked"
     )
     if not report.reservations_complete:

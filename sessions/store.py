@@ -47,6 +47,7 @@ __all__ = [
     "CreateResult",
     "Created",
     "LeaseLost",
+    "Pruned",
     "SessionStore",
     "StaleState",
     "StoreCorrupt",
@@ -116,18 +117,26 @@ return {'ok', ARGV[6]}
 # Due sessions with their kind; each is pushed `hold` ahead so the next sweep skips it. An id
 # whose session is gone is dropped from the due set rather than tried again forever.
 # Reported sessions whose retention ran out leave the listing index: their data expired
-# with its TTL; the expiring index says which ones, so nothing is scanned twice.
+# with its TTL; the expiring index says which ones, so nothing is scanned twice. One whose
+# data is still there (its expiry was scored by a clock behind Redis's) is scored again by
+# its real TTL, so every id this looks at leaves the range and a sweep's batches always
+# move on; one with no TTL at all is not expiring and leaves the expiring index.
 _PRUNE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local pruned = 0
 for _, id in ipairs(ids) do
-  if redis.call('EXISTS', ARGV[3] .. id) == 0 then
+  local ttl = redis.call('PTTL', ARGV[3] .. id)
+  if ttl == -2 then
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZREM', KEYS[2], id)
     pruned = pruned + 1
+  elseif ttl == -1 then
+    redis.call('ZREM', KEYS[2], id)
+  else
+    redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + ttl / 1000, id)
   end
 end
-return pruned
+return {#ids, pruned}
 """
 
 _CLAIM_DUE = """
@@ -160,6 +169,14 @@ class Created(StrEnum):
     CREATED = "created"
     DUPLICATE = "duplicate"
     CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """One pruning batch: ids it looked at (each has left the expired range) and dropped."""
+
+    looked_at: int
+    dropped: int
 
 
 @dataclass(frozen=True)
@@ -323,12 +340,12 @@ class SessionStore:
             raise StaleState(session.id, text(reply[1]))
         return State(text(reply[1]))
 
-    async def prune_expired(self, now: float, *, limit: int) -> int:
-        """Drop up to `limit` expired sessions from the listing index; returns how many."""
-        pruned = await self._prune(
+    async def prune_expired(self, now: float, *, limit: int) -> Pruned:
+        """One batch: drop up to `limit` expired sessions from the listing index."""
+        looked_at, dropped = await self._prune(
             keys=[INDEX_CREATED, EXPIRING], args=[repr(now), limit, session_key("")]
         )
-        return int(pruned)
+        return Pruned(int(looked_at), int(dropped))
 
     async def requeue_due(self, now: float, *, limit: int, hold_for: float) -> list[str]:
         """Queue again up to `limit` sessions whose due time has passed; returns their ids.

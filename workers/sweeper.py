@@ -1,28 +1,76 @@
-"""The sweeper: moves sessions whose due time has passed back into the queue.
+"""The sweeper: moves sessions whose due time has passed back into the queue, and keeps the
+listing index as small as retention says.
 
 A session is always in the due set until it is reported or failed, with the time by which
 something must have happened to it. Anything that loses a task message (a killed worker, a
 Redis restart, a message dropped by the broker) therefore ends up here, and so do retries
 scheduled too far out for a Celery countdown. Re-queuing a session that is in fact being
 worked on is harmless: the delivery finds it leased and does nothing.
+
+Pruning must keep up with any report rate, or the listing index grows without bound: a sweep
+prunes batch after batch until none is left expired or its time budget is spent. Each batch
+is one short Lua call, so Redis serves everyone else between them.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
+from config import Settings
 from sessions.store import SessionStore
 
 log = logging.getLogger("payhook.sweeper")
 
 
-async def sweep(store: SessionStore, *, now: float, limit: int, hold_for: float) -> int:
-    """Queue up to `limit` due sessions again; returns how many were queued. Also drops up to
-    `limit` sessions whose retention ran out from the listing index."""
+async def sweep(
+    store: SessionStore,
+    *,
+    now: float,
+    limit: int,
+    hold_for: float,
+    prune_seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Queue up to `limit` due sessions again; returns how many were queued. Then drop every
+    session whose retention ran out from the listing index, `limit` per batch, for at most
+    `prune_seconds` (at least one batch)."""
     queued = await store.requeue_due(now, limit=limit, hold_for=hold_for)
     for session_id in queued:
         log.info("re-kicked due session", extra={"session_id": session_id})
-    pruned = await store.prune_expired(now, limit=limit)
+    pruned = await prune(store, now=now, limit=limit, seconds=prune_seconds, clock=clock)
     if pruned:
         log.info("pruned expired sessions", extra={"count": pruned})
     return len(queued)
+
+
+async def prune(
+    store: SessionStore,
+    *,
+    now: float,
+    limit: int,
+    seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Prune in batches until a batch comes back short or `seconds` have passed; returns
+    how many sessions left the listing. Every id a batch looks at leaves the expired range
+    (`SessionStore.prune_expired`), so this always ends."""
+    stop = clock() + seconds
+    dropped = 0
+    while True:
+        batch = await store.prune_expired(now, limit=limit)
+        dropped += batch.dropped
+        if batch.looked_at < limit or clock() >= stop:
+            return dropped
+
+
+async def sweep_as_configured(store: SessionStore, settings: Settings, *, now: float) -> int:
+    """One sweep with the batch, lease and pruning budget the settings give (beat's task)."""
+    return await sweep(
+        store,
+        now=now,
+        limit=settings.sweep_batch,
+        hold_for=settings.lease_seconds,
+        prune_seconds=settings.sweep_prune_seconds,
+    )

@@ -31,7 +31,7 @@ from workers.lifecycle.runner import KindLifecycle, run
 from workers.lifecycle.void import VOID
 from workers.metrics import MetricsServer
 from workers.runtime import RuntimeHolder
-from workers.sweeper import sweep
+from workers.sweeper import sweep_as_configured
 
 LIFECYCLES: dict[Kind, KindLifecycle] = {
     Kind.PAYMENT: PAYMENT,
@@ -93,15 +93,7 @@ def register_tasks(app: Celery, settings: Settings, tracer: Tracer = NO_TRACER) 
     @app.task(name=SWEEP_TASK, ignore_result=True)
     def sweep_due() -> int:
         runtime = holder.get()
-        return runtime.call(
-            sweep(
-                runtime.store,
-                now=time.time(),
-                limit=settings.sweep_batch,
-                hold_for=settings.lease_seconds,
-            ),
-            patience,
-        )
+        return runtime.call(sweep_as_configured(runtime.store, settings, now=time.time()), patience)
 
     app.conf.beat_schedule = {
         "sweep-due-sessions": {

@@ -36,3 +36,51 @@ def test_the_replica_wait_must_end_before_the_redis_command_times_out() -> None:
         Settings(redis_min_replicas=1, redis_replica_timeout_seconds=2, redis_timeout_seconds=2)
     # No replica required, no wait: any command timeout will do.
     Settings(redis_min_replicas=0, redis_timeout_seconds=0.4)
+
+
+@pytest.mark.parametrize(
+    ("store", "broker", "same"),
+    [
+        ("redis://127.0.0.1:6379/0", None, True),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0", True),
+        # Spelled differently, the same server and database.
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379", True),
+        ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379/0", True),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1/0", True),
+        ("redis://Redis.Internal:6379/2", "redis://redis.internal:6379/2/", True),
+        ("redis://:pw@r:6379/1", "redis://:pw@r:6379/1?health_check_interval=10", True),
+        # Another database, port, host or transport is another keyspace.
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/1", False),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6380/0", False),
+        ("redis://redis-a:6379/0", "redis://redis-b:6379/0", False),
+        ("redis://r:6379/0", "rediss://r:6379/0", False),
+        ("redis://r:6379/0", "amqp://r:5672//", False),
+        # A database in the query is read one way by redis-py, another by kombu: refused.
+        ("redis://r:6379/3", "redis://r:6379?db=3", False),
+    ],
+)
+def test_the_broker_is_the_store_only_when_it_names_the_same_redis_and_database(
+    store: str, broker: str | None, same: bool
+) -> None:
+    settings = Settings(redis_url=store, broker_url=broker)
+    assert settings.broker_is_store is same
+    assert (settings.broker_problem is None) is same
+
+
+def test_with_sentinels_only_the_broker_they_imply_is_the_store() -> None:
+    fleet = {"redis_url": "redis://:pw@x:6379/2", "redis_sentinels": "s1:26379,s2:26379"}
+    assert Settings(**fleet).broker_is_store
+    implied = Settings(**fleet).broker
+    assert Settings(**fleet, broker_url=implied).broker_is_store
+    assert not Settings(**fleet, broker_url="redis://x:6379/2").broker_is_store
+    other_database = implied.replace("/2", "/3")
+    assert not Settings(**fleet, broker_url=other_database).broker_is_store
+
+
+def test_the_broker_problem_names_both_urls_without_their_passwords() -> None:
+    settings = Settings(redis_url="redis://:s3cret@r:6379/0", broker_url="redis://:s3cret@b:6379")
+    problem = settings.broker_problem
+    assert problem is not None
+    assert "PAYHOOK_BROKER_URL" in problem
+    assert "redis://***@b:6379" in problem
+    assert "s3cret" not in problem

@@ -124,11 +124,11 @@ async def test_two_sweeps_at_once_queue_every_due_session_once(
         await stores[0].create(session, received_event(), due_at=0, queue=False)
     now = time.time()
     queued = await asyncio.gather(
-        *(sweep(store, now=now, limit=500, hold_for=30) for store in stores)
+        *(sweep(store, now=now, limit=500, hold_for=30, prune_seconds=1) for store in stores)
     )
     assert sum(queued) == len(sessions)
     messages = await clients[0].lrange(QUEUE, 0, -1)
     ids = [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0] for m in messages]
     assert sorted(ids) == sorted(s.id for s in sessions)
     # Held a lease ahead: the next sweeps leave them to the workers.
-    assert await sweep(stores[1], now=now + 1, limit=500, hold_for=30) == 0
+    assert await sweep(stores[1], now=now + 1, limit=500, hold_for=30, prune_seconds=1) == 0

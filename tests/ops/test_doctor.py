@@ -124,3 +124,16 @@ async def test_an_admin_token_short_enough_to_guess_at_the_login_form_is_flagged
     assert "WARN  PAYHOOK_ADMIN_TOKEN is shorter than 32 characters" in out
     _, long_enough = await doctor(changed(settings, admin_token="a" * 32), capsys)
     assert "PAYHOOK_ADMIN_TOKEN" not in long_enough
+
+
+async def test_a_broker_other_than_the_session_redis_fails(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same server, another database: it answers, yet no worker would see a session.
+    elsewhere = settings.redis_url.rsplit("/", 1)[0] + "/15"
+    status, out = await doctor(changed(settings, broker_url=elsewhere), capsys)
+    assert status == 1
+    assert "FAIL  PAYHOOK_BROKER_URL" in out
+    assert "is not the session Redis" in out
+    _, same = await doctor(changed(settings, broker_url=settings.redis_url + "/"), capsys)
+    assert "ok    broker is the session Redis" in same

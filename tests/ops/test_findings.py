@@ -7,14 +7,15 @@ from typing import Any
 
 import pytest
 
-from ops.findings import check
+from ops.findings import check, check_book
 from sessions.held import Held
-from sessions.ledger import Op
+from sessions.ledger import Book, Op, Reservation
 from sessions.models import Kind, Outcome, Report, Session
 from sessions.states import State
 from tests.factories import make_session
 from workers.connectors.base import (
     Approved,
+    Authorization,
     DeclineCode,
     Declined,
     NotFound,
@@ -142,3 +143,60 @@ def test_a_reservation_whose_session_is_gone_is_orphaned() -> None:
     assert finding.code == "reservation_orphaned"
     assert finding.session_id == "gone"
     assert "capture 10.00 EUR on payment pay-1 still held" in finding.detail
+
+
+def psp_totals(captured: str = "0", refunded: str = "0", *, voided: bool = False) -> Authorization:
+    return Authorization(
+        provider_payment_id="p",
+        currency="EUR",
+        authorized=Decimal("100.00"),
+        captured=Decimal(captured),
+        refunded=Decimal(refunded),
+        voided=voided,
+        expires_at=None,
+    )
+
+
+def book(currency: str = "EUR", **fields: Any) -> Book:
+    held = {name: Reservation(op, minor) for name, (op, minor) in fields.pop("held", {}).items()}
+    return Book(currency=currency, authorized=10_000, reservations=held, **fields)
+
+
+@pytest.mark.parametrize(
+    ("the_book", "psp", "differs"),
+    [
+        (book(captured=1000), psp_totals("10.00"), False),
+        # Applied at the PSP, its outcome not stored yet: the reservation covers it.
+        (book(captured=1000, held={"s2": (Op.CAPTURE, 500)}), psp_totals("15.00"), False),
+        (book(captured=1000, held={"s2": (Op.CAPTURE, 500)}), psp_totals("10.00"), False),
+        (book(held={"v": (Op.VOID, 0)}), psp_totals(voided=True), False),
+        (book(held={"v": (Op.VOID, 0)}), psp_totals(), False),
+        (book(captured=1000, refunded=300), psp_totals("10.00", "3.00"), False),
+        # The PSP holds money the book does not know of, or lacks money the book counts.
+        (book(), psp_totals("10.00"), True),
+        (book(captured=1000, held={"s2": (Op.CAPTURE, 500)}), psp_totals("15.01"), True),
+        (book(captured=1000), psp_totals("5.00"), True),
+        (book(captured=1000), psp_totals("10.00", "1.00"), True),
+        (book(captured=1000, refunded=100), psp_totals("10.00"), True),
+        (book(), psp_totals(voided=True), True),
+        (book(voided=True), psp_totals(), True),
+    ],
+)
+def test_a_book_agrees_with_the_psp_only_within_what_it_holds_reserved(
+    the_book: Book, psp: Authorization, differs: bool
+) -> None:
+    found = check_book(make_session(), the_book, psp)
+    assert [f.code for f in found.findings] == (["book_differs"] if differs else [])
+    assert found.book_compared is True
+    assert found.unknown is None
+
+
+def test_a_book_is_unknown_when_the_psp_cannot_say_and_not_compared_without_totals() -> None:
+    unknown = check_book(make_session(), book(), TryAgain("timeout"))
+    assert unknown.unknown is not None
+    assert "timeout" in unknown.unknown
+    assert unknown.findings == ()
+    blind = check_book(make_session(), book(), NotFound())
+    assert (blind.findings, blind.unknown, blind.book_compared) == ((), None, False)
+    other = check_book(make_session(), book(currency="USD"), psp_totals())
+    assert [f.code for f in other.findings] == ["book_differs"]

@@ -64,9 +64,14 @@ class Planter:
         op = Operation(session.id, session.payment_id, shown, session.currency or "EUR", True)
         await getattr(self.psp, session.kind.value)(op)
 
-    async def reservation(self, payment_id: str, session_id: str) -> None:
+    async def reservation(self, payment_id: str, session_id: str, minor: int = 500) -> None:
         await self.ledger.open(payment_id, Book(currency="EUR", authorized=100_000))
-        await self.ledger.reserve(payment_id, session_id, Op.CAPTURE, 500, "EUR", time.time())
+        await self.ledger.reserve(payment_id, session_id, Op.CAPTURE, minor, "EUR", time.time())
+
+    async def committed(self, session: Session) -> None:
+        """The session's capture on its payment's book, reserved and committed."""
+        await self.reservation(session.payment_id, session.id, minor=1000)
+        await self.ledger.commit(session.payment_id, session.id)
 
 
 async def plant_consistent(plant: Planter) -> None:
@@ -137,7 +142,8 @@ async def test_the_simulator_every_planted_mismatch_and_nothing_else(
         # Reported resolved, done at the PSP, but its reservation was never settled.
         unsettled = await plant.session(State.REPORTED, Outcome.APPROVED)
         await plant.at_psp(unsettled)
-        await plant.reservation(unsettled.payment_id, unsettled.id)
+        # Its book holds the capture as a reservation: the PSP's capture is accounted for.
+        await plant.reservation(unsettled.payment_id, unsettled.id, minor=1000)
         planted[unsettled.id] = "reservation_not_settled"
         # The PSP cannot say (the simulator's `…56` is unreachable): unknown, not a mismatch.
         dark = await plant.session(State.REPORTED, Outcome.APPROVED, "10.56")
@@ -184,6 +190,71 @@ async def test_the_http_psp_every_planted_mismatch_and_no_money_moved(
     finally:
         await http.close()
         await fake.close()
+        await redis.aclose()
+
+
+async def test_a_psp_it_cannot_reach_exits_3_unless_something_is_known_to_mismatch(
+    redis_server: LocalRedis,
+) -> None:
+    url, redis = await fresh(redis_server, 13)
+    plant = Planter(redis, SimulatorConnector(redis))
+    # Nothing listens on port 1: every status call fails.
+    env = connector_environment("http", "http://127.0.0.1:1", "any-token")
+    try:
+        for _ in range(4):
+            await plant.session(State.REPORTED, Outcome.APPROVED)
+
+        code, out, err = await payhook(url, "reconcile", "--rate", "200", env=env)
+        as_json = await payhook(url, "reconcile", "--json", "--rate", "200", env=env)
+
+        assert code == 3, err
+        assert "4 session(s) checked, 0 mismatch(es), 4 unknown" in out
+        assert "no mismatch, but 4 could not be checked" in err
+        assert as_json[0] == 3
+        assert len(json.loads(as_json[1])["unknown"]) == 4
+        # A mismatch found without the PSP still says so: 1 wins over 3.
+        unsettled = await plant.session(State.REPORTED, Outcome.APPROVED)
+        await plant.reservation(unsettled.payment_id, unsettled.id)
+        mixed, out, _ = await payhook(url, "reconcile", "--rate", "200", env=env)
+        assert mixed == 1
+        assert "1 mismatch(es), 5 unknown" in out
+    finally:
+        await redis.aclose()
+
+
+async def test_a_book_whose_totals_differ_from_the_psp_is_a_mismatch_and_a_true_one_is_not(
+    redis_server: LocalRedis,
+) -> None:
+    url, redis = await fresh(redis_server, 14)
+    plant = Planter(redis, SimulatorConnector(redis))
+    try:
+        # Captured at the PSP and on its book.
+        kept = await plant.session(State.REPORTED, Outcome.APPROVED, "10.00")
+        await plant.at_psp(kept)
+        await plant.committed(kept)
+        clean, out, err = await payhook(url, "reconcile", "--json", "--rate", "200")
+        assert clean == 0, out + err
+        assert json.loads(out)["books_checked"] == 1
+        # Shopify was told, the PSP holds the capture, but the book says nothing was
+        # captured (its commit was lost in a failover): only the book shows it.
+        lost = await plant.session(State.REPORTED, Outcome.APPROVED, "10.00")
+        await plant.at_psp(lost)
+        await plant.ledger.open(lost.payment_id, Book(currency="EUR", authorized=100_000))
+
+        code, out, err = await payhook(url, "reconcile", "--json", "--rate", "200")
+
+        assert code == 1, err
+        report = json.loads(out)
+        assert codes(report) == {lost.id: "book_differs"}
+        [finding] = report["mismatches"]
+        assert finding["payment_id"] == lost.payment_id
+        assert "captured 0.00" in finding["detail"]
+        assert "the PSP: captured 10.00" in finding["detail"]
+        assert report["books_checked"] == 2
+        text_code, text, _ = await payhook(url, "reconcile", "--rate", "200")
+        assert text_code == 1
+        assert f"MISMATCH book_differs  {lost.id}" in text
+    finally:
         await redis.aclose()
 
 

@@ -72,7 +72,7 @@ async def test_a_reported_session_expires_with_its_timeline_and_leaves_the_listi
     await asyncio.sleep(RETENTION + 1.2)
     assert await store.get(done) is None
     assert await store.timeline(done) == []
-    assert await store.prune_expired(time.time(), limit=100) == 1
+    assert (await store.prune_expired(time.time(), limit=100)).dropped == 1
     assert await redis.zscore(INDEX_CREATED, done) is None
     assert await redis.zcard(EXPIRING) == 0
     # Work still to do, or an operator's to look at, never expires.

@@ -390,6 +390,18 @@ async def test_health_readiness_and_metrics(client: TestClient[Any, Any]) -> Non
     assert "payhook_sessions_unfinished 1.0" in metrics
 
 
+async def test_a_broker_that_is_not_the_session_redis_is_not_ready(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    # It answers, but no worker reading it would ever see a session intake queued.
+    elsewhere = settings.redis_url.rsplit("/", 1)[0] + "/15"
+    split = settings.model_copy(update={"broker_url": elsewhere})
+    client = await aiohttp_client(create_app(split))
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert (await ready.json())["checks"] == {"redis": "ok", "broker": "error: not the store"}
+
+
 async def test_a_shop_without_any_token_is_refused_counted_and_stores_nothing(
     aiohttp_client: Any, settings: Settings, inspect: redis.Redis
 ) -> None:

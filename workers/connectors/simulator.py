@@ -18,7 +18,8 @@ Magic amounts, read from the last two digits of the amount in minor units
 | anything else | approved |
 
 A payment id the simulator has not seen is an authorization of 10,000 in the currency of the
-first operation asking about it (7 days); ids starting with `unknown` are unknown to it.
+first operation asking about it (7 days); ids starting with `unknown` are unknown to it. Its
+authorization shows what the simulator captured, refunded and voided of the payment.
 """
 
 from __future__ import annotations
@@ -43,8 +44,11 @@ from workers.connectors.base import (
     StatusResult,
     TryAgain,
 )
+from workers.connectors.lines import from_minor
 
 _KEY = "payhook:sim:{operation}:{key}"
+# A payment's authorization and what the simulator captured, refunded or voided of it.
+_PAYMENT = "payhook:sim:payment:{id}"
 TOTALS = "payhook:sim:totals"
 
 _BEHAVIOUR = {
@@ -73,6 +77,13 @@ redis.call('HSET', KEYS[1], 'result', 'approved', 'reference', ARGV[2],
            'amount', ARGV[3], 'currency', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'charges', 1)
 redis.call('HINCRBY', KEYS[2], ARGV[5] .. ':charges', 1)
+-- The payment's own totals, as a PSP's authorization shows them.
+if ARGV[5] == 'void' then
+  redis.call('HSET', KEYS[3], 'voided', 1)
+else
+  redis.call('HINCRBY', KEYS[3], ARGV[5] == 'refund' and 'refunded' or 'captured', ARGV[6])
+end
+if ARGV[4] ~= '' then redis.call('HSETNX', KEYS[3], 'currency', ARGV[4]) end
 if behaviour == 'unreachable' then return {'lost', calls} end
 if behaviour == 'ambiguous' and calls == 1 then return {'lost', calls} end
 return {'approved', calls}
@@ -113,7 +124,7 @@ class SimulatorConnector:
         # the asking operation's currency, valid for 7 days, and remembered from then on.
         if operation.provider_id.startswith("unknown"):
             return NotFound()
-        key = f"payhook:sim:payment:{operation.provider_id}"
+        key = _PAYMENT.format(id=operation.provider_id)
         expires = time.time() + 7 * 86400
         await self._redis.hsetnx(key, "currency", operation.currency)
         await self._redis.hsetnx(key, "expires_at", repr(expires))
@@ -123,9 +134,9 @@ class SimulatorConnector:
             provider_payment_id=operation.provider_id,
             currency=currency,
             authorized=Decimal(10_000),
-            captured=Decimal(0),
-            refunded=Decimal(0),
-            voided=False,
+            captured=from_minor(int(stored.get("captured", 0)), currency),
+            refunded=from_minor(int(stored.get("refunded", 0)), currency),
+            voided=stored.get("voided") == "1",
             expires_at=datetime.fromtimestamp(float(stored["expires_at"]), UTC),
         )
 
@@ -149,9 +160,21 @@ class SimulatorConnector:
     async def _operate(self, kind: OperationKind, operation: Operation) -> Result:
         behaviour = _behaviour(operation)
         reference = f"sim_{kind}_{operation.idempotency_key}"
+        minor = 0 if operation.amount is None else to_minor(operation.amount, operation.currency)
         reply = await self._settle(
-            keys=[_KEY.format(operation=kind, key=operation.idempotency_key), TOTALS],
-            args=[behaviour, reference, str(operation.amount or ""), operation.currency, kind],
+            keys=[
+                _KEY.format(operation=kind, key=operation.idempotency_key),
+                TOTALS,
+                _PAYMENT.format(id=operation.provider_id),
+            ],
+            args=[
+                behaviour,
+                reference,
+                str(operation.amount or ""),
+                operation.currency,
+                kind,
+                minor,
+            ],
         )
         answer = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         return self._answer(answer, reference)

@@ -1,0 +1,103 @@
+"""The sweeper keeps the listing index bounded whatever the report rate: one sweep prunes
+every expired session, in short batches, within its time budget. Real redis-server: the
+pruning rests on Redis's own key expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from ops.redis_server import LocalRedis
+from sessions.claims import Claimed, Claims
+from sessions.keys import EXPIRING, INDEX_CREATED
+from sessions.states import State
+from sessions.store import SessionStore
+from tests.factories import change_to, make_session, received_event
+from workers.sweeper import sweep
+
+DB = 7
+BATCH = 50
+RETENTION = 1  # second
+
+
+@pytest.fixture
+async def redis(redis_server: LocalRedis) -> AsyncIterator[Redis]:
+    client = Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/{DB}")
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+async def reported(store: SessionStore, claims: Claims, count: int) -> list[str]:
+    """`count` sessions taken through to reported, the way a worker writes them."""
+    ids = []
+    for _ in range(count):
+        session = make_session()
+        await store.create(session, received_event(), due_at=0, queue=False)
+        now = time.time()
+        claim = await claims.claim(session.id, now=now, lease_seconds=30)
+        assert isinstance(claim, Claimed)
+        await claims.apply(session.id, claim.fence, change_to(State.SETTLED, at=now))
+        done = change_to(State.REPORTED, at=now)
+        await claims.apply(session.id, claim.fence, done, release=True)
+        ids.append(session.id)
+    return ids
+
+
+async def listed(redis: Redis, ids: list[str]) -> int:
+    scores = await redis.zmscore(INDEX_CREATED, ids)
+    return sum(score is not None for score in scores)
+
+
+async def test_one_sweep_prunes_every_expired_session_however_many_batches_that_takes(
+    redis: Redis,
+) -> None:
+    store, claims = SessionStore(redis), Claims(redis, retention_seconds=RETENTION)
+    # More than three batches: at 200 reports/s a 5 s sweep finds 1,000, twice its batch.
+    gone = await reported(store, claims, 3 * BATCH + 7)
+    await asyncio.sleep(RETENTION + 1.2)
+
+    await sweep(store, now=time.time(), limit=BATCH, hold_for=30, prune_seconds=5)
+
+    assert await listed(redis, gone) == 0
+    assert await redis.zcard(EXPIRING) == 0
+
+
+async def test_the_time_budget_bounds_one_sweep_and_the_next_sweep_goes_on(
+    redis: Redis,
+) -> None:
+    store, claims = SessionStore(redis), Claims(redis, retention_seconds=RETENTION)
+    gone = await reported(store, claims, 2 * BATCH + 7)
+    await asyncio.sleep(RETENTION + 1.2)
+
+    # A spent budget still prunes one batch: the index never stops shrinking.
+    await sweep(store, now=time.time(), limit=BATCH, hold_for=30, prune_seconds=0)
+    assert await listed(redis, gone) == BATCH + 7
+    await sweep(store, now=time.time(), limit=BATCH, hold_for=30, prune_seconds=5)
+    assert await listed(redis, gone) == 0
+
+
+async def test_a_session_listed_as_expiring_before_its_data_expires_does_not_stall_pruning(
+    redis: Redis,
+) -> None:
+    """A worker whose clock runs behind Redis's scores a reported session's expiry early: the
+    sweeper finds it due while its data is still there. A batch of those at the head of the
+    expiring index must not stop the expired ones behind it from leaving the listing."""
+    store = SessionStore(redis)
+    still_there = await reported(store, Claims(redis, retention_seconds=3600), BATCH)
+    early = time.time() - 3600
+    await redis.zadd(EXPIRING, {session_id: early for session_id in still_there})
+    gone = await reported(store, Claims(redis, retention_seconds=RETENTION), BATCH + 7)
+    await asyncio.sleep(RETENTION + 1.2)
+
+    await sweep(store, now=time.time(), limit=BATCH, hold_for=30, prune_seconds=5)
+
+    assert await listed(redis, gone) == 0
+    # Still kept, and listed as expiring when Redis will in fact expire it.
+    assert await listed(redis, still_there) == BATCH
+    scores = await redis.zmscore(EXPIRING, still_there)
+    assert all(score is not None and score > time.time() + 3000 for score in scores)
