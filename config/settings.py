@@ -135,8 +135,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     # Optional: at most this many session requests per shop per window, across every web
-    # process (kept in Redis); past it, 429 with Retry-After. Unset, no limit.
-    shop_rate_limit: int | None = Field(default=None, ge=1)
+    # process (kept in Redis); past it, 429 with Retry-After. Unset, no limit. The bound
+    # keeps the limiter's integer arithmetic exact (webhook.rate_limit) for any window.
+    shop_rate_limit: int | None = Field(default=None, ge=1, le=1_000_000)
     shop_rate_window_seconds: float = Field(default=60.0, gt=0, le=86400)
     # How the PSP (and its buyer page) reaches payhook; default http://HOST:PORT.
     public_url: str | None = None
