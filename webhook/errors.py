@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("payhook.webhook")
@@ -82,6 +82,20 @@ def _pool_exhausted(exc: Exception) -> bool:
     return isinstance(exc, RedisConnectionError) and isinstance(exc.__cause__, TimeoutError)
 
 
+# Seconds a full Redis is given before the sender tries again: it stays full until an
+# operator adds memory or retention frees some, so retrying within a second only adds load.
+STORE_FULL_RETRY_AFTER = 30
+
+
+def _store_full(exc: Exception) -> bool:
+    """Redis is past its `maxmemory` and, with `noeviction`, refuses every write. Redis 7
+    keeps the `OOM` error code for a script's write (OutOfMemoryError); Redis 6 wraps it in
+    the script's own error text."""
+    return isinstance(exc, OutOfMemoryError) or (
+        isinstance(exc, ResponseError) and "OOM command not allowed" in str(exc)
+    )
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -101,6 +115,19 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             log.warning("store unavailable", extra={"path": request.path, "error": repr(exc)})
             answer = error_response(503, "store_unavailable", "The session store is unavailable.")
         answer.headers["Retry-After"] = "1"
+        return answer
+    except ResponseError as exc:
+        if not _store_full(exc):
+            log.exception("unhandled error", extra={"path": request.path})
+            return error_response(500, "internal_error", "The request could not be processed.")
+        # Every write fails alike until Redis has room: a page for an operator, and a retry
+        # for Shopify that is not answered from a session that was never stored.
+        log.error(
+            "store full: Redis refuses writes past its maxmemory",
+            extra={"path": request.path, "error": str(exc)},
+        )
+        answer = error_response(503, "store_full", "The session store is full; retry later.")
+        answer.headers["Retry-After"] = str(STORE_FULL_RETRY_AFTER)
         return answer
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
