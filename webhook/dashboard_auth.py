@@ -80,6 +80,15 @@ def bearer_ok(request: web.Request, token: bytes) -> bool | None:
     return hmac.compare_digest(sent, b"Bearer " + token)
 
 
+def require_admin(request: web.Request) -> None:
+    """Let through only a request with the admin bearer token: 401 without it or with
+    another, 404 when no admin token is configured."""
+    if not bearer_ok(request, admin_token(request.app[SETTINGS])):
+        raise ApiError(
+            401, "unauthorized", "a valid admin bearer token is required", "Authorization"
+        )
+
+
 async def _from_cookie(request: web.Request, key: bytes) -> Viewer | None:
     shape = _COOKIE_SHAPE.fullmatch(request.cookies.get(COOKIE, ""))
     if shape is None:

@@ -20,6 +20,7 @@ from webhook.app import create_app
 from webhook.rate_limit import ShopRateLimit
 
 DB = 10
+ADMIN_TOKEN = "rate-limit-test-admin-token-0123456789"
 
 
 @pytest.fixture
@@ -29,6 +30,7 @@ def settings(redis_server: LocalRedis) -> Settings:
         shopify_access_token="shpat_fallback_for_every_shop",
         shop_rate_limit=3,
         shop_rate_window_seconds=60,
+        admin_token=ADMIN_TOKEN,
     )
 
 
@@ -54,7 +56,8 @@ async def test_a_shop_past_its_budget_gets_429_with_retry_after_across_web_proce
         assert not inspect.exists(session_key(body["id"]))
     _, other_shop = await post(first, shop="quiet.myshopify.com")
     assert other_shop.status == 201
-    metrics = await (await first.get("/metrics")).text()
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    metrics = await (await first.get("/metrics", headers=admin)).text()
     assert 'payhook_sessions_received_total{kind="capture",result="rate_limited"} 1.0' in metrics
 
 
