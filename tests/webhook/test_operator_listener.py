@@ -5,11 +5,13 @@ own. The real app, both listeners over real TCP, on a real redis-server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,50 +144,49 @@ def _fetch(url: str) -> tuple[int, bytes]:
         return refused.code, refused.read()
 
 
-def test_payhook_serve_opens_the_operator_listener(redis_server: LocalRedis) -> None:
-    port, operator = free_port(), free_port()
+@contextlib.contextmanager
+def serving(redis_server: LocalRedis, **settings: str) -> Iterator[subprocess.Popen[str]]:
+    """`payhook serve` as a process, once its /healthz answers; stopped on leaving."""
     env = child_environment(
-        {
-            "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/{DB}",
-            "PAYHOOK_PORT": str(port),
-            "PAYHOOK_OPERATOR_PORT": str(operator),
-        }
+        {"PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/{DB}", **settings}
     )
     env.pop("PAYHOOK_ADMIN_TOKEN", None)
+    env.pop("PAYHOOK_OPERATOR_PORT", None)
     server = subprocess.Popen(
         [sys.executable, "-m", "ops", "serve"],
-        env=env,
+        env={**env, **settings},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
         while True:
-            try:
-                if _fetch(f"http://127.0.0.1:{port}/healthz")[0] == 200:
+            with contextlib.suppress(OSError):
+                if _fetch(f"http://127.0.0.1:{settings['PAYHOOK_PORT']}/healthz")[0] == 200:
                     break
-            except OSError:
-                pass
             assert server.poll() is None, server.stderr.read() if server.stderr else ""
             assert time.monotonic() < deadline, "payhook serve did not come up"
             time.sleep(0.1)
-        status, body = _fetch(f"http://127.0.0.1:{operator}/metrics")
-        assert status == 200
-        assert b"payhook_sessions_unfinished" in body
-        assert _fetch(f"http://127.0.0.1:{port}/metrics")[0] == 404
-        assert _fetch(f"http://127.0.0.1:{operator}/readyz")[0] == 200
+        yield server
     finally:
         server.terminate()
         server.wait(timeout=20)
 
 
-async def test_metrics_still_render_while_redis_is_away(
-    aiohttp_client: Any,
-) -> None:
-    away = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", admin_token=TOKEN)
-    client = await aiohttp_client(create_app(away))
-    for _ in range(2):
-        answer = await client.get("/metrics", headers=BEARER)
-        assert answer.status == 200
-        assert "payhook_session_request_seconds" in await answer.text()
+def test_payhook_serve_opens_the_operator_listener(redis_server: LocalRedis) -> None:
+    port, operator = free_port(), free_port()
+    with serving(redis_server, PAYHOOK_PORT=str(port), PAYHOOK_OPERATOR_PORT=str(operator)):
+        status, body = _fetch(f"http://127.0.0.1:{operator}/metrics")
+        assert status == 200
+        assert b"payhook_sessions_unfinished" in body
+        assert _fetch(f"http://127.0.0.1:{port}/metrics")[0] == 404
+        assert _fetch(f"http://127.0.0.1:{operator}/readyz")[0] == 200
+
+
+def test_payhook_serve_warns_when_nobody_can_read_its_metrics(redis_server: LocalRedis) -> None:
+    with serving(redis_server, PAYHOOK_PORT=str(free_port())) as server:
+        server.terminate()
+        _, logged = server.communicate(timeout=20)
+    assert "PAYHOOK_OPERATOR_PORT" in logged
