@@ -135,9 +135,16 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     # Optional: at most this many session requests per shop per window, across every web
-    # process (kept in Redis); past it, 429 with Retry-After. Unset, no limit.
-    shop_rate_limit: int | None = Field(default=None, ge=1)
+    # process (kept in Redis); past it, 429 with Retry-After. Unset, no limit. The bound
+    # keeps the limiter's integer arithmetic exact (webhook.rate_limit) for any window.
+    shop_rate_limit: int | None = Field(default=None, ge=1, le=1_000_000)
     shop_rate_window_seconds: float = Field(default=60.0, gt=0, le=86400)
+    # The operator listener of `payhook serve`: /metrics, the detailed /readyz and /healthz,
+    # plain HTTP without authentication, away from the listener Shopify reaches (which shows
+    # metrics and readiness detail only to the admin bearer token). Unset, there is none;
+    # several `payhook serve` on one host each need a port of their own.
+    operator_host: str = "127.0.0.1"
+    operator_port: int | None = Field(default=None, ge=1, le=65535)
     # How the PSP (and its buyer page) reaches payhook; default http://HOST:PORT.
     public_url: str | None = None
 

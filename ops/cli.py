@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
-        "serve", help="run the web server (session endpoints, health, metrics)"
+        "serve",
+        help="run the web server (session endpoints, health; metrics and readiness detail on "
+        "the operator listener, PAYHOOK_OPERATOR_PORT)",
     )
     serve.add_argument(
         "--reuse-port",

@@ -1,7 +1,8 @@
 """`payhook dev`: the whole system on one machine with its embedded defaults.
 
 Starts a project-managed `redis-server` (AOF on, data under the state dir), the Shopify
-sandbox peer, the web server (with the dashboard under `/admin`), a worker, beat and Flower,
+sandbox peer, the web server (with the dashboard under `/admin`, and its metrics on the
+operator listener), a worker, beat and Flower,
 each as its own process with its log under `<state dir>/logs/`, then optionally runs the demo.
 The dashboard and Flower get a fresh admin token and Flower password each run, printed once,
 unless PAYHOOK_ADMIN_TOKEN or PAYHOOK_FLOWER_BASIC_AUTH say otherwise. With `--connector NAME`
@@ -34,6 +35,8 @@ DEV_TOKEN = "shpat_sandbox_dev_token"  # noqa: S105 - the sandbox accepts any to
 DEV_PSP_TOKEN = "payhook-dev-psp-token"  # noqa: S105 - the PSP fakes accept any token
 # Worker metrics in development: the worker process serves them here (9100 is node_exporter's).
 DEV_METRICS_PORT = 9191
+# The web's operator listener in development (/metrics, /readyz, /healthz).
+DEV_OPERATOR_PORT = 9180
 DEV_FLOWER_USER = "payhook"
 
 
@@ -127,6 +130,7 @@ def run_dev(
                 secret.get_secret_value() if secret else secrets.token_urlsafe(32)
             ),
             "PAYHOOK_WORKER_METRICS_PORT": str(settings.worker_metrics_port or DEV_METRICS_PORT),
+            "PAYHOOK_OPERATOR_PORT": str(settings.operator_port or DEV_OPERATOR_PORT),
         }
     )
     logins = _dev_logins(settings, env)
@@ -141,7 +145,10 @@ def run_dev(
         print(f"● sandbox    {sandbox_base} (Shopify Payments Apps GraphQL peer)")
         children.append(_start("web", ["serve"], env, logs))
         _wait_http(f"{app_url}/healthz", children[-1])
+        operator_url = f"http://{settings.operator_host}:{env['PAYHOOK_OPERATOR_PORT']}"
+        _wait_http(f"{operator_url}/healthz", children[-1])
         print(f"● web        {app_url}")
+        print(f"● operator   {operator_url} (/metrics, /readyz, /healthz)")
         children.append(_start("worker", ["worker"], env, logs))
         children.append(_start("beat", ["beat"], env, logs))
         metrics_port = env["PAYHOOK_WORKER_METRICS_PORT"]

@@ -38,6 +38,12 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> None:
             "session routes accept any client: set PAYHOOK_TLS_CLIENT_CA_FILE (mTLS here) "
             "or PAYHOOK_TRUSTED_PROXIES (mTLS at a proxy) before Shopify points at them"
         )
+    if settings.operator_port is None and settings.admin_token is None:
+        # The Shopify-facing listener shows metrics to the admin token only.
+        logging.getLogger("payhook.webhook").warning(
+            "metrics and readiness detail are served nowhere: set PAYHOOK_OPERATOR_PORT "
+            "(the operator listener) or PAYHOOK_ADMIN_TOKEN (a bearer token on PAYHOOK_PORT)"
+        )
     problem = secret_problem(settings.simulator_webhook_secret)
     # Unset is fine (callbacks are refused); a public or short secret lets anyone sign one.
     if settings.simulator_webhook_secret is not None and problem is not None:

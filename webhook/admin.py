@@ -19,19 +19,12 @@ from sessions.query import SessionFilter, find_sessions
 from sessions.replay import replay
 from sessions.states import State
 from webhook.body import parse_object, read_body
-from webhook.dashboard_auth import admin_token, bearer_ok
+from webhook.dashboard_auth import require_admin
 from webhook.errors import ApiError
 from webhook.keys import SETTINGS, STORE
 
 # Above this many sessions, a bulk replay belongs to `payhook replay`, not to one request.
 MAX_HTTP_REPLAY = 1000
-
-
-def _authorize(request: web.Request) -> None:
-    if not bearer_ok(request, admin_token(request.app[SETTINGS])):
-        raise ApiError(
-            401, "unauthorized", "a valid admin bearer token is required", "Authorization"
-        )
 
 
 class Filters(BaseModel):
@@ -109,14 +102,14 @@ def _summary(session: Session) -> dict[str, Any]:
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    _authorize(request)
+    require_admin(request)
     filters = parse_filters(Filters, dict(request.query))
     found = await find_sessions(request.app[STORE], filters.to_filter(filters.state))
     return web.json_response({"sessions": [_summary(s) for s in found]})
 
 
 async def show_session(request: web.Request) -> web.Response:
-    _authorize(request)
+    require_admin(request)
     store = request.app[STORE]
     session_id = request.match_info["session_id"]
     session = await store.get(session_id)
@@ -134,7 +127,7 @@ async def show_session(request: web.Request) -> web.Response:
 
 
 async def replay_sessions(request: web.Request) -> web.Response:
-    _authorize(request)
+    require_admin(request)
     body = parse_object(await read_body(request, request.app[SETTINGS].max_body_bytes))
     wanted: _ReplayRequest = parse_filters(_ReplayRequest, body)
     if bool(wanted.session_ids) == wanted.failed:

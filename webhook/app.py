@@ -21,9 +21,11 @@ from webhook.admin import add_admin_routes
 from webhook.auth import ShopifyAuth, shopify_only
 from webhook.dashboard import add_dashboard_routes
 from webhook.errors import json_errors
-from webhook.keys import METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE, TRACER
+from webhook.keys import GAUGES, METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE, TRACER
 from webhook.metrics import WebMetrics
+from webhook.operator import operator_listener
 from webhook.rate_limit import ShopRateLimit
+from webhook.scrape import GAUGES_FRESH_SECONDS, Coalesced, read_gauges
 from webhook.tracing import traced
 
 # Redis connections per web process: requests wait briefly for one rather than open more.
@@ -62,6 +64,8 @@ def create_app(
         if client is None:
             client = redis_client(settings, connections=WEB_REDIS_CONNECTIONS, name="payhook-web")
         app[REDIS] = client
+        gauges = Coalesced(lambda: read_gauges(client), fresh_for=GAUGES_FRESH_SECONDS)
+        app[GAUGES] = gauges
         app[STORE] = SessionStore(client, handoff, replication=Replication.from_settings(settings))
         app[RATE_LIMIT] = None
         if settings.shop_rate_limit is not None:
@@ -71,17 +75,23 @@ def create_app(
                 window_seconds=settings.shop_rate_window_seconds,
             )
         yield
+        await gauges.close()
         if redis is None:
             await client.aclose()
             await client.connection_pool.disconnect()
 
     app.cleanup_ctx.append(resources)
+    if settings.operator_port is not None:
+        # After `resources`: it serves their Redis client, and stops before it closes.
+        app.cleanup_ctx.append(operator_listener)
     for kind in Kind:
         app.router.add_post(f"/{kind.value}_sessions", sessions.session_endpoint(kind))
     app.router.add_post("/psp/simulator/payments/{session_id}", psp_callbacks.simulator_payment)
+    # Open to load balancers: liveness and the readiness verdict. The readiness detail and
+    # the metrics need the admin token here; the operator listener serves them openly.
     app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", health.metrics)
+    app.router.add_get("/readyz", health.public_readyz)
+    app.router.add_get("/metrics", health.public_metrics)
     add_admin_routes(app)
     add_dashboard_routes(app)
     return app

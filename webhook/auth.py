@@ -32,6 +32,7 @@ from webhook.errors import ApiError, Handler
 log = logging.getLogger("payhook.webhook")
 
 Attributes = frozenset[tuple[ObjectIdentifier, str]]
+Networks = tuple[IPv4Network | IPv6Network, ...]
 
 
 def _attributes(name: x509.Name) -> Attributes:
@@ -52,7 +53,7 @@ def _refused(code: str, message: str) -> ApiError:
 @dataclass(frozen=True)
 class ShopifyAuth:
     certificates: bool
-    proxies: tuple[IPv4Network | IPv6Network, ...]
+    proxies: Networks
     verify_header: str
     verify_value: str
     subject_header: str
@@ -88,7 +89,7 @@ class ShopifyAuth:
             raise _refused(
                 "client_certificate_required", "Shopify's client certificate is required"
             )
-        if not self._from_proxy(request):
+        if not from_trusted_proxy(request, self.proxies):
             raise _refused("untrusted_proxy", "session requests come through the trusted proxy")
         if _single(request, self.verify_header) != self.verify_value:
             raise _refused(
@@ -108,17 +109,31 @@ class ShopifyAuth:
                 "the client certificate's subject is not the pinned one",
             )
 
-    def _from_proxy(self, request: web.Request) -> bool:
-        # The socket's own peer, never a forwarded-for header anyone could write.
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        if not peer:
-            return False
-        try:
-            address = ip_address(peer[0])
-        except ValueError:
-            return False
-        mapped = getattr(address, "ipv4_mapped", None)
-        return any((mapped or address) in network for network in self.proxies)
+
+def from_trusted_proxy(request: web.Request, proxies: Networks) -> bool:
+    """The request's socket peer is one of `proxies`: its headers are the proxy's word."""
+    # The socket's own peer, never a forwarded-for header anyone could write.
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if not peer:
+        return False
+    try:
+        address = ip_address(peer[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return any((mapped or address) in network for network in proxies)
+
+
+def over_tls(request: web.Request, settings: Settings) -> bool:
+    """The client reached payhook over TLS: payhook's own listener, an https
+    `PAYHOOK_PUBLIC_URL`, or a trusted proxy whose `X-Forwarded-Proto` (sent once) says
+    https. The header counts from a trusted proxy only: anyone else could write it."""
+    if request.secure or settings.public_base_url.startswith("https://"):
+        return True
+    if not from_trusted_proxy(request, settings.trusted_proxies):
+        return False
+    proto = _single(request, "X-Forwarded-Proto")
+    return proto is not None and proto.strip().lower() == "https"
 
 
 def _single(request: web.Request, name: str) -> str | None:

@@ -3,7 +3,8 @@
 A login is a cookie `payhook_admin` = `<expires>.<login id>.<signature>`, signed with HMAC-SHA256
 under a key derived from `PAYHOOK_ADMIN_TOKEN`: it never carries the token, and changing the
 token ends every login. It is HttpOnly, SameSite=Strict, limited to `/admin`, Secure when the
-request came over TLS, and lasts `PAYHOOK_ADMIN_LOGIN_SECONDS`. Logging out records the login
+browser came over TLS (to payhook, or to the trusted proxy in front: `webhook.auth.over_tls`),
+and lasts `PAYHOOK_ADMIN_LOGIN_SECONDS`. Logging out records the login
 id in Redis until the cookie would have expired, so a copied cookie dies with the logout.
 
 Forms that change something (replay, logout) are guarded twice against cross-site requests:
@@ -28,6 +29,7 @@ from aiohttp import web
 
 from config import Settings
 from sessions.keys import logout_key
+from webhook.auth import over_tls
 from webhook.body import header_bytes
 from webhook.errors import ApiError
 from webhook.keys import REDIS, SETTINGS
@@ -76,6 +78,15 @@ def bearer_ok(request: web.Request, token: bytes) -> bool | None:
     if not sent:
         return None
     return hmac.compare_digest(sent, b"Bearer " + token)
+
+
+def require_admin(request: web.Request) -> None:
+    """Let through only a request with the admin bearer token: 401 without it or with
+    another, 404 when no admin token is configured."""
+    if not bearer_ok(request, admin_token(request.app[SETTINGS])):
+        raise ApiError(
+            401, "unauthorized", "a valid admin bearer token is required", "Authorization"
+        )
 
 
 async def _from_cookie(request: web.Request, key: bytes) -> Viewer | None:
@@ -165,7 +176,7 @@ async def log_in(request: web.Request, token: str, wanted: str | None) -> web.Re
         path="/admin",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=over_tls(request, settings),
     )
     log.info("dashboard login", extra={"remote": request.remote})
     return answer

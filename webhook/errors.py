@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("payhook.webhook")
@@ -82,11 +82,27 @@ def _pool_exhausted(exc: Exception) -> bool:
     return isinstance(exc, RedisConnectionError) and isinstance(exc.__cause__, TimeoutError)
 
 
+# Seconds a full Redis is given before the sender tries again: it stays full until an
+# operator adds memory or retention frees some, so retrying within a second only adds load.
+STORE_FULL_RETRY_AFTER = 30
+
+
+def _store_full(exc: Exception) -> bool:
+    """Redis is past its `maxmemory` and, with `noeviction`, refuses every write. Redis 7
+    keeps the `OOM` error code for a script's write (OutOfMemoryError); Redis 6 wraps it in
+    the script's own error text."""
+    return isinstance(exc, OutOfMemoryError) or (
+        isinstance(exc, ResponseError) and "OOM command not allowed" in str(exc)
+    )
+
+
 def failure_code(exc: Exception) -> str:
-    """The code of the answer to an exception that is not a refusal: `overloaded` or
-    `store_unavailable` (503s Shopify retries soon), else `internal_error` (500)."""
+    """The code of the answer to an exception that is not a refusal: `overloaded`,
+    `store_unavailable` or `store_full` (503s Shopify retries), else `internal_error` (500)."""
     if isinstance(exc, STORE_AWAY):
         return "overloaded" if _pool_exhausted(exc) else "store_unavailable"
+    if _store_full(exc):
+        return "store_full"
     return "internal_error"
 
 
@@ -106,6 +122,16 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if code == "internal_error":
             log.exception("unhandled error", extra={"path": request.path})
             return error_response(500, code, "The request could not be processed.")
+        if code == "store_full":
+            # Every write fails alike until Redis has room: a page for an operator, and a
+            # retry for Shopify that is not answered from a session that was never stored.
+            log.error(
+                "store full: Redis refuses writes past its maxmemory",
+                extra={"path": request.path, "error": str(exc)},
+            )
+            answer = error_response(503, code, "The session store is full; retry later.")
+            answer.headers["Retry-After"] = str(STORE_FULL_RETRY_AFTER)
+            return answer
         if code == "overloaded":
             log.warning("overloaded: no Redis connection free", extra={"path": request.path})
             answer = error_response(503, code, "payhook is at capacity; retry shortly.")

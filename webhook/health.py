@@ -1,34 +1,42 @@
-"""Liveness, readiness and metrics endpoints for operators and orchestrators."""
+"""Liveness, readiness and metrics endpoints for operators and orchestrators.
+
+On the operator listener (`webhook.operator`) each shows everything. On the listener Shopify
+reaches, `/healthz` and a bare readiness verdict stay open for load balancers, while the
+metrics and the readiness detail (checks, the Redis topology, durability warnings) need
+`Authorization: Bearer <PAYHOOK_ADMIN_TOKEN>`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 from aiohttp import web
 from redis.asyncio import Redis
 
 from sessions.durability import durability_warnings
-from sessions.stats import due_summary, failed_by_kind
 from sessions.topology import read_topology
-from transport.messages import QUEUE
-from webhook.keys import METRICS, REDIS, SETTINGS
-
-# Prometheus gives up on a scrape after 10 s by default; the Redis part stays well inside.
-SCRAPE_TIMEOUT_SECONDS = 3.0
+from webhook.dashboard_auth import bearer_ok, require_admin
+from webhook.keys import GAUGES, METRICS, REDIS, SETTINGS
+from webhook.scrape import SCRAPE_TIMEOUT_SECONDS
 
 
 async def healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
+async def _checks(request: web.Request) -> dict[str, str]:
     settings = request.app[SETTINGS]
     checks: dict[str, str] = {}
     checks["redis"] = await _ping(request.app[REDIS])
     # Intake queues every session in the session Redis: no other broker can be ready.
     checks["broker"] = checks["redis"] if settings.broker_is_store else "error: not the store"
+    return checks
+
+
+async def readyz(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    checks = await _checks(request)
     ready = all(value == "ok" for value in checks.values())
     body: dict[str, object] = {"ready": ready, "checks": checks}
     if ready:
@@ -43,6 +51,15 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ready else 503)
 
 
+async def public_readyz(request: web.Request) -> web.Response:
+    """The verdict for anyone; the detail for the admin token only."""
+    token = request.app[SETTINGS].admin_token
+    if token is not None and bearer_ok(request, token.get_secret_value().encode()):
+        return await readyz(request)
+    ready = all(value == "ok" for value in (await _checks(request)).values())
+    return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+
 async def _ping(redis: Redis) -> str:
     try:
         await asyncio.wait_for(redis.ping(), timeout=2)
@@ -53,10 +70,12 @@ async def _ping(redis: Redis) -> str:
 
 async def metrics(request: web.Request) -> web.Response:
     registry = request.app[METRICS]
-    redis = request.app[REDIS]
     # Metrics must render even while Redis is away; the gauges then keep their last value.
     with contextlib.suppress(Exception):
-        async with asyncio.timeout(SCRAPE_TIMEOUT_SECONDS):
-            registry.queue.set(await redis.llen(QUEUE))
-            registry.show(await due_summary(redis, time.time()), await failed_by_kind(redis))
+        registry.show(await request.app[GAUGES].get())
     return web.Response(body=registry.render(), content_type="text/plain", charset="utf-8")
+
+
+async def public_metrics(request: web.Request) -> web.Response:
+    require_admin(request)
+    return await metrics(request)

@@ -6,7 +6,7 @@ import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from sessions.stats import DueSummary
+from webhook.scrape import GaugeReading
 
 
 class WebMetrics:
@@ -62,14 +62,16 @@ class WebMetrics:
             registry=self.registry,
         )
 
-    def show(self, due: DueSummary, failed: dict[str, int]) -> None:
+    def show(self, reading: GaugeReading) -> None:
+        self.queue.set(reading.queue)
+        due = reading.due
         self.due.set(due.depth)
         self.overdue.set(due.overdue)
         self.oldest.set(due.oldest_unfinished_seconds)
         self.pending.set(due.pending_payments)
         closes = due.pending_closes_in
         self.pending_closes.set(math.inf if closes is None else closes)
-        for kind, count in failed.items():
+        for kind, count in reading.failed.items():
             self.failed.labels(kind).set(count)
 
     def render(self) -> bytes:

@@ -1,29 +1,43 @@
 """The optional per-shop rate limit on session requests, kept in Redis so that every web
 process draws on the same budget.
 
-GCRA (the generic cell rate algorithm): a shop may send `limit` requests per `window`, in
-a burst or spread out. One key per shop holds its theoretical arrival time (TAT): each
-request moves it on by `window / limit`, and a request is refused while that would put it
-more than one window ahead of now. The time is Redis's own (`TIME`), so web processes with
-skewed clocks still agree.
+GCRA (the generic cell rate algorithm) as a leaky bucket: a shop may send `limit` requests
+per `window`, in a burst or spread out. Each request adds `window / limit` to the shop's
+debt, time pays the debt back, and a request that would take the debt past one window is
+refused (and adds nothing). The arithmetic is in integers of 1/limit ms, where a request
+costs `window_ms` and the bucket holds `window_ms * limit`: rounding `window / limit` to
+whole milliseconds would let a burst of 3 at 3/s find 1,002 ms of debt in a 1,000 ms
+bucket, and would cap any limit at 1,000 a second. The time is Redis's own (`TIME`), so
+web processes with skewed clocks still agree.
 """
 
 from __future__ import annotations
-
-import math
 
 from redis.asyncio import Redis
 
 from sessions.keys import rate_key
 
+# Lua numbers are doubles: integers stay exact up to 2^53, which the bucket may not reach.
+MAX_BUCKET = 2**53
+
+# KEYS[1] holds "<debt>:<ms it was measured>". ARGV: the cost of one request (the window in
+# ms), the bucket (the window in ms x limit), the limit (what one ms pays back).
 _TAKE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local interval, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') or 0, now)
-local allow_at = tat + interval - window
-if allow_at > now then return allow_at - now end
-redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX', tat + interval - now)
+local cost, bucket, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local debt, since = 0, now
+local held = redis.call('GET', KEYS[1])
+if held then
+  local d, t = string.match(held, '^(%d+):(%d+)$')
+  if d then debt, since = tonumber(d), tonumber(t) end
+end
+-- A whole window pays back any debt; capped, the product stays inside the bucket's range.
+local elapsed = math.min(math.max(now - since, 0), cost)
+debt = math.max(debt - elapsed * limit, 0)
+if debt + cost > bucket then return math.ceil((debt + cost - bucket) / limit) end
+debt = debt + cost
+redis.call('SET', KEYS[1], string.format('%d:%d', debt, now), 'PX', math.ceil(debt / limit) + 1)
 return 0
 """
 
@@ -31,11 +45,16 @@ return 0
 class ShopRateLimit:
     def __init__(self, redis: Redis, *, limit: int, window_seconds: float) -> None:
         self._take = redis.register_script(_TAKE)
+        self._limit = limit
         self._window_ms = max(1, round(window_seconds * 1000))
-        self._interval_ms = max(1, math.ceil(self._window_ms / limit))
+        if self._window_ms * limit > MAX_BUCKET:
+            raise ValueError(f"{limit} per {window_seconds:g} s is past the limiter's range")
 
     async def wait_for(self, shop: str) -> float:
         """Take one request from the shop's budget: 0 when it may go ahead, otherwise the
         seconds until it may (and nothing was taken)."""
-        waited = await self._take(keys=[rate_key(shop)], args=[self._interval_ms, self._window_ms])
+        waited = await self._take(
+            keys=[rate_key(shop)],
+            args=[self._window_ms, self._window_ms * self._limit, self._limit],
+        )
         return int(waited) / 1000

@@ -31,6 +31,8 @@ from workers.connectors.simulator import SimulatorConnector
 
 DB = 0
 TOKEN = "shpat_integration_test"
+# Opens the web processes' readiness detail and metrics on their Shopify-facing listener.
+ADMIN_TOKEN = "integration-admin-token-0123456789abcdef"
 ROOT = Path(__file__).resolve().parents[2]
 
 

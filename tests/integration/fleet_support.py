@@ -15,7 +15,7 @@ from redis import Redis as SyncRedis
 from config.settings import child_environment
 from ops.redis_server import LocalRedis, LocalSentinel, free_port
 from sandbox.shopify import RunningShopifySandbox
-from tests.integration.conftest import TOKEN, WorkerProcess
+from tests.integration.conftest import ADMIN_TOKEN, TOKEN, WorkerProcess
 from tests.integration.faults_support import FAST, kill_group
 
 MASTER = "payhook"
@@ -106,6 +106,8 @@ def fleet_environment(
             "PAYHOOK_REDIS_REPLICA_TIMEOUT_SECONDS": "0.5",
             "PAYHOOK_SHOPIFY_GRAPHQL_URL": sandbox.graphql_url_template,
             "PAYHOOK_SHOPIFY_ACCESS_TOKEN": TOKEN,
+            # The web processes' readiness detail is the admin token's to read.
+            "PAYHOOK_ADMIN_TOKEN": ADMIN_TOKEN,
             "PAYHOOK_STATE_DIR": str(state_dir),
             "PAYHOOK_LOG_LEVEL": "INFO",
             **overrides,

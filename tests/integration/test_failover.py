@@ -29,6 +29,7 @@ from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox
 from sandbox.shopify_side import send_capture_session
 from sessions.connect import tool_client
+from tests.integration.conftest import ADMIN_TOKEN
 from tests.integration.faults_support import (
     FINAL,
     REJECT,
@@ -155,7 +156,8 @@ async def test_a_sigkilled_primary_fails_over_and_no_acknowledged_session_is_los
         f"intake_resumed_after={resumed:.1f}s flow={time.monotonic() - began:.1f}s"
     )
     print(figures)
-    async with http.get(f"{webs[0]}/readyz") as ready:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with http.get(f"{webs[0]}/readyz", headers=admin) as ready:
         topology = (await ready.json())["topology"]
     assert (topology["mode"], topology["primary"]) == ("sentinel", f"127.0.0.1:{new_port}")
     assert len(topology["sentinels"]) == 3

@@ -39,7 +39,7 @@ from tests.factories import (
     shopify_headers,
     signed_callback,
 )
-from tests.integration.conftest import TOKEN
+from tests.integration.conftest import ADMIN_TOKEN, TOKEN
 from webhook.app import create_app
 from workers.connectors.base import (
     Approved,
@@ -302,9 +302,10 @@ async def test_readyz_and_doctor_show_the_replica_and_what_a_201_waits_for(
     pair: tuple[LocalRedis, LocalRedis], aiohttp_client: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     primary, replica = pair
-    settings = settings_for(primary)
+    settings = settings_for(primary, admin_token=ADMIN_TOKEN)
     client = await aiohttp_client(create_app(settings))
-    body = await (await client.get("/readyz")).json()
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    body = await (await client.get("/readyz", headers=admin)).json()
     topology = body["topology"]
     assert (topology["mode"], topology["role"], topology["min_replicas"]) == ("single", "master", 1)
     assert [(r["address"], r["state"]) for r in topology["replicas"]] == [

@@ -22,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.integration
 def test_dev_mode_runs_all_four_session_kinds_through_to_shopify(tmp_path: Path) -> None:
-    metrics_port = free_port()
+    metrics_port, operator_port = free_port(), free_port()
     env = child_environment(
         {
             "PAYHOOK_WORKER_METRICS_PORT": str(metrics_port),
+            "PAYHOOK_OPERATOR_PORT": str(operator_port),
             "PAYHOOK_STATE_DIR": str(tmp_path / "state"),
             "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
             "PAYHOOK_PORT": str(free_port()),
@@ -68,6 +69,7 @@ def test_dev_mode_runs_all_four_session_kinds_through_to_shopify(tmp_path: Path)
     }
     assert int(summary[1]) == 43
     assert "● web" in done.stdout
+    assert f"● operator   http://127.0.0.1:{operator_port} (/metrics" in done.stdout
     assert "● sandbox" in done.stdout
     assert "● dashboard" in done.stdout
     assert "● flower" in done.stdout

@@ -172,10 +172,10 @@ async def test_a_malformed_replay_request_is_a_422(
 async def test_readiness_warns_when_redis_could_evict_sessions(
     client: TestClient[Any, Any], inspect: redis.Redis
 ) -> None:
-    assert (await (await client.get("/readyz")).json())["warnings"] == []
+    assert (await (await client.get("/readyz", headers=AUTH)).json())["warnings"] == []
     inspect.config_set("maxmemory-policy", "allkeys-lru")
     try:
-        document = await (await client.get("/readyz")).json()
+        document = await (await client.get("/readyz", headers=AUTH)).json()
     finally:
         inspect.config_set("maxmemory-policy", "noeviction")
     assert document["ready"] is True

@@ -20,6 +20,8 @@ from transport.messages import QUEUE
 from webhook.app import create_app
 
 DB = 1  # nothing consumes this database's queue, so every enqueued message stays visible
+ADMIN_TOKEN = "capture-test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture
@@ -27,6 +29,7 @@ def settings(redis_server: LocalRedis) -> Settings:
     return Settings(
         redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
         shopify_access_token="shpat_fallback_for_every_shop",
+        admin_token=ADMIN_TOKEN,
     )
 
 
@@ -379,12 +382,12 @@ async def test_unknown_routes_answer_json_errors(
 
 async def test_health_readiness_and_metrics(client: TestClient[Any, Any]) -> None:
     assert (await (await client.get("/healthz")).json()) == {"status": "ok"}
-    ready = await client.get("/readyz")
+    ready = await client.get("/readyz", headers=ADMIN)
     assert ready.status == 200
     assert (await ready.json())["checks"] == {"redis": "ok", "broker": "ok"}
     await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
     await client.post("/capture_sessions", json={"id": 1}, headers=shopify_headers())
-    metrics = await (await client.get("/metrics")).text()
+    metrics = await (await client.get("/metrics", headers=ADMIN)).text()
     assert 'payhook_sessions_received_total{kind="capture",result="created"} 1.0' in metrics
     assert 'payhook_sessions_received_total{kind="capture",result="invalid"} 1.0' in metrics
     assert "payhook_sessions_unfinished 1.0" in metrics
@@ -406,14 +409,16 @@ async def test_a_shop_without_any_token_is_refused_counted_and_stores_nothing(
     aiohttp_client: Any, settings: Settings, inspect: redis.Redis
 ) -> None:
     # No fallback token: only shops added with `payhook shops add` can be reported to.
-    client = await aiohttp_client(create_app(Settings(redis_url=settings.redis_url)))
+    client = await aiohttp_client(
+        create_app(Settings(redis_url=settings.redis_url, admin_token=ADMIN_TOKEN))
+    )
     answer = await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
     assert answer.status == 403
     error = (await answer.json())["error"]
     assert (error["code"], error["field"]) == ("no_access_token", "Shopify-Shop-Domain")
     assert SHOP in error["message"]
     assert inspect.dbsize() == 0
-    metrics = await (await client.get("/metrics")).text()
+    metrics = await (await client.get("/metrics", headers=ADMIN)).text()
     assert 'payhook_sessions_received_total{kind="capture",result="no_token"} 1.0' in metrics
 
     inspect.hset(SHOPS, SHOP, "shpat_of_this_shop")

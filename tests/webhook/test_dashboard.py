@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from http.cookies import SimpleCookie
+from ipaddress import ip_network
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -114,7 +115,7 @@ async def test_the_login_cookie_is_signed_http_only_strict_and_holds_no_token(
     assert morsel["samesite"] == "Strict"
     assert morsel["path"] == "/admin"
     assert int(morsel["max-age"]) == 28_800
-    # Plain HTTP here; over TLS the cookie is Secure (request.secure).
+    # Plain HTTP here; over TLS the cookie is Secure (webhook.auth.over_tls).
     assert not morsel["secure"]
     cookie = {"Cookie": f"payhook_admin={morsel.value}"}
     assert (await client.get("/admin", headers=cookie)).status == 200
@@ -359,3 +360,37 @@ async def test_a_form_sent_as_anything_but_url_encoded_is_refused(
         assert answer.status == 415, content_type
     assert inspect.llen(QUEUE) == 0
     assert await store.failed_ids() == [session.id]
+
+
+async def secure_login(aiohttp_client: Any, settings: Settings, **headers: str) -> bool:
+    client = await aiohttp_client(create_app(settings), cookie_jar=DummyCookieJar())
+    answer = await client.post(
+        "/admin/login", data={"token": TOKEN}, headers=headers, allow_redirects=False
+    )
+    assert answer.status == 303
+    return bool(SimpleCookie(answer.headers["Set-Cookie"])["payhook_admin"]["secure"])
+
+
+async def test_behind_the_tls_proxy_the_login_cookie_is_secure(
+    aiohttp_client: Any, settings: Settings, inspect: redis.Redis
+) -> None:
+    # The test client connects from 127.0.0.1: that is the proxy that terminated TLS.
+    proxied = settings.model_copy(update={"trusted_proxies": (ip_network("127.0.0.1/32"),)})
+    assert await secure_login(aiohttp_client, proxied, **{"X-Forwarded-Proto": "https"})
+    assert not await secure_login(aiohttp_client, proxied, **{"X-Forwarded-Proto": "http"})
+    assert not await secure_login(aiohttp_client, proxied)
+
+
+async def test_an_https_public_url_makes_the_login_cookie_secure(
+    aiohttp_client: Any, settings: Settings, inspect: redis.Redis
+) -> None:
+    public = settings.model_copy(update={"public_url": "https://payments.example.com"})
+    assert await secure_login(aiohttp_client, public)
+
+
+async def test_a_client_that_is_no_trusted_proxy_cannot_say_https(
+    aiohttp_client: Any, settings: Settings, inspect: redis.Redis
+) -> None:
+    elsewhere = settings.model_copy(update={"trusted_proxies": (ip_network("10.0.0.0/8"),)})
+    assert not await secure_login(aiohttp_client, elsewhere, **{"X-Forwarded-Proto": "https"})
+    assert not await secure_login(aiohttp_client, settings, **{"X-Forwarded-Proto": "https"})

@@ -20,6 +20,7 @@ from tests.factories import capture_body, shopify_headers
 from transport.messages import QUEUE
 
 DB = 15
+ADMIN_TOKEN = "metrics-test-admin-token-0123456789"
 
 
 @pytest.fixture
@@ -27,11 +28,12 @@ def settings(redis_server: LocalRedis) -> Settings:
     return Settings(
         redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
         shopify_access_token="shpat_fallback_for_every_shop",
+        admin_token=ADMIN_TOKEN,
     )
 
 
 async def gauges(client: TestClient[Any, Any]) -> dict[str, float]:
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert response.status == 200
     text = await response.text()
     return {

@@ -116,7 +116,8 @@ async def test_a_strangers_certificate_cannot_even_complete_the_handshake(
     ("method", "path", "status"),
     [
         ("GET", "/healthz", 200),
-        ("GET", "/metrics", 200),
+        # Its own authentication here is the admin token (the operator listener has none).
+        ("GET", "/metrics", 401),
         # The PSP's callback is refused by its own signature check, not by the handshake.
         ("POST", "/psp/simulator/payments/some-session", 401),
         ("GET", "/admin/sessions", 401),

@@ -4,19 +4,23 @@ past its budget gets 429 with Retry-After, whichever web process it reaches."""
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import pytest
 import redis
 from aiohttp.test_utils import TestClient
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from config import Settings
 from ops.redis_server import LocalRedis
 from sessions.keys import session_key
-from tests.factories import capture_body, shopify_headers
+from tests.factories import SHOP, capture_body, shopify_headers
 from webhook.app import create_app
+from webhook.rate_limit import ShopRateLimit
 
 DB = 10
+ADMIN_TOKEN = "rate-limit-test-admin-token-0123456789"
 
 
 @pytest.fixture
@@ -26,6 +30,7 @@ def settings(redis_server: LocalRedis) -> Settings:
         shopify_access_token="shpat_fallback_for_every_shop",
         shop_rate_limit=3,
         shop_rate_window_seconds=60,
+        admin_token=ADMIN_TOKEN,
     )
 
 
@@ -51,7 +56,8 @@ async def test_a_shop_past_its_budget_gets_429_with_retry_after_across_web_proce
         assert not inspect.exists(session_key(body["id"]))
     _, other_shop = await post(first, shop="quiet.myshopify.com")
     assert other_shop.status == 201
-    metrics = await (await first.get("/metrics")).text()
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    metrics = await (await first.get("/metrics", headers=admin)).text()
     assert 'payhook_sessions_received_total{kind="capture",result="rate_limited"} 1.0' in metrics
 
 
@@ -74,3 +80,53 @@ async def test_without_the_setting_there_is_no_limit(
     client = await aiohttp_client(create_app(unlimited))
     answers = await asyncio.gather(*(post(client) for _ in range(20)))
     assert {answer.status for _, answer in answers} == {201}
+
+
+@pytest.mark.parametrize("window", [1.0, 60.0])
+async def test_a_burst_at_limit_three_lets_exactly_three_through(
+    aiohttp_client: Any, settings: Settings, inspect: redis.Redis, window: float
+) -> None:
+    three = settings.model_copy(update={"shop_rate_limit": 3, "shop_rate_window_seconds": window})
+    client = await aiohttp_client(create_app(three))
+    answers = await asyncio.gather(*(post(client) for _ in range(4)))
+    assert sorted(answer.status for _, answer in answers) == [201, 201, 201, 429]
+
+
+@pytest.mark.parametrize(("limit", "window"), [(3, 1.0), (7, 1.0), (60, 10.0)])
+async def test_however_fast_the_burst_exactly_the_limit_gets_through(
+    settings: Settings, inspect: redis.Redis, limit: int, window: float
+) -> None:
+    # One connection: the calls reach Redis back to back, within a millisecond or two.
+    pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=1)
+    client = Redis(connection_pool=pool)
+    try:
+        limiter = ShopRateLimit(client, limit=limit, window_seconds=window)
+        waits = [await limiter.wait_for(SHOP) for _ in range(limit + 1)]
+    finally:
+        await client.aclose()
+        await pool.disconnect()
+    assert waits[:limit] == [0.0] * limit
+    assert 0 < waits[limit] <= window / limit + 0.01
+
+
+async def test_a_limit_above_a_thousand_a_second_is_kept_exactly(
+    settings: Settings, inspect: redis.Redis
+) -> None:
+    limit, sent = 2000, 3000
+    pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=16)
+    client = Redis(connection_pool=pool)
+    try:
+        limiter = ShopRateLimit(client, limit=limit, window_seconds=1.0)
+        started = await client.time()
+        waits = await asyncio.gather(*(limiter.wait_for(SHOP) for _ in range(sent)))
+        ended = await client.time()
+    finally:
+        await client.aclose()
+        await pool.disconnect()
+    elapsed = (ended[0] - started[0]) + (ended[1] - started[1]) / 1e6
+    allowed = sum(1 for wait in waits if wait == 0)
+    # The whole budget at once, then one more per 1/2000 s: nothing capped it, nothing more.
+    assert limit <= allowed <= limit + math.ceil(elapsed * limit) + 1, (allowed, elapsed)
+    assert allowed < sent, "the burst outran the budget: the test proves nothing"
+    refused = [wait for wait in waits if wait > 0]
+    assert max(refused) <= 1.0

@@ -16,6 +16,7 @@ from webhook.app import create_app
 
 CALLBACK_SECRET = "a-callback-secret-of-this-test-long-enough"
 DB = 12
+ADMIN_TOKEN = "trusted-proxy-test-admin-token-0123456789"
 SUBJECT = "CN=payments.shopify.com,O=Shopify Inc."
 
 
@@ -114,10 +115,12 @@ async def test_the_header_names_are_the_proxys_own(
 
 
 async def test_health_metrics_and_callbacks_need_no_proxy_headers(
-    client: TestClient[Any, Any],
+    aiohttp_client: Any, settings: Settings, inspect: Any
 ) -> None:
+    client = await app_with(aiohttp_client, settings, admin_token=ADMIN_TOKEN)
     assert (await client.get("/healthz")).status == 200
-    assert (await client.get("/metrics")).status == 200
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert (await client.get("/metrics", headers=admin)).status == 200
     callback = await client.post("/psp/simulator/payments/x", data=b"{}")
     assert callback.status == 401  # the callback's own signature check
 
