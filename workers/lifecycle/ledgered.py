@@ -88,6 +88,10 @@ class LedgeredLifecycle:
         )
 
     async def status(self, services: Services, session: Session) -> StatusResult:
+        # The reservation is taken again (a no-op while it is held) so that an operation the
+        # look-up finds is committed to the book: an operator may have released it meanwhile
+        # (`payhook sessions release`), and the provider's money would be missing from it.
+        await self._reserve(services, session)
         return await self.psp_status(services.connector, services.ledger, session)
 
     async def psp_status(
