@@ -10,6 +10,7 @@ from config.tracing import Tracer
 from sessions.store import SessionStore
 from webhook.metrics import WebMetrics
 from webhook.rate_limit import ShopRateLimit
+from webhook.token_check import TokenCheck
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
@@ -18,3 +19,5 @@ METRICS = web.AppKey("metrics", WebMetrics)
 TRACER: web.AppKey[Tracer] = web.AppKey("tracer")
 # None when PAYHOOK_SHOP_RATE_LIMIT is unset.
 RATE_LIMIT: web.AppKey[ShopRateLimit | None] = web.AppKey("rate_limit")
+# Whether a shop's sessions could be reported (`webhook.token_check`).
+TOKEN_CHECK = web.AppKey("token_check", TokenCheck)
