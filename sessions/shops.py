@@ -106,6 +106,10 @@ class ShopTokens:
             return self._fallback
         return open_stored(self._cipher, shop, stored)
 
+    async def current(self, shop: str) -> str | None:
+        """`token_for`: this registry keeps no cache, so it is always current."""
+        return await self.token_for(shop)
+
     async def stored(self, shop: str) -> str | None:
         """The shop's value in the registry as it is stored (encrypted), or None."""
         value = await self._redis.hget(SHOPS, shop)

@@ -42,13 +42,11 @@ DB = 8
 pytestmark = pytest.mark.integration
 
 
-class _NoTokens:
-    async def token_for(self, shop: str) -> str | None:
-        return None
-
-
 class _Tokens:
     async def token_for(self, shop: str) -> str | None:
+        return "shpat_release"
+
+    async def current(self, shop: str) -> str | None:
         return "shpat_release"
 
 
@@ -58,7 +56,7 @@ async def failed_capture(url: str, amount: str, attempts: int) -> tuple[str, str
     gateway = GqlShopifyGateway(
         url_template="http://127.0.0.1:9/{shop}",
         api_version="2025-10",
-        tokens=_NoTokens(),
+        tokens=_Tokens(),
         timeout_seconds=1,
     )
     services = Services(

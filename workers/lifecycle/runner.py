@@ -148,6 +148,9 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
         if not isinstance(opening.step, ReportNext):
             return opening.step
     if decide.settles(session):
+        waiting = await _unreportable(claim, services, lifecycle, session)
+        if waiting is not None:
+            return waiting
         # The PSP must never be asked on a claim a failover could take back: a promoted
         # replica without it (no fence, no in-flight mark) would let a second worker ask
         # again, and a provider without idempotency keys would move the money twice.
@@ -174,6 +177,22 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
     reported = decide.after_report(session, mutation.field, said, policy, services.clock())
     await _store(services, claim, reported, last=True, cause=cause)
     return reported.step
+
+
+async def _unreportable(
+    claim: Claimed, services: Services, lifecycle: KindLifecycle, session: Session
+) -> Step | None:
+    """Money must not move for a session Shopify cannot be told about: while its shop's
+    token cannot be read, the session waits (and in the end fails) without the PSP."""
+    reason = await services.gateway.cannot_report(session.shop)
+    if reason is None:
+        return None
+    ledger_payment = lifecycle.ledger_payment(session)
+    waiting = decide.unreportable(
+        session, reason, services.policy, services.clock(), ledger_payment=ledger_payment
+    )
+    await _store(services, claim, waiting, last=True, cause="no_token")
+    return waiting.step
 
 
 async def _settle(
