@@ -89,6 +89,9 @@ class _Token:
     async def token_for(self, shop: str) -> str | None:
         return TOKEN
 
+    async def current(self, shop: str) -> str | None:
+        return TOKEN
+
 
 async def floor(run: Run, sandbox_url: str) -> float | None:
     """Resolves per second sent straight to the sandbox, 100 in flight; None: timed out."""

@@ -128,6 +128,9 @@ async def end_to_end(
             async def token_for(self, shop: str) -> str | None:
                 return "shpat_bench"
 
+            async def current(self, shop: str) -> str | None:
+                return "shpat_bench"
+
         gateway = GqlShopifyGateway(
             url_template=sandbox_url + GRAPHQL_PATH,
             api_version="2025-10",

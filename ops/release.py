@@ -6,6 +6,9 @@
 | nothing was applied | the reservation is returned; a replay may reserve again |
 | it was applied | refused: `payhook replay` reports it to Shopify and commits it |
 | cannot be reached | refused, unless `--force` (the operator checked the provider) |
+
+A released session keeps its PSP-uncertain mark, so a replay looks the operation up at the
+provider before it may send it again.
 """
 
 from __future__ import annotations
@@ -78,10 +81,13 @@ async def _release(settings: Settings, redis: Redis, session_id: str, *, force: 
         state=State.FAILED,
         detail=f"{held.describe()} given back: {checked}",
     )
+    # The PSP-uncertain mark stays: what the provider showed (or the operator checked) is a
+    # moment's view, and a provider without idempotency keys can apply a request late. A
+    # replay therefore asks the provider's status before it sends anything.
     change = Change(
         event=event,
         due_at=None,
-        fields={"psp_uncertain": None},
+        fields={},
         expect=frozenset({State.FAILED}),
         ledger=LedgerVerdict(session.payment_id, approved=False, final=False),
     )

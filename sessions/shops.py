@@ -65,6 +65,20 @@ def token_cipher(keys: Sequence[str]) -> TokenCipher | None:
     return TokenCipher(keys) if keys else None
 
 
+def open_stored(cipher: TokenCipher | None, shop: str, stored: str) -> str:
+    """The token in a stored registry value; `TokenUnreadable` if these keys cannot open it."""
+    if not stored.startswith(PREFIX):
+        return stored
+    if cipher is None:
+        raise TokenUnreadable(f"the token of {shop} is encrypted and no PAYHOOK_TOKEN_KEYS")
+    try:
+        return cipher.open(stored)
+    except InvalidToken:
+        raise TokenUnreadable(
+            f"no key in PAYHOOK_TOKEN_KEYS decrypts the token of {shop}"
+        ) from None
+
+
 @dataclass
 class Rotation:
     rotated: list[str] = field(default_factory=list)
@@ -85,24 +99,21 @@ class ShopTokens:
         self._replace = redis.register_script(_REPLACE_IF_UNCHANGED)
 
     async def token_for(self, shop: str) -> str | None:
-        stored = await self._redis.hget(SHOPS, shop)
+        """The shop's own token, else the fallback; `TokenUnreadable` when the shop's own
+        token is stored but cannot be decrypted (the fallback never stands in for it)."""
+        stored = await self.stored(shop)
         if stored is None:
             return self._fallback
-        text = _text(stored)
-        if not text.startswith(PREFIX):
-            return text
-        if self._cipher is None:
-            raise TokenUnreadable(f"the token of {shop} is encrypted and no PAYHOOK_TOKEN_KEYS")
-        try:
-            return self._cipher.open(text)
-        except InvalidToken:
-            raise TokenUnreadable(
-                f"no key in PAYHOOK_TOKEN_KEYS decrypts the token of {shop}"
-            ) from None
+        return open_stored(self._cipher, shop, stored)
 
-    async def has_token(self, shop: str) -> bool:
-        """Whether a session of `shop` could be reported: its own token or the fallback."""
-        return self._fallback is not None or bool(await self._redis.hexists(SHOPS, shop))
+    async def current(self, shop: str) -> str | None:
+        """`token_for`: this registry keeps no cache, so it is always current."""
+        return await self.token_for(shop)
+
+    async def stored(self, shop: str) -> str | None:
+        """The shop's value in the registry as it is stored (encrypted), or None."""
+        value = await self._redis.hget(SHOPS, shop)
+        return None if value is None else _text(value)
 
     async def add(self, shop: str, token: str) -> None:
         if self._cipher is None:

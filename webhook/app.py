@@ -13,6 +13,7 @@ from config.tracing import NO_TRACER, Tracer
 from sessions.connect import redis_client
 from sessions.models import Kind
 from sessions.replication import Replication
+from sessions.shops import token_cipher
 from sessions.store import SessionStore
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
@@ -21,11 +22,21 @@ from webhook.admin import add_admin_routes
 from webhook.auth import ShopifyAuth, shopify_only
 from webhook.dashboard import add_dashboard_routes
 from webhook.errors import json_errors
-from webhook.keys import GAUGES, METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE, TRACER
+from webhook.keys import (
+    GAUGES,
+    METRICS,
+    RATE_LIMIT,
+    REDIS,
+    SETTINGS,
+    STORE,
+    TOKEN_CHECK,
+    TRACER,
+)
 from webhook.metrics import WebMetrics
 from webhook.operator import operator_listener
 from webhook.rate_limit import ShopRateLimit
 from webhook.scrape import GAUGES_FRESH_SECONDS, Coalesced, read_gauges
+from webhook.token_check import TokenCheck
 from webhook.tracing import traced
 
 # Redis connections per web process: requests wait briefly for one rather than open more.
@@ -67,6 +78,11 @@ def create_app(
         gauges = Coalesced(lambda: read_gauges(client), fresh_for=GAUGES_FRESH_SECONDS)
         app[GAUGES] = gauges
         app[STORE] = SessionStore(client, handoff, replication=Replication.from_settings(settings))
+        app[TOKEN_CHECK] = TokenCheck(
+            client,
+            token_cipher(settings.token_key_list),
+            fallback=settings.shopify_access_token is not None,
+        )
         app[RATE_LIMIT] = None
         if settings.shop_rate_limit is not None:
             app[RATE_LIMIT] = ShopRateLimit(

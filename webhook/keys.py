@@ -11,6 +11,7 @@ from sessions.store import SessionStore
 from webhook.metrics import WebMetrics
 from webhook.rate_limit import ShopRateLimit
 from webhook.scrape import Coalesced, GaugeReading
+from webhook.token_check import TokenCheck
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
@@ -21,3 +22,5 @@ TRACER: web.AppKey[Tracer] = web.AppKey("tracer")
 RATE_LIMIT: web.AppKey[ShopRateLimit | None] = web.AppKey("rate_limit")
 # The Redis-derived gauges, read once for the scrapes that ask together (webhook.scrape).
 GAUGES: web.AppKey[Coalesced[GaugeReading]] = web.AppKey("gauges")
+# Whether a shop's sessions could be reported (`webhook.token_check`).
+TOKEN_CHECK = web.AppKey("token_check", TokenCheck)

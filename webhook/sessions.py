@@ -1,6 +1,6 @@
 """Session endpoints. Each handler: read → validate → admit (the shop has an access token
-and is within its rate limit) → persist + enqueue (one atomic Redis call that also dedupes)
-→ 201.
+payhook can read, and is within its rate limit) → persist + enqueue (one atomic Redis call
+that also dedupes) → 201.
 
 No PSP or Shopify call ever happens on the request path. A payment session is not queued at
 intake: the buyer acts first, on the PSP's page; it enters the due set at the end of the
@@ -24,11 +24,11 @@ from sessions.models import Kind
 from sessions.money import format_amount
 from sessions.replication import NotReplicated
 from sessions.requests import REQUESTS, PaymentSessionRequest
-from sessions.shops import ShopTokens
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
 from webhook.errors import ApiError, failure_code, not_replicated
-from webhook.keys import METRICS, RATE_LIMIT, REDIS, SETTINGS, STORE, TRACER
+from webhook.keys import METRICS, RATE_LIMIT, SETTINGS, STORE, TOKEN_CHECK, TRACER
+from webhook.token_check import TokenProblem
 
 log = logging.getLogger("payhook.webhook")
 
@@ -77,6 +77,7 @@ def redirect_url(settings: Settings, parsed: PaymentSessionRequest) -> str:
 # 5xx is named by its code (`not_replicated`, `store_unavailable`, `overloaded`, ...).
 _REFUSALS = {
     "no_access_token": "no_token",
+    "token_unreadable": "token_unreadable",
     "rate_limited": "rate_limited",
     "idempotency_conflict": "conflict",
 }
@@ -92,8 +93,8 @@ def _result(exc: Exception) -> str:
 
 
 async def _admit(request: web.Request, shop: str) -> None:
-    """Refuse a session payhook could never report (its shop has no access token), or one
-    past its shop's rate limit."""
+    """Refuse a session payhook could never report (its shop has no access token this
+    process can read), or one past its shop's rate limit."""
     settings = request.app[SETTINGS]
     limit = request.app[RATE_LIMIT]
     wait = await limit.wait_for(shop) if limit is not None else 0.0
@@ -106,14 +107,23 @@ async def _admit(request: web.Request, shop: str) -> None:
             "Shopify-Shop-Domain",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-    if settings.shopify_access_token is not None:
-        return  # the fallback token reports for every shop
-    # Only whether a token exists is asked here, so no cipher is needed.
-    if not await ShopTokens(request.app[REDIS]).has_token(shop):
+    problem = await request.app[TOKEN_CHECK].problem(shop)
+    if problem is TokenProblem.MISSING:
         raise ApiError(
             403,
             "no_access_token",
             f"payhook has no Shopify access token for {shop} (payhook shops add {shop})",
+            "Shopify-Shop-Domain",
+        )
+    if problem is TokenProblem.UNREADABLE:
+        # A worker could not report it either: accepting it would move money Shopify is
+        # never told about.
+        raise ApiError(
+            403,
+            "token_unreadable",
+            f"payhook cannot read the Shopify access token it holds for {shop}: no key in "
+            f"PAYHOOK_TOKEN_KEYS decrypts it (restore the key it was stored under, or "
+            f"payhook shops add {shop})",
             "Shopify-Shop-Domain",
         )
 

@@ -128,7 +128,8 @@ class WorkerMetrics:
         if event == "psp_settled" and session.outcome is not None:
             self.settlements.labels(kind, self.connector, session.outcome.value).inc()
         elif isinstance(step, RetryLater):
-            loop = "psp" if event == "psp_retry" else "shopify"
+            # A token wait is part of the PSP phase: the PSP is asked once it is over.
+            loop = "psp" if event in ("psp_retry", "token_wait") else "shopify"
             self.retries.labels(loop, cause or "unknown").inc()
         elif isinstance(step, DeadLetter):
             self.dead_letters.labels(kind).inc()

@@ -297,6 +297,9 @@ class _Tokens:
     async def token_for(self, shop: str) -> str | None:
         return TOKEN
 
+    async def current(self, shop: str) -> str | None:
+        return TOKEN
+
 
 async def test_readyz_and_doctor_show_the_replica_and_what_a_201_waits_for(
     pair: tuple[LocalRedis, LocalRedis], aiohttp_client: Any, capsys: pytest.CaptureFixture[str]

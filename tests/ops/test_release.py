@@ -9,20 +9,29 @@ import sys
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from config import Settings
 from config.settings import child_environment
 from ops.redis_server import LocalRedis
+from sandbox.psp import connector_environment, start_psp_fake
+from sandbox.psp.common import PSP_STATE
+from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
 from sessions.claims import Claims
+from sessions.ledger import Book
 from sessions.ledger_store import LedgerStore
+from sessions.models import Outcome
+from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import make_session, received_event
+from workers.connectors import build_connector
 from workers.connectors.order_lock import order_lock_key
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import DeadLetter, Policy
+from workers.lifecycle.decide import DeadLetter, Done, Policy, RetryLater
 from workers.lifecycle.runner import Services, run
 from workers.retry_policy import RetryPolicy
 from workers.shopify.gateway import GqlShopifyGateway
@@ -33,9 +42,12 @@ DB = 8
 pytestmark = pytest.mark.integration
 
 
-class _NoTokens:
+class _Tokens:
     async def token_for(self, shop: str) -> str | None:
-        return None
+        return "shpat_release"
+
+    async def current(self, shop: str) -> str | None:
+        return "shpat_release"
 
 
 async def failed_capture(url: str, amount: str, attempts: int) -> tuple[str, str]:
@@ -44,7 +56,7 @@ async def failed_capture(url: str, amount: str, attempts: int) -> tuple[str, str
     gateway = GqlShopifyGateway(
         url_template="http://127.0.0.1:9/{shop}",
         api_version="2025-10",
-        tokens=_NoTokens(),
+        tokens=_Tokens(),
         timeout_seconds=1,
     )
     services = Services(
@@ -80,9 +92,13 @@ async def reservation(url: str, payment_id: str, session_id: str) -> object:
 
 
 def payhook(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return payhook_with({"PAYHOOK_REDIS_URL": url}, *args)
+
+
+def payhook_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ops", *args],
-        env=child_environment({"PAYHOOK_REDIS_URL": url}),
+        env=child_environment(env),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -155,3 +171,74 @@ def test_money_is_not_released_while_the_provider_cannot_be_asked(url: str) -> N
     assert refused.returncode == 1
     assert "--force" in refused.stderr
     assert asyncio.run(reservation(url, payment_id, session_id)) is not None
+
+
+async def test_a_forced_release_still_makes_the_replay_ask_the_provider_before_sending(
+    url: str, aiohttp_server: Any
+) -> None:
+    # The capture was applied and its answer lost; then the provider could not be read, so
+    # the operator checked it elsewhere and forced the release. The replay must find the
+    # capture with a status look-up, not send it again: a provider without idempotency keys
+    # would charge the buyer a second time.
+    fake = await start_psp_fake("http")
+    shopify = await aiohttp_server(create_shopify_app(strict_sessions=False))
+    env = connector_environment("http", fake.url, "sk_test")
+    fields = {k.removeprefix("PAYHOOK_").lower(): v for k, v in env.items()}
+    settings = Settings(redis_url=url, psp_timeout_seconds=0.5, **fields)
+    redis = Redis.from_url(url)
+    connector = build_connector(settings, redis)
+    gateway = GqlShopifyGateway(
+        url_template=str(shopify.make_url("")).rstrip("/") + GRAPHQL_PATH,
+        api_version="2025-10",
+        tokens=_Tokens(),
+        timeout_seconds=2,
+    )
+    ladder = RetryPolicy((0.0,), max_attempts=2)
+    services = Services(
+        claims=Claims(redis),
+        connector=connector,
+        gateway=gateway,
+        ledger=LedgerStore(redis),
+        policy=Policy(psp=ladder, shopify=ladder, lease_seconds=10, max_deliveries=10),
+        clock=time.time,
+    )
+    state = fake.runner.app[PSP_STATE]
+    session = make_session(amount=Decimal("10.00"))
+    store = SessionStore(redis)
+    try:
+        await LedgerStore(redis).open(session.payment_id, Book("EUR", authorized=1000))
+        await store.create(session, received_event(), due_at=0, queue=False)
+        # Applied, then no answer within the PSP timeout.
+        state.arm({"kind": "delay", "operation": "capture", "seconds": 1.5})
+        state.arm({"kind": "status", "operation": "capture", "times": 5})
+        assert isinstance(await run(session.id, services, CAPTURE), RetryLater)
+        step = await run(session.id, services, CAPTURE)
+        assert isinstance(step, DeadLetter), (step, state.calls)
+        assert await LedgerStore(redis).held(session.payment_id, session.id) is not None
+
+        cli = {**env, "PAYHOOK_REDIS_URL": url}
+        released = await asyncio.to_thread(
+            payhook_with, cli, "sessions", "release", "--force", "--", session.id
+        )
+        assert released.returncode == 0, released.stderr
+        state.faults.clear()
+        replayed = await asyncio.to_thread(payhook_with, cli, "replay", "--", session.id)
+        assert replayed.returncode == 0, replayed.stderr
+        before = len(state.calls)
+
+        assert await run(session.id, services, CAPTURE) == Done(State.REPORTED)
+    finally:
+        await gateway.close()
+        await connector.close()
+        await fake.close()
+    after = [(c.method, c.operation) for c in state.calls[before:]]
+    assert after == [("GET", "capture")], after
+    assert len(state.applied("capture")) == 1
+    reported = await store.get(session.id)
+    assert reported is not None
+    assert reported.outcome is Outcome.APPROVED
+    # The capture is on the payment's book once, as at the provider.
+    book = await LedgerStore(redis).get(session.payment_id)
+    await redis.aclose()
+    assert book is not None
+    assert (book.captured, book.reservations) == (1000, {})

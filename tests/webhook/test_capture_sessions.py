@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import redis
 from aiohttp.test_utils import TestClient
+from cryptography.fernet import Fernet
 
 from config import Settings
 from ops.redis_server import LocalRedis
 from sessions.keys import DUE, session_key, timeline_key
-from sessions.shops import SHOPS
+from sessions.shops import SHOPS, TokenCipher
 from tests.factories import SHOP, capture_body, new_id, shopify_headers
 from transport.messages import QUEUE
 from webhook.app import create_app
@@ -424,6 +425,69 @@ async def test_a_shop_without_any_token_is_refused_counted_and_stores_nothing(
     inspect.hset(SHOPS, SHOP, "shpat_of_this_shop")
     answer = await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
     assert answer.status == 201
+
+
+SEALED_UNDER = Fernet.generate_key().decode()
+OTHER_KEY = Fernet.generate_key().decode()
+
+
+@pytest.mark.parametrize(
+    ("keys", "fallback"),
+    [
+        pytest.param(OTHER_KEY, None, id="the-key-it-was-sealed-under-was-dropped"),
+        pytest.param(None, None, id="no-keys-at-all"),
+        # The shop's own token wins over the fallback, so the fallback cannot report it.
+        pytest.param(OTHER_KEY, "shpat_fallback", id="with-a-fallback-token"),
+    ],
+)
+async def test_a_shop_whose_stored_token_no_key_decrypts_is_refused_and_stores_nothing(
+    aiohttp_client: Any,
+    settings: Settings,
+    inspect: redis.Redis,
+    keys: str | None,
+    fallback: str | None,
+) -> None:
+    inspect.hset(SHOPS, SHOP, TokenCipher([SEALED_UNDER]).seal("shpat_of_this_shop"))
+    configured = Settings(
+        redis_url=settings.redis_url, token_keys=keys, shopify_access_token=fallback
+    )
+    client = await aiohttp_client(create_app(configured))
+    for _ in range(2):  # the second answer comes from the remembered verdict
+        answer = await client.post(
+            "/capture_sessions", json=capture_body(), headers=shopify_headers()
+        )
+        assert answer.status == 403
+        error = (await answer.json())["error"]
+        assert (error["code"], error["field"]) == ("token_unreadable", "Shopify-Shop-Domain")
+        assert SHOP in error["message"]
+        assert "PAYHOOK_TOKEN_KEYS" in error["message"]
+    assert inspect.keys() == [SHOPS]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'payhook_sessions_received_total{kind="capture",result="token_unreadable"} 2.0' in (
+        metrics
+    )
+
+    # The key is back (or the token was stored again under a key payhook has): admitted.
+    inspect.hset(SHOPS, SHOP, TokenCipher([OTHER_KEY]).seal("shpat_of_this_shop"))
+    if keys is not None:
+        answer = await client.post(
+            "/capture_sessions", json=capture_body(), headers=shopify_headers()
+        )
+        assert answer.status == 201
+
+
+async def test_a_shop_removed_with_payhook_shops_remove_is_refused_from_the_next_request(
+    aiohttp_client: Any, settings: Settings, inspect: redis.Redis
+) -> None:
+    configured = Settings(redis_url=settings.redis_url, token_keys=OTHER_KEY)
+    inspect.hset(SHOPS, SHOP, TokenCipher([OTHER_KEY]).seal("shpat_of_this_shop"))
+    client = await aiohttp_client(create_app(configured))
+    answer = await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
+    assert answer.status == 201
+    inspect.hdel(SHOPS, SHOP)
+    answer = await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
+    assert answer.status == 403
+    assert (await answer.json())["error"]["code"] == "no_access_token"
 
 
 async def test_readiness_fails_when_redis_is_unreachable(aiohttp_client: Any) -> None:

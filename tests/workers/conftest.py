@@ -26,6 +26,9 @@ class Tokens:
     async def token_for(self, shop: str) -> str | None:
         return "shpat_unit"
 
+    async def current(self, shop: str) -> str | None:
+        return "shpat_unit"
+
 
 @pytest.fixture
 async def sandbox_url(aiohttp_server: Any) -> str:

@@ -267,3 +267,51 @@ def test_where_a_claimed_session_resumes(
     claimed = session(**fields)
     assert decide.settles(claimed) is settles
     assert decide.psp_uncertain(claimed) is uncertain
+
+
+UNREPORTABLE_ROWS = [
+    # (situation, session fields, step, money: the ledger verdict's "returned" or kept)
+    ("first wait", {}, RetryLater, None),
+    (
+        "ladder out, nothing sent",
+        {"state": State.SETTLING, "phase_attempts": 2},
+        DeadLetter,
+        "returned",
+    ),
+    (
+        "ladder out after a lost PSP answer",
+        {"state": State.SETTLING, "phase_attempts": 2, "psp_uncertain": True},
+        DeadLetter,
+        "held",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("situation", "fields", "step", "money"),
+    UNREPORTABLE_ROWS,
+    ids=[r[0] for r in UNREPORTABLE_ROWS],
+)
+def test_a_session_no_report_could_follow_waits_then_fails_and_never_forgets_the_psp(
+    situation: str, fields: dict[str, Any], step: type, money: str | None
+) -> None:
+    before = session(phase_since=NOW - 1, **fields)
+    decision = decide.unreportable(
+        before,
+        "no Shopify access token for s",
+        POLICY,
+        NOW,
+        ledger=LedgerOperation(before.payment_id, Op.CAPTURE, 1000),
+    )
+    assert isinstance(decision.step, step)
+    assert decision.session.psp_attempts == before.psp_attempts  # the PSP was not asked
+    assert "PSP not asked" in (decision.session.last_error or "")
+    assert bool(decision.session.psp_uncertain) is bool(fields.get("psp_uncertain"))
+    ledger = decision.change.ledger
+    if money == "returned":
+        assert ledger is not None
+        assert (ledger.approved, ledger.final) == (False, False)
+    else:
+        assert ledger is None
+    if money == "held":
+        assert decision.change.event.detail == decide.MONEY_HELD

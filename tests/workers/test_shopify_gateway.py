@@ -35,6 +35,9 @@ class Tokens:
     async def token_for(self, shop: str) -> str | None:
         return self.token
 
+    async def current(self, shop: str) -> str | None:
+        return self.token
+
 
 @pytest.fixture
 async def server(aiohttp_server: Any) -> Any:

@@ -296,6 +296,47 @@ def _psp_retry(
     )
 
 
+UNREPORTABLE = "{reason}: PSP not asked, since Shopify could not be told the outcome"
+
+
+def unreportable(
+    session: Session, reason: str, policy: Policy, now: float, *, ledger: LedgerOperation | None
+) -> Decision:
+    """The shop's token cannot be read now (removed, or no configured key decrypts it), so
+    no outcome could be reported: the PSP is not asked. The session waits on the PSP ladder,
+    which an operator may use to put the token back, then fails; money a PSP call cannot have
+    moved is given back (`payhook replay` once the token is readable)."""
+    error = UNREPORTABLE.format(reason=reason)
+    phase_attempt, phase_since = _phase_attempt(session, now)
+    # An earlier, interrupted or unanswered PSP request stays what it was: unknown.
+    uncertain = True if psp_uncertain(session) else None
+    fields: dict[str, Any] = {
+        "phase_attempts": phase_attempt,
+        "phase_since": phase_since,
+        "last_error": error,
+        "psp_uncertain": uncertain,
+    }
+    if policy.psp.exhausted(phase_attempt, now - phase_since):
+        if ledger is None:
+            return dead_letter(session, now, error, fields=fields)
+        if uncertain:
+            return dead_letter(session, now, error, fields=fields, detail=MONEY_HELD)
+        returned = ledger.verdict(approved=False, final=False)
+        return dead_letter(session, now, error, fields=fields, ledger=returned)
+    delay = policy.psp.delay(phase_attempt)
+    return _decide(
+        session,
+        now,
+        state=State.SETTLING,
+        name="token_wait",
+        step=RetryLater(delay, error),
+        due_at=now + delay + policy.lease_seconds,
+        fields={**fields, "not_before": now + delay},
+        error=error,
+        detail=f"next attempt in {delay:.2f}s",
+    )
+
+
 def earlier_attempts_of(session: Session, mutation: str) -> int:
     """How often this same mutation was sent before (an interrupted run counts: it may have)."""
     counted = session.sent_mutation_attempts if session.sent_mutation == mutation else 0

@@ -156,6 +156,9 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
         if not isinstance(opening.step, ReportNext):
             return opening.step
     if decide.settles(session):
+        waiting = await _unreportable(claim, services, lifecycle, session)
+        if waiting is not None:
+            return waiting
         outcome, cause = await _settle(claim, session, services, lifecycle)
         session = await _store(services, claim, outcome, last=False, cause=cause)
         if not isinstance(outcome.step, ReportNext):
@@ -176,6 +179,25 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
     reported = decide.after_report(session, mutation.field, said, policy, services.clock())
     await _store(services, claim, reported, last=True, cause=cause)
     return reported.step
+
+
+async def _unreportable(
+    claim: Claimed, services: Services, lifecycle: KindLifecycle, session: Session
+) -> Step | None:
+    """Money must not move for a session Shopify cannot be told about: while its shop's
+    token cannot be read, the session waits (and in the end fails) without the PSP."""
+    reason = await services.gateway.cannot_report(session.shop)
+    if reason is None:
+        return None
+    waiting = decide.unreportable(
+        session,
+        reason,
+        services.policy,
+        services.clock(),
+        ledger=lifecycle.ledger_operation(session),
+    )
+    await _store(services, claim, waiting, last=True, cause="no_token")
+    return waiting.step
 
 
 async def _settle(

@@ -45,11 +45,22 @@ class ShopifyGateway(Protocol):
         """
         ...
 
+    async def cannot_report(self, shop: str) -> str | None:
+        """Why no mutation could be sent for `shop` now (its token, read past any cache, is
+        missing or unreadable); None when one could."""
+        ...
+
     async def close(self) -> None: ...
 
 
 class TokenSource(Protocol):
-    async def token_for(self, shop: str) -> str | None: ...
+    async def token_for(self, shop: str) -> str | None:
+        """The shop's token for a mutation; a cache may answer."""
+        ...
+
+    async def current(self, shop: str) -> str | None:
+        """The shop's token as the registry holds it now, never from a cache."""
+        ...
 
 
 class _StatusAwareTransport(AIOHTTPTransport):
@@ -165,17 +176,35 @@ class GqlShopifyGateway:
         self._sessions: dict[str, tuple[Client, AsyncClientSession, _StatusAwareTransport]] = {}
         self._documents: dict[str, _PrintedRequest] = {}
 
-    async def send(self, shop: str, mutation: Mutation) -> None:
+    async def cannot_report(self, shop: str) -> str | None:
+        try:
+            self._check_domain(shop)
+            # Read afresh: a token removed a moment ago must not let money move on the
+            # strength of a cached copy. Reading also refreshes the cache the report uses.
+            self._check_token(shop, await self._tokens.current(shop))
+        except (TokenUnreadable, MissingCredentials) as exc:
+            return str(exc)
+        return None
+
+    def _check_domain(self, shop: str) -> None:
         # The shop names the host the token goes to; intake checked it, and so does this
         # last step before a token leaves.
         if not is_shop_domain(shop, self._shop_suffixes):
             raise MissingCredentials(f"no token is sent to {shop!r}: not a Shopify shop domain")
+
+    def _check_token(self, shop: str, token: str | None) -> str:
+        if not token:
+            raise MissingCredentials(
+                f"no Shopify access token for {shop} (payhook shops add {shop})"
+            )
+        return token
+
+    async def send(self, shop: str, mutation: Mutation) -> None:
+        self._check_domain(shop)
         try:
-            token = await self._tokens.token_for(shop)
+            token = self._check_token(shop, await self._tokens.token_for(shop))
         except TokenUnreadable as exc:
             raise MissingCredentials(str(exc)) from None
-        if not token:
-            raise MissingCredentials(f"no Shopify access token for {shop}")
         try:
             await self._send(shop, token, mutation)
         except TokenRejected:
