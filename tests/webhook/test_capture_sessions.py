@@ -401,7 +401,7 @@ async def test_a_broker_that_is_not_the_session_redis_is_not_ready(
     elsewhere = settings.redis_url.rsplit("/", 1)[0] + "/15"
     split = settings.model_copy(update={"broker_url": elsewhere})
     client = await aiohttp_client(create_app(split))
-    ready = await client.get("/readyz")
+    ready = await client.get("/readyz", headers=ADMIN)
     assert ready.status == 503
     assert (await ready.json())["checks"] == {"redis": "ok", "broker": "error: not the store"}
 
@@ -449,7 +449,10 @@ async def test_a_shop_whose_stored_token_no_key_decrypts_is_refused_and_stores_n
 ) -> None:
     inspect.hset(SHOPS, SHOP, TokenCipher([SEALED_UNDER]).seal("shpat_of_this_shop"))
     configured = Settings(
-        redis_url=settings.redis_url, token_keys=keys, shopify_access_token=fallback
+        redis_url=settings.redis_url,
+        token_keys=keys,
+        shopify_access_token=fallback,
+        admin_token=ADMIN_TOKEN,
     )
     client = await aiohttp_client(create_app(configured))
     for _ in range(2):  # the second answer comes from the remembered verdict
@@ -462,7 +465,7 @@ async def test_a_shop_whose_stored_token_no_key_decrypts_is_refused_and_stores_n
         assert SHOP in error["message"]
         assert "PAYHOOK_TOKEN_KEYS" in error["message"]
     assert inspect.keys() == [SHOPS]
-    metrics = await (await client.get("/metrics")).text()
+    metrics = await (await client.get("/metrics", headers=ADMIN)).text()
     assert 'payhook_sessions_received_total{kind="capture",result="token_unreadable"} 2.0' in (
         metrics
     )

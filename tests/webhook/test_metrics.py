@@ -131,7 +131,9 @@ async def test_a_request_answered_503_while_redis_is_away_is_timed_and_counted(
     from webhook.app import create_app
 
     client = await aiohttp_client(
-        create_app(Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+        create_app(
+            Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", admin_token=ADMIN_TOKEN)
+        )
     )
     answer = await client.post("/capture_sessions", json=capture_body(), headers=shopify_headers())
     assert answer.status == 503
