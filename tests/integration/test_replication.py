@@ -193,6 +193,39 @@ async def test_the_psp_is_not_asked_on_a_claim_the_replica_does_not_hold(
     assert (await psp.book("capture", session.id)).charges == 1
 
 
+async def test_a_run_that_ends_while_its_lease_renewal_is_in_flight_frees_its_slot_at_once(
+    pair: tuple[LocalRedis, LocalRedis],
+    gateway: GqlShopifyGateway,
+    sandbox: SandboxShopifyClient,
+) -> None:
+    primary, replica = pair
+    # Renewals every 0.33 s, the 0.3 s WAIT gives up just before one: the run ends (not
+    # replicated) while the renewer opens a connection for its renewal, and redis-py can
+    # lose the renewer's cancellation there. A renewer that went on renewing held the run,
+    # and its worker slot, until the step timeout (120 s).
+    with Frozen(replica):
+        for _ in range(6):
+            # A fresh pool each time: the renewal needs a new connection of its own.
+            redis = Redis.from_url(primary.url)
+            services = _services(redis, SimulatorConnector(redis), gateway, 1.0)
+            session = make_session()
+            await sandbox.register([session.gid])
+            await SessionStore(redis).create(session, received_event(), due_at=0, queue=False)
+            running = asyncio.ensure_future(run(session.id, services, CAPTURE))
+            done, _ = await asyncio.wait({running}, timeout=5)
+            if not done:
+                running.cancel()
+            await redis.aclose()
+            assert done, "the run outlived its end by seconds"
+            assert isinstance(running.exception(), NotReplicated)
+            renewers = [
+                t
+                for t in asyncio.all_tasks()
+                if getattr(t.get_coro(), "__qualname__", "") == "holding.<locals>.renew"
+            ]
+            assert not [t for t in renewers if not t.done()], "a renewer outlived its run"
+
+
 class _PspThatOutrunsTheReplica:
     """A PSP that has never seen the payment: looking it up (a read, before any money
     moves) is the moment the replica falls behind. Counts the operations it is asked for."""

@@ -45,13 +45,22 @@ async def holding(
     """
     task: asyncio.Task[T] = asyncio.ensure_future(work)
     lost = asyncio.Event()
+    # Set when the work is over. The renewer is cancelled too, but a cancellation that
+    # reaches it inside a Redis call can be lost there (redis-py turns it into an error of
+    # its own, or finishes the call): a renewer relying on it alone went on renewing, and
+    # the run held its worker slot until the step timeout.
+    stopped = asyncio.Event()
     renewing = False
     interval = lease_seconds / 3
 
     async def renew() -> None:
         nonlocal renewing
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await stopped.wait()
+            if stopped.is_set():
+                return
             renewing = True
             try:
                 async with asyncio.timeout(interval):
@@ -59,6 +68,8 @@ async def holding(
                         session_id, fence, lease_seconds=lease_seconds, now=clock()
                     )
             except (RedisError, OSError, TimeoutError) as exc:
+                if stopped.is_set():
+                    return
                 # Transient: the lease may still be live; fencing guards the writes if not.
                 log.warning(
                     "lease renewal failed",
@@ -84,9 +95,10 @@ async def holding(
             raise LeaseLostError(f"session {session_id}: lease lost to another worker") from None
         raise
     finally:
+        stopped.set()
         renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
+        # Bounded: a renewal stuck in a Redis call ends by its own timeout, in the background.
+        await asyncio.wait({renewer}, timeout=interval)
         if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
