@@ -260,27 +260,7 @@ def _psp_retry(
         "psp_uncertain": uncertain,
     }
     if policy.psp.exhausted(phase_attempt, now - phase_since):
-        if ledger is None:
-            return dead_letter(session, now, error, attempt=attempt, fields=fields)
-        if uncertain:
-            # The PSP may have moved the money: the reservation stays, so nothing else can
-            # spend it, until an operator has checked (`payhook sessions release`) or a
-            # replay finds the operation at the PSP.
-            return dead_letter(
-                session, now, error, attempt=attempt, fields=fields, detail=MONEY_HELD
-            )
-        # Every attempt was refused before it was applied: give the money back, so a void
-        # or another capture is not blocked by a session that did nothing.
-        returned = ledger.verdict(approved=False, final=False)
-        return dead_letter(
-            session,
-            now,
-            error,
-            attempt=attempt,
-            fields=fields,
-            ledger=returned,
-            detail=RESERVATION_RETURNED,
-        )
+        return _psp_given_up(session, now, error, fields, ledger, attempt=attempt)
     delay = policy.psp.delay(phase_attempt, retry_after=result.retry_after)
     return _decide(
         session,
@@ -293,6 +273,36 @@ def _psp_retry(
         attempt=attempt,
         error=error,
         detail=f"next attempt in {delay:.2f}s{note}",
+    )
+
+
+def _psp_given_up(
+    session: Session,
+    now: float,
+    error: str,
+    fields: dict[str, Any],
+    ledger: LedgerOperation | None,
+    *,
+    attempt: int | None = None,
+) -> Decision:
+    """The PSP phase ran out: a dead letter, with the session's reservation where it must be."""
+    if ledger is None:
+        return dead_letter(session, now, error, attempt=attempt, fields=fields)
+    if fields.get("psp_uncertain"):
+        # The PSP may have moved the money: the reservation stays, so nothing else can
+        # spend it, until an operator has checked (`payhook sessions release`) or a
+        # replay finds the operation at the PSP.
+        return dead_letter(session, now, error, attempt=attempt, fields=fields, detail=MONEY_HELD)
+    # Every attempt was refused before it was applied: give the money back, so a void
+    # or another capture is not blocked by a session that did nothing.
+    return dead_letter(
+        session,
+        now,
+        error,
+        attempt=attempt,
+        fields=fields,
+        ledger=ledger.verdict(approved=False, final=False),
+        detail=RESERVATION_RETURNED,
     )
 
 
@@ -317,12 +327,7 @@ def unreportable(
         "psp_uncertain": uncertain,
     }
     if policy.psp.exhausted(phase_attempt, now - phase_since):
-        if ledger is None:
-            return dead_letter(session, now, error, fields=fields)
-        if uncertain:
-            return dead_letter(session, now, error, fields=fields, detail=MONEY_HELD)
-        returned = ledger.verdict(approved=False, final=False)
-        return dead_letter(session, now, error, fields=fields, ledger=returned)
+        return _psp_given_up(session, now, error, fields, ledger)
     delay = policy.psp.delay(phase_attempt)
     return _decide(
         session,
