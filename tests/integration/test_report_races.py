@@ -160,8 +160,9 @@ async def test_an_approval_during_the_pending_report_is_not_overwritten_by_it(
 ) -> None:
     env = fleet.env()
     await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
-    # Shopify takes "pending" slowly: the approval lands while the worker waits for its answer.
-    await sandbox.add_fault({"kind": "delay", "seconds": 2, "times": 1, "mutation": PENDING})
+    # Shopify takes "pending" slowly, yet within the worker's 2 s timeout: the approval lands
+    # while the worker waits for an answer that will say "accepted".
+    await sandbox.add_fault({"kind": "delay", "seconds": 1, "times": 1, "mutation": PENDING})
     session_id, gid = await buyer.open()
     assert (await buyer.says(session_id, "pending"))[0] == 200
 
