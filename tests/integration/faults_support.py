@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from config import Settings
 from ops.redis_server import LocalRedis
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox
@@ -28,7 +30,7 @@ from sessions.keys import session_key
 from sessions.models import Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.integration.conftest import ROOT, WorkerProcess, worker_environment
+from tests.integration.conftest import ROOT, TOKEN, WorkerProcess, worker_environment
 from workers.connectors.simulator import SimulatorConnector
 
 DB = 3
@@ -55,6 +57,31 @@ LEASE_SECONDS = 5.0
 
 
 # --- fixtures ---------------------------------------------------------------------------
+
+
+def fault_settings(
+    redis_server: LocalRedis, sandbox: RunningShopifySandbox, **overrides: Any
+) -> Settings:
+    """The web app's settings in a fault module: its own database, the production paths."""
+    return Settings(
+        redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
+        shopify_graphql_url=sandbox.graphql_url_template,
+        shopify_access_token=TOKEN,
+        psp_timeout_seconds=1,
+        shopify_timeout_seconds=2,
+        lease_seconds=LEASE_SECONDS,
+        redis_timeout_seconds=1,
+        **overrides,
+    )
+
+
+def flush_database(redis_server: LocalRedis) -> None:
+    """Sessions, broker queues and PSP books of earlier tests would blur every count."""
+    client = SyncRedis(host="127.0.0.1", port=redis_server.port, db=DB)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
 
 
 def child_pids(pid: int) -> list[int]:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from config import Settings
@@ -32,9 +31,8 @@ from sandbox.shopify_side import SentSession
 from sessions.models import Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.integration.conftest import TOKEN, wait_final
+from tests.integration.conftest import wait_final
 from tests.integration.faults_support import (
-    DB,
     FINAL,
     LEASE_SECONDS,
     RESOLVE,
@@ -43,6 +41,8 @@ from tests.integration.faults_support import (
     audit,
     chaos_amount,
     expected_mutation,
+    fault_settings,
+    flush_database,
     payhook,
     send,
     send_paced,
@@ -56,25 +56,12 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return Settings(
-        redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
-        shopify_graphql_url=shopify_sandbox.graphql_url_template,
-        shopify_access_token=TOKEN,
-        psp_timeout_seconds=1,
-        shopify_timeout_seconds=2,
-        lease_seconds=LEASE_SECONDS,
-        redis_timeout_seconds=1,
-    )
+    return fault_settings(redis_server, shopify_sandbox)
 
 
 @pytest.fixture(autouse=True)
 def fresh_database(redis_server: LocalRedis) -> None:
-    """Sessions, broker queues and PSP books of earlier tests would blur every count."""
-    client = SyncRedis(host="127.0.0.1", port=redis_server.port, db=DB)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    flush_database(redis_server)
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from redis import Redis as SyncRedis
 
 from config import Settings
 from ops.redis_server import LocalRedis
@@ -30,13 +29,13 @@ from sessions.models import Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import CALLBACK_SECRET, payment_body, signed_callback
-from tests.integration.conftest import TOKEN, wait_final
+from tests.integration.conftest import wait_final
 from tests.integration.faults_support import (
-    DB,
-    LEASE_SECONDS,
     RESOLVE,
     SHOP,
     Fleet,
+    fault_settings,
+    flush_database,
     kill_group,
     send,
 )
@@ -49,25 +48,12 @@ PENDING, PAY_RESOLVE = "paymentSessionPending", "paymentSessionResolve"
 
 @pytest.fixture
 def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return Settings(
-        redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
-        shopify_graphql_url=shopify_sandbox.graphql_url_template,
-        shopify_access_token=TOKEN,
-        simulator_webhook_secret=CALLBACK_SECRET,
-        psp_timeout_seconds=1,
-        shopify_timeout_seconds=2,
-        lease_seconds=LEASE_SECONDS,
-        redis_timeout_seconds=1,
-    )
+    return fault_settings(redis_server, shopify_sandbox, simulator_webhook_secret=CALLBACK_SECRET)
 
 
 @pytest.fixture(autouse=True)
 def fresh_database(redis_server: LocalRedis) -> None:
-    client = SyncRedis(host="127.0.0.1", port=redis_server.port, db=DB)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    flush_database(redis_server)
 
 
 @pytest.fixture
