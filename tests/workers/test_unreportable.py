@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import fakeredis
@@ -20,6 +21,7 @@ from sessions.shops import ShopTokens, TokenCipher
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import SHOP, make_session, received_event
+from workers.connectors.base import Operation, Result
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import DeadLetter, Done, Policy, RetryLater
@@ -112,3 +114,42 @@ async def test_a_token_removed_after_it_was_cached_stops_the_next_psp_call(
     assert waiting is not None
     assert waiting.state is State.SETTLING
     assert "no Shopify access token" in (waiting.last_error or "")
+
+
+class RemovingDuringCapture(SimulatorConnector):
+    """Models `payhook shops remove` landing while a capture is at the PSP, and a second
+    session of the same shop checking its token in that moment (which reads the removal)."""
+
+    def __init__(self, redis: fakeredis.FakeAsyncRedis, during: Any) -> None:
+        super().__init__(redis)
+        self._during = during
+
+    async def capture(self, operation: Operation) -> Result:
+        result = await super().capture(operation)
+        during, self._during = self._during, None
+        if during is not None:
+            await during()
+        return result
+
+
+async def test_a_capture_the_psp_took_before_its_token_was_removed_is_still_reported(
+    redis: fakeredis.FakeAsyncRedis, services: Services
+) -> None:
+    shops = ShopTokens(redis, TokenCipher([KEPT]))
+    await shops.add(SHOP, "shpat_readable")
+    store = SessionStore(redis)
+    at_psp, next_one = make_session(), make_session()
+    for session in (at_psp, next_one):
+        await store.create(session, received_event(), due_at=0, queue=False)
+
+    async def removed_and_checked() -> None:
+        assert await shops.remove(SHOP)
+        assert isinstance(await run(next_one.id, services, CAPTURE), RetryLater)
+
+    removing = replace(services, connector=RemovingDuringCapture(redis, removed_and_checked))
+    step = await run(at_psp.id, removing, CAPTURE)
+
+    # The money moved on a token checked before the PSP call: Shopify is told with it.
+    assert step == Done(State.REPORTED), step
+    assert await psp_calls(services, at_psp.id) == 1
+    assert await psp_calls(services, next_one.id) == 0

@@ -36,7 +36,12 @@ from workers.connectors.base import (
     StatusResult,
     TryAgain,
 )
-from workers.errors import PermanentError, ShopifyUnavailable, ShopifyUserError
+from workers.errors import (
+    MissingCredentials,
+    PermanentError,
+    ShopifyUnavailable,
+    ShopifyUserError,
+)
 from workers.lifecycle import decide
 from workers.lifecycle.decide import Decision, Policy, ReportNext, Skipped, Step
 from workers.lifecycle.lease import LeaseLostError, holding
@@ -155,10 +160,15 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
         session = await _store(services, claim, opening, last=False)
         if not isinstance(opening.step, ReportNext):
             return opening.step
+    # A run that moves money reports with the token it checked before the PSP call: a
+    # `payhook shops remove` landing while the PSP works stops the next session's call, not
+    # the report of money that already moved.
+    token: str | None = None
     if decide.settles(session):
-        waiting = await _unreportable(claim, services, lifecycle, session)
-        if waiting is not None:
-            return waiting
+        try:
+            token = await services.gateway.reporting_token(session.shop)
+        except MissingCredentials as exc:
+            return await _unreportable(claim, services, lifecycle, session, str(exc))
         outcome, cause = await _settle(claim, session, services, lifecycle)
         session = await _store(services, claim, outcome, last=False, cause=cause)
         if not isinstance(outcome.step, ReportNext):
@@ -173,7 +183,7 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
     mutation = lifecycle.report(session)
     began = time.perf_counter()
     with services.tracer.span(f"shopify {mutation.field}", _context(session)):
-        said = await _send(services.gateway, session.shop, mutation)
+        said = await _send(services.gateway, session.shop, mutation, token)
     cause = _report_cause(said)
     services.observer.called("shopify", session.kind, cause, time.perf_counter() - began)
     reported = decide.after_report(session, mutation.field, said, policy, services.clock())
@@ -182,13 +192,10 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
 
 
 async def _unreportable(
-    claim: Claimed, services: Services, lifecycle: KindLifecycle, session: Session
-) -> Step | None:
+    claim: Claimed, services: Services, lifecycle: KindLifecycle, session: Session, reason: str
+) -> Step:
     """Money must not move for a session Shopify cannot be told about: while its shop's
     token cannot be read, the session waits (and in the end fails) without the PSP."""
-    reason = await services.gateway.cannot_report(session.shop)
-    if reason is None:
-        return None
     waiting = decide.unreportable(
         session,
         reason,
@@ -278,9 +285,11 @@ def _report_cause(said: decide.ReportResult) -> str:
     return "accepted" if isinstance(said, decide.Accepted) else "refused"
 
 
-async def _send(gateway: ShopifyGateway, shop: str, mutation: Mutation) -> decide.ReportResult:
+async def _send(
+    gateway: ShopifyGateway, shop: str, mutation: Mutation, token: str | None
+) -> decide.ReportResult:
     try:
-        await gateway.send(shop, mutation)
+        await gateway.send(shop, mutation, token=token)
     except ShopifyUnavailable as exc:
         return decide.Unavailable(str(exc), exc.retry_after, cause=exc.cause)
     except ShopifyUserError as exc:

@@ -37,17 +37,18 @@ from workers.shopify.mutations import Mutation
 
 
 class ShopifyGateway(Protocol):
-    async def send(self, shop: str, mutation: Mutation) -> None:
-        """Deliver `mutation`; return when Shopify accepted it.
+    async def send(self, shop: str, mutation: Mutation, *, token: str | None = None) -> None:
+        """Deliver `mutation` with `token`, or the shop's token as the cache holds it; return
+        when Shopify accepted it.
 
         Raises `ShopifyUnavailable` (retry), `ShopifyUserError`, `TokenRejected` or
         `MissingCredentials`.
         """
         ...
 
-    async def cannot_report(self, shop: str) -> str | None:
-        """Why no mutation could be sent for `shop` now (its token, read past any cache, is
-        missing or unreadable); None when one could."""
+    async def reporting_token(self, shop: str) -> str:
+        """The token a report for `shop` would go with, read past any cache: the check before
+        money moves. Raises `MissingCredentials` when it is missing or unreadable."""
         ...
 
     async def close(self) -> None: ...
@@ -176,15 +177,14 @@ class GqlShopifyGateway:
         self._sessions: dict[str, tuple[Client, AsyncClientSession, _StatusAwareTransport]] = {}
         self._documents: dict[str, _PrintedRequest] = {}
 
-    async def cannot_report(self, shop: str) -> str | None:
+    async def reporting_token(self, shop: str) -> str:
+        self._check_domain(shop)
+        # Read afresh: a token removed a moment ago must not let money move on the strength
+        # of a cached copy.
         try:
-            self._check_domain(shop)
-            # Read afresh: a token removed a moment ago must not let money move on the
-            # strength of a cached copy. Reading also refreshes the cache the report uses.
-            self._check_token(shop, await self._tokens.current(shop))
-        except (TokenUnreadable, MissingCredentials) as exc:
-            return str(exc)
-        return None
+            return self._check_token(shop, await self._tokens.current(shop))
+        except TokenUnreadable as exc:
+            raise MissingCredentials(str(exc)) from None
 
     def _check_domain(self, shop: str) -> None:
         # The shop names the host the token goes to; intake checked it, and so does this
@@ -199,12 +199,13 @@ class GqlShopifyGateway:
             )
         return token
 
-    async def send(self, shop: str, mutation: Mutation) -> None:
+    async def send(self, shop: str, mutation: Mutation, *, token: str | None = None) -> None:
         self._check_domain(shop)
-        try:
-            token = self._check_token(shop, await self._tokens.token_for(shop))
-        except TokenUnreadable as exc:
-            raise MissingCredentials(str(exc)) from None
+        if token is None:
+            try:
+                token = self._check_token(shop, await self._tokens.token_for(shop))
+            except TokenUnreadable as exc:
+                raise MissingCredentials(str(exc)) from None
         try:
             await self._send(shop, token, mutation)
         except TokenRejected:
