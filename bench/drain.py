@@ -49,6 +49,7 @@ from bench.drain_cell import (
     run_cell,
     wait_up,
 )
+from bench.flame import by_package, top_frames
 from bench.noop_celery import publish
 from bench.throughput import SHOP, process
 from bench.watch import Drain, watch_drain
@@ -62,6 +63,22 @@ from workers.shopify import mutations
 from workers.shopify.gateway import GqlShopifyGateway
 
 FLOOR_IN_FLIGHT = 100
+
+
+def print_profile(stacks: Path) -> None:
+    """Self time of the sampled worker by package, and the largest functions."""
+    if not stacks.exists():
+        print(f"no profile at {stacks}")
+        return
+    collapsed = stacks.read_text()
+    print(f"worker self time by package ({stacks}):")
+    for percent, name in by_package(collapsed, floor_percent=0.5):
+        print(f"{percent:6.2f}%  {name}")
+    print("functions, inclusive:")
+    for percent, name in top_frames(collapsed, floor_percent=3.0):
+        print(f"{percent:6.2f}%  {name}")
+
+
 UNACKED = "unacked"  # kombu's Redis hash of delivered, not yet acknowledged messages
 
 
@@ -225,13 +242,19 @@ def _arguments() -> argparse.Namespace:
         help="Celery no-op waits (default: 0 and each cell's Shopify + PSP latency)",
     )
     parser.add_argument("--cell-timeout", type=float, default=120.0, metavar="SECONDS")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample each cell's worker with py-spy; collapsed stacks and self time by package",
+    )
     return parser.parse_args()
 
 
 def main() -> int:
     args = _arguments()
     state = Path(tempfile.mkdtemp(prefix="payhook-drain-"))
-    run = Run(Settings(), state, args.sessions, args.cell_timeout)
+    run = Run(Settings(), state, args.sessions, args.cell_timeout, args.profile)
     try:
         failures = measure(run, args.shopify_ms, args.psp_ms, args.noop_ms)
     except BaseException:
@@ -262,6 +285,8 @@ def measure(
             for cell in (c for c in cells if c.shopify_ms == latency_ms):
                 results.append(result := run_cell(run, cell, sandbox_url))
                 print(f"{cell}: {result.drain.done}/{run.sessions} reported", flush=True)
+                if run.profile is not None:
+                    print_profile(run.profile / f"shopify{cell.shopify_ms}-psp{cell.psp_ms}.txt")
     noops: dict[int, Drain] = {}
     for latency_ms in noop_ms or sorted({0, *(c.shopify_ms + c.psp_ms for c in cells)}):
         noops[latency_ms] = drained = run_noop(run, latency_ms)

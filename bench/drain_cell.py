@@ -9,12 +9,15 @@ timed from the worker's first message to the last session `reported`, then check
 from __future__ import annotations
 
 import asyncio
+import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections import Counter
-from contextlib import AbstractContextManager, ExitStack, suppress
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +70,9 @@ class Run:
     state: Path
     sessions: int
     timeout: float
+    # With a directory: py-spy samples each cell's worker while it drains, into
+    # `<profile>/<cell>.txt` (collapsed stacks).
+    profile: Path | None = None
 
     def environment(self, redis_url: str, **overrides: str) -> dict[str, str]:
         return child_environment(
@@ -224,11 +230,41 @@ def run_cell(run: Run, cell: Cell, sandbox_url: str) -> CellResult:
         with ops_process(["serve"], env, logs / "web.log") as web:
             wait_up(f"{app_url}/healthz", web, logs / "web.log")
             gids = asyncio.run(_queue(app_url, redis.url, sandbox_url, run.sessions))
-        with ops_process(["worker"], env, logs / "worker.log") as worker:
+        with (
+            ops_process(["worker"], env, logs / "worker.log") as worker,
+            sampled(worker, run.profile, name),
+        ):
             drain = asyncio.run(drain_payhook(run, redis.url, worker, list(gids)))
         # Checked once the worker has stopped, so that nothing moves while it is read.
         problems = asyncio.run(verify(redis.url, psp_url, sandbox_url, gids, drain))
     return CellResult(cell, drain, problems)
+
+
+@contextmanager
+def sampled(child: subprocess.Popen[bytes], into: Path | None, name: str) -> Iterator[None]:
+    """py-spy on `child` for as long as the block runs (nothing without `into`)."""
+    if into is None:
+        yield
+        return
+    into.mkdir(parents=True, exist_ok=True)
+    py_spy = shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
+    spy = subprocess.Popen(
+        [
+            *[py_spy, "record", "--pid", str(child.pid), "--rate", "250", "--format", "raw"],
+            *["--output", str(into / f"{name}.txt"), "--nonblocking"],
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(timeout=5)
 
 
 async def _queue(app_url: str, redis_url: str, sandbox_url: str, count: int) -> dict[str, str]:

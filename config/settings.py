@@ -206,8 +206,8 @@ class Settings(BaseSettings):
     # loop; `worker_processes` such processes per `payhook worker` (docs/workers.md).
     worker_concurrency: int = Field(default=200, ge=1, le=2000)
     worker_processes: int = Field(default=1, ge=1, le=64)
-    # Messages reserved per in-flight slot; reserved messages wait at most
-    # prefetch x run time, which stays far below the visibility timeout.
+    # Celery's prefetch for the sweeper's queue; the session consumer takes session
+    # messages only for free slots.
     worker_prefetch_multiplier: int = Field(default=2, ge=1, le=16)
     # Task events feed Flower. Off, they cost nothing; Flower switches them on in every
     # worker it watches (remote control), so watching needs no restart.

@@ -13,13 +13,14 @@ from config.event_loop import new_event_loop
 from config.logging import configure_logging
 from config.tracing import build_tracer
 from transport.celery_app import create_celery
-from transport.messages import QUEUE, SWEEP_QUEUE
+from transport.messages import SWEEP_QUEUE
 from webhook.app import create_app
 from webhook.auth import ShopifyAuth
 from webhook.signing import secret_problem
 from webhook.tls import server_ssl_context
 
-CONSUMER_SWITCH_INTERVAL = 0.0005
+# Celery's pool runs only sweep tasks, one at a time per process in practice.
+SWEEP_THREADS = 2
 
 
 def refuse_a_separate_broker(settings: Settings, command: str) -> None:
@@ -86,10 +87,7 @@ def worker(
     slots = concurrency or settings.worker_concurrency
     if count > 1 and index is None:
         return supervise(count, concurrency=slots)
-    # The consumer thread needs the GIL back after every broker read; with the event loop
-    # busy, the default 5 ms switch interval would make it wait that long for each one.
-    # Measured: 0.5 ms lets one process take ~2-3x more messages per second (docs/workers.md).
-    sys.setswitchinterval(CONSUMER_SWITCH_INTERVAL)
+    settings = settings.model_copy(update={"worker_concurrency": slots})
     app = create_celery(settings)
     holder = register_tasks(app, settings, build_tracer(settings, "payhook-worker"))
     metrics = None
@@ -103,13 +101,14 @@ def worker(
         "worker",
         "--hostname",
         name,
+        # Sessions are taken by the session consumer on the event loop (workers.consumer);
+        # Celery consumes only the sweeper's queue, whose task waits for the same loop.
         "--queues",
-        f"{QUEUE},{SWEEP_QUEUE}",
-        # One event loop runs the sessions; the threads only wait for it (docs/workers.md).
+        SWEEP_QUEUE,
         "--pool",
         "threads",
         "--concurrency",
-        str(slots),
+        str(SWEEP_THREADS),
         "--loglevel",
         settings.log_level,
         "--without-gossip",

@@ -1,11 +1,10 @@
 """The worker process's event loop and everything that lives on it.
 
-One asyncio loop per process, on its own thread, owns every Redis, HTTP and GraphQL client.
-Celery's threads pool runs each task in a thread that hands its coroutine to this loop and
-waits (`call`), so up to `PAYHOOK_WORKER_CONCURRENCY` sessions are in flight on one loop
-while each thread costs only a blocked `Future.result`. The threads pool never fires
-`worker_process_init`, so the runtime is built on first use (or at `worker_ready`) and closed
-at `worker_shutdown`, after the pool has let its running tasks finish.
+One asyncio loop per process, on its own thread, owns every Redis, HTTP and GraphQL client
+and the session consumer (`workers.consumer`), which keeps up to `PAYHOOK_WORKER_CONCURRENCY`
+sessions in flight on it. Celery's threads (the sweep task, remote control) hand their
+coroutines to the loop and wait (`call`). The runtime is built on first use (or at
+`worker_ready`); a warm shutdown drains the consumer, then closes every client.
 """
 
 from __future__ import annotations
@@ -33,16 +32,30 @@ from sessions.ledger_store import LedgerStore
 from sessions.replication import Replication
 from sessions.shops import ShopTokens, token_cipher
 from sessions.store import SessionStore
+from transport.celery_app import max_countdown
+from transport.messages import TASK_NAMES
+from transport.session_queue import SessionQueue
 from workers.connectors import build_connector
 from workers.connectors.base import Connector
+from workers.consumer import IDLE_WAIT_SECONDS, SessionConsumer
+from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import Policy
-from workers.lifecycle.runner import Services
+from workers.lifecycle.payment import PAYMENT
+from workers.lifecycle.refund import REFUND
+from workers.lifecycle.runner import KindLifecycle, Services
+from workers.lifecycle.void import VOID
 from workers.metrics import WorkerMetrics
 from workers.retry_policy import RetryPolicy
 from workers.shopify.gateway import GqlShopifyGateway, ShopifyGateway
 from workers.shopify.tokens import CachedTokens
+from workers.task_events import TaskEvents
 
 T = TypeVar("T")
+
+# The lifecycle each session task message names.
+LIFECYCLES: dict[str, KindLifecycle] = {
+    TASK_NAMES[lifecycle.kind]: lifecycle for lifecycle in (PAYMENT, CAPTURE, REFUND, VOID)
+}
 
 log = logging.getLogger("payhook.runtime")
 
@@ -84,6 +97,7 @@ class Runtime:
         self.services: Services
         self._connector: Connector
         self._gateway: ShopifyGateway
+        self._consumer: SessionConsumer | None = None
         self.call(self._open(handoff), timeout=30)
 
     def _serve(self) -> None:
@@ -134,6 +148,46 @@ class Runtime:
             tracer=self.tracer,
         )
 
+    def consume(self, events: TaskEvents | None = None) -> None:
+        """Start taking sessions from the queue (once)."""
+        self.call(self._consume(events), timeout=30)
+
+    async def _consume(self, events: TaskEvents | None) -> None:
+        if self._consumer is not None:
+            return
+        self._consumer = SessionConsumer(
+            SessionQueue(self.redis),
+            self.services,
+            LIFECYCLES,
+            in_flight=self.settings.worker_concurrency,
+            longest_wait=max_countdown(self.settings),
+            idle_wait=min(IDLE_WAIT_SECONDS, self.settings.redis_timeout_seconds / 2),
+            events=events,
+        )
+        self._consumer.start()
+
+    def stop_taking(self) -> None:
+        """From any thread: take no further session message."""
+        if self._consumer is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._consumer.stop_taking)
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        return self.call(self._in_flight(), timeout=10)
+
+    async def _in_flight(self) -> list[dict[str, Any]]:
+        if self._consumer is None:
+            return []
+        return [
+            {
+                "session_id": held.delivery.session_id,
+                "task": held.delivery.task,
+                "since": held.since,
+                "runs": held.runs,
+                "waiting_until": held.waiting_until,
+            }
+            for held in self._consumer.running()
+        ]
+
     def call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run `coroutine` on the loop and wait for it (from any thread but the loop's)."""
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
@@ -144,6 +198,10 @@ class Runtime:
             raise
 
     async def _close(self) -> None:
+        if self._consumer is not None:
+            # Running sessions end their run (each bounded by the run timeout); the messages
+            # of the ones that cannot go back on the queue for another worker.
+            await self._consumer.drain(self.settings.run_timeout_seconds)
         for close in (self._connector.close, self._gateway.close):
             try:
                 await close()
@@ -157,7 +215,7 @@ class Runtime:
         if self.loop.is_closed():
             return
         try:
-            self.call(self._close(), timeout=30)
+            self.call(self._close(), timeout=self.settings.run_timeout_seconds + 30)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
@@ -184,6 +242,16 @@ class RuntimeHolder:
                 self._runtime = Runtime(self._settings, self._handoff, self.metrics, self._tracer)
                 self._pid = os.getpid()
             return self._runtime
+
+    def stop_taking(self) -> None:
+        with self._lock:
+            if self._runtime is not None and self._pid == os.getpid():
+                self._runtime.stop_taking()
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        with self._lock:
+            runtime = self._runtime if self._pid == os.getpid() else None
+        return runtime.in_flight() if runtime is not None else []
 
     def close(self) -> None:
         with self._lock:

@@ -1,94 +1,39 @@
-"""Celery tasks: thin adapters from a session id to a lifecycle run on the process's loop.
+"""What a `payhook worker` process runs: the session consumer on its event loop, and
+Celery's own consumer for the sweeper's task.
 
-A task takes only the session id, hands the kind's lifecycle to the process's event loop
-(`workers.runtime`) and waits for it, then maps the answer onto Celery: a short retry becomes
-a countdown, a long one is left to the sweeper (the due set already holds its time), anything
-else acknowledges the message. A run that could not finish (Redis away, a timeout) also
-leaves the session to the due set, which holds it from the moment it was claimed.
+Session messages are Celery task messages (`payhook.<kind>(session_id)`, rendered by the
+intake), but no Celery task runs them: the session consumer (`workers.consumer`) takes them
+from the queue in batches and runs each on the process's loop. Celery keeps the rest of the
+worker: the sweep task on its own queue, heartbeats, remote control (with
+`celery inspect payhook_sessions` for the sessions in flight) and warm shutdown, which drains
+the consumer before any client closes.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import time
 from typing import Any
 
-from celery import Celery, Task
-from celery.signals import worker_ready, worker_shutdown
-from redis.exceptions import RedisError
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from celery.worker.control import inspect_command
 
 from config import Settings
 from config.tracing import NO_TRACER, Tracer
-from sessions.models import Kind
-from transport.celery_app import max_countdown
-from transport.messages import SWEEP_QUEUE, SWEEP_TASK, CeleryHandoff, task_name
-from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import RetryLater
-from workers.lifecycle.payment import PAYMENT
-from workers.lifecycle.refund import REFUND
-from workers.lifecycle.runner import KindLifecycle, run
-from workers.lifecycle.void import VOID
+from transport.messages import SWEEP_QUEUE, SWEEP_TASK, CeleryHandoff
 from workers.metrics import MetricsServer
 from workers.runtime import RuntimeHolder
 from workers.sweeper import sweep_as_configured
-
-LIFECYCLES: dict[Kind, KindLifecycle] = {
-    Kind.PAYMENT: PAYMENT,
-    Kind.CAPTURE: CAPTURE,
-    Kind.REFUND: REFUND,
-    Kind.VOID: VOID,
-}
+from workers.task_events import CeleryTaskEvents
 
 log = logging.getLogger("payhook.tasks")
-UNFINISHED = (RedisError, OSError, TimeoutError, concurrent.futures.TimeoutError)
-# W3C trace context headers, as `transport.messages.CeleryHandoff` writes them.
-TRACE_HEADERS = ("traceparent", "tracestate")
-
-
-def trace_parent(request: Any) -> dict[str, str] | None:
-    """The trace context a task message carries: Celery puts each message header on
-    `task.request`. None when the message has none (tracing off at intake, the sweeper)."""
-    found = {name: getattr(request, name, None) for name in TRACE_HEADERS}
-    headers = {name: value for name, value in found.items() if isinstance(value, str)}
-    return headers or None
 
 
 def register_tasks(app: Celery, settings: Settings, tracer: Tracer = NO_TRACER) -> RuntimeHolder:
     holder = RuntimeHolder(settings, CeleryHandoff(app, tracer), tracer)
-    longest_countdown = max_countdown(settings)
     # The run bounds itself; this only guards against a loop that stopped answering.
     patience = settings.run_timeout_seconds + 30
-
-    def register(kind: Kind, lifecycle: KindLifecycle) -> None:
-        @app.task(
-            name=task_name(kind),
-            bind=True,
-            max_retries=None,
-            acks_late=True,
-            reject_on_worker_lost=True,
-        )
-        def run_session(self: Task[Any, Any], session_id: str) -> str:
-            runtime = holder.get()
-            parent = trace_parent(self.request) if tracer.enabled else None
-            try:
-                step = runtime.call(
-                    run(session_id, runtime.services, lifecycle, trace_parent=parent), patience
-                )
-            except UNFINISHED as exc:
-                log.warning(
-                    "run not finished; the due set brings the session back",
-                    extra={"session_id": session_id, "kind": kind.value, "error": repr(exc)},
-                )
-                return "due later"
-            if isinstance(step, RetryLater):
-                if step.delay <= longest_countdown:
-                    raise self.retry(countdown=step.delay)
-                return "due later"
-            return type(step).__name__
-
-    for kind, lifecycle in LIFECYCLES.items():
-        register(kind, lifecycle)
 
     @app.task(name=SWEEP_TASK, ignore_result=True)
     def sweep_due() -> int:
@@ -106,19 +51,31 @@ def register_tasks(app: Celery, settings: Settings, tracer: Tracer = NO_TRACER) 
 
 
 def manage_runtime(holder: RuntimeHolder, metrics: MetricsServer | None = None) -> None:
-    """In a worker: build the runtime when the worker is ready (so a bad setting shows at
-    once) and close every connection at shutdown, after running tasks have finished. The
-    metrics listener lives as long: scraped up to the last finished run."""
+    """In a worker: build the runtime and start consuming sessions when the worker is ready
+    (so a bad setting shows at once); on a warm shutdown stop taking messages at once, then
+    drain the consumer and close every client. The metrics listener lives as long: scraped
+    up to the last finished run."""
 
-    def ready(**_: Any) -> None:
-        holder.get()
+    def ready(sender: Any, **_: Any) -> None:
+        # `sender` is Celery's consumer: its dispatcher says whether task events are on.
+        events = CeleryTaskEvents(sender.app, sender.hostname, sender.event_dispatcher)
+        holder.get().consume(events)
         if metrics is not None:
             metrics.start()
+
+    def shutting_down(**_: Any) -> None:
+        holder.stop_taking()
 
     def shutdown(**_: Any) -> None:
         holder.close()
         if metrics is not None:
             metrics.stop()
 
+    @inspect_command()
+    def payhook_sessions(state: Any, **_: Any) -> list[dict[str, Any]]:
+        """The sessions this worker has in flight: `celery inspect payhook_sessions`."""
+        return holder.in_flight()
+
     worker_ready.connect(ready, weak=False)
+    worker_shutting_down.connect(shutting_down, weak=False)
     worker_shutdown.connect(shutdown, weak=False)

@@ -42,6 +42,7 @@ from tests.integration.test_faults import (  # noqa: F401 - the fault tests' fix
 )
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
+from transport.session_queue import UNACKED
 from workers.connectors.simulator import SimulatorConnector
 
 pytestmark = pytest.mark.integration
@@ -52,6 +53,27 @@ SHUTDOWN_TEARDOWN_SECONDS = 10
 
 async def leases_held(redis: Redis) -> int:
     return len([key async for key in redis.scan_iter(match=f"{PREFIX}lease:*", count=1000)])
+
+
+async def queued_behind_slow_shopify(
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    count: int,
+    *,
+    delay: float,
+) -> list[SentSession]:
+    """`count` approvable captures accepted, with Shopify answering resolves `delay` late."""
+    await sandbox.add_fault(
+        {"kind": "delay", "seconds": delay, "for_seconds": 120, "mutation": RESOLVE}
+    )
+
+    async def one(index: int) -> SentSession:
+        return await send(http, app_url, sandbox, f"{10 + index % 80}.{index % 50:02d}")
+
+    sent = await send_paced(count, per_second=1000, concurrency=32, make=one)
+    assert [s.status for s in sent] == [201] * count
+    return sent
 
 
 async def test_sigterm_with_hundreds_in_flight_loses_nothing_and_settles_nothing_twice(
@@ -67,15 +89,7 @@ async def test_sigterm_with_hundreds_in_flight_loses_nothing_and_settles_nothing
     env = fleet.env(PAYHOOK_SHOPIFY_TIMEOUT_SECONDS="8")
     # Shopify answers in 6 s: every session the worker took is in flight for that long. In
     # flight = intake rate x delay, so a CPU-starved host (25 sessions/s) still reaches 150.
-    await sandbox.add_fault(
-        {"kind": "delay", "seconds": 6.0, "for_seconds": 120, "mutation": RESOLVE}
-    )
-
-    async def one(index: int) -> SentSession:
-        return await send(http, app_url, sandbox, f"{10 + index % 80}.{index % 50:02d}")
-
-    sent = await send_paced(count, per_second=1000, concurrency=32, make=one)
-    assert [s.status for s in sent] == [201] * count
+    sent = await queued_behind_slow_shopify(http, app_url, sandbox, count, delay=6.0)
     worker = fleet.worker(env)
     deadline = time.monotonic() + 20
     in_flight = 0
@@ -111,6 +125,49 @@ async def test_sigterm_with_hundreds_in_flight_loses_nothing_and_settles_nothing
     assert shutdown < 22 + SHUTDOWN_TEARDOWN_SECONDS, figures
     assert left_held == 0, figures
     assert finished_before_exit >= in_flight, figures
+    stuck = [i for i, state in states.items() if state not in FINAL]
+    assert not stuck, f"{figures}\n{len(stuck)} stuck: {stuck[:5]}\n{fleet.health()}"
+    assert not result.problems, f"{figures}\n" + "\n".join(result.problems[:20])
+    assert result.duplicates == 0, figures
+
+
+async def test_a_worker_sigkilled_in_the_middle_of_a_batch_loses_nothing_and_charges_none_twice(
+    fleet: Fleet,  # noqa: F811
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
+    psp: SimulatorConnector,
+    redis: Redis,
+) -> None:
+    count = 400
+    env = fleet.env()
+    # Shopify answers in 3 s, so the batches the worker takes are in flight, captured at the
+    # PSP and not yet reported, when it dies.
+    sent = await queued_behind_slow_shopify(http, app_url, sandbox, count, delay=3.0)
+    worker = fleet.worker(env)
+    deadline = time.monotonic() + 20
+    captured = 0
+    while time.monotonic() < deadline and captured < 150:
+        captured = (await psp.totals()).get("capture:charges", 0)
+        await asyncio.sleep(0.05)
+    in_flight, taken = await leases_held(redis), await redis.hlen(UNACKED)
+    worker.process.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(worker.process.wait, 10)
+
+    await sandbox.clear_faults()
+    await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
+    states = await wait_all_final(redis, [s.id for s in sent], patience=90)
+    result = await audit(sent, store=store, psp=psp, sandbox=sandbox)
+    figures = (
+        f"FIGURES: sigkill mid-batch sessions={count} in_flight_at_kill={in_flight} "
+        f"messages_taken_at_kill={taken} captured_at_kill={captured} "
+        f"duplicates={result.duplicates} repeated_reports={result.repeated_reports} "
+        f"redelivered={result.redelivered}"
+    )
+    print(figures)
+    assert captured >= 150, figures
+    assert taken >= in_flight >= captured, figures
     stuck = [i for i, state in states.items() if state not in FINAL]
     assert not stuck, f"{figures}\n{len(stuck)} stuck: {stuck[:5]}\n{fleet.health()}"
     assert not result.problems, f"{figures}\n" + "\n".join(result.problems[:20])

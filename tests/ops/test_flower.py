@@ -92,7 +92,7 @@ def test_flower_on_every_interface_serves_on_the_payhook_broker_behind_basic_aut
     with running(["flower", "--port", str(port)], env, log):
         wait_healthy(port, log)
         assert b"flower_" in fetch(f"http://127.0.0.1:{port}/metrics")
-        assert "payhook.capture" in log.read_text()
+        assert "payhook.sweep" in log.read_text()
         workers = f"http://127.0.0.1:{port}/workers"
         assert status_of(workers) == 401
         assert status_of(workers, "ops:wrong") == 401

@@ -13,7 +13,6 @@ from typing import Any
 
 import fakeredis
 import pytest
-from celery.app.task import Context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -28,12 +27,12 @@ from tests.factories import SHOP, capture_body, make_session, received_event, sh
 from tests.workers.conftest import ServicesFor
 from transport.celery_app import create_celery
 from transport.messages import QUEUE
+from transport.session_queue import decode
 from webhook.app import create_app
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import Done
 from workers.lifecycle.runner import run
-from workers.tasks import trace_parent
 
 
 @pytest.fixture
@@ -89,10 +88,10 @@ async def test_one_capture_is_one_trace_from_intake_to_the_mutation(
     answer = await client.post("/capture_sessions", json=body, headers=shopify_headers())
     assert answer.status == 201
 
-    # The worker's side: Celery puts each message header on `task.request`.
-    message = json.loads(await redis.lindex(QUEUE, 0))
-    assert "traceparent" in message["headers"]
-    parent = trace_parent(Context(message["headers"]))
+    # The worker's side: the session consumer reads the trace headers off the message.
+    raw = await redis.lindex(QUEUE, 0)
+    assert "traceparent" in json.loads(raw)["headers"]
+    parent = decode(raw).trace_parent
     services = replace(services_for(SimulatorConnector(redis)), tracer=tracer)
     assert await run(body["id"], services, CAPTURE, trace_parent=parent) == Done(State.REPORTED)
 
@@ -134,7 +133,6 @@ async def test_a_message_without_trace_headers_starts_its_own_trace(
     """A run the sweeper queued (no intake request behind it) is still traced."""
     session = make_session()
     await SessionStore(redis).create(session, received_event(), due_at=0, queue=False)
-    assert trace_parent(Context({})) is None
     services = replace(services_for(SimulatorConnector(redis)), tracer=tracer)
     assert await run(session.id, services, CAPTURE) == Done(State.REPORTED)
     worker = by_name(exporter.get_finished_spans())["run capture"]
