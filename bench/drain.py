@@ -13,8 +13,11 @@ its CPU (worker and children) and peak RSS. Checked: every session reported, res
 the sandbox Shopify, and exactly one applied capture per session at the PSP.
 
 Baselines:
-- floor: the same `captureSessionResolve` mutations sent straight to the sandbox Shopify
-  (answering `shopify-ms` late), 100 in flight, through payhook's own `GqlShopifyGateway`.
+- floor: per session the same capture POST to a PSP fake of the cell's latency (payhook's
+  own `http` connector) and the same `captureSessionResolve` mutation to the same sandbox
+  Shopify (payhook's own `GqlShopifyGateway`), from a plain asyncio client with as many
+  sessions in flight as the worker (`PAYHOOK_WORKER_CONCURRENCY`): the I/O a session needs,
+  without payhook's bookkeeping.
 - Celery no-op: payhook's Celery app and worker options (threads pool) draining N tasks
   that only wait, on a shared event loop, as long as a cell's Shopify + PSP latency
   (`bench.noop_celery`).
@@ -33,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -46,6 +50,7 @@ from bench.drain_cell import (
     CellResult,
     Run,
     ops_process,
+    psp_fake,
     run_cell,
     wait_up,
 )
@@ -59,10 +64,10 @@ from ops.redis_server import LocalRedis, free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH
 from transport.messages import QUEUE
+from workers.connectors import build_connector
+from workers.connectors.base import Operation
 from workers.shopify import mutations
 from workers.shopify.gateway import GqlShopifyGateway
-
-FLOOR_IN_FLIGHT = 100
 
 
 def print_profile(stacks: Path) -> None:
@@ -106,36 +111,60 @@ class _Token:
     async def token_for(self, shop: str) -> str | None:
         return TOKEN
 
-    async def current(self, shop: str) -> str | None:
+    def opened(self, shop: str, stored: str | None) -> str | None:
         return TOKEN
 
 
-async def floor(run: Run, sandbox_url: str) -> float | None:
-    """Resolves per second sent straight to the sandbox, 100 in flight; None: timed out."""
+def gid_of(session_id: str) -> str:
+    return f"gid://shopify/CaptureSession/{session_id}"
+
+
+def floor(run: Run, cell: Cell, sandbox_url: str) -> float | None:
+    """The I/O floor of a cell: per session, the same capture POST (payhook's `http`
+    connector) to a PSP fake of the cell's latency and the same resolve mutation (payhook's
+    gateway) to the same sandbox Shopify, by a plain asyncio client with as many sessions in
+    flight as the worker keeps; sessions per second, None when it timed out."""
+    log = run.state / f"floor-{cell.shopify_ms}-{cell.psp_ms}" / "psp.log"
+    with psp_fake(cell.psp_ms, log) as psp_url:
+        return asyncio.run(_floor(run, sandbox_url, psp_url))
+
+
+async def _floor(run: Run, sandbox_url: str, psp_url: str) -> float | None:
     count = run.sessions
-    gids = [f"gid://shopify/CaptureSession/floor-{i}" for i in range(count)]
+    ids = [f"floor-{i}" for i in range(count)]
     async with aiohttp.ClientSession() as http:
-        await SandboxShopifyClient(sandbox_url, http).register(gids)
+        await SandboxShopifyClient(sandbox_url, http).register([gid_of(i) for i in ids])
+    settings = run.settings.model_copy(
+        update={"connector": "http", "http_connector_url": psp_url, "http_connector_token": None}
+    )
+    redis = Redis()  # the http connector keeps nothing in Redis
+    connector = build_connector(settings, redis)
     gateway = GqlShopifyGateway(
         url_template=sandbox_url + GRAPHQL_PATH,
         api_version=run.settings.shopify_api_version,
         tokens=_Token(),
         timeout_seconds=run.settings.shopify_timeout_seconds,
+        connections=run.settings.worker_concurrency,
     )
-    pending = list(reversed(gids))
+    pending = list(reversed(ids))
 
     async def sender() -> None:
         while pending:
-            await gateway.send(SHOP, mutations.resolve("capture", pending.pop()))
+            session_id = pending.pop()
+            operation = Operation(session_id, f"pay_{session_id}", Decimal("10.00"), "EUR", True)
+            await connector.capture(operation)
+            await gateway.send(SHOP, mutations.resolve("capture", gid_of(session_id)))
 
     started = time.perf_counter()
     try:
-        senders = asyncio.gather(*(sender() for _ in range(FLOOR_IN_FLIGHT)))
+        senders = asyncio.gather(*(sender() for _ in range(run.settings.worker_concurrency)))
         await asyncio.wait_for(senders, timeout=run.timeout)
     except TimeoutError:
         return None
     finally:
         await gateway.close()
+        await connector.close()
+        await redis.aclose()
     return count / (time.perf_counter() - started)
 
 
@@ -176,7 +205,7 @@ async def _drain_noop(run: Run, redis_url: str, worker: subprocess.Popen[bytes])
 
 
 def report(
-    run: Run, results: list[CellResult], floors: dict[int, float | None], noops: dict[int, Drain]
+    run: Run, results: list[CellResult], floors: dict[Cell, float | None], noops: dict[int, Drain]
 ) -> None:
     concurrency = run.settings.worker_concurrency
     print(
@@ -185,13 +214,13 @@ def report(
     )
     print("shopify  psp      payhook/s  floor/s  ratio  cpu ms/session  peak RSS MB")
     notes = [
-        f"n/a: the floor at Shopify {ms} ms did not finish within {run.timeout:.0f} s"
-        for ms, found in floors.items()
+        f"n/a: the floor of {cell} did not finish within {run.timeout:.0f} s"
+        for cell, found in floors.items()
         if found is None
     ]
     for result in results:
         cell, drain = result.cell, result.drain
-        found = floors.get(cell.shopify_ms)
+        found = floors.get(cell)
         shown = f"{found:7.1f}  {drain.per_second / found:5.2f}" if found else "    n/a    n/a"
         mark = "*" if drain.problem else " "
         print(
@@ -278,11 +307,11 @@ def measure(
     print(f"{os.cpu_count()} CPUs, load average {load} before the first cell", flush=True)
     cells = [Cell(s, p) for s in shopify_ms for p in psp_ms]
     results: list[CellResult] = []
-    floors: dict[int, float | None] = {}
+    floors: dict[Cell, float | None] = {}
     for latency_ms in shopify_ms:
         with shopify_sandbox(run, latency_ms) as sandbox_url:
-            floors[latency_ms] = asyncio.run(floor(run, sandbox_url))
             for cell in (c for c in cells if c.shopify_ms == latency_ms):
+                floors[cell] = floor(run, cell, sandbox_url)
                 results.append(result := run_cell(run, cell, sandbox_url))
                 print(f"{cell}: {result.drain.done}/{run.sessions} reported", flush=True)
                 if run.profile is not None:

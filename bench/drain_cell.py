@@ -211,14 +211,9 @@ def run_cell(run: Run, cell: Cell, sandbox_url: str) -> CellResult:
     with ExitStack() as stack:
         redis = LocalRedis(logs / "redis").start()
         stack.callback(redis.stop)
-        psp_port, web_port = free_port(), free_port()
-        psp_url, app_url = f"http://127.0.0.1:{psp_port}", f"http://127.0.0.1:{web_port}"
-        psp_args = ["psp-sandbox", "http", "--port", str(psp_port)]
-        psp_args += ["--latency", str(cell.psp_ms / 1000)]
-        psp = stack.enter_context(
-            ops_process(psp_args, run.environment(redis.url), logs / "psp.log")
-        )
-        wait_up(f"{psp_url}/_sandbox/calls", psp, logs / "psp.log")
+        web_port = free_port()
+        app_url = f"http://127.0.0.1:{web_port}"
+        psp_url = stack.enter_context(psp_fake(cell.psp_ms, logs / "psp.log"))
         env = run.environment(
             redis.url,
             PAYHOOK_PORT=str(web_port),
@@ -238,6 +233,17 @@ def run_cell(run: Run, cell: Cell, sandbox_url: str) -> CellResult:
         # Checked once the worker has stopped, so that nothing moves while it is read.
         problems = asyncio.run(verify(redis.url, psp_url, sandbox_url, gids, drain))
     return CellResult(cell, drain, problems)
+
+
+@contextmanager
+def psp_fake(latency_ms: int, log: Path) -> Iterator[str]:
+    """The `http` PSP fake answering `latency_ms` late; yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ["psp-sandbox", "http", "--port", str(port), "--latency", str(latency_ms / 1000)]
+    with ops_process(args, child_environment({}), log) as child:
+        wait_up(f"{url}/_sandbox/calls", child, log)
+        yield url
 
 
 @contextmanager

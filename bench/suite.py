@@ -427,9 +427,10 @@ class Suite:
         run = Run(Settings(), self.state, self.plan.drain_sessions, 120.0)
         cells: list[dict[str, Any]] = []
         for latency_ms in self.plan.drain_shopify_ms:
+            cell = Cell(latency_ms, 20)
             with shopify_sandbox(run, latency_ms) as sandbox_url:
-                found_floor = asyncio.run(floor(run, sandbox_url))
-                result = run_cell(run, Cell(latency_ms, 20), sandbox_url)
+                found_floor = floor(run, cell, sandbox_url)
+                result = run_cell(run, cell, sandbox_url)
             drained = result.drain
             cells.append(
                 {

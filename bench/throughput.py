@@ -128,7 +128,7 @@ async def end_to_end(
             async def token_for(self, shop: str) -> str | None:
                 return "shpat_bench"
 
-            async def current(self, shop: str) -> str | None:
+            def opened(self, shop: str, stored: str | None) -> str | None:
                 return "shpat_bench"
 
         gateway = GqlShopifyGateway(

@@ -24,6 +24,7 @@ from sessions.handoff import Envelope
 from sessions.keys import DUE, RETENTION_SECONDS, lease_key, session_key, text
 from sessions.models import Session
 from sessions.replication import NONE, Replication
+from sessions.shops import SHOPS
 from sessions.states import State
 from sessions.store import decode
 from sessions.writes import NEXT_FENCE, Change, LeaseLost, apply_change, register_apply
@@ -50,7 +51,10 @@ redis.call('SET', KEYS[2], fence, 'PX', lease_ms)
 redis.call('ZADD', KEYS[3], now + lease_ms / 1000, id)
 local fields = redis.call('HGETALL', KEYS[1])
 redis.call('HSET', KEYS[1], 'inflight', state)
-return {'claimed', fields}
+-- The shop's registry value, so the run learns without another call whether its report
+-- could be sent.
+local stored = redis.call('HGET', KEYS[4], redis.call('HGET', KEYS[1], 'shop') or '')
+return {'claimed', fields, stored}
 """
 )
 
@@ -83,6 +87,9 @@ class Claimed:
     """The session as it was when claimed, and the lease's fencing token."""
 
     session: Session
+    # The shop's value in the token registry (`sessions.shops`, encrypted) at the claim;
+    # None when the shop has none of its own.
+    shop_token: str | None = None
 
     @property
     def fence(self) -> int:
@@ -116,7 +123,7 @@ class Claims:
         self, session_id: str, *, now: float, lease_seconds: float
     ) -> Claimed | NotClaimed:
         reply = await self._claim(
-            keys=[session_key(session_id), lease_key(session_id), DUE],
+            keys=[session_key(session_id), lease_key(session_id), DUE, SHOPS],
             args=[session_id, repr(now), int(lease_seconds * 1000), EARLY_TOLERANCE_SECONDS],
         )
         verdict = text(reply[0])
@@ -125,7 +132,8 @@ class Claims:
             return NotClaimed(Refusal(verdict), state)
         raw = reply[1]
         fields = {text(raw[i]): text(raw[i + 1]) for i in range(0, len(raw), 2)}
-        return Claimed(decode(fields))
+        stored = reply[2] if len(reply) > 2 else None
+        return Claimed(decode(fields), None if stored is None else text(stored))
 
     async def renew(self, session_id: str, fence: int, *, lease_seconds: float, now: float) -> bool:
         """Extend the lease (and the in-flight due time); False when it was taken over."""

@@ -21,6 +21,8 @@ from redis.asyncio import Redis
 
 SHOPS = "payhook:shops"
 PREFIX = "fernet:"
+# Decrypted registry values a cipher remembers (one per shop in use).
+OPENED_AT_MOST = 10_000
 
 # Replaces a shop's stored value only if it is still the one that was read: a rotation
 # never overwrites a token `payhook shops add` stored meanwhile.
@@ -46,12 +48,21 @@ class TokenCipher:
         if not keys:
             raise ValueError("a token cipher needs at least one key")
         self._fernet = MultiFernet([Fernet(key) for key in keys])
+        self._opened: dict[str, str] = {}
 
     def seal(self, token: str) -> str:
         return PREFIX + self._fernet.encrypt(token.encode()).decode()
 
     def open(self, stored: str) -> str:
-        return self._fernet.decrypt(stored.removeprefix(PREFIX).encode()).decode()
+        # Every session of a shop opens the same value: decrypted once (a stored value
+        # opens to the same token under the same keys).
+        token = self._opened.get(stored)
+        if token is None:
+            token = self._fernet.decrypt(stored.removeprefix(PREFIX).encode()).decode()
+            if len(self._opened) >= OPENED_AT_MOST:
+                self._opened.clear()
+            self._opened[stored] = token
+        return token
 
     def reseal(self, stored: str) -> str:
         """The same token under the first key; a plain-text one is encrypted."""
@@ -101,14 +112,14 @@ class ShopTokens:
     async def token_for(self, shop: str) -> str | None:
         """The shop's own token, else the fallback; `TokenUnreadable` when the shop's own
         token is stored but cannot be decrypted (the fallback never stands in for it)."""
-        stored = await self.stored(shop)
+        return self.opened(shop, await self.stored(shop))
+
+    def opened(self, shop: str, stored: str | None) -> str | None:
+        """The token a registry value read elsewhere (a claim) stands for: the shop's own,
+        else the fallback; `TokenUnreadable` as for `token_for`."""
         if stored is None:
             return self._fallback
         return open_stored(self._cipher, shop, stored)
-
-    async def current(self, shop: str) -> str | None:
-        """`token_for`: this registry keeps no cache, so it is always current."""
-        return await self.token_for(shop)
 
     async def stored(self, shop: str) -> str | None:
         """The shop's value in the registry as it is stored (encrypted), or None."""

@@ -330,7 +330,7 @@ class _Tokens:
     async def token_for(self, shop: str) -> str | None:
         return TOKEN
 
-    async def current(self, shop: str) -> str | None:
+    def opened(self, shop: str, stored: str | None) -> str | None:
         return TOKEN
 
 

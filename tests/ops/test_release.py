@@ -46,7 +46,7 @@ class _Tokens:
     async def token_for(self, shop: str) -> str | None:
         return "shpat_release"
 
-    async def current(self, shop: str) -> str | None:
+    def opened(self, shop: str, stored: str | None) -> str | None:
         return "shpat_release"
 
 

@@ -26,7 +26,7 @@ class Tokens:
     async def token_for(self, shop: str) -> str | None:
         return "shpat_unit"
 
-    async def current(self, shop: str) -> str | None:
+    def opened(self, shop: str, stored: str | None) -> str | None:
         return "shpat_unit"
 
 

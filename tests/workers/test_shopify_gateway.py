@@ -35,7 +35,7 @@ class Tokens:
     async def token_for(self, shop: str) -> str | None:
         return self.token
 
-    async def current(self, shop: str) -> str | None:
+    def opened(self, shop: str, stored: str | None) -> str | None:
         return self.token
 
 

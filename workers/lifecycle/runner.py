@@ -166,7 +166,7 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
     token: str | None = None
     if decide.settles(session):
         try:
-            token = await services.gateway.reporting_token(session.shop)
+            token = services.gateway.reporting_token(session.shop, claim.shop_token)
         except MissingCredentials as exc:
             return await _unreportable(claim, services, lifecycle, session, str(exc))
         outcome, cause = await _settle(claim, session, services, lifecycle)
@@ -318,7 +318,10 @@ async def _store(
     )
     services.observer.decided(decision, cause)
     extra = {**_context(session), "state": str(session.state), "step": type(step).__name__}
-    if isinstance(step, decide.DeadLetter):
+    if isinstance(step, ReportNext) and not last:
+        # One line per session outcome: a step the run goes on from is in the timeline.
+        log.debug(decision.change.event.event, extra=extra)
+    elif isinstance(step, decide.DeadLetter):
         log.error("session failed", extra={**extra, "error": step.reason})
     elif isinstance(step, decide.RetryLater):
         log.warning("retry", extra={**extra, "error": step.reason, "delay": round(step.delay, 3)})

@@ -46,9 +46,10 @@ class ShopifyGateway(Protocol):
         """
         ...
 
-    async def reporting_token(self, shop: str) -> str:
-        """The token a report for `shop` would go with, read past any cache: the check before
-        money moves. Raises `MissingCredentials` when it is missing or unreadable."""
+    def reporting_token(self, shop: str, stored: str | None) -> str:
+        """The token a report for `shop` would go with, from its registry value `stored` as
+        the session's claim read it (never a cache): the check before money moves. Raises
+        `MissingCredentials` when it is missing or unreadable."""
         ...
 
     async def close(self) -> None: ...
@@ -59,8 +60,8 @@ class TokenSource(Protocol):
         """The shop's token for a mutation; a cache may answer."""
         ...
 
-    async def current(self, shop: str) -> str | None:
-        """The shop's token as the registry holds it now, never from a cache."""
+    def opened(self, shop: str, stored: str | None) -> str | None:
+        """The token the registry value `stored`, read just now, stands for."""
         ...
 
 
@@ -177,12 +178,12 @@ class GqlShopifyGateway:
         self._sessions: dict[str, tuple[Client, AsyncClientSession, _StatusAwareTransport]] = {}
         self._documents: dict[str, _PrintedRequest] = {}
 
-    async def reporting_token(self, shop: str) -> str:
+    def reporting_token(self, shop: str, stored: str | None) -> str:
         self._check_domain(shop)
-        # Read afresh: a token removed a moment ago must not let money move on the strength
-        # of a cached copy.
+        # From the claim's read: a token removed a moment ago must not let money move on the
+        # strength of a cached copy.
         try:
-            return self._check_token(shop, await self._tokens.current(shop))
+            return self._check_token(shop, self._tokens.opened(shop, stored))
         except TokenUnreadable as exc:
             raise MissingCredentials(str(exc)) from None
 

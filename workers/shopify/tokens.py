@@ -3,8 +3,9 @@
 Every mutation needs its shop's token; reading it from Redis each time was one more round
 trip per report. A token changed with `payhook shops add` takes effect within
 `TOKEN_CACHE_SECONDS`; a shop whose token Shopify refuses can be dropped from the cache at once.
-Whether the PSP may be asked for a session is never decided from the cache (`current`): a
-token removed with `payhook shops remove` stops new PSP calls for its shop at once.
+Whether the PSP may be asked for a session is never decided from the cache but from the
+registry value its claim read (`opened`): a token removed with `payhook shops remove` stops
+new PSP calls for its shop at once.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ class CachedTokens:
         self._cached[shop] = (now + self._seconds, token)
         return token
 
-    async def current(self, shop: str) -> str | None:
-        """Read past the cache (and refresh it): for decisions a stale token must not make."""
-        token = await self._source.current(shop)
+    def opened(self, shop: str, stored: str | None) -> str | None:
+        """The token a fresh registry value stands for (and the cache refreshed with it)."""
+        token = self._source.opened(shop, stored)
         self._cached[shop] = (self._clock() + self._seconds, token)
         return token
 
