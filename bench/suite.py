@@ -77,7 +77,9 @@ class Plan:
     def of(cls, quick: bool, soak_requests: int = 0) -> Plan:
         if quick:
             return cls([32], 3, 4, 12, [100, 200], 5, 300, [100], 16, soak_requests)
-        return cls([8, 32, 128], 8, 10, 90, [100, 200, 500], 15, 1000, [0, 100], 30, soak_requests)
+        return cls(
+            [8, 32, 128], 8, 10, 90, [100, 200, 500], 30, 2000, [0, 100, 300], 30, soak_requests
+        )
 
 
 def load_average() -> list[float]:

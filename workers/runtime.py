@@ -107,9 +107,14 @@ class Runtime:
     async def _open(self, handoff: Handoff) -> None:
         # Built on the loop that will use them: aiohttp and redis bind to the running loop.
         settings = self.settings
-        # Every session in flight may hold a connection, plus lease renewals and the sweeper.
+        # A session in flight holds at most two connections at once (its run's call and its
+        # lease renewal); the consumer, its acks and the sweeper a few more. Sized so, the
+        # pool can never run out, and need not make a command wait for a connection.
         self.redis = redis_client(
-            settings, connections=settings.worker_concurrency + 16, name=self.owner
+            settings,
+            connections=2 * settings.worker_concurrency + 16,
+            name=self.owner,
+            wait_for_connection=False,
         )
         replication = Replication.from_settings(settings)
         self.store = SessionStore(self.redis, handoff, replication=replication)

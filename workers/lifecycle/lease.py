@@ -55,12 +55,7 @@ async def holding(
 
     async def renew() -> None:
         nonlocal renewing
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await stopped.wait()
-            if stopped.is_set():
-                return
+        while not stopped.is_set():
             renewing = True
             try:
                 async with asyncio.timeout(interval):
@@ -76,15 +71,26 @@ async def holding(
                     extra={"session_id": session_id, "error": type(exc).__name__},
                 )
                 renewed("failed")
-                continue
-            renewed("kept" if kept else "lost")
-            if not kept:
-                log.warning("lease lost", extra={"session_id": session_id, "fence": fence})
-                lost.set()
-                task.cancel()
-                return
+            else:
+                renewed("kept" if kept else "lost")
+                if not kept:
+                    log.warning("lease lost", extra={"session_id": session_id, "fence": fence})
+                    lost.set()
+                    task.cancel()
+                    return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await stopped.wait()
 
-    renewer = asyncio.ensure_future(renew())
+    # Most runs end within one renewal interval: a timer, not a task, waits for the first.
+    renewer: asyncio.Task[None] | None = None
+
+    def start_renewing() -> None:
+        nonlocal renewer
+        if not stopped.is_set():
+            renewer = asyncio.ensure_future(renew())
+
+    first_renewal = asyncio.get_running_loop().call_later(interval, start_renewing)
     returned = False
     try:
         result = await task
@@ -96,9 +102,12 @@ async def holding(
         raise
     finally:
         stopped.set()
-        renewer.cancel()
-        # Bounded: a renewal stuck in a Redis call ends by its own timeout, in the background.
-        await asyncio.wait({renewer}, timeout=interval)
+        first_renewal.cancel()
+        if renewer is not None:
+            renewer.cancel()
+            # Bounded: a renewal stuck in a Redis call ends by its own timeout, in the
+            # background.
+            await asyncio.wait({renewer}, timeout=interval)
         if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
