@@ -12,7 +12,8 @@ kombu's layout and its promises and pays per batch instead:
   record. kombu's visibility-timeout restore, which every Celery consumer of this Redis runs,
   puts the messages of a worker that died back on the queue; their sessions come back sooner
   through the due set, which holds every session from intake.
-- `wait` blocks for one message when the list is empty, so an idle worker costs nothing.
+- `wait` blocks for one message when the list is empty, so an idle worker costs nothing, and
+  says whether more are queued behind it (then the next call is a `take`, else a `wait`).
 - `ack` forgets many deliveries in one round trip; `give_back` puts deliveries not worked on
   back at the head of the queue (a warm shutdown), as kombu does for a closing channel.
 """
@@ -69,12 +70,13 @@ return out
 """
 )
 
-# ARGV[3]: a message BRPOP took.
+# ARGV[3]: a message BRPOP took. Returns how many are still queued, so the consumer knows
+# whether to take more or to block again.
 _RECORD_ONE = (
     _RECORD
     + """
 record(ARGV[3])
-return 1
+return redis.call('LLEN', KEYS[1])
 """
 )
 
@@ -173,16 +175,17 @@ class SessionQueue:
         taken: list[bytes] = await self._take(keys=self._keys, args=[count, time.time()])
         return taken
 
-    async def wait(self, seconds: float) -> list[bytes]:
-        """Block up to `seconds` for one message (recorded like `take`); [] when none came."""
+    async def wait(self, seconds: float) -> tuple[list[bytes], int]:
+        """Block up to `seconds` for one message (recorded like `take`); [] when none came.
+        Also says how many messages were left behind it."""
         # BRPOP and the record are two calls, as in kombu's own consumer: a worker dying
         # between them loses the message, never the session (the due set holds it).
         popped = await self._redis.brpop([self._keys[0]], timeout=seconds)
         if popped is None:
-            return []
+            return [], 0
         raw = popped[1] if isinstance(popped[1], bytes) else popped[1].encode()
-        await self._record(keys=self._keys, args=[1, time.time(), raw])
-        return [raw]
+        left: int = await self._record(keys=self._keys, args=[1, time.time(), raw])
+        return [raw], left
 
     async def ack(self, tags: Sequence[str]) -> None:
         if not tags:

@@ -36,6 +36,8 @@ TAKE_AT_MOST = 100
 # How long an idle consumer blocks for the next message before looking up again (less
 # when the Redis timeout is shorter: the blocking call must answer within it).
 IDLE_WAIT_SECONDS = 1.0
+# How long an ack waits for others to share its round trip.
+ACK_LINGER_SECONDS = 0.005
 # Backoff while Redis cannot be reached.
 UNREACHABLE_PAUSE_SECONDS = 0.5
 UNFINISHED = (RedisError, OSError, TimeoutError)
@@ -131,6 +133,9 @@ class SessionConsumer:
     # -- taking ----------------------------------------------------------------------------
 
     async def _serve(self) -> None:
+        # Whether the last look found the queue empty: then block for the next message
+        # rather than take (an empty take is a round trip for nothing).
+        drained = False
         while self._taking:
             free = self._limit - self._active
             if free <= 0 or len(self._tasks) - self._active >= self._waiting_limit:
@@ -138,9 +143,13 @@ class SessionConsumer:
                 await self._room.wait()
                 continue
             try:
-                taken = await self._queue.take(min(free, TAKE_AT_MOST))
-                if not taken:
-                    taken = await self._queue.wait(self._idle_wait)
+                if drained:
+                    taken, left = await self._queue.wait(self._idle_wait)
+                    drained = left == 0
+                else:
+                    asked = min(free, TAKE_AT_MOST)
+                    taken = await self._queue.take(asked)
+                    drained = len(taken) < asked
             except UNFINISHED as exc:
                 log.warning("cannot take from the session queue", extra={"error": repr(exc)})
                 await asyncio.sleep(UNREACHABLE_PAUSE_SECONDS)
@@ -248,6 +257,10 @@ class SessionConsumer:
     async def _ack_forever(self) -> None:
         while self._taking or self._tasks:
             await self._acks_due.wait()
+            if self._taking and len(self._acks) < TAKE_AT_MOST:
+                # A moment's wait gathers the acks of the runs ending meanwhile into the
+                # same round trip; a message acked later only stays recorded a little longer.
+                await asyncio.sleep(ACK_LINGER_SECONDS)
             self._acks_due.clear()
             await self._flush_acks()
 

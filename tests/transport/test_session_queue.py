@@ -84,14 +84,15 @@ async def test_acked_deliveries_are_forgotten_and_given_back_ones_come_first_onc
     assert [decode(raw).session_id for raw in await queue.take(10)] == ["s2", "s3"]
 
 
-async def test_an_idle_wait_takes_the_next_message_and_records_it(
+async def test_an_idle_wait_takes_the_next_message_records_it_and_says_what_is_left(
     redis: fakeredis.FakeAsyncRedis,
 ) -> None:
     queue = SessionQueue(redis)
-    assert await queue.wait(0.05) == []
-    await queue_sessions(redis, "s1")
-    [raw] = await queue.wait(0.05)
+    assert await queue.wait(0.05) == ([], 0)
+    await queue_sessions(redis, "s1", "s2")
+    [raw], left = await queue.wait(0.05)
     assert decode(raw).session_id == "s1"
+    assert left == 1
     assert await redis.hexists(UNACKED, tag_of(raw))
 
 

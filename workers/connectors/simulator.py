@@ -90,6 +90,14 @@ return {'approved', calls}
 """
 
 
+# The payment as first seen, remembered: one call.
+_AUTHORIZE = """
+redis.call('HSETNX', KEYS[1], 'currency', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'expires_at', ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+
 @dataclass(frozen=True)
 class SimulatorBook:
     """What the simulator saw for one idempotency key."""
@@ -108,6 +116,7 @@ class SimulatorConnector:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._settle = redis.register_script(_SETTLE)
+        self._authorize = redis.register_script(_AUTHORIZE)
 
     async def capture(self, operation: Operation) -> Result:
         return await self._operate("capture", operation)
@@ -126,9 +135,8 @@ class SimulatorConnector:
             return NotFound()
         key = _PAYMENT.format(id=operation.provider_id)
         expires = time.time() + 7 * 86400
-        await self._redis.hsetnx(key, "currency", operation.currency)
-        await self._redis.hsetnx(key, "expires_at", repr(expires))
-        stored = {_text(k): _text(v) for k, v in (await self._redis.hgetall(key)).items()}
+        reply = await self._authorize(keys=[key], args=[operation.currency, repr(expires)])
+        stored = {_text(reply[i]): _text(reply[i + 1]) for i in range(0, len(reply), 2)}
         currency = stored["currency"]
         return Authorization(
             provider_payment_id=operation.provider_id,
