@@ -117,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
         "stats", help="counts by state and kind, failures, backlog, money held by failed ones"
     )
     stats.add_argument("--json", action="store_true")
+    flying = which.add_parser("in-flight", help="the sessions each worker is running now")
+    flying.add_argument("--json", action="store_true")
     release = which.add_parser(
         "release",
         help="give back the money a failed session holds, once the PSP shows nothing applied",
@@ -267,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "list":
             state = State(args.state) if args.state else None
             return asyncio.run(list_sessions(settings, _filter(args, state), as_json=args.json))
+        if args.action == "in-flight":
+            from ops.in_flight import show_in_flight
+
+            return show_in_flight(settings, as_json=args.json)
         if args.action == "stats":
             from ops.stats import show_stats
 

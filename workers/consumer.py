@@ -103,7 +103,8 @@ class SessionConsumer:
         self._room.set()
 
     async def drain(self, seconds: float) -> None:
-        """Stop taking, let running runs end (up to `seconds`), acknowledge them, and put
+        """Stop taking, let running runs end (up to `seconds`), acknowledge them and the
+        sessions waiting for a retry (the due set brings those back at their time), and put
         every message no run finished back on the queue for another worker."""
         self.stop_taking()
         # The loops end on their flags, not by cancellation alone: a cancellation that
@@ -112,6 +113,8 @@ class SessionConsumer:
         await _ended(self._serving, self._idle_wait + UNREACHABLE_PAUSE_SECONDS + 5)
         waiting = [task for task, held in self._tasks.items() if held.waiting_until is not None]
         for task in waiting:
+            # The due set holds the time of its retry: the message has nothing more to say.
+            self._ack(self._tasks[task].delivery.tag)
             task.cancel()
         running = [task for task in self._tasks if task not in waiting]
         if running:

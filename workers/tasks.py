@@ -4,9 +4,9 @@ Celery's own consumer for the sweeper's task.
 Session messages are Celery task messages (`payhook.<kind>(session_id)`, rendered by the
 intake), but no Celery task runs them: the session consumer (`workers.consumer`) takes them
 from the queue in batches and runs each on the process's loop. Celery keeps the rest of the
-worker: the sweep task on its own queue, heartbeats, remote control (with
-`celery inspect payhook_sessions` for the sessions in flight) and warm shutdown, which drains
-the consumer before any client closes.
+worker: the sweep task on its own queue, heartbeats, remote control (with the command
+`payhook_sessions`, which `payhook sessions in-flight` sends, for the sessions in flight) and
+warm shutdown, which drains the consumer before any client closes.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def manage_runtime(holder: RuntimeHolder, metrics: MetricsServer | None = None) 
 
     @inspect_command()
     def payhook_sessions(state: Any, **_: Any) -> list[dict[str, Any]]:
-        """The sessions this worker has in flight: `celery inspect payhook_sessions`."""
+        """The sessions this worker has in flight (`payhook sessions in-flight`)."""
         return holder.in_flight()
 
     worker_ready.connect(ready, weak=False)

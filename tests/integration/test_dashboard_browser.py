@@ -197,9 +197,14 @@ def test_log_in_find_a_failed_session_replay_it_and_see_it_resolve(
     log_in(browser, app_url)
     assert "By state and kind" in browser.page_source
     browser.find_element(By.LINK_TEXT, "Sessions").click()
+    # Each step waits for the page it leads to: an element found on the page before goes
+    # stale when the next one replaces it.
+    until(lambda: "/admin/dashboard/sessions" in browser.current_url, "the sessions page")
     browser.find_element(By.NAME, "shop").send_keys(shop)
     Select(browser.find_element(By.NAME, "state")).select_by_value("failed")
     browser.find_element(By.XPATH, "//main//button[text()='Search']").click()
+    # The unfiltered list may show the same link: wait for the search's own page.
+    until(lambda: "state=failed" in browser.current_url, "the search results")
     link = browser.find_element(By.LINK_TEXT, session_id)
     assert "HTTP 503" in browser.page_source
     shot(browser, "02-search-failed")

@@ -9,6 +9,7 @@ flushed before each test, every process killed after it).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from typing import Any
@@ -29,8 +30,10 @@ from tests.integration.conftest import wait_final
 from tests.integration.faults_support import (
     FINAL,
     RESOLVE,
+    Audit,
     Fleet,
     audit,
+    payhook,
     send,
     send_paced,
     wait_all_final,
@@ -76,6 +79,25 @@ async def queued_behind_slow_shopify(
     return sent
 
 
+async def recovered(
+    fleet: Fleet,  # noqa: F811
+    env: dict[str, str],
+    sandbox: SandboxShopifyClient,
+    redis: Redis,
+    store: SessionStore,
+    psp: SimulatorConnector,
+    sent: list[SentSession],
+    *,
+    patience: float,
+) -> tuple[dict[str, str | None], Audit]:
+    """Shopify well again, a fresh worker and beat: every session's final state, and the
+    audit of what the PSP and Shopify saw."""
+    await sandbox.clear_faults()
+    await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
+    states = await wait_all_final(redis, [s.id for s in sent], patience=patience)
+    return states, await audit(sent, store=store, psp=psp, sandbox=sandbox)
+
+
 async def test_sigterm_with_hundreds_in_flight_loses_nothing_and_settles_nothing_twice(
     fleet: Fleet,  # noqa: F811
     http: aiohttp.ClientSession,
@@ -96,6 +118,12 @@ async def test_sigterm_with_hundreds_in_flight_loses_nothing_and_settles_nothing
     while time.monotonic() < deadline and in_flight < 150:
         in_flight = await leases_held(redis)
         await asyncio.sleep(0.05)
+    # What an operator sees meanwhile: the worker lists the sessions it is running.
+    code, listed = await payhook(env, "sessions", "in-flight", "--json")
+    assert code == 0, listed
+    [running] = json.loads(listed).values()
+    assert len(running) >= 150, listed[:2000]
+    assert {held["session_id"] for held in running} <= {s.id for s in sent}
 
     began = time.monotonic()
     worker.process.send_signal(signal.SIGTERM)
@@ -105,10 +133,7 @@ async def test_sigterm_with_hundreds_in_flight_loses_nothing_and_settles_nothing
     states = await wait_all_final(redis, [s.id for s in sent], patience=0.1)
     finished_before_exit = sum(state in FINAL for state in states.values())
 
-    await sandbox.clear_faults()
-    await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
-    states = await wait_all_final(redis, [s.id for s in sent], patience=60)
-    result = await audit(sent, store=store, psp=psp, sandbox=sandbox)
+    states, result = await recovered(fleet, env, sandbox, redis, store, psp, sent, patience=60)
     figures = (
         f"FIGURES: sigterm sessions={count} in_flight_at_sigterm={in_flight} "
         f"shutdown={shutdown:.1f}s exit={code} finished_before_exit={finished_before_exit} "
@@ -155,10 +180,7 @@ async def test_a_worker_sigkilled_in_the_middle_of_a_batch_loses_nothing_and_cha
     worker.process.send_signal(signal.SIGKILL)
     await asyncio.to_thread(worker.process.wait, 10)
 
-    await sandbox.clear_faults()
-    await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
-    states = await wait_all_final(redis, [s.id for s in sent], patience=90)
-    result = await audit(sent, store=store, psp=psp, sandbox=sandbox)
+    states, result = await recovered(fleet, env, sandbox, redis, store, psp, sent, patience=90)
     figures = (
         f"FIGURES: sigkill mid-batch sessions={count} in_flight_at_kill={in_flight} "
         f"messages_taken_at_kill={taken} captured_at_kill={captured} "

@@ -212,3 +212,25 @@ async def test_a_message_that_is_no_session_task_is_dropped_and_the_rest_run(
     await until_final(store, ids)
     await nothing_unacked(redis)
     assert await redis.llen(QUEUE) == 0
+
+
+async def test_a_drain_lets_a_session_waiting_for_its_retry_go_to_the_due_set(
+    redis: fakeredis.FakeAsyncRedis, store: SessionStore, consuming: Consuming
+) -> None:
+    [flaky] = await queue_captures(store, 1, amount="10.53")
+    ladder = RetryPolicy((30.0,), max_attempts=6)
+    policy = Policy(psp=ladder, shopify=ladder, lease_seconds=10, max_deliveries=5)
+    consumer = await consuming(PacedPSP(redis, 0), in_flight=2, policy=policy)
+    for _ in range(200):
+        if any(held.waiting_until for held in consumer.running()):
+            break
+        await asyncio.sleep(0.01)
+
+    await consumer.drain(1)
+
+    assert await redis.hlen(UNACKED) == 0
+    assert await redis.llen(QUEUE) == 0  # not given back: it is not due for 30 s
+    waiting = await store.get(flaky)
+    assert waiting is not None
+    assert waiting.state is State.SETTLING
+    assert await store.due_count() == 1
