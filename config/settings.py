@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # A refused value is never repeated in the error: many of these are secrets.
     model_config = SettingsConfigDict(
         env_prefix="PAYHOOK_",
+        # `VAR=` (or compose's `${VAR:-}`) means unset: an empty admin token would be one
+        # that "Bearer " matches.
+        env_ignore_empty=True,
         extra="ignore",
         frozen=True,
         hide_input_in_errors=True,
@@ -255,6 +258,11 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     # How long a dashboard login lasts before the form asks for the token again.
     admin_login_seconds: int = Field(default=28_800, ge=60, le=7 * 86_400)
+    # Wrong admin tokens (the login form, a bearer header) allowed per minute from one
+    # client and from all clients together, across web processes; past either budget the
+    # token is not even compared until it refills (429 with Retry-After).
+    admin_attempts_per_client: int = Field(default=10, ge=1, le=10_000)
+    admin_attempts_in_all: int = Field(default=100, ge=1, le=100_000)
 
     log_level: str = "INFO"
 
@@ -275,6 +283,13 @@ class Settings(BaseSettings):
     _split_shopify = field_validator("shopify_retry_ladder", mode="before")(_parse_ladder)
     _split_proxies = field_validator("trusted_proxies", mode="before")(_parse_networks)
     _split_sentinels = field_validator("redis_sentinels", mode="before")(_parse_sentinels)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _a_token_to_guess(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("an empty admin token would let anyone in: leave it unset")
+        return value
 
     @field_validator("tls_client_subject")
     @classmethod

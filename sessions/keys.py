@@ -73,6 +73,11 @@ def rate_key(shop: str) -> str:
     return f"{PREFIX}rate:{shop}"
 
 
+def admin_attempts_key(client: str) -> str:
+    """Failed admin-token attempts of one client (an address), or of all (`*`)."""
+    return f"{PREFIX}admin-attempts:{client}"
+
+
 def logout_key(login: str) -> str:
     return f"{PREFIX}logout:{login}"
 

@@ -102,14 +102,14 @@ def _summary(session: Session) -> dict[str, Any]:
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_admin(request)
     filters = parse_filters(Filters, dict(request.query))
     found = await find_sessions(request.app[STORE], filters.to_filter(filters.state))
     return web.json_response({"sessions": [_summary(s) for s in found]})
 
 
 async def show_session(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_admin(request)
     store = request.app[STORE]
     session_id = request.match_info["session_id"]
     session = await store.get(session_id)
@@ -127,7 +127,7 @@ async def show_session(request: web.Request) -> web.Response:
 
 
 async def replay_sessions(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_admin(request)
     body = parse_object(await read_body(request, request.app[SETTINGS].max_body_bytes))
     wanted: _ReplayRequest = parse_filters(_ReplayRequest, body)
     if bool(wanted.session_ids) == wanted.failed:

@@ -19,10 +19,12 @@ from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
 from webhook import health, psp_callbacks, sessions
 from webhook.admin import add_admin_routes
+from webhook.admin_attempts import AdminAttempts
 from webhook.auth import ShopifyAuth, shopify_only
 from webhook.dashboard import add_dashboard_routes
 from webhook.errors import json_errors
 from webhook.keys import (
+    ADMIN_ATTEMPTS,
     GAUGES,
     METRICS,
     RATE_LIMIT,
@@ -34,7 +36,7 @@ from webhook.keys import (
 )
 from webhook.metrics import WebMetrics
 from webhook.operator import operator_listener
-from webhook.rate_limit import ShopRateLimit
+from webhook.rate_limit import RateLimit
 from webhook.scrape import GAUGES_FRESH_SECONDS, Coalesced, read_gauges
 from webhook.token_check import TokenCheck
 from webhook.tracing import traced
@@ -83,9 +85,10 @@ def create_app(
             token_cipher(settings.token_key_list),
             fallback=settings.shopify_access_token is not None,
         )
+        app[ADMIN_ATTEMPTS] = AdminAttempts(client, settings)
         app[RATE_LIMIT] = None
         if settings.shop_rate_limit is not None:
-            app[RATE_LIMIT] = ShopRateLimit(
+            app[RATE_LIMIT] = RateLimit(
                 client,
                 limit=settings.shop_rate_limit,
                 window_seconds=settings.shop_rate_window_seconds,

@@ -37,6 +37,7 @@ from sessions.replay import replay
 from sessions.states import State
 from sessions.stats import COUNT_SCAN, collect
 from webhook.admin import MAX_HTTP_REPLAY, Filters, parse_filters
+from webhook.admin_attempts import TooManyAttempts
 from webhook.dashboard_auth import (
     Viewer,
     admin_token,
@@ -252,7 +253,13 @@ async def login(request: web.Request) -> web.Response:
         return page("Forbidden", refused, None, status=403)
     form = await _form(request)
     wanted = safe_next(form.get("next"))
-    answer = await log_in(request, form.get("token", ""), wanted)
+    try:
+        answer = await log_in(request, form.get("token", ""), wanted)
+    except TooManyAttempts as exc:
+        refused = f'<p class="err">Too many wrong tokens. Try again in {exc.retry_after} s.</p>'
+        waited = page("Log in", login_body(wanted, None) + refused, None, status=429)
+        waited.headers["Retry-After"] = str(exc.retry_after)
+        return waited
     if answer is None:
         return page("Log in", login_body(wanted, "That is not the admin token."), None, status=401)
     return answer

@@ -29,10 +29,11 @@ from aiohttp import web
 
 from config import Settings
 from sessions.keys import logout_key
+from webhook.admin_attempts import TooManyAttempts, client_of
 from webhook.auth import over_tls
 from webhook.body import header_bytes
 from webhook.errors import ApiError
-from webhook.keys import REDIS, SETTINGS
+from webhook.keys import ADMIN_ATTEMPTS, REDIS, SETTINGS
 
 log = logging.getLogger("payhook.dashboard")
 
@@ -72,18 +73,31 @@ def csrf_token(key: bytes, login: str) -> str:
     return _sign(key, f"csrf.{login}")
 
 
-def bearer_ok(request: web.Request, token: bytes) -> bool | None:
-    """True/False for a request carrying an Authorization header, None without one."""
+def too_many(exc: TooManyAttempts, field: str) -> ApiError:
+    return ApiError(
+        429, "too_many_attempts", str(exc), field, headers={"Retry-After": str(exc.retry_after)}
+    )
+
+
+async def bearer_ok(request: web.Request, token: bytes) -> bool | None:
+    """True/False for a request carrying an Authorization header, None without one; 429
+    while wrong tokens have spent their budget (`webhook.admin_attempts`)."""
     sent = header_bytes(request, "Authorization")
     if not sent:
         return None
-    return hmac.compare_digest(sent, b"Bearer " + token)
+    attempts = request.app[ADMIN_ATTEMPTS]
+    try:
+        return await attempts.check(
+            b"Bearer " + token, sent, client_of(request, request.app[SETTINGS])
+        )
+    except TooManyAttempts as exc:
+        raise too_many(exc, "Authorization") from None
 
 
-def require_admin(request: web.Request) -> None:
+async def require_admin(request: web.Request) -> None:
     """Let through only a request with the admin bearer token: 401 without it or with
     another, 404 when no admin token is configured."""
-    if not bearer_ok(request, admin_token(request.app[SETTINGS])):
+    if not await bearer_ok(request, admin_token(request.app[SETTINGS])):
         raise ApiError(
             401, "unauthorized", "a valid admin bearer token is required", "Authorization"
         )
@@ -117,7 +131,7 @@ async def viewer(request: web.Request) -> Viewer:
     Answers 404 when no admin token is configured, like the admin API.
     """
     token = admin_token(request.app[SETTINGS])
-    bearer = bearer_ok(request, token)
+    bearer = await bearer_ok(request, token)
     if bearer is True:
         return Viewer(None, None)
     if bearer is False:
@@ -159,12 +173,14 @@ def redirect(location: str) -> web.Response:
 
 
 async def log_in(request: web.Request, token: str, wanted: str | None) -> web.Response | None:
-    """Check the token sent by the login form and set the login cookie; None if wrong."""
+    """Check the token sent by the login form and set the login cookie; None if wrong,
+    `TooManyAttempts` while wrong tokens have spent their budget."""
     settings = request.app[SETTINGS]
     expected = admin_token(settings)
     key = _key(expected)
-    if not hmac.compare_digest(token.encode(), expected):
-        log.warning("dashboard login refused", extra={"remote": request.remote})
+    client = client_of(request, settings)
+    if not await request.app[ADMIN_ATTEMPTS].check(expected, token.encode(), client):
+        log.warning("dashboard login refused", extra={"remote": client})
         return None
     expires = int(time.time()) + settings.admin_login_seconds
     login = secrets.token_urlsafe(18)
@@ -178,7 +194,7 @@ async def log_in(request: web.Request, token: str, wanted: str | None) -> web.Re
         samesite="Strict",
         secure=over_tls(request, settings),
     )
-    log.info("dashboard login", extra={"remote": request.remote})
+    log.info("dashboard login", extra={"remote": client})
     return answer
 
 

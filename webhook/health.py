@@ -54,7 +54,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def public_readyz(request: web.Request) -> web.Response:
     """The verdict for anyone; the detail for the admin token only."""
     token = request.app[SETTINGS].admin_token
-    if token is not None and bearer_ok(request, token.get_secret_value().encode()):
+    if token is not None and await bearer_ok(request, token.get_secret_value().encode()):
         return await readyz(request)
     ready = all(value == "ok" for value in (await _checks(request)).values())
     return web.json_response({"ready": ready}, status=200 if ready else 503)
@@ -77,5 +77,5 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def public_metrics(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_admin(request)
     return await metrics(request)

@@ -8,8 +8,9 @@ from redis.asyncio import Redis
 from config import Settings
 from config.tracing import Tracer
 from sessions.store import SessionStore
+from webhook.admin_attempts import AdminAttempts
 from webhook.metrics import WebMetrics
-from webhook.rate_limit import ShopRateLimit
+from webhook.rate_limit import RateLimit
 from webhook.scrape import Coalesced, GaugeReading
 from webhook.token_check import TokenCheck
 
@@ -19,7 +20,8 @@ STORE = web.AppKey("store", SessionStore)
 METRICS = web.AppKey("metrics", WebMetrics)
 TRACER: web.AppKey[Tracer] = web.AppKey("tracer")
 # None when PAYHOOK_SHOP_RATE_LIMIT is unset.
-RATE_LIMIT: web.AppKey[ShopRateLimit | None] = web.AppKey("rate_limit")
+RATE_LIMIT: web.AppKey[RateLimit | None] = web.AppKey("rate_limit")
+ADMIN_ATTEMPTS = web.AppKey("admin_attempts", AdminAttempts)
 # The Redis-derived gauges, read once for the scrapes that ask together (webhook.scrape).
 GAUGES: web.AppKey[Coalesced[GaugeReading]] = web.AppKey("gauges")
 # Whether a shop's sessions could be reported (`webhook.token_check`).

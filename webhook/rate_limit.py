@@ -1,5 +1,6 @@
-"""The optional per-shop rate limit on session requests, kept in Redis so that every web
-process draws on the same budget.
+"""Rate limits kept in Redis, so that every web process draws on the same budget: the
+optional per-shop limit on session requests, and the limit on failed admin-token attempts
+(`webhook.admin_attempts`).
 
 GCRA (the generic cell rate algorithm) as a leaky bucket: a shop may send `limit` requests
 per `window`, in a burst or spread out. Each request adds `window / limit` to the shop's
@@ -13,6 +14,8 @@ web processes with skewed clocks still agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from redis.asyncio import Redis
 
 from sessions.keys import rate_key
@@ -21,7 +24,8 @@ from sessions.keys import rate_key
 MAX_BUCKET = 2**53
 
 # KEYS[1] holds "<debt>:<ms it was measured>". ARGV: the cost of one request (the window in
-# ms), the bucket (the window in ms x limit), the limit (what one ms pays back).
+# ms), the bucket (the window in ms x limit), the limit (what one ms pays back), and '1' to
+# only look (say whether a request would go ahead, taking nothing).
 _TAKE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -36,25 +40,43 @@ end
 local elapsed = math.min(math.max(now - since, 0), cost)
 debt = math.max(debt - elapsed * limit, 0)
 if debt + cost > bucket then return math.ceil((debt + cost - bucket) / limit) end
+if ARGV[4] == '1' then return 0 end
 debt = debt + cost
 redis.call('SET', KEYS[1], string.format('%d:%d', debt, now), 'PX', math.ceil(debt / limit) + 1)
 return 0
 """
 
 
-class ShopRateLimit:
-    def __init__(self, redis: Redis, *, limit: int, window_seconds: float) -> None:
+class RateLimit:
+    """`limit` per `window_seconds` for each name, under the Redis key `key(name)`."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        limit: int,
+        window_seconds: float,
+        key: Callable[[str], str] = rate_key,
+    ) -> None:
         self._take = redis.register_script(_TAKE)
         self._limit = limit
+        self._key = key
         self._window_ms = max(1, round(window_seconds * 1000))
         if self._window_ms * limit > MAX_BUCKET:
             raise ValueError(f"{limit} per {window_seconds:g} s is past the limiter's range")
 
-    async def wait_for(self, shop: str) -> float:
-        """Take one request from the shop's budget: 0 when it may go ahead, otherwise the
-        seconds until it may (and nothing was taken)."""
+    async def wait_for(self, name: str) -> float:
+        """Take one request from the budget: 0 when it may go ahead, otherwise the seconds
+        until it may (and nothing was taken)."""
+        return await self._call(name, take=True)
+
+    async def would_wait(self, name: str) -> float:
+        """`wait_for` without taking anything: what the next request would be told."""
+        return await self._call(name, take=False)
+
+    async def _call(self, name: str, *, take: bool) -> float:
         waited = await self._take(
-            keys=[rate_key(shop)],
-            args=[self._window_ms, self._window_ms * self._limit, self._limit],
+            keys=[self._key(name)],
+            args=[self._window_ms, self._window_ms * self._limit, self._limit, "" if take else "1"],
         )
         return int(waited) / 1000

@@ -84,3 +84,19 @@ def test_the_broker_problem_names_both_urls_without_their_passwords() -> None:
     assert "PAYHOOK_BROKER_URL" in problem
     assert "redis://***@b:6379" in problem
     assert "s3cret" not in problem
+
+
+def test_an_empty_variable_is_an_unset_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `${PAYHOOK_ADMIN_TOKEN:-}` in a compose file gives an empty value when the operator
+    # sets none: that must not be an admin token anyone matches with "Bearer ".
+    for name in ("PAYHOOK_ADMIN_TOKEN", "PAYHOOK_SHOPIFY_ACCESS_TOKEN", "PAYHOOK_TLS_CERT_FILE"):
+        monkeypatch.setenv(name, "")
+    settings = Settings()
+    assert settings.admin_token is None
+    assert settings.shopify_access_token is None
+    assert settings.tls_cert_file is None
+
+
+def test_an_empty_admin_token_given_in_code_is_refused() -> None:
+    with pytest.raises(ValidationError, match="admin_token"):
+        Settings(admin_token="")

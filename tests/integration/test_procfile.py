@@ -94,6 +94,59 @@ def test_every_setting_the_compose_file_gives_a_process_is_documented() -> None:
     assert given - readme_settings() == set()
 
 
+# Which process types read each setting payhook.env says to give from the environment.
+READ_BY = {
+    "PAYHOOK_TOKEN_KEYS": {"web", "worker", "beat", "flower"},
+    "PAYHOOK_SIMULATOR_WEBHOOK_SECRET": {"web"},
+    "PAYHOOK_ADMIN_TOKEN": {"web"},
+    "PAYHOOK_TRUSTED_PROXIES": {"web"},
+    "PAYHOOK_TLS_CERT_FILE": {"web"},
+    "PAYHOOK_TLS_KEY_FILE": {"web"},
+    "PAYHOOK_TLS_CLIENT_CA_FILE": {"web"},
+    "PAYHOOK_TLS_CLIENT_SUBJECT": {"web"},
+    "PAYHOOK_FLOWER_BASIC_AUTH": {"flower"},
+}
+# Each listening process type's probe: the setting naming its port, and the path it asks.
+PROBES = {
+    "web": ("PAYHOOK_OPERATOR_PORT", "/readyz"),
+    "worker": ("PAYHOOK_WORKER_METRICS_PORT", "/metrics"),
+    "flower": ("PAYHOOK_FLOWER_PORT", "/healthcheck"),
+}
+
+
+def from_the_environment() -> set[str]:
+    """The settings payhook.env says are set in the environment of `docker compose`."""
+    text = (ROOT / "deploy" / "payhook.env").read_text()
+    comment = text[text.index("# Set in the environment of `docker compose`") :]
+    return set(re.findall(r"PAYHOOK_[A-Z0-9_]+", comment))
+
+
+def test_the_compose_file_forwards_every_setting_payhook_env_leaves_to_the_environment() -> None:
+    named = from_the_environment()
+    assert named == set(READ_BY), "a setting payhook.env names has no reader here, or back"
+    for name, spec in compose_services().items():
+        kind = re.sub(r"-\d+$", "", name)
+        given = spec.get("environment", {})
+        for variable, readers in READ_BY.items():
+            if kind in readers:
+                assert str(given.get(variable, "")).startswith(f"${{{variable}"), (
+                    f"{name} does not forward {variable}"
+                )
+
+
+def test_every_listening_process_in_the_compose_file_is_probed_on_its_own_port() -> None:
+    for name, spec in compose_services().items():
+        kind = re.sub(r"-\d+$", "", name)
+        if kind not in PROBES:
+            assert "healthcheck" not in spec, name  # beat listens nowhere
+            continue
+        setting, path = PROBES[kind]
+        port = spec["environment"][setting]
+        probe = " ".join(spec["healthcheck"]["test"])
+        assert f"http://127.0.0.1:{port}{path}" in probe, (name, probe)
+        assert {"interval", "timeout", "retries"} <= set(spec["healthcheck"]), name
+
+
 @dataclass
 class Honcho:
     """`honcho start` on the repository's Procfile, with its output in `log`."""

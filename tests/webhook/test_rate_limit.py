@@ -17,7 +17,7 @@ from ops.redis_server import LocalRedis
 from sessions.keys import session_key
 from tests.factories import SHOP, capture_body, shopify_headers
 from webhook.app import create_app
-from webhook.rate_limit import ShopRateLimit
+from webhook.rate_limit import RateLimit
 
 DB = 10
 ADMIN_TOKEN = "rate-limit-test-admin-token-0123456789"
@@ -100,7 +100,7 @@ async def test_however_fast_the_burst_exactly_the_limit_gets_through(
     pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=1)
     client = Redis(connection_pool=pool)
     try:
-        limiter = ShopRateLimit(client, limit=limit, window_seconds=window)
+        limiter = RateLimit(client, limit=limit, window_seconds=window)
         waits = [await limiter.wait_for(SHOP) for _ in range(limit + 1)]
     finally:
         await client.aclose()
@@ -116,7 +116,7 @@ async def test_a_limit_above_a_thousand_a_second_is_kept_exactly(
     pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=16)
     client = Redis(connection_pool=pool)
     try:
-        limiter = ShopRateLimit(client, limit=limit, window_seconds=1.0)
+        limiter = RateLimit(client, limit=limit, window_seconds=1.0)
         started = await client.time()
         waits = await asyncio.gather(*(limiter.wait_for(SHOP) for _ in range(sent)))
         ended = await client.time()
