@@ -159,7 +159,11 @@ async def test_a_sigkilled_primary_fails_over_and_no_acknowledged_session_is_los
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with http.get(f"{webs[0]}/readyz", headers=admin) as ready:
         topology = (await ready.json())["topology"]
-    assert (topology["mode"], topology["primary"]) == ("sentinel", f"127.0.0.1:{new_port}")
+    # The primary the sentinels name now: the promoted replica, or (on a host so loaded that
+    # it missed the sentinels' pings) the restarted server, promoted back in a second failover.
+    named = await asyncio.to_thread(replicated.primary_port)
+    assert named in (new_port, old_port), figures
+    assert (topology["mode"], topology["primary"]) == ("sentinel", f"127.0.0.1:{named}")
     assert len(topology["sentinels"]) == 3
     assert len(accepted) >= SESSIONS * 0.9, figures
     assert resumed < 20, figures
