@@ -14,11 +14,17 @@ from urllib.parse import unquote, urlsplit
 
 from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.sentinel import Sentinel as SyncSentinel
 
 from config import Settings
 from config.settings import redis_database
+
+
+class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """redis-py's sentinel pool (each new connection asks the sentinels for the primary)
+    with the blocking pool's wait: past `max_connections` a command waits up to `timeout`
+    for a free connection, where the sentinel pool alone fails at once."""
 
 
 def redis_client(
@@ -26,9 +32,9 @@ def redis_client(
 ) -> Redis:
     """A client whose every command gives up after `PAYHOOK_REDIS_TIMEOUT_SECONDS`.
 
-    Without sentinels the pool blocks (up to the same timeout) rather than open more than
-    `connections`; redis-py's sentinel pool cannot block, so there a request past
-    `connections` fails at once, like any Redis error. A caller whose own concurrency can
+    The pool blocks (up to the same timeout) rather than open more than `connections`,
+    with sentinels too (`BlockingSentinelPool`): a process past its capacity waits, then
+    says so (`overloaded`), and never reads as a Redis outage. A caller whose own concurrency can
     never need more than `connections` (the worker) passes `wait_for_connection=False`:
     the blocking pool's lock and timer cost a tenth of a busy worker's CPU. Connections carry
     `name` (`CLIENT LIST` shows who is connected).
@@ -38,12 +44,18 @@ def redis_client(
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(settings.redis_sentinels), sentinel_kwargs=timeouts, **_credentials(settings)
         )
+        pooled: dict[str, Any] = {"max_connections": connections, **timeouts}
+        if wait_for_connection:
+            # The blocking pool's own argument: how long a command waits for a connection.
+            pooled["timeout"] = settings.redis_timeout_seconds
         primary: Redis = sentinel.master_for(
             settings.redis_sentinel_master,
-            max_connections=connections,
+            connection_pool_class=(
+                BlockingSentinelPool if wait_for_connection else SentinelConnectionPool
+            ),
             health_check_interval=30,
             client_name=name,
-            **timeouts,
+            **pooled,
         )
         return primary
     if not wait_for_connection:

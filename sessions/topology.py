@@ -66,7 +66,37 @@ class Topology:
         return asdict(self)
 
 
-async def read_topology(redis: Redis, settings: Settings) -> Topology:
+class SentinelPeers:
+    """One client per configured sentinel, kept: a process that asks them on every probe
+    (the web's `/readyz`) reuses its connections instead of opening new ones each time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._clients = {
+            (host, port): Redis(
+                host=host,
+                port=port,
+                socket_timeout=SENTINEL_TIMEOUT_SECONDS,
+                socket_connect_timeout=SENTINEL_TIMEOUT_SECONDS,
+                max_connections=2,
+            )
+            for host, port in settings.redis_sentinels
+        }
+
+    async def primary(self, master: str) -> dict[str, str]:
+        """Each sentinel's answer: the primary's address, or why it could not say."""
+        answers = await asyncio.gather(*(_ask(client, master) for client in self._clients.values()))
+        return {f"{h}:{p}": a for (h, p), a in zip(self._clients, answers, strict=True)}
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+
+async def read_topology(
+    redis: Redis, settings: Settings, sentinels: SentinelPeers | None = None
+) -> Topology:
+    """The primary's replication state and, with sentinels, what each names the primary;
+    `sentinels`: kept clients to ask (else they are opened for this read and closed)."""
     info = await redis.info("replication")
     replicas = []
     for key, value in info.items():
@@ -85,35 +115,26 @@ async def read_topology(redis: Redis, settings: Settings) -> Topology:
         min_replicas=settings.redis_min_replicas,
     )
     if settings.redis_sentinels:
-        master = settings.redis_sentinel_master
-        answers = await asyncio.gather(
-            *(_ask(host, port, master) for host, port in settings.redis_sentinels)
-        )
-        topology.sentinels = {
-            f"{host}:{port}": answer
-            for (host, port), answer in zip(settings.redis_sentinels, answers, strict=True)
-        }
+        peers = sentinels or SentinelPeers(settings)
+        try:
+            topology.sentinels = await peers.primary(settings.redis_sentinel_master)
+        finally:
+            if sentinels is None:
+                await peers.close()
+        answers = list(topology.sentinels.values())
         named = [answer for answer in answers if not answer.startswith("error")]
         topology.primary = max(set(named), key=named.count) if named else None
     return topology
 
 
-async def _ask(host: str, port: int, master: str) -> str:
+async def _ask(sentinel: Redis, master: str) -> str:
     """The primary's address as one sentinel names it, or why it could not say."""
-    sentinel = Redis(
-        host=host,
-        port=port,
-        socket_timeout=SENTINEL_TIMEOUT_SECONDS,
-        socket_connect_timeout=SENTINEL_TIMEOUT_SECONDS,
-    )
     try:
         address: Any = await sentinel.execute_command(  # type: ignore[no-untyped-call]
             "SENTINEL", "GET-MASTER-ADDR-BY-NAME", master
         )
     except Exception as exc:  # whatever went wrong is the answer
         return f"error: {type(exc).__name__}"
-    finally:
-        await sentinel.aclose()
     if not address:
         return f"error: does not monitor {master!r}"
     return ":".join(part.decode() if isinstance(part, bytes) else str(part) for part in address)

@@ -15,6 +15,7 @@ from sessions.models import Kind
 from sessions.replication import Replication
 from sessions.shops import token_cipher
 from sessions.store import SessionStore
+from sessions.topology import SentinelPeers
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
 from webhook import health, psp_callbacks, sessions
@@ -29,6 +30,7 @@ from webhook.keys import (
     METRICS,
     RATE_LIMIT,
     REDIS,
+    SENTINELS,
     SETTINGS,
     STORE,
     TOKEN_CHECK,
@@ -86,6 +88,7 @@ def create_app(
             fallback=settings.shopify_access_token is not None,
         )
         app[ADMIN_ATTEMPTS] = AdminAttempts(client, settings)
+        sentinels = app[SENTINELS] = SentinelPeers(settings) if settings.redis_sentinels else None
         app[RATE_LIMIT] = None
         if settings.shop_rate_limit is not None:
             app[RATE_LIMIT] = RateLimit(
@@ -95,6 +98,8 @@ def create_app(
             )
         yield
         await gauges.close()
+        if sentinels is not None:
+            await sentinels.close()
         if redis is None:
             await client.aclose()
             await client.connection_pool.disconnect()

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from sessions.durability import durability_warnings
 from sessions.topology import read_topology
 from webhook.dashboard_auth import bearer_ok, require_admin
-from webhook.keys import GAUGES, METRICS, REDIS, SETTINGS
+from webhook.keys import GAUGES, METRICS, REDIS, SENTINELS, SETTINGS
 from webhook.scrape import SCRAPE_TIMEOUT_SECONDS
 
 
@@ -44,7 +44,7 @@ async def readyz(request: web.Request) -> web.Response:
         warnings = await durability_warnings(request.app[REDIS])
         with contextlib.suppress(Exception):
             async with asyncio.timeout(SCRAPE_TIMEOUT_SECONDS):
-                topology = await read_topology(request.app[REDIS], settings)
+                topology = await read_topology(request.app[REDIS], settings, request.app[SENTINELS])
                 body["topology"] = topology.as_json()
                 warnings.extend(topology.warnings())
         body["warnings"] = warnings

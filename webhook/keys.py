@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from config import Settings
 from config.tracing import Tracer
 from sessions.store import SessionStore
+from sessions.topology import SentinelPeers
 from webhook.admin_attempts import AdminAttempts
 from webhook.metrics import WebMetrics
 from webhook.rate_limit import RateLimit
@@ -22,6 +23,8 @@ TRACER: web.AppKey[Tracer] = web.AppKey("tracer")
 # None when PAYHOOK_SHOP_RATE_LIMIT is unset.
 RATE_LIMIT: web.AppKey[RateLimit | None] = web.AppKey("rate_limit")
 ADMIN_ATTEMPTS = web.AppKey("admin_attempts", AdminAttempts)
+# With sentinels configured: the clients `/readyz` asks them through, kept for the app's life.
+SENTINELS: web.AppKey[SentinelPeers | None] = web.AppKey("sentinels")
 # The Redis-derived gauges, read once for the scrapes that ask together (webhook.scrape).
 GAUGES: web.AppKey[Coalesced[GaugeReading]] = web.AppKey("gauges")
 # Whether a shop's sessions could be reported (`webhook.token_check`).

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from webhook import health
 from webhook.errors import json_errors
-from webhook.keys import GAUGES, METRICS, REDIS, SETTINGS
+from webhook.keys import GAUGES, METRICS, REDIS, SENTINELS, SETTINGS
 
 log = logging.getLogger("payhook.webhook")
 
@@ -27,6 +27,7 @@ def create_operator_app(public: web.Application) -> web.Application:
     app[REDIS] = public[REDIS]
     app[METRICS] = public[METRICS]
     app[GAUGES] = public[GAUGES]
+    app[SENTINELS] = public[SENTINELS]
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from typing import Any
 
 import pytest
@@ -101,18 +102,24 @@ async def test_however_fast_the_burst_exactly_the_limit_gets_through(
     client = Redis(connection_pool=pool)
     try:
         limiter = RateLimit(client, limit=limit, window_seconds=window)
+        started = time.monotonic()
         waits = [await limiter.wait_for(SHOP) for _ in range(limit + 1)]
+        elapsed = time.monotonic() - started
     finally:
         await client.aclose()
         await pool.disconnect()
     assert waits[:limit] == [0.0] * limit
-    assert 0 < waits[limit] <= window / limit + 0.01
+    # On a host so loaded that the burst took longer than one slot's refill, the last call
+    # may rightly go through; otherwise it waits at most that refill.
+    if elapsed < window / limit:
+        assert 0 < waits[limit] <= window / limit + 0.01, elapsed
 
 
 async def test_a_limit_above_a_thousand_a_second_is_kept_exactly(
     settings: Settings, inspect: redis.Redis
 ) -> None:
-    limit, sent = 2000, 3000
+    # Enough that the burst outruns the refill (2,000 a second) even on a loaded host.
+    limit, sent = 2000, 8000
     pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=16)
     client = Redis(connection_pool=pool)
     try:
