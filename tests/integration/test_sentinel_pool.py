@@ -6,8 +6,6 @@ The real app on redis-server, its replica and three sentinels on 127.0.0.1."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,22 +16,15 @@ from sessions.connect import redis_client
 from tests.factories import capture_body, shopify_headers
 from tests.integration.conftest import ADMIN_TOKEN
 from tests.integration.fleet_support import MASTER, ReplicatedRedis
+from tests.integration.test_failover import replicated  # noqa: F401 - the fleet's fixture
 from webhook.app import create_app
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def replicated(tmp_path: Path) -> Iterator[ReplicatedRedis]:
-    redis = ReplicatedRedis(tmp_path / "redis")
-    try:
-        yield redis.start()
-    finally:
-        redis.stop()
-
-
 async def test_a_web_process_out_of_sentinel_connections_waits_then_says_it_is_overloaded(
-    aiohttp_client: Any, replicated: ReplicatedRedis
+    aiohttp_client: Any,
+    replicated: ReplicatedRedis,  # noqa: F811
 ) -> None:
     settings = Settings(
         redis_sentinels=replicated.sentinel_list,
@@ -73,7 +64,8 @@ def connections_received(port: int) -> int:
 
 
 async def test_readyz_asks_the_sentinels_over_connections_it_keeps(
-    aiohttp_client: Any, replicated: ReplicatedRedis
+    aiohttp_client: Any,
+    replicated: ReplicatedRedis,  # noqa: F811
 ) -> None:
     settings = Settings(
         redis_sentinels=replicated.sentinel_list,
