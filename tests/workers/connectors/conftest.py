@@ -24,8 +24,8 @@ from workers.connectors.base import Connector, NotFound, Operation, OperationKin
 TOKEN = "sandbox-token"
 # Short enough that a `delay` fault of DELAY seconds is a timeout, long enough for a
 # loaded CI machine to answer everything else.
-TIMEOUT = 0.5
-DELAY = 0.9
+TIMEOUT = 1.0
+DELAY = 1.6
 
 
 def operation(**overrides: Any) -> Operation:
