@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
@@ -48,12 +48,12 @@ WAITING_AT_MOST = 10_000
 
 @dataclass
 class Running:
-    """One taken message and what its session is doing (for `payhook_sessions` inspect)."""
+    """One taken message and what its session is doing (`payhook sessions in-flight`)."""
 
     delivery: Delivery
     since: float
     waiting_until: float | None = None
-    runs: int = field(default=0)
+    runs: int = 0
 
 
 class SessionConsumer:
