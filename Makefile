@@ -75,8 +75,12 @@ lint: setup
 types: setup
 	$(BIN)/mypy
 
+# The suite mostly waits (on workers, sandboxes and fault timings), so it runs on more
+# processes than cores; each has its own redis-server (tests/conftest.py). TEST_WORKERS=0
+# runs it in one process.
+TEST_WORKERS ?= 4
 test: setup promtool chromium
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 # Every figure of docs/performance.md in one bounded run (about 8 minutes; bench-quick about
 # 2): bench/results/<timestamp>.json, .md (the tables) and .png.

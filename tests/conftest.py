@@ -1,4 +1,6 @@
-"""Shared fixtures: fakeredis for unit tests, a real redis-server for the whole run."""
+"""Shared fixtures: fakeredis for unit tests, a real redis-server for the whole run (one per
+pytest-xdist worker: tests in one worker run one at a time, so a database number only has to
+be kept apart from the other modules that run on the same server)."""
 
 from __future__ import annotations
 

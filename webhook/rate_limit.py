@@ -58,6 +58,7 @@ class RateLimit:
         window_seconds: float,
         key: Callable[[str], str] = rate_key,
     ) -> None:
+        self._redis = redis
         self._take = redis.register_script(_TAKE)
         self._limit = limit
         self._key = key
@@ -74,9 +75,20 @@ class RateLimit:
         """`wait_for` without taking anything: what the next request would be told."""
         return await self._call(name, take=False)
 
+    async def wait_for_each(self, name: str, count: int) -> list[float]:
+        """`count` calls of `wait_for` in a row, in one transaction: Redis runs them back to
+        back, so no client's pace stands between them (a burst as fast as the server goes)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for _ in range(count):
+                await self._take(
+                    keys=[self._key(name)], args=self._arguments(take=True), client=pipe
+                )
+            waited = await pipe.execute()
+        return [int(w) / 1000 for w in waited]
+
     async def _call(self, name: str, *, take: bool) -> float:
-        waited = await self._take(
-            keys=[self._key(name)],
-            args=[self._window_ms, self._window_ms * self._limit, self._limit, "" if take else "1"],
-        )
+        waited = await self._take(keys=[self._key(name)], args=self._arguments(take=take))
         return int(waited) / 1000
+
+    def _arguments(self, *, take: bool) -> list[int | str]:
+        return [self._window_ms, self._window_ms * self._limit, self._limit, "" if take else "1"]

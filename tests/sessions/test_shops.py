@@ -104,7 +104,9 @@ async def test_a_shop_without_its_own_token_gets_the_fallback(
     assert await tokens(redis, OLD).token_for(SHOP) is None
 
 
-@pytest.mark.parametrize("keys", ["not-a-key", f"{OLD},short", ","])
+@pytest.mark.parametrize(
+    "keys", ["not-a-key", f"{OLD},short", ","], ids=["not-a-key", "a-key-and-a-short-one", "empty"]
+)
 def test_keys_that_are_no_fernet_keys_are_a_configuration_error(keys: str) -> None:
     with pytest.raises(ValidationError, match="token_keys"):
         Settings(token_keys=keys)
