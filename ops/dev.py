@@ -21,8 +21,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from urllib.parse import urlparse
 
 from config import Settings
@@ -38,6 +40,8 @@ DEV_METRICS_PORT = 9191
 # The web's operator listener in development (/metrics, /readyz, /healthz).
 DEV_OPERATOR_PORT = 9180
 DEV_FLOWER_USER = "payhook"
+# How long a stop waits for all the children to finish (the worker's warm shutdown among them).
+STOP_PATIENCE_SECONDS = 20.0
 
 
 @dataclass
@@ -76,16 +80,40 @@ def _wait_http(url: str, child: Child, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{child.name} did not come up at {url}; see {child.log}")
 
 
-def _stop(children: list[Child]) -> None:
+def _stop(children: list[Child], patience: float = STOP_PATIENCE_SECONDS) -> None:
+    """SIGTERM to every child, then SIGKILL to any still running once `patience` is spent:
+    one bound for them all, so a stop never takes longer than it."""
     for child in reversed(children):
         if child.process.poll() is None:
             child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + patience
     for child in reversed(children):
         try:
-            child.process.wait(timeout=15)
+            child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.process.kill()
             child.process.wait()
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM (`kill`, a process manager) both end the run through its
+    `finally`, which stops every child. Set here because SIGTERM's default would leave the
+    children running, and a shell that starts a background job hands it SIGINT ignored.
+    Only the first signal interrupts: a second Ctrl-C must not cut the stop itself short."""
+    stopping: list[int] = []
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        if not stopping:
+            stopping.append(signum)
+            raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_dev(
@@ -135,48 +163,51 @@ def run_dev(
     )
     logins = _dev_logins(settings, env)
     children: list[Child] = []
-    try:
-        if connector == "simulator":
-            env["PAYHOOK_CONNECTOR"] = connector
-        elif connector is not None:
-            children.append(_start_psp(connector, psp_port, env, logs))
-        children.append(_start("sandbox", ["sandbox", "--port", str(sandbox_port)], env, logs))
-        _wait_http(f"{sandbox_base}/_sandbox/calls", children[-1])
-        print(f"● sandbox    {sandbox_base} (Shopify Payments Apps GraphQL peer)")
-        children.append(_start("web", ["serve"], env, logs))
-        _wait_http(f"{app_url}/healthz", children[-1])
-        operator_url = f"http://{settings.operator_host}:{env['PAYHOOK_OPERATOR_PORT']}"
-        _wait_http(f"{operator_url}/healthz", children[-1])
-        print(f"● web        {app_url}")
-        print(f"● operator   {operator_url} (/metrics, /readyz, /healthz)")
-        children.append(_start("worker", ["worker"], env, logs))
-        children.append(_start("beat", ["beat"], env, logs))
-        metrics_port = env["PAYHOOK_WORKER_METRICS_PORT"]
-        print(f"● worker     + beat (logs in {logs}); worker metrics on :{metrics_port}/metrics")
-        children.append(_start("flower", ["flower", "--port", str(flower_port)], env, logs))
-        flower_url = f"http://{settings.flower_address}:{flower_port}"
-        _wait_http(f"{flower_url}/healthcheck", children[-1])
-        print(f"● dashboard  {app_url}/admin ({logins.admin})")
-        print(f"● flower     {flower_url} ({logins.flower})")
-        print(_how_to_send(app_url, sandbox_base))
-        if demo:
-            from ops.demo import run_demo
+    with _stopped_by_signals():
+        try:
+            if connector == "simulator":
+                env["PAYHOOK_CONNECTOR"] = connector
+            elif connector is not None:
+                children.append(_start_psp(connector, psp_port, env, logs))
+            children.append(_start("sandbox", ["sandbox", "--port", str(sandbox_port)], env, logs))
+            _wait_http(f"{sandbox_base}/_sandbox/calls", children[-1])
+            print(f"● sandbox    {sandbox_base} (Shopify Payments Apps GraphQL peer)")
+            children.append(_start("web", ["serve"], env, logs))
+            _wait_http(f"{app_url}/healthz", children[-1])
+            operator_url = f"http://{settings.operator_host}:{env['PAYHOOK_OPERATOR_PORT']}"
+            _wait_http(f"{operator_url}/healthz", children[-1])
+            print(f"● web        {app_url}")
+            print(f"● operator   {operator_url} (/metrics, /readyz, /healthz)")
+            children.append(_start("worker", ["worker"], env, logs))
+            children.append(_start("beat", ["beat"], env, logs))
+            metrics_port = env["PAYHOOK_WORKER_METRICS_PORT"]
+            print(
+                f"● worker     + beat (logs in {logs}); worker metrics on :{metrics_port}/metrics"
+            )
+            children.append(_start("flower", ["flower", "--port", str(flower_port)], env, logs))
+            flower_url = f"http://{settings.flower_address}:{flower_port}"
+            _wait_http(f"{flower_url}/healthcheck", children[-1])
+            print(f"● dashboard  {app_url}/admin ({logins.admin})")
+            print(f"● flower     {flower_url} ({logins.flower})")
+            print(_how_to_send(app_url, sandbox_base))
+            if demo:
+                from ops.demo import run_demo
 
-            result = asyncio.run(run_demo(app_url, sandbox_base, demo))
-            if exit_after_demo:
-                return 0 if result.complete else 1
-        print("payhook is running; Ctrl-C stops everything.")
-        while all(child.process.poll() is None for child in children):
-            time.sleep(0.5)
-        dead = [c.name for c in children if c.process.poll() is not None]
-        print(f"stopped: {', '.join(dead)} exited (see {logs})", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        _stop(children)
-        if redis is not None:
-            redis.stop()
+                result = asyncio.run(run_demo(app_url, sandbox_base, demo))
+                if exit_after_demo:
+                    return 0 if result.complete else 1
+            print("payhook is running; Ctrl-C stops everything.")
+            while all(child.process.poll() is None for child in children):
+                time.sleep(0.5)
+            dead = [c.name for c in children if c.process.poll() is not None]
+            print(f"stopped: {', '.join(dead)} exited (see {logs})", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            _stop(children)
+            if redis is not None:
+                redis.stop()
 
 
 @dataclass(frozen=True)

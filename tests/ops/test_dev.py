@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -12,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from config.settings import child_environment
@@ -152,3 +155,52 @@ def test_dev_mode_shows_live_sessions_on_the_dashboard_and_flower_behind_its_log
     finally:
         dev.send_signal(signal.SIGINT)
         dev.wait(timeout=60)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_to_payhook_dev_stops_every_process_it_started(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    env = child_environment(
+        {
+            "PAYHOOK_WORKER_METRICS_PORT": str(free_port()),
+            "PAYHOOK_OPERATOR_PORT": str(free_port()),
+            "PAYHOOK_STATE_DIR": str(tmp_path / "state"),
+            "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "PAYHOOK_PORT": str(free_port()),
+        }
+    )
+    output = tmp_path / "dev.out"
+    ports = ["--sandbox-port", str(free_port()), "--flower-port", str(free_port())]
+    with output.open("wb") as sink:
+        dev = subprocess.Popen(
+            [sys.executable, "-m", "ops", "dev", "--demo", "0", *ports],
+            env=env,
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            # As a shell's background job starts it: SIGINT ignored on the way in.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "payhook is running" not in output.read_text():
+            assert dev.poll() is None, output.read_text()[-3000:]
+            assert time.monotonic() < deadline, output.read_text()[-3000:]
+            time.sleep(0.2)
+        started = psutil.Process(dev.pid).children(recursive=True)
+        assert {"redis-server", "sandbox", "serve", "worker", "beat", "flower"} <= {
+            word for child in started for word in [*child.cmdline()[-3:], child.name()]
+        }
+        dev.send_signal(stop)
+        assert dev.wait(timeout=40) == 0, output.read_text()[-3000:]
+        _, alive = psutil.wait_procs(started, timeout=5)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+        for child in psutil.Process().children(recursive=True):
+            if child.pid != os.getpid():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
