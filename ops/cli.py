@@ -102,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="answer every capture, refund and void this late (default: at once)",
     )
+    psp.add_argument(
+        "--read-latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="answer every read this late (default: at once)",
+    )
 
     sessions = commands.add_parser("sessions", help="inspect sessions")
     which = sessions.add_subparsers(dest="action", required=True)
@@ -262,7 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif command == "psp-sandbox":
         from ops.dev import serve_psp_sandbox
 
-        asyncio.run(serve_psp_sandbox(args.name, args.port, latency=args.latency))
+        asyncio.run(
+            serve_psp_sandbox(
+                args.name, args.port, latency=args.latency, read_latency=args.read_latency
+            )
+        )
     elif command == "sessions":
         from ops.inspect import list_sessions, show_session
 

@@ -298,11 +298,16 @@ async def serve_sandbox(port: int, callback_secret: str | None) -> None:
         await running.close()
 
 
-async def serve_psp_sandbox(name: str, port: int, *, latency: float = 0.0) -> None:
-    """Run PSP fake `name` until the process is stopped; money calls answer `latency` s late."""
+async def serve_psp_sandbox(
+    name: str, port: int, *, latency: float = 0.0, read_latency: float = 0.0
+) -> None:
+    """Run PSP fake `name` until the process is stopped; money calls answer `latency` s late,
+    reads `read_latency` s late."""
     from sandbox.psp import start_psp_fake
 
-    running = await start_psp_fake(name, "127.0.0.1", port, open_orders=True, latency=latency)
+    running = await start_psp_fake(
+        name, "127.0.0.1", port, open_orders=True, latency=latency, read_latency=read_latency
+    )
     try:
         await asyncio.Event().wait()
     finally:

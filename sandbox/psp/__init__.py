@@ -82,13 +82,16 @@ async def start_psp_fake(
     *,
     open_orders: bool = True,
     latency: float = 0.0,
+    read_latency: float = 0.0,
 ) -> RunningFake:
     """Serve fake `name` on `host:port` (0 picks a free port, read it from `.port`).
 
-    `latency`: seconds every money call waits before it is answered, as a real PSP would.
+    `latency`: seconds every money call waits before it is answered, as a real PSP would;
+    `read_latency`: the same for every read.
     """
     app = create_psp_fake(name, open_orders=open_orders)
     app[PSP_STATE].latency = latency
+    app[PSP_STATE].read_latency = read_latency
     runner = web.AppRunner(app)
     await runner.setup()
     try:

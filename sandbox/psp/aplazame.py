@@ -83,7 +83,7 @@ def create_aplazame_app(*, token: str | None = None, open_orders: bool = False) 
         return orders.get(order_id)
 
     async def list_captures(request: web.Request) -> web.Response:
-        early = refused(request, "read") or read_fault(request)
+        early = refused(request, "read") or await read_fault(request)
         if early is not None:
             return early
         order = find(request)
@@ -131,6 +131,7 @@ def create_aplazame_app(*, token: str | None = None, open_orders: bool = False) 
             apply=apply,
             decline=_decline,
             headers=ANSWER_HEADERS,
+            payment=request.match_info["order_id"],
         )
 
     async def seed(request: web.Request) -> web.Response:

@@ -61,11 +61,11 @@ def create_bigcommerce_app(
             )
         return orders.get(order_id)
 
-    def readable(request: web.Request) -> BcOrder | web.Response:
+    async def readable(request: web.Request) -> BcOrder | web.Response:
         if not bearer_ok(request, token, header="X-Auth-Token"):
             record_read(request, 401)
             return web.json_response({"status": 401, "title": "Unauthorized"}, status=401)
-        faulted = read_fault(request)
+        faulted = await read_fault(request)
         if faulted is not None:
             return faulted
         order = find(request)
@@ -75,17 +75,17 @@ def create_bigcommerce_app(
         return order
 
     async def get_order(request: web.Request) -> web.Response:
-        order = readable(request)
+        order = await readable(request)
         return order if isinstance(order, web.Response) else web.json_response(order.read())
 
     async def transactions(request: web.Request) -> web.Response:
-        order = readable(request)
+        order = await readable(request)
         if isinstance(order, web.Response):
             return order
         return web.json_response({"data": order.transactions, "meta": {}})
 
     async def refunds(request: web.Request) -> web.Response:
-        order = readable(request)
+        order = await readable(request)
         if isinstance(order, web.Response):
             return order
         return web.json_response({"data": order.refunds, "meta": {}})
@@ -119,6 +119,7 @@ def create_bigcommerce_app(
             body=body,
             apply=apply,
             decline=_decline,
+            payment=request.match_info["order_id"],
         )
 
     app.router.add_get("/stores/{store}/v2/orders/{order_id}", get_order)

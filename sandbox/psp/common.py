@@ -12,16 +12,19 @@ armed fault rule for its operation:
 | `lost`     | applied, then HTTP `status` (5xx): the answer is lost                       |
 
 Besides faults, a fake can answer every money call `latency` seconds late (`payhook
-psp-sandbox NAME --latency S`), the steady round trip of a real provider; reads are not
-slowed.
+psp-sandbox NAME --latency S`), the steady round trip of a real provider, and every read
+`read_latency` seconds late (`--read-latency S`); the admin routes are never slowed.
 
 A rule is armed for `times` calls (default 1) and optionally only one `operation`
 (`capture`, `refund`, `void`, `read`, ...). Amounts whose minor units end in `51` are
 declined and in `52` expired, as with the simulator PSP.
 
 Every request to a fake is recorded (`PspCall`), with `applied` true only for the call
-that moved money; a repeated idempotency key is answered from the first call's stored
-answer (`replayed`) and moves nothing.
+that moved money and `payment` the provider's payment or order it was for; a repeated
+idempotency key is answered from the first call's stored answer (`replayed`) and moves
+nothing. `GET /_sandbox/charges` counts the applied calls of one operation per payment and
+per key (`Charges`): what a test asks a fake running in its own process to learn whether
+anything was charged twice.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class PspCall:
     path: str
     status: int
     idempotency_key: str | None = None
+    payment: str | None = None
     amount: int | None = None
     applied: bool = False
     replayed: bool = False
@@ -73,6 +77,22 @@ class PspCall:
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Charges(BaseModel):
+    """`GET /_sandbox/charges?operation=capture`: the calls of `operation` that moved money,
+    counted per payment (or order) and per idempotency key (none for a provider without
+    keys); above 1 for a payment asked once, a buyer was charged twice. `sent`: the
+    requests to do `operation`, whatever came of them (reads of an outcome, GETs, are not
+    counted); `replayed`: those answered from a stored key, which moved nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    operation: str
+    payments: dict[str, int]
+    keys: dict[str, int]
+    sent: int = 0
+    replayed: int = 0
 
 
 @dataclass
@@ -93,10 +113,12 @@ class _Armed:
 class PspState:
     """One fake's books besides its provider's own: faults, calls and idempotency keys.
 
-    `latency`: seconds every money call waits before it is processed (0: none).
+    `latency`: seconds every money call waits before it is processed (0: none);
+    `read_latency`: the same for every read.
     """
 
     latency: float = 0.0
+    read_latency: float = 0.0
     faults: list[_Armed] = field(default_factory=list)
     calls: list[PspCall] = field(default_factory=list)
     keys: dict[str, _Stored] = field(default_factory=dict)
@@ -126,6 +148,23 @@ class PspState:
     def applied(self, operation: str | None = None) -> list[PspCall]:
         return [c for c in self.calls if c.applied and operation in (None, c.operation)]
 
+    def charges(self, operation: str) -> Charges:
+        payments: dict[str, int] = {}
+        keys: dict[str, int] = {}
+        for call in self.applied(operation):
+            if call.payment is not None:
+                payments[call.payment] = payments.get(call.payment, 0) + 1
+            if call.idempotency_key is not None:
+                keys[call.idempotency_key] = keys.get(call.idempotency_key, 0) + 1
+        sent = [c for c in self.calls if c.operation == operation and c.method != "GET"]
+        return Charges(
+            operation=operation,
+            payments=payments,
+            keys=keys,
+            sent=len(sent),
+            replayed=sum(c.replayed for c in sent),
+        )
+
     async def wait(self, seconds: float) -> None:
         """Sleep, but wake when the server shuts down so tests never wait for a fault."""
         with contextlib.suppress(TimeoutError):
@@ -154,14 +193,16 @@ async def money_call(
     decline: Callable[[Fault], tuple[int, Any]],
     headers: dict[str, str] | None = None,
     replay: Callable[[int, Any], tuple[int, Any]] | None = None,
+    payment: str | None = None,
 ) -> web.Response:
     """Run one money-moving request through faults, idempotency and the call log.
 
+    `payment`: the provider's payment or order the request is for, as the call log shows it.
     Shielded: like a real PSP, the fake finishes what it started when the client hangs
     up (a timeout), whatever the server's handler-cancellation setting.
     """
     processing = asyncio.ensure_future(
-        _process(request, operation, amount, key, body, apply, decline, headers, replay)
+        _process(request, operation, amount, key, payment, body, apply, decline, headers, replay)
     )
     return await asyncio.shield(processing)
 
@@ -171,6 +212,7 @@ async def _process(
     operation: str,
     amount: int | None,
     key: str | None,
+    payment: str | None,
     body: Any,
     apply: Callable[[], Awaitable[Applied]],
     decline: Callable[[Fault], tuple[int, Any]],
@@ -186,6 +228,7 @@ async def _process(
         "method": request.method,
         "path": request.path,
         "idempotency_key": key,
+        "payment": payment,
         "amount": amount,
     }
     lock = state.locks.setdefault(key, asyncio.Lock()) if key else contextlib.nullcontext()
@@ -224,9 +267,12 @@ async def _process(
         return web.json_response(answer, status=status, headers=extra)
 
 
-def read_fault(request: web.Request, operation: str = "read") -> web.Response | None:
-    """Faults for reads: only `status` rules apply (and only they are spent)."""
+async def read_fault(request: web.Request, operation: str = "read") -> web.Response | None:
+    """Faults for reads, once `read_latency` has passed: only `status` rules apply (and only
+    they are spent)."""
     state = request.app[PSP_STATE]
+    if state.read_latency > 0:
+        await state.wait(state.read_latency)
     fault = state.take(operation, kinds=("status",))
     if fault is None:
         return None
@@ -255,12 +301,17 @@ async def json_object(request: web.Request) -> dict[str, Any] | None:
 
 
 def add_admin_routes(app: web.Application) -> None:
-    """`/_sandbox/calls`, `/_sandbox/faults` (GET, POST, DELETE) and `/_sandbox/reset`."""
+    """`/_sandbox/calls`, `/_sandbox/charges`, `/_sandbox/faults` (GET, POST, DELETE) and
+    `/_sandbox/reset`."""
 
     async def calls(request: web.Request) -> web.Response:
         wanted = request.query.get("operation")
         rows = [c.as_json() for c in request.app[PSP_STATE].calls]
         return web.json_response({"calls": [c for c in rows if wanted in (None, c["operation"])]})
+
+    async def charges(request: web.Request) -> web.Response:
+        counted = request.app[PSP_STATE].charges(request.query.get("operation", "capture"))
+        return web.json_response(counted.model_dump())
 
     async def faults(request: web.Request) -> web.Response:
         shown = [
@@ -287,6 +338,7 @@ def add_admin_routes(app: web.Application) -> None:
         return web.json_response({})
 
     app.router.add_get("/_sandbox/calls", calls)
+    app.router.add_get("/_sandbox/charges", charges)
     app.router.add_get("/_sandbox/faults", faults)
     app.router.add_post("/_sandbox/faults", add_fault)
     app.router.add_delete("/_sandbox/faults", clear_faults)

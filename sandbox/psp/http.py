@@ -114,13 +114,14 @@ def create_http_psp_app(*, token: str | None = None) -> web.Application:
             apply=apply,
             decline=_decline,
             replay=replay,
+            payment=str(body["payment_id"]),
         )
 
     async def read(request: web.Request) -> web.Response:
         operation = OPERATIONS["/" + request.path.split("/")[1]]
         if token is not None and not bearer_ok(request, token):
             return web.json_response({"code": "unauthorized", "message": "bad token"}, status=401)
-        faulted = read_fault(request, operation)
+        faulted = await read_fault(request, operation)
         if faulted is not None:
             return faulted
         key = request.match_info["key"]

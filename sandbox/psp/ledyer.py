@@ -74,7 +74,7 @@ def create_ledyer_app(*, token: str | None = None, open_orders: bool = False) ->
     async def get_order(request: web.Request) -> web.Response:
         if not bearer_ok(request, token):
             return refused(request, 401, "Unauthorized", "read")
-        faulted = read_fault(request)
+        faulted = await read_fault(request)
         if faulted is not None:
             return faulted
         order = find(request)
@@ -115,6 +115,7 @@ def create_ledyer_app(*, token: str | None = None, open_orders: bool = False) ->
             body=body,
             apply=apply,
             decline=_decline,
+            payment=request.match_info["order_id"],
         )
 
     async def capture(request: web.Request) -> web.Response:

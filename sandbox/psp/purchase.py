@@ -159,16 +159,17 @@ def create_purchase_app(*, token: str | None = None, open_orders: bool = False) 
             return 200, answer, bool(context["applied"])
 
         if operation == "read":
-            faulted = read_fault(request)
+            faulted = await read_fault(request)
             if faulted is not None:
                 return faulted
             status, answer, _ = await apply()
             record(request, status)
             return web.json_response(answer, status=status)
-        amount = None
+        amount, payment = None, None
         if isinstance(variables.get("input"), dict):
             items = variables["input"].get("items") or []
             amount = sum(int(i.get("amount", 0)) for i in items if isinstance(i, dict)) or None
+            payment = variables["input"].get("purchaseId")
         return await money_call(
             request,
             operation=operation,
@@ -177,6 +178,7 @@ def create_purchase_app(*, token: str | None = None, open_orders: bool = False) 
             body=body,
             apply=apply,
             decline=_decline,
+            payment=payment if isinstance(payment, str) else None,
         )
 
     async def seed(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from redis import Redis as SyncRedis
@@ -54,6 +54,8 @@ FAST = {
     "PAYHOOK_SWEEP_INTERVAL_SECONDS": "0.5",
 }
 LEASE_SECONDS = 5.0
+# What a paced sender's `make` returns for each session it sends.
+Sent = TypeVar("Sent")
 
 
 # --- fixtures ---------------------------------------------------------------------------
@@ -202,13 +204,13 @@ async def send_paced(
     *,
     per_second: float,
     concurrency: int,
-    make: Callable[[int], Awaitable[SentSession]],
-) -> list[SentSession]:
+    make: Callable[[int], Awaitable[Sent]],
+) -> list[Sent]:
     """Send `count` sessions spread over time, as Shopify's traffic would arrive."""
     gate = asyncio.Semaphore(concurrency)
     began = time.monotonic()
 
-    async def one(index: int) -> SentSession:
+    async def one(index: int) -> Sent:
         await asyncio.sleep(max(0.0, began + index / per_second - time.monotonic()))
         async with gate:
             return await make(index)

@@ -1,8 +1,11 @@
-"""Helpers of the fleet tests: a replicated Redis watched by three sentinels, and payhook's
-web, worker and beat processes pointed at the sentinels."""
+"""Helpers of the fleet tests: a replicated Redis watched by three sentinels, payhook's web,
+worker and beat processes pointed at the sentinels, and a PSP fake in a process of its own."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -83,6 +86,24 @@ class ReplicatedRedis:
             time.sleep(0.2)
         raise AssertionError(f"the sentinels never agreed on 127.0.0.1:{primary_port}")
 
+    @contextlib.contextmanager
+    def replica_behind(self) -> Iterator[None]:
+        """The replica stops and its link to the primary is cut: what the primary writes
+        meanwhile never reaches it. The tail a primary that dies with a lagging replica
+        takes with it; the replica resumes on leaving."""
+        assert self.replica.process is not None
+        pid = self.replica.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            client = SyncRedis(host="127.0.0.1", port=self.primary.port, socket_timeout=1)
+            try:
+                client.client_kill_filter(_type="replica")
+            finally:
+                client.close()
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
     def stop(self) -> None:
         for sentinel in self.sentinels:
             sentinel.stop()
@@ -143,16 +164,18 @@ class Processes:
         port = free_port()
         process = self.start(["serve"], {**env, "PAYHOOK_PORT": str(port)}, name)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 45
-        while time.monotonic() < deadline:
-            if process.process.poll() is not None:
-                raise RuntimeError(process.log.read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                    return url
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{name} never answered /healthz")
+        _wait_until_answered(process, f"{url}/healthz", name)
+        return url
+
+    def psp(
+        self, name: str, port: int, env: dict[str, str], *, latency: float, read_latency: float
+    ) -> None:
+        """Connector `name`'s sandbox fake (`payhook psp-sandbox`) on `port`, in a process of
+        its own: its books are in its memory, out of reach of anything done to Redis."""
+        command = ["psp-sandbox", name, "--port", str(port), "--latency", str(latency)]
+        command += ["--read-latency", str(read_latency)]
+        process = self.start(command, env, f"psp-{name}")
+        _wait_until_answered(process, f"http://127.0.0.1:{port}/_sandbox/charges", name)
 
     def stop_all(self) -> None:
         for process in self.started:
@@ -161,3 +184,16 @@ class Processes:
     def logs(self) -> Iterator[tuple[str, str]]:
         for process in self.started:
             yield process.log.name, process.log.read_text(errors="replace")
+
+
+def _wait_until_answered(process: WorkerProcess, url: str, name: str) -> None:
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        if process.process.poll() is not None:
+            raise RuntimeError(process.log.read_text()[-3000:])
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{name} never answered {url}")

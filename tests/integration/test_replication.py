@@ -22,6 +22,7 @@ from config import Settings
 from ops.doctor import run_doctor
 from ops.redis_server import LocalRedis
 from sandbox.client import SandboxShopifyClient
+from sandbox.psp.aplazame import APLAZAME_ORDERS, create_aplazame_app
 from sandbox.shopify import RunningShopifySandbox
 from sessions.claims import Claims
 from sessions.keys import session_key
@@ -41,6 +42,7 @@ from tests.factories import (
 )
 from tests.integration.conftest import ADMIN_TOKEN, TOKEN
 from webhook.app import create_app
+from workers.connectors import build_connector
 from workers.connectors.base import (
     Approved,
     Authorization,
@@ -373,3 +375,44 @@ async def test_a_psp_callback_is_not_acknowledged_before_the_replica_holds_its_v
         assert (await answer.json())["error"]["code"] == "not_replicated"
     again = await client.post(path, data=raw, headers=headers)
     assert (again.status, await again.json()) == (200, {"status": "already recorded"})
+
+
+async def test_aplazame_is_not_asked_before_the_replica_holds_the_captures_journal_entry(
+    pair: tuple[LocalRedis, LocalRedis], primary_client: Redis, aiohttp_server: Any
+) -> None:
+    """Aplazame takes no idempotency key: what keeps a session's next delivery from
+    capturing again is the journal entry (and the order lock) written just before the POST.
+    A failover to a replica without them would let that delivery plan anew, see the first
+    capture as one that was there before, and capture a second time."""
+    primary, replica = pair
+    fake = create_aplazame_app(open_orders=True)
+    server = await aiohttp_server(fake)
+    settings = settings_for(
+        primary,
+        connector="aplazame",
+        aplazame_base_url=str(server.make_url("")).rstrip("/"),
+        aplazame_private_key="sk_test",
+        # A request payhook gave up on may still land for 3 x this; a short wait here.
+        psp_timeout_seconds=0.2,
+    )
+    connector = build_connector(settings, primary_client)
+    operation = Operation(
+        session_id=f"cs-journal-{time.time_ns()}",
+        payment_id=f"ord-journal-{time.time_ns()}",
+        amount=Decimal("10.00"),
+        currency="EUR",
+        test=True,
+    )
+    try:
+        with Frozen(replica):
+            with pytest.raises(NotReplicated):
+                await connector.capture(operation)
+            assert fake[APLAZAME_ORDERS][operation.payment_id].captures == []
+        # Thawed: once the request can no longer be in flight, it goes, once.
+        await asyncio.sleep(settings.psp_in_flight_seconds + 0.1)
+        approved = await connector.capture(operation)
+        assert await connector.capture(operation) == approved
+    finally:
+        await connector.close()
+    [capture] = fake[APLAZAME_ORDERS][operation.payment_id].captures
+    assert approved == Approved(psp_reference=capture["id"])

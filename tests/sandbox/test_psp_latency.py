@@ -1,4 +1,5 @@
-"""A PSP fake's steady answer latency (`payhook psp-sandbox NAME --latency S`)."""
+"""A PSP fake's steady answer latency (`payhook psp-sandbox NAME --latency S
+--read-latency S`)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,26 @@ async def test_every_money_call_answers_late_and_admin_calls_do_not() -> None:
     assert replayed[0] == 409
     assert replayed[1] >= 0.3
     assert [c["applied"] for c in calls] == [True, False]
+    assert admin_seconds < 0.3
+
+
+async def test_every_read_answers_late_and_money_calls_keep_their_own_latency() -> None:
+    fake = await start_psp_fake("http", read_latency=0.3)
+    try:
+        async with aiohttp.ClientSession(base_url=fake.url) as http:
+            status, capture_seconds = await _capture(http, "s-1")
+            started = time.perf_counter()
+            async with http.get("/captures/s-1") as answer:
+                read = (answer.status, time.perf_counter() - started)
+            started = time.perf_counter()
+            async with http.get("/_sandbox/charges") as answer:
+                assert answer.status == 200
+            admin_seconds = time.perf_counter() - started
+    finally:
+        await fake.close()
+    assert (status, read[0]) == (201, 200)
+    assert capture_seconds < 0.3
+    assert read[1] >= 0.3
     assert admin_seconds < 0.3
 
 

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from config import Settings
+from sessions.replication import Replication
 from workers.connectors.aplazame import AplazameConnector
 from workers.connectors.base import Connector
 from workers.connectors.bigcommerce import BigCommerceConnector
@@ -42,6 +43,8 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
     """The connector named by `PAYHOOK_CONNECTOR`."""
     name = settings.connector
     timeout = settings.psp_timeout_seconds
+    # A journal entry is sent on only once the replicas a claim waits for hold it too.
+    replication = Replication.from_settings(settings)
     # Sized to the sessions a worker process keeps in flight.
     pool = settings.worker_concurrency
     lock_seconds = settings.psp_order_lock_seconds
@@ -64,7 +67,9 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             connections=pool,
         )
         return LedyerConnector(
-            http, Journal(redis, "ledyer"), OrderLock(redis, "ledyer", ttl_seconds=lock_seconds)
+            http,
+            Journal(redis, "ledyer", replication=replication),
+            OrderLock(redis, "ledyer", ttl_seconds=lock_seconds),
         )
     if name == "aplazame":
         key = _required(settings.aplazame_private_key, "PAYHOOK_APLAZAME_PRIVATE_KEY")
@@ -76,7 +81,12 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             connections=pool,
         )
         # No idempotency key: a lost request may still land, so it is not resent at once.
-        journal = Journal(redis, "aplazame", in_flight_seconds=settings.psp_in_flight_seconds)
+        journal = Journal(
+            redis,
+            "aplazame",
+            in_flight_seconds=settings.psp_in_flight_seconds,
+            replication=replication,
+        )
         return AplazameConnector(
             http, journal, OrderLock(redis, "aplazame", ttl_seconds=lock_seconds)
         )
@@ -89,7 +99,7 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
         )
         return PurchaseConnector(
             PurchaseApi(client),
-            Journal(redis, "purchase"),
+            Journal(redis, "purchase", replication=replication),
             OrderLock(redis, "purchase", ttl_seconds=lock_seconds),
         )
     if name == "bigcommerce":

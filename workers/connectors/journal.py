@@ -23,7 +23,10 @@ after payhook gave up waiting for its answer; for such a journal (`in_flight_sec
 
 No entry means the request was never sent, or is known not to have been applied. Entries
 live in Redis (shared by every worker process) for `ttl_seconds`, well beyond the PSP
-retry deadline.
+retry deadline. An entry is written after the claim's `WAIT` (`sessions.claims.confirm`),
+so with `PAYHOOK_REDIS_MIN_REPLICAS` a request is sent only once the replicas hold it too
+(`replicated`): a failover to a replica without it would let the session's next delivery
+plan anew and, at a provider without idempotency keys, move the money a second time.
 """
 
 from __future__ import annotations
@@ -35,10 +38,19 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
+from sessions.replication import NONE, Replication
 from workers.connectors.base import Approved, NotFound, OperationKind, StatusResult, TryAgain
 
 _KEY = "payhook:psp:{connector}:{kind}:{key}"
 DEFAULT_TTL_SECONDS = 90 * 86400
+
+# A write that changes nothing but replicates, so that a WAIT after it on the same connection
+# covers the entry and every write before it (the order lock), whichever connection made it.
+_TOUCH = """
+local entry = redis.call('GET', KEYS[1])
+if entry then redis.call('SET', KEYS[1], entry, 'KEEPTTL') end
+return 1
+"""
 
 
 class Sent(BaseModel):
@@ -68,12 +80,15 @@ class Journal:
         ttl_seconds: int = DEFAULT_TTL_SECONDS,
         in_flight_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
+        replication: Replication = NONE,
     ) -> None:
         self._redis = redis
         self._connector = connector
         self._ttl = ttl_seconds
         self._in_flight = in_flight_seconds
         self._clock = clock
+        self._replication = replication
+        self._touch = redis.register_script(_TOUCH)
 
     def _key(self, kind: OperationKind, idempotency_key: str) -> str:
         return _KEY.format(connector=self._connector, kind=kind, key=idempotency_key)
@@ -104,6 +119,14 @@ class Journal:
             self._key(kind, idempotency_key), sent.model_dump_json(), ex=self._ttl
         )
         return sent
+
+    async def replicated(self, kind: OperationKind, idempotency_key: str) -> None:
+        """Return once the required replicas hold the entry (at once when none is required);
+        raises `NotReplicated` when they do not in time, and the request must not go."""
+        if self._replication.replicas:
+            await self._replication.run(
+                self._redis, self._touch, [self._key(kind, idempotency_key)], []
+            )
 
     def in_flight(self, sent: Sent) -> float:
         """Seconds during which the provider may still apply `sent`'s last sending."""

@@ -14,7 +14,9 @@ runs one at a time on the provider order, and an entry lives like this:
 
 A session that finds the order locked by another gets "order busy" (retry later, nothing
 sent); one whose own lock lapsed meanwhile trusts a read-back only to prove that nothing
-of its amount appeared.
+of its amount appeared. Every sending waits until the required replicas hold the entry
+and the lock (`Journal.replicated`); when they do not in time, nothing is sent and
+`NotReplicated` ends the run, as a claim the replicas do not hold does.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ async def send_once(
     the provider first, and only if it is not there is the journaled request sent again.
     With a `lock`, all of it runs under the order's lock (see the module docstring).
     """
+    send = _once_replicated(journal, kind, operation, send)
     sent = await journal.recall(kind, operation.idempotency_key)
     if sent is not None and sent.operation_id is not None:
         # Settled: matched by its id, and never sent again.
@@ -228,6 +231,21 @@ async def _conclude(
         return outcome
     await lock.release(operation.provider_id, owner)
     return outcome
+
+
+def _once_replicated(
+    journal: Journal,
+    kind: OperationKind,
+    operation: Operation,
+    send: Callable[[Sent], Awaitable[Result]],
+) -> Callable[[Sent], Awaitable[Result]]:
+    """`send`, once the required replicas hold the entry it is sent on."""
+
+    async def sending(sent: Sent) -> Result:
+        await journal.replicated(kind, operation.idempotency_key)
+        return await send(sent)
+
+    return sending
 
 
 def _unseen(sent: Sent, operation: Operation) -> TryAgain:
