@@ -4,7 +4,7 @@
 |---|---|
 | `idx:workable` | every due session a worker still has to move, by its creation time |
 | `idx:pending` | every due payment reported pending, by the time its window closes |
-| `idx:due-indexed` | `done` once every due session is indexed |
+| `idx:due-indexed` | `done` once every due session is indexed; while a build runs, how far it got |
 
 A session is in one of the two sorted sets exactly when it is in the due set and its data is
 there: a pending payment in `idx:pending` (scored by `pending_expires_at`, or by its last
@@ -16,13 +16,25 @@ moment, in the same atomic step. So the oldest unfinished session is the first e
 close is its first entry: a few O(log n) reads, whatever the size of the due set
 (`sessions.stats.due_summary`).
 
-A store written by a version without the indexes has due sessions that are in neither set:
-until `idx:due-indexed` says `done`, the summary reads the bounded scan it used before. A
-fresh store is indexed from its first session (an empty due set has nothing to catch up
-with).
+A store written by a version without the indexes has due sessions that are in neither set.
+Until `idx:due-indexed` says `done`, the summary reads the bounded scan it used before, and
+every sweep builds the indexes a batch at a time (`build`): a `ZSCAN` of the due set, then of
+both indexes (which drops entries whose session has left the due set), each id put in place
+by `index_due`. The cursor is kept in `idx:due-indexed`, so a build survives a restart of
+beat and every batch is one short script. Writes meanwhile index their own sessions, so the
+build only ever has to catch up with what was there before it. A fresh store is indexed
+from its first session (an empty due set has nothing to catch up with).
+
+A process of the older version still running next to this one (a rolling upgrade) moves
+sessions without touching the indexes. Each sweep therefore also checks the head of each
+index (`repair`): entries that break the rule are put right until the first entry that
+holds, so the oldest age and the first closing window are right again within a sweep;
+`payhook sessions reindex` rebuilds the whole of both.
 """
 
 from __future__ import annotations
+
+from sessions.keys import WRONG_TYPE
 
 # `due_place(due, hash, id)`: which index the session belongs in ('workable', 'pending' or
 # nil) and at what score; `index_due(due, workable, pending, hash, id)` puts it there. The
@@ -62,3 +74,59 @@ end
 """
 
 BUILT = "done"
+START = "due:0"
+
+# What a build walks, in order: the due set (sessions not yet indexed), then each index
+# (entries whose session left the due set without the index being told); `idx:due-indexed`
+# holds the part and its ZSCAN cursor between batches. KEYS: due, workable, pending,
+# due-indexed. ARGV: ids per batch, session key prefix. Returns the ids looked at and
+# whether the build is done (1).
+BUILD = (
+    WRONG_TYPE
+    + INDEX_DUE
+    + """
+local bad = wrong_type({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'string'})
+if bad then return {'wrongtype', bad} end
+local at = redis.call('GET', KEYS[4]) or 'due:0'
+if at == 'done' then return {'ok', 0, 1} end
+local phase, cursor = string.match(at, '^(%a+):(%d+)$')
+local sources = {due = KEYS[1], workable = KEYS[2], pending = KEYS[3]}
+local following = {due = 'workable', workable = 'pending', pending = 'done'}
+if not sources[phase] then phase, cursor = 'due', '0' end
+local reply = redis.call('ZSCAN', sources[phase], cursor, 'COUNT', tonumber(ARGV[1]))
+local entries = reply[2]
+for i = 1, #entries, 2 do
+  index_due(KEYS[1], KEYS[2], KEYS[3], ARGV[2] .. entries[i], entries[i])
+end
+local next_at = phase .. ':' .. reply[1]
+if reply[1] == '0' then
+  next_at = following[phase]
+  if next_at ~= 'done' then next_at = next_at .. ':0' end
+end
+redis.call('SET', KEYS[4], next_at)
+return {'ok', #entries / 2, next_at == 'done' and 1 or 0}
+"""
+)
+
+# KEYS: due, workable, pending. ARGV: most entries to put right, session key prefix.
+# Each index's first entry is checked against the rule, and put right, until one holds.
+REPAIR = (
+    WRONG_TYPE
+    + INDEX_DUE
+    + """
+local bad = wrong_type({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset'})
+if bad then return {'wrongtype', bad} end
+local budget, fixed = tonumber(ARGV[1]), 0
+for _, index in ipairs({{KEYS[2], 'workable'}, {KEYS[3], 'pending'}}) do
+  while fixed < budget do
+    local head = redis.call('ZRANGE', index[1], 0, 0, 'WITHSCORES')
+    if #head == 0 then break end
+    local place, score = due_place(KEYS[1], ARGV[2] .. head[1], head[1])
+    if place == index[2] and tonumber(score) == tonumber(head[2]) then break end
+    index_due(KEYS[1], KEYS[2], KEYS[3], ARGV[2] .. head[1], head[1])
+    fixed = fixed + 1
+  end
+end
+return {'ok', fixed}
+"""
+)

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from sessions.due_index import INDEX_DUE
+from sessions.due_index import BUILD, INDEX_DUE, REPAIR, START
 from sessions.handoff import Envelope, Handoff
 from sessions.intake import NewSession, encode_value
 from sessions.keys import (
@@ -50,6 +50,7 @@ __all__ = [
     "Change",
     "CreateResult",
     "Created",
+    "IndexBuild",
     "LeaseLost",
     "Pruned",
     "SessionStore",
@@ -202,6 +203,14 @@ class Pruned:
 
 
 @dataclass(frozen=True)
+class IndexBuild:
+    """One batch of building the due summary's indexes (`sessions.due_index`)."""
+
+    looked_at: int
+    done: bool
+
+
+@dataclass(frozen=True)
 class CreateResult:
     status: Created
     stored_fingerprint: str | None = None
@@ -247,6 +256,8 @@ class SessionStore:
         self._claim_due = redis.register_script(_CLAIM_DUE)
         self._prune = redis.register_script(_PRUNE)
         self._touch = redis.register_script(_TOUCH)
+        self._build = redis.register_script(BUILD)
+        self._repair = redis.register_script(REPAIR)
 
     @property
     def redis(self) -> Redis:
@@ -426,3 +437,25 @@ class SessionStore:
 
     async def due_count(self) -> int:
         return int(await self._redis.zcard(DUE))
+
+    async def build_due_index(self, *, limit: int) -> IndexBuild:
+        """One batch (about `limit` ids) of indexing a store written before the due summary's
+        indexes; `done` once they hold every due session and nothing else."""
+        reply = await self._build(
+            keys=[DUE, WORKABLE, PENDING, DUE_INDEXED], args=[limit, session_key("")]
+        )
+        if text(reply[0]) == "wrongtype":
+            raise StoreCorrupt(text(reply[1]))
+        return IndexBuild(int(reply[1]), bool(int(reply[2])))
+
+    async def repair_due_index(self, *, limit: int) -> int:
+        """Put right the first entries of each index that break its rule, stopping at the
+        first that holds (at most `limit` in all); returns how many were put right."""
+        reply = await self._repair(keys=[DUE, WORKABLE, PENDING], args=[limit, session_key("")])
+        if text(reply[0]) == "wrongtype":
+            raise StoreCorrupt(text(reply[1]))
+        return int(reply[1])
+
+    async def restart_due_index(self) -> None:
+        """Build the indexes again from the start; the summary scans until it is done."""
+        await self._redis.set(DUE_INDEXED, START)

@@ -252,6 +252,67 @@ async def created(store: SessionStore, *, age: float, **fields: object) -> Sessi
     return session
 
 
+async def pending_payment(store: SessionStore, *, age: float, closes_in: float) -> Session:
+    session = await created(store, age=age, kind=Kind.PAYMENT)
+    await store.change(session, change_to(State.SETTLED, at=NOW, outcome=Outcome.PENDING))
+    settled = session.model_copy(update={"state": State.SETTLED})
+    closes = NOW + closes_in
+    pend = change_to(State.PENDING, at=NOW, pending_expires_at=closes, due_at=closes)
+    await store.change(settled, pend)
+    return session
+
+
+async def legacy(redis: Redis) -> None:
+    """The store as a version without the indexes left it: the same sessions and due set,
+    nothing else."""
+    await redis.delete(WORKABLE, PENDING, DUE_INDEXED)
+
+
+async def test_a_store_from_before_the_indexes_is_read_by_the_bounded_scan_until_indexed(
+    redis: Redis,
+) -> None:
+    store = SessionStore(redis)
+    for age in (300, 50, 20):
+        await created(store, age=age)
+    await pending_payment(store, age=10, closes_in=900)
+    await legacy(redis)
+
+    # Empty indexes would read as nothing stuck: until they are built, the old scan answers.
+    before = await due_summary(redis, NOW)
+    assert not before.indexed
+    assert (before.depth, before.pending_payments) == (4, 1)
+    assert before.oldest_unfinished_seconds == pytest.approx(300, abs=0.01)
+
+    # Batches of one: the build goes on where the last batch stopped.
+    batches = 0
+    while not (await store.build_due_index(limit=1)).done:
+        batches += 1
+        assert batches < 20
+    after = await due_summary(redis, NOW)
+    assert after.indexed
+    assert after == DueSummary(**{**vars(before), "indexed": True})
+    assert await indexes(redis) == await recomputed(redis)
+
+
+async def test_writes_while_the_index_is_built_are_kept(redis: Redis) -> None:
+    store = SessionStore(redis)
+    early = [await created(store, age=100 + i) for i in range(300)]
+    await legacy(redis)
+    await store.build_due_index(limit=50)
+    # The build is under way: sessions come and go and are indexed by their own writes.
+    await created(store, age=5_000)
+    for session in early[:40]:
+        await store.change(session, change_to(State.FAILED, at=NOW, failed_at=NOW))
+    await pending_payment(store, age=1, closes_in=60)
+    while not (await store.build_due_index(limit=50)).done:
+        pass
+    assert await indexes(redis) == await recomputed(redis)
+    summary = await due_summary(redis, NOW)
+    assert summary.indexed
+    assert summary.oldest_unfinished_seconds == pytest.approx(5_000, abs=0.01)
+    assert summary.pending_payments == 1
+
+
 async def test_a_fresh_store_is_indexed_from_its_first_session(redis: Redis) -> None:
     store = SessionStore(redis)
     await created(store, age=42)
@@ -259,3 +320,43 @@ async def test_a_fresh_store_is_indexed_from_its_first_session(redis: Redis) -> 
     summary = await due_summary(redis, NOW)
     assert summary.indexed
     assert summary.oldest_unfinished_seconds == pytest.approx(42, abs=0.01)
+
+
+async def stale(redis: Redis, session: Session) -> None:
+    """What a process of the older version leaves when it finishes a session another
+    version indexed: the session leaves the due set, its index entry stays."""
+    await redis.hset(session_key(session.id), "state", State.REPORTED.value)
+    await redis.zrem(DUE, session.id)
+
+
+async def test_repair_drops_stale_entries_at_the_head_of_each_index(redis: Redis) -> None:
+    store = SessionStore(redis)
+    finished = [await created(store, age=900 + i) for i in range(3)]
+    await created(store, age=60)
+    gone = await pending_payment(store, age=30, closes_in=10)
+    await pending_payment(store, age=30, closes_in=500)
+    for session in [*finished, gone]:
+        await stale(redis, session)
+    assert (await due_summary(redis, NOW)).oldest_unfinished_seconds > 900
+
+    assert await store.repair_due_index(limit=100) == 4
+    summary = await due_summary(redis, NOW)
+    assert summary.oldest_unfinished_seconds == pytest.approx(60, abs=0.01)
+    assert summary.pending_payments == 1
+    assert summary.pending_closes_in == pytest.approx(500)
+    # A consistent head is where repair stops: nothing left to fix costs two lookups.
+    assert await store.repair_due_index(limit=100) == 0
+
+
+async def test_a_rebuild_drops_stale_entries_anywhere_in_the_indexes(redis: Redis) -> None:
+    store = SessionStore(redis)
+    await created(store, age=5_000)
+    behind = [await created(store, age=100 + i) for i in range(20)]
+    for session in behind[::2]:
+        await stale(redis, session)
+    await store.restart_due_index()
+    assert not (await due_summary(redis, NOW)).indexed
+    while not (await store.build_due_index(limit=3)).done:
+        pass
+    assert await indexes(redis) == await recomputed(redis)
+    assert len((await indexes(redis)).workable) == 11
