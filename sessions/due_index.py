@@ -34,7 +34,11 @@ holds, so the oldest age and the first closing window are right again within a s
 
 from __future__ import annotations
 
-from sessions.keys import WRONG_TYPE
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from sessions.keys import DUE, DUE_INDEXED, PENDING, WORKABLE, WRONG_TYPE, text
 
 # `due_place(due, hash, id)`: which index the session belongs in ('workable', 'pending' or
 # nil) and at what score; `index_due(due, workable, pending, hash, id)` puts it there. The
@@ -130,3 +134,31 @@ end
 return {'ok', fixed}
 """
 )
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """How the indexes stand, for `payhook doctor` and `payhook sessions reindex`."""
+
+    built: bool
+    # The part of a build under way ('due', 'workable' or 'pending'); None when built or
+    # when no build has begun (a store from before the indexes whose sweeper has not run).
+    phase: str | None
+    due: int
+    indexed: int
+
+
+async def index_state(redis: Redis) -> IndexState:
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(DUE_INDEXED)
+        pipe.zcard(DUE)
+        pipe.zcard(WORKABLE)
+        pipe.zcard(PENDING)
+        at, due, workable, pending = await pipe.execute()
+    mark = None if at is None else text(at)
+    return IndexState(
+        built=mark == BUILT,
+        phase=None if mark in (None, BUILT) else mark.partition(":")[0],
+        due=int(due),
+        indexed=int(workable) + int(pending),
+    )
