@@ -50,7 +50,7 @@ _COUNT_BATCH = 1_000
 
 # (state, kind) counts over one slice of the listing index, newest first: the slice's length,
 # then "state kind" and its count for each pair found.
-_COUNT_SLICE = """
+COUNT_SLICE = """
 local ids = redis.call('ZREVRANGE', KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
 local counts = {}
 for _, id in ipairs(ids) do
@@ -184,7 +184,7 @@ async def _count_states(redis: Redis) -> tuple[Counter[tuple[str, str]], int, bo
     counts: Counter[tuple[str, str]] = Counter()
     scanned = 0
     # Registered: each slice then sends the script's hash, not its text.
-    count_slice = redis.register_script(_COUNT_SLICE)
+    count_slice = redis.register_script(COUNT_SLICE)
     for offset in range(0, COUNT_SCAN, _COUNT_BATCH):
         last = offset + _COUNT_BATCH - 1
         reply = await count_slice(keys=[INDEX_CREATED], args=[offset, last, session_key("")])
