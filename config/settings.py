@@ -381,7 +381,8 @@ class Settings(BaseSettings):
     def sweep_prune_seconds(self) -> float:
         """How long one sweep may go on pruning expired sessions, batch after batch: a fifth
         of the interval, so a backlog (after beat was down for hours) is worked off over
-        several sweeps rather than in one burst, and a sweep ends well before the next."""
+        several sweeps rather than in one burst, and a sweep ends well before the next. As
+        long again goes to indexing a store written before the due summary's indexes."""
         return self.sweep_interval_seconds / 5
 
     @property

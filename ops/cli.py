@@ -126,6 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true")
     flying = which.add_parser("in-flight", help="the sessions each worker is running now")
     flying.add_argument("--json", action="store_true")
+    which.add_parser(
+        "reindex",
+        help="build the due summary's indexes again (after an older version ran alongside)",
+    )
     release = which.add_parser(
         "release",
         help="give back the money a failed session holds, once the PSP shows nothing applied",
@@ -288,6 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ops.stats import show_stats
 
             return asyncio.run(show_stats(settings, as_json=args.json))
+        if args.action == "reindex":
+            from ops.reindex import reindex
+
+            return asyncio.run(reindex(settings))
         if args.action == "release":
             from ops.release import release
 

@@ -7,8 +7,10 @@ from redis.asyncio import Redis
 
 from config import Settings
 from sessions.connect import tool_client
+from sessions.due_index import IndexState, index_state
 from sessions.durability import durability_warnings
 from sessions.shops import ShopTokens, TokenUnreadable, token_cipher
+from sessions.stats import DUE_SCAN
 from sessions.topology import Topology, read_topology
 from webhook.auth import ShopifyAuth
 from webhook.signing import MIN_SECRET_CHARS, secret_problem
@@ -48,6 +50,10 @@ async def _redis_findings(settings: Settings) -> int:
             print(line)
         warnings.extend(topology.warnings())
         warnings.extend(await _token_warnings(settings, redis))
+        lines, found = due_index_findings(await index_state(redis))
+        for line in lines:
+            print(line)
+        warnings.extend(found)
     finally:
         await redis.aclose()
     for warning in warnings:
@@ -74,6 +80,26 @@ def topology_lines(topology: Topology) -> list[str]:
         f"a 201 waits for {topology.min_replicas} of them (PAYHOOK_REDIS_MIN_REPLICAS)"
     )
     return lines
+
+
+def due_index_findings(state: IndexState) -> tuple[list[str], list[str]]:
+    """What `payhook doctor` says of the due summary's indexes: lines, then warnings."""
+    if state.built and state.indexed == state.due:
+        return [f"ok    due summary indexed ({state.due} due sessions)"], []
+    if state.built:
+        return [], [
+            f"the due summary's indexes hold {state.indexed} entries for {state.due} due "
+            "sessions (due sessions whose data is gone, or sessions an older version moved): "
+            "`payhook sessions reindex` builds them again"
+        ]
+    if not state.due:
+        return ["ok    due summary: nothing due (indexed from the first session)"], []
+    where = "not begun" if state.phase is None else f"at the {state.phase} set"
+    return [
+        f"note  the sweeper is indexing the due set ({state.due} sessions, {where}): until it "
+        f"is done the metrics read the {DUE_SCAN:,} most due sessions only "
+        "(`payhook sessions reindex` does it at once)"
+    ], []
 
 
 def _where(settings: Settings) -> str:

@@ -10,7 +10,7 @@ from config import Settings
 from sessions.connect import tool_client
 from sessions.models import Kind
 from sessions.states import State
-from sessions.stats import Stats, collect, held_text
+from sessions.stats import DUE_SCAN, Stats, collect, held_text
 
 
 def as_document(stats: Stats) -> dict[str, object]:
@@ -30,6 +30,9 @@ def as_document(stats: Stats) -> dict[str, object]:
         "pending_closes_in_seconds": (
             None if due.pending_closes_in is None else round(due.pending_closes_in, 3)
         ),
+        # False while the store is being indexed: the three figures above are then over the
+        # most due sessions only (`sessions.stats`).
+        "due_indexed": due.indexed,
         # Amounts as strings: exact, in the currency's minor units.
         "money_held": {currency: str(amount) for currency, amount in stats.held.items()},
         "sessions_holding_money": stats.held_sessions,
@@ -54,6 +57,8 @@ def _table(stats: Stats) -> None:
     print(f"{'due (unfinished)':>26}: {due.depth}, overdue {due.overdue}")
     print(f"{'oldest unfinished':>26}: {due.oldest_unfinished_seconds:.0f}s")
     print(f"{'pending payments':>26}: {due.pending_payments}, first window closes in {closes}")
+    if not due.indexed:
+        print(f"{'':>26}  (of the {DUE_SCAN:,} most due: the due set is being indexed)")
     print(
         f"{'money held by failed':>26}: {held or 'none'}"
         f" ({stats.held_sessions} sessions, {stats.voids_held} voids)"

@@ -20,17 +20,37 @@ from enum import StrEnum
 
 from redis.asyncio import Redis
 
+from sessions.due_index import INDEX_DUE
 from sessions.handoff import Envelope
-from sessions.keys import DUE, RETENTION_SECONDS, lease_key, session_key, text
+from sessions.keys import (
+    DUE,
+    PENDING,
+    RETENTION_SECONDS,
+    WORKABLE,
+    WRONG_TYPE,
+    lease_key,
+    session_key,
+    text,
+)
 from sessions.models import Session
 from sessions.replication import NONE, Replication
 from sessions.shops import SHOPS
 from sessions.states import State
 from sessions.store import decode
-from sessions.writes import NEXT_FENCE, Change, LeaseLost, apply_change, register_apply
+from sessions.writes import (
+    NEXT_FENCE,
+    Change,
+    LeaseLost,
+    StoreCorrupt,
+    apply_change,
+    register_apply,
+)
 
+# KEYS: session, lease, due, shop tokens, the due summary's two indexes.
 _CLAIM = (
-    NEXT_FENCE
+    WRONG_TYPE
+    + NEXT_FENCE
+    + INDEX_DUE
     + """
 local id, now, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
@@ -43,12 +63,18 @@ end
 local not_before = tonumber(redis.call('HGET', KEYS[1], 'not_before') or '')
 if not_before and now + tonumber(ARGV[4]) < not_before then return {'early', state} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy', state} end
+local bad = wrong_type({KEYS[3], 'zset', KEYS[5], 'zset', KEYS[6], 'zset'})
+if bad then return {'wrongtype', bad} end
 -- A claim a failover lost (the primary died before its replica saw it) still has a live
 -- holder: the promoted replica must not hand the same token to another worker.
 local fence = next_fence(KEYS[1])
 redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
 redis.call('SET', KEYS[2], fence, 'PX', lease_ms)
-redis.call('ZADD', KEYS[3], now + lease_ms / 1000, id)
+-- A session that was not in the due set (only ever one written around the scripts) is
+-- indexed as it enters; one that was keeps its place (no index is scored by the due time).
+if redis.call('ZADD', KEYS[3], now + lease_ms / 1000, id) == 1 then
+  index_due(KEYS[3], KEYS[5], KEYS[6], KEYS[1], id)
+end
 local fields = redis.call('HGETALL', KEYS[1])
 redis.call('HSET', KEYS[1], 'inflight', state)
 -- The shop's registry value, so the run learns without another call whether its report
@@ -123,10 +149,12 @@ class Claims:
         self, session_id: str, *, now: float, lease_seconds: float
     ) -> Claimed | NotClaimed:
         reply = await self._claim(
-            keys=[session_key(session_id), lease_key(session_id), DUE, SHOPS],
+            keys=[session_key(session_id), lease_key(session_id), DUE, SHOPS, WORKABLE, PENDING],
             args=[session_id, repr(now), int(lease_seconds * 1000), EARLY_TOLERANCE_SECONDS],
         )
         verdict = text(reply[0])
+        if verdict == "wrongtype":
+            raise StoreCorrupt(text(reply[1]))
         if verdict != "claimed":
             state = State(text(reply[1])) if len(reply) > 1 else None
             return NotClaimed(Refusal(verdict), state)

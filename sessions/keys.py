@@ -8,6 +8,9 @@
 | `idx:created` | sorted set | session id by creation time, for listing |
 | `idx:expiring` | sorted set | reported session id by the time its data expires (retention) |
 | `due` | sorted set | every unfinished session id by the time it must next be looked at |
+| `idx:workable` | sorted set | due session id a worker still has to move, by creation time |
+| `idx:pending` | sorted set | due payment reported pending, by the time its window closes |
+| `idx:due-indexed` | string | `done` once the two above hold every due session (`due_index`) |
 | `idx:failed[:kind:{k}│:shop:{s}]` | sorted sets | failed sessions by time of failure |
 | `rate:{shop}` | string | the shop's rate-limit state, when `PAYHOOK_SHOP_RATE_LIMIT` is set |
 | `beat:lock` | string | the `payhook beat` that may send the sweeper's schedule, with an expiry |
@@ -29,6 +32,10 @@ LEDGER_RETENTION_SECONDS = 400 * 86400
 # A timeline keeps its newest events; a session that retries for days cannot grow it past this.
 TIMELINE_MAX_EVENTS = 200
 DUE = f"{PREFIX}due"
+# The due-set summary's indexes and how far they are built (`sessions.due_index`).
+WORKABLE = f"{PREFIX}idx:workable"
+PENDING = f"{PREFIX}idx:pending"
+DUE_INDEXED = f"{PREFIX}idx:due-indexed"
 BEAT_LOCK = f"{PREFIX}beat:lock"
 FAILED = f"{PREFIX}idx:failed"
 

@@ -1,10 +1,17 @@
 """What is flowing, what is stuck and what failed, read from Redis at a bounded cost: the web
-process's gauges (computed at scrape time) and `payhook sessions stats`.
+process's gauges (computed at scrape time), the dashboard and `payhook sessions stats`.
 
 The due set holds every unfinished session. Its depth and how many are overdue are single
-commands; the oldest unfinished session and the pending payments need each session's fields,
-so one script reads at most `DUE_SCAN` sessions, the most due first (a backlog larger than
-that is itself the alert).
+commands. The oldest unfinished session a worker still has to move, the pending payments and
+the first pending window to close come from two sorted sets the write scripts keep in step
+with the due set (`sessions.due_index`): the first entry of each and the size of one. The
+whole summary is six commands in one `MULTI`, each O(log n) at most, so a scrape costs the
+same with a million sessions due as with none, and its answers are exact however many there
+are (`python -m bench.due_summary` measures both).
+
+A store written before those indexes existed is read the old way until the sweeper has
+indexed it: one script over at most `DUE_SCAN` due sessions, the most due first, which
+cannot see past them (`due_summary_by_scan`; `DueSummary.indexed` says which answered).
 """
 
 from __future__ import annotations
@@ -15,14 +22,25 @@ from decimal import Decimal
 
 from redis.asyncio import Redis
 
+from sessions.due_index import BUILT
 from sessions.held import holdings
-from sessions.keys import DUE, INDEX_CREATED, failed_index, session_key, text
+from sessions.keys import (
+    DUE,
+    DUE_INDEXED,
+    INDEX_CREATED,
+    PENDING,
+    WORKABLE,
+    failed_index,
+    session_key,
+    text,
+)
 from sessions.ledger import Op
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind
 from sessions.money import format_amount, minor_units
 from sessions.store import SessionStore
 
+# What the summary read before the indexes, and still reads while a store is indexed.
 DUE_SCAN = 5_000
 # `payhook sessions stats` counts states over the newest sessions of the listing index.
 COUNT_SCAN = 20_000
@@ -32,7 +50,7 @@ _COUNT_BATCH = 1_000
 
 # (state, kind) counts over one slice of the listing index, newest first: the slice's length,
 # then "state kind" and its count for each pair found.
-_COUNT_SLICE = """
+COUNT_SLICE = """
 local ids = redis.call('ZREVRANGE', KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
 local counts = {}
 for _, id in ipairs(ids) do
@@ -52,8 +70,9 @@ return out
 
 # Oldest creation time among unfinished sessions that a worker still has to move (a payment
 # reported pending only waits for its PSP or its window), the number of pending payments and
-# when the first pending window closes. Numbers go back as text: Redis truncates Lua numbers.
-_DUE_SUMMARY = """
+# when the first pending window closes, over the `DUE_SCAN` most due sessions. Numbers go
+# back as text: Redis truncates Lua numbers.
+DUE_SCAN_SCRIPT = """
 local entries = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
 local oldest, soonest, pending = nil, nil, 0
 for i = 1, #entries, 2 do
@@ -82,14 +101,50 @@ class DueSummary:
     pending_payments: int
     # Seconds until the first pending payment's window closes; None when none is pending.
     pending_closes_in: float | None
+    # False: the store is still being indexed, and the three figures above come from the
+    # bounded scan (exact only when `DUE_SCAN` or fewer sessions are due).
+    indexed: bool = True
 
 
 async def due_summary(redis: Redis, now: float) -> DueSummary:
+    """The due-set summary from the indexes (a few O(log n) reads in one round trip), or from
+    the bounded scan while a store written before them is being indexed."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zcard(DUE)
+        pipe.zcount(DUE, "-inf", repr(now))
+        pipe.get(DUE_INDEXED)
+        pipe.zrange(WORKABLE, 0, 0, withscores=True)
+        pipe.zcard(PENDING)
+        pipe.zrange(PENDING, 0, 0, withscores=True)
+        depth, overdue, built, oldest, pending, soonest = await pipe.execute()
+    if not depth:
+        # Nothing due: nothing to miss, whether or not the indexes are built yet.
+        return DueSummary(
+            depth=0,
+            overdue=0,
+            oldest_unfinished_seconds=0.0,
+            pending_payments=0,
+            pending_closes_in=None,
+        )
+    if built is None or text(built) != BUILT:
+        return await due_summary_by_scan(redis, now)
+    return DueSummary(
+        depth=int(depth),
+        overdue=int(overdue),
+        oldest_unfinished_seconds=max(0.0, now - oldest[0][1]) if oldest else 0.0,
+        pending_payments=int(pending),
+        pending_closes_in=soonest[0][1] - now if soonest else None,
+    )
+
+
+async def due_summary_by_scan(redis: Redis, now: float) -> DueSummary:
+    """The summary as it was read before the indexes: the fields of at most `DUE_SCAN` due
+    sessions, the most due first, in one script that holds Redis for tens of milliseconds."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zcard(DUE)
         pipe.zcount(DUE, "-inf", repr(now))
         depth, overdue = await pipe.execute()
-    script = redis.eval(_DUE_SUMMARY, 1, DUE, DUE_SCAN, session_key(""))
+    script = redis.eval(DUE_SCAN_SCRIPT, 1, DUE, DUE_SCAN, session_key(""))
     oldest, pending, soonest = await script
     oldest_at = text(oldest)
     soonest_at = text(soonest)
@@ -99,6 +154,7 @@ async def due_summary(redis: Redis, now: float) -> DueSummary:
         oldest_unfinished_seconds=max(0.0, now - float(oldest_at)) if oldest_at else 0.0,
         pending_payments=int(pending),
         pending_closes_in=float(soonest_at) - now if soonest_at else None,
+        indexed=False,
     )
 
 
@@ -128,7 +184,7 @@ async def _count_states(redis: Redis) -> tuple[Counter[tuple[str, str]], int, bo
     counts: Counter[tuple[str, str]] = Counter()
     scanned = 0
     # Registered: each slice then sends the script's hash, not its text.
-    count_slice = redis.register_script(_COUNT_SLICE)
+    count_slice = redis.register_script(COUNT_SLICE)
     for offset in range(0, COUNT_SCAN, _COUNT_BATCH):
         last = offset + _COUNT_BATCH - 1
         reply = await count_slice(keys=[INDEX_CREATED], args=[offset, last, session_key("")])

@@ -17,13 +17,17 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from sessions.due_index import BUILD, INDEX_DUE, REPAIR, START
 from sessions.handoff import Envelope, Handoff
 from sessions.intake import NewSession, encode_value
 from sessions.keys import (
     DUE,
+    DUE_INDEXED,
     EXPIRING,
     FAILED,
     INDEX_CREATED,
+    PENDING,
+    WORKABLE,
     WRONG_TYPE,
     failed_index,
     session_key,
@@ -46,6 +50,7 @@ __all__ = [
     "Change",
     "CreateResult",
     "Created",
+    "IndexBuild",
     "LeaseLost",
     "Pruned",
     "SessionStore",
@@ -55,14 +60,18 @@ __all__ = [
 
 log = logging.getLogger("payhook.store")
 
-# ARGV: fingerprint, created_at, first timeline event, id, due_at, task message (or ''), the
-# session's fields as one JSON object. One argument rather than a pair per field: redis-py
-# packs each argument in Python, and 30 of them cost the intake more than the JSON does.
+# KEYS: session, timeline, listing, due, queue (or ''), the due summary's two indexes and
+# their build state. ARGV: fingerprint, created_at, first timeline event, id, due_at, task
+# message (or ''), the session's fields as one JSON object. One argument rather than a pair
+# per field: redis-py packs each argument in Python, and 30 of them cost the intake more
+# than the JSON does. A store whose due set is empty has nothing left to index from before
+# the indexes, so the first session into it marks them built.
 _CREATE = (
     WRONG_TYPE
+    + INDEX_DUE
     + """
 local bad = wrong_type({KEYS[1], 'hash', KEYS[2], 'list', KEYS[3], 'zset', KEYS[4], 'zset',
-                        KEYS[5], 'list'})
+                        KEYS[5], 'list', KEYS[6], 'zset', KEYS[7], 'zset', KEYS[8], 'string'})
 if bad then return {'wrongtype', bad} end
 local fp = redis.call('HGET', KEYS[1], 'fingerprint')
 if fp then
@@ -80,17 +89,21 @@ for name, value in pairs(cjson.decode(ARGV[7])) do
   flat[#flat + 1] = name
   flat[#flat + 1] = value
 end
+if redis.call('EXISTS', KEYS[4]) == 0 then redis.call('SET', KEYS[8], 'done', 'NX') end
 redis.call('HSET', KEYS[1], unpack(flat))
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
+index_due(KEYS[4], KEYS[6], KEYS[7], KEYS[1], ARGV[4])
 if ARGV[6] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[6]) end
 return {'created'}
 """
 )
 
+# KEYS: session, timeline, due, failed index, queue (or ''), the due summary's indexes.
 _REPLAY = (
     WRONG_TYPE
+    + INDEX_DUE
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'failed' then return {'refused', state or 'missing'} end
@@ -100,7 +113,7 @@ local kind = redis.call('HGET', KEYS[1], 'kind')
 local shop = redis.call('HGET', KEYS[1], 'shop')
 local indexes = {KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}
 local bad = wrong_type({KEYS[2], 'list', KEYS[3], 'zset', KEYS[5], 'list', indexes[1], 'zset',
-                        indexes[2], 'zset', indexes[3], 'zset'})
+                        indexes[2], 'zset', indexes[3], 'zset', KEYS[6], 'zset', KEYS[7], 'zset'})
 if bad then return {'wrongtype', bad} end
 redis.call('HSET', KEYS[1], 'state', ARGV[6], 'updated_at', ARGV[1], 'phase_attempts', 0,
            'phase_since', ARGV[1], 'deliveries', 0)
@@ -109,6 +122,7 @@ redis.call('HINCRBY', KEYS[1], 'replays', 1)
 redis.call('RPUSH', KEYS[2], ARGV[2])
 for _, index in ipairs(indexes) do redis.call('ZREM', index, ARGV[4]) end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+index_due(KEYS[3], KEYS[6], KEYS[7], KEYS[1], ARGV[4])
 if ARGV[5] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[5]) end
 return {'ok', ARGV[6]}
 """
@@ -139,9 +153,15 @@ end
 return {#ids, pruned}
 """
 
-_CLAIM_DUE = """
+# Moving a session in the due set leaves its index entries as they are (neither index is
+# scored by the due time); an id dropped leaves them too. KEYS: due, the two indexes.
+_CLAIM_DUE = (
+    WRONG_TYPE
+    + """
+local bad = wrong_type({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset'})
+if bad then return {'wrongtype', bad} end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-local found = {}
+local found = {'ok'}
 for _, id in ipairs(ids) do
   local kind = redis.call('HGET', ARGV[4] .. id, 'kind')
   if kind then
@@ -150,10 +170,13 @@ for _, id in ipairs(ids) do
     table.insert(found, kind)
   else
     redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id)
   end
 end
 return found
 """
+)
 
 
 # A write that changes nothing but replicates, so that a WAIT after it on the same connection
@@ -177,6 +200,14 @@ class Pruned:
 
     looked_at: int
     dropped: int
+
+
+@dataclass(frozen=True)
+class IndexBuild:
+    """One batch of building the due summary's indexes (`sessions.due_index`)."""
+
+    looked_at: int
+    done: bool
 
 
 @dataclass(frozen=True)
@@ -225,6 +256,8 @@ class SessionStore:
         self._claim_due = redis.register_script(_CLAIM_DUE)
         self._prune = redis.register_script(_PRUNE)
         self._touch = redis.register_script(_TOUCH)
+        self._build = redis.register_script(BUILD)
+        self._repair = redis.register_script(REPAIR)
 
     @property
     def redis(self) -> Redis:
@@ -264,6 +297,9 @@ class SessionStore:
             INDEX_CREATED,
             DUE,
             envelope.queue if envelope else "",
+            WORKABLE,
+            PENDING,
+            DUE_INDEXED,
         ]
         args = [
             new.fingerprint,
@@ -324,6 +360,8 @@ class SessionStore:
                 DUE,
                 FAILED,
                 envelope.queue if envelope else "",
+                WORKABLE,
+                PENDING,
             ],
             args=[
                 repr(event.at),
@@ -355,9 +393,12 @@ class SessionStore:
         bad entry never stops the rest of the batch.
         """
         reply = await self._claim_due(
-            keys=[DUE], args=[repr(now), limit, repr(now + hold_for), session_key("")]
+            keys=[DUE, WORKABLE, PENDING],
+            args=[repr(now), limit, repr(now + hold_for), session_key("")],
         )
-        pairs = [(text(reply[i]), text(reply[i + 1])) for i in range(0, len(reply), 2)]
+        if text(reply[0]) == "wrongtype":
+            raise StoreCorrupt(text(reply[1]))
+        pairs = [(text(reply[i]), text(reply[i + 1])) for i in range(1, len(reply), 2)]
         queued: list[tuple[str, Envelope]] = []
         for session_id, kind in pairs:
             try:
@@ -396,3 +437,25 @@ class SessionStore:
 
     async def due_count(self) -> int:
         return int(await self._redis.zcard(DUE))
+
+    async def build_due_index(self, *, limit: int) -> IndexBuild:
+        """One batch (about `limit` ids) of indexing a store written before the due summary's
+        indexes; `done` once they hold every due session and nothing else."""
+        reply = await self._build(
+            keys=[DUE, WORKABLE, PENDING, DUE_INDEXED], args=[limit, session_key("")]
+        )
+        if text(reply[0]) == "wrongtype":
+            raise StoreCorrupt(text(reply[1]))
+        return IndexBuild(int(reply[1]), bool(int(reply[2])))
+
+    async def repair_due_index(self, *, limit: int) -> int:
+        """Put right the first entries of each index that break its rule, stopping at the
+        first that holds (at most `limit` in all); returns how many were put right."""
+        reply = await self._repair(keys=[DUE, WORKABLE, PENDING], args=[limit, session_key("")])
+        if text(reply[0]) == "wrongtype":
+            raise StoreCorrupt(text(reply[1]))
+        return int(reply[1])
+
+    async def restart_due_index(self) -> None:
+        """Build the indexes again from the start; the summary scans until it is done."""
+        await self._redis.set(DUE_INDEXED, START)

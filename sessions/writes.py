@@ -10,6 +10,7 @@ event and when the session is next due. `apply_change` writes it in one Lua call
   that rests on what was read (a pending outcome, say) cannot overwrite what changed since;
 - with `supersede`, takes the session from whichever worker holds it: the fencing token
   moves on and the lease is dropped, so that worker's writes change nothing any more;
+- puts the session in its place in the due summary's indexes (`sessions.due_index`);
 - optionally settles the session's ledger reservation, releases the lease and pushes the
   session's task message, all in the same step: either everything happens or nothing does.
 """
@@ -24,13 +25,16 @@ from enum import StrEnum
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from sessions.due_index import INDEX_DUE
 from sessions.handoff import Envelope
 from sessions.keys import (
     DUE,
     EXPIRING,
     FAILED,
+    PENDING,
     RETENTION_SECONDS,
     TIMELINE_MAX_EVENTS,
+    WORKABLE,
     WRONG_TYPE,
     lease_key,
     session_key,
@@ -145,6 +149,7 @@ APPLY = (
     SETTLE_RESERVATION
     + WRONG_TYPE
     + NEXT_FENCE
+    + INDEX_DUE
     + """
 local id = ARGV[6]
 local current = redis.call('HGET', KEYS[1], 'state')
@@ -175,7 +180,8 @@ if target == 'failed' or current == 'failed' then
   indexes = {KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}
 end
 local expected = {KEYS[2], 'list', KEYS[3], 'zset', KEYS[5], 'string', KEYS[6], 'list',
-                  KEYS[7], 'hash', KEYS[8], 'hash', KEYS[9], 'set', KEYS[10], 'zset'}
+                  KEYS[7], 'hash', KEYS[8], 'hash', KEYS[9], 'set', KEYS[10], 'zset',
+                  KEYS[11], 'zset', KEYS[12], 'zset'}
 for _, index in ipairs(indexes) do
   table.insert(expected, index)
   table.insert(expected, 'zset')
@@ -209,6 +215,7 @@ if ARGV[5] == '' then
 else
   redis.call('ZADD', KEYS[3], ARGV[5], id)
 end
+index_due(KEYS[3], KEYS[11], KEYS[12], KEYS[1], id)
 if ARGV[8] == '1' and redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
 if ARGV[9] ~= '' then
   settle_reservation(KEYS[7], KEYS[8], KEYS[9], id, ARGV[9] == '1', ARGV[9] ~= 'returned',
@@ -258,6 +265,8 @@ async def apply_change(
             envelope.queue if envelope else "",
             *book_keys,
             EXPIRING,
+            WORKABLE,
+            PENDING,
         ],
         args=[
             "" if fence is None else str(fence),

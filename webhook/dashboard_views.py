@@ -11,7 +11,7 @@ from sessions.held import Held
 from sessions.models import Kind, Session, TimelineEvent
 from sessions.replay import Replayed
 from sessions.states import State
-from sessions.stats import Stats, held_text
+from sessions.stats import DUE_SCAN, Stats, held_text
 from webhook.admin import Filters
 from webhook.charts import Series, bar_chart
 from webhook.dashboard_auth import Viewer
@@ -69,6 +69,9 @@ def overview_body(stats: Stats, activity: Activity) -> str:
         ["state", *kinds, "all"], rows, empty="No sessions."
     )
     due = stats.due
+    # While a store from before the due summary's indexes is indexed, these two are read
+    # from the most due sessions only.
+    scope_of_due = "" if due.indexed else f" (of the {DUE_SCAN:,} most due)"
     held = ", ".join(held_text(a, c) for c, a in stats.held.items()) or "none"
     if stats.voids_held:
         held += f" and {stats.voids_held} void(s)"
@@ -77,8 +80,8 @@ def overview_body(stats: Stats, activity: Activity) -> str:
         [
             ["unfinished (due set)", str(due.depth)],
             ["overdue", str(due.overdue)],
-            ["oldest unfinished", f"{due.oldest_unfinished_seconds:.0f} s"],
-            ["pending payments", str(due.pending_payments)],
+            ["oldest unfinished", f"{due.oldest_unfinished_seconds:.0f} s{scope_of_due}"],
+            ["pending payments", f"{due.pending_payments}{scope_of_due}"],
             [
                 f'<a href="{href("/admin/dashboard/failed")}">failed (dead letters)</a>',
                 esc(", ".join(f"{k} {n}" for k, n in stats.failed.items())),

@@ -1,10 +1,12 @@
 """What a scrape of the web's metrics reads from Redis, read once for every scrape that asks
 at about the same time.
 
-The gauges cost Redis a script over up to 5,000 due sessions (`sessions.stats`), which holds
-Redis for tens of milliseconds; every scraper (Prometheus replicas, dashboards, ad hoc curls)
-asking for its own read put that on the intake's path once per scrape. Concurrent scrapes
-now share one read in flight, and a read is reused for `GAUGES_FRESH_SECONDS`.
+The gauges cost Redis a few O(log n) commands (`sessions.stats`: the due summary comes from
+indexes the write scripts keep), but while a store from before those indexes is being
+indexed the summary is a script over up to 5,000 due sessions, which holds Redis for tens of
+milliseconds; every scraper (Prometheus replicas, dashboards, ad hoc curls) asking for its
+own read would put that on the intake's path once per scrape. Concurrent scrapes share one
+read in flight, and a read is reused for `GAUGES_FRESH_SECONDS`.
 """
 
 from __future__ import annotations

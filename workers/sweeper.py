@@ -10,6 +10,10 @@ worked on is harmless: the delivery finds it leased and does nothing.
 Pruning must keep up with any report rate, or the listing index grows without bound: a sweep
 prunes batch after batch until none is left expired or its time budget is spent. Each batch
 is one short Lua call, so Redis serves everyone else between them.
+
+The due summary's indexes (`sessions.due_index`) are kept by the write scripts; a sweep puts
+right the head of each (entries a process of an older version left behind) and, in a store
+written before them, builds them batch after batch within a budget of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from config import Settings
-from sessions.store import SessionStore
+from sessions.store import SessionStore, StoreCorrupt
 
 log = logging.getLogger("payhook.sweeper")
 
@@ -35,13 +39,15 @@ async def sweep(
 ) -> int:
     """Queue up to `limit` due sessions again; returns how many were queued. Then drop every
     session whose retention ran out from the listing index, `limit` per batch, for at most
-    `prune_seconds` (at least one batch)."""
+    `prune_seconds` (at least one batch), and look after the due summary's indexes: their
+    heads, then (until they are built) `limit` ids per batch for as long again."""
     queued = await store.requeue_due(now, limit=limit, hold_for=hold_for)
     for session_id in queued:
         log.info("re-kicked due session", extra={"session_id": session_id})
     pruned = await prune(store, now=now, limit=limit, seconds=prune_seconds, clock=clock)
     if pruned:
         log.info("pruned expired sessions", extra={"count": pruned})
+    await index_due(store, limit=limit, seconds=prune_seconds, clock=clock)
     return len(queued)
 
 
@@ -63,6 +69,36 @@ async def prune(
         dropped += batch.dropped
         if batch.looked_at < limit or clock() >= stop:
             return dropped
+
+
+async def index_due(
+    store: SessionStore,
+    *,
+    limit: int,
+    seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Put right the head of each due summary index, then build them in batches until they
+    are built or `seconds` have passed (at least one batch); True once they are built. A key
+    of the wrong type is logged, not raised: the sweep's own work is done by then, and the
+    next sweep tries again."""
+    try:
+        repaired = await store.repair_due_index(limit=limit)
+        if repaired:
+            log.warning("put right due index entries", extra={"count": repaired})
+        stop = clock() + seconds
+        looked_at = 0
+        while True:
+            batch = await store.build_due_index(limit=limit)
+            looked_at += batch.looked_at
+            if batch.done or clock() >= stop:
+                break
+    except StoreCorrupt as exc:
+        log.error("due index not kept", extra={"key": exc.key})
+        return False
+    if looked_at:
+        log.info("indexed due sessions", extra={"count": looked_at, "done": batch.done})
+    return batch.done
 
 
 async def sweep_as_configured(store: SessionStore, settings: Settings, *, now: float) -> int:

@@ -14,6 +14,7 @@ from ops.redis_server import LocalRedis, free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox
 from sandbox.shopify_side import build_capture_body, post_session
+from sessions.keys import PENDING, WORKABLE
 from sessions.models import Report
 from sessions.states import State
 from sessions.store import SessionStore
@@ -202,6 +203,9 @@ async def test_a_pending_payment_is_reported_pending_then_resolved(
         await asyncio.sleep(0.05)
     assert session is not None
     assert session.state is State.PENDING
+    # The metrics find it among the pending payments, due when its window closes.
+    assert await store.redis.zscore(PENDING, payment) == session.pending_expires_at
+    assert await store.redis.zscore(WORKABLE, payment) is None
     [pending] = await shop.sandbox.calls(gid=gid)
     assert pending["mutation"] == "paymentSessionPending"
     assert pending["variables"]["reason"] == "BUYER_ACTION_REQUIRED"
@@ -215,6 +219,8 @@ async def test_a_pending_payment_is_reported_pending_then_resolved(
         assert answer.status == 200
     session = await wait_final(store, payment)
     assert session.report is Report.RESOLVED
+    assert await store.redis.zmscore(PENDING, [payment]) == [None]
+    assert await store.redis.zmscore(WORKABLE, [payment]) == [None]
     assert [c["mutation"] for c in await shop.sandbox.calls(gid=gid)] == [
         "paymentSessionPending",
         "paymentSessionResolve",

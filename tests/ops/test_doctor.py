@@ -13,7 +13,11 @@ from redis.asyncio import Redis
 from config import Settings
 from ops.doctor import run_doctor
 from ops.redis_server import LocalRedis
+from ops.reindex import reindex
+from sessions.keys import DUE, DUE_INDEXED, PENDING, WORKABLE
 from sessions.shops import SHOPS, ShopTokens, TokenCipher
+from sessions.store import SessionStore
+from tests.factories import make_session, received_event
 from webhook.signing import PUBLIC_DEV_SECRET
 
 DB = 14
@@ -137,3 +141,32 @@ async def test_a_broker_other_than_the_session_redis_fails(
     assert "is not the session Redis" in out
     _, same = await doctor(changed(settings, broker_url=settings.redis_url + "/"), capsys)
     assert "ok    broker is the session Redis" in same
+
+
+async def test_the_due_summary_indexes_are_noted_while_built_and_a_drift_is_a_warning(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    redis = Redis.from_url(settings.redis_url)
+    store = SessionStore(redis)
+    sessions = [make_session() for _ in range(3)]
+    for session in sessions:
+        await store.create(session, received_event(), due_at=0, queue=False)
+    status, out = await doctor(settings, capsys)
+    assert (status, "ok    due summary indexed (3 due sessions)" in out) == (0, True), out
+
+    # A store from before the indexes: a note, not a fault (the sweeper builds them).
+    await redis.delete(WORKABLE, PENDING, DUE_INDEXED)
+    status, out = await doctor(settings, capsys)
+    assert status == 0, out
+    assert "note  the sweeper is indexing the due set (3 sessions, not begun)" in out
+
+    # Built, then a session moved by a process that keeps no index (an older version).
+    await reindex(settings)
+    await redis.zrem(DUE, sessions[0].id)
+    status, out = await doctor(settings, capsys)
+    assert status == 1
+    assert "WARN  the due summary's indexes hold 3 entries for 2 due sessions" in out
+    await reindex(settings)
+    status, out = await doctor(settings, capsys)
+    assert (status, "ok    due summary indexed (2 due sessions)" in out) == (0, True), out
+    await redis.aclose()

@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from ops.redis_server import LocalRedis
+from sessions.keys import DUE_INDEXED, PENDING, WORKABLE
 from sessions.store import SessionStore
 from tests.factories import make_session, received_event
 from tests.ops.test_release import failed_capture, payhook
@@ -51,6 +52,7 @@ def test_stats_as_json_for_scripts(url: str) -> None:
     assert stats["sessions_holding_money"] == 2
     assert stats["pending_payments"] == 0
     assert stats["pending_closes_in_seconds"] is None
+    assert stats["due_indexed"] is True
 
 
 def test_stats_as_a_table_for_people(url: str) -> None:
@@ -61,3 +63,22 @@ def test_stats_as_a_table_for_people(url: str) -> None:
     assert "failed 0 2 0 0 2" in [" ".join(line.split()) for line in lines]
     assert "failed: 2 (payment 0, capture 2, refund 0, void 0)" in shown.stdout
     assert "money held by failed: 13.10 EUR (2 sessions, 0 voids)" in shown.stdout
+
+
+def test_reindex_builds_the_due_summary_of_a_store_from_before_its_indexes(url: str) -> None:
+    async def forget() -> None:
+        redis = Redis.from_url(url)
+        await redis.delete(WORKABLE, PENDING, DUE_INDEXED)
+        await redis.aclose()
+
+    asyncio.run(forget())
+    before = json.loads(payhook(url, "sessions", "stats", "--json").stdout)
+    assert before["due_indexed"] is False
+    shown = payhook(url, "sessions", "reindex")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[-1].startswith("indexed: 1 index entries for 1 due sessions")
+    after = json.loads(payhook(url, "sessions", "stats", "--json").stdout)
+    assert after["due_indexed"] is True
+    assert after["oldest_unfinished_seconds"] == pytest.approx(
+        before["oldest_unfinished_seconds"], abs=30
+    )

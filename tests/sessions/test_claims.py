@@ -9,11 +9,12 @@ import fakeredis
 import pytest
 
 from sessions.claims import Claimed, Claims, NotClaimed, Refusal
+from sessions.keys import DUE, PENDING, WORKABLE
 from sessions.ledger import Book, Op
 from sessions.ledger_store import LedgerStore
 from sessions.models import Outcome
 from sessions.states import State
-from sessions.store import LeaseLost, SessionStore
+from sessions.store import LeaseLost, SessionStore, StoreCorrupt
 from sessions.writes import Change, LedgerVerdict
 from tests.factories import change_to, make_session, received_event
 
@@ -178,3 +179,16 @@ async def test_a_claim_a_failover_lost_is_never_handed_out_again(
     with pytest.raises(LeaseLost):
         await claims.apply(session_id, lost.fence, change_to(State.SETTLING))
     assert not await claims.renew(session_id, lost.fence, lease_seconds=30, now=time.time())
+
+
+@pytest.mark.parametrize("planted", [DUE, WORKABLE, PENDING])
+async def test_a_claim_that_cannot_finish_changes_nothing(
+    store: SessionStore, claims: Claims, redis: fakeredis.FakeAsyncRedis, planted: str
+) -> None:
+    session_id = await stored(store)
+    await redis.delete(planted)
+    await redis.set(planted, "in the way")
+    before = {key: await redis.dump(key) for key in sorted(await redis.keys("*"))}
+    with pytest.raises(StoreCorrupt, match=planted):
+        await claims.claim(session_id, now=time.time(), lease_seconds=30)
+    assert {key: await redis.dump(key) for key in sorted(await redis.keys("*"))} == before

@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 from sessions.keys import (
     BEAT_LOCK,
     DUE,
+    DUE_INDEXED,
     EXPIRING,
     FAILED,
     INDEX_CREATED,
+    PENDING,
+    WORKABLE,
     failed_index,
     lease_key,
     logout_key,
@@ -36,7 +39,7 @@ PER_ID: dict[str, Callable[[str], str]] = {
     "rate": rate_key,
     "logout": logout_key,
 }
-FIXED = [DUE, INDEX_CREATED, EXPIRING, FAILED, SHOPS, BEAT_LOCK]
+FIXED = [DUE, INDEX_CREATED, EXPIRING, FAILED, WORKABLE, PENDING, DUE_INDEXED, SHOPS, BEAT_LOCK]
 # What ids are made of, colons and key-like words included.
 PARTS = [*"a:{}|*", "timeline", "res", "settled", "kind", "shop", "s"]
 IDS = st.lists(st.sampled_from(PARTS), max_size=5).map("".join)

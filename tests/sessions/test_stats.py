@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,7 @@ from sessions.ledger import Book, Op
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, Session
 from sessions.states import State
-from sessions.stats import collect, due_summary, failed_by_kind
+from sessions.stats import DUE_SCAN, collect, due_summary, failed_by_kind
 from sessions.store import SessionStore
 from tests.factories import change_to, make_session, received_event
 
@@ -46,6 +47,15 @@ async def fail(store: SessionStore, session: Session) -> None:
     await store.change(session, change_to(State.FAILED, at=NOW, failed_at=NOW, last_error="x"))
 
 
+async def pended(store: SessionStore, session: Session, closes: float) -> None:
+    """A payment settled with a pending outcome, then reported pending until `closes`."""
+    await store.change(session, change_to(State.SETTLED, at=NOW, outcome=Outcome.PENDING))
+    settled = session.model_copy(update={"state": State.SETTLED})
+    await store.change(
+        settled, change_to(State.PENDING, at=NOW, pending_expires_at=closes, due_at=closes)
+    )
+
+
 async def test_an_empty_store_shows_nothing_due_and_nothing_failed(redis: Redis) -> None:
     due = await due_summary(redis, NOW)
     assert (due.depth, due.overdue, due.oldest_unfinished_seconds) == (0, 0, 0.0)
@@ -70,18 +80,34 @@ async def test_pending_payments_count_apart_with_their_first_closing_window(
     redis: Redis, store: SessionStore
 ) -> None:
     for age, closes_in in ((90_000, 3_000), (50_000, 40_000)):
-        session = await stored(store, age=age, kind=Kind.PAYMENT)
-        await store.change(session, change_to(State.SETTLED, at=NOW, outcome=Outcome.PENDING))
-        settled = session.model_copy(update={"state": State.SETTLED})
-        closes = NOW + closes_in
-        pended = change_to(State.PENDING, at=NOW, pending_expires_at=closes, due_at=closes)
-        await store.change(settled, pended)
+        await pended(store, await stored(store, age=age, kind=Kind.PAYMENT), NOW + closes_in)
     await stored(store, age=60)
     due = await due_summary(redis, NOW)
     assert (due.depth, due.pending_payments) == (3, 2)
     assert due.pending_closes_in == pytest.approx(3_000, abs=0.01)
     # A payment waiting for its PSP is not work a worker is late with.
     assert due.oldest_unfinished_seconds == pytest.approx(60, abs=0.01)
+
+
+async def test_past_the_old_scan_the_oldest_age_and_the_pending_payments_are_exact(
+    redis: Redis, store: SessionStore
+) -> None:
+    # More due sessions than the old scan read, all due before the two that matter: the
+    # oldest waits in a long backoff, and every pending window closes later still.
+    async def young(i: int) -> None:
+        await stored(store, age=10 + i % 50, due_in=float(i % 600))
+
+    for start in range(0, DUE_SCAN + 100, 50):
+        await asyncio.gather(*(young(i) for i in range(start, start + 50)))
+    await stored(store, age=86_400, due_in=7_200)
+    for closes_in in (90_000, 30_000, 60_000):
+        payment = await stored(store, age=120, kind=Kind.PAYMENT, due_in=5_000)
+        await pended(store, payment, NOW + closes_in)
+    due = await due_summary(redis, NOW)
+    assert due.depth == DUE_SCAN + 100 + 1 + 3
+    assert due.oldest_unfinished_seconds == pytest.approx(86_400, abs=0.01)
+    assert due.pending_payments == 3
+    assert due.pending_closes_in == pytest.approx(30_000, abs=0.01)
 
 
 async def test_failed_sessions_leave_the_due_set_and_count_by_kind(

@@ -7,7 +7,7 @@ from decimal import Decimal
 import fakeredis
 import pytest
 
-from sessions.keys import DUE, failed_index, timeline_key
+from sessions.keys import DUE, PENDING, WORKABLE, failed_index, timeline_key
 from sessions.models import Outcome, TimelineEvent
 from sessions.states import State
 from sessions.store import Change, Created, SessionStore, StaleState, StoreCorrupt
@@ -163,14 +163,20 @@ async def everything(redis: fakeredis.FakeAsyncRedis) -> dict[bytes, bytes | Non
     return {key: await redis.dump(key) for key in sorted(await redis.keys("*"))}
 
 
-@pytest.mark.parametrize("planted", ["timeline", "due", "queue"])
+@pytest.mark.parametrize("planted", ["timeline", "due", "queue", "workable", "pending"])
 async def test_a_create_that_cannot_finish_changes_nothing(
     store: SessionStore, redis: fakeredis.FakeAsyncRedis, planted: str
 ) -> None:
     # A key of the wrong type where the script writes last: Redis does not roll a script
     # back, so it must refuse before its first write.
     session = make_session()
-    key = {"timeline": timeline_key(session.id), "due": DUE, "queue": ListHandoff.queue}[planted]
+    key = {
+        "timeline": timeline_key(session.id),
+        "due": DUE,
+        "queue": ListHandoff.queue,
+        "workable": WORKABLE,
+        "pending": PENDING,
+    }[planted]
     await redis.set(key, "in the way")
     before = await everything(redis)
     with pytest.raises(StoreCorrupt, match=key):
@@ -178,7 +184,7 @@ async def test_a_create_that_cannot_finish_changes_nothing(
     assert await everything(redis) == before
 
 
-@pytest.mark.parametrize("planted", ["timeline", "failed index", "queue"])
+@pytest.mark.parametrize("planted", ["timeline", "failed index", "queue", "workable", "pending"])
 async def test_a_change_that_cannot_finish_changes_nothing(
     store: SessionStore, redis: fakeredis.FakeAsyncRedis, planted: str
 ) -> None:
@@ -188,10 +194,26 @@ async def test_a_change_that_cannot_finish_changes_nothing(
         "timeline": timeline_key(session.id),
         "failed index": failed_index(shop=session.shop),
         "queue": ListHandoff.queue,
+        "workable": WORKABLE,
+        "pending": PENDING,
     }[planted]
     await redis.delete(key)
     await redis.set(key, "in the way")
     before = await everything(redis)
     with pytest.raises(StoreCorrupt, match=key):
         await store.change(session, change_to(State.FAILED, failed_at=2.0), queue=True)
+    assert await everything(redis) == before
+
+
+@pytest.mark.parametrize("planted", [WORKABLE, PENDING])
+async def test_a_sweep_that_cannot_finish_changes_nothing(
+    store: SessionStore, redis: fakeredis.FakeAsyncRedis, planted: str
+) -> None:
+    await store.create(make_session(), received_event(), due_at=100.0, queue=False)
+    await redis.zadd(DUE, {"ghost": 50.0})
+    await redis.delete(planted)
+    await redis.set(planted, "in the way")
+    before = await everything(redis)
+    with pytest.raises(StoreCorrupt, match=planted):
+        await store.requeue_due(150.0, limit=10, hold_for=60.0)
     assert await everything(redis) == before

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config import Settings
 from ops.redis_server import LocalRedis
-from sessions.keys import DUE
+from sessions.keys import DUE, WORKABLE
 from sessions.states import State
 from tests.factories import capture_body, shopify_headers
 from transport.messages import QUEUE
@@ -65,11 +65,15 @@ async def test_backlog_age_and_failures_show_at_scrape_time(
     client: TestClient[Any, Any], inspect: redis.Redis
 ) -> None:
     first, second, doomed = [await send(client) for _ in range(3)]
-    # No worker runs here: the first session has waited ten minutes, the second is overdue.
-    inspect.hset(f"payhook:s:{first}", "created_at", repr(time.time() - 600))
+    # No worker runs here: the first session has waited ten minutes (moved back in its hash
+    # and in the index the gauge reads), the second is overdue.
+    created = time.time() - 600
+    inspect.hset(f"payhook:s:{first}", "created_at", repr(created))
+    inspect.zadd(WORKABLE, {first: created})
     inspect.zadd(DUE, {second: time.time() - 30})
     inspect.hset(f"payhook:s:{doomed}", "state", State.FAILED.value)
     inspect.zrem(DUE, doomed)
+    inspect.zrem(WORKABLE, doomed)
     inspect.zadd("payhook:idx:failed:kind:capture", {doomed: time.time()})
     seen = await gauges(client)
     assert seen["payhook_sessions_unfinished"] == 2

@@ -13,8 +13,9 @@ from redis.asyncio import Redis
 
 from ops.redis_server import LocalRedis
 from sessions.claims import Claimed, Claims
-from sessions.keys import EXPIRING, INDEX_CREATED
+from sessions.keys import DUE_INDEXED, EXPIRING, INDEX_CREATED, PENDING, WORKABLE
 from sessions.states import State
+from sessions.stats import due_summary
 from sessions.store import SessionStore
 from tests.factories import change_to, make_session, received_event
 from workers.sweeper import sweep
@@ -101,3 +102,27 @@ async def test_a_session_listed_as_expiring_before_its_data_expires_does_not_sta
     assert await listed(redis, still_there) == BATCH
     scores = await redis.zmscore(EXPIRING, still_there)
     assert all(score is not None and score > time.time() + 3000 for score in scores)
+
+
+async def test_sweeps_index_a_store_from_before_the_due_index_a_batch_at_a_time(
+    redis: Redis,
+) -> None:
+    store = SessionStore(redis)
+    now = time.time()
+    for age in range(300):
+        session = make_session(created_at=now - 1_000 - age, updated_at=now)
+        await store.create(session, received_event(now), due_at=now + 3_600, queue=False)
+    # As a version without the indexes left the store.
+    await redis.delete(WORKABLE, PENDING, DUE_INDEXED)
+    assert not (await due_summary(redis, now)).indexed
+
+    # No budget left: each sweep indexes one batch, and the next one goes on from there.
+    sweeps = 0
+    while not (await due_summary(redis, now)).indexed:
+        await sweep(store, now=now, limit=BATCH, hold_for=30, prune_seconds=0)
+        sweeps += 1
+        assert sweeps < 30
+    assert sweeps > 1
+    assert await redis.zcard(WORKABLE) == 300
+    summary = await due_summary(redis, now)
+    assert summary.oldest_unfinished_seconds == pytest.approx(1_299, abs=1)
