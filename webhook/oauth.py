@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from urllib.parse import urlencode
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -70,8 +70,3 @@ def missing_scopes(asked: Iterable[str], granted: str) -> list[str]:
         "read_" + scope.removeprefix("write_") for scope in held if scope.startswith("write_")
     }
     return [scope for scope in asked if scope not in held | implied]
-
-
-def query_pairs(query: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    items = query.items() if isinstance(query, Mapping) else query
-    return [(str(name), str(value)) for name, value in items]
