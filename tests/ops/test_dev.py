@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import re
 import signal
@@ -71,6 +72,17 @@ def test_dev_mode_runs_all_four_session_kinds_through_to_shopify(tmp_path: Path)
         "refundSessionResolve": 3,
     }
     assert int(summary[1]) == 43
+    # The demo shop was installed through OAuth, not given a token: its sessions were
+    # reported with the one the sandbox issued, and it was onboarded before they came.
+    assert re.search(
+        r"● install +payhook-dev\.myshopify\.com through OAuth \(scopes "
+        r"write_payment_gateways,write_payment_sessions\); its offline token is stored encrypted",
+        done.stdout,
+    ), done.stdout[-3000:]
+    assert (
+        "● onboarding payhook-dev.myshopify.com: paymentsAppConfigure(externalHandle: "
+        "payhook-dev.myshopify.com, ready: true) configured"
+    ) in done.stdout
     assert "● web" in done.stdout
     assert f"● operator   http://127.0.0.1:{operator_port} (/metrics" in done.stdout
     assert "● sandbox" in done.stdout
@@ -114,7 +126,8 @@ def test_dev_mode_shows_live_sessions_on_the_dashboard_and_flower_behind_its_log
         }
     )
     output = tmp_path / "dev.out"
-    ports = ["--sandbox-port", str(free_port()), "--flower-port", str(flower_port)]
+    sandbox_port = free_port()
+    ports = ["--sandbox-port", str(sandbox_port), "--flower-port", str(flower_port)]
     with output.open("wb") as sink:
         dev = subprocess.Popen(
             [sys.executable, "-m", "ops", "dev", "--demo", "3", *ports],
@@ -140,6 +153,19 @@ def test_dev_mode_shows_live_sessions_on_the_dashboard_and_flower_behind_its_log
         assert status == 200
         # The demo's payments and captures, listed as they were reported.
         assert page.count("state-reported") >= 6
+        # The demo shop's life: installed through OAuth once, then ready at Shopify.
+        _, shops = _get(f"{dashboard[1]}/shops", bearer)
+        [shop] = json.loads(shops)["shops"]
+        assert (shop["shop"], shop["token"]) == ("payhook-dev.myshopify.com", "encrypted")
+        assert (shop["onboarding"]["state"], shop["onboarding"]["accepted_ready"]) == (
+            "configured",
+            True,
+        )
+        sandbox = f"http://127.0.0.1:{sandbox_port}"
+        exchanges = json.loads(_get(f"{sandbox}/_sandbox/installs", {})[1])["exchanges"]
+        assert [(e["shop"], e["status"]) for e in exchanges] == [("payhook-dev.myshopify.com", 200)]
+        configured = _get(f"{sandbox}/_sandbox/calls?mutation=paymentsAppConfigure", {})[1]
+        assert [c["applied"] for c in json.loads(configured)["calls"]] == [True]
         # Without a login, urllib follows the redirect to the form.
         assert "Admin token" in _get(f"{dashboard[1]}/dashboard/sessions", {})[1]
         assert flower[1] == f"http://127.0.0.1:{flower_port}"
