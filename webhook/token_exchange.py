@@ -34,7 +34,7 @@ class AccessToken(BaseModel):
     scope: str = Field(default="", max_length=4096)
 
 
-def _description(raw: bytes) -> str:
+def _description(raw: bytes | bytearray) -> str:
     """Shopify's own words for a refusal (`error_description`, `error`), short."""
     try:
         body = json.loads(raw)
@@ -54,8 +54,13 @@ async def exchange_code(
         async with http.post(
             url, json=form, headers={"Accept": "application/json"}, allow_redirects=False
         ) as answer:
-            raw = await answer.content.read(MAX_ANSWER_BYTES + 1)
             status = answer.status
+            raw = bytearray()
+            # However many segments it comes in, and never more than the bound.
+            async for chunk in answer.content.iter_chunked(16 * 1024):
+                raw += chunk
+                if len(raw) > MAX_ANSWER_BYTES:
+                    break
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise ExchangeFailed(f"{type(exc).__name__} asking for the token") from None
     if len(raw) > MAX_ANSWER_BYTES:
@@ -65,6 +70,6 @@ async def exchange_code(
     if status != 200:
         raise ExchangeFailed(f"HTTP {status} asking for the token")
     try:
-        return AccessToken.model_validate_json(raw)
+        return AccessToken.model_validate_json(bytes(raw))
     except ValidationError:
         raise ExchangeFailed("the token answer is not Shopify's access token") from None

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 import redis
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.fernet import Fernet
 from yarl import URL
@@ -429,3 +430,72 @@ async def test_a_callback_larger_than_any_shopify_sends_is_refused_before_its_si
     status, body = await visit(browser, URL(f"{app_url}/shopify/callback?{query}"))
     assert (status, body["error"]["code"]) == (400, "invalid_query")
     assert not inspect.keys("*")
+
+
+TOKEN_BODY = b'{"access_token": "shpat_from_a_slow_shopify", "scope": "' + SCOPES.encode() + b'"}'
+
+
+async def _in_pieces(request: web.Request) -> web.StreamResponse:
+    answer = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await answer.prepare(request)
+    for start in range(0, len(TOKEN_BODY), 7):
+        await answer.write(TOKEN_BODY[start : start + 7])
+        await asyncio.sleep(0.01)
+    await answer.write_eof()
+    return answer
+
+
+async def _huge(_: web.Request) -> web.Response:
+    return web.json_response({"access_token": "shpat_x", "scope": SCOPES, "pad": "x" * 70_000})
+
+
+async def _redirect(_: web.Request) -> web.Response:
+    raise web.HTTPFound("http://127.0.0.1:9/elsewhere")
+
+
+async def _error(_: web.Request) -> web.Response:
+    return web.Response(status=503, text="<html>down</html>", content_type="text/html")
+
+
+async def _not_a_token(_: web.Request) -> web.Response:
+    return web.json_response({"token": "shpat_x"})
+
+
+@pytest.mark.parametrize(
+    ("answers", "status"),
+    [
+        (_in_pieces, 200),
+        (_huge, 502),
+        (_redirect, 502),
+        (_error, 502),
+        (_not_a_token, 502),
+    ],
+    ids=["in pieces", "huge", "a redirect", "a 503 page", "no token in it"],
+)
+async def test_only_a_whole_token_answer_of_a_sane_size_stores_a_token(
+    aiohttp_server: Any,
+    browser: aiohttp.ClientSession,
+    redis_server: LocalRedis,
+    shopify: TestServer,
+    inspect: redis.Redis,
+    answers: Callable[[web.Request], Any],
+    status: int,
+) -> None:
+    peer = web.Application()
+    peer.router.add_post("/{shop}/admin/oauth/access_token", answers)
+    token_endpoint = await aiohttp_server(peer)
+    port = free_port()
+    template = str(token_endpoint.make_url("")).rstrip("/") + TOKEN_PATH
+    settings = install_settings(redis_server, shopify, port, shopify_token_url=template)
+    server = await aiohttp_server(create_app(settings), port=port)
+    shop = new_shop()
+    callback = await approved(browser, str(server.make_url("")).rstrip("/"), shop)
+    answered, body = await visit(browser, callback)
+    assert answered == status, body
+    if status == 200:
+        stored = inspect.hget(SHOPS, shop)
+        assert stored is not None
+        assert TokenCipher([KEY]).open(stored) == "shpat_from_a_slow_shopify"
+    else:
+        assert body["error"]["code"] == "shopify_unavailable"
+        assert stored_nothing(inspect, shop)
