@@ -131,6 +131,13 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 1
 """
 
+# KEYS: the record, the due set. ARGV: shop. A due entry whose record is gone (the shop was
+# removed while a sweep held it) leaves the due set; one an install has just made stays.
+_DROP_ORPHAN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return 0
+"""
+
 # KEYS: the record, the due set. ARGV: shop, request, state, now, detail, retry at.
 # Only while the record still holds this request: a newer ask is left to be sent.
 _FINISH = """
@@ -194,6 +201,7 @@ class OnboardingStore:
         self._take_due = redis.register_script(_TAKE_DUE)
         self._take_one = redis.register_script(_TAKE_ONE)
         self._finish = redis.register_script(_FINISH)
+        self._drop_orphan = redis.register_script(_DROP_ORPHAN)
 
     async def ask(self, shop: str, *, handle: str | None, ready: bool, by: str, now: float) -> int:
         """Queue `paymentsAppConfigure(handle, ready)` for `shop`; returns the request number."""
@@ -258,7 +266,7 @@ class OnboardingStore:
         for shop, (request, handle, ready, attempts, since) in zip(shops, rows, strict=True):
             if request is None:
                 # Removed while due: nothing to send.
-                await self._redis.zrem(ONBOARDING_DUE, shop)
+                await self._drop_orphan(keys=[onboarding_key(shop), ONBOARDING_DUE], args=[shop])
                 continue
             asks.append(
                 Ask(

@@ -187,6 +187,7 @@ class Runtime:
     def _start_onboarding(self) -> None:
         if self._onboarding is None or self._onboarding.done():
             self._onboarding = self.loop.create_task(self.onboarder.run_due())
+            self._onboarding.add_done_callback(_onboarding_ended)
 
     def stop_taking(self) -> None:
         """From any thread: take no further session message."""
@@ -247,6 +248,12 @@ class Runtime:
             self._thread.join(timeout=10)
             if not self._thread.is_alive():
                 self.loop.close()
+
+
+def _onboarding_ended(task: asyncio.Task[int]) -> None:
+    # A round that could not even take its shops (Redis away): the next sweep tries again.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("onboarding round failed", extra={"error": repr(task.exception())})
 
 
 class RuntimeHolder:

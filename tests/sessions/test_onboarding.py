@@ -134,3 +134,11 @@ async def test_a_nonce_is_spent_once_and_only_by_its_own_shop(
     assert await states.take(nonce, SHOP) is Taken.TAKEN
     assert await states.take(nonce, SHOP) is Taken.UNKNOWN
     assert await states.take("not-a-nonce", SHOP) is Taken.UNKNOWN
+
+
+async def test_a_due_entry_left_without_its_record_is_dropped_and_sends_nothing(
+    store: OnboardingStore, redis: fakeredis.FakeAsyncRedis
+) -> None:
+    await redis.zadd(ONBOARDING_DUE, {SHOP: NOW})
+    assert await store.take_due(NOW, limit=10, hold_for=30) == []
+    assert await redis.zcard(ONBOARDING_DUE) == 0
