@@ -499,3 +499,15 @@ async def test_only_a_whole_token_answer_of_a_sane_size_stores_a_token(
     else:
         assert body["error"]["code"] == "shopify_unavailable"
         assert stored_nothing(inspect, shop)
+
+
+async def test_the_same_callback_twice_at_once_installs_once(
+    browser: aiohttp.ClientSession, app_url: str, shopify: TestServer, inspect: redis.Redis
+) -> None:
+    shop = new_shop()
+    callback = await approved(browser, app_url, shop)
+    answers = await asyncio.gather(visit(browser, callback), visit(browser, callback))
+    assert sorted(status for status, _ in answers) == [200, 403]
+    exchanges = shopify.app[SANDBOX_STATE].grants.exchanges
+    assert [e.status for e in exchanges if e.shop == shop] == [200]
+    assert inspect.hget(onboarding_key(shop), "request") == "1"
