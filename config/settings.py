@@ -7,6 +7,8 @@ it down; no other module looks at `os.environ`.
 from __future__ import annotations
 
 import os
+import re
+import string
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
@@ -25,6 +27,7 @@ Ladder = Annotated[tuple[float, ...], NoDecode]
 Suffixes = Annotated[tuple[str, ...], NoDecode]
 
 
+Scopes = Annotated[tuple[str, ...], NoDecode]
 ProxyList = Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode]
 Sentinels = Annotated[tuple[tuple[str, int], ...], NoDecode]
 
@@ -65,6 +68,30 @@ def _parse_ladder(value: object) -> object:
         if not steps or any(step < 0 for step in steps):
             raise ValueError("a retry ladder is a comma-separated list of seconds >= 0")
         return steps
+    return value
+
+
+_SCOPE = re.compile(r"(?:unauthenticated_)?[a-z]+(?:_[a-z]+)+")
+
+
+def _parse_scopes(value: object) -> object:
+    if isinstance(value, str):
+        value = tuple(part for part in value.replace(" ", "").split(",") if part)
+    if isinstance(value, tuple | list):
+        if not value or not all(isinstance(s, str) and _SCOPE.fullmatch(s) for s in value):
+            raise ValueError("access scopes, comma-separated, such as 'write_payment_sessions'")
+        return tuple(value)
+    return value
+
+
+def _shop_template(value: str) -> str:
+    """A URL template whose only placeholder is `{shop}`; a typo fails at start."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError:
+        names = {"?"}
+    if names != {"shop"}:
+        raise ValueError(f"a URL with {{shop}} as its only placeholder, not {value!r}")
     return value
 
 
@@ -114,6 +141,16 @@ class Settings(BaseSettings):
     # The shops payhook accepts sessions from, and sends access tokens to: one DNS label and
     # one of these suffixes (comma-separated). Widen only for a sandbox playing Shopify.
     shop_domain_suffixes: Suffixes = SHOPIFY_SUFFIXES
+
+    # The app's own life at Shopify (docs/install.md): the OAuth install, which stores each
+    # shop's offline token (encrypted, as `payhook shops add` does), and the onboarding call
+    # that tells Shopify the shop is ready. Without the key and the secret the install routes
+    # answer 404. The authorize and token URLs are templates, so a sandbox can play them.
+    shopify_api_key: str | None = Field(default=None, max_length=255)
+    shopify_api_secret: SecretStr | None = None
+    shopify_scopes: Scopes = ("write_payment_gateways", "write_payment_sessions")
+    shopify_authorize_url: str = "https://{shop}/admin/oauth/authorize"
+    shopify_token_url: str = "https://{shop}/admin/oauth/access_token"  # noqa: S105 - a URL
 
     # PSP connector.
     connector: ConnectorName = "simulator"
@@ -356,6 +393,29 @@ class Settings(BaseSettings):
         return _split_keys(keys.get_secret_value()) if keys is not None else ()
 
     _split_suffixes = field_validator("shop_domain_suffixes", mode="before")(_parse_suffixes)
+    _split_scopes = field_validator("shopify_scopes", mode="before")(_parse_scopes)
+    _shop_templates = field_validator("shopify_authorize_url", "shopify_token_url")(_shop_template)
+
+    @property
+    def install_problem(self) -> str | None:
+        """Why the OAuth install is off; None when it can run."""
+        missing = [
+            name
+            for name, value in (
+                ("PAYHOOK_SHOPIFY_API_KEY", self.shopify_api_key),
+                ("PAYHOOK_SHOPIFY_API_SECRET", self.shopify_api_secret),
+                ("PAYHOOK_TOKEN_KEYS", self.token_keys),
+            )
+            if value is None
+        ]
+        if not missing:
+            return None
+        return f"the app is not configured for installs: set {', '.join(missing)}"
+
+    @property
+    def install_callback_url(self) -> str:
+        """The `redirect_uri` of the install: where Shopify sends the merchant back."""
+        return self.public_base_url + "/shopify/callback"
 
     @model_validator(mode="after")
     def _lease_can_be_renewed(self) -> Settings:

@@ -171,9 +171,28 @@ def _parser() -> argparse.ArgumentParser:
     add = shop_actions.add_parser("add", help="store a shop's offline access token")
     add.add_argument("shop")
     add.add_argument("--token", default=None, help="default: read without echo from the tty")
-    shop_actions.add_parser("list")
-    remove = shop_actions.add_parser("remove")
+    listing = shop_actions.add_parser(
+        "list", help="each shop: its token (never shown), ready at Shopify, its onboarding"
+    )
+    listing.add_argument("--json", action="store_true")
+    remove = shop_actions.add_parser("remove", help="forget a shop's token and onboarding")
     remove.add_argument("shop")
+    configure = shop_actions.add_parser(
+        "configure",
+        help="tell Shopify whether the shop's payment method is ready (paymentsAppConfigure); "
+        "exit 0 configured, 1 refused or failed, 3 queued for the workers to retry",
+    )
+    configure.add_argument("shop")
+    configure.add_argument(
+        "--handle",
+        default=None,
+        metavar="H",
+        help="the merchant's handle at the provider (externalHandle; default: the last one "
+        "asked, else the shop's domain)",
+    )
+    readiness = configure.add_mutually_exclusive_group(required=True)
+    readiness.add_argument("--ready", dest="ready", action="store_true")
+    readiness.add_argument("--not-ready", dest="ready", action="store_false")
     shop_actions.add_parser(
         "rotate", help="re-encrypt every stored token under the first PAYHOOK_TOKEN_KEYS key"
     )
@@ -269,7 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ops.dev import serve_sandbox
 
         secret = settings.simulator_webhook_secret
-        asyncio.run(serve_sandbox(args.port, secret.get_secret_value() if secret else None))
+        key, app_secret = settings.shopify_api_key, settings.shopify_api_secret
+        # The app's credentials, when given, make the sandbox able to install it.
+        apps = {key: app_secret.get_secret_value()} if key and app_secret else None
+        asyncio.run(serve_sandbox(args.port, secret.get_secret_value() if secret else None, apps))
     elif command == "psp-sandbox":
         from ops.dev import serve_psp_sandbox
 
@@ -331,6 +353,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(Fernet.generate_key().decode())
             return 0
+        if args.action in ("configure", "list"):
+            from ops.onboarding import configure_shop, list_shops
+
+            if args.action == "list":
+                return asyncio.run(list_shops(settings, as_json=args.json))
+            return asyncio.run(
+                configure_shop(settings, args.shop, handle=args.handle, ready=args.ready)
+            )
         token = None
         if args.action == "add":
             token = args.token or getpass.getpass(f"access token for {args.shop}: ")

@@ -3,7 +3,10 @@
 Starts a project-managed `redis-server` (AOF on, data under the state dir), the Shopify
 sandbox peer, the web server (with the dashboard under `/admin`, and its metrics on the
 operator listener), a worker, beat and Flower,
-each as its own process with its log under `<state dir>/logs/`, then optionally runs the demo.
+each as its own process with its log under `<state dir>/logs/`, installs the demo shop
+through OAuth against the sandbox (following the redirects over real HTTP, as a merchant's
+browser would) and waits for its onboarding, then optionally runs the demo. No access token
+is preset: the demo's sessions are reported with the token the install stored.
 The dashboard and Flower get a fresh admin token and Flower password each run, printed once,
 unless PAYHOOK_ADMIN_TOKEN or PAYHOOK_FLOWER_BASIC_AUTH say otherwise. With `--connector NAME`
 the worker settles with that PSP connector against its sandbox fake (`sandbox.psp`), started
@@ -14,26 +17,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from urllib.parse import urlparse
+from typing import Any
+from urllib.parse import quote, urlparse
 
 from config import Settings
 from config.settings import child_environment
+from ops.demo import SHOP
 from ops.redis_server import LocalRedis, _answers_ping
 
 GRAPHQL_PATH = "/{shop}/payments_apps/api/{version}/graphql.json"
+AUTHORIZE_PATH = "/{shop}/admin/oauth/authorize"
+TOKEN_PATH = "/{shop}/admin/oauth/access_token"  # noqa: S105 - a path
 BUYER_PATH = "/pay/{session_id}?amount={amount}&currency={currency}&callback={callback}"
-DEV_TOKEN = "shpat_sandbox_dev_token"  # noqa: S105 - the sandbox accepts any token
+# How long dev waits for a worker's sweep to send the demo shop's onboarding.
+ONBOARDING_PATIENCE_SECONDS = 60.0
 DEV_PSP_TOKEN = "payhook-dev-psp-token"  # noqa: S105 - the PSP fakes accept any token
 # Worker metrics in development: the worker process serves them here (9100 is node_exporter's).
 DEV_METRICS_PORT = 9191
@@ -137,7 +147,6 @@ def run_dev(
         print(f"● redis      127.0.0.1:{redis_port} (AOF in {state / 'redis'})")
     sandbox_base = f"http://127.0.0.1:{sandbox_port}"
     app_url = f"http://{settings.host}:{settings.port}"
-    token = settings.shopify_access_token
     token_keys = settings.token_keys
     # The sandbox's buyer page and the web server share it; a fresh one each run, so no
     # secret that can sign a callback is ever written down.
@@ -149,7 +158,15 @@ def run_dev(
             else _dev_token_key(state),
             "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "PAYHOOK_SHOPIFY_GRAPHQL_URL": sandbox_base + GRAPHQL_PATH,
-            "PAYHOOK_SHOPIFY_ACCESS_TOKEN": token.get_secret_value() if token else DEV_TOKEN,
+            # The app's credentials, which the sandbox signs its install callbacks with.
+            "PAYHOOK_SHOPIFY_API_KEY": settings.shopify_api_key or f"dev-{secrets.token_hex(8)}",
+            "PAYHOOK_SHOPIFY_API_SECRET": (
+                settings.shopify_api_secret.get_secret_value()
+                if settings.shopify_api_secret
+                else secrets.token_urlsafe(32)
+            ),
+            "PAYHOOK_SHOPIFY_AUTHORIZE_URL": sandbox_base + AUTHORIZE_PATH,
+            "PAYHOOK_SHOPIFY_TOKEN_URL": sandbox_base + TOKEN_PATH,
             "PAYHOOK_STATE_DIR": str(state),
             # The simulator's buyer page lives in the sandbox and calls the web server back.
             "PAYHOOK_BUYER_PAGE_URL": sandbox_base + BUYER_PATH,
@@ -178,6 +195,11 @@ def run_dev(
             _wait_http(f"{operator_url}/healthz", children[-1])
             print(f"● web        {app_url}")
             print(f"● operator   {operator_url} (/metrics, /readyz, /healthz)")
+            installed = _install(app_url, SHOP)
+            print(
+                f"● install    {installed['shop']} through OAuth (scopes "
+                f"{','.join(installed['scopes'])}); its offline token is stored encrypted"
+            )
             children.append(_start("worker", ["worker"], env, logs))
             children.append(_start("beat", ["beat"], env, logs))
             metrics_port = env["PAYHOOK_WORKER_METRICS_PORT"]
@@ -187,6 +209,7 @@ def run_dev(
             children.append(_start("flower", ["flower", "--port", str(flower_port)], env, logs))
             flower_url = f"http://{settings.flower_address}:{flower_port}"
             _wait_http(f"{flower_url}/healthcheck", children[-1])
+            print(f"● onboarding {_onboarded(app_url, SHOP, env['PAYHOOK_ADMIN_TOKEN'])}")
             print(f"● dashboard  {app_url}/admin ({logins.admin})")
             print(f"● flower     {flower_url} ({logins.flower})")
             print(_how_to_send(app_url, sandbox_base))
@@ -208,6 +231,40 @@ def run_dev(
             _stop(children)
             if redis is not None:
                 redis.stop()
+
+
+def _install(app_url: str, shop: str) -> dict[str, Any]:
+    """Install the app on `shop` as a merchant's browser would: the install route, the
+    sandbox's authorize page and back to the callback, redirects followed over HTTP."""
+    url = f"{app_url}/shopify/install?shop={quote(shop)}"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:  # noqa: S310 - loopback only
+            installed: dict[str, Any] = json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        raise RuntimeError(f"installing {shop} failed: {refused.read().decode()[:500]}") from None
+    return installed
+
+
+def _onboarded(app_url: str, shop: str, admin_token: str) -> str:
+    """The shop's onboarding once a worker's sweep has sent it (the admin API's word)."""
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        f"{app_url}/admin/shops", headers={"Authorization": f"Bearer {admin_token}"}
+    )
+    deadline = time.monotonic() + ONBOARDING_PATIENCE_SECONDS
+    while True:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+            shops = {s["shop"]: s for s in json.loads(answer.read())["shops"]}
+        record = (shops.get(shop) or {}).get("onboarding") or {}
+        state = record.get("state", "queued")
+        if state != "queued" or time.monotonic() > deadline:
+            ready = "true" if record.get("ready") else "false"
+            asked = f"externalHandle: {record.get('handle')}, ready: {ready}"
+            errors = "; ".join(e["message"] for e in record.get("user_errors", []))
+            detail = errors or record.get("last_error") or ""
+            return f"{shop}: paymentsAppConfigure({asked}) {state}" + (
+                f" ({detail})" if detail and state != "configured" else ""
+            )
+        time.sleep(0.5)
 
 
 @dataclass(frozen=True)
@@ -286,12 +343,16 @@ Amounts ending in .51 are declined, .52 expired, .53 fail three times then settl
 """
 
 
-async def serve_sandbox(port: int, callback_secret: str | None) -> None:
+async def serve_sandbox(
+    port: int, callback_secret: str | None, apps: dict[str, str] | None = None
+) -> None:
     """Run the Shopify sandbox peer until the process is stopped; its buyer page signs
-    callbacks with `callback_secret`."""
+    callbacks with `callback_secret`, and `apps` (API key → secret) may be installed."""
     from sandbox.shopify import start_shopify_sandbox
 
-    running = await start_shopify_sandbox("127.0.0.1", port, callback_secret=callback_secret)
+    running = await start_shopify_sandbox(
+        "127.0.0.1", port, callback_secret=callback_secret, apps=apps
+    )
     try:
         await asyncio.Event().wait()
     finally:

@@ -3,6 +3,8 @@ Exits 1 on any FAIL or WARN."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from redis.asyncio import Redis
 
 from config import Settings
@@ -28,6 +30,9 @@ async def run_doctor(settings: Settings) -> int:
         print("ok    broker is the session Redis")
     if settings.shopify_access_token is None:
         print("note  no PAYHOOK_SHOPIFY_ACCESS_TOKEN: every shop needs `payhook shops add`")
+    for line in install_lines(settings):
+        print(line)
+        status = 1 if line.startswith("WARN") else status
     for warning in security_warnings(settings):
         print(f"WARN  {warning}")
         status = 1
@@ -100,6 +105,31 @@ def due_index_findings(state: IndexState) -> tuple[list[str], list[str]]:
         f"is done the metrics read the {DUE_SCAN:,} most due sessions only "
         "(`payhook sessions reindex` does it at once)"
     ], []
+
+
+def install_lines(settings: Settings) -> list[str]:
+    """Whether merchants can install the app through OAuth (docs/install.md)."""
+    problem = settings.install_problem
+    if settings.shopify_api_key is None and settings.shopify_api_secret is None:
+        return [
+            "note  no PAYHOOK_SHOPIFY_API_KEY and PAYHOOK_SHOPIFY_API_SECRET: the OAuth install "
+            "is off (/shopify/install answers 404); store tokens with `payhook shops add`"
+        ]
+    if problem is not None:
+        return [f"WARN  {problem}: /shopify/install and /shopify/callback answer 404"]
+    callback = settings.install_callback_url
+    lines = [
+        f"ok    OAuth install: client id {settings.shopify_api_key}, scopes "
+        f"{','.join(settings.shopify_scopes)}; Shopify sends merchants back to {callback} "
+        "(list it among the app's allowed redirection URLs)"
+    ]
+    host = urlsplit(callback).hostname or ""
+    if not callback.startswith("https://") and host not in ("127.0.0.1", "localhost", "::1"):
+        lines.append(
+            f"WARN  the install's redirect URL {callback} is not https: set PAYHOOK_PUBLIC_URL "
+            "to the https address merchants reach"
+        )
+    return lines
 
 
 def _where(settings: Settings) -> str:

@@ -11,6 +11,7 @@ from sessions.connect import tool_client
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.models import Session
+from sessions.onboarding import OnboardingStore
 from sessions.query import SessionFilter, find_sessions
 from sessions.shops import NoTokenKey, Rotation, ShopTokens, token_cipher
 from sessions.store import SessionStore
@@ -105,15 +106,14 @@ async def shops(settings: Settings, action: str, shop: str | None, token: str | 
             print(f"added {shop}")
         elif action == "remove":
             assert shop
+            # What payhook would tell Shopify about a shop it no longer holds a token for.
+            await OnboardingStore(redis).forget(shop)
             if not await tokens.remove(shop):
                 print(f"no token for {shop}", file=sys.stderr)
                 return 1
             print(f"removed {shop}")
         elif action == "rotate":
             return _rotated(await tokens.rotate())
-        else:
-            for name in await tokens.shops():
-                print(name)
     except NoTokenKey as exc:
         print(f"payhook shops {action}: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,10 @@
 | GET    | /_sandbox/faults         | `{"faults": [...]}`, the rules still armed              |
 | POST   | /_sandbox/faults         | adds one fault rule; 400 and the reason if invalid      |
 | DELETE | /_sandbox/faults         | disarms every rule                                      |
-| POST   | /_sandbox/reset          | forgets sessions, calls and faults                      |
+| POST   | /_sandbox/reset          | forgets sessions, calls, faults, codes, configurations  |
+| GET    | /_sandbox/installs       | `{"exchanges": [...]}`: every OAuth token exchange      |
+| POST   | /_sandbox/apps           | `{"api_key", "api_secret"}`: an app that may be installed |
+| GET    | /_sandbox/configurations | `{"configurations": {shop: {externalHandle, ready}}}`   |
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_post("/_sandbox/faults", add_fault)
     app.router.add_delete("/_sandbox/faults", clear_faults)
     app.router.add_post("/_sandbox/reset", reset)
+    app.router.add_get("/_sandbox/installs", list_installs)
+    app.router.add_post("/_sandbox/apps", add_app)
+    app.router.add_get("/_sandbox/configurations", list_configurations)
 
 
 def _bad_request(message: str) -> web.Response:
@@ -96,3 +102,21 @@ async def clear_faults(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     request.app[SANDBOX_STATE].reset()
     return web.json_response({"reset": True})
+
+
+async def list_installs(request: web.Request) -> web.Response:
+    exchanges = request.app[SANDBOX_STATE].grants.exchanges
+    return web.json_response({"exchanges": [exchange.as_json() for exchange in exchanges]})
+
+
+async def add_app(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    key, secret = (body or {}).get("api_key"), (body or {}).get("api_secret")
+    if not (isinstance(key, str) and key and isinstance(secret, str) and secret):
+        return _bad_request('expected {"api_key": "...", "api_secret": "..."}')
+    request.app[SANDBOX_STATE].grants.apps[key] = secret
+    return web.json_response({"api_key": key}, status=201)
+
+
+async def list_configurations(request: web.Request) -> web.Response:
+    return web.json_response({"configurations": request.app[SANDBOX_STATE].configurations})

@@ -73,6 +73,24 @@ class SandboxShopifyClient:
     async def reset(self) -> None:
         await self._request("POST", "/_sandbox/reset")
 
+    async def add_app(self, api_key: str, api_secret: str) -> None:
+        """Let the app with these credentials be installed through OAuth."""
+        await self._request(
+            "POST", "/_sandbox/apps", json={"api_key": api_key, "api_secret": api_secret}
+        )
+
+    async def token_exchanges(self, shop: str | None = None) -> list[dict[str, Any]]:
+        """Every OAuth token exchange, oldest first, optionally only one shop's."""
+        body = await self._request("GET", "/_sandbox/installs")
+        exchanges: list[dict[str, Any]] = body["exchanges"]
+        return [e for e in exchanges if shop is None or e["shop"] == shop]
+
+    async def configurations(self) -> dict[str, dict[str, Any]]:
+        """Each shop's payments app configuration, as `paymentsAppConfigure` last set it."""
+        body = await self._request("GET", "/_sandbox/configurations")
+        configurations: dict[str, dict[str, Any]] = body["configurations"]
+        return configurations
+
     async def _request(
         self,
         method: str,

@@ -14,6 +14,7 @@ every call, including ones that are not mutations).
 | `commit_then_status` | the mutation is applied, then HTTP 5xx: a lost response           |
 | `invalid_state`      | refused with `<KIND>_SESSION_INVALID_STATE`, nothing applied: what |
 |                      | Shopify may answer a late repeat for a session that moved on      |
+| `user_error`         | `paymentsAppConfigure` answers this userError, nothing applied     |
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from sandbox.ledger import MUTATIONS
+
+# Every mutation a rule may name: the sessions' and the app's own.
+SERVED = frozenset(MUTATIONS) | {"paymentsAppConfigure"}
 
 ServerErrorStatus = Literal[500, 502, 503, 504]
 
@@ -40,7 +44,7 @@ class _Rule(BaseModel):
     def _one_budget(self) -> _Rule:
         if (self.times is None) == (self.for_seconds is None):
             raise ValueError("give exactly one of 'times' or 'for_seconds'")
-        if self.mutation is not None and self.mutation not in MUTATIONS:
+        if self.mutation is not None and self.mutation not in SERVED:
             raise ValueError(f"unknown mutation {self.mutation!r}")
         return self
 
@@ -74,13 +78,29 @@ class InvalidStateFault(_Rule):
     kind: Literal["invalid_state"]
 
 
+class UserErrorFault(_Rule):
+    """Only for `paymentsAppConfigure`: the userError Shopify gives a configuration it
+    refuses (`UserError { field message }`, no code)."""
+
+    kind: Literal["user_error"]
+    message: str = Field(min_length=1, max_length=500)
+    field: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _configure_only(self) -> UserErrorFault:
+        if self.mutation != "paymentsAppConfigure":
+            raise ValueError("a user_error rule is for mutation 'paymentsAppConfigure'")
+        return self
+
+
 FaultRule = Annotated[
     StatusFault
     | Html429Fault
     | ThrottledFault
     | DelayFault
     | CommitThenStatusFault
-    | InvalidStateFault,
+    | InvalidStateFault
+    | UserErrorFault,
     Field(discriminator="kind"),
 ]
 

@@ -38,6 +38,7 @@ from sandbox.faults import (
     InvalidStateFault,
     StatusFault,
     ThrottledFault,
+    UserErrorFault,
 )
 from sandbox.ledger import Outcome, Refusal
 from sandbox.shopify_schema import MutationContext, user_error_code
@@ -98,10 +99,15 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
         await asyncio.sleep(fault.seconds)
 
     refuse = Refusal.INVALID_STATE if isinstance(fault, InvalidStateFault) else None
-    response, outcomes = _run_graphql(state, call, refuse=refuse)
+    user_error = (
+        {"field": fault.field, "message": fault.message}
+        if isinstance(fault, UserErrorFault)
+        else None
+    )
+    response, context = _run_graphql(state, call, refuse=refuse, user_error=user_error)
     if isinstance(fault, CommitThenStatusFault):
         response = _server_error(fault.status)
-    return _finish(state, call, response, outcomes=outcomes, fault=fault)
+    return _finish(state, call, response, context=context, fault=fault)
 
 
 def _read_body(call: _Call, raw: str) -> bool:
@@ -189,18 +195,28 @@ def _early_fault_response(
 
 
 def _run_graphql(
-    state: SandboxState, call: _Call, *, refuse: Refusal | None = None
-) -> tuple[web.Response, list[Outcome]]:
+    state: SandboxState,
+    call: _Call,
+    *,
+    refuse: Refusal | None = None,
+    user_error: dict[str, Any] | None = None,
+) -> tuple[web.Response, MutationContext | None]:
     """Validate and execute; GraphQL-level problems are still HTTP 200, as on Shopify."""
     if call.syntax_error is not None:
-        return _graphql_errors(state, [call.syntax_error]), []
+        return _graphql_errors(state, [call.syntax_error]), None
     # _read_body parsed the query when there was no syntax error.
     assert call.document is not None
     assert call.query is not None
     problems = _validate(state.schema, call.query)
     if problems:
-        return _graphql_errors(state, list(problems)), []
-    context = MutationContext(ledger=state.ledger, shop=call.shop, refuse=refuse)
+        return _graphql_errors(state, list(problems)), None
+    context = MutationContext(
+        ledger=state.ledger,
+        shop=call.shop,
+        refuse=refuse,
+        configurations=state.configurations,
+        user_error=user_error,
+    )
     result = execute_sync(
         state.schema,
         call.document,
@@ -212,7 +228,7 @@ def _run_graphql(
     if result.errors:
         payload["errors"] = [error.formatted for error in result.errors]
     payload["extensions"] = {"cost": state.bucket.charge(call.cost)}
-    return web.json_response(payload), context.outcomes
+    return web.json_response(payload), context
 
 
 def _graphql_errors(state: SandboxState, errors: list[GraphQLError]) -> web.Response:
@@ -236,18 +252,23 @@ def _finish(
     call: _Call,
     response: web.Response,
     *,
-    outcomes: list[Outcome] | None = None,
+    context: MutationContext | None = None,
     fault: FaultRule | None = None,
 ) -> web.Response:
-    outcomes = outcomes or []
+    outcomes: list[Outcome] = context.outcomes if context is not None else []
+    configured: list[bool] = context.configured if context is not None else []
+    refused: list[str | None] = [user_error_code(o) for o in outcomes if not o.applied]
     state.calls.record(
         shop=call.shop,
         mutation=call.mutation,
         gid=call.gid,
         variables=call.variables,
         status=response.status,
-        applied=bool(outcomes) and all(outcome.applied for outcome in outcomes),
-        user_error_codes=[user_error_code(o) for o in outcomes if not o.applied],
+        applied=bool(outcomes or configured)
+        and all(outcome.applied for outcome in outcomes)
+        and all(configured),
+        # A refused configuration's userError has no code, as the payment mutations' have none.
+        user_error_codes=refused + [None for applied in configured if not applied],
         fault=fault.kind if fault is not None else None,
     )
     return response

@@ -17,6 +17,7 @@ from aiohttp import web
 from sandbox.admin import add_admin_routes
 from sandbox.buyer import add_buyer_routes
 from sandbox.graphql_endpoint import graphql_endpoint
+from sandbox.oauth import AUTHORIZE_PATH, TOKEN_PATH, add_oauth_routes
 from sandbox.state import SANDBOX_STATE, SandboxState
 
 GRAPHQL_PATH = "/{shop}/payments_apps/api/{version}/graphql.json"
@@ -28,6 +29,7 @@ def create_shopify_app(
     tokens: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
     callback_secret: str | None = None,
+    apps: Mapping[str, str] | None = None,
 ) -> web.Application:
     """The sandbox app.
 
@@ -37,12 +39,17 @@ def create_shopify_app(
     non-empty token. `clock`: monotonic seconds for fault windows and the cost bucket.
     `callback_secret`: what the simulator's buyer page signs its callbacks with (payhook's
     `PAYHOOK_SIMULATOR_WEBHOOK_SECRET`); without one it calls nobody back.
+    `apps`: API key → API secret of the apps that may be installed (`sandbox.oauth`).
     """
     app = web.Application()
     app[SANDBOX_STATE] = SandboxState.create(
-        strict_sessions=strict_sessions, tokens=dict(tokens or {}), clock=clock
+        strict_sessions=strict_sessions,
+        tokens=dict(tokens or {}),
+        apps=dict(apps or {}),
+        clock=clock,
     )
     app.router.add_post(GRAPHQL_PATH, graphql_endpoint)
+    add_oauth_routes(app)
     add_admin_routes(app)
     add_buyer_routes(app, callback_secret)
     return app
@@ -64,6 +71,16 @@ class RunningShopifySandbox:
     def graphql_url(self, shop: str, version: str = "2025-10") -> str:
         return self.graphql_url_template.format(shop=shop, version=version)
 
+    @property
+    def authorize_url_template(self) -> str:
+        """With `{shop}` left in, as `PAYHOOK_SHOPIFY_AUTHORIZE_URL` expects."""
+        return self.url + AUTHORIZE_PATH
+
+    @property
+    def token_url_template(self) -> str:
+        """With `{shop}` left in, as `PAYHOOK_SHOPIFY_TOKEN_URL` expects."""
+        return self.url + TOKEN_PATH
+
     async def close(self) -> None:
         await self.runner.cleanup()
 
@@ -75,10 +92,14 @@ async def start_shopify_sandbox(
     strict_sessions: bool = True,
     tokens: Mapping[str, str] | None = None,
     callback_secret: str | None = None,
+    apps: Mapping[str, str] | None = None,
 ) -> RunningShopifySandbox:
     """Serve the sandbox on `host:port`; port 0 picks a free one, read it from `.port`."""
     app = create_shopify_app(
-        strict_sessions=strict_sessions, tokens=tokens, callback_secret=callback_secret
+        strict_sessions=strict_sessions,
+        tokens=tokens,
+        callback_secret=callback_secret,
+        apps=apps,
     )
     runner = web.AppRunner(app)
     await runner.setup()

@@ -26,6 +26,10 @@ _PAYMENT_RESOLVE_REFUSED = (
 )
 
 
+# Mutations that act on no session: the ledger has no rules for them.
+APP_MUTATIONS = frozenset({"paymentsAppConfigure"})
+
+
 @dataclass
 class MutationContext:
     """Per-request context: who is calling, and what each mutation field decided."""
@@ -35,6 +39,12 @@ class MutationContext:
     outcomes: list[Outcome] = field(default_factory=list)
     # Set by a fault: every mutation of the request is refused this way, nothing applied.
     refuse: Refusal | None = None
+    # Each shop's payments app configuration, as `paymentsAppConfigure` last set it.
+    configurations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Set by a `user_error` fault: `paymentsAppConfigure` answers it, nothing applied.
+    user_error: dict[str, Any] | None = None
+    # One entry per `paymentsAppConfigure` field: whether it was applied.
+    configured: list[bool] = field(default_factory=list)
 
 
 def load_sdl() -> str:
@@ -46,12 +56,14 @@ def build_schema() -> GraphQLSchema:
     schema = build_sdl_schema(load_sdl())
     if schema.mutation_type is None or schema.query_type is None:
         raise RuntimeError(f"{SCHEMA_FILE} must define Query and Mutation")
-    served = set(schema.mutation_type.fields)
+    served = set(schema.mutation_type.fields) - APP_MUTATIONS
     if served != set(MUTATIONS):
         # The SDL and the ledger's table must agree, or a mutation would have no rules.
         raise RuntimeError(f"{SCHEMA_FILE} and ledger.MUTATIONS differ: {served ^ set(MUTATIONS)}")
     for name, mutation_field in schema.mutation_type.fields.items():
-        mutation_field.resolve = _mutation_resolver(name)
+        if name not in APP_MUTATIONS:
+            mutation_field.resolve = _mutation_resolver(name)
+    schema.mutation_type.fields["paymentsAppConfigure"].resolve = _configure
     schema.query_type.fields["sandbox"].resolve = _always_true
     return schema
 
@@ -81,6 +93,23 @@ def _mutation_resolver(name: str) -> GraphQLFieldResolver:
         return _payload(outcome, context.shop)
 
     return resolve
+
+
+def _configure(
+    _root: object,
+    info: GraphQLResolveInfo[MutationContext],
+    ready: bool,
+    externalHandle: str | None = None,
+) -> dict[str, Any]:
+    """The shop's configuration is replaced by the one sent; the last one stands."""
+    context = info.context
+    if context.user_error is not None:
+        context.configured.append(False)
+        return {"paymentsAppConfiguration": None, "userErrors": [context.user_error]}
+    configuration = {"externalHandle": externalHandle, "ready": ready}
+    context.configurations[context.shop] = configuration
+    context.configured.append(True)
+    return {"paymentsAppConfiguration": dict(configuration), "userErrors": []}
 
 
 def _ledger_arguments(name: str, args: dict[str, Any]) -> dict[str, Any]:

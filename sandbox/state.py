@@ -5,7 +5,8 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from graphql import GraphQLSchema
@@ -14,6 +15,7 @@ from sandbox.calls import CallLog
 from sandbox.cost import ThrottleBucket
 from sandbox.faults import FaultBook
 from sandbox.ledger import Ledger
+from sandbox.oauth_state import Grants
 from sandbox.shopify_schema import build_schema
 
 
@@ -25,6 +27,10 @@ class SandboxState:
     calls: CallLog
     bucket: ThrottleBucket
     tokens: dict[str, str]
+    # The OAuth install: the apps it knows (API key → secret), its codes and exchanges.
+    grants: Grants
+    # Each shop's payments app configuration, as `paymentsAppConfigure` last set it.
+    configurations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -32,6 +38,7 @@ class SandboxState:
         *,
         strict_sessions: bool,
         tokens: dict[str, str],
+        apps: dict[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> SandboxState:
@@ -42,6 +49,7 @@ class SandboxState:
             calls=CallLog(wall_clock),
             bucket=ThrottleBucket(clock),
             tokens=dict(tokens),
+            grants=Grants(dict(apps or {}), wall_clock),
         )
 
     def token_accepted(self, shop: str, token: str) -> bool:
@@ -50,8 +58,11 @@ class SandboxState:
         return bool(token) and (expected is None or hmac.compare_digest(token, expected))
 
     def reset(self) -> None:
-        """Forget sessions, calls and faults; configuration (tokens, strictness) stays."""
+        """Forget sessions, calls, faults, codes and configurations; what was set up (tokens,
+        tokens issued by installs, apps, strictness) stays."""
         self.ledger.clear()
+        self.grants.clear()
+        self.configurations.clear()
         self.faults.clear()
         self.calls.clear()
         self.bucket.reset()

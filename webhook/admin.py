@@ -1,4 +1,5 @@
-"""The admin API: read sessions and replay failed ones, for the operator dashboard.
+"""The admin API: read sessions and replay failed ones, for the operator dashboard; the
+shops payhook holds tokens for, and how their onboarding at Shopify stands.
 
 Every route needs `Authorization: Bearer <PAYHOOK_ADMIN_TOKEN>`; with no token configured
 the routes answer 404, as if they did not exist.
@@ -15,13 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Session
+from sessions.onboarding import shop_statuses
 from sessions.query import SessionFilter, find_sessions
 from sessions.replay import replay
 from sessions.states import State
 from webhook.body import parse_object, read_body
 from webhook.dashboard_auth import require_admin
 from webhook.errors import ApiError
-from webhook.keys import SETTINGS, STORE
+from webhook.keys import REDIS, SETTINGS, STORE
 
 # Above this many sessions, a bulk replay belongs to `payhook replay`, not to one request.
 MAX_HTTP_REPLAY = 1000
@@ -155,7 +157,15 @@ async def replay_sessions(request: web.Request) -> web.Response:
     )
 
 
+async def list_shops(request: web.Request) -> web.Response:
+    """Each shop: how its token is kept (never the token) and its `paymentsAppConfigure`."""
+    await require_admin(request)
+    statuses = await shop_statuses(request.app[REDIS])
+    return web.json_response({"shops": [status.model_dump(mode="json") for status in statuses]})
+
+
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/admin/sessions", list_sessions)
     app.router.add_get("/admin/sessions/{session_id}", show_session)
     app.router.add_post("/admin/replay", replay_sessions)
+    app.router.add_get("/admin/shops", list_shops)

@@ -24,6 +24,7 @@ from webhook.admin_attempts import AdminAttempts
 from webhook.auth import ShopifyAuth, shopify_only
 from webhook.dashboard import add_dashboard_routes
 from webhook.errors import json_errors
+from webhook.install import add_install_routes, install_resources
 from webhook.keys import (
     ADMIN_ATTEMPTS,
     GAUGES,
@@ -105,6 +106,8 @@ def create_app(
             await client.connection_pool.disconnect()
 
     app.cleanup_ctx.append(resources)
+    # After `resources`: the install's stores use its Redis client.
+    app.cleanup_ctx.append(install_resources)
     if settings.operator_port is not None:
         # After `resources`: it serves their Redis client, and stops before it closes.
         app.cleanup_ctx.append(operator_listener)
@@ -116,6 +119,7 @@ def create_app(
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.public_readyz)
     app.router.add_get("/metrics", health.public_metrics)
+    add_install_routes(app)
     add_admin_routes(app)
     add_dashboard_routes(app)
     return app

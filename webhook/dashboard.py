@@ -11,6 +11,7 @@ replay as the admin API (`webhook.admin`), for a browser.
 | `POST /admin/dashboard/bulk-replay` | the bulk replay itself, for what the dry run counted |
 | `POST /admin/dashboard/replay` | replay one failed session |
 | `GET /admin/dashboard/held` | failed sessions still holding a ledger reservation |
+| `GET /admin/dashboard/shops` | each shop's onboarding (`webhook.dashboard_shops`) |
 | `GET, POST /admin/login`, `POST /admin/logout` | the login form (`webhook.dashboard_auth`) |
 
 Pages show what an operator needs and nothing of the buyer: no cancel URL or checkout id,
@@ -49,6 +50,7 @@ from webhook.dashboard_auth import (
     same_origin,
     viewer,
 )
+from webhook.dashboard_shops import shops_page
 from webhook.dashboard_views import (
     bulk_preview_body,
     bulk_result_body,
@@ -289,6 +291,7 @@ def add_dashboard_routes(app: web.Application) -> None:
         ("GET", "/admin/dashboard/bulk-replay", _page(bulk_preview)),
         ("POST", "/admin/dashboard/bulk-replay", _page(bulk_replay)),
         ("GET", "/admin/dashboard/held", _page(held_list)),
+        ("GET", "/admin/dashboard/shops", _page(shops_page)),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)

@@ -50,6 +50,7 @@ NAV = (
     ("/admin/dashboard/sessions", "Sessions"),
     ("/admin/dashboard/failed", "Dead letters"),
     ("/admin/dashboard/held", "Held money"),
+    ("/admin/dashboard/shops", "Shops"),
 )
 
 

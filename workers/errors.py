@@ -14,6 +14,9 @@ PayhookError
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 
 class PayhookError(Exception):
     """Root of every error payhook raises on purpose."""
@@ -41,10 +44,19 @@ class ShopifyUnavailable(RetryableError):
 
 
 class ShopifyUserError(PermanentError):
-    def __init__(self, mutation: str, code: str | None, message: str) -> None:
+    """`user_errors`: every userError of the payload as Shopify sent it, when it sent some."""
+
+    def __init__(
+        self,
+        mutation: str,
+        code: str | None,
+        message: str,
+        user_errors: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
         super().__init__(f"{mutation}: {code or 'USER_ERROR'}: {message}")
         self.mutation = mutation
         self.code = code
+        self.user_errors = tuple(user_errors)
 
     @property
     def invalid_state(self) -> bool:

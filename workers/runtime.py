@@ -29,6 +29,7 @@ from sessions.claims import Claims
 from sessions.connect import redis_client
 from sessions.handoff import Handoff
 from sessions.ledger_store import LedgerStore
+from sessions.onboarding import OnboardingStore
 from sessions.replication import Replication
 from sessions.shops import ShopTokens, token_cipher
 from sessions.store import SessionStore
@@ -45,6 +46,7 @@ from workers.lifecycle.refund import REFUND
 from workers.lifecycle.runner import KindLifecycle, Services
 from workers.lifecycle.void import VOID
 from workers.metrics import WorkerMetrics
+from workers.onboarding import Onboarder
 from workers.retry_policy import RetryPolicy
 from workers.shopify.gateway import GqlShopifyGateway, ShopifyGateway
 from workers.shopify.tokens import CachedTokens
@@ -98,6 +100,8 @@ class Runtime:
         self._connector: Connector
         self._gateway: ShopifyGateway
         self._consumer: SessionConsumer | None = None
+        self.onboarder: Onboarder
+        self._onboarding: asyncio.Task[int] | None = None
         self.call(self._open(handoff), timeout=30)
 
     def _serve(self) -> None:
@@ -136,6 +140,9 @@ class Runtime:
             on_token_rejected=tokens.forget,
             shop_suffixes=settings.shop_domain_suffixes,
         )
+        self.onboarder = Onboarder.from_settings(
+            settings, OnboardingStore(self.redis), self._gateway, ShopTokens(self.redis)
+        )
         self.services = Services(
             claims=Claims(
                 self.redis,
@@ -170,6 +177,17 @@ class Runtime:
             events=events,
         )
         self._consumer.start()
+
+    def onboard_due(self) -> None:
+        """From any thread: send the onboarding asks that are due, in the background, one
+        round at a time (a sweep does not wait on Shopify)."""
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._start_onboarding)
+
+    def _start_onboarding(self) -> None:
+        if self._onboarding is None or self._onboarding.done():
+            self._onboarding = self.loop.create_task(self.onboarder.run_due())
+            self._onboarding.add_done_callback(_onboarding_ended)
 
     def stop_taking(self) -> None:
         """From any thread: take no further session message."""
@@ -207,6 +225,10 @@ class Runtime:
             # Running sessions end their run (each bounded by the run timeout); the messages
             # of the ones that cannot go back on the queue for another worker.
             await self._consumer.drain(self.settings.run_timeout_seconds)
+        if self._onboarding is not None and not self._onboarding.done():
+            # Bounded by the Shopify timeout; an ask cut short is due again after its hold.
+            await asyncio.wait([self._onboarding], timeout=self.settings.shopify_timeout_seconds)
+            self._onboarding.cancel()
         for close in (self._connector.close, self._gateway.close):
             try:
                 await close()
@@ -226,6 +248,12 @@ class Runtime:
             self._thread.join(timeout=10)
             if not self._thread.is_alive():
                 self.loop.close()
+
+
+def _onboarding_ended(task: asyncio.Task[int]) -> None:
+    # A round that could not even take its shops (Redis away): the next sweep tries again.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("onboarding round failed", extra={"error": repr(task.exception())})
 
 
 class RuntimeHolder:

@@ -38,7 +38,12 @@ def register_tasks(app: Celery, settings: Settings, tracer: Tracer = NO_TRACER) 
     @app.task(name=SWEEP_TASK, ignore_result=True)
     def sweep_due() -> int:
         runtime = holder.get()
-        return runtime.call(sweep_as_configured(runtime.store, settings, now=time.time()), patience)
+        queued = runtime.call(
+            sweep_as_configured(runtime.store, settings, now=time.time()), patience
+        )
+        # Shops to tell Shopify about (workers.onboarding): sent on the loop, not waited for.
+        runtime.onboard_due()
+        return queued
 
     app.conf.beat_schedule = {
         "sweep-due-sessions": {

@@ -100,3 +100,41 @@ def test_an_empty_variable_is_an_unset_one(monkeypatch: pytest.MonkeyPatch) -> N
 def test_an_empty_admin_token_given_in_code_is_refused() -> None:
     with pytest.raises(ValidationError, match="admin_token"):
         Settings(admin_token="")
+
+
+def test_the_install_asks_the_payments_apps_scopes_unless_told_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().shopify_scopes == ("write_payment_gateways", "write_payment_sessions")
+    monkeypatch.setenv("PAYHOOK_SHOPIFY_SCOPES", "write_payment_sessions, read_orders")
+    assert Settings().shopify_scopes == ("write_payment_sessions", "read_orders")
+
+
+@pytest.mark.parametrize("scopes", [",", "write payment", "WRITE_ORDERS", "write_orders;drop"])
+def test_scopes_that_shopify_has_no_name_for_are_refused(
+    monkeypatch: pytest.MonkeyPatch, scopes: str
+) -> None:
+    monkeypatch.setenv("PAYHOOK_SHOPIFY_SCOPES", scopes)
+    with pytest.raises(ValidationError, match="access scopes"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["https://shop.example/admin/oauth/authorize", "https://{shop}/{version}/x", "https://{shop"],
+)
+def test_an_oauth_url_without_shop_as_its_only_placeholder_is_refused(template: str) -> None:
+    with pytest.raises(ValidationError, match="only placeholder"):
+        Settings(shopify_authorize_url=template)
+    with pytest.raises(ValidationError, match="only placeholder"):
+        Settings(shopify_token_url=template)
+
+
+def test_the_install_says_which_of_its_settings_are_missing() -> None:
+    assert "PAYHOOK_SHOPIFY_API_KEY" in str(Settings().install_problem)
+    key = "TnRK0fV5qVvHj0gY2N4kH4Rz5m8qEo2b7q7jv0Qe3Jc="
+    ready = Settings(shopify_api_key="k", shopify_api_secret="s", token_keys=key)
+    assert ready.install_problem is None
+    assert Settings(public_url="https://pay.example/").install_callback_url == (
+        "https://pay.example/shopify/callback"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import re
 import signal
 import subprocess
@@ -71,6 +72,17 @@ def test_dev_mode_runs_all_four_session_kinds_through_to_shopify(tmp_path: Path)
         "refundSessionResolve": 3,
     }
     assert int(summary[1]) == 43
+    # The demo shop was installed through OAuth, not given a token: its sessions were
+    # reported with the one the sandbox issued, and it was onboarded before they came.
+    assert re.search(
+        r"● install +payhook-dev\.myshopify\.com through OAuth \(scopes "
+        r"write_payment_gateways,write_payment_sessions\); its offline token is stored encrypted",
+        done.stdout,
+    ), done.stdout[-3000:]
+    assert (
+        "● onboarding payhook-dev.myshopify.com: paymentsAppConfigure(externalHandle: "
+        "payhook-dev.myshopify.com, ready: true) configured"
+    ) in done.stdout
     assert "● web" in done.stdout
     assert f"● operator   http://127.0.0.1:{operator_port} (/metrics" in done.stdout
     assert "● sandbox" in done.stdout
@@ -97,6 +109,7 @@ def _start_dev(
     demo: int,
     app_port: int | None = None,
     flower_port: int | None = None,
+    sandbox_port: int | None = None,
     preexec_fn: Callable[[], object] | None = None,
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """`payhook dev --demo N` left running, on ports of its own, its output in a file."""
@@ -110,7 +123,10 @@ def _start_dev(
         }
     )
     output = tmp_path / "dev.out"
-    ports = ["--sandbox-port", str(free_port()), "--flower-port", str(flower_port or free_port())]
+    ports = [
+        *("--sandbox-port", str(sandbox_port or free_port())),
+        *("--flower-port", str(flower_port or free_port())),
+    ]
     with output.open("wb") as sink:
         dev = subprocess.Popen(
             [sys.executable, "-m", "ops", "dev", "--demo", str(demo), *ports],
@@ -147,7 +163,10 @@ def test_dev_mode_shows_live_sessions_on_the_dashboard_and_flower_behind_its_log
     tmp_path: Path,
 ) -> None:
     app_port, flower_port = free_port(), free_port()
-    dev, output = _start_dev(tmp_path, demo=3, app_port=app_port, flower_port=flower_port)
+    sandbox_port = free_port()
+    dev, output = _start_dev(
+        tmp_path, demo=3, app_port=app_port, flower_port=flower_port, sandbox_port=sandbox_port
+    )
     try:
         deadline = _wait_running(dev, output)
         printed = output.read_text()
@@ -161,6 +180,19 @@ def test_dev_mode_shows_live_sessions_on_the_dashboard_and_flower_behind_its_log
         assert status == 200
         # The demo's payments and captures, listed as they were reported.
         assert page.count("state-reported") >= 6
+        # The demo shop's life: installed through OAuth once, then ready at Shopify.
+        _, shops = _get(f"{dashboard[1]}/shops", bearer)
+        [shop] = json.loads(shops)["shops"]
+        assert (shop["shop"], shop["token"]) == ("payhook-dev.myshopify.com", "encrypted")
+        assert (shop["onboarding"]["state"], shop["onboarding"]["accepted_ready"]) == (
+            "configured",
+            True,
+        )
+        sandbox = f"http://127.0.0.1:{sandbox_port}"
+        exchanges = json.loads(_get(f"{sandbox}/_sandbox/installs", {})[1])["exchanges"]
+        assert [(e["shop"], e["status"]) for e in exchanges] == [("payhook-dev.myshopify.com", 200)]
+        configured = _get(f"{sandbox}/_sandbox/calls?mutation=paymentsAppConfigure", {})[1]
+        assert [c["applied"] for c in json.loads(configured)["calls"]] == [True]
         # Without a login, urllib follows the redirect to the form.
         assert "Admin token" in _get(f"{dashboard[1]}/dashboard/sessions", {})[1]
         assert flower[1] == f"http://127.0.0.1:{flower_port}"

@@ -170,3 +170,43 @@ async def test_the_due_summary_indexes_are_noted_while_built_and_a_drift_is_a_wa
     status, out = await doctor(settings, capsys)
     assert (status, "ok    due summary indexed (2 due sessions)" in out) == (0, True), out
     await redis.aclose()
+
+
+async def test_doctor_says_whether_merchants_can_install_the_app(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out = await doctor(settings, capsys)
+    assert status == 0, out
+    assert "the OAuth install is off" in out
+    public = "https://pay.example"
+    installs = changed(
+        settings, shopify_api_key="app-key", shopify_api_secret="app-secret", public_url=public
+    )
+    status, out = await doctor(installs, capsys)
+    assert status == 0, out
+    assert "ok    OAuth install: client id app-key, scopes write_payment_gateways," in out
+    assert f"back to {public}/shopify/callback" in out
+
+
+@pytest.mark.parametrize(
+    ("update", "finding"),
+    [
+        ({"shopify_api_key": "app-key"}, "set PAYHOOK_SHOPIFY_API_SECRET"),
+        (
+            {"shopify_api_key": "k", "shopify_api_secret": "s", "token_keys": None},
+            "set PAYHOOK_TOKEN_KEYS",
+        ),
+        (
+            {"shopify_api_key": "k", "shopify_api_secret": "s", "public_url": "http://pay.example"},
+            "is not https",
+        ),
+    ],
+    ids=["no secret", "no token keys", "plain http"],
+)
+async def test_an_install_that_cannot_work_or_is_not_private_is_a_warning(
+    settings: Settings, capsys: pytest.CaptureFixture[str], update: dict[str, Any], finding: str
+) -> None:
+    status, out = await doctor(changed(settings, **update), capsys)
+    assert status == 1
+    assert "WARN" in out
+    assert finding in out

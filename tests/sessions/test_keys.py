@@ -8,6 +8,7 @@ from collections.abc import Callable
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from sessions.installs import state_key
 from sessions.keys import (
     BEAT_LOCK,
     DUE,
@@ -25,7 +26,9 @@ from sessions.keys import (
     timeline_key,
 )
 from sessions.ledger_store import ledger_keys
+from sessions.onboarding import ONBOARDING_DUE, onboarding_key
 from sessions.shops import SHOPS
+from webhook.install import install_rate_key
 
 PER_ID: dict[str, Callable[[str], str]] = {
     "session": session_key,
@@ -38,8 +41,22 @@ PER_ID: dict[str, Callable[[str], str]] = {
     "failed by shop": lambda i: failed_index(shop=i),
     "rate": rate_key,
     "logout": logout_key,
+    "install state": state_key,
+    "install rate": install_rate_key,
+    "onboarding": onboarding_key,
 }
-FIXED = [DUE, INDEX_CREATED, EXPIRING, FAILED, WORKABLE, PENDING, DUE_INDEXED, SHOPS, BEAT_LOCK]
+FIXED = [
+    DUE,
+    INDEX_CREATED,
+    EXPIRING,
+    FAILED,
+    WORKABLE,
+    PENDING,
+    DUE_INDEXED,
+    SHOPS,
+    BEAT_LOCK,
+    ONBOARDING_DUE,
+]
 # What ids are made of, colons and key-like words included.
 PARTS = [*"a:{}|*", "timeline", "res", "settled", "kind", "shop", "s"]
 IDS = st.lists(st.sampled_from(PARTS), max_size=5).map("".join)

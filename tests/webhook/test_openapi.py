@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 import yaml
+from cryptography.fernet import Fernet
 
 from config import Settings
 from config.settings import child_environment
@@ -44,6 +45,10 @@ def settings(redis_server: LocalRedis) -> Settings:
         simulator_webhook_secret=CALLBACK_SECRET,
         # On, so its code runs; wide enough that the fuzzer's shops rarely meet it.
         shop_rate_limit=200,
+        # The install on, so its checks are fuzzed; the fuzzer is not sent to a real shop.
+        shopify_api_key="fuzz-app",
+        shopify_api_secret="fuzz-app-secret",
+        token_keys=Fernet.generate_key().decode(),
     )
 
 
@@ -93,6 +98,9 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
         "1",
         "--request-timeout",
         "10",
+        # A redirect is the answer under test; the install's leads to a real shop's page.
+        "--max-redirects",
+        "0",
         "--header",
         f"Authorization: Bearer {ADMIN_TOKEN}",
         "--no-color",

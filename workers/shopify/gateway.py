@@ -298,5 +298,8 @@ def _raise_user_errors(mutation: Mutation, data: dict[str, Any]) -> None:
     if errors:
         first = errors[0] if isinstance(errors[0], dict) else {}
         raise ShopifyUserError(
-            mutation.field, first.get("code"), str(first.get("message") or "refused")
+            mutation.field,
+            first.get("code"),
+            str(first.get("message") or "refused"),
+            [error for error in errors if isinstance(error, dict)],
         )

@@ -112,3 +112,24 @@ def pend_payment(gid: str, pending_expires_at: str, reason: str) -> Mutation:
         },
         {"id": gid, "pendingExpiresAt": pending_expires_at, "reason": reason},
     )
+
+
+# Onboarding: not a session's mutation. `UserError { field message }` (no code).
+_CONFIGURE = """
+mutation PaymentsAppConfigure($externalHandle: String, $ready: Boolean!) {
+  paymentsAppConfigure(externalHandle: $externalHandle, ready: $ready) {
+    paymentsAppConfiguration { externalHandle ready }
+    userErrors { field message }
+  }
+}
+"""
+
+
+def configure_app(external_handle: str | None, ready: bool) -> Mutation:
+    """`paymentsAppConfigure`: whether the shop may offer the payment method, and the
+    merchant's handle at the provider."""
+    return Mutation(
+        field="paymentsAppConfigure",
+        document=_CONFIGURE,
+        variables={"externalHandle": external_handle, "ready": ready},
+    )
