@@ -91,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sandbox = commands.add_parser("sandbox", help="run the Shopify Payments Apps sandbox peer")
     sandbox.add_argument("--port", type=int, default=8090)
+    sandbox.add_argument(
+        "--confirmation-callback-url",
+        default=None,
+        help="where confirmation requests go after paymentSessionConfirm (the extension's "
+        "confirmation_callback_url); default: PAYHOOK_PUBLIC_URL/payment_confirmations",
+    )
     # Hidden from the command list: `payhook dev --connector` starts it for you.
     psp = commands.add_parser("psp-sandbox", description="run a PSP connector's sandbox fake")
     psp.add_argument("name", choices=PSP_FAKES)
@@ -258,7 +264,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ops.dev import serve_sandbox
 
         secret = settings.simulator_webhook_secret
-        asyncio.run(serve_sandbox(args.port, secret.get_secret_value() if secret else None))
+        asyncio.run(
+            serve_sandbox(
+                args.port,
+                secret.get_secret_value() if secret else None,
+                confirmation_callback_url=args.confirmation_callback_url
+                or f"{settings.public_base_url}/payment_confirmations",
+            )
+        )
     elif command == "psp-sandbox":
         from ops.dev import serve_psp_sandbox
 

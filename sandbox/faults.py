@@ -14,6 +14,8 @@ every call, including ones that are not mutations).
 | `commit_then_status` | the mutation is applied, then HTTP 5xx: a lost response           |
 | `invalid_state`      | refused with `<KIND>_SESSION_INVALID_STATE`, nothing applied: what |
 |                      | Shopify may answer a late repeat for a session that moved on      |
+| `do_not_confirm`     | `paymentSessionConfirm` is taken, and Shopify's checks say no: its |
+|                      | confirmation request carries `confirmation_result: false`         |
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from sandbox.ledger import MUTATIONS
 
 ServerErrorStatus = Literal[500, 502, 503, 504]
+CONFIRM = "paymentSessionConfirm"
 
 
 class _Rule(BaseModel):
@@ -74,13 +77,27 @@ class InvalidStateFault(_Rule):
     kind: Literal["invalid_state"]
 
 
+class DoNotConfirmFault(_Rule):
+    """Only ever for `paymentSessionConfirm`: no other call may spend it."""
+
+    kind: Literal["do_not_confirm"]
+    mutation: str | None = CONFIRM
+
+    @model_validator(mode="after")
+    def _confirm_only(self) -> DoNotConfirmFault:
+        if self.mutation != CONFIRM:
+            raise ValueError(f"do_not_confirm is a fault of {CONFIRM} only")
+        return self
+
+
 FaultRule = Annotated[
     StatusFault
     | Html429Fault
     | ThrottledFault
     | DelayFault
     | CommitThenStatusFault
-    | InvalidStateFault,
+    | InvalidStateFault
+    | DoNotConfirmFault,
     Field(discriminator="kind"),
 ]
 

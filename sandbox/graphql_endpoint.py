@@ -33,6 +33,7 @@ from sandbox.cost import MUTATION_COST, QUERY_COST
 from sandbox.faults import (
     CommitThenStatusFault,
     DelayFault,
+    DoNotConfirmFault,
     FaultRule,
     Html429Fault,
     InvalidStateFault,
@@ -98,10 +99,32 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
         await asyncio.sleep(fault.seconds)
 
     refuse = Refusal.INVALID_STATE if isinstance(fault, InvalidStateFault) else None
-    response, outcomes = _run_graphql(state, call, refuse=refuse)
+    confirm = not isinstance(fault, DoNotConfirmFault)
+    response, outcomes = _run_graphql(state, call, refuse=refuse, confirm=confirm)
     if isinstance(fault, CommitThenStatusFault):
         response = _server_error(fault.status)
+    _request_confirmations(state, call, outcomes, request.match_info["version"])
     return _finish(state, call, response, outcomes=outcomes, fault=fault)
+
+
+def _request_confirmations(
+    state: SandboxState, call: _Call, outcomes: list[Outcome], api_version: str
+) -> None:
+    """Each payment this request confirmed for the first time gets its confirmation request,
+    whatever became of the mutation's own answer (a lost answer too, as on Shopify)."""
+    for outcome in outcomes:
+        record = outcome.session
+        if record is None or outcome.repeat or record.state != "confirming":
+            continue
+        assert record.confirmation_callback_url is not None
+        assert record.confirmation_result is not None
+        state.confirmations.send(
+            gid=record.gid,
+            url=record.confirmation_callback_url,
+            confirmed=record.confirmation_result,
+            shop=call.shop,
+            api_version=api_version,
+        )
 
 
 def _read_body(call: _Call, raw: str) -> bool:
@@ -189,7 +212,7 @@ def _early_fault_response(
 
 
 def _run_graphql(
-    state: SandboxState, call: _Call, *, refuse: Refusal | None = None
+    state: SandboxState, call: _Call, *, refuse: Refusal | None = None, confirm: bool = True
 ) -> tuple[web.Response, list[Outcome]]:
     """Validate and execute; GraphQL-level problems are still HTTP 200, as on Shopify."""
     if call.syntax_error is not None:
@@ -200,7 +223,7 @@ def _run_graphql(
     problems = _validate(state.schema, call.query)
     if problems:
         return _graphql_errors(state, list(problems)), []
-    context = MutationContext(ledger=state.ledger, shop=call.shop, refuse=refuse)
+    context = MutationContext(ledger=state.ledger, shop=call.shop, refuse=refuse, confirm=confirm)
     result = execute_sync(
         state.schema,
         call.document,

@@ -2,8 +2,9 @@
 
 payhook talks to it in dev mode and in tests exactly as it talks to Shopify, by pointing
 `PAYHOOK_SHOPIFY_GRAPHQL_URL` at `graphql_url_template`. Behind the GraphQL endpoint sit
-Shopify's session rules (`sandbox.ledger`), fault rules (`sandbox.faults`) and a call log,
-all steered through the admin API (`sandbox.admin`).
+Shopify's session rules (`sandbox.ledger`), fault rules (`sandbox.faults`), a call log and
+the confirmation requests it sends the app (`sandbox.confirmations`), all steered through
+the admin API (`sandbox.admin`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def create_shopify_app(
     tokens: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
     callback_secret: str | None = None,
+    confirmation_callback_url: str | None = None,
 ) -> web.Application:
     """The sandbox app.
 
@@ -37,11 +39,22 @@ def create_shopify_app(
     non-empty token. `clock`: monotonic seconds for fault windows and the cost bucket.
     `callback_secret`: what the simulator's buyer page signs its callbacks with (payhook's
     `PAYHOOK_SIMULATOR_WEBHOOK_SECRET`); without one it calls nobody back.
+    `confirmation_callback_url`: the app's (the extension setting), where confirmation
+    requests go for sessions registered without one of their own; without either, a
+    `paymentSessionConfirm` is refused `CONFIRMATION_NOT_SUPPORTED`.
     """
     app = web.Application()
     app[SANDBOX_STATE] = SandboxState.create(
-        strict_sessions=strict_sessions, tokens=dict(tokens or {}), clock=clock
+        strict_sessions=strict_sessions,
+        tokens=dict(tokens or {}),
+        clock=clock,
+        confirmation_callback_url=confirmation_callback_url,
     )
+
+    async def stop_confirmations(app: web.Application) -> None:
+        await app[SANDBOX_STATE].confirmations.close()
+
+    app.on_cleanup.append(stop_confirmations)
     app.router.add_post(GRAPHQL_PATH, graphql_endpoint)
     add_admin_routes(app)
     add_buyer_routes(app, callback_secret)
@@ -75,10 +88,14 @@ async def start_shopify_sandbox(
     strict_sessions: bool = True,
     tokens: Mapping[str, str] | None = None,
     callback_secret: str | None = None,
+    confirmation_callback_url: str | None = None,
 ) -> RunningShopifySandbox:
     """Serve the sandbox on `host:port`; port 0 picks a free one, read it from `.port`."""
     app = create_shopify_app(
-        strict_sessions=strict_sessions, tokens=tokens, callback_secret=callback_secret
+        strict_sessions=strict_sessions,
+        tokens=tokens,
+        callback_secret=callback_secret,
+        confirmation_callback_url=confirmation_callback_url,
     )
     runner = web.AppRunner(app)
     await runner.setup()

@@ -11,6 +11,7 @@ from aiohttp import web
 from graphql import GraphQLSchema
 
 from sandbox.calls import CallLog
+from sandbox.confirmations import ConfirmationSender
 from sandbox.cost import ThrottleBucket
 from sandbox.faults import FaultBook
 from sandbox.ledger import Ledger
@@ -25,6 +26,7 @@ class SandboxState:
     calls: CallLog
     bucket: ThrottleBucket
     tokens: dict[str, str]
+    confirmations: ConfirmationSender
 
     @classmethod
     def create(
@@ -34,14 +36,18 @@ class SandboxState:
         tokens: dict[str, str],
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        confirmation_callback_url: str | None = None,
     ) -> SandboxState:
         return cls(
             schema=build_schema(),
-            ledger=Ledger(strict=strict_sessions),
+            ledger=Ledger(
+                strict=strict_sessions, confirmation_callback_url=confirmation_callback_url
+            ),
             faults=FaultBook(clock),
             calls=CallLog(wall_clock),
             bucket=ThrottleBucket(clock),
             tokens=dict(tokens),
+            confirmations=ConfirmationSender(wall_clock=wall_clock),
         )
 
     def token_accepted(self, shop: str, token: str) -> bool:
@@ -50,10 +56,12 @@ class SandboxState:
         return bool(token) and (expected is None or hmac.compare_digest(token, expected))
 
     def reset(self) -> None:
-        """Forget sessions, calls and faults; configuration (tokens, strictness) stays."""
+        """Forget sessions, calls, confirmation requests and faults; configuration (tokens,
+        strictness, the default confirmation_callback_url) stays."""
         self.ledger.clear()
         self.faults.clear()
         self.calls.clear()
+        self.confirmations.clear()
         self.bucket.reset()
 
 
