@@ -45,6 +45,7 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
     # Sized to the sessions a worker process keeps in flight.
     pool = settings.worker_concurrency
     lock_seconds = settings.psp_order_lock_seconds
+    live = settings.psp_account == "live"
     if name == "simulator":
         return SimulatorConnector(redis)
     if name == "http":
@@ -52,7 +53,8 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         url = _required(settings.http_connector_url, "PAYHOOK_HTTP_CONNECTOR_URL")
         return HttpConnector(
-            PspHttp(url, name="http", timeout_seconds=timeout, headers=headers, connections=pool)
+            PspHttp(url, name="http", timeout_seconds=timeout, headers=headers, connections=pool),
+            live=live,
         )
     if name == "ledyer":
         token_text = _required(settings.ledyer_access_token, "PAYHOOK_LEDYER_ACCESS_TOKEN")
@@ -64,7 +66,10 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             connections=pool,
         )
         return LedyerConnector(
-            http, Journal(redis, "ledyer"), OrderLock(redis, "ledyer", ttl_seconds=lock_seconds)
+            http,
+            Journal(redis, "ledyer"),
+            OrderLock(redis, "ledyer", ttl_seconds=lock_seconds),
+            live=live,
         )
     if name == "aplazame":
         key = _required(settings.aplazame_private_key, "PAYHOOK_APLAZAME_PRIVATE_KEY")
@@ -78,7 +83,7 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
         # No idempotency key: a lost request may still land, so it is not resent at once.
         journal = Journal(redis, "aplazame", in_flight_seconds=settings.psp_in_flight_seconds)
         return AplazameConnector(
-            http, journal, OrderLock(redis, "aplazame", ttl_seconds=lock_seconds)
+            http, journal, OrderLock(redis, "aplazame", ttl_seconds=lock_seconds), live=live
         )
     if name == "purchase":
         client = purchase_client(
@@ -91,6 +96,7 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             PurchaseApi(client),
             Journal(redis, "purchase"),
             OrderLock(redis, "purchase", ttl_seconds=lock_seconds),
+            live=live,
         )
     if name == "bigcommerce":
         store = _required(settings.bigcommerce_store_hash, "PAYHOOK_BIGCOMMERCE_STORE_HASH")
@@ -104,5 +110,5 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             headers={"X-Auth-Token": token_text, "Accept": "application/json"},
             connections=pool,
         )
-        return BigCommerceConnector(http, store)
+        return BigCommerceConnector(http, store, live=live)
     raise ValueError(f"unknown connector {name!r}")  # pragma: no cover
