@@ -35,7 +35,7 @@ from workers.shopify import mutations
 from workers.shopify.mutations import Mutation
 
 ABANDONED = "The buyer did not complete the payment on the payment provider's page."
-NOT_CONFIRMED = "Shopify did not confirm the payment."
+NOT_CONFIRMED = "Shopify did not confirm the payment (its inventory or 3-D Secure checks)."
 
 
 def _iso(timestamp: float) -> str:
