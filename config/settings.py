@@ -22,6 +22,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sessions.shop_domains import SHOPIFY_SUFFIXES, check_suffix
 
 ConnectorName = Literal["simulator", "http", "ledyer", "aplazame", "purchase", "bigcommerce"]
+# Whether a connector's PSP account moves real money (`live`) or is the provider's sandbox
+# (`test`): Shopify's test-mode sessions are only ever sent to a `test` account.
+Account = Literal["live", "test"]
+ACCOUNT_SETTINGS: dict[str, str] = {
+    "http": "PAYHOOK_HTTP_CONNECTOR_ACCOUNT",
+    "ledyer": "PAYHOOK_LEDYER_ACCOUNT",
+    "aplazame": "PAYHOOK_APLAZAME_ACCOUNT",
+    "purchase": "PAYHOOK_PURCHASE_ACCOUNT",
+    "bigcommerce": "PAYHOOK_BIGCOMMERCE_ACCOUNT",
+}
 
 Ladder = Annotated[tuple[float, ...], NoDecode]
 Suffixes = Annotated[tuple[str, ...], NoDecode]
@@ -156,18 +166,24 @@ class Settings(BaseSettings):
     connector: ConnectorName = "simulator"
     psp_timeout_seconds: float = Field(default=15.0, gt=0)
     # PSP connectors: where each provider is and its credentials (docs/connectors.md).
-    # Only the block of the chosen PAYHOOK_CONNECTOR is read.
+    # Only the block of the chosen PAYHOOK_CONNECTOR is read. Each account is taken as live
+    # unless set to `test` (the simulator is always a test account).
     http_connector_url: str | None = None
     http_connector_token: SecretStr | None = None
+    http_connector_account: Account = "live"
     ledyer_base_url: str = "https://api.sandbox.ledyer.com"
     ledyer_access_token: SecretStr | None = None
+    ledyer_account: Account = "live"
     aplazame_base_url: str = "https://api.aplazame.com"
     aplazame_private_key: SecretStr | None = None
+    aplazame_account: Account = "live"
     purchase_graphql_url: str | None = None
     purchase_token: SecretStr | None = None
+    purchase_account: Account = "live"
     bigcommerce_base_url: str = "https://api.bigcommerce.com"
     bigcommerce_store_hash: str | None = None
     bigcommerce_access_token: SecretStr | None = None
+    bigcommerce_account: Account = "live"
     # End of PSP connectors.
 
     # Inbound HTTP.
@@ -204,6 +220,13 @@ class Settings(BaseSettings):
     # How long a payment reported pending may stay pending (Shopify's `pendingExpiresAt`,
     # which it caps at three days); when it closes without the PSP's word it is rejected.
     pending_seconds: float = Field(default=3 * 86400.0, gt=0, le=3 * 86400.0)
+    # Payment confirmation (an app Shopify enabled for it): an approved payment is first
+    # `paymentSessionConfirm`ed; Shopify then POSTs its confirmation request to
+    # /payment_confirmations, and the payment is resolved, or rejected with
+    # CONFIRMATION_REJECTED. A payment whose confirmation request has not come within the
+    # window fails for an operator to look at.
+    payment_confirmation: bool = False
+    confirmation_window_seconds: float = Field(default=3600.0, gt=0, le=3 * 86400.0)
     # mTLS: Shopify presents a client certificate signed by its Payments Platform CA. The
     # listener asks every client for one; only the session routes require it (webhook.auth).
     tls_cert_file: Path | None = None
@@ -544,6 +567,20 @@ class Settings(BaseSettings):
             "it, so workers reading another broker would never settle one. Unset "
             "PAYHOOK_BROKER_URL (it defaults to the session Redis, or to the sentinels)."
         )
+
+    @property
+    def psp_account(self) -> Account:
+        """The chosen connector's account: Shopify's test sessions go to `test` ones only."""
+        if self.connector == "simulator":
+            return "test"
+        accounts: dict[str, Account] = {
+            "http": self.http_connector_account,
+            "ledyer": self.ledyer_account,
+            "aplazame": self.aplazame_account,
+            "purchase": self.purchase_account,
+            "bigcommerce": self.bigcommerce_account,
+        }
+        return accounts[self.connector]
 
     @property
     def public_base_url(self) -> str:

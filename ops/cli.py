@@ -91,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sandbox = commands.add_parser("sandbox", help="run the Shopify Payments Apps sandbox peer")
     sandbox.add_argument("--port", type=int, default=8090)
+    sandbox.add_argument(
+        "--confirmation-callback-url",
+        default=None,
+        help="where confirmation requests go after paymentSessionConfirm (the extension's "
+        "confirmation_callback_url); default: PAYHOOK_PUBLIC_URL/payment_confirmations",
+    )
     # Hidden from the command list: `payhook dev --connector` starts it for you.
     psp = commands.add_parser("psp-sandbox", description="run a PSP connector's sandbox fake")
     psp.add_argument("name", choices=PSP_FAKES)
@@ -291,7 +297,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         key, app_secret = settings.shopify_api_key, settings.shopify_api_secret
         # The app's credentials, when given, make the sandbox able to install it.
         apps = {key: app_secret.get_secret_value()} if key and app_secret else None
-        asyncio.run(serve_sandbox(args.port, secret.get_secret_value() if secret else None, apps))
+        asyncio.run(
+            serve_sandbox(
+                args.port,
+                secret.get_secret_value() if secret else None,
+                apps,
+                confirmation_callback_url=args.confirmation_callback_url
+                or f"{settings.public_base_url}/payment_confirmations",
+            )
+        )
     elif command == "psp-sandbox":
         from ops.dev import serve_psp_sandbox
 

@@ -344,14 +344,23 @@ Amounts ending in .51 are declined, .52 expired, .53 fail three times then settl
 
 
 async def serve_sandbox(
-    port: int, callback_secret: str | None, apps: dict[str, str] | None = None
+    port: int,
+    callback_secret: str | None,
+    apps: dict[str, str] | None = None,
+    *,
+    confirmation_callback_url: str | None = None,
 ) -> None:
     """Run the Shopify sandbox peer until the process is stopped; its buyer page signs
-    callbacks with `callback_secret`, and `apps` (API key → secret) may be installed."""
+    callbacks with `callback_secret`, `apps` (API key → secret) may be installed, and its
+    confirmation requests go to `confirmation_callback_url`."""
     from sandbox.shopify import start_shopify_sandbox
 
     running = await start_shopify_sandbox(
-        "127.0.0.1", port, callback_secret=callback_secret, apps=apps
+        "127.0.0.1",
+        port,
+        callback_secret=callback_secret,
+        apps=apps,
+        confirmation_callback_url=confirmation_callback_url,
     )
     try:
         await asyncio.Event().wait()

@@ -31,6 +31,7 @@ def _summary(session: Session) -> dict[str, object]:
         "report": session.report and str(session.report),
         "amount": session.amount_text,
         "currency": session.currency,
+        "test": session.test,
         "created_at": _when(session.created_at),
         "failed_at": session.failed_at and _when(session.failed_at),
         "last_error": session.last_error,
@@ -48,13 +49,15 @@ async def list_sessions(settings: Settings, wanted: SessionFilter, *, as_json: b
         json.dump(rows, sys.stdout, indent=2)
         print()
         return 0
-    print(f"{'ID':<28} {'KIND':<8} {'STATE':<9} {'RESULT':<9} {'AMOUNT':>14}  CREATED")
+    print(f"{'ID':<28} {'KIND':<8} {'STATE':<10} {'RESULT':<9} {'AMOUNT':>14}  CREATED")
     for row in rows:
         result = row["report"] or row["outcome"] or "-"
         amount = f"{row['amount']} {row['currency']}"
+        # Shopify's test mode, marked on the line: such a session moves no real money.
+        test = "  test" if row["test"] else ""
         print(
-            f"{row['id']!s:<28} {row['kind']!s:<8} {row['state']!s:<9} {result!s:<9} "
-            f"{amount:>14}  {row['created_at']}"
+            f"{row['id']!s:<28} {row['kind']!s:<8} {row['state']!s:<10} {result!s:<9} "
+            f"{amount:>14}  {row['created_at']}{test}"
         )
         if row["last_error"] and row["state"] == "failed":
             print(f"    last error: {row['last_error']}")

@@ -1,7 +1,8 @@
 """`payhook reconcile`: prove that what Shopify was told matches what the PSP did.
 
 Walks the capture, refund and void sessions created in the window (the creation index)
-that have a PSP outcome, were reported or failed, asks the connector's `status` for each
+that have a PSP outcome, were reported or failed (test sessions only on a test account),
+asks the connector's `status` for each
 one's operation, then its `authorization` for each of their payments that has a ledger
 book, at no more than `--rate` calls a second in all; then walks every held reservation of
 the ledger books (SCAN, bounded). Each session is judged by `ops.findings.check`, each book
@@ -38,6 +39,7 @@ from sessions.states import State
 from sessions.store import SessionStore
 from workers.connectors import ConnectorSettingsError, build_connector
 from workers.connectors.base import Connector, Operation
+from workers.lifecycle.decide import refuses_test
 
 _BATCH = 500
 # Exit codes; 2 is a usage error.
@@ -157,6 +159,10 @@ async def _run(redis: Redis, connector: Connector, window: Window, pacer: Pacer)
     # Each payment's book once, named by the first of its sessions the window holds.
     payments: dict[str, Session] = {}
     async for session in _sessions(store, window):
+        if refuses_test(session, live=connector.live):
+            # A test session was never sent to this live account: it is not looked up
+            # there either (docs/sessions.md, test mode).
+            continue
         held = await ledger.held(session.payment_id, session.id)
         await pacer.wait()
         status = await LEDGERED[session.kind].psp_status(connector, ledger, session)

@@ -4,7 +4,10 @@
 |--------|--------------------------|--------------------------------------------------------|
 | GET    | /_sandbox/calls          | `{"calls": [...]}`, optional `?gid=` and `?mutation=`   |
 | GET    | /_sandbox/sessions/{gid} | the session's state; 404 if the gid is unknown          |
-| POST   | /_sandbox/sessions       | `{"gids": [...]}` registers them, as Shopify would      |
+| POST   | /_sandbox/sessions       | `{"gids": [...]}` registers them, as Shopify would;     |
+|        |                          | `confirmation_callback_url` (loopback) for their        |
+|        |                          | confirmation requests                                   |
+| GET    | /_sandbox/confirmations  | `{"confirmations": [...]}` sent, optional `?gid=`       |
 | GET    | /_sandbox/faults         | `{"faults": [...]}`, the rules still armed              |
 | POST   | /_sandbox/faults         | adds one fault rule; 400 and the reason if invalid      |
 | DELETE | /_sandbox/faults         | disarms every rule                                      |
@@ -20,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.buyer import loopback_url
 from sandbox.faults import FaultRuleError, parse_fault
 from sandbox.state import SANDBOX_STATE
 
@@ -29,6 +33,7 @@ def add_admin_routes(app: web.Application) -> None:
     # A gid contains slashes (`gid://shopify/CaptureSession/x`), percent-encoded or not.
     app.router.add_get("/_sandbox/sessions/{gid:.+}", get_session)
     app.router.add_post("/_sandbox/sessions", register_sessions)
+    app.router.add_get("/_sandbox/confirmations", list_confirmations)
     app.router.add_get("/_sandbox/faults", list_faults)
     app.router.add_post("/_sandbox/faults", add_fault)
     app.router.add_delete("/_sandbox/faults", clear_faults)
@@ -70,12 +75,21 @@ async def register_sessions(request: web.Request) -> web.Response:
     gids = body.get("gids") if body else None
     if not isinstance(gids, list) or not all(isinstance(gid, str) for gid in gids):
         return _bad_request('expected {"gids": ["gid://shopify/...", ...]}')
+    url = body.get("confirmation_callback_url") if body else None
+    if url is not None and not (isinstance(url, str) and loopback_url(url)):
+        # The sandbox only ever calls this machine.
+        return _bad_request("confirmation_callback_url must be on 127.0.0.1 or localhost")
     ledger = request.app[SANDBOX_STATE].ledger
     try:
-        records = [ledger.register(gid) for gid in gids]
+        records = [ledger.register(gid, url) for gid in gids]
     except ValueError as exc:
         return _bad_request(str(exc))
     return web.json_response({"sessions": [record.as_json() for record in records]})
+
+
+async def list_confirmations(request: web.Request) -> web.Response:
+    sent = request.app[SANDBOX_STATE].confirmations.select(request.query.get("gid"))
+    return web.json_response({"confirmations": [delivery.as_json() for delivery in sent]})
 
 
 async def list_faults(request: web.Request) -> web.Response:

@@ -50,7 +50,7 @@ _DONE = """<!doctype html><html><head><meta charset="utf-8"><title>Simulator PSP
 <body><h1>Payment {outcome}</h1><p>payhook answered {status}.</p></body></html>"""
 
 
-def _loopback(url: str) -> bool:
+def loopback_url(url: str) -> bool:
     # The sandbox only ever calls back to this machine.
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and parts.hostname in ("127.0.0.1", "localhost")
@@ -62,7 +62,7 @@ async def _decide(
     state = request.app[BUYER_STATE]
     if outcome not in OUTCOMES:
         return web.Response(status=400, text=f"outcome must be one of {', '.join(OUTCOMES)}")
-    if not _loopback(callback):
+    if not loopback_url(callback):
         return web.Response(status=400, text="the callback must be on 127.0.0.1 or localhost")
     if state.secret is None:
         return web.Response(

@@ -46,9 +46,24 @@ class SandboxShopifyClient:
                 return None
             return await _json_or_raise(response)
 
-    async def register(self, gids: Iterable[str]) -> None:
-        """Make gids known, as Shopify does when it creates a session."""
-        await self._request("POST", "/_sandbox/sessions", json={"gids": list(gids)})
+    async def register(
+        self, gids: Iterable[str], *, confirmation_callback_url: str | None = None
+    ) -> None:
+        """Make gids known, as Shopify does when it creates a session; a payment's
+        confirmation request (after `paymentSessionConfirm`) goes to
+        `confirmation_callback_url`, or to the sandbox's own default."""
+        body: dict[str, Any] = {"gids": list(gids)}
+        if confirmation_callback_url is not None:
+            body["confirmation_callback_url"] = confirmation_callback_url
+        await self._request("POST", "/_sandbox/sessions", json=body)
+
+    async def confirmations(self, gid: str | None = None) -> list[dict[str, Any]]:
+        """The confirmation requests sent: `gid`, `url`, `confirmation_result`, `status` (the
+        app's last answer; 0 none, None still being sent), `attempts`."""
+        params = {"gid": gid} if gid else None
+        body = await self._request("GET", "/_sandbox/confirmations", params=params)
+        sent: list[dict[str, Any]] = body["confirmations"]
+        return sent
 
     async def add_fault(self, rule: Mapping[str, Any]) -> dict[str, Any]:
         """Arm one fault rule; returns it as the sandbox understood it."""

@@ -15,6 +15,8 @@ every call, including ones that are not mutations).
 | `invalid_state`      | refused with `<KIND>_SESSION_INVALID_STATE`, nothing applied: what |
 |                      | Shopify may answer a late repeat for a session that moved on      |
 | `user_error`         | `paymentsAppConfigure` answers this userError, nothing applied     |
+| `do_not_confirm`     | `paymentSessionConfirm` is taken, and Shopify's checks say no: its |
+|                      | confirmation request carries `confirmation_result: false`         |
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sandbox.ledger import MUTATIONS
 SERVED = frozenset(MUTATIONS) | {"paymentsAppConfigure"}
 
 ServerErrorStatus = Literal[500, 502, 503, 504]
+CONFIRM = "paymentSessionConfirm"
 
 
 class _Rule(BaseModel):
@@ -93,6 +96,19 @@ class UserErrorFault(_Rule):
         return self
 
 
+class DoNotConfirmFault(_Rule):
+    """Only ever for `paymentSessionConfirm`: no other call may spend it."""
+
+    kind: Literal["do_not_confirm"]
+    mutation: str | None = CONFIRM
+
+    @model_validator(mode="after")
+    def _confirm_only(self) -> DoNotConfirmFault:
+        if self.mutation != CONFIRM:
+            raise ValueError(f"do_not_confirm is a fault of {CONFIRM} only")
+        return self
+
+
 FaultRule = Annotated[
     StatusFault
     | Html429Fault
@@ -100,7 +116,8 @@ FaultRule = Annotated[
     | DelayFault
     | CommitThenStatusFault
     | InvalidStateFault
-    | UserErrorFault,
+    | UserErrorFault
+    | DoNotConfirmFault,
     Field(discriminator="kind"),
 ]
 

@@ -33,6 +33,7 @@ from sandbox.cost import MUTATION_COST, QUERY_COST
 from sandbox.faults import (
     CommitThenStatusFault,
     DelayFault,
+    DoNotConfirmFault,
     FaultRule,
     Html429Fault,
     InvalidStateFault,
@@ -104,10 +105,35 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
         if isinstance(fault, UserErrorFault)
         else None
     )
-    response, context = _run_graphql(state, call, refuse=refuse, user_error=user_error)
+    confirm = not isinstance(fault, DoNotConfirmFault)
+    response, context = _run_graphql(
+        state, call, refuse=refuse, user_error=user_error, confirm=confirm
+    )
     if isinstance(fault, CommitThenStatusFault):
         response = _server_error(fault.status)
+    outcomes = context.outcomes if context is not None else []
+    _request_confirmations(state, call, outcomes, request.match_info["version"])
     return _finish(state, call, response, context=context, fault=fault)
+
+
+def _request_confirmations(
+    state: SandboxState, call: _Call, outcomes: list[Outcome], api_version: str
+) -> None:
+    """Each payment this request confirmed for the first time gets its confirmation request,
+    whatever became of the mutation's own answer (a lost answer too, as on Shopify)."""
+    for outcome in outcomes:
+        record = outcome.session
+        if record is None or outcome.repeat or record.state != "confirming":
+            continue
+        assert record.confirmation_callback_url is not None
+        assert record.confirmation_result is not None
+        state.confirmations.send(
+            gid=record.gid,
+            url=record.confirmation_callback_url,
+            confirmed=record.confirmation_result,
+            shop=call.shop,
+            api_version=api_version,
+        )
 
 
 def _read_body(call: _Call, raw: str) -> bool:
@@ -200,6 +226,7 @@ def _run_graphql(
     *,
     refuse: Refusal | None = None,
     user_error: dict[str, Any] | None = None,
+    confirm: bool = True,
 ) -> tuple[web.Response, MutationContext | None]:
     """Validate and execute; GraphQL-level problems are still HTTP 200, as on Shopify."""
     if call.syntax_error is not None:
@@ -216,6 +243,7 @@ def _run_graphql(
         refuse=refuse,
         configurations=state.configurations,
         user_error=user_error,
+        confirm=confirm,
     )
     result = execute_sync(
         state.schema,

@@ -9,6 +9,11 @@ One exception, also Shopify's: `paymentSessionPending` is not final. A pending p
 later resolved or rejected, so those two may follow it; once they have, pending is refused
 like any other late name.
 
+`paymentSessionConfirm` is not final either: it puts the payment in `confirming` and Shopify
+then sends the app its confirmation request (to the session's `confirmation_callback_url`;
+without one the app is not set up for confirmation: `CONFIRMATION_NOT_SUPPORTED`). A
+confirming payment may be rejected, and resolved only if Shopify's checks confirmed it.
+
 No I/O here, so the rules are tested as plain functions of their inputs.
 """
 
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 SessionKind = Literal["capture", "refund", "void", "payment"]
-StateName = Literal["resolved", "rejected", "pending"]
+StateName = Literal["resolved", "rejected", "pending", "confirming"]
 
 _GID_PREFIX = "gid://shopify/"
 _GID_TYPES: dict[str, SessionKind] = {
@@ -40,6 +45,7 @@ MUTATIONS: dict[str, tuple[SessionKind, StateName]] = {
     "paymentSessionResolve": ("payment", "resolved"),
     "paymentSessionReject": ("payment", "rejected"),
     "paymentSessionPending": ("payment", "pending"),
+    "paymentSessionConfirm": ("payment", "confirming"),
 }
 """Every mutation the sandbox serves: the session kind it acts on and the state it sets."""
 
@@ -65,13 +71,17 @@ class SessionRecord:
     reason: dict[str, Any] | None = None
     authorization_expires_at: str | None = None
     pending_expires_at: str | None = None
+    # Where Shopify sends the confirmation request (the extension's setting), and what its
+    # checks decided once the payment was confirmed.
+    confirmation_callback_url: str | None = None
+    confirmation_result: bool | None = None
 
     @property
     def local_id(self) -> str:
         return self.gid.rsplit("/", 1)[1]
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        shown: dict[str, Any] = {
             "gid": self.gid,
             "kind": self.kind,
             "state": self.state,
@@ -80,6 +90,10 @@ class SessionRecord:
             "authorizationExpiresAt": self.authorization_expires_at,
             "pendingExpiresAt": self.pending_expires_at,
         }
+        if self.kind == "payment":
+            shown["confirmationCallbackUrl"] = self.confirmation_callback_url
+            shown["confirmationResult"] = self.confirmation_result
+        return shown
 
 
 class Refusal(enum.Enum):
@@ -87,6 +101,8 @@ class Refusal(enum.Enum):
 
     NOT_FOUND = "NOT_FOUND"
     INVALID_STATE = "INVALID_STATE"
+    # paymentSessionConfirm for an app without a confirmation_callback_url.
+    NOT_SUPPORTED = "NOT_SUPPORTED"
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,8 @@ class Outcome:
     gid: str
     session: SessionRecord | None
     refusal: Refusal | None = None
+    # The same name again: answered from what is stored, nothing done anew.
+    repeat: bool = False
 
     @property
     def applied(self) -> bool:
@@ -111,16 +129,22 @@ class Ledger:
     first use, which suits ad-hoc dev runs.
     """
 
-    def __init__(self, *, strict: bool) -> None:
+    def __init__(self, *, strict: bool, confirmation_callback_url: str | None = None) -> None:
         self.strict = strict
+        # The app's confirmation_callback_url for sessions registered without their own.
+        self.confirmation_callback_url = confirmation_callback_url
         self._sessions: dict[str, SessionRecord] = {}
 
-    def register(self, gid: str) -> SessionRecord:
-        """Make `gid` known. Registering it again keeps its state."""
+    def register(self, gid: str, confirmation_callback_url: str | None = None) -> SessionRecord:
+        """Make `gid` known. Registering it again keeps its state (a URL given replaces
+        the one it had)."""
         kind = kind_of_gid(gid)
         if kind is None:
             raise ValueError(f"not a Payments Apps session gid: {gid!r}")
-        return self._sessions.setdefault(gid, SessionRecord(gid=gid, kind=kind))
+        record = self._sessions.setdefault(gid, SessionRecord(gid=gid, kind=kind))
+        if confirmation_callback_url is not None:
+            record.confirmation_callback_url = confirmation_callback_url
+        return record
 
     def get(self, gid: str) -> SessionRecord | None:
         record = self._sessions.get(gid)
@@ -137,8 +161,12 @@ class Ledger:
         reason: dict[str, Any] | None = None,
         authorization_expires_at: str | None = None,
         pending_expires_at: str | None = None,
+        confirm: bool = True,
     ) -> Outcome:
-        """Decide `mutation` on `gid` and, if it is the first of its name, store its state."""
+        """Decide `mutation` on `gid` and, if it is the first of its name, store its state.
+
+        `confirm`: for `paymentSessionConfirm`, what Shopify's checks decide (the
+        confirmation request then says so)."""
         kind, target = MUTATIONS[mutation]
         # A gid of another kind is not a session this mutation can see at all.
         if kind_of_gid(gid) != kind:
@@ -151,9 +179,15 @@ class Ledger:
 
         if record.mutation == mutation:
             # Same name again: performed once, same answer; new arguments are ignored.
-            return Outcome(mutation, gid, dataclasses.replace(record))
-        if record.state is not None and not (record.state == "pending" and target != "pending"):
+            return Outcome(mutation, gid, dataclasses.replace(record), repeat=True)
+        if not _may_follow(record, target):
             return Outcome(mutation, gid, None, Refusal.INVALID_STATE)
+        if target == "confirming":
+            url = record.confirmation_callback_url or self.confirmation_callback_url
+            if url is None:
+                return Outcome(mutation, gid, None, Refusal.NOT_SUPPORTED)
+            record.confirmation_callback_url = url
+            record.confirmation_result = confirm
 
         record.state = target
         record.mutation = mutation
@@ -164,3 +198,15 @@ class Ledger:
         if pending_expires_at is not None:
             record.pending_expires_at = pending_expires_at
         return Outcome(mutation, gid, dataclasses.replace(record))
+
+
+def _may_follow(record: SessionRecord, target: StateName) -> bool:
+    """Whether a mutation setting `target` may follow the session's state (another name)."""
+    if record.state is None:
+        return True
+    if record.state == "pending":
+        return target in ("resolved", "rejected")
+    if record.state == "confirming":
+        # Only what Shopify's checks confirmed may be resolved.
+        return target == "rejected" or (target == "resolved" and bool(record.confirmation_result))
+    return False

@@ -2,8 +2,9 @@
 
 payhook talks to it in dev mode and in tests exactly as it talks to Shopify, by pointing
 `PAYHOOK_SHOPIFY_GRAPHQL_URL` at `graphql_url_template`. Behind the GraphQL endpoint sit
-Shopify's session rules (`sandbox.ledger`), fault rules (`sandbox.faults`) and a call log,
-all steered through the admin API (`sandbox.admin`).
+Shopify's session rules (`sandbox.ledger`), fault rules (`sandbox.faults`), a call log and
+the confirmation requests it sends the app (`sandbox.confirmations`), all steered through
+the admin API (`sandbox.admin`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def create_shopify_app(
     clock: Callable[[], float] = time.monotonic,
     callback_secret: str | None = None,
     apps: Mapping[str, str] | None = None,
+    confirmation_callback_url: str | None = None,
 ) -> web.Application:
     """The sandbox app.
 
@@ -40,6 +42,9 @@ def create_shopify_app(
     `callback_secret`: what the simulator's buyer page signs its callbacks with (payhook's
     `PAYHOOK_SIMULATOR_WEBHOOK_SECRET`); without one it calls nobody back.
     `apps`: API key → API secret of the apps that may be installed (`sandbox.oauth`).
+    `confirmation_callback_url`: the app's (the extension setting), where confirmation
+    requests go for sessions registered without one of their own; without either, a
+    `paymentSessionConfirm` is refused `CONFIRMATION_NOT_SUPPORTED`.
     """
     app = web.Application()
     app[SANDBOX_STATE] = SandboxState.create(
@@ -47,7 +52,13 @@ def create_shopify_app(
         tokens=dict(tokens or {}),
         apps=dict(apps or {}),
         clock=clock,
+        confirmation_callback_url=confirmation_callback_url,
     )
+
+    async def stop_confirmations(app: web.Application) -> None:
+        await app[SANDBOX_STATE].confirmations.close()
+
+    app.on_cleanup.append(stop_confirmations)
     app.router.add_post(GRAPHQL_PATH, graphql_endpoint)
     add_oauth_routes(app)
     add_admin_routes(app)
@@ -93,6 +104,7 @@ async def start_shopify_sandbox(
     tokens: Mapping[str, str] | None = None,
     callback_secret: str | None = None,
     apps: Mapping[str, str] | None = None,
+    confirmation_callback_url: str | None = None,
 ) -> RunningShopifySandbox:
     """Serve the sandbox on `host:port`; port 0 picks a free one, read it from `.port`."""
     app = create_shopify_app(
@@ -100,6 +112,7 @@ async def start_shopify_sandbox(
         tokens=tokens,
         callback_secret=callback_secret,
         apps=apps,
+        confirmation_callback_url=confirmation_callback_url,
     )
     runner = web.AppRunner(app)
     await runner.setup()

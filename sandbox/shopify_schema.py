@@ -45,6 +45,8 @@ class MutationContext:
     user_error: dict[str, Any] | None = None
     # One entry per `paymentsAppConfigure` field: whether it was applied.
     configured: list[bool] = field(default_factory=list)
+    # What Shopify's checks decide for a paymentSessionConfirm (a fault says "do not").
+    confirm: bool = True
 
 
 def load_sdl() -> str:
@@ -68,10 +70,23 @@ def build_schema() -> GraphQLSchema:
     return schema
 
 
+# `PaymentSessionConfirmUserErrorCode`: the one payment mutation whose userErrors have codes.
+_CONFIRM_CODES = {
+    Refusal.NOT_FOUND: "PAYMENT_SESSION_NOT_FOUND",
+    Refusal.INVALID_STATE: "INVALID_STATE_TRANSITION",
+    Refusal.NOT_SUPPORTED: "CONFIRMATION_NOT_SUPPORTED",
+}
+
+
 def user_error_code(outcome: Outcome) -> str | None:
-    """The userError code Shopify gives this refusal; payment mutations have none."""
-    kind = MUTATIONS[outcome.mutation][0]
-    if outcome.refusal is None or kind == "payment":
+    """The userError code Shopify gives this refusal; payment mutations have none, except
+    `paymentSessionConfirm`."""
+    kind, target = MUTATIONS[outcome.mutation]
+    if outcome.refusal is None:
+        return None
+    if target == "confirming":
+        return _CONFIRM_CODES[outcome.refusal]
+    if kind == "payment":
         return None
     return f"{kind.upper()}_SESSION_{outcome.refusal.value}"
 
@@ -88,7 +103,10 @@ def _mutation_resolver(name: str) -> GraphQLFieldResolver:
         if context.refuse is not None:
             outcome = Outcome(name, str(args["id"]), None, context.refuse)
         else:
-            outcome = context.ledger.apply(name, str(args["id"]), **_ledger_arguments(name, args))
+            arguments = _ledger_arguments(name, args)
+            if MUTATIONS[name][1] == "confirming":
+                arguments["confirm"] = context.confirm
+            outcome = context.ledger.apply(name, str(args["id"]), **arguments)
         context.outcomes.append(outcome)
         return _payload(outcome, context.shop)
 
@@ -114,6 +132,8 @@ def _configure(
 
 def _ledger_arguments(name: str, args: dict[str, Any]) -> dict[str, Any]:
     target = MUTATIONS[name][1]
+    if target == "confirming":
+        return {}
     if target == "rejected":
         given = args["reason"]
         reason = {"code": given["code"], "merchantMessage": given.get("merchantMessage")}
@@ -165,7 +185,12 @@ def _session_object(record: SessionRecord, shop: str) -> dict[str, Any]:
     elif record.state == "pending":
         state["reason"] = reason.get("code")
     session: dict[str, Any] = {"id": record.gid, "state": state}
-    if record.kind == "payment":
+    if record.kind == "payment" and record.state == "confirming":
+        # Nowhere to send the buyer yet: Shopify's checks run first.
+        session["nextAction"] = None
+        session["authorizationExpiresAt"] = record.authorization_expires_at
+        session["pendingExpiresAt"] = record.pending_expires_at
+    elif record.kind == "payment":
         # Offsite apps send the buyer here next; the sandbox URL only has to be stable.
         url = f"https://{shop}/sandbox/payment_sessions/{record.local_id}/{record.state}"
         session["nextAction"] = {
@@ -182,6 +207,10 @@ def _user_error(outcome: Outcome) -> dict[str, Any]:
     noun = f"{_type_prefix(kind)} session"
     if outcome.refusal is Refusal.NOT_FOUND:
         message = f"{noun} does not exist."
+    elif outcome.refusal is Refusal.NOT_SUPPORTED:
+        message = "The payments app is not set up for payment confirmation."
+    elif target == "confirming":
+        message = f"{noun} cannot be confirmed in its current state."
     elif kind == "payment" and target == "resolved":
         message = _PAYMENT_RESOLVE_REFUSED
     elif target == "resolved":

@@ -12,6 +12,7 @@ from aiohttp import web
 from graphql import GraphQLSchema
 
 from sandbox.calls import CallLog
+from sandbox.confirmations import ConfirmationSender
 from sandbox.cost import ThrottleBucket
 from sandbox.faults import FaultBook
 from sandbox.ledger import Ledger
@@ -29,6 +30,7 @@ class SandboxState:
     tokens: dict[str, str]
     # The OAuth install: the apps it knows (API key → secret), its codes and exchanges.
     grants: Grants
+    confirmations: ConfirmationSender
     # Each shop's payments app configuration, as `paymentsAppConfigure` last set it.
     configurations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -41,15 +43,19 @@ class SandboxState:
         apps: dict[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        confirmation_callback_url: str | None = None,
     ) -> SandboxState:
         return cls(
             schema=build_schema(),
-            ledger=Ledger(strict=strict_sessions),
+            ledger=Ledger(
+                strict=strict_sessions, confirmation_callback_url=confirmation_callback_url
+            ),
             faults=FaultBook(clock),
             calls=CallLog(wall_clock),
             bucket=ThrottleBucket(clock),
             tokens=dict(tokens),
             grants=Grants(dict(apps or {}), wall_clock),
+            confirmations=ConfirmationSender(wall_clock=wall_clock),
         )
 
     def token_accepted(self, shop: str, token: str) -> bool:
@@ -58,13 +64,15 @@ class SandboxState:
         return bool(token) and (expected is None or hmac.compare_digest(token, expected))
 
     def reset(self) -> None:
-        """Forget sessions, calls, faults, codes and configurations; what was set up (tokens,
-        tokens issued by installs, apps, strictness) stays."""
+        """Forget sessions, calls, confirmation requests, faults, codes and configurations;
+        what was set up (tokens, tokens issued by installs, apps, strictness, the default
+        confirmation_callback_url) stays."""
         self.ledger.clear()
         self.grants.clear()
         self.configurations.clear()
         self.faults.clear()
         self.calls.clear()
+        self.confirmations.clear()
         self.bucket.reset()
 
 

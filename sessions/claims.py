@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from sessions.due_index import INDEX_DUE
 from sessions.handoff import Envelope
 from sessions.keys import (
+    CONFIRMING,
     DUE,
     PENDING,
     RETENTION_SECONDS,
@@ -46,7 +47,7 @@ from sessions.writes import (
     register_apply,
 )
 
-# KEYS: session, lease, due, shop tokens, the due summary's two indexes.
+# KEYS: session, lease, due, shop tokens, the due summary's three indexes.
 _CLAIM = (
     WRONG_TYPE
     + NEXT_FENCE
@@ -63,7 +64,7 @@ end
 local not_before = tonumber(redis.call('HGET', KEYS[1], 'not_before') or '')
 if not_before and now + tonumber(ARGV[4]) < not_before then return {'early', state} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy', state} end
-local bad = wrong_type({KEYS[3], 'zset', KEYS[5], 'zset', KEYS[6], 'zset'})
+local bad = wrong_type({KEYS[3], 'zset', KEYS[5], 'zset', KEYS[6], 'zset', KEYS[7], 'zset'})
 if bad then return {'wrongtype', bad} end
 -- A claim a failover lost (the primary died before its replica saw it) still has a live
 -- holder: the promoted replica must not hand the same token to another worker.
@@ -73,7 +74,7 @@ redis.call('SET', KEYS[2], fence, 'PX', lease_ms)
 -- A session that was not in the due set (only ever one written around the scripts) is
 -- indexed as it enters; one that was keeps its place (no index is scored by the due time).
 if redis.call('ZADD', KEYS[3], now + lease_ms / 1000, id) == 1 then
-  index_due(KEYS[3], KEYS[5], KEYS[6], KEYS[1], id)
+  index_due(KEYS[3], KEYS[5], KEYS[6], KEYS[7], KEYS[1], id)
 end
 local fields = redis.call('HGETALL', KEYS[1])
 redis.call('HSET', KEYS[1], 'inflight', state)
@@ -149,7 +150,15 @@ class Claims:
         self, session_id: str, *, now: float, lease_seconds: float
     ) -> Claimed | NotClaimed:
         reply = await self._claim(
-            keys=[session_key(session_id), lease_key(session_id), DUE, SHOPS, WORKABLE, PENDING],
+            keys=[
+                session_key(session_id),
+                lease_key(session_id),
+                DUE,
+                SHOPS,
+                WORKABLE,
+                PENDING,
+                CONFIRMING,
+            ],
             args=[session_id, repr(now), int(lease_seconds * 1000), EARLY_TOLERANCE_SECONDS],
         )
         verdict = text(reply[0])

@@ -4,11 +4,14 @@
 |---|---|
 | `idx:workable` | every due session a worker still has to move, by its creation time |
 | `idx:pending` | every due payment reported pending, by the time its window closes |
+| `idx:confirming` | every payment waiting for Shopify's confirmation request, by creation time |
 | `idx:due-indexed` | `done` once every due session is indexed; while a build runs, how far it got |
 
-A session is in one of the two sorted sets exactly when it is in the due set and its data is
-there: a pending payment in `idx:pending` (scored by `pending_expires_at`, or by its last
-write when it has none, as its report to Shopify reads it), any other in `idx:workable`.
+A session is in one of the three sorted sets exactly when it is in the due set and its data
+is there: a pending payment in `idx:pending` (scored by `pending_expires_at`, or by its last
+write when it has none, as its report to Shopify reads it), a payment waiting for Shopify's
+confirmation request in `idx:confirming` (neither waits on a worker), any other in
+`idx:workable`.
 Every script that writes a session's state or its place in the due set ends with
 `index_due`, which puts the session where that rule says from what is stored at that
 moment, in the same atomic step. So the oldest unfinished session is the first entry of
@@ -38,13 +41,13 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from sessions.keys import DUE, DUE_INDEXED, PENDING, WORKABLE, WRONG_TYPE, text
+from sessions.keys import CONFIRMING, DUE, DUE_INDEXED, PENDING, WORKABLE, WRONG_TYPE, text
 
-# `due_place(due, hash, id)`: which index the session belongs in ('workable', 'pending' or
-# nil) and at what score; `index_due(due, workable, pending, hash, id)` puts it there. The
-# caller has checked the three keys' types. Scores go from the hash to ZADD as the stored
-# text, never through a Lua number (which keeps 14 digits), and a field that is not a
-# finite number is no score (ZADD would fail halfway through the caller's writes).
+# `due_place(due, hash, id)`: which index the session belongs in ('workable', 'pending',
+# 'confirming' or nil) and at what score; `index_due(due, workable, pending, confirming, hash, id)`
+# puts it there. The caller has checked the four keys' types. Scores go from the hash to ZADD as the
+# stored text, never through a Lua number (which keeps 14 digits), and a field that is not a finite
+# number is no score (ZADD would fail halfway through the caller's writes).
 INDEX_DUE = """
 local function finite(value)
   local n = tonumber(value)
@@ -59,20 +62,19 @@ local function due_place(due, hash, id)
     local closes = finite(f[3]) or finite(f[4]) or at
     return 'pending', closes
   end
+  if f[1] == 'confirming' then return finite(f[2]) and 'confirming' or nil, f[2] end
   if f[1] and finite(f[2]) then return 'workable', f[2] end
   return nil
 end
-local function index_due(due, workable, pending, hash, id)
+local function index_due(due, workable, pending, confirming, hash, id)
   local place, score = due_place(due, hash, id)
-  if place == 'workable' then
-    redis.call('ZADD', workable, score, id)
-    redis.call('ZREM', pending, id)
-  elseif place == 'pending' then
-    redis.call('ZADD', pending, score, id)
-    redis.call('ZREM', workable, id)
-  else
-    redis.call('ZREM', workable, id)
-    redis.call('ZREM', pending, id)
+  local indexes = {{workable, 'workable'}, {pending, 'pending'}, {confirming, 'confirming'}}
+  for _, index in ipairs(indexes) do
+    if place == index[2] then
+      redis.call('ZADD', index[1], score, id)
+    else
+      redis.call('ZREM', index[1], id)
+    end
   end
 end
 """
@@ -83,51 +85,54 @@ START = "due:0"
 # What a build walks, in order: the due set (sessions not yet indexed), then each index
 # (entries whose session left the due set without the index being told); `idx:due-indexed`
 # holds the part and its ZSCAN cursor between batches. KEYS: due, workable, pending,
-# due-indexed. ARGV: ids per batch, session key prefix. Returns the ids looked at and
+# confirming, due-indexed. ARGV: ids per batch, session key prefix. Returns the ids looked at and
 # whether the build is done (1).
 BUILD = (
     WRONG_TYPE
     + INDEX_DUE
     + """
-local bad = wrong_type({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'string'})
+local bad = wrong_type({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'zset',
+                        KEYS[5], 'string'})
 if bad then return {'wrongtype', bad} end
-local at = redis.call('GET', KEYS[4]) or 'due:0'
+local at = redis.call('GET', KEYS[5]) or 'due:0'
 if at == 'done' then return {'ok', 0, 1} end
 local phase, cursor = string.match(at, '^(%a+):(%d+)$')
-local sources = {due = KEYS[1], workable = KEYS[2], pending = KEYS[3]}
-local following = {due = 'workable', workable = 'pending', pending = 'done'}
+local sources = {due = KEYS[1], workable = KEYS[2], pending = KEYS[3], confirming = KEYS[4]}
+local following = {due = 'workable', workable = 'pending', pending = 'confirming',
+                   confirming = 'done'}
 if not sources[phase] then phase, cursor = 'due', '0' end
 local reply = redis.call('ZSCAN', sources[phase], cursor, 'COUNT', tonumber(ARGV[1]))
 local entries = reply[2]
 for i = 1, #entries, 2 do
-  index_due(KEYS[1], KEYS[2], KEYS[3], ARGV[2] .. entries[i], entries[i])
+  index_due(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2] .. entries[i], entries[i])
 end
 local next_at = phase .. ':' .. reply[1]
 if reply[1] == '0' then
   next_at = following[phase]
   if next_at ~= 'done' then next_at = next_at .. ':0' end
 end
-redis.call('SET', KEYS[4], next_at)
+redis.call('SET', KEYS[5], next_at)
 return {'ok', #entries / 2, next_at == 'done' and 1 or 0}
 """
 )
 
-# KEYS: due, workable, pending. ARGV: most entries to put right, session key prefix.
+# KEYS: due, workable, pending, confirming. ARGV: most entries to put right, session key
+# prefix.
 # Each index's first entry is checked against the rule, and put right, until one holds.
 REPAIR = (
     WRONG_TYPE
     + INDEX_DUE
     + """
-local bad = wrong_type({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset'})
+local bad = wrong_type({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'zset'})
 if bad then return {'wrongtype', bad} end
 local budget, fixed = tonumber(ARGV[1]), 0
-for _, index in ipairs({{KEYS[2], 'workable'}, {KEYS[3], 'pending'}}) do
+for _, index in ipairs({{KEYS[2], 'workable'}, {KEYS[3], 'pending'}, {KEYS[4], 'confirming'}}) do
   while fixed < budget do
     local head = redis.call('ZRANGE', index[1], 0, 0, 'WITHSCORES')
     if #head == 0 then break end
     local place, score = due_place(KEYS[1], ARGV[2] .. head[1], head[1])
     if place == index[2] and tonumber(score) == tonumber(head[2]) then break end
-    index_due(KEYS[1], KEYS[2], KEYS[3], ARGV[2] .. head[1], head[1])
+    index_due(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2] .. head[1], head[1])
     fixed = fixed + 1
   end
 end
@@ -141,8 +146,9 @@ class IndexState:
     """How the indexes stand, for `payhook doctor` and `payhook sessions reindex`."""
 
     built: bool
-    # The part of a build under way ('due', 'workable' or 'pending'); None when built or
-    # when no build has begun (a store from before the indexes whose sweeper has not run).
+    # The part of a build under way ('due', 'workable', 'pending' or 'confirming'); None
+    # when built or when no build has begun (a store from before the indexes whose sweeper
+    # has not run).
     phase: str | None
     due: int
     indexed: int
@@ -154,11 +160,12 @@ async def index_state(redis: Redis) -> IndexState:
         pipe.zcard(DUE)
         pipe.zcard(WORKABLE)
         pipe.zcard(PENDING)
-        at, due, workable, pending = await pipe.execute()
+        pipe.zcard(CONFIRMING)
+        at, due, workable, pending, confirming = await pipe.execute()
     mark = None if at is None else text(at)
     return IndexState(
         built=mark == BUILT,
         phase=None if mark in (None, BUILT) else mark.partition(":")[0],
         due=int(due),
-        indexed=int(workable) + int(pending),
+        indexed=int(workable) + int(pending) + int(confirming),
     )

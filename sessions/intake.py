@@ -57,8 +57,10 @@ def new_session(
     request_id: str,
     api_version: str,
     now: float,
-    buyer_window: float,
+    buyer_window: float | None,
 ) -> NewSession:
+    """`buyer_window`: how long a payment's buyer has on the PSP's page before a worker looks
+    at it; None for a payment that is worked on at once (one refused without its buyer)."""
     amount, currency = parsed.money
     fields = {
         **_DEFAULTS,
@@ -86,7 +88,8 @@ def new_session(
         if parsed.cancel_url is not None:
             fields["cancel_url"] = parsed.cancel_url
         # The buyer acts first; no worker looks at it before the window closes.
-        fields["not_before"] = str(now + buyer_window)
+        if buyer_window is not None:
+            fields["not_before"] = str(now + buyer_window)
     event = {
         "at": now,
         "event": "received",

@@ -10,7 +10,8 @@
 | `due` | sorted set | every unfinished session id by the time it must next be looked at |
 | `idx:workable` | sorted set | due session id a worker still has to move, by creation time |
 | `idx:pending` | sorted set | due payment reported pending, by the time its window closes |
-| `idx:due-indexed` | string | `done` once the two above hold every due session (`due_index`) |
+| `idx:confirming` | sorted set | payment awaiting Shopify's confirmation, by creation time |
+| `idx:due-indexed` | string | `done` once the three indexes hold every due session (`due_index`) |
 | `idx:failed[:kind:{k}│:shop:{s}]` | sorted sets | failed sessions by time of failure |
 | `rate:{shop}` | string | the shop's rate-limit state, when `PAYHOOK_SHOP_RATE_LIMIT` is set |
 | `beat:lock` | string | the `payhook beat` that may send the sweeper's schedule, with an expiry |
@@ -35,6 +36,7 @@ DUE = f"{PREFIX}due"
 # The due-set summary's indexes and how far they are built (`sessions.due_index`).
 WORKABLE = f"{PREFIX}idx:workable"
 PENDING = f"{PREFIX}idx:pending"
+CONFIRMING = f"{PREFIX}idx:confirming"
 DUE_INDEXED = f"{PREFIX}idx:due-indexed"
 BEAT_LOCK = f"{PREFIX}beat:lock"
 FAILED = f"{PREFIX}idx:failed"

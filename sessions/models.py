@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict
 from sessions.money import format_amount
 from sessions.states import State
 
+# The mutation that asks Shopify to confirm a payment (`sent_mutation` names it once sent):
+# its answer comes back as Shopify's confirmation request (`webhook.confirmations`).
+CONFIRM_MUTATION = "paymentSessionConfirm"
+
 
 class Kind(StrEnum):
     PAYMENT = "payment"
@@ -89,6 +93,9 @@ class Session(BaseModel):
     sent_mutation_attempts: int = 0
     # Payment sessions told `paymentSessionPending`: when that window closes.
     pending_expires_at: float | None = None
+    # Payment sessions with confirmation on: what Shopify's confirmation request said
+    # (`confirmation_result`), None until it came.
+    confirmation_result: bool | None = None
     failed_at: float | None = None
     last_error: str | None = None
 

@@ -4,15 +4,19 @@
 received ──▶ settling ──▶ settled(approved|declined|pending) ──▶ reported(resolved|rejected)
     │            │  ▲ retry   ▲  │ ▲ retry         │ pending reported
     │            │            │  └─┘               ▼
-    │            │            └──────────────── pending (payment sessions: awaiting the PSP,
-    │            │                                        or its expiry)
+    │            │            ├──────────────── pending (payment sessions: awaiting the PSP,
+    │            │            │                          or its expiry)
+    │            │            └──────────────── confirming (payment sessions: Shopify asked
+    │            │                                          to confirm, its answer awaited)
     └────────────┴──────────────────────────┴──▶ failed ──(replay)──▶ received | settled
 ```
 
 A payment session goes from `received` straight to `settled` when the buyer's PSP reports
 the outcome (there is no call of ours to make), and through `pending` when Shopify has been
 told the payment is pending; a pending payment ends in `settled` when the PSP's word comes
-or its pending window closes.
+or its pending window closes. With payment confirmation on, an approved payment goes through
+`confirming` once Shopify took `paymentSessionConfirm`, and back to `settled` when Shopify's
+confirmation request says whether to confirm (or `failed` when none came in its window).
 
 `settled` is the recovery point that protects the buyer: once the PSP's answer is stored,
 no path leads back to `settling`, so a failed or repeated Shopify call can never capture twice.
@@ -30,6 +34,7 @@ class State(StrEnum):
     SETTLING = "settling"
     SETTLED = "settled"
     PENDING = "pending"
+    CONFIRMING = "confirming"
     REPORTED = "reported"
     FAILED = "failed"
 
@@ -38,8 +43,12 @@ _ALLOWED: dict[State, frozenset[State]] = {
     State.RECEIVED: frozenset({State.SETTLING, State.SETTLED, State.FAILED}),
     State.SETTLING: frozenset({State.SETTLING, State.SETTLED, State.FAILED}),
     # settled → settled: a report attempt that Shopify did not take; the outcome stays.
-    State.SETTLED: frozenset({State.SETTLED, State.REPORTED, State.PENDING, State.FAILED}),
+    State.SETTLED: frozenset(
+        {State.SETTLED, State.REPORTED, State.PENDING, State.CONFIRMING, State.FAILED}
+    ),
     State.PENDING: frozenset({State.SETTLED, State.FAILED}),
+    # Shopify's confirmation request (or its window closing) ends the wait.
+    State.CONFIRMING: frozenset({State.SETTLED, State.FAILED}),
     State.REPORTED: frozenset(),
     # A replay resumes at the recovery point: back to `settled` when the PSP outcome is
     # known, otherwise back to `received`. failed → failed: an operator's action on a failed

@@ -69,9 +69,10 @@ return out
 """
 
 # Oldest creation time among unfinished sessions that a worker still has to move (a payment
-# reported pending only waits for its PSP or its window), the number of pending payments and
-# when the first pending window closes, over the `DUE_SCAN` most due sessions. Numbers go
-# back as text: Redis truncates Lua numbers.
+# reported pending only waits for its PSP or its window, one confirming for Shopify's
+# confirmation request or its window), the number of pending payments and when the first
+# pending window closes, over the `DUE_SCAN` most due sessions. Numbers go back as text:
+# Redis truncates Lua numbers.
 DUE_SCAN_SCRIPT = """
 local entries = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
 local oldest, soonest, pending = nil, nil, 0
@@ -81,7 +82,7 @@ for i = 1, #entries, 2 do
     pending = pending + 1
     local closes = tonumber(f[3]) or tonumber(entries[i + 1])
     if soonest == nil or closes < soonest then soonest = closes end
-  elseif f[2] then
+  elseif f[1] ~= 'confirming' and f[2] then
     local created = tonumber(f[2])
     if created and (oldest == nil or created < oldest) then oldest = created end
   end

@@ -21,6 +21,7 @@ from sessions.due_index import BUILD, INDEX_DUE, REPAIR, START
 from sessions.handoff import Envelope, Handoff
 from sessions.intake import NewSession, encode_value
 from sessions.keys import (
+    CONFIRMING,
     DUE,
     DUE_INDEXED,
     EXPIRING,
@@ -60,18 +61,19 @@ __all__ = [
 
 log = logging.getLogger("payhook.store")
 
-# KEYS: session, timeline, listing, due, queue (or ''), the due summary's two indexes and
-# their build state. ARGV: fingerprint, created_at, first timeline event, id, due_at, task
-# message (or ''), the session's fields as one JSON object. One argument rather than a pair
-# per field: redis-py packs each argument in Python, and 30 of them cost the intake more
-# than the JSON does. A store whose due set is empty has nothing left to index from before
-# the indexes, so the first session into it marks them built.
+# KEYS: session, timeline, listing, due, queue (or ''), the due summary's workable and pending
+# indexes, their build state, the confirming index. ARGV: fingerprint, created_at, first timeline
+# event, id, due_at, task message (or ''), the session's fields as one JSON object. One argument
+# rather than a pair per field: redis-py packs each argument in Python, and 30 of them cost the
+# intake more than the JSON does. A store whose due set is empty has nothing left to index from
+# before the indexes, so the first session into it marks them built.
 _CREATE = (
     WRONG_TYPE
     + INDEX_DUE
     + """
 local bad = wrong_type({KEYS[1], 'hash', KEYS[2], 'list', KEYS[3], 'zset', KEYS[4], 'zset',
-                        KEYS[5], 'list', KEYS[6], 'zset', KEYS[7], 'zset', KEYS[8], 'string'})
+                        KEYS[5], 'list', KEYS[6], 'zset', KEYS[7], 'zset', KEYS[8], 'string',
+                        KEYS[9], 'zset'})
 if bad then return {'wrongtype', bad} end
 local fp = redis.call('HGET', KEYS[1], 'fingerprint')
 if fp then
@@ -94,7 +96,7 @@ redis.call('HSET', KEYS[1], unpack(flat))
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
-index_due(KEYS[4], KEYS[6], KEYS[7], KEYS[1], ARGV[4])
+index_due(KEYS[4], KEYS[6], KEYS[7], KEYS[9], KEYS[1], ARGV[4])
 if ARGV[6] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[6]) end
 return {'created'}
 """
@@ -113,7 +115,8 @@ local kind = redis.call('HGET', KEYS[1], 'kind')
 local shop = redis.call('HGET', KEYS[1], 'shop')
 local indexes = {KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}
 local bad = wrong_type({KEYS[2], 'list', KEYS[3], 'zset', KEYS[5], 'list', indexes[1], 'zset',
-                        indexes[2], 'zset', indexes[3], 'zset', KEYS[6], 'zset', KEYS[7], 'zset'})
+                        indexes[2], 'zset', indexes[3], 'zset', KEYS[6], 'zset', KEYS[7], 'zset',
+                        KEYS[8], 'zset'})
 if bad then return {'wrongtype', bad} end
 redis.call('HSET', KEYS[1], 'state', ARGV[6], 'updated_at', ARGV[1], 'phase_attempts', 0,
            'phase_since', ARGV[1], 'deliveries', 0)
@@ -122,7 +125,7 @@ redis.call('HINCRBY', KEYS[1], 'replays', 1)
 redis.call('RPUSH', KEYS[2], ARGV[2])
 for _, index in ipairs(indexes) do redis.call('ZREM', index, ARGV[4]) end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-index_due(KEYS[3], KEYS[6], KEYS[7], KEYS[1], ARGV[4])
+index_due(KEYS[3], KEYS[6], KEYS[7], KEYS[8], KEYS[1], ARGV[4])
 if ARGV[5] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[5]) end
 return {'ok', ARGV[6]}
 """
@@ -153,12 +156,12 @@ end
 return {#ids, pruned}
 """
 
-# Moving a session in the due set leaves its index entries as they are (neither index is
-# scored by the due time); an id dropped leaves them too. KEYS: due, the two indexes.
+# Moving a session in the due set leaves its index entries as they are (no index is scored by
+# the due time); an id dropped leaves them too. KEYS: due, the three indexes.
 _CLAIM_DUE = (
     WRONG_TYPE
     + """
-local bad = wrong_type({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset'})
+local bad = wrong_type({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'zset'})
 if bad then return {'wrongtype', bad} end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local found = {'ok'}
@@ -172,6 +175,7 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZREM', KEYS[3], id)
+    redis.call('ZREM', KEYS[4], id)
   end
 end
 return found
@@ -300,6 +304,7 @@ class SessionStore:
             WORKABLE,
             PENDING,
             DUE_INDEXED,
+            CONFIRMING,
         ]
         args = [
             new.fingerprint,
@@ -362,6 +367,7 @@ class SessionStore:
                 envelope.queue if envelope else "",
                 WORKABLE,
                 PENDING,
+                CONFIRMING,
             ],
             args=[
                 repr(event.at),
@@ -393,7 +399,7 @@ class SessionStore:
         bad entry never stops the rest of the batch.
         """
         reply = await self._claim_due(
-            keys=[DUE, WORKABLE, PENDING],
+            keys=[DUE, WORKABLE, PENDING, CONFIRMING],
             args=[repr(now), limit, repr(now + hold_for), session_key("")],
         )
         if text(reply[0]) == "wrongtype":
@@ -442,7 +448,7 @@ class SessionStore:
         """One batch (about `limit` ids) of indexing a store written before the due summary's
         indexes; `done` once they hold every due session and nothing else."""
         reply = await self._build(
-            keys=[DUE, WORKABLE, PENDING, DUE_INDEXED], args=[limit, session_key("")]
+            keys=[DUE, WORKABLE, PENDING, CONFIRMING, DUE_INDEXED], args=[limit, session_key("")]
         )
         if text(reply[0]) == "wrongtype":
             raise StoreCorrupt(text(reply[1]))
@@ -451,7 +457,9 @@ class SessionStore:
     async def repair_due_index(self, *, limit: int) -> int:
         """Put right the first entries of each index that break its rule, stopping at the
         first that holds (at most `limit` in all); returns how many were put right."""
-        reply = await self._repair(keys=[DUE, WORKABLE, PENDING], args=[limit, session_key("")])
+        reply = await self._repair(
+            keys=[DUE, WORKABLE, PENDING, CONFIRMING], args=[limit, session_key("")]
+        )
         if text(reply[0]) == "wrongtype":
             raise StoreCorrupt(text(reply[1]))
         return int(reply[1])

@@ -28,6 +28,7 @@ from redis.commands.core import AsyncScript
 from sessions.due_index import INDEX_DUE
 from sessions.handoff import Envelope
 from sessions.keys import (
+    CONFIRMING,
     DUE,
     EXPIRING,
     FAILED,
@@ -181,7 +182,7 @@ if target == 'failed' or current == 'failed' then
 end
 local expected = {KEYS[2], 'list', KEYS[3], 'zset', KEYS[5], 'string', KEYS[6], 'list',
                   KEYS[7], 'hash', KEYS[8], 'hash', KEYS[9], 'set', KEYS[10], 'zset',
-                  KEYS[11], 'zset', KEYS[12], 'zset'}
+                  KEYS[11], 'zset', KEYS[12], 'zset', KEYS[13], 'zset'}
 for _, index in ipairs(indexes) do
   table.insert(expected, index)
   table.insert(expected, 'zset')
@@ -215,7 +216,7 @@ if ARGV[5] == '' then
 else
   redis.call('ZADD', KEYS[3], ARGV[5], id)
 end
-index_due(KEYS[3], KEYS[11], KEYS[12], KEYS[1], id)
+index_due(KEYS[3], KEYS[11], KEYS[12], KEYS[13], KEYS[1], id)
 if ARGV[8] == '1' and redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
 if ARGV[9] ~= '' then
   settle_reservation(KEYS[7], KEYS[8], KEYS[9], id, ARGV[9] == '1', ARGV[9] ~= 'returned',
@@ -267,6 +268,7 @@ async def apply_change(
             EXPIRING,
             WORKABLE,
             PENDING,
+            CONFIRMING,
         ],
         args=[
             "" if fence is None else str(fence),

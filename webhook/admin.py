@@ -92,6 +92,7 @@ def _summary(session: Session) -> dict[str, Any]:
             "report",
             "amount",
             "currency",
+            "test",
             "created_at",
             "updated_at",
             "failed_at",

@@ -18,7 +18,7 @@ from sessions.store import SessionStore
 from sessions.topology import SentinelPeers
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
-from webhook import health, psp_callbacks, sessions
+from webhook import confirmations, health, psp_callbacks, sessions
 from webhook.admin import add_admin_routes
 from webhook.admin_attempts import AdminAttempts
 from webhook.auth import ShopifyAuth, shopify_only
@@ -46,6 +46,8 @@ from webhook.tracing import traced
 
 # Redis connections per web process: requests wait briefly for one rather than open more.
 WEB_REDIS_CONNECTIONS = 64
+# The extension's `confirmation_callback_url` points here.
+CONFIRMATION_ROUTE = "/payment_confirmations"
 
 
 def create_app(
@@ -57,7 +59,8 @@ def create_app(
 ) -> web.Application:
     """Build the web app. `redis` and `celery` default to the ones `settings` names; the
     entry point passes a `tracer` when traces are on (`config.tracing.build_tracer`)."""
-    shopify_routes = frozenset(f"/{kind.value}_sessions" for kind in Kind)
+    # Shopify's requests: the sessions and its answer to a payment confirmation.
+    shopify_routes = frozenset({*(f"/{kind.value}_sessions" for kind in Kind), CONFIRMATION_ROUTE})
     # Outermost, so the server span sees the status every other middleware settled on.
     # Off, the middleware is not there at all.
     tracing = [traced(tracer)] if tracer.enabled else []
@@ -113,6 +116,7 @@ def create_app(
         app.cleanup_ctx.append(operator_listener)
     for kind in Kind:
         app.router.add_post(f"/{kind.value}_sessions", sessions.session_endpoint(kind))
+    app.router.add_post(CONFIRMATION_ROUTE, confirmations.payment_confirmation)
     app.router.add_post("/psp/simulator/payments/{session_id}", psp_callbacks.simulator_payment)
     # Open to load balancers: liveness and the readiness verdict. The readiness detail and
     # the metrics need the admin token here; the operator listener serves them openly.

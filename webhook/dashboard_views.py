@@ -166,7 +166,8 @@ def sessions_body(filters: Filters, wanted_id: str | None, found: list[Session])
         [
             session_link(s.id),
             esc(s.shop),
-            esc(s.kind),
+            # Shopify's test mode, on every row: such a session moves no real money.
+            esc(f"{s.kind} (test)" if s.test else s.kind),
             _state(s.state),
             _money(s),
             esc(when(s.created_at)),

@@ -5,6 +5,10 @@ that also dedupes) → 201.
 No PSP or Shopify call ever happens on the request path. A payment session is not queued at
 intake: the buyer acts first, on the PSP's page; it enters the due set at the end of the
 buyer's window so that a PSP that never reports back still ends in a decision.
+
+A test-mode payment (`test: true`) while the connector's PSP account is live never reaches
+the PSP: the buyer goes back to Shopify's `cancel_url` instead of the PSP's page, and the
+session is queued at once for the worker to reject (`workers.lifecycle.decide.test_refused`).
 """
 
 from __future__ import annotations
@@ -61,7 +65,23 @@ def _conflict(session_id: str, sent: str, stored: str | None) -> ApiError:
     )
 
 
+def refuses_test(settings: Settings, parsed: PaymentSessionRequest) -> bool:
+    """A test-mode payment, and a PSP account that moves real money."""
+    return parsed.test and settings.psp_account == "live"
+
+
 def redirect_url(settings: Settings, parsed: PaymentSessionRequest) -> str:
+    if refuses_test(settings, parsed):
+        if parsed.cancel_url is None:
+            raise ApiError(
+                422,
+                "test_mode_refused",
+                f"a test payment cannot go to the {settings.connector} connector's live "
+                "account, and without payment_method.data.cancel_url the buyer has "
+                "nowhere else to go",
+                "test",
+            )
+        return parsed.cancel_url
     # Quoted: an id may hold '/', '?' or '#', and the callback must still reach its session.
     path_id = quote(parsed.id, safe="")
     callback = f"{settings.public_base_url}/psp/simulator/payments/{path_id}"
@@ -159,6 +179,12 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
         except ValidationError as exc:
             raise _validation_error(exc) from None
         await _admit(request, shop)
+        # Where the buyer goes is known before anything is stored: a refusal stores nothing.
+        url = redirect_url(settings, parsed) if isinstance(parsed, PaymentSessionRequest) else None
+        if url is not None and len(url.encode()) > MAX_REDIRECT_BYTES:
+            raise ApiError(500, "redirect_too_long", "the buyer page URL is too long")
+        # A payment waits for its buyer, unless it is refused without one.
+        waits = isinstance(parsed, PaymentSessionRequest) and not refuses_test(settings, parsed)
 
         now = time.time()
         new = new_session(
@@ -168,14 +194,13 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
             request_id=request_id,
             api_version=api_version,
             now=now,
-            buyer_window=settings.buyer_window_seconds,
+            buyer_window=settings.buyer_window_seconds if waits else None,
         )
         context = {"session_id": new.id, "shop": shop, "kind": label}
         request.app[TRACER].annotate(context)
-        payment = kind is Kind.PAYMENT
-        due_at = now + (settings.buyer_window_seconds if payment else settings.lease_seconds)
+        due_at = now + (settings.buyer_window_seconds if waits else settings.lease_seconds)
         try:
-            result = await request.app[STORE].create_new(new, due_at=due_at, queue=not payment)
+            result = await request.app[STORE].create_new(new, due_at=due_at, queue=not waits)
         except NotReplicated as exc:
             # Stored, but a failover now could lose it: no 201 that could be taken back.
             # Shopify retries; the repeat is answered once the replicas have the session.
@@ -186,10 +211,7 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
             raise _conflict(new.id, new.fingerprint, result.stored_fingerprint)
         if result.status is Created.CREATED:
             log.info("session received", extra=context)
-        if isinstance(parsed, PaymentSessionRequest):
-            url = redirect_url(settings, parsed)
-            if len(url.encode()) > MAX_REDIRECT_BYTES:
-                raise ApiError(500, "redirect_too_long", "the buyer page URL is too long")
+        if url is not None:
             return web.json_response({"redirect_url": url}, status=201), result.status.value
         return web.json_response({}, status=201), result.status.value
 

@@ -60,7 +60,9 @@ class ShopifyUserError(PermanentError):
 
     @property
     def invalid_state(self) -> bool:
-        return bool(self.code and self.code.endswith("_INVALID_STATE"))
+        # `paymentSessionConfirm` says it with INVALID_STATE_TRANSITION.
+        code = self.code or ""
+        return code.endswith("_INVALID_STATE") or code == "INVALID_STATE_TRANSITION"
 
 
 class TokenRejected(PermanentError):

@@ -76,6 +76,7 @@ def policy(settings: Settings) -> Policy:
         ),
         lease_seconds=settings.lease_seconds,
         max_deliveries=settings.max_deliveries,
+        confirmation_window_seconds=settings.confirmation_window_seconds,
     )
 
 
@@ -156,6 +157,7 @@ class Runtime:
             clock=time.time,
             step_timeout=settings.run_timeout_seconds,
             buyer_window_seconds=settings.buyer_window_seconds,
+            payment_confirmation=settings.payment_confirmation,
             observer=self.metrics,
             tracer=self.tracer,
         )

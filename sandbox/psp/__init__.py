@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from config.settings import ACCOUNT_SETTINGS
 from sandbox.psp.aplazame import create_aplazame_app
 from sandbox.psp.bigcommerce import create_bigcommerce_app
 from sandbox.psp.common import PSP_STATE
@@ -49,9 +50,10 @@ def create_psp_fake(
 
 
 def connector_environment(name: str, base_url: str, token: str) -> dict[str, str]:
-    """The `PAYHOOK_*` variables that point connector `name` at its fake."""
+    """The `PAYHOOK_*` variables that point connector `name` at its fake, a test account
+    (Shopify's test-mode sessions are sent to it)."""
     variable, path = SETTINGS_PATHS[name]
-    env = {"PAYHOOK_CONNECTOR": name, variable: base_url + path}
+    env = {"PAYHOOK_CONNECTOR": name, variable: base_url + path, ACCOUNT_SETTINGS[name]: "test"}
     credential = {
         "http": "PAYHOOK_HTTP_CONNECTOR_TOKEN",
         "ledyer": "PAYHOOK_LEDYER_ACCESS_TOKEN",

@@ -1,10 +1,12 @@
 """A PSP speaking payhook's generic `http` contract (DESIGN.md), for the `http` connector.
 
     POST /captures | /refunds | /voids   Idempotency-Key: <session id> (required: 400)
-    {"session_id", "payment_id", "amount": "10.00" | null, "currency": "EUR" | null}
+    {"session_id", "payment_id", "amount": "10.00" | null, "currency": "EUR" | null,
+     "test": true | false}
 
 A currency is a three-letter code, or null only in a void whose payment's currency payhook
-does not know; anything else (an empty string) is a 400.
+does not know; anything else (an empty string) is a 400. `test` (Shopify's test mode) is a
+boolean when sent, kept with the operation; the fake is a test account and takes both.
 
 `201 {"reference"}` approves; magic amounts (`…51`, `…52` in minor units) and `decline`
 faults answer `402 {"code", "message"}`; a repeated key after an approval answers `409`
@@ -76,11 +78,21 @@ def create_http_psp_app(*, token: str | None = None) -> web.Application:
         key = request.headers.get("Idempotency-Key")
         body = await json_object(request)
         parsed = _amount(body) if body is not None else None
-        if not key or body is None or parsed is None or not body.get("payment_id"):
+        test = body.get("test", False) if body is not None else None
+        if (
+            not key
+            or body is None
+            or parsed is None
+            or not body.get("payment_id")
+            or not isinstance(test, bool)
+        ):
             request.app[PSP_STATE].record(
                 operation=operation, method="POST", path=request.path, status=400
             )
-            message = "Idempotency-Key, payment_id, a valid amount and currency are required"
+            message = (
+                "Idempotency-Key, payment_id, a valid amount and currency are required "
+                "(and test, when sent, is a boolean)"
+            )
             return web.json_response({"code": "bad_request", "message": message}, status=400)
         amount, minor = parsed
 
@@ -96,7 +108,13 @@ def create_http_psp_app(*, token: str | None = None) -> web.Application:
             shown = None if amount is None else str(amount)
             currency = body.get("currency")
             books.append(
-                {"operation": operation, "key": key, "amount": shown, "currency": currency}
+                {
+                    "operation": operation,
+                    "key": key,
+                    "amount": shown,
+                    "currency": currency,
+                    "test": test,
+                }
             )
             return 201, {"reference": reference}, True
 

@@ -233,6 +233,7 @@ class _PspThatOutrunsTheReplica:
     moves) is the moment the replica falls behind. Counts the operations it is asked for."""
 
     name = "outrun"
+    live = False
 
     def __init__(self, replica: LocalRedis) -> None:
         self.freeze = Frozen(replica)

@@ -14,7 +14,7 @@ from config import Settings
 from ops.doctor import run_doctor
 from ops.redis_server import LocalRedis
 from ops.reindex import reindex
-from sessions.keys import DUE, DUE_INDEXED, PENDING, WORKABLE
+from sessions.keys import CONFIRMING, DUE, DUE_INDEXED, PENDING, WORKABLE
 from sessions.shops import SHOPS, ShopTokens, TokenCipher
 from sessions.store import SessionStore
 from tests.factories import make_session, received_event
@@ -155,7 +155,7 @@ async def test_the_due_summary_indexes_are_noted_while_built_and_a_drift_is_a_wa
     assert (status, "ok    due summary indexed (3 due sessions)" in out) == (0, True), out
 
     # A store from before the indexes: a note, not a fault (the sweeper builds them).
-    await redis.delete(WORKABLE, PENDING, DUE_INDEXED)
+    await redis.delete(WORKABLE, PENDING, CONFIRMING, DUE_INDEXED)
     status, out = await doctor(settings, capsys)
     assert status == 0, out
     assert "note  the sweeper is indexing the due set (3 sessions, not begun)" in out

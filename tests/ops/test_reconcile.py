@@ -193,6 +193,34 @@ async def test_the_http_psp_every_planted_mismatch_and_no_money_moved(
         await redis.aclose()
 
 
+async def test_test_sessions_are_not_looked_up_at_a_live_account(
+    redis_server: LocalRedis,
+) -> None:
+    url, redis = await fresh(redis_server, 10)
+    fake = await start_psp_fake("http")
+    plant = Planter(redis, HttpConnector(PspHttp(fake.url, name="http", timeout_seconds=5)))
+    try:
+        await plant.session(State.REPORTED, Outcome.DECLINED, test=True)
+        live = await plant.session(State.REPORTED, Outcome.APPROVED, test=False)
+        await plant.at_psp(live)
+        state = fake.runner.app[PSP_STATE]
+        calls = len(state.calls)
+        env = {
+            **connector_environment("http", fake.url, "any-token"),
+            "PAYHOOK_HTTP_CONNECTOR_ACCOUNT": "live",
+        }
+
+        code, out, err = await payhook(url, "reconcile", "--json", "--rate", "200", env=env)
+
+        assert code == 0, err
+        assert json.loads(out)["checked"] == 1
+        # One status read, for the live session; the test one never reached this account.
+        assert [c.path for c in state.calls[calls:]] == [f"/captures/{live.id}"]
+    finally:
+        await fake.close()
+        await redis.aclose()
+
+
 async def test_a_psp_it_cannot_reach_exits_3_unless_something_is_known_to_mismatch(
     redis_server: LocalRedis,
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from ops.redis_server import LocalRedis
-from sessions.keys import DUE_INDEXED, PENDING, WORKABLE
+from sessions.keys import CONFIRMING, DUE_INDEXED, PENDING, WORKABLE
 from sessions.store import SessionStore
 from tests.factories import make_session, received_event
 from tests.ops.test_release import failed_capture, payhook
@@ -68,7 +68,7 @@ def test_stats_as_a_table_for_people(url: str) -> None:
 def test_reindex_builds_the_due_summary_of_a_store_from_before_its_indexes(url: str) -> None:
     async def forget() -> None:
         redis = Redis.from_url(url)
-        await redis.delete(WORKABLE, PENDING, DUE_INDEXED)
+        await redis.delete(WORKABLE, PENDING, CONFIRMING, DUE_INDEXED)
         await redis.aclose()
 
     asyncio.run(forget())

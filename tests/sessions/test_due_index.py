@@ -18,7 +18,16 @@ from redis.asyncio import Redis
 
 from ops.redis_server import LocalRedis
 from sessions.claims import Claimed, Claims
-from sessions.keys import DUE, DUE_INDEXED, PENDING, WORKABLE, session_key, text, timeline_key
+from sessions.keys import (
+    CONFIRMING,
+    DUE,
+    DUE_INDEXED,
+    PENDING,
+    WORKABLE,
+    session_key,
+    text,
+    timeline_key,
+)
 from sessions.models import Kind, Outcome, Session, TimelineEvent
 from sessions.states import State
 from sessions.stats import DueSummary, due_summary
@@ -43,6 +52,7 @@ async def redis(redis_server: LocalRedis) -> AsyncIterator[Redis]:
 class Indexes:
     workable: dict[str, float]
     pending: dict[str, float]
+    confirming: dict[str, float]
 
 
 async def indexes(redis: Redis) -> Indexes:
@@ -50,15 +60,17 @@ async def indexes(redis: Redis) -> Indexes:
         entries = await redis.zrange(key, 0, -1, withscores=True)
         return {text(entry[0]): float(entry[1]) for entry in entries}
 
-    return Indexes(await read(WORKABLE), await read(PENDING))
+    return Indexes(await read(WORKABLE), await read(PENDING), await read(CONFIRMING))
 
 
 async def recomputed(redis: Redis) -> Indexes:
     """What the indexes must hold, from the due set and the session hashes alone: every
     due session that still has its data, a pending payment by the close of its window (its
-    last write's time when it has none), any other by its creation time."""
+    last write's time when it has none), any other by its creation time (a payment waiting
+    for Shopify's confirmation in an index of its own)."""
     workable: dict[str, float] = {}
     pending: dict[str, float] = {}
+    confirming: dict[str, float] = {}
     for member in await redis.zrange(DUE, 0, -1):
         session_id = text(member)
         fields = {
@@ -68,9 +80,11 @@ async def recomputed(redis: Redis) -> Indexes:
             continue
         if fields["state"] == State.PENDING:
             pending[session_id] = float(fields.get("pending_expires_at") or fields["updated_at"])
+        elif fields["state"] == State.CONFIRMING:
+            confirming[session_id] = float(fields["created_at"])
         else:
             workable[session_id] = float(fields["created_at"])
-    return Indexes(workable, pending)
+    return Indexes(workable, pending, confirming)
 
 
 def exact(expected: Indexes, depth: int, overdue: int, now: float) -> DueSummary:
@@ -99,7 +113,7 @@ async def assert_consistent(redis: Redis, now: float) -> None:
 OPERATIONS = (
     *("create", "create payment"),
     *("work", "work", "work", "work", "work", "work"),
-    *("claim", "claim", "retry", "settle", "settle", "pend", "pend"),
+    *("claim", "claim", "retry", "settle", "settle", "pend", "pend", "confirm"),
     *("report", "report", "verdict", "fail", "release", "replay", "replay"),
     *("sweep", "wait", "expire", "expire", "vanish"),
 )
@@ -173,6 +187,11 @@ class World:
             outcome = Outcome.PENDING if session.kind is Kind.PAYMENT else Outcome.APPROVED
             settle = change_to(State.SETTLED, at=now, outcome=outcome, due_at=now + LEASE)
             await self.fenced(session_id, settle)
+        elif operation == "confirm" and session is not None and session.kind is Kind.PAYMENT:
+            # paymentSessionConfirm sent: Shopify's confirmation request or the window next.
+            await self.fenced(
+                session_id, change_to(State.CONFIRMING, at=now, due_at=now + 3_600), release=True
+            )
         elif operation == "pend":
             closes = now + 1_000 + which
             pend = change_to(State.PENDING, at=now, pending_expires_at=closes, due_at=closes)

@@ -16,6 +16,9 @@ ALLOWED = {
     (State.SETTLED, State.PENDING),
     (State.PENDING, State.SETTLED),
     (State.PENDING, State.FAILED),
+    (State.SETTLED, State.CONFIRMING),  # Shopify took paymentSessionConfirm
+    (State.CONFIRMING, State.SETTLED),  # its confirmation request came
+    (State.CONFIRMING, State.FAILED),  # none came within the window
     (State.SETTLING, State.SETTLING),
     (State.SETTLING, State.SETTLED),
     (State.SETTLING, State.FAILED),

@@ -110,6 +110,20 @@ async def test_past_the_old_scan_the_oldest_age_and_the_pending_payments_are_exa
     assert due.pending_closes_in == pytest.approx(30_000, abs=0.01)
 
 
+async def test_a_payment_awaiting_shopifys_confirmation_is_not_work_a_worker_is_late_with(
+    redis: Redis, store: SessionStore
+) -> None:
+    session = await stored(store, age=5_000, kind=Kind.PAYMENT)
+    await store.change(session, change_to(State.SETTLED, at=NOW, outcome=Outcome.APPROVED))
+    settled = session.model_copy(update={"state": State.SETTLED})
+    closes = NOW + 3_600
+    await store.change(settled, change_to(State.CONFIRMING, at=NOW, due_at=closes))
+    await stored(store, age=60)
+    due = await due_summary(redis, NOW)
+    assert (due.depth, due.pending_payments) == (2, 0)
+    assert due.oldest_unfinished_seconds == pytest.approx(60, abs=0.01)
+
+
 async def test_failed_sessions_leave_the_due_set_and_count_by_kind(
     redis: Redis, store: SessionStore
 ) -> None:

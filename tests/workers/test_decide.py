@@ -146,6 +146,7 @@ def test_a_final_psp_answer_settles_the_ledger_in_the_same_write(
 
 
 RESOLVE, REJECT, PENDING = "captureSessionResolve", "captureSessionReject", "paymentSessionPending"
+CONFIRM = "paymentSessionConfirm"
 SETTLED = {"state": State.SETTLED, "outcome": Outcome.APPROVED, "phase_since": NOW - 5}
 
 REPORT_ROWS = [
@@ -192,6 +193,31 @@ REPORT_ROWS = [
         DeadLetter,
     ),
     ("another refusal", {}, REJECT, Refused("NOT_FOUND"), State.FAILED, DeadLetter),
+    ("confirm taken: wait for the request", {}, CONFIRM, Accepted(), State.CONFIRMING, Done),
+    (
+        "confirm unavailable",
+        {},
+        CONFIRM,
+        Unavailable("HTTP 503", 1.0),
+        State.SETTLED,
+        RetryLater,
+    ),
+    (
+        "INVALID_STATE_TRANSITION after our own earlier confirm: done",
+        {"sent_mutation": CONFIRM, "sent_mutation_attempts": 1, "report_attempts": 1},
+        CONFIRM,
+        Refused("INVALID_STATE_TRANSITION", invalid_state=True),
+        State.CONFIRMING,
+        Done,
+    ),
+    (
+        "CONFIRMATION_NOT_SUPPORTED: the app is not set up for it",
+        {},
+        CONFIRM,
+        Refused("CONFIRMATION_NOT_SUPPORTED"),
+        State.FAILED,
+        DeadLetter,
+    ),
 ]
 
 
@@ -216,6 +242,68 @@ def test_after_the_report(
     assert decision.session.sent_mutation == mutation
     if state is State.REPORTED:
         assert decision.change.due_at is None
+
+
+def test_a_payment_shopify_is_confirming_is_left_alone_for_the_window() -> None:
+    before = session(kind=Kind.PAYMENT, state=State.SETTLED, outcome=Outcome.APPROVED)
+    decision = decide.after_report(before, CONFIRM, Accepted(), POLICY, NOW)
+    window = POLICY.confirmation_window_seconds
+    assert decision.session.report is None
+    assert decision.session.not_before == NOW + window
+    assert decision.change.due_at == NOW + window
+
+
+def test_a_payment_whose_confirmation_request_never_came_fails_saying_so() -> None:
+    before = session(kind=Kind.PAYMENT, state=State.CONFIRMING, outcome=Outcome.APPROVED)
+    decision = decide.opening(before, POLICY, NOW)
+    assert decision is not None
+    assert decision.session.state is State.FAILED
+    assert "no confirmation request from Shopify" in (decision.session.last_error or "")
+
+
+@pytest.mark.parametrize(
+    ("fields", "setting", "awaits"),
+    [
+        ({}, True, True),
+        ({}, False, False),
+        # Once a confirm went out, its answer is awaited whatever the setting says now.
+        ({"sent_mutation": CONFIRM}, False, True),
+        ({"confirmation_result": True}, True, False),
+        ({"confirmation_result": False}, True, False),
+        ({"outcome": Outcome.DECLINED}, True, False),
+        ({"kind": Kind.CAPTURE}, True, False),
+    ],
+)
+def test_which_payments_await_shopifys_confirmation(
+    fields: dict[str, Any], setting: bool, awaits: bool
+) -> None:
+    before = session(
+        **{"kind": Kind.PAYMENT, "state": State.SETTLED, "outcome": Outcome.APPROVED, **fields}
+    )
+    assert decide.awaits_confirmation(before, confirmation=setting) is awaits
+
+
+@pytest.mark.parametrize(
+    ("test", "live", "refused"), [(True, True, True), (True, False, False), (False, True, False)]
+)
+def test_only_a_test_session_on_a_live_account_is_refused(
+    test: bool, live: bool, refused: bool
+) -> None:
+    assert decide.refuses_test(session(test=test), live=live) is refused
+
+
+def test_a_refused_test_session_is_declined_without_the_psp_and_gives_its_money_back() -> None:
+    before = session(test=True)
+    operation = LedgerOperation("pay-1", Op.CAPTURE, 1000)
+    decision = decide.test_refused(before, "ledyer", POLICY, NOW, ledger=operation)
+    assert (decision.session.state, decision.session.outcome) == (State.SETTLED, Outcome.DECLINED)
+    assert decision.session.psp_attempts == 0
+    assert decision.session.merchant_message == (
+        "Test mode: this capture was not sent to the payment provider, whose account is live."
+    )
+    assert isinstance(decision.step, ReportNext)
+    assert decision.change.ledger == LedgerVerdict("pay-1", False, True, Op.CAPTURE, 1000)
+    assert "ledyer" in (decision.change.event.detail or "")
 
 
 def test_a_pending_report_waits_until_its_window_closes() -> None:

@@ -48,6 +48,7 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
     # Sized to the sessions a worker process keeps in flight.
     pool = settings.worker_concurrency
     lock_seconds = settings.psp_order_lock_seconds
+    live = settings.psp_account == "live"
     if name == "simulator":
         return SimulatorConnector(redis)
     if name == "http":
@@ -55,7 +56,8 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         url = _required(settings.http_connector_url, "PAYHOOK_HTTP_CONNECTOR_URL")
         return HttpConnector(
-            PspHttp(url, name="http", timeout_seconds=timeout, headers=headers, connections=pool)
+            PspHttp(url, name="http", timeout_seconds=timeout, headers=headers, connections=pool),
+            live=live,
         )
     if name == "ledyer":
         token_text = _required(settings.ledyer_access_token, "PAYHOOK_LEDYER_ACCESS_TOKEN")
@@ -70,6 +72,7 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             http,
             Journal(redis, "ledyer", replication=replication),
             OrderLock(redis, "ledyer", ttl_seconds=lock_seconds),
+            live=live,
         )
     if name == "aplazame":
         key = _required(settings.aplazame_private_key, "PAYHOOK_APLAZAME_PRIVATE_KEY")
@@ -88,7 +91,7 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             replication=replication,
         )
         return AplazameConnector(
-            http, journal, OrderLock(redis, "aplazame", ttl_seconds=lock_seconds)
+            http, journal, OrderLock(redis, "aplazame", ttl_seconds=lock_seconds), live=live
         )
     if name == "purchase":
         client = purchase_client(
@@ -101,6 +104,7 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             PurchaseApi(client),
             Journal(redis, "purchase", replication=replication),
             OrderLock(redis, "purchase", ttl_seconds=lock_seconds),
+            live=live,
         )
     if name == "bigcommerce":
         store = _required(settings.bigcommerce_store_hash, "PAYHOOK_BIGCOMMERCE_STORE_HASH")
@@ -114,5 +118,5 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
             headers={"X-Auth-Token": token_text, "Accept": "application/json"},
             connections=pool,
         )
-        return BigCommerceConnector(http, store)
+        return BigCommerceConnector(http, store, live=live)
     raise ValueError(f"unknown connector {name!r}")  # pragma: no cover

@@ -83,7 +83,10 @@ class Captures(BaseModel):
 class AplazameConnector:
     name = "aplazame"
 
-    def __init__(self, http: PspHttp, journal: Journal, lock: OrderLock) -> None:
+    def __init__(
+        self, http: PspHttp, journal: Journal, lock: OrderLock, *, live: bool = True
+    ) -> None:
+        self.live = live
         self._http = http
         self._journal = journal
         self._lock = lock

@@ -106,6 +106,9 @@ StatusResult = Approved | Declined | Pending | NotFound | TryAgain
 
 class Connector(Protocol):
     name: str
+    # The provider account moves real money. Shopify's test-mode sessions are never sent to
+    # a live account: the lifecycle refuses them before any call (docs/connectors.md).
+    live: bool
 
     async def capture(self, operation: Operation) -> Result: ...
 

@@ -133,7 +133,8 @@ class Transaction(_Model):
 class BigCommerceConnector:
     name = "bigcommerce"
 
-    def __init__(self, http: PspHttp, store_hash: str) -> None:
+    def __init__(self, http: PspHttp, store_hash: str, *, live: bool = True) -> None:
+        self.live = live
         self._http = http
         self._store = f"/stores/{store_hash}"
 

@@ -2,11 +2,13 @@
 
     POST {PAYHOOK_HTTP_CONNECTOR_URL}/{captures|refunds|voids}
     Idempotency-Key: <session id>
-    {"session_id": ..., "payment_id": ..., "amount": "10.00" | null, "currency": "EUR" | null}
+    {"session_id": ..., "payment_id": ..., "amount": "10.00" | null, "currency": "EUR" | null,
+     "test": false}
 
 `payment_id` is the provider's id for the payment (`Operation.provider_id`); `amount` is a
 decimal string (never a float) and null for a void, whose `currency` is the payment's (null
-only if payhook does not know it).
+only if payhook does not know it); `test` is Shopify's test-mode flag (true only towards a
+test account: the lifecycle never sends a test session to a live one).
 
 `status` reads what the key did, `GET {url}/{captures|refunds|voids}/{key}`: `2xx {"reference",
 "amount", "currency"}` applied, `402`/`422` declined, `404` unknown. A read, never a resend:
@@ -78,7 +80,8 @@ RULES = RuleTable(
 class HttpConnector:
     name = "http"
 
-    def __init__(self, http: PspHttp) -> None:
+    def __init__(self, http: PspHttp, *, live: bool = True) -> None:
+        self.live = live
         self._http = http
 
     async def capture(self, operation: Operation) -> Result:
@@ -115,6 +118,8 @@ class HttpConnector:
             "amount": None if operation.amount is None else str(operation.amount),
             # A void's currency is the payment's (from its ledger book); null if unknown.
             "currency": operation.currency or None,
+            # Shopify's test mode: only ever true towards a test account.
+            "test": operation.test,
         }
         reply = await self._http.request(
             "POST",

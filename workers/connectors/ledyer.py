@@ -82,7 +82,10 @@ ANSWERS = RuleTable(
 class LedyerConnector:
     name = "ledyer"
 
-    def __init__(self, http: PspHttp, journal: Journal, lock: OrderLock) -> None:
+    def __init__(
+        self, http: PspHttp, journal: Journal, lock: OrderLock, *, live: bool = True
+    ) -> None:
+        self.live = live
         self._http = http
         self._journal = journal
         self._lock = lock

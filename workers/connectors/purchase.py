@@ -92,7 +92,10 @@ ANSWERS = RuleTable(
 class PurchaseConnector:
     name = "purchase"
 
-    def __init__(self, api: PurchaseApi, journal: Journal, lock: OrderLock) -> None:
+    def __init__(
+        self, api: PurchaseApi, journal: Journal, lock: OrderLock, *, live: bool = True
+    ) -> None:
+        self.live = live
         self._api = api
         self._journal = journal
         self._lock = lock

@@ -112,6 +112,8 @@ class SimulatorBook:
 
 class SimulatorConnector:
     name = "simulator"
+    # It moves no money: a test account, whatever the session.
+    live = False
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis

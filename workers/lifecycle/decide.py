@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sessions.models import Outcome, Report, Session, TimelineEvent
+from sessions.models import Kind, Outcome, Report, Session, TimelineEvent
 from sessions.states import State, check_move, recovery_point
 from sessions.writes import Change, LedgerOperation, LedgerVerdict
-from workers.connectors.base import Approved, Declined, Pending, Result, TryAgain
+from workers.connectors.base import Approved, DeclineCode, Declined, Pending, Result, TryAgain
 from workers.retry_policy import RetryPolicy
+from workers.shopify.mutations import CONFIRM_PAYMENT
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Policy:
     shopify: RetryPolicy
     lease_seconds: float
     max_deliveries: int = 200
+    # How long a payment Shopify was asked to confirm waits for its confirmation request.
+    confirmation_window_seconds: float = 3600.0
 
 
 # What the worker does once a decision is stored.
@@ -90,6 +93,11 @@ class Decision:
 
 
 PENDING_EXPIRED = "The payment stayed pending at the payment provider past its deadline."
+NO_CONFIRMATION = (
+    "no confirmation request from Shopify within {window:g}s of paymentSessionConfirm "
+    "(check the extension's confirmation_callback_url); a replay waits for it again"
+)
+TEST_ON_LIVE = "Test mode: this {kind} was not sent to the payment provider, whose account is live."
 MONEY_HELD = (
     "money held: the provider may have applied the operation; check it there, then "
     "`payhook replay` (it was applied) or `payhook sessions release` (it was not)"
@@ -136,6 +144,12 @@ def opening(session: Session, policy: Policy, now: float) -> Decision | None:
     if session.deliveries > policy.max_deliveries:
         error = f"poison: {session.deliveries} deliveries without finishing"
         return dead_letter(session, now, error)
+    if session.state is State.CONFIRMING:
+        # Claimable only once its window closed (`not_before`): Shopify's confirmation
+        # request, which would have moved it on, never came. Nothing is known to resolve
+        # or reject it with, so an operator looks.
+        window = policy.confirmation_window_seconds
+        return dead_letter(session, now, NO_CONFIRMATION.format(window=window))
     if session.state is State.PENDING:
         # Shopify was told the payment is pending until `pending_expires_at`; the PSP never
         # said more. A pending payment must end in a decision: it is declined.
@@ -162,6 +176,49 @@ def opening(session: Session, policy: Policy, now: float) -> Decision | None:
 def settles(session: Session) -> bool:
     """True when the PSP must still be asked (no outcome stored yet)."""
     return recovery_point(session.outcome is not None) is State.RECEIVED
+
+
+def refuses_test(session: Session, *, live: bool) -> bool:
+    """Shopify's test-mode session, and a PSP account that moves real money: never sent."""
+    return session.test and live
+
+
+def test_refused(
+    session: Session, connector: str, policy: Policy, now: float, *, ledger: LedgerOperation | None
+) -> Decision:
+    """A test-mode session on a live PSP account is declined without any PSP call, and
+    Shopify is told why; any reservation it holds is given back."""
+    return _decide(
+        session,
+        now,
+        state=State.SETTLED,
+        name="test_refused",
+        step=ReportNext(),
+        due_at=now + policy.lease_seconds,
+        fields={
+            "outcome": Outcome.DECLINED,
+            "reject_code": DeclineCode.PROCESSING_ERROR.value,
+            "merchant_message": TEST_ON_LIVE.format(kind=session.kind.value),
+            "last_error": None,
+            "psp_uncertain": None,
+            "not_before": None,
+            "phase_attempts": 0,
+            "phase_since": now,
+        },
+        ledger=None if ledger is None else ledger.verdict(approved=False),
+        detail=f"test session: the {connector} connector's account is live; the PSP not asked",
+    )
+
+
+def awaits_confirmation(session: Session, *, confirmation: bool) -> bool:
+    """An approved payment that Shopify must confirm before it is resolved, and whose
+    confirmation request has not come. Once a `paymentSessionConfirm` went out, the answer
+    is awaited whatever the setting says now."""
+    if session.kind is not Kind.PAYMENT or session.outcome is not Outcome.APPROVED:
+        return False
+    if session.confirmation_result is not None:
+        return False
+    return confirmation or session.sent_mutation == CONFIRM_PAYMENT
 
 
 def psp_uncertain(session: Session) -> bool:
@@ -363,6 +420,8 @@ def after_report(
         "phase_since": phase_since,
     }
     mine = isinstance(result, Refused) and result.invalid_state and earlier > 0
+    if (isinstance(result, Accepted) or mine) and mutation == CONFIRM_PAYMENT:
+        return _confirming(session, policy, now, fields, attempt, mine)
     if isinstance(result, Accepted) or mine:
         report = _REPORTS[mutation.removeprefix(f"{session.kind.value}Session")]
         # Shopify knowing a payment is pending is not the end: the session waits for the
@@ -397,6 +456,32 @@ def after_report(
             detail=f"next attempt in {delay:.2f}s",
         )
     return dead_letter(session, now, result.error, attempt=attempt, fields=fields)
+
+
+def _confirming(
+    session: Session,
+    policy: Policy,
+    now: float,
+    fields: dict[str, Any],
+    attempt: int,
+    mine: bool,
+) -> Decision:
+    """Shopify took `paymentSessionConfirm`: the payment waits for its confirmation request
+    (`webhook.confirmations`), at most the confirmation window; no delivery takes it
+    before then."""
+    closes = now + policy.confirmation_window_seconds
+    detail = CONFIRM_PAYMENT + (" (already applied by an earlier attempt)" if mine else "")
+    return _decide(
+        session,
+        now,
+        state=State.CONFIRMING,
+        name="confirmation_requested",
+        step=Done(State.CONFIRMING),
+        due_at=closes,
+        fields={**fields, "last_error": None, "not_before": closes},
+        attempt=attempt,
+        detail=detail + _interrupted(session),
+    )
 
 
 def dead_letter(

@@ -121,7 +121,7 @@ class LedgeredLifecycle:
     async def before_report(self, services: Services, session: Session) -> None:
         return None
 
-    def report(self, session: Session) -> Mutation:
+    def report(self, services: Services, session: Session) -> Mutation:
         kind = self.kind.value
         if session.outcome is Outcome.APPROVED:
             return mutations.resolve(kind, session.gid)

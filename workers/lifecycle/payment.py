@@ -8,6 +8,10 @@ If the PSP's word never arrives, the session falls due when the buyer's window c
 rejected: the buyer can pay again at checkout. A payment reported pending falls due when its
 pending window closes (`pendingExpiresAt`, at most Shopify's three days) and is rejected then
 unless the PSP's final word came first.
+
+With payment confirmation on (`PAYHOOK_PAYMENT_CONFIRMATION`), an approved payment is first
+`paymentSessionConfirm`ed; Shopify's confirmation request (`webhook.confirmations`) then says
+whether to confirm, and the payment is resolved, or rejected with `CONFIRMATION_REJECTED`.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from workers.connectors.base import (
     StatusResult,
     TryAgain,
 )
+from workers.lifecycle import decide
 from workers.lifecycle.runner import Services
 from workers.shopify import mutations
 from workers.shopify.mutations import Mutation
 
 ABANDONED = "The buyer did not complete the payment on the payment provider's page."
+NOT_CONFIRMED = "Shopify did not confirm the payment (its inventory or 3-D Secure checks)."
 
 
 def _iso(timestamp: float) -> str:
@@ -58,9 +64,16 @@ class PaymentLifecycle:
     async def status(self, services: Services, session: Session) -> StatusResult:
         return await self.prepare(services, session)
 
+    def _resolves(self, services: Services, session: Session) -> bool:
+        """The report is `paymentSessionResolve`: approved, and confirmed where it must be."""
+        if session.outcome is not Outcome.APPROVED or session.confirmation_result is False:
+            return False
+        return not decide.awaits_confirmation(session, confirmation=services.payment_confirmation)
+
     async def before_report(self, services: Services, session: Session) -> None:
-        # The book must exist before Shopify can send a capture, refund or void for it.
-        if session.outcome is not Outcome.APPROVED:
+        # The book must exist before Shopify can send a capture, refund or void for it, and
+        # only a payment Shopify is told is resolved has one.
+        if not self._resolves(services, session):
             return
         assert session.amount is not None
         assert session.currency is not None
@@ -78,7 +91,15 @@ class PaymentLifecycle:
             ),
         )
 
-    def report(self, session: Session) -> Mutation:
+    def report(self, services: Services, session: Session) -> Mutation:
+        if decide.awaits_confirmation(session, confirmation=services.payment_confirmation):
+            return mutations.confirm_payment(session.gid)
+        if session.outcome is Outcome.APPROVED and session.confirmation_result is False:
+            return mutations.reject_payment(
+                session.gid,
+                session.reject_code or "CONFIRMATION_REJECTED",
+                session.merchant_message or NOT_CONFIRMED,
+            )
         if session.outcome is Outcome.APPROVED:
             expires = session.authorization_expires_at
             authorization = session.payment_kind is PaymentKind.AUTHORIZATION

@@ -74,7 +74,7 @@ class KindLifecycle(Protocol):
         """Bookkeeping that must be in place before Shopify hears the outcome."""
         ...
 
-    def report(self, session: Session) -> Mutation: ...
+    def report(self, services: Services, session: Session) -> Mutation: ...
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,9 @@ class Services:
     # the run is abandoned and the session comes back through the due set.
     step_timeout: float = 120.0
     # Payment sessions: how long the buyer has on the PSP's page before the session is
-    # declined.
+    # declined; whether an approved one is `paymentSessionConfirm`ed before it is resolved.
     buyer_window_seconds: float = 3600.0
+    payment_confirmation: bool = False
     observer: RunObserver = field(default_factory=NoObserver)
     tracer: Tracer = NO_TRACER
 
@@ -169,7 +170,19 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
             token = services.gateway.reporting_token(session.shop, claim.shop_token)
         except MissingCredentials as exc:
             return await _unreportable(claim, services, lifecycle, session, str(exc))
-        outcome, cause = await _settle(claim, session, services, lifecycle)
+        if decide.refuses_test(session, live=services.connector.live):
+            # Before any PSP call, a status lookup included: nothing of a test session ever
+            # reaches a live account.
+            outcome = decide.test_refused(
+                session,
+                services.connector.name,
+                policy,
+                services.clock(),
+                ledger=lifecycle.ledger_operation(session),
+            )
+            cause = "test_refused"
+        else:
+            outcome, cause = await _settle(claim, session, services, lifecycle)
         session = await _store(services, claim, outcome, last=False, cause=cause)
         if not isinstance(outcome.step, ReportNext):
             return outcome.step
@@ -180,7 +193,7 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
     await services.claims.confirm(
         session.id, claim.fence, lease_seconds=policy.lease_seconds, now=services.clock()
     )
-    mutation = lifecycle.report(session)
+    mutation = lifecycle.report(services, session)
     began = time.perf_counter()
     with services.tracer.span(f"shopify {mutation.field}", _context(session)):
         said = await _send(services.gateway, session.shop, mutation, token)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sessions.models import CONFIRM_MUTATION
+
 _RESOLVE = """
 mutation {name}($id: ID!) {{
   {field}(id: $id) {{
@@ -100,6 +102,25 @@ def reject_payment(gid: str, code: str, merchant_message: str) -> Mutation:
         {"id": "ID!", "reason": "PaymentSessionRejectionReasonInput!"},
         {"id": gid, "reason": {"code": code, "merchantMessage": merchant_message}},
     )
+
+
+# `paymentSessionConfirm` has coded userErrors (`PaymentSessionConfirmUserError`), unlike its
+# payment siblings, and its session's state is `PaymentSessionStateConfirming`.
+_CONFIRM = """
+mutation PaymentSessionConfirm($id: ID!) {
+  paymentSessionConfirm(id: $id) {
+    paymentSession { id state { __typename } }
+    userErrors { field message code }
+  }
+}
+"""
+CONFIRM_PAYMENT = CONFIRM_MUTATION
+
+
+def confirm_payment(gid: str) -> Mutation:
+    """`paymentSessionConfirm`: Shopify checks the order (inventory, 3-D Secure), then POSTs
+    its confirmation request to the app, which resolves or rejects the payment."""
+    return Mutation(field=CONFIRM_PAYMENT, document=_CONFIRM, variables={"id": gid})
 
 
 def pend_payment(gid: str, pending_expires_at: str, reason: str) -> Mutation:

@@ -7,6 +7,7 @@ import fakeredis
 import pytest
 
 from config import Settings
+from config.settings import ACCOUNT_SETTINGS
 from tests.workers.connectors.conftest import settings_for
 from workers.connectors import ConnectorSettingsError, build_connector
 from workers.connectors.aplazame import AplazameConnector
@@ -37,6 +38,25 @@ async def test_each_connector_is_built_from_its_settings(name: str, kind: type) 
 def test_the_simulator_stays_the_default() -> None:
     connector = build_connector(Settings(), fakeredis.FakeAsyncRedis())
     assert isinstance(connector, SimulatorConnector)
+    # It moves no money: Shopify's test sessions go to it.
+    assert connector.live is False
+
+
+@pytest.mark.parametrize("name", ["http", "ledyer", "aplazame", "purchase", "bigcommerce"])
+@pytest.mark.parametrize(("account", "live"), [(None, True), ("live", True), ("test", False)])
+def test_each_connector_knows_whether_its_account_is_live(
+    name: str, account: str | None, live: bool
+) -> None:
+    # A fake of `payhook dev` is a test account; left unset, an account is taken as live.
+    settings = settings_for(name, "http://psp.test")
+    variable = ACCOUNT_SETTINGS[name].removeprefix("PAYHOOK_").lower()
+    assert getattr(settings, variable) == "test"
+    fields = settings.model_dump()
+    fields.pop(variable)
+    if account is not None:
+        fields[variable] = account
+    connector = build_connector(Settings(**fields), fakeredis.FakeAsyncRedis())
+    assert connector.live is live
 
 
 @pytest.mark.parametrize(

@@ -22,15 +22,18 @@ async def fake(serve: Serve) -> Fake:
     return await serve("http", create_http_psp_app(token=TOKEN))
 
 
-async def test_a_capture_is_approved_with_the_psp_reference(fake: Fake) -> None:
-    op = operation(amount=Decimal("10.00"))
+@pytest.mark.parametrize("test", [True, False])
+async def test_a_capture_is_approved_with_the_psp_reference(fake: Fake, test: bool) -> None:
+    op = operation(amount=Decimal("10.00"), test=test)
     assert await fake.connector.capture(op) == Approved("psp_capture_1")
     [book] = fake.app[HTTP_BOOKS]
+    # Shopify's test-mode flag travels with the operation, as the body's `test`.
     assert book == {
         "operation": "capture",
         "key": op.session_id,
         "amount": "10.00",
         "currency": "EUR",
+        "test": test,
     }
     [call] = fake.calls("capture")
     assert call.idempotency_key == op.session_id

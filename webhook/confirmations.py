@@ -1,0 +1,183 @@
+"""`POST /payment_confirmations`: Shopify's confirmation request, the answer to our
+`paymentSessionConfirm`.
+
+Shopify checks the order (inventory, 3-D Secure), then POSTs to the extension's
+`confirmation_callback_url` the session's `gid` and `confirmation_result` (true: confirm). The
+route is one of Shopify's, behind its client certificate or the trusted proxy like the session
+routes (`webhook.auth`). Like every session request it is durable and idempotent:
+
+- the result is stored (and the session queued to be resolved or rejected) in one step
+  before the `201 {}`, and the replicas hold it first;
+- a repeat of a recorded result is answered `201 {}` again and changes nothing; the other
+  result is a `409 confirmation_conflict`;
+- it is taken only for an approved payment Shopify may have been asked to confirm (the
+  session is `confirming`, or a run sent, or was sending, `paymentSessionConfirm`); it then
+  supersedes that run's lease, so a worker whose answer from Shopify is still to be stored
+  changes nothing, and the queued task reports the result;
+- another shop's session, or an unknown one, is a 404.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+
+from sessions.models import CONFIRM_MUTATION, Kind, Outcome, Session, TimelineEvent
+from sessions.replication import NotReplicated
+from sessions.states import State
+from sessions.store import Change, SessionStore, StaleState
+from webhook.body import json_object, shopify_headers
+from webhook.errors import ApiError, not_replicated
+from webhook.keys import SETTINGS, STORE
+
+log = logging.getLogger("payhook.webhook")
+
+_GID = re.compile(r"gid://shopify/PaymentSession/([\x21-\x7e]{1,255})")
+NOT_CONFIRMED = "Shopify did not confirm the payment (its inventory or 3-D Secure checks)."
+# Reads and writes race a worker storing what Shopify answered; past this many, give up
+# with a 503 the caller retries.
+_ATTEMPTS = 3
+
+
+class ConfirmationRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    gid: Annotated[StrictStr, Field(max_length=300)]
+    confirmation_result: StrictBool
+
+
+def _parsed(body: dict[str, object]) -> tuple[str, bool]:
+    try:
+        told = ConfirmationRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        if first["type"] == "missing":
+            raise ApiError(422, "missing_field", f"{field} is required", field) from None
+        raise ApiError(422, "invalid_field", f"{field}: {first['msg']}", field) from None
+    found = _GID.fullmatch(told.gid)
+    if found is None:
+        raise ApiError(
+            422, "invalid_field", "gid: must look like gid://shopify/PaymentSession/<id>", "gid"
+        )
+    return found[1], told.confirmation_result
+
+
+def _may_have_been_asked(session: Session) -> dict[str, frozenset[str]] | None:
+    """The evidence that a `paymentSessionConfirm` may have gone out for the session, as the
+    write's conditions; None when none could have."""
+    if session.state is State.CONFIRMING:
+        return {}
+    if session.sent_mutation == CONFIRM_MUTATION and session.state in (
+        State.SETTLED,
+        State.FAILED,
+    ):
+        return {"sent_mutation": frozenset({CONFIRM_MUTATION})}
+    if session.state is State.SETTLED and session.inflight is State.SETTLED:
+        # A run is reporting it (or died doing so): with the outcome approved and nothing
+        # confirmed, what it sends is `paymentSessionConfirm`.
+        return {"inflight": frozenset({State.SETTLED.value})}
+    return None
+
+
+def _change(
+    session: Session, confirmed: bool, evidence: dict[str, frozenset[str]], lease: float
+) -> Change:
+    now = time.time()
+    fields: dict[str, object | None] = {
+        "confirmation_result": confirmed,
+        "not_before": None,
+        "failed_at": None,
+        # The run that sent the confirm request is superseded; the queued task reports.
+        "inflight": None,
+        "last_error": None,
+        # Reporting the result is a phase of its own.
+        "phase_attempts": 0,
+        "phase_since": now,
+    }
+    if not confirmed:
+        fields["reject_code"] = "CONFIRMATION_REJECTED"
+        fields["merchant_message"] = NOT_CONFIRMED
+    said = "confirmed" if confirmed else "did not confirm"
+    return Change(
+        event=TimelineEvent(
+            at=now,
+            event="confirmation",
+            state=State.SETTLED,
+            detail=f"Shopify {said} the payment (confirmation request)",
+        ),
+        due_at=now + lease,
+        fields=fields,
+        expect=frozenset({session.state}),
+        when={
+            "outcome": frozenset({Outcome.APPROVED.value}),
+            "confirmation_result": frozenset({""}),
+            **evidence,
+        },
+        supersede=True,
+    )
+
+
+async def payment_confirmation(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    shop, request_id, _ = shopify_headers(request)
+    session_id, confirmed = _parsed(await json_object(request, settings.max_body_bytes))
+    store = request.app[STORE]
+    context = {"session_id": session_id, "shop": shop, "kind": Kind.PAYMENT.value}
+    for _ in range(_ATTEMPTS):
+        session = await store.get(session_id)
+        # Another shop's session is no more this shop's to confirm than an unknown one.
+        if session is None or session.kind is not Kind.PAYMENT or session.shop != shop:
+            raise ApiError(404, "not_found", f"no payment session {session_id} of {shop}")
+        if session.confirmation_result is not None:
+            if session.confirmation_result is not confirmed:
+                raise ApiError(
+                    409,
+                    "confirmation_conflict",
+                    f"payment session {session_id} was already "
+                    f"{'confirmed' if session.confirmation_result else 'not confirmed'}",
+                    "confirmation_result",
+                )
+            # Shopify's repeat: the same answer, once the replicas hold what it rests on.
+            await _replicated(store, session_id)
+            return web.json_response({}, status=201)
+        evidence = _may_have_been_asked(session)
+        if session.outcome is not Outcome.APPROVED or evidence is None:
+            raise ApiError(
+                409,
+                "not_confirming",
+                f"payhook has not asked Shopify to confirm payment session {session_id}",
+            )
+        try:
+            await store.change(
+                session, _change(session, confirmed, evidence, settings.lease_seconds), queue=True
+            )
+        except StaleState:
+            # A worker stored Shopify's answer meanwhile, or another request this result:
+            # read again and decide on what is there now.
+            continue
+        await _replicated(store, session_id)
+        log.info(
+            "payment confirmation from Shopify",
+            extra={**context, "confirmed": confirmed, "request_id": request_id},
+        )
+        return web.json_response({}, status=201)
+    raise ApiError(
+        503,
+        "busy",
+        f"payment session {session_id} kept changing; retry",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _replicated(store: SessionStore, session_id: str) -> None:
+    try:
+        await store.replicated(session_id)
+    except NotReplicated as exc:
+        # Shopify retries; the repeat is answered once the replicas hold the result.
+        raise not_replicated("the confirmation", exc) from None
