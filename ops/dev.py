@@ -157,6 +157,12 @@ def run_dev(
             "PAYHOOK_SIMULATOR_WEBHOOK_SECRET": (
                 secret.get_secret_value() if secret else secrets.token_urlsafe(32)
             ),
+            # Shopify's webhooks: the sandbox signs them, the web server checks them.
+            "PAYHOOK_SHOPIFY_API_SECRET": (
+                settings.shopify_api_secret.get_secret_value()
+                if settings.shopify_api_secret
+                else secrets.token_urlsafe(32)
+            ),
             "PAYHOOK_WORKER_METRICS_PORT": str(settings.worker_metrics_port or DEV_METRICS_PORT),
             "PAYHOOK_OPERATOR_PORT": str(settings.operator_port or DEV_OPERATOR_PORT),
         }
@@ -282,16 +288,35 @@ Send a capture session (the sandbox must know its gid, as Shopify would):
   payhook sessions show demo-1
   curl -s {sandbox_base}/_sandbox/calls
 
+Have Shopify send a webhook (signed; also shop/redact, customers/redact, customers/data_request):
+
+  curl -s -XPOST {sandbox_base}/_sandbox/webhooks -H 'Content-Type: application/json' \
+       -d '{{"topic": "app/uninstalled", "shop": "payhook-dev.myshopify.com", "wait": true}}'
+  payhook webhooks list
+  payhook shops add payhook-dev.myshopify.com   # installs it again
+
 Amounts ending in .51 are declined, .52 expired, .53 fail three times then settle.
 """
 
 
-async def serve_sandbox(port: int, callback_secret: str | None) -> None:
+async def serve_sandbox(
+    port: int,
+    callback_secret: str | None,
+    webhook_secret: str | None = None,
+    app_url: str | None = None,
+) -> None:
     """Run the Shopify sandbox peer until the process is stopped; its buyer page signs
-    callbacks with `callback_secret`."""
+    callbacks with `callback_secret`, and Shopify's webhooks to `app_url` are signed with
+    `webhook_secret`."""
     from sandbox.shopify import start_shopify_sandbox
 
-    running = await start_shopify_sandbox("127.0.0.1", port, callback_secret=callback_secret)
+    running = await start_shopify_sandbox(
+        "127.0.0.1",
+        port,
+        callback_secret=callback_secret,
+        webhook_secret=webhook_secret,
+        app_url=app_url,
+    )
     try:
         await asyncio.Event().wait()
     finally:

@@ -114,6 +114,8 @@ async def shops(settings: Settings, action: str, shop: str | None, token: str | 
         else:
             for name in await tokens.shops():
                 print(name)
+            for name, at in (await tokens.uninstalled()).items():
+                print(f"{name}  (uninstalled {_when(at)}: sessions refused until re-installed)")
     except NoTokenKey as exc:
         print(f"payhook shops {action}: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from sandbox.admin import add_admin_routes
+from sandbox.app_webhooks import add_webhook_routes
 from sandbox.buyer import add_buyer_routes
 from sandbox.graphql_endpoint import graphql_endpoint
 from sandbox.state import SANDBOX_STATE, SandboxState
@@ -28,6 +29,8 @@ def create_shopify_app(
     tokens: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
     callback_secret: str | None = None,
+    webhook_secret: str | None = None,
+    app_url: str | None = None,
 ) -> web.Application:
     """The sandbox app.
 
@@ -37,6 +40,8 @@ def create_shopify_app(
     non-empty token. `clock`: monotonic seconds for fault windows and the cost bucket.
     `callback_secret`: what the simulator's buyer page signs its callbacks with (payhook's
     `PAYHOOK_SIMULATOR_WEBHOOK_SECRET`); without one it calls nobody back.
+    `webhook_secret`: what Shopify's own webhooks are signed with (payhook's
+    `PAYHOOK_SHOPIFY_API_SECRET`); `app_url`: where they go by default (`sandbox.app_webhooks`).
     """
     app = web.Application()
     app[SANDBOX_STATE] = SandboxState.create(
@@ -45,6 +50,7 @@ def create_shopify_app(
     app.router.add_post(GRAPHQL_PATH, graphql_endpoint)
     add_admin_routes(app)
     add_buyer_routes(app, callback_secret)
+    add_webhook_routes(app, webhook_secret, app_url)
     return app
 
 
@@ -75,10 +81,16 @@ async def start_shopify_sandbox(
     strict_sessions: bool = True,
     tokens: Mapping[str, str] | None = None,
     callback_secret: str | None = None,
+    webhook_secret: str | None = None,
+    app_url: str | None = None,
 ) -> RunningShopifySandbox:
     """Serve the sandbox on `host:port`; port 0 picks a free one, read it from `.port`."""
     app = create_shopify_app(
-        strict_sessions=strict_sessions, tokens=tokens, callback_secret=callback_secret
+        strict_sessions=strict_sessions,
+        tokens=tokens,
+        callback_secret=callback_secret,
+        webhook_secret=webhook_secret,
+        app_url=app_url,
     )
     runner = web.AppRunner(app)
     await runner.setup()

@@ -23,6 +23,7 @@ from config.settings import child_environment
 from ops.redis_server import LocalRedis
 from sessions.money import CURRENCIES
 from tests.factories import CALLBACK_SECRET
+from tests.webhook.openapi_hooks import WEBHOOK_SECRET
 from webhook.app import create_app
 
 DB = 9
@@ -42,6 +43,7 @@ def settings(redis_server: LocalRedis) -> Settings:
         shopify_access_token="shpat_fuzz",
         admin_token=ADMIN_TOKEN,
         simulator_webhook_secret=CALLBACK_SECRET,
+        shopify_api_secret=WEBHOOK_SECRET,
         # On, so its code runs; wide enough that the fuzzer's shops rarely meet it.
         shop_rate_limit=200,
     )
