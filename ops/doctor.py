@@ -26,6 +26,11 @@ async def run_doctor(settings: Settings) -> int:
         print("ok    broker is the session Redis")
     if settings.shopify_access_token is None:
         print("note  no PAYHOOK_SHOPIFY_ACCESS_TOKEN: every shop needs `payhook shops add`")
+    if settings.shopify_api_secret is None:
+        print(
+            "note  no PAYHOOK_SHOPIFY_API_SECRET: Shopify's webhooks (app/uninstalled, the "
+            "privacy topics Shopify requires) are refused with 404 (docs/webhooks.md)"
+        )
     for warning in security_warnings(settings):
         print(f"WARN  {warning}")
         status = 1
