@@ -7,20 +7,20 @@ Every route needs `Authorization: Bearer <PAYHOOK_ADMIN_TOKEN>` (404 with none c
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sessions.shop_webhooks import HookState, Webhook
 from sessions.webhook_store import replay_webhooks
-from webhook.admin import parse_filters
 from webhook.body import parse_object, read_body
 from webhook.dashboard_auth import require_admin
 from webhook.errors import ApiError
 from webhook.keys import SETTINGS, WEBHOOKS
 
 MAX_LISTED = 1000
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class _Listing(BaseModel):
@@ -40,6 +40,15 @@ class _Replay(BaseModel):
     dry_run: bool = False
 
 
+def _parsed(model: type[Model], data: dict[str, Any]) -> Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise ApiError(422, "invalid_field", f"{field}: {first['msg']}", field) from None
+
+
 def summary(webhook: Webhook) -> dict[str, Any]:
     shown = webhook.model_dump(mode="json", exclude={"payload", "fence"})
     # The customer's identifiers are the one thing of a privacy webhook not shown.
@@ -49,7 +58,7 @@ def summary(webhook: Webhook) -> dict[str, Any]:
 
 async def list_webhooks(request: web.Request) -> web.Response:
     await require_admin(request)
-    wanted: _Listing = parse_filters(_Listing, dict(request.query))  # type: ignore[arg-type]
+    wanted = _parsed(_Listing, dict(request.query))
     hooks = request.app[WEBHOOKS]
     if wanted.state is HookState.FAILED:
         found = await hooks.failed(MAX_LISTED)
@@ -97,7 +106,7 @@ async def replay(request: web.Request) -> web.Response:
     await require_admin(request)
     settings = request.app[SETTINGS]
     body = parse_object(await read_body(request, settings.max_body_bytes))
-    wanted: _Replay = parse_filters(_Replay, body)  # type: ignore[arg-type]
+    wanted = _parsed(_Replay, body)
     results = await replay_webhooks(
         request.app[WEBHOOKS],
         wanted.webhook_ids,

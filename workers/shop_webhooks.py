@@ -236,6 +236,12 @@ _TOKEN = {
 
 
 async def _uninstall(webhook: Webhook, services: WebhookServices) -> str:
+    return (await _uninstalled(webhook, services))[1]
+
+
+async def _uninstalled(webhook: Webhook, services: WebhookServices) -> tuple[Uninstall, str]:
+    """Delete the shop's token and fail its unfinished sessions: what became of the token,
+    and what was done."""
     shop = webhook.shop
     done = await services.tokens.uninstall(
         shop, triggered_at=webhook.triggered_at, now=services.clock()
@@ -249,15 +255,16 @@ async def _uninstall(webhook: Webhook, services: WebhookServices) -> str:
     failed = await fail_unfinished(
         services.store, shop, reason, clock=services.clock, created_by=created_by
     )
-    return f"{_TOKEN[done]}; {failed.describe()}"
+    return done, f"{_TOKEN[done]}; {failed.describe()}"
 
 
 async def _redact_shop(webhook: Webhook, services: WebhookServices) -> str:
     # Shopify sends it 48 hours after the uninstall; whatever that left unfinished (a lost
     # app/uninstalled, say) is failed first, the same way.
-    uninstalled = await _uninstall(webhook, services)
+    token, uninstalled = await _uninstalled(webhook, services)
     now = services.clock()
-    reinstalled = uninstalled.startswith(_TOKEN[Uninstall.REINSTALLED])
+    # Re-installed since: only what was there when Shopify asked is erased.
+    reinstalled = token is Uninstall.REINSTALLED
     event = TimelineEvent(
         at=now,
         event="redacted",

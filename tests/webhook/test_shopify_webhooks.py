@@ -22,6 +22,7 @@ from config import Settings
 from ops.redis_server import LocalRedis
 from sessions.shop_webhooks import WEBHOOK_DUE, webhook_key
 from sessions.shops import ShopTokens, TokenCipher
+from sessions.webhook_store import WebhookStore
 from tests.factories import SHOP, capture_body, shopify_headers
 from transport.messages import WEBHOOK_QUEUE
 from webhook.app import create_app
@@ -30,6 +31,8 @@ DB = 11
 SECRET = "shpss_current_app_secret_0123456789"
 PREVIOUS = "shpss_previous_app_secret_9876543210"
 TOKEN_KEY = Fernet.generate_key().decode()
+ADMIN_TOKEN = "webhook-admin-token-0123456789abcdef"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture
@@ -41,6 +44,7 @@ def settings(redis_server: LocalRedis) -> Settings:
         shopify_access_token="shpat_webhook_tests",
         max_body_bytes=4096,
         token_keys=TOKEN_KEY,
+        admin_token=ADMIN_TOKEN,
     )
 
 
@@ -227,3 +231,41 @@ async def test_an_uninstalled_shop_is_refused_at_intake_until_it_installs_again(
         assert again.status == 201
     finally:
         await store.aclose()
+
+
+async def test_operators_read_webhooks_but_never_the_customer_identifiers(
+    client: TestClient[Any, Any], inspect: redis.Redis, settings: Settings
+) -> None:
+    raw, headers = webhook(redact_body())
+    webhook_id = headers["X-Shopify-Webhook-Id"]
+    assert (await post(client, raw, headers))[0] == 200
+    assert (await client.get("/admin/webhooks")).status == 401
+    listed = await client.get("/admin/webhooks", headers=ADMIN)
+    shown = await client.get(f"/admin/webhooks/{webhook_id}", headers=ADMIN)
+    for answer in (listed, shown):
+        assert answer.status == 200
+        assert "john@example.com" not in await answer.text()
+    [row] = (await listed.json())["webhooks"]
+    assert (row["id"], row["state"], row["holds_customer_identifiers"]) == (
+        webhook_id,
+        "received",
+        True,
+    )
+    assert [e["event"] for e in (await shown.json())["events"]] == ["received"]
+    missing = await client.get(f"/admin/webhooks/{webhook_id}/report", headers=ADMIN)
+    assert missing.status == 404
+    store = Redis.from_url(settings.redis_url)
+    try:
+        await WebhookStore(store).save_report(webhook_id, {"matches": []})
+    finally:
+        await store.aclose()
+    found = await client.get(f"/admin/webhooks/{webhook_id}/report", headers=ADMIN)
+    assert (found.status, await found.json()) == (200, {"report": {"matches": []}})
+    replay = await client.post(
+        "/admin/webhooks/replay", json={"webhook_ids": [webhook_id]}, headers=ADMIN
+    )
+    assert (await replay.json())["skipped"] == [
+        {"id": webhook_id, "reason": "not failed (it is received)"}
+    ]
+    bad = await client.get("/admin/webhooks?state=lost", headers=ADMIN)
+    assert (bad.status, (await bad.json())["error"]["code"]) == (422, "invalid_field")
