@@ -18,8 +18,10 @@ import aiohttp
 import pytest
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config import Settings
+from ops.redis_server import LocalRedis
 from sandbox.app_webhooks import build_body
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import start_shopify_sandbox
@@ -33,12 +35,20 @@ from sessions.shops import ShopTokens, TokenCipher, uninstalled_at
 from sessions.states import State
 from sessions.store import SessionStore
 from sessions.webhook_store import WebhookStore
-from tests.factories import CALLBACK_SECRET, payment_body, shopify_headers, signed_callback
+from tests.factories import (
+    CALLBACK_SECRET,
+    make_session,
+    payment_body,
+    received_event,
+    shopify_headers,
+    signed_callback,
+)
 from tests.integration.conftest import wait_final
-from tests.integration.faults_support import SHOP, Fleet, payhook
+from tests.integration.faults_support import SHOP, Fleet, payhook, states_of
 from tests.integration.test_faults import (  # noqa: F401 - the fault tests' fixtures
     fleet,
     fresh_database,
+    restartable_redis,
     settings,
 )
 from webhook.app import create_app
@@ -52,7 +62,7 @@ EMAIL = "jane.buyer@example.com"
 
 
 def worker_env(running: Fleet, **overrides: str) -> dict[str, str]:
-    env = running.env(
+    fast = dict(
         PAYHOOK_TOKEN_KEYS=KEY,
         # Long PSP and Shopify rounds: the sessions must still be unfinished when the
         # uninstall comes; short webhook rounds, to see one dead-lettered in seconds.
@@ -63,8 +73,8 @@ def worker_env(running: Fleet, **overrides: str) -> dict[str, str]:
         PAYHOOK_WEBHOOK_RETRY_LADDER="0.1,0.2,0.3",
         PAYHOOK_WEBHOOK_MAX_ATTEMPTS="3",
         PAYHOOK_WEBHOOK_RETRY_DEADLINE_SECONDS="0",
-        **overrides,
     )
+    env = running.env(**{**fast, **overrides})
     env.pop("PAYHOOK_SHOPIFY_ACCESS_TOKEN")  # per-shop tokens only
     return env
 
@@ -132,7 +142,10 @@ async def payment(http: aiohttp.ClientSession, app_url: str, **overrides: Any) -
 async def until(check: Any, what: str, patience: float = 30.0) -> Any:
     deadline = time.monotonic() + patience
     while time.monotonic() < deadline:
-        found = await check()
+        try:
+            found = await check()
+        except RedisConnectionError:  # a test that restarts Redis
+            found = None
         if found:
             return found
         await asyncio.sleep(0.1)
@@ -383,3 +396,50 @@ async def _uncertain(store: SessionStore, session_id: str) -> bool:
 async def _declined(store: SessionStore, session_id: str) -> Session | None:
     found = await store.get(session_id)
     return found if found is not None and found.outcome is not None else None
+
+
+async def test_a_redis_killed_mid_uninstall_leaves_it_to_be_finished_once(
+    fleet: Fleet,  # noqa: F811
+    restartable_redis: LocalRedis,  # noqa: F811
+    http: aiohttp.ClientSession,
+    app_url: str,
+    shopify: SandboxShopifyClient,
+    store: SessionStore,
+    redis: Redis,
+    tokens: ShopTokens,
+) -> None:
+    env = worker_env(fleet, PAYHOOK_WEBHOOK_MAX_ATTEMPTS="50")
+    # Many sessions to fail, so the uninstall is still at work when Redis dies.
+    sessions = [make_session(shop=SHOP) for _ in range(1500)]
+    due = time.time() + 3600
+    for start in range(0, len(sessions), 100):
+        await asyncio.gather(
+            *(
+                store.create(s, received_event(), due_at=due, queue=False)
+                for s in sessions[start : start + 100]
+            )
+        )
+    await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
+    delivery = await deliver(shopify, "app/uninstalled")
+    ids = [s.id for s in sessions]
+
+    async def some_failed() -> bool:
+        states = await states_of(redis, ids[:: len(ids) // 50])
+        return any(state == State.FAILED.value for state in states.values())
+
+    await until(some_failed, "the uninstall to start failing sessions", patience=30)
+    await asyncio.to_thread(restartable_redis.restart, kill=True)
+    done = await finished(WebhookStore(redis), delivery["webhook_id"], patience=90)
+
+    assert done.state is HookState.DONE, done
+    events = [e.event for e in await WebhookStore(redis).events(delivery["webhook_id"])]
+    states = await states_of(redis, ids)
+    assert set(states.values()) == {State.FAILED.value}
+    # Each session failed once, however many attempts the webhook took.
+    async with redis.pipeline(transaction=False) as pipe:
+        for session_id in ids:
+            pipe.lrange(timeline_key(session_id), 0, -1)
+        timelines = await pipe.execute()
+    failures = [sum(json.loads(e)["event"] == "failed" for e in t) for t in timelines]
+    print(f"FIGURES: uninstall through a Redis kill: events={events}")
+    assert set(failures) == {1}
