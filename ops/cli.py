@@ -168,6 +168,12 @@ def _parser() -> argparse.ArgumentParser:
     hook_replay = hook_actions.add_parser("replay", help="queue failed webhooks again")
     hook_replay.add_argument("webhook_ids", nargs="+", metavar="WEBHOOK_ID")
     hook_replay.add_argument("--dry-run", action="store_true")
+    hook_replay.add_argument(
+        "--again",
+        action="store_true",
+        help="also a done app/uninstalled or shop/redact: do its work again (erase what it "
+        "kept then, a session whose money has been released since)",
+    )
     hook_report = hook_actions.add_parser(
         "report", help="the report a customers/data_request produced, as JSON"
     )
@@ -341,7 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "show":
             return asyncio.run(webhooks.show_webhook(settings, args.webhook_id, as_json=args.json))
         if args.action == "replay":
-            return asyncio.run(webhooks.replay(settings, args.webhook_ids, dry_run=args.dry_run))
+            return asyncio.run(
+                webhooks.replay(settings, args.webhook_ids, dry_run=args.dry_run, again=args.again)
+            )
         return asyncio.run(webhooks.report(settings, args.webhook_id))
     elif command == "doctor":
         from ops.doctor import run_doctor

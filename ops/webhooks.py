@@ -3,7 +3,7 @@
 ```sh
 payhook webhooks list [--state failed] [--shop S] [--limit 50] [--json]
 payhook webhooks show WEBHOOK_ID [--json]     # record and events (no customer identifiers)
-payhook webhooks replay WEBHOOK_ID... [--dry-run]
+payhook webhooks replay WEBHOOK_ID... [--dry-run] [--again]  # --again: a done uninstall/redact
 payhook webhooks report WEBHOOK_ID            # a customers/data_request's report, as JSON
 ```
 """
@@ -101,7 +101,9 @@ async def show_webhook(settings: Settings, webhook_id: str, *, as_json: bool) ->
     return 0
 
 
-async def replay(settings: Settings, webhook_ids: list[str], *, dry_run: bool) -> int:
+async def replay(
+    settings: Settings, webhook_ids: list[str], *, dry_run: bool, again: bool = False
+) -> int:
     redis = tool_client(settings)
     try:
         store = WebhookStore(redis, CeleryHandoff(create_celery(settings)))
@@ -112,6 +114,7 @@ async def replay(settings: Settings, webhook_ids: list[str], *, dry_run: bool) -
             now=time.time(),
             actor="payhook webhooks replay",
             dry_run=dry_run,
+            again=again,
         )
     finally:
         await redis.aclose()

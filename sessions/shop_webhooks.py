@@ -66,6 +66,10 @@ class Topic(StrEnum):
     CUSTOMERS_DATA_REQUEST = "customers/data_request"
 
 
+# Topics whose work needs nothing but the shop: one done can be done again.
+SHOP_TOPICS = frozenset({Topic.APP_UNINSTALLED, Topic.SHOP_REDACT})
+
+
 class HookState(StrEnum):
     RECEIVED = "received"  # stored, answered 200, waiting for a worker
     RETRYING = "retrying"  # an attempt failed; the next is due at `not_before`

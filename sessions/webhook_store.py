@@ -26,6 +26,7 @@ from sessions.keys import WRONG_TYPE, text
 from sessions.replication import NONE, Replication
 from sessions.shop_webhooks import (
     EVENTS_MAX,
+    SHOP_TOPICS,
     WEBHOOK_DUE,
     WEBHOOK_FAILED,
     WEBHOOK_RECEIVED,
@@ -136,17 +137,22 @@ return {'ok', current}
 """
 )
 
-# KEYS: record, events, due set, failed index, queue. ARGV: now, event, due_at, id, message.
+# KEYS: record, events, due set, failed index, queue. ARGV: now, event, due_at, id, message,
+# '1' to take a done webhook too (it no longer expires).
 _REPLAY = (
     WRONG_TYPE
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'failed' then return {'refused', state or 'missing'} end
+if state ~= 'failed' and not (state == 'done' and ARGV[6] == '1') then
+  return {'refused', state or 'missing'}
+end
 local bad = wrong_type({KEYS[2], 'list', KEYS[3], 'zset', KEYS[4], 'zset', KEYS[5], 'list'})
 if bad then return {'wrongtype', bad} end
 redis.call('HSET', KEYS[1], 'state', 'received', 'updated_at', ARGV[1], 'attempts', 0,
            'round_since', ARGV[1], 'deliveries', 0)
-redis.call('HDEL', KEYS[1], 'failed_at', 'not_before')
+redis.call('HDEL', KEYS[1], 'failed_at', 'not_before', 'done_at')
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[2])
 redis.call('HINCRBY', KEYS[1], 'replays', 1)
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[4], ARGV[4])
@@ -362,9 +368,11 @@ class WebhookStore:
         if verdict != "ok":
             raise StaleState(webhook_id, text(reply[1]) if len(reply) > 1 else None)
 
-    async def replay(self, webhook_id: str, event: WebhookEvent, *, due_at: float) -> None:
+    async def replay(
+        self, webhook_id: str, event: WebhookEvent, *, due_at: float, done_too: bool = False
+    ) -> None:
         """Put a dead letter back, its round starting over, and queue it, atomically;
-        `StaleState` unless it is failed."""
+        `StaleState` unless it is failed (or, with `done_too`, done)."""
         envelope = self._envelope(webhook_id)
         reply = await self._replay(
             keys=[
@@ -380,6 +388,7 @@ class WebhookStore:
                 repr(due_at),
                 webhook_id,
                 envelope.body if envelope else "",
+                "1" if done_too else "",
             ],
         )
         if text(reply[0]) == "wrongtype":
@@ -467,14 +476,19 @@ async def replay_webhooks(
     now: float,
     actor: str = "operator",
     dry_run: bool = False,
+    again: bool = False,
 ) -> list[WebhookReplayed]:
-    """Put each failed webhook back in the queue, its ladder starting over."""
+    """Put each failed webhook back in the queue, its ladder starting over. With `again`, a
+    done `app/uninstalled` or `shop/redact` too: their work needs nothing the record dropped
+    when it was done, and doing it again erases what was kept then (money held, released
+    since)."""
     results: list[WebhookReplayed] = []
     for webhook_id, webhook in zip(webhook_ids, await store.get_many(webhook_ids), strict=True):
         if webhook is None:
             results.append(WebhookReplayed(webhook_id, False, "no such webhook"))
             continue
-        if webhook.state is not HookState.FAILED:
+        repeatable = again and webhook.state is HookState.DONE and webhook.topic in SHOP_TOPICS
+        if webhook.state is not HookState.FAILED and not repeatable:
             results.append(
                 WebhookReplayed(webhook_id, False, f"not failed (it is {webhook.state})")
             )
@@ -489,7 +503,7 @@ async def replay_webhooks(
             detail=f"by {actor}; last error: {webhook.last_error}",
         )
         try:
-            await store.replay(webhook_id, event, due_at=now + lease_seconds)
+            await store.replay(webhook_id, event, due_at=now + lease_seconds, done_too=repeatable)
         except StaleState as exc:
             results.append(WebhookReplayed(webhook_id, False, f"not failed ({exc.current})"))
             continue

@@ -38,6 +38,7 @@ class _Replay(BaseModel):
         min_length=1, max_length=MAX_LISTED
     )
     dry_run: bool = False
+    again: bool = False
 
 
 def _parsed(model: type[Model], data: dict[str, Any]) -> Model:
@@ -114,6 +115,7 @@ async def replay(request: web.Request) -> web.Response:
         now=time.time(),
         actor="admin API",
         dry_run=wanted.dry_run,
+        again=wanted.again,
     )
     return web.json_response(
         {

@@ -387,6 +387,17 @@ async def test_shop_redact_erases_the_shop_but_keeps_the_money_held(
     assert (await session(store, bystander)).state is State.REPORTED
     assert uninstalled_at(await tokens.stored(SHOP)) is not None
 
+    # The operator checks the provider and releases the money; the redact, done again,
+    # erases what it had to keep.
+    code, out = await payhook(env, "sessions", "release", lost)
+    assert code == 0, out
+    code, out = await payhook(env, "webhooks", "replay", "--again", erased["webhook_id"])
+    assert code == 0, out
+    again = await finished(WebhookStore(redis), erased["webhook_id"])
+    assert again.state is HookState.DONE
+    assert again.replays == 1
+    assert await redis.exists(session_key(lost), *ledger_keys(lost_payment)) == 0
+
 
 async def _uncertain(store: SessionStore, session_id: str) -> bool:
     found = await store.get(session_id)

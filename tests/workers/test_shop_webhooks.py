@@ -141,6 +141,23 @@ async def test_a_webhook_is_processed_once_and_its_record_expires(
     assert (done.state, done.payload) == (HookState.DONE, None)
     assert 0 < await redis.ttl(webhook_key("wh-1")) <= 600
     assert await redis.zscore(WEBHOOK_DUE, "wh-1") is None
+    # Done, it is replayed only when asked to do its work again, and then kept until done.
+    [refused] = await replay_webhooks(hooks, ["wh-1"], lease_seconds=5, now=clock.now)
+    assert not refused.replayed
+    [again] = await replay_webhooks(hooks, ["wh-1"], lease_seconds=5, now=clock.now, again=True)
+    assert again.replayed
+    assert await redis.ttl(webhook_key("wh-1")) == -1
+    assert isinstance(await process("wh-1", services(redis, hooks, clock)), Processed)
+
+
+async def test_a_done_customer_webhook_is_never_done_again(
+    redis: Redis, hooks: WebhookStore
+) -> None:
+    customer = received(topic=Topic.CUSTOMERS_REDACT, payload='{"email": "x@example.com"}')
+    await take_in(hooks, customer)
+    assert isinstance(await process("wh-1", services(redis, hooks, Clock())), Processed)
+    [refused] = await replay_webhooks(hooks, ["wh-1"], lease_seconds=5, now=1.0, again=True)
+    assert (refused.replayed, refused.note) == (False, "not failed (it is done)")
 
 
 async def test_failing_work_is_retried_dead_lettered_then_replayed(
