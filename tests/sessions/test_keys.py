@@ -22,6 +22,15 @@ from sessions.keys import (
     timeline_key,
 )
 from sessions.ledger_store import ledger_keys
+from sessions.shop_webhooks import (
+    WEBHOOK_DUE,
+    WEBHOOK_FAILED,
+    WEBHOOK_RECEIVED,
+    webhook_events_key,
+    webhook_key,
+    webhook_lease_key,
+    webhook_report_key,
+)
 from sessions.shops import SHOPS
 
 PER_ID: dict[str, Callable[[str], str]] = {
@@ -35,8 +44,22 @@ PER_ID: dict[str, Callable[[str], str]] = {
     "failed by shop": lambda i: failed_index(shop=i),
     "rate": rate_key,
     "logout": logout_key,
+    "webhook": webhook_key,
+    "webhook events": webhook_events_key,
+    "webhook lease": webhook_lease_key,
+    "webhook report": webhook_report_key,
 }
-FIXED = [DUE, INDEX_CREATED, EXPIRING, FAILED, SHOPS, BEAT_LOCK]
+FIXED = [
+    DUE,
+    INDEX_CREATED,
+    EXPIRING,
+    FAILED,
+    SHOPS,
+    BEAT_LOCK,
+    WEBHOOK_DUE,
+    WEBHOOK_FAILED,
+    WEBHOOK_RECEIVED,
+]
 # What ids are made of, colons and key-like words included.
 PARTS = [*"a:{}|*", "timeline", "res", "settled", "kind", "shop", "s"]
 IDS = st.lists(st.sampled_from(PARTS), max_size=5).map("".join)
