@@ -214,6 +214,24 @@ async def test_a_run_that_lost_its_lease_stores_nothing(redis: Redis, hooks: Web
     assert (stored.state, stored.fence) == (HookState.RECEIVED, second.fence)
 
 
+async def test_a_second_worker_finds_the_webhook_busy_and_does_nothing(
+    redis: Redis, hooks: WebhookStore
+) -> None:
+    await take_in(hooks, received())
+    first = await hooks.claim("wh-1", now=time.time(), lease_seconds=30)
+    assert isinstance(first, WebhookClaim)
+    second = await process("wh-1", services(redis, hooks, Clock()))
+    assert isinstance(second, NotRun)
+    assert "busy" in second.reason
+    stored = await hooks.get("wh-1")
+    assert stored is not None
+    assert (stored.state, stored.deliveries, stored.fence) == (
+        HookState.RECEIVED,
+        1,
+        first.fence,
+    )
+
+
 async def test_the_sweep_queues_a_due_webhook_again_and_holds_it_a_lease_ahead(
     redis: Redis, hooks: WebhookStore
 ) -> None:
