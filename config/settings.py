@@ -151,13 +151,16 @@ class Settings(BaseSettings):
     # The shops payhook accepts sessions from, and sends access tokens to: one DNS label and
     # one of these suffixes (comma-separated). Widen only for a sandbox playing Shopify.
     shop_domain_suffixes: Suffixes = SHOPIFY_SUFFIXES
-
     # The app's own life at Shopify (docs/install.md): the OAuth install, which stores each
     # shop's offline token (encrypted, as `payhook shops add` does), and the onboarding call
     # that tells Shopify the shop is ready. Without the key and the secret the install routes
     # answer 404. The authorize and token URLs are templates, so a sandbox can play them.
+    # Shopify also signs its own webhooks (`POST /shopify/webhooks`, `X-Shopify-Hmac-Sha256`)
+    # with the secret; while it is rotated, the previous one is still accepted there. Without
+    # a secret the webhook route answers 404.
     shopify_api_key: str | None = Field(default=None, max_length=255)
     shopify_api_secret: SecretStr | None = None
+    shopify_api_secret_previous: SecretStr | None = None
     shopify_scopes: Scopes = ("write_payment_gateways", "write_payment_sessions")
     shopify_authorize_url: str = "https://{shop}/admin/oauth/authorize"
     shopify_token_url: str = "https://{shop}/admin/oauth/access_token"  # noqa: S105 - a URL
@@ -261,6 +264,11 @@ class Settings(BaseSettings):
     )
     shopify_max_attempts: int = Field(default=16, ge=1)
     shopify_retry_deadline_seconds: float = Field(default=2 * 86400.0, ge=0)
+    # Shopify's webhooks (app/uninstalled, the privacy topics) are processed off the
+    # request path on this ladder; exhausted, a webhook is a dead letter (`payhook webhooks`).
+    webhook_retry_ladder: Ladder = (2.0, 10.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
+    webhook_max_attempts: int = Field(default=12, ge=1)
+    webhook_retry_deadline_seconds: float = Field(default=6 * 3600.0, ge=0)
     # Task deliveries of one session before it is declared poison (a session whose task
     # keeps killing its worker would otherwise be redelivered forever).
     max_deliveries: int = Field(default=200, ge=1)
@@ -341,6 +349,7 @@ class Settings(BaseSettings):
 
     _split_psp = field_validator("psp_retry_ladder", mode="before")(_parse_ladder)
     _split_shopify = field_validator("shopify_retry_ladder", mode="before")(_parse_ladder)
+    _split_webhook = field_validator("webhook_retry_ladder", mode="before")(_parse_ladder)
     _split_proxies = field_validator("trusted_proxies", mode="before")(_parse_networks)
     _split_sentinels = field_validator("redis_sentinels", mode="before")(_parse_sentinels)
 
@@ -350,6 +359,22 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value():
             raise ValueError("an empty admin token would let anyone in: leave it unset")
         return value
+
+    @field_validator("shopify_api_secret", "shopify_api_secret_previous")
+    @classmethod
+    def _a_secret_to_sign_with(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("an empty secret would sign anything: leave it unset")
+        return value
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """The secrets a Shopify webhook may be signed with: the current one, then the one
+        it replaces while a rotation is under way."""
+        if self.shopify_api_secret is None:
+            return ()
+        found = (self.shopify_api_secret, self.shopify_api_secret_previous)
+        return tuple(secret.get_secret_value() for secret in found if secret is not None)
 
     @field_validator("tls_client_subject")
     @classmethod

@@ -170,6 +170,32 @@ def _parser() -> argparse.ArgumentParser:
         "--rate", type=_positive, default=10.0, help="PSP calls per second (default 10)"
     )
 
+    hooks = commands.add_parser("webhooks", help="Shopify's webhooks and what became of them")
+    hook_actions = hooks.add_subparsers(dest="action", required=True)
+    hook_list = hook_actions.add_parser("list", help="newest first; failed ones oldest first")
+    hook_list.add_argument(
+        "--state", choices=["received", "retrying", "done", "failed"], default=None
+    )
+    hook_list.add_argument("--shop", default=None)
+    hook_list.add_argument("--limit", type=int, default=50)
+    hook_list.add_argument("--json", action="store_true")
+    hook_show = hook_actions.add_parser("show", help="one webhook with its events")
+    hook_show.add_argument("webhook_id")
+    hook_show.add_argument("--json", action="store_true")
+    hook_replay = hook_actions.add_parser("replay", help="queue failed webhooks again")
+    hook_replay.add_argument("webhook_ids", nargs="+", metavar="WEBHOOK_ID")
+    hook_replay.add_argument("--dry-run", action="store_true")
+    hook_replay.add_argument(
+        "--again",
+        action="store_true",
+        help="also a done app/uninstalled or shop/redact: do its work again (erase what it "
+        "kept then, a session whose money has been released since)",
+    )
+    hook_report = hook_actions.add_parser(
+        "report", help="the report a customers/data_request produced, as JSON"
+    )
+    hook_report.add_argument("webhook_id")
+
     commands.add_parser("doctor", help="check Redis durability settings and reachability")
 
     shops = commands.add_parser("shops", help="per-shop Shopify access tokens")
@@ -295,15 +321,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         secret = settings.simulator_webhook_secret
         key, app_secret = settings.shopify_api_key, settings.shopify_api_secret
-        # The app's credentials, when given, make the sandbox able to install it.
-        apps = {key: app_secret.get_secret_value()} if key and app_secret else None
+        api_secret = app_secret.get_secret_value() if app_secret else None
         asyncio.run(
             serve_sandbox(
                 args.port,
                 secret.get_secret_value() if secret else None,
-                apps,
+                # The app's credentials, when given, make the sandbox able to install it.
+                {key: api_secret} if key and api_secret else None,
                 confirmation_callback_url=args.confirmation_callback_url
                 or f"{settings.public_base_url}/payment_confirmations",
+                # Shopify's webhooks go to payhook's public URL, signed with the app's secret.
+                webhook_secret=api_secret,
+                app_url=settings.public_base_url,
             )
         )
     elif command == "psp-sandbox":
@@ -355,6 +384,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         window = Window(since=args.since, until=args.until, shop=args.shop)
         return asyncio.run(reconcile(settings, window, as_json=args.json, rate=args.rate))
+    elif command == "webhooks":
+        from ops import webhooks
+
+        if args.action == "list":
+            return asyncio.run(
+                webhooks.list_webhooks(
+                    settings, state=args.state, shop=args.shop, limit=args.limit, as_json=args.json
+                )
+            )
+        if args.action == "show":
+            return asyncio.run(webhooks.show_webhook(settings, args.webhook_id, as_json=args.json))
+        if args.action == "replay":
+            return asyncio.run(
+                webhooks.replay(settings, args.webhook_ids, dry_run=args.dry_run, again=args.again)
+            )
+        return asyncio.run(webhooks.report(settings, args.webhook_id))
     elif command == "doctor":
         from ops.doctor import run_doctor
 

@@ -158,7 +158,8 @@ def run_dev(
             else _dev_token_key(state),
             "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "PAYHOOK_SHOPIFY_GRAPHQL_URL": sandbox_base + GRAPHQL_PATH,
-            # The app's credentials, which the sandbox signs its install callbacks with.
+            # The app's credentials, which the sandbox signs its install callbacks and
+            # Shopify's webhooks with, and the web server checks them with.
             "PAYHOOK_SHOPIFY_API_KEY": settings.shopify_api_key or f"dev-{secrets.token_hex(8)}",
             "PAYHOOK_SHOPIFY_API_SECRET": (
                 settings.shopify_api_secret.get_secret_value()
@@ -339,6 +340,13 @@ Send a capture session (the sandbox must know its gid, as Shopify would):
   payhook sessions show demo-1
   curl -s {sandbox_base}/_sandbox/calls
 
+Have Shopify send a webhook (signed; also shop/redact, customers/redact, customers/data_request):
+
+  curl -s -XPOST {sandbox_base}/_sandbox/webhooks -H 'Content-Type: application/json' \
+       -d '{{"topic": "app/uninstalled", "shop": "payhook-dev.myshopify.com", "wait": true}}'
+  payhook webhooks list
+  payhook shops add payhook-dev.myshopify.com   # installs it again
+
 Amounts ending in .51 are declined, .52 expired, .53 fail three times then settle.
 """
 
@@ -349,10 +357,13 @@ async def serve_sandbox(
     apps: dict[str, str] | None = None,
     *,
     confirmation_callback_url: str | None = None,
+    webhook_secret: str | None = None,
+    app_url: str | None = None,
 ) -> None:
     """Run the Shopify sandbox peer until the process is stopped; its buyer page signs
-    callbacks with `callback_secret`, `apps` (API key → secret) may be installed, and its
-    confirmation requests go to `confirmation_callback_url`."""
+    callbacks with `callback_secret`, `apps` (API key → secret) may be installed, its
+    confirmation requests go to `confirmation_callback_url`, and Shopify's webhooks to
+    `app_url` are signed with `webhook_secret`."""
     from sandbox.shopify import start_shopify_sandbox
 
     running = await start_shopify_sandbox(
@@ -361,6 +372,8 @@ async def serve_sandbox(
         callback_secret=callback_secret,
         apps=apps,
         confirmation_callback_url=confirmation_callback_url,
+        webhook_secret=webhook_secret,
+        app_url=app_url,
     )
     try:
         await asyncio.Event().wait()

@@ -33,6 +33,11 @@ async def run_doctor(settings: Settings) -> int:
     for line in install_lines(settings):
         print(line)
         status = 1 if line.startswith("WARN") else status
+    if settings.shopify_api_secret is None:
+        print(
+            "note  no PAYHOOK_SHOPIFY_API_SECRET: Shopify's webhooks (app/uninstalled, the "
+            "privacy topics Shopify requires) are refused with 404 (docs/webhooks.md)"
+        )
     for warning in security_warnings(settings):
         print(f"WARN  {warning}")
         status = 1

@@ -13,14 +13,15 @@ from config.event_loop import new_event_loop
 from config.logging import configure_logging
 from config.tracing import build_tracer
 from transport.celery_app import create_celery
-from transport.messages import SWEEP_QUEUE
+from transport.messages import SWEEP_QUEUE, WEBHOOK_QUEUE
 from webhook.app import create_app
 from webhook.auth import ShopifyAuth
 from webhook.signing import secret_problem
 from webhook.tls import server_ssl_context
 
-# Celery's pool runs only sweep tasks, one at a time per process in practice.
-SWEEP_THREADS = 2
+# Celery's pool runs only sweep tasks and Shopify's webhooks: a webhook that takes long (an
+# uninstall failing many sessions) leaves a thread for the sweep.
+SWEEP_THREADS = 3
 
 
 def refuse_a_separate_broker(settings: Settings, command: str) -> None:
@@ -102,9 +103,10 @@ def worker(
         "--hostname",
         name,
         # Sessions are taken by the session consumer on the event loop (workers.consumer);
-        # Celery consumes only the sweeper's queue, whose task waits for the same loop.
+        # Celery consumes only the sweeper's queue and Shopify's webhooks, whose tasks wait
+        # for the same loop.
         "--queues",
-        SWEEP_QUEUE,
+        f"{SWEEP_QUEUE},{WEBHOOK_QUEUE}",
         "--pool",
         "threads",
         "--concurrency",

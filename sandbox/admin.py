@@ -11,10 +11,14 @@
 | GET    | /_sandbox/faults         | `{"faults": [...]}`, the rules still armed              |
 | POST   | /_sandbox/faults         | adds one fault rule; 400 and the reason if invalid      |
 | DELETE | /_sandbox/faults         | disarms every rule                                      |
-| POST   | /_sandbox/reset          | forgets sessions, calls, faults, codes, configurations  |
+| POST   | /_sandbox/reset          | forgets sessions, calls, faults, codes, configurations, |
+|        |                          | webhook deliveries                                      |
 | GET    | /_sandbox/installs       | `{"exchanges": [...]}`: every OAuth token exchange      |
 | POST   | /_sandbox/apps           | `{"api_key", "api_secret"}`: an app that may be installed |
 | GET    | /_sandbox/configurations | `{"configurations": {shop: {externalHandle, ready}}}`   |
+
+Shopify's own webhooks to the app (`/_sandbox/webhooks`) are described in
+`sandbox.app_webhooks`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.app_webhooks import WEBHOOK_SENDER
 from sandbox.buyer import loopback_url
 from sandbox.faults import FaultRuleError, parse_fault
 from sandbox.state import SANDBOX_STATE
@@ -115,6 +120,8 @@ async def clear_faults(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     request.app[SANDBOX_STATE].reset()
+    if WEBHOOK_SENDER in request.app:
+        request.app[WEBHOOK_SENDER].clear()
     return web.json_response({"reset": True})
 
 

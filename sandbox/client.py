@@ -85,6 +85,20 @@ class SandboxShopifyClient:
             return await self._request("POST", "/_sandbox/buyer", json={"auto": auto})
         return await self._request("GET", "/_sandbox/buyer")
 
+    async def send_webhook(self, topic: str, shop: str, **options: Any) -> dict[str, Any]:
+        """Have the sandbox deliver one of Shopify's webhooks to the app (options as
+        `sandbox.app_webhooks` lists them: `customer`, `orders`, `url`, `wait`, ...)."""
+        body = await self._request(
+            "POST", "/_sandbox/webhooks", json={"topic": topic, "shop": shop, **options}
+        )
+        delivery: dict[str, Any] = body["delivery"]
+        return delivery
+
+    async def webhook_deliveries(self) -> list[dict[str, Any]]:
+        body = await self._request("GET", "/_sandbox/webhooks")
+        deliveries: list[dict[str, Any]] = body["deliveries"]
+        return deliveries
+
     async def reset(self) -> None:
         await self._request("POST", "/_sandbox/reset")
 

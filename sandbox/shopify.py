@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from sandbox.admin import add_admin_routes
+from sandbox.app_webhooks import add_webhook_routes
 from sandbox.buyer import add_buyer_routes
 from sandbox.graphql_endpoint import graphql_endpoint
 from sandbox.oauth import AUTHORIZE_PATH, TOKEN_PATH, add_oauth_routes
@@ -32,6 +33,8 @@ def create_shopify_app(
     callback_secret: str | None = None,
     apps: Mapping[str, str] | None = None,
     confirmation_callback_url: str | None = None,
+    webhook_secret: str | None = None,
+    app_url: str | None = None,
 ) -> web.Application:
     """The sandbox app.
 
@@ -45,6 +48,8 @@ def create_shopify_app(
     `confirmation_callback_url`: the app's (the extension setting), where confirmation
     requests go for sessions registered without one of their own; without either, a
     `paymentSessionConfirm` is refused `CONFIRMATION_NOT_SUPPORTED`.
+    `webhook_secret`: what Shopify's own webhooks are signed with (payhook's
+    `PAYHOOK_SHOPIFY_API_SECRET`); `app_url`: where they go by default (`sandbox.app_webhooks`).
     """
     app = web.Application()
     app[SANDBOX_STATE] = SandboxState.create(
@@ -63,6 +68,7 @@ def create_shopify_app(
     add_oauth_routes(app)
     add_admin_routes(app)
     add_buyer_routes(app, callback_secret)
+    add_webhook_routes(app, webhook_secret, app_url)
     return app
 
 
@@ -105,6 +111,8 @@ async def start_shopify_sandbox(
     callback_secret: str | None = None,
     apps: Mapping[str, str] | None = None,
     confirmation_callback_url: str | None = None,
+    webhook_secret: str | None = None,
+    app_url: str | None = None,
 ) -> RunningShopifySandbox:
     """Serve the sandbox on `host:port`; port 0 picks a free one, read it from `.port`."""
     app = create_shopify_app(
@@ -113,6 +121,8 @@ async def start_shopify_sandbox(
         callback_secret=callback_secret,
         apps=apps,
         confirmation_callback_url=confirmation_callback_url,
+        webhook_secret=webhook_secret,
+        app_url=app_url,
     )
     runner = web.AppRunner(app)
     await runner.setup()

@@ -24,3 +24,13 @@ class Envelope:
 
 class Handoff(Protocol):
     def envelope(self, kind: Kind, session_id: str) -> Envelope: ...
+
+
+class WebhookHandoff(Protocol):
+    """How a Shopify webhook is put on the workers' queue (`sessions.webhook_store`)."""
+
+    def webhook_envelope(self, webhook_id: str) -> Envelope: ...
+
+
+class Handoffs(Handoff, WebhookHandoff, Protocol):
+    """Both: what a worker and the web app hold (`transport.messages.CeleryHandoff`)."""

@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 
 from sessions.keys import PREFIX, WRONG_TYPE, text
 from sessions.shops import PREFIX as SEALED
-from sessions.shops import SHOPS
+from sessions.shops import SHOPS, uninstalled_at
 
 ONBOARDING_PREFIX = f"{PREFIX}onboarding:"
 ONBOARDING_DUE = f"{PREFIX}onboarding-due"
@@ -317,12 +317,13 @@ class OnboardingStore:
 
 
 class ShopStatus(BaseModel):
-    """A shop in the registry: how its token is kept (never the token) and its onboarding."""
+    """A shop in the registry: how its token is kept (never the token; `uninstalled` when the
+    shop uninstalled the app and only its tombstone is left) and its onboarding."""
 
     model_config = ConfigDict(frozen=True)
 
     shop: str
-    token: Literal["encrypted", "plain_text"]
+    token: Literal["encrypted", "plain_text", "uninstalled"]
     onboarding: Onboarding | None
 
 
@@ -334,8 +335,14 @@ async def shop_statuses(redis: Redis) -> list[ShopStatus]:
     return [
         ShopStatus(
             shop=shop,
-            token="encrypted" if stored[shop].startswith(SEALED) else "plain_text",
+            token=_kept(stored[shop]),
             onboarding=onboarding.get(shop),
         )
         for shop in shops
     ]
+
+
+def _kept(stored: str) -> Literal["encrypted", "plain_text", "uninstalled"]:
+    if uninstalled_at(stored) is not None:
+        return "uninstalled"
+    return "encrypted" if stored.startswith(SEALED) else "plain_text"

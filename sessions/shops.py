@@ -9,25 +9,34 @@ without the keys, which live only in the processes' settings.
 A value without the prefix was stored before tokens were encrypted: it is still read (so an
 upgrade strands no shop), `payhook doctor` warns about it and `payhook shops rotate`
 encrypts it. Tokens are never logged or echoed back in full.
+
+A shop that uninstalled the app (Shopify's `app/uninstalled` webhook) keeps a tombstone in
+place of its token, `uninstalled:<epoch seconds>`: no token, and no fallback token either,
+so intake refuses its sessions (403 `shop_uninstalled`) and a worker's claim, which reads
+the same value, knows at once that no report can be sent. A re-install stores a token over
+it (`payhook shops add`, OAuth) and lets the shop in again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from redis.asyncio import Redis
 
 SHOPS = "payhook:shops"
 PREFIX = "fernet:"
+UNINSTALLED = "uninstalled:"
 # Decrypted registry values a cipher remembers (one per shop in use).
 OPENED_AT_MOST = 10_000
 
-# Replaces a shop's stored value only if it is still the one that was read: a rotation
-# never overwrites a token `payhook shops add` stored meanwhile.
+# Replaces a shop's stored value only if it is still the one that was read ('' for none): a
+# rotation never overwrites a token `payhook shops add` stored meanwhile, nor an uninstall a
+# re-install's token.
 _REPLACE_IF_UNCHANGED = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '') == ARGV[2] then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
   return 1
 end
@@ -41,6 +50,20 @@ class NoTokenKey(Exception):
 
 class TokenUnreadable(Exception):
     """A stored token that none of the configured keys decrypts."""
+
+
+class ShopUninstalled(TokenUnreadable):
+    """The shop uninstalled the app: its token was deleted and no other stands in for it."""
+
+
+def uninstalled_at(stored: str | None) -> float | None:
+    """When the shop uninstalled the app, if `stored` is its tombstone; else None."""
+    if stored is None or not stored.startswith(UNINSTALLED):
+        return None
+    try:
+        return float(stored.removeprefix(UNINSTALLED))
+    except ValueError:
+        return 0.0
 
 
 class TokenCipher:
@@ -64,6 +87,14 @@ class TokenCipher:
             self._opened[stored] = token
         return token
 
+    def sealed_at(self, stored: str) -> float | None:
+        """When an encrypted token was first stored (a rotation keeps the time); None for
+        one no key opens."""
+        try:
+            return float(self._fernet.extract_timestamp(stored.removeprefix(PREFIX).encode()))
+        except InvalidToken:
+            return None
+
     def reseal(self, stored: str) -> str:
         """The same token under the first key; a plain-text one is encrypted."""
         if not stored.startswith(PREFIX):
@@ -77,7 +108,13 @@ def token_cipher(keys: Sequence[str]) -> TokenCipher | None:
 
 
 def open_stored(cipher: TokenCipher | None, shop: str, stored: str) -> str:
-    """The token in a stored registry value; `TokenUnreadable` if these keys cannot open it."""
+    """The token in a stored registry value; `TokenUnreadable` if these keys cannot open it,
+    `ShopUninstalled` for a tombstone."""
+    if stored.startswith(UNINSTALLED):
+        raise ShopUninstalled(
+            f"{shop} uninstalled the app: its access token was deleted (a re-install, or "
+            f"payhook shops add {shop}, stores a new one)"
+        )
     if not stored.startswith(PREFIX):
         return stored
     if cipher is None:
@@ -88,6 +125,15 @@ def open_stored(cipher: TokenCipher | None, shop: str, stored: str) -> str:
         raise TokenUnreadable(
             f"no key in PAYHOOK_TOKEN_KEYS decrypts the token of {shop}"
         ) from None
+
+
+class Uninstall(StrEnum):
+    """What `ShopTokens.uninstall` did."""
+
+    REMOVED = "removed"  # the shop's token was replaced by a tombstone
+    NO_TOKEN = "no_token"  # noqa: S105 - it had none of its own (the fallback served it): tombstone set
+    ALREADY = "already"  # a tombstone was there already
+    REINSTALLED = "reinstalled"  # its token was stored after the uninstall: kept
 
 
 @dataclass
@@ -135,13 +181,39 @@ class ShopTokens:
         return bool(await self._redis.hdel(SHOPS, shop))
 
     async def shops(self) -> list[str]:
-        names = await self._redis.hkeys(SHOPS)
-        return sorted(_text(n) for n in names)
+        """Shops with a token of their own (uninstalled ones aside)."""
+        stored = await self._redis.hgetall(SHOPS)
+        return sorted(_text(s) for s, v in stored.items() if uninstalled_at(_text(v)) is None)
+
+    async def uninstalled(self) -> dict[str, float]:
+        """Shops that uninstalled the app, and when."""
+        stored = await self._redis.hgetall(SHOPS)
+        found = {_text(s): uninstalled_at(_text(v)) for s, v in stored.items()}
+        return {shop: at for shop, at in sorted(found.items()) if at is not None}
 
     async def plain_text(self) -> list[str]:
         """Shops whose token was stored before encryption."""
         stored = await self._redis.hgetall(SHOPS)
-        return sorted(_text(s) for s, v in stored.items() if not _text(v).startswith(PREFIX))
+        return sorted(
+            _text(s) for s, v in stored.items() if not _text(v).startswith((PREFIX, UNINSTALLED))
+        )
+
+    async def uninstall(self, shop: str, *, triggered_at: float, now: float) -> Uninstall:
+        """Delete the shop's token for an uninstall Shopify reported at `triggered_at`,
+        leaving a tombstone. A token sealed after that moment came with a re-install (its
+        OAuth callback, or `payhook shops add`, can land before a late or retried webhook):
+        it is kept. Compare-and-set, so a token stored meanwhile is never deleted unseen."""
+        while True:
+            stored = await self.stored(shop)
+            if uninstalled_at(stored) is not None:
+                return Uninstall.ALREADY
+            if stored is not None and stored.startswith(PREFIX) and self._cipher is not None:
+                sealed = self._cipher.sealed_at(stored)
+                if sealed is not None and sealed > triggered_at:
+                    return Uninstall.REINSTALLED
+            tombstone = f"{UNINSTALLED}{now!r}"
+            if await self.replace_if_unchanged(shop, stored or "", tombstone):
+                return Uninstall.NO_TOKEN if stored is None else Uninstall.REMOVED
 
     async def rotate(self) -> Rotation:
         """Re-encrypt every token under the first key (plain-text ones too)."""
@@ -150,6 +222,8 @@ class ShopTokens:
         report = Rotation()
         for raw_shop, raw_value in (await self._redis.hgetall(SHOPS)).items():
             shop, stored = _text(raw_shop), _text(raw_value)
+            if uninstalled_at(stored) is not None:
+                continue
             try:
                 sealed = self._cipher.reseal(stored)
             except InvalidToken:

@@ -25,9 +25,13 @@ from sessions.models import Kind
 
 QUEUE = "payhook"
 SWEEP_QUEUE = "payhook.sweep"
+# Shopify's own webhooks: few, and one may take seconds (an uninstall fails every session of
+# its shop), so Celery's own consumer runs them beside the sweep, not the session consumer.
+WEBHOOK_QUEUE = "payhook.webhooks"
 
 TASK_NAMES: dict[Kind, str] = {kind: f"payhook.{kind.value}" for kind in Kind}
 SWEEP_TASK = "payhook.sweep"
+WEBHOOK_TASK = "payhook.shopify_webhook"
 
 # Stands in for the task id and the session id while a kind's template is rendered.
 _TEMPLATE_ID = "00000000-0000-4000-8000-000000000000"
@@ -72,10 +76,17 @@ class CeleryHandoff:
     def __init__(self, celery: Celery, tracer: Tracer = NO_TRACER) -> None:
         self._celery = celery
         self._tracer = tracer
-        self._templates = {kind: _template(celery, kind) for kind in Kind}
+        self._templates = {kind: _template(celery, task_name(kind), QUEUE) for kind in Kind}
+        self._webhook = _template(celery, WEBHOOK_TASK, WEBHOOK_QUEUE)
 
     def envelope(self, kind: Kind, session_id: str) -> Envelope:
-        template = self._templates[kind]
+        return self._render(self._templates[kind], QUEUE, session_id)
+
+    def webhook_envelope(self, webhook_id: str) -> Envelope:
+        """`payhook.shopify_webhook(webhook_id)` on WEBHOOK_QUEUE."""
+        return self._render(self._webhook, WEBHOOK_QUEUE, webhook_id)
+
+    def _render(self, template: _Template, queue: str, session_id: str) -> Envelope:
         # One read of the system's randomness for both ids (uuid4 makes one per id).
         random = os.urandom(32)
         task_id = str(uuid.UUID(bytes=random[:16], version=4))
@@ -99,7 +110,7 @@ class CeleryHandoff:
                 "delivery_tag": str(uuid.UUID(bytes=random[16:], version=4)),
             },
         }
-        return Envelope(QUEUE, orjson.dumps(message).decode())
+        return Envelope(queue, orjson.dumps(message).decode())
 
 
 def _argsrepr(session_id: str, maxsize: int) -> str:
@@ -108,8 +119,8 @@ def _argsrepr(session_id: str, maxsize: int) -> str:
     return saferepr((session_id,), maxsize)
 
 
-def _template(celery: Celery, kind: Kind) -> _Template:
-    built = celery.amqp.as_task_v2(_TEMPLATE_ID, task_name(kind), args=(_TEMPLATE_ARG,))
+def _template(celery: Celery, task: str, queue: str) -> _Template:
+    built = celery.amqp.as_task_v2(_TEMPLATE_ID, task, args=(_TEMPLATE_ARG,))
     body = json.dumps(built.body)
     head, tail = body.split(json.dumps(_TEMPLATE_ARG), 1)
     headers = dict(built.headers)
@@ -118,7 +129,7 @@ def _template(celery: Celery, kind: Kind) -> _Template:
     properties = {
         **built.properties,
         "delivery_mode": 2,
-        "delivery_info": {"exchange": "", "routing_key": QUEUE},
+        "delivery_info": {"exchange": "", "routing_key": queue},
         "priority": 0,
         "body_encoding": "base64",
     }

@@ -16,11 +16,13 @@ from sessions.replication import Replication
 from sessions.shops import token_cipher
 from sessions.store import SessionStore
 from sessions.topology import SentinelPeers
+from sessions.webhook_store import WebhookStore
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
-from webhook import confirmations, health, psp_callbacks, sessions
+from webhook import confirmations, health, psp_callbacks, sessions, shopify_webhooks
 from webhook.admin import add_admin_routes
 from webhook.admin_attempts import AdminAttempts
+from webhook.admin_webhooks import add_webhook_admin_routes
 from webhook.auth import ShopifyAuth, shopify_only
 from webhook.dashboard import add_dashboard_routes
 from webhook.errors import json_errors
@@ -36,6 +38,7 @@ from webhook.keys import (
     STORE,
     TOKEN_CHECK,
     TRACER,
+    WEBHOOKS,
 )
 from webhook.metrics import WebMetrics
 from webhook.operator import operator_listener
@@ -85,7 +88,14 @@ def create_app(
         app[REDIS] = client
         gauges = Coalesced(lambda: read_gauges(client), fresh_for=GAUGES_FRESH_SECONDS)
         app[GAUGES] = gauges
-        app[STORE] = SessionStore(client, handoff, replication=Replication.from_settings(settings))
+        replication = Replication.from_settings(settings)
+        app[STORE] = SessionStore(client, handoff, replication=replication)
+        app[WEBHOOKS] = WebhookStore(
+            client,
+            handoff,
+            replication=replication,
+            retention_seconds=settings.retention_seconds,
+        )
         app[TOKEN_CHECK] = TokenCheck(
             client,
             token_cipher(settings.token_key_list),
@@ -118,6 +128,8 @@ def create_app(
         app.router.add_post(f"/{kind.value}_sessions", sessions.session_endpoint(kind))
     app.router.add_post(CONFIRMATION_ROUTE, confirmations.payment_confirmation)
     app.router.add_post("/psp/simulator/payments/{session_id}", psp_callbacks.simulator_payment)
+    # Signed by Shopify over the body; no client certificate (not a session route).
+    app.router.add_post(shopify_webhooks.PATH, shopify_webhooks.shopify_webhook)
     # Open to load balancers: liveness and the readiness verdict. The readiness detail and
     # the metrics need the admin token here; the operator listener serves them openly.
     app.router.add_get("/healthz", health.healthz)
@@ -125,5 +137,6 @@ def create_app(
     app.router.add_get("/metrics", health.public_metrics)
     add_install_routes(app)
     add_admin_routes(app)
+    add_webhook_admin_routes(app)
     add_dashboard_routes(app)
     return app

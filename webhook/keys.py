@@ -9,6 +9,7 @@ from config import Settings
 from config.tracing import Tracer
 from sessions.store import SessionStore
 from sessions.topology import SentinelPeers
+from sessions.webhook_store import WebhookStore
 from webhook.admin_attempts import AdminAttempts
 from webhook.metrics import WebMetrics
 from webhook.rate_limit import RateLimit
@@ -29,3 +30,5 @@ SENTINELS: web.AppKey[SentinelPeers | None] = web.AppKey("sentinels")
 GAUGES: web.AppKey[Coalesced[GaugeReading]] = web.AppKey("gauges")
 # Whether a shop's sessions could be reported (`webhook.token_check`).
 TOKEN_CHECK = web.AppKey("token_check", TokenCheck)
+# Shopify's own webhooks (`webhook.shopify_webhooks`).
+WEBHOOKS = web.AppKey("webhooks", WebhookStore)

@@ -25,6 +25,12 @@ class WebMetrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )
+        self.webhooks = Counter(
+            "payhook_shopify_webhooks_received_total",
+            "Shopify webhooks (POST /shopify/webhooks) by topic and what became of them.",
+            ["topic", "result"],
+            registry=self.registry,
+        )
         self.due = Gauge(
             "payhook_sessions_unfinished",
             "Sessions not yet reported or failed (the due set).",

@@ -98,6 +98,7 @@ def redirect_url(settings: Settings, parsed: PaymentSessionRequest) -> str:
 _REFUSALS = {
     "no_access_token": "no_token",
     "token_unreadable": "token_unreadable",
+    "shop_uninstalled": "shop_uninstalled",
     "rate_limited": "rate_limited",
     "idempotency_conflict": "conflict",
 }
@@ -133,6 +134,14 @@ async def _admit(request: web.Request, shop: str) -> None:
             403,
             "no_access_token",
             f"payhook has no Shopify access token for {shop} (payhook shops add {shop})",
+            "Shopify-Shop-Domain",
+        )
+    if problem is TokenProblem.UNINSTALLED:
+        raise ApiError(
+            403,
+            "shop_uninstalled",
+            f"{shop} uninstalled the app; its sessions are refused until it installs it "
+            f"again (OAuth, or payhook shops add {shop})",
             "Shopify-Shop-Domain",
         )
     if problem is TokenProblem.UNREADABLE:

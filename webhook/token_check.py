@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from redis.asyncio import Redis
 
-from sessions.shops import ShopTokens, TokenCipher, TokenUnreadable, open_stored
+from sessions.shops import UNINSTALLED, ShopTokens, TokenCipher, TokenUnreadable, open_stored
 
 # Verdicts kept; past it the oldest goes first. A few bytes over the stored value each.
 REMEMBERED = 4096
@@ -24,6 +24,7 @@ REMEMBERED = 4096
 class TokenProblem(StrEnum):
     MISSING = "missing"  # no token of the shop's own and no fallback
     UNREADABLE = "unreadable"  # stored, but no configured key decrypts it
+    UNINSTALLED = "uninstalled"  # the shop uninstalled the app (`app/uninstalled`)
 
 
 class TokenCheck:
@@ -46,6 +47,9 @@ class TokenCheck:
         stored = await self._tokens.stored(shop)
         if stored is None:
             return None if self._fallback else TokenProblem.MISSING
+        if stored.startswith(UNINSTALLED):
+            # No fallback stands in for it: Shopify revoked the app's access to the shop.
+            return TokenProblem.UNINSTALLED
         return None if self._readable(shop, stored) else TokenProblem.UNREADABLE
 
     def _readable(self, shop: str, stored: str) -> bool:

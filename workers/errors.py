@@ -9,6 +9,7 @@ PayhookError
     ├── ShopifyUserError     the mutation was refused with a userError
     ├── TokenRejected        Shopify refused the shop's access token (HTTP 401/403)
     └── MissingCredentials   no access token for the shop, or none the keys decrypt
+        └── ShopGone         the shop uninstalled the app (`app/uninstalled`)
 ```
 """
 
@@ -77,3 +78,7 @@ class TokenRejected(PermanentError):
 
 class MissingCredentials(PermanentError):
     pass
+
+
+class ShopGone(MissingCredentials):
+    """The shop uninstalled the app: no report can ever be sent for it, waiting cannot help."""

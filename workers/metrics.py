@@ -101,11 +101,21 @@ class WorkerMetrics:
             ["result"],
             registry=r,
         )
+        self.webhooks = Counter(
+            "payhook_shopify_webhooks_processed",
+            "Shopify webhook attempts stored, by topic and what came of them: done, retrying, "
+            "failed (a dead letter).",
+            ["topic", "result"],
+            registry=r,
+        )
         self.leases_lost = Counter(
             "payhook_leases_lost",
             "Runs that found their lease taken over by another worker and stopped.",
             registry=r,
         )
+
+    def webhook_processed(self, topic: str, result: str) -> None:
+        self.webhooks.labels(topic, result).inc()
 
     # RunObserver
     def run_started(self) -> None:

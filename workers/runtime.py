@@ -27,12 +27,13 @@ from config.event_loop import new_event_loop
 from config.tracing import NO_TRACER, Tracer
 from sessions.claims import Claims
 from sessions.connect import redis_client
-from sessions.handoff import Handoff
+from sessions.handoff import Handoffs
 from sessions.ledger_store import LedgerStore
 from sessions.onboarding import OnboardingStore
 from sessions.replication import Replication
 from sessions.shops import ShopTokens, token_cipher
 from sessions.store import SessionStore
+from sessions.webhook_store import WebhookStore
 from transport.celery_app import max_countdown
 from transport.messages import TASK_NAMES
 from transport.session_queue import SessionQueue
@@ -48,6 +49,8 @@ from workers.lifecycle.void import VOID
 from workers.metrics import WorkerMetrics
 from workers.onboarding import Onboarder
 from workers.retry_policy import RetryPolicy
+from workers.shop_webhooks import Step as WebhookStep
+from workers.shop_webhooks import WebhookServices, process
 from workers.shopify.gateway import GqlShopifyGateway, ShopifyGateway
 from workers.shopify.tokens import CachedTokens
 from workers.task_events import TaskEvents
@@ -84,7 +87,7 @@ class Runtime:
     def __init__(
         self,
         settings: Settings,
-        handoff: Handoff,
+        handoff: Handoffs,
         metrics: WorkerMetrics,
         tracer: Tracer = NO_TRACER,
     ) -> None:
@@ -98,6 +101,7 @@ class Runtime:
         self.redis: Redis
         self.store: SessionStore
         self.services: Services
+        self.webhooks: WebhookServices
         self._connector: Connector
         self._gateway: ShopifyGateway
         self._consumer: SessionConsumer | None = None
@@ -109,7 +113,7 @@ class Runtime:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    async def _open(self, handoff: Handoff) -> None:
+    async def _open(self, handoff: Handoffs) -> None:
         # Built on the loop that will use them: aiohttp and redis bind to the running loop.
         settings = self.settings
         # A session in flight holds at most two connections at once (its run's call and its
@@ -125,13 +129,12 @@ class Runtime:
         self.store = SessionStore(self.redis, handoff, replication=replication)
         fallback = settings.shopify_access_token
         self._connector = build_connector(settings, self.redis)
-        tokens = CachedTokens(
-            ShopTokens(
-                self.redis,
-                token_cipher(settings.token_key_list),
-                fallback.get_secret_value() if fallback else None,
-            )
+        registry = ShopTokens(
+            self.redis,
+            token_cipher(settings.token_key_list),
+            fallback.get_secret_value() if fallback else None,
         )
+        tokens = CachedTokens(registry)
         self._gateway = GqlShopifyGateway(
             url_template=settings.shopify_graphql_url,
             api_version=settings.shopify_api_version,
@@ -160,6 +163,25 @@ class Runtime:
             payment_confirmation=settings.payment_confirmation,
             observer=self.metrics,
             tracer=self.tracer,
+        )
+        self.webhooks = WebhookServices(
+            hooks=WebhookStore(
+                self.redis,
+                handoff,
+                replication=replication,
+                retention_seconds=settings.retention_seconds,
+            ),
+            store=self.store,
+            tokens=registry,
+            policy=RetryPolicy(
+                settings.webhook_retry_ladder,
+                settings.webhook_max_attempts,
+                settings.webhook_retry_deadline_seconds,
+            ),
+            lease_seconds=settings.lease_seconds,
+            max_deliveries=settings.max_deliveries,
+            run_timeout=settings.run_timeout_seconds,
+            observed=self.metrics.webhook_processed,
         )
 
     def consume(self, events: TaskEvents | None = None) -> None:
@@ -190,6 +212,10 @@ class Runtime:
         if self._onboarding is None or self._onboarding.done():
             self._onboarding = self.loop.create_task(self.onboarder.run_due())
             self._onboarding.add_done_callback(_onboarding_ended)
+
+    def process_webhook(self, webhook_id: str, timeout: float) -> WebhookStep:
+        """From a Celery thread: one delivery of a Shopify webhook's task, on the loop."""
+        return self.call(process(webhook_id, self.webhooks), timeout)
 
     def stop_taking(self) -> None:
         """From any thread: take no further session message."""
@@ -261,7 +287,7 @@ def _onboarding_ended(task: asyncio.Task[int]) -> None:
 class RuntimeHolder:
     """Builds the runtime once per process, on first use from whichever thread comes first."""
 
-    def __init__(self, settings: Settings, handoff: Handoff, tracer: Tracer = NO_TRACER) -> None:
+    def __init__(self, settings: Settings, handoff: Handoffs, tracer: Tracer = NO_TRACER) -> None:
         self._settings = settings
         self._handoff = handoff
         self._tracer = tracer

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from config import Settings
 from sessions.store import SessionStore, StoreCorrupt
+from sessions.webhook_store import WebhookStore
 
 log = logging.getLogger("payhook.sweeper")
 
@@ -36,14 +37,21 @@ async def sweep(
     hold_for: float,
     prune_seconds: float,
     clock: Callable[[], float] = time.monotonic,
+    webhooks: WebhookStore | None = None,
 ) -> int:
     """Queue up to `limit` due sessions again; returns how many were queued. Then drop every
     session whose retention ran out from the listing index, `limit` per batch, for at most
     `prune_seconds` (at least one batch), and look after the due summary's indexes: their
-    heads, then (until they are built) `limit` ids per batch for as long again."""
+    heads, then (until they are built) `limit` ids per batch for as long again. Due Shopify
+    webhooks are queued again the same way (their retries are due-set entries, as a session's
+    long waits are)."""
     queued = await store.requeue_due(now, limit=limit, hold_for=hold_for)
     for session_id in queued:
         log.info("re-kicked due session", extra={"session_id": session_id})
+    if webhooks is not None:
+        for webhook_id in await webhooks.requeue_due(now, limit=limit, hold_for=hold_for):
+            log.info("re-kicked due webhook", extra={"webhook_id": webhook_id})
+        await webhooks.forget_expired(now)
     pruned = await prune(store, now=now, limit=limit, seconds=prune_seconds, clock=clock)
     if pruned:
         log.info("pruned expired sessions", extra={"count": pruned})
@@ -101,7 +109,9 @@ async def index_due(
     return batch.done
 
 
-async def sweep_as_configured(store: SessionStore, settings: Settings, *, now: float) -> int:
+async def sweep_as_configured(
+    store: SessionStore, settings: Settings, *, now: float, webhooks: WebhookStore | None = None
+) -> int:
     """One sweep with the batch, lease and pruning budget the settings give (beat's task)."""
     return await sweep(
         store,
@@ -109,4 +119,5 @@ async def sweep_as_configured(store: SessionStore, settings: Settings, *, now: f
         limit=settings.sweep_batch,
         hold_for=settings.lease_seconds,
         prune_seconds=settings.sweep_prune_seconds,
+        webhooks=webhooks,
     )

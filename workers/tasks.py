@@ -4,7 +4,8 @@ Celery's own consumer for the sweeper's task.
 Session messages are Celery task messages (`payhook.<kind>(session_id)`, rendered by the
 intake), but no Celery task runs them: the session consumer (`workers.consumer`) takes them
 from the queue in batches and runs each on the process's loop. Celery keeps the rest of the
-worker: the sweep task on its own queue, heartbeats, remote control (with the command
+worker: the sweep task on its own queue, Shopify's webhooks (`payhook.shopify_webhook`) on
+theirs, heartbeats, remote control (with the command
 `payhook_sessions`, which `payhook sessions in-flight` sends, for the sessions in flight) and
 warm shutdown, which drains the consumer before any client closes.
 """
@@ -21,7 +22,7 @@ from celery.worker.control import inspect_command
 
 from config import Settings
 from config.tracing import NO_TRACER, Tracer
-from transport.messages import SWEEP_QUEUE, SWEEP_TASK, CeleryHandoff
+from transport.messages import SWEEP_QUEUE, SWEEP_TASK, WEBHOOK_TASK, CeleryHandoff
 from workers.metrics import MetricsServer
 from workers.runtime import RuntimeHolder
 from workers.sweeper import sweep_as_configured
@@ -38,12 +39,19 @@ def register_tasks(app: Celery, settings: Settings, tracer: Tracer = NO_TRACER) 
     @app.task(name=SWEEP_TASK, ignore_result=True)
     def sweep_due() -> int:
         runtime = holder.get()
-        queued = runtime.call(
-            sweep_as_configured(runtime.store, settings, now=time.time()), patience
+        sweeping = sweep_as_configured(
+            runtime.store, settings, now=time.time(), webhooks=runtime.webhooks.hooks
         )
+        queued = runtime.call(sweeping, patience)
         # Shops to tell Shopify about (workers.onboarding): sent on the loop, not waited for.
         runtime.onboard_due()
         return queued
+
+    @app.task(name=WEBHOOK_TASK, ignore_result=True)
+    def shopify_webhook(webhook_id: str) -> str:
+        # Thin: the webhook's record in Redis holds its truth (workers.shop_webhooks); a
+        # failure here leaves it due, and the sweeper queues it again.
+        return repr(holder.get().process_webhook(webhook_id, patience))
 
     app.conf.beat_schedule = {
         "sweep-due-sessions": {

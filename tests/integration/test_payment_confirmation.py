@@ -138,7 +138,11 @@ async def test_a_payment_is_resolved_once_shopify_confirms_it(
     [sent] = await sandbox.confirmations(gid)
     assert (sent["confirmation_result"], sent["status"]) == (True, 201)
     events = [e.event for e in await store.timeline(session_id)]
-    assert events.index("confirmation_requested") < events.index("confirmation")
+    # Shopify's request may overtake the confirm's answer on a busy host: it then takes the
+    # session from the worker, whose own "requested" write changes nothing.
+    assert "confirmation" in events
+    if "confirmation_requested" in events:
+        assert events.index("confirmation_requested") < events.index("confirmation")
     assert await LedgerStore(store.redis).get(session_id) is not None
 
 

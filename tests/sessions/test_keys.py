@@ -27,6 +27,15 @@ from sessions.keys import (
 )
 from sessions.ledger_store import ledger_keys
 from sessions.onboarding import ONBOARDING_DUE, onboarding_key
+from sessions.shop_webhooks import (
+    WEBHOOK_DUE,
+    WEBHOOK_FAILED,
+    WEBHOOK_RECEIVED,
+    webhook_events_key,
+    webhook_key,
+    webhook_lease_key,
+    webhook_report_key,
+)
 from sessions.shops import SHOPS
 from webhook.install import install_rate_key
 
@@ -44,6 +53,10 @@ PER_ID: dict[str, Callable[[str], str]] = {
     "install state": state_key,
     "install rate": install_rate_key,
     "onboarding": onboarding_key,
+    "webhook": webhook_key,
+    "webhook events": webhook_events_key,
+    "webhook lease": webhook_lease_key,
+    "webhook report": webhook_report_key,
 }
 FIXED = [
     DUE,
@@ -56,6 +69,9 @@ FIXED = [
     SHOPS,
     BEAT_LOCK,
     ONBOARDING_DUE,
+    WEBHOOK_DUE,
+    WEBHOOK_FAILED,
+    WEBHOOK_RECEIVED,
 ]
 # What ids are made of, colons and key-like words included.
 PARTS = [*"a:{}|*", "timeline", "res", "settled", "kind", "shop", "s"]

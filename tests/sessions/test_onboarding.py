@@ -3,8 +3,11 @@ time, an old answer never overwrites a newer ask, and a nonce is spent once, by 
 
 from __future__ import annotations
 
+import time
+
 import fakeredis
 import pytest
+from cryptography.fernet import Fernet
 
 from sessions.installs import STATE_PREFIX, InstallStates, Taken
 from sessions.onboarding import (
@@ -15,7 +18,7 @@ from sessions.onboarding import (
     UserError,
     shop_statuses,
 )
-from sessions.shops import SHOPS
+from sessions.shops import SHOPS, ShopTokens, token_cipher
 
 SHOP = "onboarding-shop.myshopify.com"
 NOW = 1_800_000_000.0
@@ -142,3 +145,16 @@ async def test_a_due_entry_left_without_its_record_is_dropped_and_sends_nothing(
     await redis.zadd(ONBOARDING_DUE, {SHOP: NOW})
     assert await store.take_due(NOW, limit=10, hold_for=30) == []
     assert await redis.zcard(ONBOARDING_DUE) == 0
+
+
+async def test_a_shop_that_uninstalled_the_app_is_listed_as_uninstalled_not_as_a_token(
+    redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    await redis.hset(SHOPS, mapping={"a.myshopify.com": "shpat_plain"})
+    tokens = ShopTokens(redis, token_cipher([Fernet.generate_key().decode()]))
+    await tokens.add("b.myshopify.com", "shpat_b")
+    # Reported after the token was stored: not a re-install's token, so it goes.
+    later = time.time() + 60
+    await tokens.uninstall("b.myshopify.com", triggered_at=later, now=later)
+    listed = {status.shop: status.token for status in await shop_statuses(redis)}
+    assert listed == {"a.myshopify.com": "plain_text", "b.myshopify.com": "uninstalled"}

@@ -3,6 +3,7 @@ in place; what Redis holds never shows a token."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import fakeredis
@@ -11,7 +12,15 @@ from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
 from config import Settings
-from sessions.shops import SHOPS, NoTokenKey, ShopTokens, TokenCipher, TokenUnreadable
+from sessions.shops import (
+    SHOPS,
+    NoTokenKey,
+    ShopTokens,
+    ShopUninstalled,
+    TokenCipher,
+    TokenUnreadable,
+    Uninstall,
+)
 
 SHOP = "a-shop.myshopify.com"
 TOKEN = "shpat_0123456789abcdef0123456789abcdef"
@@ -115,3 +124,49 @@ def test_keys_that_are_no_fernet_keys_are_a_configuration_error(keys: str) -> No
 def test_settings_keep_the_keys_in_order() -> None:
     assert Settings(token_keys=f"{NEW}, {OLD}").token_key_list == (NEW, OLD)
     assert Settings().token_key_list == ()
+
+
+async def test_an_uninstall_leaves_a_tombstone_no_token_and_no_fallback_stands_for(
+    redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    store = tokens(redis, OLD, fallback="shpat_fallback")
+    await store.add(SHOP, TOKEN)
+    done = await store.uninstall(SHOP, triggered_at=time.time() + 5, now=time.time())
+    assert done is Uninstall.REMOVED
+    assert TOKEN.encode() not in await at_rest(redis)
+    with pytest.raises(ShopUninstalled, match="uninstalled the app"):
+        await store.token_for(SHOP)
+    assert await store.shops() == []
+    assert list(await store.uninstalled()) == [SHOP]
+    assert await store.uninstall(SHOP, triggered_at=time.time(), now=time.time()) is (
+        Uninstall.ALREADY
+    )
+    # A rotation or the plain-text check never takes the tombstone for a token.
+    assert (await store.rotate()).rotated == []
+    assert await store.plain_text() == []
+    # A re-install stores a token over it.
+    await store.add(SHOP, "shpat_again")
+    assert await store.token_for(SHOP) == "shpat_again"
+
+
+async def test_a_token_stored_after_the_uninstall_happened_is_a_reinstall_and_stays(
+    redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    store = tokens(redis, OLD)
+    await store.add(SHOP, TOKEN)
+    # The webhook says the uninstall happened a minute before this token was stored.
+    done = await store.uninstall(SHOP, triggered_at=time.time() - 60, now=time.time())
+    assert done is Uninstall.REINSTALLED
+    assert await store.token_for(SHOP) == TOKEN
+
+
+async def test_a_shop_the_fallback_served_is_refused_after_its_uninstall(
+    redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    store = tokens(redis, OLD, fallback="shpat_fallback")
+    assert await store.token_for(SHOP) == "shpat_fallback"
+    assert await store.uninstall(SHOP, triggered_at=time.time(), now=time.time()) is (
+        Uninstall.NO_TOKEN
+    )
+    with pytest.raises(ShopUninstalled):
+        await store.token_for(SHOP)

@@ -13,7 +13,7 @@ import pytest
 from config import Settings
 from sessions.models import Kind
 from transport.celery_app import create_celery
-from transport.messages import QUEUE, CeleryHandoff, task_name
+from transport.messages import QUEUE, WEBHOOK_QUEUE, WEBHOOK_TASK, CeleryHandoff, task_name
 
 IDS = [
     "abc123",
@@ -47,6 +47,20 @@ def test_a_message_is_the_one_celery_builds(kind: Kind, session_id: str) -> None
     assert properties["correlation_id"] == task_id
     assert properties["delivery_info"] == {"exchange": "", "routing_key": QUEUE}
     assert properties["body_encoding"] == "base64"
+
+
+@pytest.mark.parametrize("webhook_id", ["0b6e4a2f-6f4b-4b8e-9a1e-5a6c1f0d9e21", "it's"])
+def test_a_webhook_message_is_the_one_celery_builds_on_the_webhook_queue(webhook_id: str) -> None:
+    celery = create_celery(Settings())
+    envelope = CeleryHandoff(celery).webhook_envelope(webhook_id)
+    assert envelope.queue == WEBHOOK_QUEUE
+    message = json.loads(envelope.body)
+    task_id = message["headers"]["id"]
+    built = celery.amqp.as_task_v2(task_id, WEBHOOK_TASK, args=(webhook_id,))
+    assert message["headers"] == built.headers
+    assert base64.b64decode(message["body"]).decode() == json.dumps(built.body)
+    routing = {"exchange": "", "routing_key": WEBHOOK_QUEUE}
+    assert message["properties"]["delivery_info"] == routing
 
 
 def test_every_message_has_ids_of_its_own() -> None:

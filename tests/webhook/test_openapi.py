@@ -24,6 +24,7 @@ from config.settings import child_environment
 from ops.redis_server import LocalRedis
 from sessions.money import CURRENCIES
 from tests.factories import CALLBACK_SECRET
+from tests.webhook.openapi_hooks import WEBHOOK_SECRET
 from webhook.app import create_app
 
 DB = 9
@@ -43,11 +44,12 @@ def settings(redis_server: LocalRedis) -> Settings:
         shopify_access_token="shpat_fuzz",
         admin_token=ADMIN_TOKEN,
         simulator_webhook_secret=CALLBACK_SECRET,
+        # Signs the fuzzer's webhooks, and turns the install on.
+        shopify_api_secret=WEBHOOK_SECRET,
         # On, so its code runs; wide enough that the fuzzer's shops rarely meet it.
         shop_rate_limit=200,
         # The install on, so its checks are fuzzed; the fuzzer is not sent to a real shop.
         shopify_api_key="fuzz-app",
-        shopify_api_secret="fuzz-app-secret",
         token_keys=Fernet.generate_key().decode(),
     )
 

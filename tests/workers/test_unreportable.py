@@ -153,3 +153,24 @@ async def test_a_capture_the_psp_took_before_its_token_was_removed_is_still_repo
     assert step == Done(State.REPORTED), step
     assert await psp_calls(services, at_psp.id) == 1
     assert await psp_calls(services, next_one.id) == 0
+
+
+async def test_a_session_of_an_uninstalled_shop_fails_at_its_first_claim_without_the_psp(
+    redis: fakeredis.FakeAsyncRedis, services: Services
+) -> None:
+    shops = ShopTokens(redis, TokenCipher([KEPT]))
+    await shops.add(SHOP, "shpat_readable")
+    store = SessionStore(redis)
+    session = make_session()
+    # Admitted a moment before the uninstall's tombstone landed.
+    await store.create(session, received_event(), due_at=0, queue=False)
+    await shops.uninstall(SHOP, triggered_at=time.time() + 1, now=time.time())
+
+    step = await run(session.id, services, CAPTURE)
+
+    assert isinstance(step, DeadLetter)  # no wait on the ladder: the shop will not come back
+    assert "uninstalled the app" in step.reason
+    assert await psp_calls(services, session.id) == 0
+    failed = await store.get(session.id)
+    assert failed is not None
+    assert (failed.state, failed.psp_attempts) == (State.FAILED, 0)

@@ -507,3 +507,41 @@ def dead_letter(
         error=error,
         detail=detail,
     )
+
+
+NOTHING_HELD = "no PSP request was made for it: nothing held"
+
+
+def shop_gone(
+    session: Session, reason: str, now: float, *, ledger: LedgerOperation | None
+) -> Decision:
+    """The shop uninstalled the app: no outcome of its sessions can ever be reported, so the
+    session fails now, wherever it stands, as a dead letter with `reason`.
+
+    Before an outcome, the money is treated as when the PSP ladder runs out: a reservation
+    is given back when no PSP request of the session can have been applied, and kept (money
+    held, for an operator to check at the provider) when one may have been, including while
+    a worker is in the middle of one. After an outcome, the outcome and what it did to the
+    ledger stand (the PSP did it); only the report is given up.
+    """
+    if session.outcome is not None or session.state not in (State.RECEIVED, State.SETTLING):
+        detail = (
+            f"the PSP's outcome ({session.outcome}) stands; Shopify was not told"
+            if session.outcome is not None
+            else None
+        )
+        return dead_letter(session, now, reason, detail=detail)
+    uncertain = psp_uncertain(session)
+    fields: dict[str, Any] = {"psp_uncertain": True if uncertain else None}
+    if ledger is None:
+        return dead_letter(session, now, reason, fields=fields)
+    if uncertain:
+        return dead_letter(session, now, reason, fields=fields, detail=MONEY_HELD)
+    return dead_letter(
+        session,
+        now,
+        reason,
+        fields=fields,
+        ledger=ledger.verdict(approved=False, final=False),
+        detail=NOTHING_HELD if session.psp_attempts == 0 else RESERVATION_RETURNED,
+    )

@@ -12,13 +12,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from redis.exceptions import RedisError
 
-from sessions.claims import Claims
-
 T = TypeVar("T")
+
+
+class Leases(Protocol):
+    """Where a lease is renewed and released: a session's claims, or a webhook store."""
+
+    async def renew(self, key: str, fence: int, /, *, lease_seconds: float, now: float) -> bool: ...
+
+    async def release(self, key: str, fence: int, /) -> None: ...
+
 
 log = logging.getLogger("payhook.lease")
 
@@ -28,7 +35,7 @@ class LeaseLostError(Exception):
 
 
 async def holding(
-    claims: Claims,
+    claims: Leases,
     session_id: str,
     fence: int,
     *,

@@ -39,6 +39,7 @@ from workers.connectors.base import (
 from workers.errors import (
     MissingCredentials,
     PermanentError,
+    ShopGone,
     ShopifyUnavailable,
     ShopifyUserError,
 )
@@ -169,7 +170,8 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
         try:
             token = services.gateway.reporting_token(session.shop, claim.shop_token)
         except MissingCredentials as exc:
-            return await _unreportable(claim, services, lifecycle, session, str(exc))
+            gone = isinstance(exc, ShopGone)
+            return await _unreportable(claim, services, lifecycle, session, str(exc), gone=gone)
         if decide.refuses_test(session, live=services.connector.live):
             # Before any PSP call, a status lookup included: nothing of a test session ever
             # reaches a live account.
@@ -205,16 +207,23 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
 
 
 async def _unreportable(
-    claim: Claimed, services: Services, lifecycle: KindLifecycle, session: Session, reason: str
+    claim: Claimed,
+    services: Services,
+    lifecycle: KindLifecycle,
+    session: Session,
+    reason: str,
+    *,
+    gone: bool,
 ) -> Step:
     """Money must not move for a session Shopify cannot be told about: while its shop's
-    token cannot be read, the session waits (and in the end fails) without the PSP."""
-    waiting = decide.unreportable(
-        session,
-        reason,
-        services.policy,
-        services.clock(),
-        ledger=lifecycle.ledger_operation(session),
+    token cannot be read, the session waits (and in the end fails) without the PSP; a shop
+    that uninstalled the app (`gone`) will not have one again, so its session fails now."""
+    ledger = lifecycle.ledger_operation(session)
+    now = services.clock()
+    waiting = (
+        decide.shop_gone(session, reason, now, ledger=ledger)
+        if gone
+        else decide.unreportable(session, reason, services.policy, now, ledger=ledger)
     )
     await _store(services, claim, waiting, last=True, cause="no_token")
     return waiting.step

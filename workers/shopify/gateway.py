@@ -25,9 +25,10 @@ from gql.transport.exceptions import (
 from graphql import print_ast
 
 from sessions.shop_domains import SHOPIFY_SUFFIXES, is_shop_domain
-from sessions.shops import TokenUnreadable
+from sessions.shops import ShopUninstalled, TokenUnreadable
 from workers.errors import (
     MissingCredentials,
+    ShopGone,
     ShopifyUnavailable,
     ShopifyUserError,
     TokenRejected,
@@ -184,6 +185,8 @@ class GqlShopifyGateway:
         # strength of a cached copy.
         try:
             return self._check_token(shop, self._tokens.opened(shop, stored))
+        except ShopUninstalled as exc:
+            raise ShopGone(str(exc)) from None
         except TokenUnreadable as exc:
             raise MissingCredentials(str(exc)) from None
 
@@ -205,6 +208,8 @@ class GqlShopifyGateway:
         if token is None:
             try:
                 token = self._check_token(shop, await self._tokens.token_for(shop))
+            except ShopUninstalled as exc:
+                raise ShopGone(str(exc)) from None
             except TokenUnreadable as exc:
                 raise MissingCredentials(str(exc)) from None
         try:

@@ -1,0 +1,104 @@
+"""`payhook dev` plays Shopify's webhooks too: its sandbox signs them with the app secret the
+run made for the web server, and the worker processes them."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.settings import child_environment
+from ops.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOP = "payhook-dev.myshopify.com"
+
+
+def _call(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return int(answer.status), json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read() or b"null")
+
+
+@pytest.mark.integration
+def test_the_sandbox_of_payhook_dev_uninstalls_a_shop_the_worker_then_refuses(
+    tmp_path: Path,
+) -> None:
+    app_port, sandbox_port = free_port(), free_port()
+    env = child_environment(
+        {
+            "PAYHOOK_WORKER_METRICS_PORT": str(free_port()),
+            "PAYHOOK_OPERATOR_PORT": str(free_port()),
+            "PAYHOOK_STATE_DIR": str(tmp_path / "state"),
+            "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "PAYHOOK_PORT": str(app_port),
+        }
+    )
+    output = tmp_path / "dev.out"
+    ports = ["--sandbox-port", str(sandbox_port), "--flower-port", str(free_port())]
+    with output.open("wb") as sink:
+        dev = subprocess.Popen(
+            [sys.executable, "-m", "ops", "dev", *ports],
+            env=env,
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "payhook is running" not in output.read_text():
+            assert dev.poll() is None, output.read_text()[-3000:]
+            assert time.monotonic() < deadline, output.read_text()[-3000:]
+            time.sleep(0.2)
+        printed = output.read_text()
+        assert "/_sandbox/webhooks" in printed  # dev says how
+        token = re.search(r"admin token for this run: (\S+)\)", printed)
+        assert token is not None, printed
+        bearer = {"Authorization": f"Bearer {token[1]}"}
+        status, sent = _call(
+            f"http://127.0.0.1:{sandbox_port}/_sandbox/webhooks",
+            {"topic": "app/uninstalled", "shop": SHOP, "wait": True},
+        )
+        assert status == 200, sent
+        delivery = sent["delivery"]
+        assert delivery["state"] == "delivered", delivery
+        assert [a["status"] for a in delivery["attempts"]] == [200]
+        webhook = f"http://127.0.0.1:{app_port}/admin/webhooks/{delivery['webhook_id']}"
+        while (state := _call(webhook, headers=bearer)[1]["webhook"]["state"]) != "done":
+            assert state in ("received", "retrying"), state
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+        capture = {
+            "id": "after-uninstall",
+            "gid": "gid://shopify/CaptureSession/after-uninstall",
+            "payment_id": "pay-1",
+            "amount": "10.00",
+            "currency": "EUR",
+            "merchant_locale": "en",
+            "proposed_at": "2026-01-01T00:00:00Z",
+        }
+        headers = {
+            "Shopify-Shop-Domain": SHOP,
+            "Shopify-Request-Id": "r-1",
+            "Shopify-Api-Version": "2025-10",
+        }
+        status, refused = _call(f"http://127.0.0.1:{app_port}/capture_sessions", capture, headers)
+        assert (status, refused["error"]["code"]) == (403, "shop_uninstalled")
+    finally:
+        dev.send_signal(signal.SIGINT)
+        dev.wait(timeout=60)

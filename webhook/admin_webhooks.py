@@ -1,0 +1,133 @@
+"""The admin API for Shopify's webhooks: list them, read one (its events, never the customer
+identifiers a privacy webhook brought), fetch a data request's report, replay dead letters.
+
+Every route needs `Authorization: Bearer <PAYHOOK_ADMIN_TOKEN>` (404 with none configured).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sessions.shop_webhooks import HookState, Webhook
+from sessions.webhook_store import replay_webhooks
+from webhook.body import parse_object, read_body
+from webhook.dashboard_auth import require_admin
+from webhook.errors import ApiError
+from webhook.keys import SETTINGS, WEBHOOKS
+
+MAX_LISTED = 1000
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class _Listing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: HookState | None = None
+    shop: str | None = Field(default=None, max_length=255)
+    limit: int = Field(default=100, ge=1, le=MAX_LISTED)
+
+
+class _Replay(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_ids: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        min_length=1, max_length=MAX_LISTED
+    )
+    dry_run: bool = False
+    again: bool = False
+
+
+def _parsed(model: type[Model], data: dict[str, Any]) -> Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise ApiError(422, "invalid_field", f"{field}: {first['msg']}", field) from None
+
+
+def summary(webhook: Webhook) -> dict[str, Any]:
+    shown = webhook.model_dump(mode="json", exclude={"payload", "fence"})
+    # The customer's identifiers are the one thing of a privacy webhook not shown.
+    shown["holds_customer_identifiers"] = webhook.payload is not None
+    return shown
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    await require_admin(request)
+    wanted = _parsed(_Listing, dict(request.query))
+    hooks = request.app[WEBHOOKS]
+    if wanted.state is HookState.FAILED:
+        found = await hooks.failed(MAX_LISTED)
+    else:
+        found = await hooks.recent(MAX_LISTED)
+    chosen = [
+        w
+        for w in found
+        if (wanted.state is None or w.state is wanted.state)
+        and (wanted.shop is None or w.shop == wanted.shop)
+    ]
+    return web.json_response({"webhooks": [summary(w) for w in chosen[: wanted.limit]]})
+
+
+async def show_webhook(request: web.Request) -> web.Response:
+    await require_admin(request)
+    hooks = request.app[WEBHOOKS]
+    webhook_id = request.match_info["webhook_id"]
+    webhook = await hooks.get(webhook_id)
+    if webhook is None:
+        raise ApiError(404, "not_found", f"no webhook {webhook_id}")
+    events = await hooks.events(webhook_id)
+    return web.json_response(
+        {
+            "webhook": summary(webhook),
+            "events": [e.model_dump(mode="json", exclude_none=True) for e in events],
+        }
+    )
+
+
+async def webhook_report(request: web.Request) -> web.Response:
+    await require_admin(request)
+    webhook_id = request.match_info["webhook_id"]
+    report = await request.app[WEBHOOKS].report(webhook_id)
+    if report is None:
+        raise ApiError(
+            404,
+            "not_found",
+            f"no report for webhook {webhook_id} (not a data request, not done yet, or expired)",
+        )
+    return web.json_response({"report": report})
+
+
+async def replay(request: web.Request) -> web.Response:
+    await require_admin(request)
+    settings = request.app[SETTINGS]
+    body = parse_object(await read_body(request, settings.max_body_bytes))
+    wanted = _parsed(_Replay, body)
+    results = await replay_webhooks(
+        request.app[WEBHOOKS],
+        wanted.webhook_ids,
+        lease_seconds=settings.lease_seconds,
+        now=time.time(),
+        actor="admin API",
+        dry_run=wanted.dry_run,
+        again=wanted.again,
+    )
+    return web.json_response(
+        {
+            "dry_run": wanted.dry_run,
+            "replayed": [r.webhook_id for r in results if r.replayed],
+            "skipped": [{"id": r.webhook_id, "reason": r.note} for r in results if not r.replayed],
+        }
+    )
+
+
+def add_webhook_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/webhooks", list_webhooks)
+    app.router.add_get("/admin/webhooks/{webhook_id}", show_webhook)
+    app.router.add_get("/admin/webhooks/{webhook_id}/report", webhook_report)
+    app.router.add_post("/admin/webhooks/replay", replay)
