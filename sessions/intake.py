@@ -69,7 +69,6 @@ def new_session(
         "gid": parsed.gid,
         "shop": shop,
         "payment_id": parsed.payment_ref,
-        "merchant_locale": parsed.merchant_locale,
         "proposed_at": _DATETIME.dump_python(parsed.proposed_at, mode="json"),
         "test": "true" if parsed.test else "false",
         "request_id": request_id,
@@ -78,6 +77,8 @@ def new_session(
         "created_at": str(now),
         "updated_at": str(now),
     }
+    if parsed.merchant_locale is not None:
+        fields["merchant_locale"] = parsed.merchant_locale
     if amount is not None and currency is not None:
         fields["amount"] = str(amount)
         fields["currency"] = currency

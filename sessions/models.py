@@ -54,7 +54,8 @@ class Session(BaseModel):
     # A void moves no amount: it releases the whole authorization.
     amount: Decimal | None = None
     currency: str | None = None
-    merchant_locale: str
+    # A void may come without one.
+    merchant_locale: str | None = None
     proposed_at: datetime
     test: bool
     request_id: str
@@ -104,6 +105,9 @@ class Session(BaseModel):
     group: str | None = None
     checkout_id: str | None = None
     cancel_url: str | None = None
+    # Where Shopify said to send the buyer next (`nextAction.context.redirectUrl` of the
+    # answer to the resolve, reject or pending that it took), stored with that report.
+    redirect_url: str | None = None
     authorization_expires_at: datetime | None = None
 
     @property

@@ -3,8 +3,8 @@ or report it (docs/privacy.md says what stays and why).
 
 payhook keeps no buyer identity: a payment session's `customer` is validated and dropped at
 intake, and no session carries an order id. What a session of a shop keeps beyond its money
-is the checkout's references (`cancel_url`, `checkout_id`, `group`) and the texts of its
-timeline and outcome, where a PSP's message could quote a buyer. So:
+is the checkout's references (`cancel_url`, `redirect_url`, `checkout_id`, `group`) and the
+texts of its timeline and outcome, where a PSP's message could quote a buyer. So:
 
 - `shop/redact` erases every finished session of the shop (fields, timeline, listing and
   failed indexes, the PSP send journal) and the ledger books of their payments, except a
@@ -42,7 +42,7 @@ from sessions.shop_webhooks import CustomerPayload
 
 # A session's references to the buyer's checkout: erased by a shop redact even where the
 # session itself must stay.
-CHECKOUT_FIELDS = ("cancel_url", "checkout_id", "group")
+CHECKOUT_FIELDS = ("cancel_url", "redirect_url", "checkout_id", "group")
 # The money record and the session's bookkeeping: never rewritten by a redact (numbers,
 # states, ids Shopify and the PSP know the operation by).
 KEPT_FIELDS = frozenset(
@@ -92,7 +92,7 @@ if tonumber(redis.call('HGET', KEYS[1], 'created_at') or '0') > tonumber(ARGV[3]
 end
 if state ~= 'reported' and state ~= 'failed' then return {'unfinished', state} end
 if redis.call('TYPE', KEYS[7])['ok'] == 'hash' and redis.call('HEXISTS', KEYS[7], ARGV[1]) == 1 then
-  redis.call('HDEL', KEYS[1], 'cancel_url', 'checkout_id', 'group')
+  redis.call('HDEL', KEYS[1], 'cancel_url', 'redirect_url', 'checkout_id', 'group')
   local events = redis.call('TYPE', KEYS[2])['ok']
   if events == 'list' or events == 'none' then redis.call('RPUSH', KEYS[2], ARGV[4]) end
   return {'kept'}

@@ -2,6 +2,9 @@
 
 Unknown fields are ignored so that a newer API version adding a field does not turn into
 refused sessions. Every amount is a `Decimal` checked against its currency's minor units.
+Only what payhook reads is required: a void's `merchant_locale` is optional (Shopify's own
+template reads only its `id`, `gid`, `payment_id` and `proposed_at`), and a payment's
+`cancel_url` is read from the top level or from `payment_method.data`, wherever it comes.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -22,11 +26,24 @@ from pydantic import (
 
 from sessions.models import Kind, PaymentKind
 from sessions.money import MoneyError, is_currency, parse_amount
+from sessions.urls import MAX_URL_BYTES, is_web_url
 
 # Shopify ids are short opaque tokens; the bound keeps Redis keys and log lines sane.
 SessionId = Annotated[StrictStr, Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
 Locale = Annotated[StrictStr, Field(min_length=2, max_length=35)]
 Currency = Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$")]
+
+
+def _web_url(value: str) -> str:
+    if not is_web_url(value):
+        raise ValueError(
+            f"must be an absolute http(s) URL in printable ASCII, at most {MAX_URL_BYTES} bytes"
+        )
+    return value
+
+
+# Where the buyer is sent back to checkout: a `Location` payhook may answer with.
+WebUrl = Annotated[StrictStr, AfterValidator(_web_url)]
 
 
 class SessionRequest(BaseModel):
@@ -36,7 +53,8 @@ class SessionRequest(BaseModel):
 
     id: SessionId
     gid: StrictStr
-    merchant_locale: Locale
+    # Required of every kind but a void (`_MoneyRequest` asks for it).
+    merchant_locale: Locale | None = None
     proposed_at: AwareDatetime
     test: StrictBool = False
 
@@ -60,6 +78,7 @@ class SessionRequest(BaseModel):
 
 
 class _MoneyRequest(SessionRequest):
+    merchant_locale: Locale
     # `currency` precedes `amount` so the amount check can see which currency it is in.
     currency: Currency
     amount: Decimal
@@ -131,6 +150,16 @@ class PaymentMethod(BaseModel):
     type: Annotated[StrictStr, Field(min_length=1, max_length=64)]
     data: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("data")
+    @classmethod
+    def _cancel_url_is_a_web_url(cls, value: dict[str, Any]) -> dict[str, Any]:
+        url = value.get("cancel_url")
+        if url is not None:
+            if not isinstance(url, str):
+                raise ValueError("cancel_url must be a string")
+            _web_url(url)
+        return value
+
 
 class PaymentSessionRequest(_MoneyRequest):
     """An offsite payment. `customer` is validated as an object and then dropped: payhook
@@ -142,6 +171,8 @@ class PaymentSessionRequest(_MoneyRequest):
     payment_method: PaymentMethod
     customer: dict[str, Any] | None = None
     kind: Literal["sale", "authorization"]
+    # Newer bodies carry it here; older ones (and the docs' example) in payment_method.data.
+    top_cancel_url: WebUrl | None = Field(default=None, alias="cancel_url")
 
     @property
     def payment_kind(self) -> PaymentKind:
@@ -149,6 +180,9 @@ class PaymentSessionRequest(_MoneyRequest):
 
     @property
     def cancel_url(self) -> str | None:
+        """Where the buyer goes back to checkout: the top level's, else the method's."""
+        if self.top_cancel_url is not None:
+            return self.top_cancel_url
         url = self.payment_method.data.get("cancel_url")
         return url if isinstance(url, str) else None
 

@@ -57,7 +57,9 @@ BODIES = [
     (Kind.CAPTURE, capture_body(proposed_at="2026-11-23T10:00:00.5+02:00")),
     (Kind.REFUND, refund_body("pay|with|bars", amount="0.5")),
     (Kind.VOID, void_body("pay-1")),
+    (Kind.VOID, {k: v for k, v in void_body("pay-1").items() if k != "merchant_locale"}),
     (Kind.PAYMENT, payment_body()),
+    (Kind.PAYMENT, payment_body(cancel_url="https://shop.example/checkouts/top")),
     (Kind.PAYMENT, payment_body(payment_method={"type": "offsite", "data": {}}, kind="sale")),
 ]
 
