@@ -324,6 +324,18 @@ class SessionStore:
     async def get(self, session_id: str) -> Session | None:
         return _decoded(await self._redis.hgetall(session_key(session_id)))
 
+    async def fields(self, session_id: str, names: Sequence[str]) -> dict[str, str] | None:
+        """Some of a session's fields as stored (a missing field is absent); None when there
+        is no such session. One HMGET: cheap enough to ask again and again."""
+        found = await self._redis.hmget(session_key(session_id), ["state", *names])
+        if found[0] is None:
+            return None
+        return {
+            name: text(value)
+            for name, value in zip(names, found[1:], strict=True)
+            if value is not None
+        }
+
     async def get_many(self, session_ids: Sequence[str]) -> list[Session | None]:
         """Sessions by id in one round trip; None for one that is gone."""
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -244,6 +244,27 @@ def test_after_the_report(
         assert decision.change.due_at is None
 
 
+@pytest.mark.parametrize(
+    ("mutation", "report"),
+    [("paymentSessionResolve", Report.RESOLVED), (PENDING, Report.PENDING)],
+)
+def test_where_shopify_sends_the_buyer_is_written_with_the_report_it_came_with(
+    mutation: str, report: Report
+) -> None:
+    before = session(kind=Kind.PAYMENT, **SETTLED)
+    url = "https://shop.example/checkouts/c/1/thank_you"
+    decision = decide.after_report(before, mutation, Accepted(url), POLICY, NOW)
+    assert decision.change.fields["redirect_url"] == url
+    assert decision.change.fields["report"] is report
+    assert decision.session.redirect_url == url
+    # Refused, or taken without a next action: nothing is written over the one stored.
+    again = session(kind=Kind.PAYMENT, redirect_url=url, **SETTLED)
+    for result in (Accepted(), Unavailable("HTTP 503")):
+        decision = decide.after_report(again, mutation, result, POLICY, NOW)
+        assert "redirect_url" not in decision.change.fields
+        assert decision.session.redirect_url == url
+
+
 def test_a_payment_shopify_is_confirming_is_left_alone_for_the_window() -> None:
     before = session(kind=Kind.PAYMENT, state=State.SETTLED, outcome=Outcome.APPROVED)
     decision = decide.after_report(before, CONFIRM, Accepted(), POLICY, NOW)

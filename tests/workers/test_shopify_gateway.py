@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from ops.redis_server import free_port
 from sandbox.client import SandboxShopifyClient
@@ -250,3 +251,87 @@ async def test_no_token_leaves_for_a_host_that_is_not_a_shopify_shop(
     with pytest.raises(MissingCredentials, match="not a Shopify shop domain"):
         await gateway.send(shop, mutations.resolve("capture", GID))
     assert await sandbox.calls() == []
+
+
+PAYMENT_REPORTS = [
+    pytest.param(lambda gid: mutations.resolve_payment(gid, None), "thank_you", id="resolve"),
+    pytest.param(
+        lambda gid: mutations.reject_payment(gid, "PROCESSING_ERROR", "Declined."),
+        "declined",
+        id="reject",
+    ),
+    pytest.param(
+        lambda gid: mutations.pend_payment(gid, "2030-01-01T00:00:00Z", "BUYER_ACTION_REQUIRED"),
+        "thank_you",
+        id="pending",
+    ),
+]
+
+
+@pytest.mark.parametrize(("report", "page"), PAYMENT_REPORTS)
+async def test_a_payment_report_comes_back_with_where_shopify_sends_the_buyer(
+    gateway: GqlShopifyGateway,
+    sandbox: SandboxShopifyClient,
+    server: Any,
+    report: Any,
+    page: str,
+) -> None:
+    gid = "gid://shopify/PaymentSession/pay-gw"
+    await sandbox.register([gid])
+    taken = await gateway.send(SHOP, report(gid))
+    assert taken.redirect_url == str(server.make_url(f"/_sandbox/checkout/pay-gw/{page}"))
+    # A capture's answer names no next action.
+    assert (await gateway.send(SHOP, mutations.resolve("capture", GID))).redirect_url is None
+
+
+def _answering(next_action: Any) -> web.Application:
+    """A GraphQL peer that takes a paymentSessionResolve and names `next_action`."""
+
+    async def answer(request: web.Request) -> web.Response:
+        payload = {"paymentSession": {"id": "x", "nextAction": next_action}, "userErrors": []}
+        return web.json_response({"data": {"paymentSessionResolve": payload}})
+
+    app = web.Application()
+    app.router.add_post(GRAPHQL_PATH, answer)
+    return app
+
+
+@pytest.mark.parametrize(
+    "next_action",
+    [
+        None,
+        {"action": "REDIRECT", "context": {"redirectUrl": "javascript:alert(1)"}},
+        {"action": "REDIRECT", "context": {"redirectUrl": "//evil.example/x"}},
+        {"action": "REDIRECT", "context": {"redirectUrl": "https://a.example\\@b.example/"}},
+        {"action": "REDIRECT", "context": {"redirectUrl": "https://shop.example/\r\nSet-Cookie"}},
+        {"action": "REDIRECT", "context": {"redirectUrl": "https://" + "a" * 9000}},
+        {"action": "MODAL", "context": {"redirectUrl": "https://shop.example/x"}},
+        {"action": "REDIRECT", "context": {}},
+        {"action": "REDIRECT", "context": {"redirectUrl": 7}},
+        "REDIRECT",
+    ],
+    ids=[
+        "none",
+        "javascript",
+        "scheme-relative",
+        "backslash",
+        "header-split",
+        "too-long",
+        "other-action",
+        "no-url",
+        "not-text",
+        "not-an-object",
+    ],
+)
+async def test_a_next_action_no_browser_should_follow_is_dropped_and_the_report_still_lands(
+    aiohttp_server: Any, next_action: Any
+) -> None:
+    peer = await aiohttp_server(_answering(next_action))
+    gateway = gateway_for(str(peer.make_url("")).rstrip("/"))
+    try:
+        taken = await gateway.send(
+            SHOP, mutations.resolve_payment("gid://shopify/PaymentSession/p", None)
+        )
+    finally:
+        await gateway.close()
+    assert taken.redirect_url is None

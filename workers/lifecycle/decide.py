@@ -64,7 +64,8 @@ Step = Done | RetryLater | DeadLetter | Skipped | ReportNext
 # What Shopify said to a mutation.
 @dataclass(frozen=True)
 class Accepted:
-    pass
+    # A payment's resolve, reject or pending: where Shopify said to send the buyer next.
+    redirect_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -428,6 +429,9 @@ def after_report(
         # PSP's final word, due again when its pending window closes.
         final = State.PENDING if report is Report.PENDING else State.REPORTED
         detail = mutation + (" (already applied by an earlier attempt)" if mine else "")
+        if isinstance(result, Accepted) and result.redirect_url is not None:
+            # Stored with the report it came with: a buyer back from the PSP is sent there.
+            fields["redirect_url"] = result.redirect_url
         return _decide(
             session,
             now,

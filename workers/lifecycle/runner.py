@@ -311,14 +311,14 @@ async def _send(
     gateway: ShopifyGateway, shop: str, mutation: Mutation, token: str | None
 ) -> decide.ReportResult:
     try:
-        await gateway.send(shop, mutation, token=token)
+        taken = await gateway.send(shop, mutation, token=token)
     except ShopifyUnavailable as exc:
         return decide.Unavailable(str(exc), exc.retry_after, cause=exc.cause)
     except ShopifyUserError as exc:
         return decide.Refused(str(exc), invalid_state=exc.invalid_state)
     except PermanentError as exc:
         return decide.Refused(str(exc))
-    return decide.Accepted()
+    return decide.Accepted(taken.redirect_url)
 
 
 async def _store(

@@ -3,13 +3,17 @@
 `ShopifyGateway` is the port the lifecycles use; `GqlShopifyGateway` speaks it through `gql`
 over aiohttp. Everything the network or Shopify can say is translated here into payhook's
 own errors (see `workers.errors`), so no lifecycle ever sees a gql or aiohttp exception.
+What Shopify took comes back as `Taken`: for a payment's resolve, reject or pending, with
+the `nextAction` redirect its answer names, the one place the buyer may be sent next.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
@@ -23,9 +27,11 @@ from gql.transport.exceptions import (
     TransportServerError,
 )
 from graphql import print_ast
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sessions.shop_domains import SHOPIFY_SUFFIXES, is_shop_domain
 from sessions.shops import ShopUninstalled, TokenUnreadable
+from sessions.urls import is_web_url
 from workers.errors import (
     MissingCredentials,
     ShopGone,
@@ -36,11 +42,22 @@ from workers.errors import (
 from workers.retry_policy import parse_retry_after, usable_wait
 from workers.shopify.mutations import Mutation
 
+log = logging.getLogger("payhook.shopify")
+
+
+@dataclass(frozen=True)
+class Taken:
+    """Shopify accepted the mutation. `redirect_url`: where its answer says to send the
+    buyer next (`nextAction.context.redirectUrl` of a payment's resolve, reject or pending),
+    None when it names none a browser could be sent to."""
+
+    redirect_url: str | None = None
+
 
 class ShopifyGateway(Protocol):
-    async def send(self, shop: str, mutation: Mutation, *, token: str | None = None) -> None:
+    async def send(self, shop: str, mutation: Mutation, *, token: str | None = None) -> Taken:
         """Deliver `mutation` with `token`, or the shop's token as the cache holds it; return
-        when Shopify accepted it.
+        what Shopify said once it accepted it.
 
         Raises `ShopifyUnavailable` (retry), `ShopifyUserError`, `TokenRejected` or
         `MissingCredentials`.
@@ -203,7 +220,7 @@ class GqlShopifyGateway:
             )
         return token
 
-    async def send(self, shop: str, mutation: Mutation, *, token: str | None = None) -> None:
+    async def send(self, shop: str, mutation: Mutation, *, token: str | None = None) -> Taken:
         self._check_domain(shop)
         if token is None:
             try:
@@ -213,13 +230,13 @@ class GqlShopifyGateway:
             except TokenUnreadable as exc:
                 raise MissingCredentials(str(exc)) from None
         try:
-            await self._send(shop, token, mutation)
+            return await self._send(shop, token, mutation)
         except TokenRejected:
             if self._on_token_rejected is not None:
                 self._on_token_rejected(shop)
             raise
 
-    async def _send(self, shop: str, token: str, mutation: Mutation) -> None:
+    async def _send(self, shop: str, token: str, mutation: Mutation) -> Taken:
         session, transport = await self._session_for(shop, token)
         request = self._prepared(mutation)
         transport.last_status = None
@@ -249,6 +266,7 @@ class GqlShopifyGateway:
             await self._forget(shop, token)
             raise ShopifyUnavailable(f"{mutation.field}: {type(exc).__name__}: {exc}") from None
         _raise_user_errors(mutation, data)
+        return Taken(redirect_url=_redirect_url(shop, mutation, data))
 
     def _prepared(self, mutation: Mutation) -> GraphQLRequest:
         parsed = self._documents.get(mutation.document)
@@ -308,3 +326,46 @@ def _raise_user_errors(mutation: Mutation, data: dict[str, Any]) -> None:
             str(first.get("message") or "refused"),
             [error for error in errors if isinstance(error, dict)],
         )
+
+
+class _Redirect(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    redirectUrl: str
+
+
+class _NextAction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    action: str
+    context: _Redirect
+
+
+class _PaymentSession(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    nextAction: _NextAction | None = None
+
+
+def _redirect_url(shop: str, mutation: Mutation, data: dict[str, Any]) -> str | None:
+    """The payment session's next redirect, as the answer gives it; None for other
+    mutations, for no next action, and for one no browser should be sent to (which does
+    not undo the report: Shopify took it all the same)."""
+    payload = data.get(mutation.field)
+    found = payload.get("paymentSession") if isinstance(payload, dict) else None
+    if not isinstance(found, dict):
+        return None
+    try:
+        next_action = _PaymentSession.model_validate(found).nextAction
+    except ValidationError:
+        next_action = None
+    if next_action is None:
+        if "nextAction" in found and found["nextAction"] is not None:
+            log.warning("unreadable nextAction", extra={"shop": shop, "mutation": mutation.field})
+        return None
+    url = next_action.context.redirectUrl
+    if next_action.action != "REDIRECT" or not is_web_url(url):
+        # Never logged: the URL names the buyer's checkout.
+        log.warning("unusable nextAction", extra={"shop": shop, "mutation": mutation.field})
+        return None
+    return url
