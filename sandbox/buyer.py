@@ -1,11 +1,19 @@
-"""The simulator PSP's buyer page, served by the sandbox.
+"""The simulator PSP's buyer page, served by the sandbox, and Shopify's pages the buyer is
+sent back to.
 
 Shopify sends the buyer to the `redirect_url` payhook answered for a payment session; in the
-sandbox that is `GET /pay/{session_id}`, a page with Approve, Decline and Leave pending
-buttons. The choice is reported to payhook's callback, signed with the shared webhook secret
-over the session and the time (`webhook.signing`), exactly as a PSP would. Without a secret
-the page calls nobody back. `POST /_sandbox/buyer {"auto": "approved"}` makes every page visit
-decide at once, for tests and demos.
+sandbox that is `GET /pay/{session_id}`, a page with Approve, Decline, Leave pending and
+Cancel buttons. The choice is reported to payhook's callback, signed with the shared webhook
+secret over the session and the time (`webhook.signing`), exactly as a PSP would (a cancel is
+reported as a decline); then, like a PSP, the page sends the buyer to payhook's `return_url`
+(`303`), which sends them on to Shopify. Without a secret the page calls nobody back.
+`POST /_sandbox/buyer {"auto": "approved"}` makes every page visit decide at once, for tests
+and demos.
+
+Shopify's side of the trip: `GET /_sandbox/checkout/{id}/{page}`, the pages the sandbox's
+`nextAction.context.redirectUrl` names (`thank_you` after resolve or pending, `declined`
+after reject) and a `cancel` page for a checkout's `cancel_url`. Each visit is remembered
+(`GET /_sandbox/buyer` lists them under `arrivals`), so a test sees where the buyer landed.
 """
 
 from __future__ import annotations
@@ -16,14 +24,18 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from aiohttp import web
 
+from sandbox.checkout import CHECKOUT_PAGES, CHECKOUT_PATH
+from sandbox.state import SANDBOX_STATE
 from webhook.signing import sign, simulator_reference
 
-OUTCOMES = ("approved", "declined", "pending")
+# What a buyer may choose; a cancel reaches payhook as a decline, as a PSP reports it.
+OUTCOMES = ("approved", "declined", "pending", "cancelled")
+CANCELLED = "The buyer cancelled the payment on the payment page."
 AUTHORIZATION_DAYS = 7
 
 
@@ -32,6 +44,8 @@ class BuyerState:
     secret: str | None
     auto: str | None = None
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    # Every visit to a checkout page: the buyer back at Shopify.
+    arrivals: list[dict[str, Any]] = field(default_factory=list)
 
 
 BUYER_STATE = web.AppKey("buyer_state", BuyerState)
@@ -42,12 +56,18 @@ padding:.6rem 1.2rem;font-size:1rem}}</style></head><body>
 <h1>Pay {amount} {currency}</h1><p>Simulator PSP · session <code>{session}</code></p>
 <form method="post" action="/pay/{session_q}/decide">
 <input type="hidden" name="callback" value="{callback}">
+<input type="hidden" name="return_url" value="{return_url}">
 <button name="outcome" value="approved">Approve</button>
 <button name="outcome" value="declined">Decline</button>
-<button name="outcome" value="pending">Leave pending</button></form></body></html>"""
+<button name="outcome" value="pending">Leave pending</button>
+<button name="outcome" value="cancelled">Cancel</button></form></body></html>"""
 
 _DONE = """<!doctype html><html><head><meta charset="utf-8"><title>Simulator PSP</title></head>
 <body><h1>Payment {outcome}</h1><p>payhook answered {status}.</p></body></html>"""
+
+_CHECKOUT = """<!doctype html><html><head><meta charset="utf-8"><title>Sandbox Shopify</title>
+</head><body><h1>{title}</h1><p>Back at Shopify · payment session <code>{session}</code>
+· <span id="state">{state}</span></p></body></html>"""
 
 
 def loopback_url(url: str) -> bool:
@@ -57,23 +77,28 @@ def loopback_url(url: str) -> bool:
 
 
 async def _decide(
-    request: web.Request, session_id: str, outcome: str, callback: str
+    request: web.Request, session_id: str, outcome: str, callback: str, back: str
 ) -> web.Response:
     state = request.app[BUYER_STATE]
     if outcome not in OUTCOMES:
         return web.Response(status=400, text=f"outcome must be one of {', '.join(OUTCOMES)}")
     if not loopback_url(callback):
         return web.Response(status=400, text="the callback must be on 127.0.0.1 or localhost")
+    if back and not loopback_url(back):
+        return web.Response(status=400, text="the return_url must be on 127.0.0.1 or localhost")
     if state.secret is None:
         return web.Response(
             status=503, text="no callback secret: set PAYHOOK_SIMULATOR_WEBHOOK_SECRET"
         )
-    body: dict[str, Any] = {"outcome": outcome, "reference": simulator_reference(session_id)}
+    told = "declined" if outcome == "cancelled" else outcome
+    body: dict[str, Any] = {"outcome": told, "reference": simulator_reference(session_id)}
     if outcome == "approved":
         expires = datetime.fromtimestamp(time.time() + AUTHORIZATION_DAYS * 86400, UTC)
         body["authorization_expires_at"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
     if outcome == "declined":
         body["message"] = "The buyer's bank declined the payment."
+    if outcome == "cancelled":
+        body["message"] = CANCELLED
     raw = json.dumps(body).encode()
     status = 0
     async with aiohttp.ClientSession() as http:
@@ -98,6 +123,9 @@ async def _decide(
     state.decisions.append(
         {"session_id": session_id, "outcome": outcome, "status": status, "at": time.time()}
     )
+    if back and 200 <= status < 300:
+        # Told: like a PSP, send the buyer back to the app, which sends them on to Shopify.
+        raise web.HTTPSeeOther(back)
     return web.Response(
         text=_DONE.format(outcome=outcome, status=status or "nothing"), content_type="text/html"
     )
@@ -106,15 +134,17 @@ async def _decide(
 async def buyer_page(request: web.Request) -> web.Response:
     session_id = request.match_info["session_id"]
     callback = request.query.get("callback", "")
+    back = request.query.get("return_url", "")
     auto = request.app[BUYER_STATE].auto
     if auto is not None:
-        return await _decide(request, session_id, auto, callback)
+        return await _decide(request, session_id, auto, callback, back)
     page = _PAGE.format(
         amount=html.escape(request.query.get("amount", "?")),
         currency=html.escape(request.query.get("currency", "")),
         session=html.escape(session_id),
-        session_q=html.escape(session_id, quote=True),
+        session_q=html.escape(quote(session_id, safe=""), quote=True),
         callback=html.escape(callback, quote=True),
+        return_url=html.escape(back, quote=True),
     )
     return web.Response(text=page, content_type="text/html")
 
@@ -126,7 +156,25 @@ async def buyer_decides(request: web.Request) -> web.Response:
         request.match_info["session_id"],
         str(form.get("outcome", "")),
         str(form.get("callback", "")),
+        str(form.get("return_url", "")),
     )
+
+
+async def checkout_page(request: web.Request) -> web.Response:
+    """The buyer back at Shopify: which page, and what the sandbox's ledger holds of the
+    payment session."""
+    session_id = request.match_info["session_id"]
+    page = request.match_info["page"]
+    title = CHECKOUT_PAGES.get(page)
+    if title is None:
+        return web.Response(status=404, text="no such checkout page")
+    record = request.app[SANDBOX_STATE].ledger.get(f"gid://shopify/PaymentSession/{session_id}")
+    known = record.state if record is not None and record.state is not None else "unknown"
+    request.app[BUYER_STATE].arrivals.append(
+        {"session_id": session_id, "page": page, "state": known, "at": time.time()}
+    )
+    body = _CHECKOUT.format(title=title, session=html.escape(session_id), state=known)
+    return web.Response(text=body, content_type="text/html")
 
 
 async def buyer_settings(request: web.Request) -> web.Response:
@@ -139,7 +187,9 @@ async def buyer_settings(request: web.Request) -> web.Response:
                 {"error": f"auto must be one of {OUTCOMES} or null"}, status=400
             )
         state.auto = auto
-    return web.json_response({"auto": state.auto, "decisions": state.decisions})
+    return web.json_response(
+        {"auto": state.auto, "decisions": state.decisions, "arrivals": state.arrivals}
+    )
 
 
 def add_buyer_routes(app: web.Application, secret: str | None) -> None:
@@ -147,3 +197,4 @@ def add_buyer_routes(app: web.Application, secret: str | None) -> None:
     app.router.add_get("/pay/{session_id}", buyer_page)
     app.router.add_post("/pay/{session_id}/decide", buyer_decides)
     app.router.add_route("*", "/_sandbox/buyer", buyer_settings)
+    app.router.add_get(CHECKOUT_PATH, checkout_page)

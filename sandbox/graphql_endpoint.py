@@ -107,7 +107,12 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
     )
     confirm = not isinstance(fault, DoNotConfirmFault)
     response, context = _run_graphql(
-        state, call, refuse=refuse, user_error=user_error, confirm=confirm
+        state,
+        call,
+        refuse=refuse,
+        user_error=user_error,
+        confirm=confirm,
+        base_url=str(request.url.origin()),
     )
     if isinstance(fault, CommitThenStatusFault):
         response = _server_error(fault.status)
@@ -227,6 +232,7 @@ def _run_graphql(
     refuse: Refusal | None = None,
     user_error: dict[str, Any] | None = None,
     confirm: bool = True,
+    base_url: str = "",
 ) -> tuple[web.Response, MutationContext | None]:
     """Validate and execute; GraphQL-level problems are still HTTP 200, as on Shopify."""
     if call.syntax_error is not None:
@@ -244,6 +250,7 @@ def _run_graphql(
         configurations=state.configurations,
         user_error=user_error,
         confirm=confirm,
+        base_url=base_url,
     )
     result = execute_sync(
         state.schema,

@@ -15,6 +15,7 @@ from typing import Any
 from graphql import GraphQLError, GraphQLFieldResolver, GraphQLResolveInfo, GraphQLSchema
 from graphql import build_schema as build_sdl_schema
 
+from sandbox.checkout import checkout_url
 from sandbox.ledger import MUTATIONS, Ledger, Outcome, Refusal, SessionKind, SessionRecord
 
 SCHEMA_FILE = "payments_apps.graphql"
@@ -47,6 +48,9 @@ class MutationContext:
     configured: list[bool] = field(default_factory=list)
     # What Shopify's checks decide for a paymentSessionConfirm (a fault says "do not").
     confirm: bool = True
+    # Where the sandbox is reached (the request's origin): its checkout pages, which a
+    # payment's `nextAction` sends the buyer to, are there.
+    base_url: str = ""
 
 
 def load_sdl() -> str:
@@ -108,7 +112,7 @@ def _mutation_resolver(name: str) -> GraphQLFieldResolver:
                 arguments["confirm"] = context.confirm
             outcome = context.ledger.apply(name, str(args["id"]), **arguments)
         context.outcomes.append(outcome)
-        return _payload(outcome, context.shop)
+        return _payload(outcome, context.base_url)
 
     return resolve
 
@@ -163,15 +167,20 @@ def _type_prefix(kind: SessionKind) -> str:
     return kind.capitalize()
 
 
-def _payload(outcome: Outcome, shop: str) -> dict[str, Any]:
+def _payload(outcome: Outcome, base_url: str) -> dict[str, Any]:
     kind = MUTATIONS[outcome.mutation][0]
     key = f"{kind}Session"
     if outcome.session is None:
         return {key: None, "userErrors": [_user_error(outcome)]}
-    return {key: _session_object(outcome.session, shop), "userErrors": []}
+    return {key: _session_object(outcome.session, base_url), "userErrors": []}
 
 
-def _session_object(record: SessionRecord, shop: str) -> dict[str, Any]:
+# Where Shopify sends the buyer after each report: its order status page once the payment
+# is resolved or pending, back to checkout (told why) once it is rejected.
+_NEXT_PAGE = {"resolved": "thank_you", "pending": "thank_you", "rejected": "declined"}
+
+
+def _session_object(record: SessionRecord, base_url: str) -> dict[str, Any]:
     assert record.state is not None  # only applied outcomes carry a session
     prefix = _type_prefix(record.kind)
     reason = record.reason or {}
@@ -191,8 +200,8 @@ def _session_object(record: SessionRecord, shop: str) -> dict[str, Any]:
         session["authorizationExpiresAt"] = record.authorization_expires_at
         session["pendingExpiresAt"] = record.pending_expires_at
     elif record.kind == "payment":
-        # Offsite apps send the buyer here next; the sandbox URL only has to be stable.
-        url = f"https://{shop}/sandbox/payment_sessions/{record.local_id}/{record.state}"
+        # Offsite apps send the buyer here next: the sandbox's own page for this checkout.
+        url = checkout_url(base_url, record.local_id, _NEXT_PAGE[record.state])
         session["nextAction"] = {
             "action": "REDIRECT",
             "context": {"__typename": "PaymentSessionActionsRedirect", "redirectUrl": url},

@@ -61,3 +61,44 @@ async def test_without_a_secret_the_buyer_page_calls_nobody_back(
     sandbox = await shopify_factory()
     assert await decide(aiohttp_client, server, sandbox, "pay-7") == 503
     assert received == []
+
+
+async def test_after_telling_payhook_the_page_sends_the_buyer_to_the_return_url(
+    aiohttp_server: Any, aiohttp_client: Any, shopify_factory: ServerFactory
+) -> None:
+    server, received = await receiver(aiohttp_server)
+    sandbox = await shopify_factory(callback_secret=CALLBACK_SECRET)
+    page: TestClient[Any, Any] = await aiohttp_client(sandbox)
+    callback = str(server.make_url("/psp/simulator/payments/pay-7"))
+    back = str(server.make_url("/payments/pay-7/return"))
+    form = await page.get("/pay/pay-7", params={"callback": callback, "return_url": back})
+    assert 'name="return_url"' in await form.text()
+    answer = await page.post(
+        "/pay/pay-7/decide",
+        data={"outcome": "cancelled", "callback": callback, "return_url": back},
+        allow_redirects=False,
+    )
+    assert (answer.status, answer.headers["Location"]) == (303, back)
+    # A cancel reaches payhook as the PSP reports one: a decline, saying why.
+    [(_, raw)] = received
+    assert json.loads(raw)["outcome"] == "declined"
+    assert json.loads(raw)["message"] == "The buyer cancelled the payment on the payment page."
+
+
+async def test_the_page_sends_the_buyer_back_only_to_this_machine(
+    aiohttp_server: Any, aiohttp_client: Any, shopify_factory: ServerFactory
+) -> None:
+    server, received = await receiver(aiohttp_server)
+    sandbox = await shopify_factory(callback_secret=CALLBACK_SECRET)
+    page: TestClient[Any, Any] = await aiohttp_client(sandbox)
+    answer = await page.post(
+        "/pay/pay-7/decide",
+        data={
+            "outcome": "approved",
+            "callback": str(server.make_url("/psp/simulator/payments/pay-7")),
+            "return_url": "https://elsewhere.example/steal",
+        },
+        allow_redirects=False,
+    )
+    assert answer.status == 400
+    assert received == []

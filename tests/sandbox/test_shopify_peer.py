@@ -148,9 +148,13 @@ async def test_payment_pending_then_resolved_then_reject_refused(
     rejected = await mutate(gql_session, PAYMENT_REJECT, id=payment, reason=REASON)
 
     assert pending["paymentSession"]["state"]["pendingReason"] == "PARTNER_ACTION_REQUIRED"
-    assert pending["paymentSession"]["nextAction"]["context"]["redirectUrl"].startswith(
-        f"https://{SHOP}/"
-    )
+    # The buyer goes next to the sandbox's own checkout page for this payment.
+    thank_you = str(http.make_url("/_sandbox/checkout/pay1/thank_you"))
+    assert pending["paymentSession"]["nextAction"] == {
+        "action": "REDIRECT",
+        "context": {"redirectUrl": thank_you},
+    }
+    assert resolved["paymentSession"]["nextAction"]["context"]["redirectUrl"] == thank_you
     assert resolved["paymentSession"]["state"]["code"] == "RESOLVED"
     assert resolved["paymentSession"]["authorizationExpiresAt"] == "2025-01-03T00:00:00Z"
     # Payment userErrors carry no code, only field and message.
@@ -158,6 +162,26 @@ async def test_payment_pending_then_resolved_then_reject_refused(
         "paymentSession": None,
         "userErrors": [{"field": ["id"], "message": "Payment session has already been resolved."}],
     }
+
+
+async def test_a_rejected_payment_sends_the_buyer_to_a_checkout_page_that_knows_it(
+    http: TestClient[Any, Any], gql_session: AsyncClientSession
+) -> None:
+    payment = gid("payment", "pay2")
+    await register(http, payment)
+    rejected = await mutate(gql_session, PAYMENT_REJECT, id=payment, reason=REASON)
+    url = rejected["paymentSession"]["nextAction"]["context"]["redirectUrl"]
+    assert url == str(http.make_url("/_sandbox/checkout/pay2/declined"))
+
+    page = await http.get("/_sandbox/checkout/pay2/declined")
+    assert page.status == 200
+    assert "Your payment was not completed" in await page.text()
+    assert "rejected" in await page.text()
+    assert (await http.get("/_sandbox/checkout/pay2/elsewhere")).status == 404
+    arrivals = (await (await http.get("/_sandbox/buyer")).json())["arrivals"]
+    assert [(a["session_id"], a["page"], a["state"]) for a in arrivals] == [
+        ("pay2", "declined", "rejected")
+    ]
 
 
 @pytest.mark.parametrize(
