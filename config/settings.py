@@ -208,18 +208,24 @@ class Settings(BaseSettings):
     public_url: str | None = None
 
     # Payment sessions (offsite). The buyer is sent to the PSP's page, a template with
-    # {session_id}, {amount}, {currency} and {callback}; the simulator's page is served by
-    # the sandbox. The PSP reports the buyer's outcome to /psp/simulator/payments/{id},
-    # signed with the webhook secret over the session and a timestamp (webhook.signing).
-    # No default: `payhook dev` makes one per run; unset, callbacks are refused.
+    # {session_id}, {amount}, {currency}, {callback} and {return_url}; the simulator's page
+    # is served by the sandbox. The PSP reports the buyer's outcome to
+    # /psp/simulator/payments/{id}, signed with the webhook secret over the session and a
+    # timestamp (webhook.signing), then sends the buyer to {return_url}
+    # (/payments/{id}/return), which sends them on to where Shopify said.
+    # No default secret: `payhook dev` makes one per run; unset, callbacks are refused.
     buyer_page_url: str = (
         "http://127.0.0.1:8090/pay/{session_id}?amount={amount}&currency={currency}"
-        "&callback={callback}"
+        "&callback={callback}&return_url={return_url}"
     )
     simulator_webhook_secret: SecretStr | None = None
     # How far a callback's signing time may be from now, either way, before it is refused.
     callback_tolerance_seconds: float = Field(default=300.0, gt=0, le=3600)
     buyer_window_seconds: float = Field(default=3600.0, gt=0)
+    # How long the buyer's return (/payments/{id}/return) waits for the payment's outcome
+    # to reach Shopify before it shows a page that asks again by itself; kept well under
+    # the timeouts of proxies in front of payhook.
+    buyer_return_wait_seconds: float = Field(default=5.0, gt=0, le=25.0)
     # How long a payment reported pending may stay pending (Shopify's `pendingExpiresAt`,
     # which it caps at three days); when it closes without the PSP's word it is rejected.
     pending_seconds: float = Field(default=3 * 86400.0, gt=0, le=3 * 86400.0)

@@ -1,11 +1,12 @@
 """`payhook demo N`: play Shopify and its buyers through N orders, and watch every session
 reach Shopify.
 
-Each order is an offsite payment (the sandbox buyer approves it), then a capture of the
-whole amount; every fourth order is then partly refunded, every tenth is voided instead of
-captured, and every seventh tries to capture more than was authorized (which the ledger
-refuses, so Shopify sees a reject with the reason). Amounts avoid the simulator's magic
-endings, so nothing here is a simulated PSP failure.
+Each order is an offsite payment (the sandbox buyer approves it on the simulator's page, and
+follows the redirects back through payhook's return route to Shopify's thank-you page), then
+a capture of the whole amount; every fourth order is then partly refunded, every tenth is
+voided instead of captured, and every seventh tries to capture more than was authorized
+(which the ledger refuses, so Shopify sees a reject with the reason). Amounts avoid the
+simulator's magic endings, so nothing here is a simulated PSP failure.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from decimal import Decimal
 
 import aiohttp
 
+from sandbox.checkout import checkout_url
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify_side import new_session_id
 
@@ -33,10 +35,12 @@ class DemoResult:
     sessions: int
     reported: Counter[str]
     seconds: float
+    # Buyers whose browser, after paying, ended on Shopify's thank-you page.
+    returned: int = 0
 
     @property
     def complete(self) -> bool:
-        return sum(self.reported.values()) == self.sessions
+        return sum(self.reported.values()) == self.sessions and self.returned == self.orders
 
 
 def _bar(label: str, done: int, total: int, started: float) -> None:
@@ -67,6 +71,7 @@ class Demo:
     ) -> None:
         self.http, self.app_url, self.sandbox = http, app_url, sandbox
         self.gids: list[str] = []
+        self.returned = 0
 
     async def send(self, kind: str, body: dict[str, object]) -> dict[str, object]:
         await self.sandbox.register([str(body["gid"])])
@@ -96,19 +101,27 @@ class Demo:
 
     async def order(self, index: int) -> None:
         amount = Decimal(random.randint(10, 400)) + Decimal(random.choice(range(0, 50))) / 100
+        payment_id = new_session_id()
         payment = _body(
             "payment",
+            id=payment_id,
+            gid=f"gid://shopify/PaymentSession/{payment_id}",
             group=f"g{index}",
             session_id=f"checkout-{index}",
             amount=str(amount),
             currency="EUR",
             kind="authorization",
             payment_method={"type": "offsite", "data": {}},
+            cancel_url=checkout_url(self.sandbox.base_url, str(payment_id), "cancel"),
             customer=None,
         )
         answer = await self.send("payment", payment)
-        async with self.http.get(str(answer["redirect_url"])) as page:  # the buyer
+        # The buyer: the PSP's page, back through payhook, on to where Shopify said.
+        async with self.http.get(str(answer["redirect_url"])) as page:
             await page.read()
+            thank_you = checkout_url(self.sandbox.base_url, str(payment_id), "thank_you")
+            if page.status == 200 and str(page.url) == thank_you:
+                self.returned += 1
         if await self.settled(str(payment["gid"])) != "paymentSessionResolve":
             return
         pid = payment["id"]
@@ -160,12 +173,13 @@ async def run_demo(
             await asyncio.sleep(0.2)
     seconds = time.perf_counter() - started
     print()
-    result = DemoResult(count, len(demo.gids), reported, seconds)
+    result = DemoResult(count, len(demo.gids), reported, seconds, demo.returned)
     summary = ", ".join(f"{n} {name}" for name, n in sorted(reported.items()))
     print(
         f"{count} orders, {result.sessions} sessions reported to Shopify in {seconds:.2f}s "
         f"({sum(reported.values()) / max(seconds, 1e-9):.1f} sessions/s): {summary}"
     )
+    print(f"{demo.returned} of {count} buyers back on Shopify's thank-you page after paying")
     if not result.complete:
         print(
             f"{result.sessions - sum(reported.values())} sessions not reported yet: "

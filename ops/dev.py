@@ -41,7 +41,10 @@ from ops.redis_server import LocalRedis, _answers_ping
 GRAPHQL_PATH = "/{shop}/payments_apps/api/{version}/graphql.json"
 AUTHORIZE_PATH = "/{shop}/admin/oauth/authorize"
 TOKEN_PATH = "/{shop}/admin/oauth/access_token"  # noqa: S105 - a path
-BUYER_PATH = "/pay/{session_id}?amount={amount}&currency={currency}&callback={callback}"
+BUYER_PATH = (
+    "/pay/{session_id}?amount={amount}&currency={currency}&callback={callback}"
+    "&return_url={return_url}"
+)
 # How long dev waits for a worker's sweep to send the demo shop's onboarding.
 ONBOARDING_PATIENCE_SECONDS = 60.0
 DEV_PSP_TOKEN = "payhook-dev-psp-token"  # noqa: S105 - the PSP fakes accept any token
@@ -339,6 +342,9 @@ Send a capture session (the sandbox must know its gid, as Shopify would):
             "merchant_locale": "en", "proposed_at": "2026-01-01T00:00:00Z"}}'
   payhook sessions show demo-1
   curl -s {sandbox_base}/_sandbox/calls
+
+A payment session answers a redirect_url: open it in a browser, pay, and the simulator's page
+sends you back through {app_url}/payments/<id>/return to the sandbox Shopify's thank-you page.
 
 Have Shopify send a webhook (signed; also shop/redact, customers/redact, customers/data_request):
 

@@ -19,7 +19,14 @@ from sessions.topology import SentinelPeers
 from sessions.webhook_store import WebhookStore
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
-from webhook import confirmations, health, psp_callbacks, sessions, shopify_webhooks
+from webhook import (
+    buyer_return,
+    confirmations,
+    health,
+    psp_callbacks,
+    sessions,
+    shopify_webhooks,
+)
 from webhook.admin import add_admin_routes
 from webhook.admin_attempts import AdminAttempts
 from webhook.admin_webhooks import add_webhook_admin_routes
@@ -78,6 +85,7 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = WebMetrics()
     app[TRACER] = tracer
+    app[buyer_return.WAITING] = buyer_return.Waiting()
     # Celery only renders task messages here; the web process never opens a broker connection.
     handoff = CeleryHandoff(celery if celery is not None else create_celery(settings), tracer)
 
@@ -128,6 +136,8 @@ def create_app(
         app.router.add_post(f"/{kind.value}_sessions", sessions.session_endpoint(kind))
     app.router.add_post(CONFIRMATION_ROUTE, confirmations.payment_confirmation)
     app.router.add_post("/psp/simulator/payments/{session_id}", psp_callbacks.simulator_payment)
+    # The buyer's browser, back from the PSP's page: no client certificate, no token.
+    app.router.add_get(buyer_return.PATH, buyer_return.buyer_return)
     # Signed by Shopify over the body; no client certificate (not a session route).
     app.router.add_post(shopify_webhooks.PATH, shopify_webhooks.shopify_webhook)
     # Open to load balancers: liveness and the readiness verdict. The readiness detail and

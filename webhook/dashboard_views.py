@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from sessions.activity import LATENCY_SAMPLE, Activity
 from sessions.held import Held
@@ -18,7 +19,7 @@ from webhook.dashboard_auth import Viewer
 from webhook.html import esc, hidden, href, post_form, session_link, table, when
 
 # What the session page shows: the operator's view, nothing of the buyer (no cancel URL,
-# checkout id or group), no token.
+# checkout id or group, and of Shopify's redirect URL only its host and page), no token.
 SESSION_FIELDS = (
     "kind",
     "shop",
@@ -36,6 +37,19 @@ SESSION_FIELDS = (
     "replays",
 )
 SESSION_TIMES = ("created_at", "updated_at", "pending_expires_at", "failed_at")
+
+
+def buyer_sent_to(url: str | None) -> str:
+    """Where Shopify said to send the buyer, as the session page shows it: the host and the
+    last path segment (which page), not the path between or the query, which may hold the
+    checkout's token."""
+    if url is None:
+        return "-"
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port is not None else ""
+    page = parts.path.rstrip("/").rpartition("/")[2]
+    return f"{parts.scheme}://{host}{port}/…/{page}"
 
 
 def _money(session: Session) -> str:
@@ -201,6 +215,8 @@ def session_body(
         value = getattr(session, name)
         cell = _state(value) if name == "state" else esc("-" if value is None else value)
         fields.append([esc(name), cell])
+    if session.kind is Kind.PAYMENT:
+        fields.append(["buyer sent to", esc(buyer_sent_to(session.redirect_url))])
     fields.append(["proposed_at", esc(session.proposed_at.isoformat())])
     for name in SESSION_TIMES:
         fields.append([esc(name), esc(when(getattr(session, name)))])

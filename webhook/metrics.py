@@ -31,6 +31,12 @@ class WebMetrics:
             ["topic", "result"],
             registry=self.registry,
         )
+        self.buyer_returns = Counter(
+            "payhook_buyer_returns_total",
+            "Buyers back from the PSP's page (GET /payments/{id}/return), by where they went.",
+            ["result"],
+            registry=self.registry,
+        )
         self.due = Gauge(
             "payhook_sessions_unfinished",
             "Sessions not yet reported or failed (the due set).",

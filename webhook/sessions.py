@@ -30,6 +30,7 @@ from sessions.replication import NotReplicated
 from sessions.requests import REQUESTS, PaymentSessionRequest
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
+from webhook.buyer_return import return_url
 from webhook.errors import ApiError, failure_code, not_replicated
 from webhook.keys import METRICS, RATE_LIMIT, SETTINGS, STORE, TOKEN_CHECK, TRACER
 from webhook.token_check import TokenProblem
@@ -77,19 +78,21 @@ def redirect_url(settings: Settings, parsed: PaymentSessionRequest) -> str:
                 422,
                 "test_mode_refused",
                 f"a test payment cannot go to the {settings.connector} connector's live "
-                "account, and without payment_method.data.cancel_url the buyer has "
-                "nowhere else to go",
+                "account, and without a cancel_url the buyer has nowhere else to go",
                 "test",
             )
         return parsed.cancel_url
     # Quoted: an id may hold '/', '?' or '#', and the callback must still reach its session.
     path_id = quote(parsed.id, safe="")
     callback = f"{settings.public_base_url}/psp/simulator/payments/{path_id}"
+    # Where the PSP sends the buyer once it has told payhook (`webhook.buyer_return`).
+    back = return_url(settings.public_base_url, parsed.id)
     return settings.buyer_page_url.format(
         session_id=path_id,
         amount=quote(format_amount(parsed.amount, parsed.currency), safe=""),
         currency=parsed.currency,
         callback=quote(callback, safe=""),
+        return_url=quote(back, safe=""),
     )
 
 

@@ -72,6 +72,8 @@ def test_dev_mode_runs_all_four_session_kinds_through_to_shopify(tmp_path: Path)
         "refundSessionResolve": 3,
     }
     assert int(summary[1]) == 43
+    # Each buyer paid on the PSP's page and was sent back, through payhook, to Shopify.
+    assert "20 of 20 buyers back on Shopify's thank-you page after paying" in done.stdout
     # The demo shop was installed through OAuth, not given a token: its sessions were
     # reported with the one the sandbox issued, and it was onboarded before they came.
     assert re.search(
