@@ -1,4 +1,9 @@
-"""Helpers of the fault tests: worker fleets, killers, paced senders and audits."""
+"""Helpers of the fault tests: worker fleets, killers, paced senders and audits.
+
+A fault module binds the fixtures it shares with the others by name (`fleet = fleet`, …):
+`fresh_database` is autouse, so it flushes the modules' own database before each of their
+tests, and only theirs.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,13 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -84,6 +90,29 @@ def flush_database(redis_server: LocalRedis) -> None:
         client.flushdb()
     finally:
         client.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_database(redis_server: LocalRedis) -> None:
+    flush_database(redis_server)
+
+
+@pytest.fixture
+def fleet(
+    redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox, tmp_path: Path
+) -> Iterator[Fleet]:
+    started = Fleet(redis_server, shopify_sandbox, tmp_path)
+    yield started
+    started.stop_all()
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, patience: float = 20) -> None:
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never: {what}")
 
 
 def child_pids(pid: int) -> list[int]:

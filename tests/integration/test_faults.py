@@ -17,7 +17,6 @@ import json
 import random
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -31,6 +30,7 @@ from sandbox.shopify_side import SentSession
 from sessions.models import Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
+from tests.integration import faults_support
 from tests.integration.conftest import wait_final
 from tests.integration.faults_support import (
     FINAL,
@@ -42,7 +42,6 @@ from tests.integration.faults_support import (
     chaos_amount,
     expected_mutation,
     fault_settings,
-    flush_database,
     payhook,
     send,
     send_paced,
@@ -59,18 +58,9 @@ def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -
     return fault_settings(redis_server, shopify_sandbox)
 
 
-@pytest.fixture(autouse=True)
-def fresh_database(redis_server: LocalRedis) -> None:
-    flush_database(redis_server)
-
-
-@pytest.fixture
-def fleet(
-    redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox, tmp_path: Path
-) -> Iterator[Fleet]:
-    started = Fleet(redis_server, shopify_sandbox, tmp_path)
-    yield started
-    started.stop_all()
+# Shared by the fault modules: the database flushed before each test, the processes.
+fresh_database = faults_support.fresh_database
+fleet = faults_support.fleet
 
 
 @pytest.fixture

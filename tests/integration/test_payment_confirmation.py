@@ -14,9 +14,7 @@ connector's fake as a real server.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -34,13 +32,14 @@ from sessions.models import Report
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import CALLBACK_SECRET, payment_body, signed_callback
+from tests.integration import faults_support
 from tests.integration.conftest import wait_final
 from tests.integration.faults_support import (
     SHOP,
     Fleet,
     fault_settings,
-    flush_database,
     kill_group,
+    until,
 )
 from webhook.app import create_app
 
@@ -56,27 +55,9 @@ def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -
     return fault_settings(redis_server, shopify_sandbox, simulator_webhook_secret=CALLBACK_SECRET)
 
 
-@pytest.fixture(autouse=True)
-def fresh_database(redis_server: LocalRedis) -> None:
-    flush_database(redis_server)
-
-
-@pytest.fixture
-def fleet(
-    redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox, tmp_path: Path
-) -> Iterator[Fleet]:
-    started = Fleet(redis_server, shopify_sandbox, tmp_path)
-    yield started
-    started.stop_all()
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, patience: float = 20) -> None:
-    deadline = time.monotonic() + patience
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never: {what}")
+# Shared by the fault modules: the database flushed before each test, the processes.
+fresh_database = faults_support.fresh_database
+fleet = faults_support.fleet
 
 
 class Checkout:
