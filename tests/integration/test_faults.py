@@ -16,16 +16,13 @@ import base64
 import json
 import random
 import time
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from config import Settings
 from ops.redis_server import LocalRedis
 from sandbox.client import SandboxShopifyClient
-from sandbox.shopify import RunningShopifySandbox
 from sandbox.shopify_side import SentSession
 from sessions.models import Outcome, Report
 from sessions.states import State
@@ -41,7 +38,6 @@ from tests.integration.faults_support import (
     audit,
     chaos_amount,
     expected_mutation,
-    fault_settings,
     payhook,
     send,
     send_paced,
@@ -53,23 +49,11 @@ from workers.connectors.simulator import SimulatorConnector
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return fault_settings(redis_server, shopify_sandbox)
-
-
-# Shared by the fault modules: the database flushed before each test, the processes.
+# The fault modules' fixtures (tests/integration/faults_support.py).
+settings = faults_support.settings
 fresh_database = faults_support.fresh_database
 fleet = faults_support.fleet
-
-
-@pytest.fixture
-def restartable_redis(redis_server: LocalRedis) -> Iterator[LocalRedis]:
-    """The session-wide redis-server, for a test that kills it: it is up again afterwards."""
-    yield redis_server
-    if redis_server.process is None or redis_server.process.poll() is not None:
-        redis_server.process = None
-        redis_server.start()
+restartable_redis = faults_support.restartable_redis
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -22,22 +22,19 @@ import aiohttp
 import pytest
 
 from config import Settings
-from ops.redis_server import LocalRedis
 from sandbox.client import SandboxShopifyClient
 from sandbox.psp import RunningFake, connector_environment, start_psp_fake
-from sandbox.shopify import RunningShopifySandbox
-from sandbox.shopify_side import build_capture_body, post_session
+from sandbox.shopify_side import send_capture_session
 from sessions.ledger_store import LedgerStore
 from sessions.models import Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import CALLBACK_SECRET, payment_body, signed_callback
+from tests.factories import payment_body, signed_callback
 from tests.integration import faults_support
 from tests.integration.conftest import wait_final
 from tests.integration.faults_support import (
     SHOP,
     Fleet,
-    fault_settings,
     kill_group,
     until,
 )
@@ -50,12 +47,8 @@ HEADERS = {"Shopify-Shop-Domain": SHOP, "Shopify-Request-Id": "r", "Shopify-Api-
 CONFIRMATION_ON = {"PAYHOOK_PAYMENT_CONFIRMATION": "true"}
 
 
-@pytest.fixture
-def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return fault_settings(redis_server, shopify_sandbox, simulator_webhook_secret=CALLBACK_SECRET)
-
-
-# Shared by the fault modules: the database flushed before each test, the processes.
+# The fault modules' fixtures (tests/integration/faults_support.py).
+settings = faults_support.settings_with_psp_callbacks
 fresh_database = faults_support.fresh_database
 fleet = faults_support.fleet
 
@@ -261,26 +254,26 @@ async def test_test_sessions_never_reach_a_live_psp_account(
     assert (await wait_final(store, body["id"])).report is Report.REJECTED
 
     captures = {
-        test: build_capture_body(payment_id=payment, amount="10.00", currency="EUR", test=test)
+        test: await send_capture_session(
+            http,
+            app_url=app_url,
+            sandbox=sandbox,
+            shop=SHOP,
+            payment_id=payment,
+            amount="10.00",
+            currency="EUR",
+            test=test,
+        )
         for test in (True, False)
     }
-    for capture in captures.values():
-        await sandbox.register([capture["gid"]])
-        status, _ = await post_session(
-            http,
-            url=f"{app_url}/capture_sessions",
-            body=capture,
-            shop=SHOP,
-            api_version="2025-10",
-        )
-        assert status == 201
-    refused = await wait_final(store, captures[True]["id"])
-    taken = await wait_final(store, captures[False]["id"])
+    assert [c.status for c in captures.values()] == [201, 201]
+    refused = await wait_final(store, captures[True].id)
+    taken = await wait_final(store, captures[False].id)
 
     assert (refused.report, taken.report) == (Report.REJECTED, Report.RESOLVED)
-    [reject] = await sandbox.calls(gid=captures[True]["gid"])
+    [reject] = await sandbox.calls(gid=captures[True].gid)
     assert reject["variables"]["reason"]["merchantMessage"].startswith("Test mode:")
     # The PSP heard of the live capture only, with its flag.
     assert [(c["operation"], c["idempotency_key"]) for c in await psp_calls(http, http_psp)] == [
-        ("capture", captures[False]["id"])
+        ("capture", captures[False].id)
     ]

@@ -18,21 +18,17 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from config import Settings
-from ops.redis_server import LocalRedis
 from sandbox.client import SandboxShopifyClient
-from sandbox.shopify import RunningShopifySandbox
 from sessions.models import Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import CALLBACK_SECRET, payment_body, signed_callback
+from tests.factories import payment_body, signed_callback
 from tests.integration import faults_support
 from tests.integration.conftest import wait_final
 from tests.integration.faults_support import (
     RESOLVE,
     SHOP,
     Fleet,
-    fault_settings,
     kill_group,
     send,
     until,
@@ -44,12 +40,8 @@ pytestmark = pytest.mark.integration
 PENDING, PAY_RESOLVE = "paymentSessionPending", "paymentSessionResolve"
 
 
-@pytest.fixture
-def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return fault_settings(redis_server, shopify_sandbox, simulator_webhook_secret=CALLBACK_SECRET)
-
-
-# Shared by the fault modules: the database flushed before each test, the processes.
+# The fault modules' fixtures (tests/integration/faults_support.py).
+settings = faults_support.settings_with_psp_callbacks
 fresh_database = faults_support.fresh_database
 fleet = faults_support.fleet
 
