@@ -17,21 +17,18 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from config import Settings
 from ops.redis_server import LocalRedis
 from sandbox.client import SandboxShopifyClient
-from sandbox.shopify import RunningShopifySandbox
 from sandbox.shopify_side import SentSession
 from sessions.models import Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
+from tests.integration import faults_support
 from tests.integration.conftest import wait_final
 from tests.integration.faults_support import (
     FINAL,
@@ -42,8 +39,6 @@ from tests.integration.faults_support import (
     audit,
     chaos_amount,
     expected_mutation,
-    fault_settings,
-    flush_database,
     payhook,
     send,
     send_paced,
@@ -55,32 +50,11 @@ from workers.connectors.simulator import SimulatorConnector
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return fault_settings(redis_server, shopify_sandbox)
-
-
-@pytest.fixture(autouse=True)
-def fresh_database(redis_server: LocalRedis) -> None:
-    flush_database(redis_server)
-
-
-@pytest.fixture
-def fleet(
-    redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox, tmp_path: Path
-) -> Iterator[Fleet]:
-    started = Fleet(redis_server, shopify_sandbox, tmp_path)
-    yield started
-    started.stop_all()
-
-
-@pytest.fixture
-def restartable_redis(redis_server: LocalRedis) -> Iterator[LocalRedis]:
-    """The session-wide redis-server, for a test that kills it: it is up again afterwards."""
-    yield redis_server
-    if redis_server.process is None or redis_server.process.poll() is not None:
-        redis_server.process = None
-        redis_server.start()
+# The fault modules' fixtures (tests/integration/faults_support.py).
+settings = faults_support.settings
+fresh_database = faults_support.fresh_database
+fleet = faults_support.fleet
+restartable_redis = faults_support.restartable_redis
 
 
 # --- helpers ------------------------------------------------------------------------------
