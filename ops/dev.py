@@ -356,7 +356,8 @@ Have Shopify send a webhook (signed; also shop/redact, customers/redact, custome
   payhook webhooks list
   payhook shops add payhook-dev.myshopify.com   # installs it again
 
-Amounts ending in .51 are declined, .52 expired, .53 fail three times then settle.
+Amounts ending in .51 are declined, .52 expired, .53 fail three times then settle;
+a payment of .57 left pending waits for the merchant (MERCHANT_ACTION_REQUIRED).
 """
 
 
