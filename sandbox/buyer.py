@@ -68,7 +68,11 @@ def loopback_url(url: str) -> bool:
 
 def _merchant_review(amount: str, currency: str) -> bool:
     try:
-        return to_minor(Decimal(amount), currency) % 100 == MERCHANT_REVIEW
+        value = Decimal(amount[:40])
+        # `1e999999999` would be a billion-digit integer: no amount is that large.
+        if not value.is_finite() or value.adjusted() > 20:
+            return False
+        return to_minor(value, currency) % 100 == MERCHANT_REVIEW
     except (ArithmeticError, ValueError):
         # Not an amount in a currency the page knows: no magic.
         return False

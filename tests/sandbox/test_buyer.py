@@ -76,6 +76,8 @@ async def test_a_57_amount_left_pending_is_held_for_the_merchant(
         ("10.5", "EUR", None),  # 1050 cents
         ("not money", "EUR", None),
         ("10.57", "XYZ", None),
+        ("1e999999999", "EUR", None),
+        ("NaN", "EUR", None),
     ]
     for index, (amount, currency, _) in enumerate(cases):
         session_id = f"pend-{index}"

@@ -179,10 +179,17 @@ def test_a_version_without_a_schema_file_is_refused_saying_which_there_are() -> 
     )
 
 
-def test_payhook_sandbox_will_not_start_for_a_version_it_has_no_schema_of() -> None:
-    env = {**os.environ, "PAYHOOK_SHOPIFY_API_VERSION": "2024-07"}
+@pytest.mark.parametrize("command", [["sandbox", "--port", "0"], ["dev"]])
+def test_payhook_sandbox_and_dev_will_not_start_for_a_version_without_a_schema(
+    command: list[str], tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "PAYHOOK_SHOPIFY_API_VERSION": "2024-07",
+        "PAYHOOK_STATE_DIR": str(tmp_path),
+    }
     finished = subprocess.run(
-        [sys.executable, "-m", "ops", "sandbox", "--port", "0"],
+        [sys.executable, "-m", "ops", *command],
         env=env,
         cwd=ROOT,
         capture_output=True,
