@@ -6,6 +6,10 @@ buttons. The choice is reported to payhook's callback, signed with the shared we
 over the session and the time (`webhook.signing`), exactly as a PSP would. Without a secret
 the page calls nobody back. `POST /_sandbox/buyer {"auto": "approved"}` makes every page visit
 decide at once, for tests and demos.
+
+A payment left pending waits for the buyer (`pending_reason` left out: payhook's default),
+except for a magic amount: one whose last two digits in minor units are 57 (`10.57 EUR`,
+`1057 JPY`) is held for the merchant's review, `merchant_action_required`.
 """
 
 from __future__ import annotations
@@ -15,16 +19,20 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
+from sessions.money import to_minor
 from webhook.signing import sign, simulator_reference
 
 OUTCOMES = ("approved", "declined", "pending")
 AUTHORIZATION_DAYS = 7
+# Amounts ending in this (minor units) are pending for the merchant, not the buyer.
+MERCHANT_REVIEW = 57
 
 
 @dataclass
@@ -42,6 +50,8 @@ padding:.6rem 1.2rem;font-size:1rem}}</style></head><body>
 <h1>Pay {amount} {currency}</h1><p>Simulator PSP · session <code>{session}</code></p>
 <form method="post" action="/pay/{session_q}/decide">
 <input type="hidden" name="callback" value="{callback}">
+<input type="hidden" name="amount" value="{amount}">
+<input type="hidden" name="currency" value="{currency}">
 <button name="outcome" value="approved">Approve</button>
 <button name="outcome" value="declined">Decline</button>
 <button name="outcome" value="pending">Leave pending</button></form></body></html>"""
@@ -56,8 +66,25 @@ def loopback_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and parts.hostname in ("127.0.0.1", "localhost")
 
 
+def _merchant_review(amount: str, currency: str) -> bool:
+    try:
+        value = Decimal(amount[:40])
+        # `1e999999999` would be a billion-digit integer: no amount is that large.
+        if not value.is_finite() or value.adjusted() > 20:
+            return False
+        return to_minor(value, currency) % 100 == MERCHANT_REVIEW
+    except (ArithmeticError, ValueError):
+        # Not an amount in a currency the page knows: no magic.
+        return False
+
+
 async def _decide(
-    request: web.Request, session_id: str, outcome: str, callback: str
+    request: web.Request,
+    session_id: str,
+    outcome: str,
+    callback: str,
+    amount: str = "",
+    currency: str = "",
 ) -> web.Response:
     state = request.app[BUYER_STATE]
     if outcome not in OUTCOMES:
@@ -74,6 +101,8 @@ async def _decide(
         body["authorization_expires_at"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
     if outcome == "declined":
         body["message"] = "The buyer's bank declined the payment."
+    if outcome == "pending" and _merchant_review(amount, currency):
+        body["pending_reason"] = "merchant_action_required"
     raw = json.dumps(body).encode()
     status = 0
     async with aiohttp.ClientSession() as http:
@@ -107,8 +136,9 @@ async def buyer_page(request: web.Request) -> web.Response:
     session_id = request.match_info["session_id"]
     callback = request.query.get("callback", "")
     auto = request.app[BUYER_STATE].auto
+    amount, currency = request.query.get("amount", ""), request.query.get("currency", "")
     if auto is not None:
-        return await _decide(request, session_id, auto, callback)
+        return await _decide(request, session_id, auto, callback, amount, currency)
     page = _PAGE.format(
         amount=html.escape(request.query.get("amount", "?")),
         currency=html.escape(request.query.get("currency", "")),
@@ -126,6 +156,8 @@ async def buyer_decides(request: web.Request) -> web.Response:
         request.match_info["session_id"],
         str(form.get("outcome", "")),
         str(form.get("callback", "")),
+        str(form.get("amount", "")),
+        str(form.get("currency", "")),
     )
 
 
