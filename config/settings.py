@@ -115,6 +115,17 @@ def _parse_suffixes(value: object) -> object:
     return value
 
 
+# Shopify's limit on a pending payment's window ("recommended to be within 3 days"; past it,
+# `OUT_OF_RANGE_PENDING_EXPIRES_AT`), and what payhook keeps of it for a clock of ours ahead
+# of Shopify's. The window is counted from Shopify's payment request, which comes before the
+# PSP's word and every report of it, so Shopify is only ever sent a shorter one.
+SHOPIFY_PENDING_LIMIT_SECONDS = 3 * 86400.0
+PENDING_MARGIN_SECONDS = 600.0
+PENDING_MAX_SECONDS = SHOPIFY_PENDING_LIMIT_SECONDS - PENDING_MARGIN_SECONDS
+# Two days and 23 hours: an hour inside the limit.
+PENDING_DEFAULT_SECONDS = SHOPIFY_PENDING_LIMIT_SECONDS - 3600.0
+
+
 class Settings(BaseSettings):
     # A refused value is never repeated in the error: many of these are secrets.
     model_config = SettingsConfigDict(
@@ -226,9 +237,10 @@ class Settings(BaseSettings):
     # to reach Shopify before it shows a page that asks again by itself; kept well under
     # the timeouts of proxies in front of payhook.
     buyer_return_wait_seconds: float = Field(default=5.0, gt=0, le=25.0)
-    # How long a payment reported pending may stay pending (Shopify's `pendingExpiresAt`,
-    # which it caps at three days); when it closes without the PSP's word it is rejected.
-    pending_seconds: float = Field(default=3 * 86400.0, gt=0, le=3 * 86400.0)
+    # How long a payment reported pending may stay pending (Shopify's `pendingExpiresAt`),
+    # counted from Shopify's payment request; when it closes without the PSP's final word it
+    # is rejected. Kept inside Shopify's three days with a margin (`_inside_pending_limit`).
+    pending_seconds: float = Field(default=PENDING_DEFAULT_SECONDS, gt=0)
     # Payment confirmation (an app Shopify enabled for it): an approved payment is first
     # `paymentSessionConfirm`ed; Shopify then POSTs its confirmation request to
     # /payment_confirmations, and the payment is resolved, or rejected with
@@ -358,6 +370,17 @@ class Settings(BaseSettings):
     _split_webhook = field_validator("webhook_retry_ladder", mode="before")(_parse_ladder)
     _split_proxies = field_validator("trusted_proxies", mode="before")(_parse_networks)
     _split_sentinels = field_validator("redis_sentinels", mode="before")(_parse_sentinels)
+
+    @field_validator("pending_seconds")
+    @classmethod
+    def _inside_pending_limit(cls, value: float) -> float:
+        if value > PENDING_MAX_SECONDS:
+            raise ValueError(
+                f"at most {PENDING_MAX_SECONDS:g} s: Shopify takes a pendingExpiresAt within "
+                f"3 days ({SHOPIFY_PENDING_LIMIT_SECONDS:g} s), and payhook keeps "
+                f"{PENDING_MARGIN_SECONDS:g} s of it for clocks that disagree"
+            )
+        return value
 
     @field_validator("admin_token")
     @classmethod

@@ -318,6 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if result.complete else 1
     elif command == "sandbox":
         from ops.dev import serve_sandbox
+        from sandbox.api_versions import UnknownApiVersion, schema_file
+
+        try:
+            # It serves the schema of the version payhook calls, and has a file per version.
+            schema_file(settings.shopify_api_version)
+        except UnknownApiVersion as exc:
+            print(f"payhook sandbox: {exc}", file=sys.stderr)
+            return 2
 
         secret = settings.simulator_webhook_secret
         key, app_secret = settings.shopify_api_key, settings.shopify_api_secret
@@ -333,6 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # Shopify's webhooks go to payhook's public URL, signed with the app's secret.
                 webhook_secret=api_secret,
                 app_url=settings.public_base_url,
+                api_version=settings.shopify_api_version,
             )
         )
     elif command == "psp-sandbox":

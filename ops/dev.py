@@ -139,6 +139,14 @@ def run_dev(
     psp_port: int = 8095,
     flower_port: int = 5555,
 ) -> int:
+    from sandbox.api_versions import UnknownApiVersion, schema_file
+
+    try:
+        # The sandbox speaks one API version's schema, and payhook must call that one.
+        schema_file(settings.shopify_api_version)
+    except UnknownApiVersion as exc:
+        print(f"payhook dev: {exc}", file=sys.stderr)
+        return 2
     state = settings.state_dir.resolve()
     logs = state / "logs"
     redis_port = urlparse(settings.redis_url).port or 6379
@@ -161,6 +169,7 @@ def run_dev(
             else _dev_token_key(state),
             "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "PAYHOOK_SHOPIFY_GRAPHQL_URL": sandbox_base + GRAPHQL_PATH,
+            "PAYHOOK_SHOPIFY_API_VERSION": settings.shopify_api_version,
             # The app's credentials, which the sandbox signs its install callbacks and
             # Shopify's webhooks with, and the web server checks them with.
             "PAYHOOK_SHOPIFY_API_KEY": settings.shopify_api_key or f"dev-{secrets.token_hex(8)}",
@@ -353,7 +362,8 @@ Have Shopify send a webhook (signed; also shop/redact, customers/redact, custome
   payhook webhooks list
   payhook shops add payhook-dev.myshopify.com   # installs it again
 
-Amounts ending in .51 are declined, .52 expired, .53 fail three times then settle.
+Amounts ending in .51 are declined, .52 expired, .53 fail three times then settle;
+a payment of .57 left pending waits for the merchant (MERCHANT_ACTION_REQUIRED).
 """
 
 
@@ -365,11 +375,13 @@ async def serve_sandbox(
     confirmation_callback_url: str | None = None,
     webhook_secret: str | None = None,
     app_url: str | None = None,
+    api_version: str,
 ) -> None:
     """Run the Shopify sandbox peer until the process is stopped; its buyer page signs
     callbacks with `callback_secret`, `apps` (API key → secret) may be installed, its
-    confirmation requests go to `confirmation_callback_url`, and Shopify's webhooks to
-    `app_url` are signed with `webhook_secret`."""
+    confirmation requests go to `confirmation_callback_url`, Shopify's webhooks to
+    `app_url` are signed with `webhook_secret`, and it serves the schema of `api_version`
+    (`UnknownApiVersion` when it has none)."""
     from sandbox.shopify import start_shopify_sandbox
 
     running = await start_shopify_sandbox(
@@ -380,6 +392,7 @@ async def serve_sandbox(
         confirmation_callback_url=confirmation_callback_url,
         webhook_secret=webhook_secret,
         app_url=app_url,
+        api_version=api_version,
     )
     try:
         await asyncio.Event().wait()

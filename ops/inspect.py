@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from config import Settings
 from sessions.connect import tool_client
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
-from sessions.models import Session
+from sessions.models import Session, TimelineEvent
 from sessions.onboarding import OnboardingStore
 from sessions.query import SessionFilter, find_sessions
+from sessions.shop_webhooks import WebhookEvent
 from sessions.shops import NoTokenKey, Rotation, ShopTokens, token_cipher
 from sessions.store import SessionStore
 
 
-def _when(timestamp: float) -> str:
+def when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def print_events(events: Sequence[TimelineEvent | WebhookEvent]) -> None:
+    """A session's timeline or a webhook's events, a line each, oldest first."""
+    for event in events:
+        attempt = f" #{event.attempt}" if event.attempt else ""
+        note = " ".join(filter(None, [event.detail, event.error and f"error: {event.error}"]))
+        print(f"  {when(event.at)}  {event.event}{attempt} → {event.state}  {note}")
 
 
 def _summary(session: Session) -> dict[str, object]:
@@ -32,8 +44,8 @@ def _summary(session: Session) -> dict[str, object]:
         "amount": session.amount_text,
         "currency": session.currency,
         "test": session.test,
-        "created_at": _when(session.created_at),
-        "failed_at": session.failed_at and _when(session.failed_at),
+        "created_at": when(session.created_at),
+        "failed_at": session.failed_at and when(session.failed_at),
         "last_error": session.last_error,
     }
 
@@ -91,10 +103,7 @@ async def show_session(settings: Settings, session_id: str, *, as_json: bool) ->
     if held is not None:
         print(f"{'money held':>16}: {held.describe()} (`payhook sessions release` once checked)")
     print("\ntimeline:")
-    for event in timeline:
-        attempt = f" #{event.attempt}" if event.attempt else ""
-        note = " ".join(filter(None, [event.detail, event.error and f"error: {event.error}"]))
-        print(f"  {_when(event.at)}  {event.event}{attempt} → {event.state}  {note}")
+    print_events(timeline)
     return 0
 
 

@@ -13,28 +13,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import UTC, datetime
 
 from config import Settings
+from ops.inspect import print_events, when
 from sessions.connect import tool_client
-from sessions.shop_webhooks import HookState, Webhook
+from sessions.shop_webhooks import HookState
 from sessions.webhook_store import WebhookStore, replay_webhooks
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
 
 LISTED_AT_MOST = 10_000
-
-
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _shown(webhook: Webhook) -> dict[str, object]:
-    shown = webhook.model_dump(mode="json", exclude={"payload", "fence"})
-    shown["holds_customer_identifiers"] = webhook.payload is not None
-    return shown
 
 
 async def list_webhooks(
@@ -57,14 +45,14 @@ async def list_webhooks(
         if (wanted is None or w.state is wanted) and (shop is None or w.shop == shop)
     ][:limit]
     if as_json:
-        json.dump([_shown(w) for w in found], sys.stdout, indent=2)
+        json.dump([w.shown() for w in found], sys.stdout, indent=2)
         print()
         return 0
     print(f"{'ID':<38} {'TOPIC':<23} {'STATE':<9} {'TRIES':>5}  {'RECEIVED':<19}  SHOP")
     for w in found:
         print(
             f"{w.id:<38} {w.topic.value:<23} {w.state.value:<9} {w.attempts:>5}  "
-            f"{_when(w.received_at):<19}  {w.shop}"
+            f"{when(w.received_at):<19}  {w.shop}"
         )
         if w.state is HookState.FAILED and w.last_error:
             print(f"    last error: {w.last_error}")
@@ -84,20 +72,17 @@ async def show_webhook(settings: Settings, webhook_id: str, *, as_json: bool) ->
         return 1
     if as_json:
         document = {
-            "webhook": _shown(webhook),
+            "webhook": webhook.shown(),
             "events": [e.model_dump(mode="json", exclude_none=True) for e in events],
         }
         json.dump(document, sys.stdout, indent=2)
         print()
         return 0
-    for key, value in _shown(webhook).items():
+    for key, value in webhook.shown().items():
         if value is not None:
             print(f"{key:>26}: {value}")
     print("\nevents:")
-    for event in events:
-        attempt = f" #{event.attempt}" if event.attempt else ""
-        note = " ".join(filter(None, [event.detail, event.error and f"error: {event.error}"]))
-        print(f"  {_when(event.at)}  {event.event}{attempt} → {event.state}  {note}")
+    print_events(events)
     return 0
 
 

@@ -29,8 +29,9 @@ from aiohttp import web
 
 from sandbox.app_webhooks import WEBHOOK_SENDER
 from sandbox.buyer import loopback_url
-from sandbox.faults import FaultRuleError, parse_fault
-from sandbox.state import SANDBOX_STATE
+from sandbox.faults import FaultRule, FaultRuleError, UserErrorFault, parse_fault
+from sandbox.shopify_schema import user_error_codes
+from sandbox.state import SANDBOX_STATE, SandboxState
 
 
 def add_admin_routes(app: web.Application) -> None:
@@ -109,8 +110,25 @@ async def add_fault(request: web.Request) -> web.Response:
         rule = parse_fault(body)
     except FaultRuleError as exc:
         return _bad_request(str(exc))
-    request.app[SANDBOX_STATE].faults.add(rule)
+    state = request.app[SANDBOX_STATE]
+    problem = _code_problem(state, rule)
+    if problem is not None:
+        return _bad_request(problem)
+    state.faults.add(rule)
     return web.json_response({"fault": rule.model_dump(exclude_none=True)}, status=201)
+
+
+def _code_problem(state: SandboxState, rule: FaultRule) -> str | None:
+    """Why a `user_error` rule's code is not one the mutation can answer, if it is not."""
+    if not isinstance(rule, UserErrorFault) or rule.code is None:
+        return None
+    assert rule.mutation is not None  # the rule's own check
+    codes = user_error_codes(state.schema, rule.mutation)
+    if codes is None:
+        return f"code: {rule.mutation}'s userErrors have no code (UserError)"
+    if rule.code not in codes:
+        return f"code: {rule.mutation} answers one of {', '.join(sorted(codes))}"
+    return None
 
 
 async def clear_faults(request: web.Request) -> web.Response:

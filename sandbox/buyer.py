@@ -10,6 +10,10 @@ reported as a decline); then, like a PSP, the page sends the buyer to payhook's 
 `POST /_sandbox/buyer {"auto": "approved"}` makes every page visit decide at once, for tests
 and demos.
 
+A payment left pending waits for the buyer (`pending_reason` left out: payhook's default),
+except for a magic amount: one whose last two digits in minor units are 57 (`10.57 EUR`,
+`1057 JPY`) is held for the merchant's review, `merchant_action_required`.
+
 Shopify's side of the trip: `GET /_sandbox/checkout/{id}/{page}`, the pages the sandbox's
 `nextAction.context.redirectUrl` names (`thank_you` after resolve or pending, `declined`
 after reject) and a `cancel` page for a checkout's `cancel_url`. Each visit is remembered
@@ -23,6 +27,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -31,12 +36,15 @@ from aiohttp import web
 
 from sandbox.checkout import CHECKOUT_PAGES, CHECKOUT_PATH
 from sandbox.state import SANDBOX_STATE
+from sessions.money import to_minor
 from webhook.signing import sign, simulator_reference
 
 # What a buyer may choose; a cancel reaches payhook as a decline, as a PSP reports it.
 OUTCOMES = ("approved", "declined", "pending", "cancelled")
 CANCELLED = "The buyer cancelled the payment on the payment page."
 AUTHORIZATION_DAYS = 7
+# Amounts ending in this (minor units) are pending for the merchant, not the buyer.
+MERCHANT_REVIEW = 57
 
 
 @dataclass
@@ -57,6 +65,8 @@ padding:.6rem 1.2rem;font-size:1rem}}</style></head><body>
 <form method="post" action="/pay/{session_q}/decide">
 <input type="hidden" name="callback" value="{callback}">
 <input type="hidden" name="return_url" value="{return_url}">
+<input type="hidden" name="amount" value="{amount}">
+<input type="hidden" name="currency" value="{currency}">
 <button name="outcome" value="approved">Approve</button>
 <button name="outcome" value="declined">Decline</button>
 <button name="outcome" value="pending">Leave pending</button>
@@ -76,8 +86,26 @@ def loopback_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and parts.hostname in ("127.0.0.1", "localhost")
 
 
+def _merchant_review(amount: str, currency: str) -> bool:
+    try:
+        value = Decimal(amount[:40])
+        # `1e999999999` would be a billion-digit integer: no amount is that large.
+        if not value.is_finite() or value.adjusted() > 20:
+            return False
+        return to_minor(value, currency) % 100 == MERCHANT_REVIEW
+    except (ArithmeticError, ValueError):
+        # Not an amount in a currency the page knows: no magic.
+        return False
+
+
 async def _decide(
-    request: web.Request, session_id: str, outcome: str, callback: str, back: str
+    request: web.Request,
+    session_id: str,
+    outcome: str,
+    callback: str,
+    amount: str = "",
+    currency: str = "",
+    back: str = "",
 ) -> web.Response:
     state = request.app[BUYER_STATE]
     if outcome not in OUTCOMES:
@@ -99,6 +127,8 @@ async def _decide(
         body["message"] = "The buyer's bank declined the payment."
     if outcome == "cancelled":
         body["message"] = CANCELLED
+    if outcome == "pending" and _merchant_review(amount, currency):
+        body["pending_reason"] = "merchant_action_required"
     raw = json.dumps(body).encode()
     status = 0
     async with aiohttp.ClientSession() as http:
@@ -136,8 +166,9 @@ async def buyer_page(request: web.Request) -> web.Response:
     callback = request.query.get("callback", "")
     back = request.query.get("return_url", "")
     auto = request.app[BUYER_STATE].auto
+    amount, currency = request.query.get("amount", ""), request.query.get("currency", "")
     if auto is not None:
-        return await _decide(request, session_id, auto, callback, back)
+        return await _decide(request, session_id, auto, callback, amount, currency, back)
     page = _PAGE.format(
         amount=html.escape(request.query.get("amount", "?")),
         currency=html.escape(request.query.get("currency", "")),
@@ -156,6 +187,8 @@ async def buyer_decides(request: web.Request) -> web.Response:
         request.match_info["session_id"],
         str(form.get("outcome", "")),
         str(form.get("callback", "")),
+        str(form.get("amount", "")),
+        str(form.get("currency", "")),
         str(form.get("return_url", "")),
     )
 

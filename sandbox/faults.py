@@ -14,7 +14,9 @@ every call, including ones that are not mutations).
 | `commit_then_status` | the mutation is applied, then HTTP 5xx: a lost response           |
 | `invalid_state`      | refused with `<KIND>_SESSION_INVALID_STATE`, nothing applied: what |
 |                      | Shopify may answer a late repeat for a session that moved on      |
-| `user_error`         | `paymentsAppConfigure` answers this userError, nothing applied     |
+| `user_error`         | the named `mutation` answers this userError (`message`, `field`,   |
+|                      | and `code`, one of that mutation's userError codes where its type  |
+|                      | has any), nothing applied                                         |
 | `do_not_confirm`     | `paymentSessionConfirm` is taken, and Shopify's checks say no: its |
 |                      | confirmation request carries `confirmation_result: false`         |
 """
@@ -82,17 +84,20 @@ class InvalidStateFault(_Rule):
 
 
 class UserErrorFault(_Rule):
-    """Only for `paymentsAppConfigure`: the userError Shopify gives a configuration it
-    refuses (`UserError { field message }`, no code)."""
+    """A refusal of one mutation with a userError of your choosing, nothing applied. Its
+    `code` must be one of the mutation's userError codes in the schema served, and is
+    refused for a mutation whose userErrors have none (`UserError { field message }`);
+    the admin API checks that against the schema (`sandbox.shopify_schema.user_error_codes`)."""
 
     kind: Literal["user_error"]
-    message: str = Field(min_length=1, max_length=500)
+    message: str = Field(default="Refused by a sandbox fault rule.", min_length=1, max_length=500)
     field: list[str] | None = None
+    code: str | None = Field(default=None, min_length=1, max_length=100)
 
     @model_validator(mode="after")
-    def _configure_only(self) -> UserErrorFault:
-        if self.mutation != "paymentsAppConfigure":
-            raise ValueError("a user_error rule is for mutation 'paymentsAppConfigure'")
+    def _one_mutation(self) -> UserErrorFault:
+        if self.mutation is None:
+            raise ValueError("a user_error rule names the mutation it refuses")
         return self
 
 

@@ -1,7 +1,8 @@
 """`POST /{shop}/payments_apps/api/{version}/graphql.json`, answered the way Shopify does.
 
-Order of checks: access token (401), request body (400), fault rules, then GraphQL
-parse/validate (HTTP 200 with `errors`, as Shopify answers them) and execution. Every
+Order of checks: the API version in the path (404 for any but the one served), access
+token (401), request body (400), fault rules, then GraphQL parse/validate against that
+version's schema (HTTP 200 with `errors`, as Shopify answers them) and execution. Every
 request is written to the call log, whatever its fate.
 """
 
@@ -42,7 +43,7 @@ from sandbox.faults import (
     UserErrorFault,
 )
 from sandbox.ledger import Outcome, Refusal
-from sandbox.shopify_schema import MutationContext, user_error_code
+from sandbox.shopify_schema import MutationContext
 from sandbox.state import SANDBOX_STATE, SandboxState
 
 UNAUTHORIZED_MESSAGE = (
@@ -83,6 +84,15 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
     call = _Call(shop=request.match_info["shop"])
     body_ok = _read_body(call, await request.text())
 
+    version = request.match_info["version"]
+    if version != state.api_version:
+        # No schema to validate against: payhook's PAYHOOK_SHOPIFY_API_VERSION and the
+        # sandbox's differ.
+        unknown = {
+            "errors": f"Not Found: this sandbox serves Payments Apps API version "
+            f"{state.api_version}, not {version[:20]!r}"
+        }
+        return _finish(state, call, web.json_response(unknown, status=404))
     token = request.headers.get("X-Shopify-Access-Token", "")
     if not state.token_accepted(call.shop, token):
         return _finish(state, call, web.json_response({"errors": UNAUTHORIZED_MESSAGE}, status=401))
@@ -100,11 +110,7 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
         await asyncio.sleep(fault.seconds)
 
     refuse = Refusal.INVALID_STATE if isinstance(fault, InvalidStateFault) else None
-    user_error = (
-        {"field": fault.field, "message": fault.message}
-        if isinstance(fault, UserErrorFault)
-        else None
-    )
+    user_error = _fault_user_error(fault) if isinstance(fault, UserErrorFault) else None
     confirm = not isinstance(fault, DoNotConfirmFault)
     response, context = _run_graphql(
         state,
@@ -119,6 +125,13 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
     outcomes = context.outcomes if context is not None else []
     _request_confirmations(state, call, outcomes, request.match_info["version"])
     return _finish(state, call, response, context=context, fault=fault)
+
+
+def _fault_user_error(fault: UserErrorFault) -> dict[str, Any]:
+    error: dict[str, Any] = {"field": fault.field, "message": fault.message}
+    if fault.code is not None:
+        error["code"] = fault.code
+    return error
 
 
 def _request_confirmations(
@@ -246,6 +259,7 @@ def _run_graphql(
     context = MutationContext(
         ledger=state.ledger,
         shop=call.shop,
+        now=state.wall_clock(),
         refuse=refuse,
         configurations=state.configurations,
         user_error=user_error,
@@ -290,20 +304,17 @@ def _finish(
     context: MutationContext | None = None,
     fault: FaultRule | None = None,
 ) -> web.Response:
-    outcomes: list[Outcome] = context.outcomes if context is not None else []
-    configured: list[bool] = context.configured if context is not None else []
-    refused: list[str | None] = [user_error_code(o) for o in outcomes if not o.applied]
+    answers = context.answers if context is not None else []
     state.calls.record(
         shop=call.shop,
         mutation=call.mutation,
         gid=call.gid,
         variables=call.variables,
         status=response.status,
-        applied=bool(outcomes or configured)
-        and all(outcome.applied for outcome in outcomes)
-        and all(configured),
-        # A refused configuration's userError has no code, as the payment mutations' have none.
-        user_error_codes=refused + [None for applied in configured if not applied],
+        applied=bool(answers) and all(applied for applied, _ in answers),
+        # None for a userError without a code (the payment resolve and reject, the
+        # configuration: Shopify's `UserError` has none).
+        user_error_codes=[code for applied, code in answers if not applied],
         fault=fault.kind if fault is not None else None,
     )
     return response

@@ -9,6 +9,11 @@ One exception, also Shopify's: `paymentSessionPending` is not final. A pending p
 later resolved or rejected, so those two may follow it; once they have, pending is refused
 like any other late name.
 
+`paymentSessionPending` also checks its `pendingExpiresAt` against the time of the call: a
+moment already past is refused (`EXPIRED_PENDING_EXPIRES_AT`), and so is one more than
+`PENDING_LIMIT_SECONDS` ahead (`OUT_OF_RANGE_PENDING_EXPIRES_AT`): Shopify recommends a window
+within three days, and the sandbox holds an app to it.
+
 `paymentSessionConfirm` is not final either: it puts the payment in `confirming` and Shopify
 then sends the app its confirmation request (to the session's `confirmation_callback_url`;
 without one the app is not set up for confirmation: `CONFIRMATION_NOT_SUPPORTED`). A
@@ -22,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 SessionKind = Literal["capture", "refund", "void", "payment"]
@@ -48,6 +54,9 @@ MUTATIONS: dict[str, tuple[SessionKind, StateName]] = {
     "paymentSessionConfirm": ("payment", "confirming"),
 }
 """Every mutation the sandbox serves: the session kind it acts on and the state it sets."""
+
+# The furthest a pending payment's window may reach, from the moment of the call.
+PENDING_LIMIT_SECONDS = 3 * 86400.0
 
 
 def kind_of_gid(gid: str) -> SessionKind | None:
@@ -97,12 +106,16 @@ class SessionRecord:
 
 
 class Refusal(enum.Enum):
-    """Why a mutation was refused; the userError code is `<KIND>_SESSION_<name>`."""
+    """Why a mutation was refused; each mutation's userError code for it is in
+    `sandbox.shopify_schema` (`<KIND>_SESSION_<name>` for captures, refunds and voids)."""
 
     NOT_FOUND = "NOT_FOUND"
     INVALID_STATE = "INVALID_STATE"
     # paymentSessionConfirm for an app without a confirmation_callback_url.
     NOT_SUPPORTED = "NOT_SUPPORTED"
+    # paymentSessionPending: its pendingExpiresAt is past, or too far ahead.
+    EXPIRED = "EXPIRED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
 
 
 @dataclass(frozen=True)
@@ -158,12 +171,14 @@ class Ledger:
         mutation: str,
         gid: str,
         *,
+        now: float,
         reason: dict[str, Any] | None = None,
         authorization_expires_at: str | None = None,
         pending_expires_at: str | None = None,
         confirm: bool = True,
     ) -> Outcome:
-        """Decide `mutation` on `gid` and, if it is the first of its name, store its state.
+        """Decide `mutation` on `gid` at `now` (epoch seconds) and, if it is the first of its
+        name, store its state.
 
         `confirm`: for `paymentSessionConfirm`, what Shopify's checks decide (the
         confirmation request then says so)."""
@@ -182,6 +197,10 @@ class Ledger:
             return Outcome(mutation, gid, dataclasses.replace(record), repeat=True)
         if not _may_follow(record, target):
             return Outcome(mutation, gid, None, Refusal.INVALID_STATE)
+        if target == "pending":
+            window = _window_refusal(pending_expires_at, now)
+            if window is not None:
+                return Outcome(mutation, gid, None, window)
         if target == "confirming":
             url = record.confirmation_callback_url or self.confirmation_callback_url
             if url is None:
@@ -210,3 +229,18 @@ def _may_follow(record: SessionRecord, target: StateName) -> bool:
         # Only what Shopify's checks confirmed may be resolved.
         return target == "rejected" or (target == "resolved" and bool(record.confirmation_result))
     return False
+
+
+def _window_refusal(pending_expires_at: str | None, now: float) -> Refusal | None:
+    """Whether a pending window closing at `pending_expires_at` is one Shopify refuses."""
+    if pending_expires_at is None:
+        return None
+    closes = datetime.fromisoformat(pending_expires_at)
+    if closes.tzinfo is None:
+        closes = closes.replace(tzinfo=UTC)
+    ahead = closes.timestamp() - now
+    if ahead <= 0:
+        return Refusal.EXPIRED
+    if ahead > PENDING_LIMIT_SECONDS:
+        return Refusal.OUT_OF_RANGE
+    return None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from sandbox.admin import add_admin_routes
+from sandbox.api_versions import DEFAULT_API_VERSION
 from sandbox.app_webhooks import add_webhook_routes
 from sandbox.buyer import add_buyer_routes
 from sandbox.graphql_endpoint import graphql_endpoint
@@ -35,6 +36,7 @@ def create_shopify_app(
     confirmation_callback_url: str | None = None,
     webhook_secret: str | None = None,
     app_url: str | None = None,
+    api_version: str = DEFAULT_API_VERSION,
 ) -> web.Application:
     """The sandbox app.
 
@@ -50,9 +52,13 @@ def create_shopify_app(
     `paymentSessionConfirm` is refused `CONFIRMATION_NOT_SUPPORTED`.
     `webhook_secret`: what Shopify's own webhooks are signed with (payhook's
     `PAYHOOK_SHOPIFY_API_SECRET`); `app_url`: where they go by default (`sandbox.app_webhooks`).
+    `api_version`: the Payments Apps API version served (payhook's
+    `PAYHOOK_SHOPIFY_API_VERSION`), its schema the reference one; `UnknownApiVersion` when
+    the sandbox has no schema of it (`sandbox.api_versions`).
     """
     app = web.Application()
     app[SANDBOX_STATE] = SandboxState.create(
+        api_version=api_version,
         strict_sessions=strict_sessions,
         tokens=dict(tokens or {}),
         apps=dict(apps or {}),
@@ -79,14 +85,15 @@ class RunningShopifySandbox:
     runner: web.AppRunner
     url: str
     port: int
+    api_version: str = DEFAULT_API_VERSION
 
     @property
     def graphql_url_template(self) -> str:
         """With `{shop}` and `{version}` left in, as `PAYHOOK_SHOPIFY_GRAPHQL_URL` expects."""
         return self.url + GRAPHQL_PATH
 
-    def graphql_url(self, shop: str, version: str = "2025-10") -> str:
-        return self.graphql_url_template.format(shop=shop, version=version)
+    def graphql_url(self, shop: str, version: str | None = None) -> str:
+        return self.graphql_url_template.format(shop=shop, version=version or self.api_version)
 
     @property
     def authorize_url_template(self) -> str:
@@ -113,6 +120,7 @@ async def start_shopify_sandbox(
     confirmation_callback_url: str | None = None,
     webhook_secret: str | None = None,
     app_url: str | None = None,
+    api_version: str = DEFAULT_API_VERSION,
 ) -> RunningShopifySandbox:
     """Serve the sandbox on `host:port`; port 0 picks a free one, read it from `.port`."""
     app = create_shopify_app(
@@ -123,6 +131,7 @@ async def start_shopify_sandbox(
         confirmation_callback_url=confirmation_callback_url,
         webhook_secret=webhook_secret,
         app_url=app_url,
+        api_version=api_version,
     )
     runner = web.AppRunner(app)
     await runner.setup()
@@ -137,5 +146,8 @@ async def start_shopify_sandbox(
     if ":" in url_host:
         url_host = f"[{url_host}]"
     return RunningShopifySandbox(
-        runner=runner, url=f"http://{url_host}:{bound_port}", port=bound_port
+        runner=runner,
+        url=f"http://{url_host}:{bound_port}",
+        port=bound_port,
+        api_version=api_version,
     )

@@ -1,24 +1,34 @@
 """The Payments Apps schema served by the sandbox, with resolvers that consult the ledger.
 
-The SDL lives next to this module as package data (`payments_apps.graphql`). Resolvers
-only translate: GraphQL arguments into a `Ledger.apply` call, and its `Outcome` into the
-payload shape Shopify returns (`<kind>Session { id state }` plus `userErrors`).
+The schema is Shopify's own for the API version served (`sandbox.api_versions`: one
+reference file per version, package data), so a document Shopify refuses is refused here
+too. Resolvers only translate: GraphQL arguments into a `Ledger.apply` call, and its
+`Outcome` into the payload shape Shopify returns (`<kind>Session { id state }` plus
+`userErrors`, with the code Shopify's type for them has, if any). Mutations of the
+reference that the sandbox has no rules for (3-D Secure redirects, modals, verification
+sessions) answer a GraphQL error.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
-from graphql import GraphQLError, GraphQLFieldResolver, GraphQLResolveInfo, GraphQLSchema
+from graphql import (
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLFieldResolver,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    get_named_type,
+)
 from graphql import build_schema as build_sdl_schema
 
+from sandbox.api_versions import DEFAULT_API_VERSION, api_versions, load_sdl, schema_file
 from sandbox.checkout import checkout_url
 from sandbox.ledger import MUTATIONS, Ledger, Outcome, Refusal, SessionKind, SessionRecord
-
-SCHEMA_FILE = "payments_apps.graphql"
 
 # Shopify's real message for a late paymentSessionResolve (issue shopify-app-template-node#1346).
 _PAYMENT_RESOLVE_REFUSED = (
@@ -33,19 +43,22 @@ APP_MUTATIONS = frozenset({"paymentsAppConfigure"})
 
 @dataclass
 class MutationContext:
-    """Per-request context: who is calling, and what each mutation field decided."""
+    """Per-request context: who is calling, when, and what each mutation field decided."""
 
     ledger: Ledger
     shop: str
+    # Epoch seconds of the request: what a pending window is checked against.
+    now: float
     outcomes: list[Outcome] = field(default_factory=list)
     # Set by a fault: every mutation of the request is refused this way, nothing applied.
     refuse: Refusal | None = None
     # Each shop's payments app configuration, as `paymentsAppConfigure` last set it.
     configurations: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Set by a `user_error` fault: `paymentsAppConfigure` answers it, nothing applied.
+    # Set by a `user_error` fault: every mutation of the request answers it, nothing applied.
     user_error: dict[str, Any] | None = None
-    # One entry per `paymentsAppConfigure` field: whether it was applied.
-    configured: list[bool] = field(default_factory=list)
+    # One entry per mutation field answered: whether it was applied, and the code of the
+    # userError it was refused with (None when applied, or when the error has no code).
+    answers: list[tuple[bool, str | None]] = field(default_factory=list)
     # What Shopify's checks decide for a paymentSessionConfirm (a fault says "do not").
     confirm: bool = True
     # Where the sandbox is reached (the request's origin): its checkout pages, which a
@@ -53,50 +66,84 @@ class MutationContext:
     base_url: str = ""
 
 
-def load_sdl() -> str:
-    return resources.files("sandbox").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
-
-
-def build_schema() -> GraphQLSchema:
-    """A fresh executable schema. Each app builds its own, so nothing is shared by import."""
-    schema = build_sdl_schema(load_sdl())
+def build_schema(api_version: str = DEFAULT_API_VERSION) -> GraphQLSchema:
+    """A fresh executable schema of `api_version` (`UnknownApiVersion` when the sandbox has
+    none). Each app builds its own, so nothing is shared by import."""
+    source = schema_file(api_version)
+    schema = build_sdl_schema(load_sdl(api_version))
     if schema.mutation_type is None or schema.query_type is None:
-        raise RuntimeError(f"{SCHEMA_FILE} must define Query and Mutation")
-    served = set(schema.mutation_type.fields) - APP_MUTATIONS
-    if served != set(MUTATIONS):
-        # The SDL and the ledger's table must agree, or a mutation would have no rules.
-        raise RuntimeError(f"{SCHEMA_FILE} and ledger.MUTATIONS differ: {served ^ set(MUTATIONS)}")
+        raise RuntimeError(f"{source} must define a query and a mutation root")
+    missing = (set(MUTATIONS) | APP_MUTATIONS) - set(schema.mutation_type.fields)
+    if missing:
+        # The ledger has rules for a mutation this version does not have.
+        raise RuntimeError(f"{source} lacks mutations the sandbox serves: {sorted(missing)}")
     for name, mutation_field in schema.mutation_type.fields.items():
-        if name not in APP_MUTATIONS:
+        if name in MUTATIONS:
             mutation_field.resolve = _mutation_resolver(name)
+        elif name not in APP_MUTATIONS:
+            mutation_field.resolve = _not_served(name)
     schema.mutation_type.fields["paymentsAppConfigure"].resolve = _configure
-    schema.query_type.fields["sandbox"].resolve = _always_true
+    schema.query_type.fields["publicApiVersions"].resolve = _public_api_versions
     return schema
 
 
-# `PaymentSessionConfirmUserErrorCode`: the one payment mutation whose userErrors have codes.
-_CONFIRM_CODES = {
-    Refusal.NOT_FOUND: "PAYMENT_SESSION_NOT_FOUND",
-    Refusal.INVALID_STATE: "INVALID_STATE_TRANSITION",
-    Refusal.NOT_SUPPORTED: "CONFIRMATION_NOT_SUPPORTED",
+def user_error_codes(schema: GraphQLSchema, mutation: str) -> frozenset[str] | None:
+    """The codes `mutation`'s userErrors may carry in `schema`; None when its userError type
+    has no `code` (`UserError`: the payment resolve and reject, `paymentsAppConfigure`)."""
+    assert schema.mutation_type is not None
+    payload = get_named_type(schema.mutation_type.fields[mutation].type)
+    assert isinstance(payload, GraphQLObjectType)
+    error_type = get_named_type(payload.fields["userErrors"].type)
+    assert isinstance(error_type, GraphQLObjectType)
+    code = error_type.fields.get("code")
+    if code is None:
+        return None
+    codes = get_named_type(code.type)
+    assert isinstance(codes, GraphQLEnumType)
+    return frozenset(codes.values)
+
+
+# The payment mutations whose userErrors have codes, each with codes of its own
+# (`PaymentSessionConfirmUserErrorCode`, `PaymentSessionPendingUserErrorCode`); resolve and
+# reject answer a plain `UserError`.
+_PAYMENT_CODES: dict[str, dict[Refusal, str]] = {
+    "confirming": {
+        Refusal.NOT_FOUND: "PAYMENT_SESSION_NOT_FOUND",
+        Refusal.INVALID_STATE: "INVALID_STATE_TRANSITION",
+        Refusal.NOT_SUPPORTED: "CONFIRMATION_NOT_SUPPORTED",
+    },
+    "pending": {
+        Refusal.NOT_FOUND: "NOT_FOUND",
+        Refusal.INVALID_STATE: "PENDING_INVALID_STATE",
+        Refusal.EXPIRED: "EXPIRED_PENDING_EXPIRES_AT",
+        Refusal.OUT_OF_RANGE: "OUT_OF_RANGE_PENDING_EXPIRES_AT",
+    },
 }
 
 
 def user_error_code(outcome: Outcome) -> str | None:
-    """The userError code Shopify gives this refusal; payment mutations have none, except
-    `paymentSessionConfirm`."""
+    """The userError code Shopify gives this refusal (None for an applied outcome, and for
+    the payment resolve and reject, whose userErrors have no code)."""
     kind, target = MUTATIONS[outcome.mutation]
     if outcome.refusal is None:
         return None
-    if target == "confirming":
-        return _CONFIRM_CODES[outcome.refusal]
     if kind == "payment":
-        return None
+        codes = _PAYMENT_CODES.get(target)
+        return None if codes is None else codes[outcome.refusal]
     return f"{kind.upper()}_SESSION_{outcome.refusal.value}"
 
 
-def _always_true(_root: object, _info: GraphQLResolveInfo[MutationContext]) -> bool:
-    return True
+def _public_api_versions(
+    _root: object, _info: GraphQLResolveInfo[MutationContext]
+) -> list[dict[str, Any]]:
+    return [{"displayName": v, "handle": v, "supported": True} for v in api_versions()]
+
+
+def _not_served(name: str) -> GraphQLFieldResolver:
+    def resolve(_root: object, _info: GraphQLResolveInfo[MutationContext], **_args: Any) -> None:
+        raise GraphQLError(f"The sandbox has no rules for {name}; it is not served here.")
+
+    return resolve
 
 
 def _mutation_resolver(name: str) -> GraphQLFieldResolver:
@@ -104,14 +151,18 @@ def _mutation_resolver(name: str) -> GraphQLFieldResolver:
         _root: object, info: GraphQLResolveInfo[MutationContext], **args: Any
     ) -> dict[str, Any]:
         context = info.context
+        if context.user_error is not None:
+            context.answers.append((False, context.user_error.get("code")))
+            return {f"{MUTATIONS[name][0]}Session": None, "userErrors": [context.user_error]}
         if context.refuse is not None:
             outcome = Outcome(name, str(args["id"]), None, context.refuse)
         else:
             arguments = _ledger_arguments(name, args)
             if MUTATIONS[name][1] == "confirming":
                 arguments["confirm"] = context.confirm
-            outcome = context.ledger.apply(name, str(args["id"]), **arguments)
+            outcome = context.ledger.apply(name, str(args["id"]), now=context.now, **arguments)
         context.outcomes.append(outcome)
+        context.answers.append((outcome.applied, user_error_code(outcome)))
         return _payload(outcome, context.base_url)
 
     return resolve
@@ -126,11 +177,11 @@ def _configure(
     """The shop's configuration is replaced by the one sent; the last one stands."""
     context = info.context
     if context.user_error is not None:
-        context.configured.append(False)
+        context.answers.append((False, None))
         return {"paymentsAppConfiguration": None, "userErrors": [context.user_error]}
     configuration = {"externalHandle": externalHandle, "ready": ready}
     context.configurations[context.shop] = configuration
-    context.configured.append(True)
+    context.answers.append((True, None))
     return {"paymentsAppConfiguration": dict(configuration), "userErrors": []}
 
 
@@ -141,6 +192,9 @@ def _ledger_arguments(name: str, args: dict[str, Any]) -> dict[str, Any]:
     if target == "rejected":
         given = args["reason"]
         reason = {"code": given["code"], "merchantMessage": given.get("merchantMessage")}
+        if given.get("source") is not None:
+            # 2026-04 on: who declined the payment (`PaymentSessionStateRejectedSource`).
+            reason["source"] = given["source"]
         return {"reason": reason}
     if target == "pending":
         return {
@@ -191,6 +245,7 @@ def _session_object(record: SessionRecord, base_url: str) -> dict[str, Any]:
     if record.state == "rejected":
         state["reason"] = reason.get("code")
         state["merchantMessage"] = reason.get("merchantMessage")
+        state["source"] = reason.get("source")
     elif record.state == "pending":
         state["reason"] = reason.get("code")
     session: dict[str, Any] = {"id": record.gid, "state": state}
@@ -211,11 +266,18 @@ def _session_object(record: SessionRecord, base_url: str) -> dict[str, Any]:
     return session
 
 
+_WINDOW = (Refusal.EXPIRED, Refusal.OUT_OF_RANGE)
+
+
 def _user_error(outcome: Outcome) -> dict[str, Any]:
     kind, target = MUTATIONS[outcome.mutation]
     noun = f"{_type_prefix(kind)} session"
     if outcome.refusal is Refusal.NOT_FOUND:
         message = f"{noun} does not exist."
+    elif outcome.refusal is Refusal.EXPIRED:
+        message = "Pending expires at must be in the future."
+    elif outcome.refusal is Refusal.OUT_OF_RANGE:
+        message = "Pending expires at must be within 3 days from now."
     elif outcome.refusal is Refusal.NOT_SUPPORTED:
         message = "The payments app is not set up for payment confirmation."
     elif target == "confirming":
@@ -228,7 +290,8 @@ def _user_error(outcome: Outcome) -> dict[str, Any]:
         message = f"{noun} has already been resolved."
     else:
         message = f"{noun} has already been resolved or rejected."
-    error: dict[str, Any] = {"field": ["id"], "message": message}
+    argument = "pendingExpiresAt" if outcome.refusal in _WINDOW else "id"
+    error: dict[str, Any] = {"field": [argument], "message": message}
     code = user_error_code(outcome)
     if code is not None:
         error["code"] = code

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from graphql import GraphQLSchema
 
+from sandbox.api_versions import DEFAULT_API_VERSION
 from sandbox.calls import CallLog
 from sandbox.confirmations import ConfirmationSender
 from sandbox.cost import ThrottleBucket
@@ -22,6 +23,8 @@ from sandbox.shopify_schema import build_schema
 
 @dataclass
 class SandboxState:
+    # The Payments Apps API version served, and its schema.
+    api_version: str
     schema: GraphQLSchema
     ledger: Ledger
     faults: FaultBook
@@ -31,6 +34,8 @@ class SandboxState:
     # The OAuth install: the apps it knows (API key → secret), its codes and exchanges.
     grants: Grants
     confirmations: ConfirmationSender
+    # Epoch seconds: what a call's time (a pending window, the call log) is read from.
+    wall_clock: Callable[[], float] = time.time
     # Each shop's payments app configuration, as `paymentsAppConfigure` last set it.
     configurations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -44,9 +49,12 @@ class SandboxState:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         confirmation_callback_url: str | None = None,
+        api_version: str = DEFAULT_API_VERSION,
     ) -> SandboxState:
+        """`UnknownApiVersion` when the sandbox has no schema of `api_version`."""
         return cls(
-            schema=build_schema(),
+            api_version=api_version,
+            schema=build_schema(api_version),
             ledger=Ledger(
                 strict=strict_sessions, confirmation_callback_url=confirmation_callback_url
             ),
@@ -56,6 +64,7 @@ class SandboxState:
             tokens=dict(tokens),
             grants=Grants(dict(apps or {}), wall_clock),
             confirmations=ConfirmationSender(wall_clock=wall_clock),
+            wall_clock=wall_clock,
         )
 
     def token_accepted(self, shop: str, token: str) -> bool:

@@ -16,7 +16,6 @@ took over can still be renewed and written through: nothing else happened in bet
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from redis.asyncio import Redis
 
@@ -33,13 +32,19 @@ from sessions.keys import (
     session_key,
     text,
 )
+from sessions.leases import (
+    EARLY_TOLERANCE_SECONDS,
+    TAKE_LEASE,
+    LeaseScripts,
+    Refusal,
+    hash_fields,
+)
 from sessions.models import Session
 from sessions.replication import NONE, Replication
 from sessions.shops import SHOPS
 from sessions.states import State
 from sessions.store import decode
 from sessions.writes import (
-    NEXT_FENCE,
     Change,
     LeaseLost,
     StoreCorrupt,
@@ -50,7 +55,7 @@ from sessions.writes import (
 # KEYS: session, lease, due, shop tokens, the due summary's three indexes.
 _CLAIM = (
     WRONG_TYPE
-    + NEXT_FENCE
+    + TAKE_LEASE
     + INDEX_DUE
     + """
 local id, now, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -61,16 +66,13 @@ if state == 'pending' then
   local closes = tonumber(redis.call('HGET', KEYS[1], 'pending_expires_at') or '')
   if not closes or now < closes then return {'early', state} end
 end
-local not_before = tonumber(redis.call('HGET', KEYS[1], 'not_before') or '')
-if not_before and now + tonumber(ARGV[4]) < not_before then return {'early', state} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy', state} end
+local refused = lease_refused(KEYS[1], KEYS[2], now, tonumber(ARGV[4]))
+if refused then return {refused, state} end
 local bad = wrong_type({KEYS[3], 'zset', KEYS[5], 'zset', KEYS[6], 'zset', KEYS[7], 'zset'})
 if bad then return {'wrongtype', bad} end
 -- A claim a failover lost (the primary died before its replica saw it) still has a live
 -- holder: the promoted replica must not hand the same token to another worker.
-local fence = next_fence(KEYS[1])
-redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
-redis.call('SET', KEYS[2], fence, 'PX', lease_ms)
+take_lease(KEYS[1], KEYS[2], lease_ms)
 -- A session that was not in the due set (only ever one written around the scripts) is
 -- indexed as it enters; one that was keeps its place (no index is scored by the due time).
 if redis.call('ZADD', KEYS[3], now + lease_ms / 1000, id) == 1 then
@@ -84,29 +86,6 @@ local stored = redis.call('HGET', KEYS[4], redis.call('HGET', KEYS[1], 'shop') o
 return {'claimed', fields, stored}
 """
 )
-
-_RENEW = """
-if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', tonumber(ARGV[2]))
-redis.call('ZADD', KEYS[3], 'XX', ARGV[3], ARGV[4])
-return 1
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# A countdown (Celery's timer) may fire a little before the backoff ends; that is not a
-# duplicate to refuse.
-EARLY_TOLERANCE_SECONDS = 0.25
-
-
-class Refusal(StrEnum):
-    MISSING = "missing"
-    FINISHED = "finished"
-    EARLY = "early"
-    BUSY = "busy"
 
 
 @dataclass(frozen=True)
@@ -142,8 +121,7 @@ class Claims:
         self._redis = redis
         self._replication = replication
         self._claim = redis.register_script(_CLAIM)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._leases = LeaseScripts(redis, record_key=session_key, lease_key=lease_key, due=DUE)
         self._apply = register_apply(redis)
 
     async def claim(
@@ -167,18 +145,13 @@ class Claims:
         if verdict != "claimed":
             state = State(text(reply[1])) if len(reply) > 1 else None
             return NotClaimed(Refusal(verdict), state)
-        raw = reply[1]
-        fields = {text(raw[i]): text(raw[i + 1]) for i in range(0, len(raw), 2)}
+        fields = hash_fields(reply[1])
         stored = reply[2] if len(reply) > 2 else None
         return Claimed(decode(fields), None if stored is None else text(stored))
 
     async def renew(self, session_id: str, fence: int, *, lease_seconds: float, now: float) -> bool:
         """Extend the lease (and the in-flight due time); False when it was taken over."""
-        renewed = await self._renew(
-            keys=[session_key(session_id), lease_key(session_id), DUE],
-            args=[fence, int(lease_seconds * 1000), repr(now + lease_seconds), session_id],
-        )
-        return bool(renewed)
+        return await self._leases.renew(session_id, fence, lease_seconds=lease_seconds, now=now)
 
     async def confirm(
         self, session_id: str, fence: int, *, lease_seconds: float, now: float
@@ -192,12 +165,8 @@ class Claims:
         """
         if not self._replication.replicas:
             return
-        renewed = await self._replication.run(
-            self._redis,
-            self._renew,
-            [session_key(session_id), lease_key(session_id), DUE],
-            [fence, int(lease_seconds * 1000), repr(now + lease_seconds), session_id],
-        )
+        keys, args = self._leases.renewal(session_id, fence, lease_seconds=lease_seconds, now=now)
+        renewed = await self._replication.run(self._redis, self._leases.renew_script, keys, args)
         if not renewed:
             raise LeaseLost(session_id, fence, 0)
 
@@ -222,4 +191,4 @@ class Claims:
         )
 
     async def release(self, session_id: str, fence: int) -> None:
-        await self._release(keys=[lease_key(session_id)], args=[fence])
+        await self._leases.release(session_id, fence)

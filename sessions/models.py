@@ -35,6 +35,19 @@ class Outcome(StrEnum):
     PENDING = "pending"
 
 
+class PendingReason(StrEnum):
+    """Why the PSP says a payment is pending: Shopify's `PaymentSessionStatePendingReason`."""
+
+    # The buyer still has something to do (a bank transfer to make, a voucher to pay).
+    BUYER_ACTION_REQUIRED = "buyer_action_required"
+    # The merchant must act first (a manual review of the order at the PSP).
+    MERCHANT_ACTION_REQUIRED = "merchant_action_required"
+    # The card network or bank is still deciding.
+    NETWORK_ACTION_REQUIRED = "network_action_required"
+    # The PSP itself is still deciding.
+    PARTNER_ACTION_REQUIRED = "partner_action_required"
+
+
 class Report(StrEnum):
     RESOLVED = "resolved"
     REJECTED = "rejected"
@@ -92,8 +105,10 @@ class Session(BaseModel):
     # our own earlier attempt" means an earlier attempt of this same mutation.
     sent_mutation: str | None = None
     sent_mutation_attempts: int = 0
-    # Payment sessions told `paymentSessionPending`: when that window closes.
+    # Payment sessions told `paymentSessionPending`: when that window closes, and why the PSP
+    # said the payment is pending (None: it did not say).
     pending_expires_at: float | None = None
+    pending_reason: PendingReason | None = None
     # Payment sessions with confirmation on: what Shopify's confirmation request said
     # (`confirmation_result`), None until it came.
     confirmation_result: bool | None = None

@@ -66,6 +66,7 @@ KEPT_FIELDS = frozenset(
         "api_version",
         "merchant_locale",
         "authorization_expires_at",
+        "pending_reason",
         "sent_mutation",
         "inflight",
         "psp_uncertain",

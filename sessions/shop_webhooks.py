@@ -249,6 +249,13 @@ class Webhook(BaseModel):
     def customer(self) -> CustomerPayload | None:
         return None if self.payload is None else CustomerPayload.model_validate_json(self.payload)
 
+    def shown(self) -> dict[str, Any]:
+        """The record as operators read it (admin API, `payhook webhooks`): everything but
+        the customer's identifiers a privacy webhook brought, and whether it holds them."""
+        shown = self.model_dump(mode="json", exclude={"payload", "fence"})
+        shown["holds_customer_identifiers"] = self.payload is not None
+        return shown
+
 
 class WebhookEvent(BaseModel):
     """One thing that happened to a webhook: its audit trail."""

@@ -23,6 +23,13 @@ from redis.asyncio import Redis
 
 from sessions.handoff import Envelope, WebhookHandoff
 from sessions.keys import WRONG_TYPE, text
+from sessions.leases import (
+    EARLY_TOLERANCE_SECONDS,
+    TAKE_LEASE,
+    LeaseScripts,
+    Refusal,
+    hash_fields,
+)
 from sessions.replication import NONE, Replication
 from sessions.shop_webhooks import (
     EVENTS_MAX,
@@ -39,7 +46,7 @@ from sessions.shop_webhooks import (
     webhook_lease_key,
     webhook_report_key,
 )
-from sessions.writes import NEXT_FENCE, LeaseLost, StaleState, StoreCorrupt, field_value
+from sessions.writes import LeaseLost, StaleState, StoreCorrupt, field_value
 
 __all__ = ["Received", "WebhookClaim", "WebhookStore", "fingerprint"]
 
@@ -74,34 +81,19 @@ return {'created'}
 )
 
 _CLAIM = (
-    NEXT_FENCE
+    TAKE_LEASE
     + """
 local now, lease_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'received' and state ~= 'retrying' then return {'finished', state} end
-local not_before = tonumber(redis.call('HGET', KEYS[1], 'not_before') or '')
-if not_before and now + tonumber(ARGV[4]) < not_before then return {'early', state} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy', state} end
-local fence = next_fence(KEYS[1])
-redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
-redis.call('SET', KEYS[2], fence, 'PX', lease_ms)
+local refused = lease_refused(KEYS[1], KEYS[2], now, tonumber(ARGV[4]))
+if refused then return {refused, state} end
+take_lease(KEYS[1], KEYS[2], lease_ms)
 redis.call('ZADD', KEYS[3], now + lease_ms / 1000, ARGV[3])
 return {'claimed', redis.call('HGETALL', KEYS[1])}
 """
 )
-
-_RENEW = """
-if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', tonumber(ARGV[2]))
-redis.call('ZADD', KEYS[3], 'XX', ARGV[3], ARGV[4])
-return 1
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 # A fenced write of what an attempt came to. KEYS: record, events, due set, failed index,
 # lease. ARGV: fence, target state, fields to set (JSON object), fields to clear (JSON
@@ -184,13 +176,6 @@ class Received(StrEnum):
     CONFLICT = "conflict"
 
 
-class Refusal(StrEnum):
-    MISSING = "missing"
-    FINISHED = "finished"
-    EARLY = "early"
-    BUSY = "busy"
-
-
 @dataclass(frozen=True)
 class WebhookClaim:
     webhook: Webhook
@@ -217,10 +202,6 @@ def decode(fields: Mapping[Any, Any]) -> Webhook | None:
     return Webhook.model_validate(data) if data else None
 
 
-# A countdown may fire a moment before the backoff ends; that is not a delivery to refuse.
-EARLY_TOLERANCE_SECONDS = 0.25
-
-
 class WebhookStore:
     def __init__(
         self,
@@ -236,8 +217,9 @@ class WebhookStore:
         self._retention = retention_seconds
         self._receive = redis.register_script(_RECEIVE)
         self._claim = redis.register_script(_CLAIM)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._leases = LeaseScripts(
+            redis, record_key=webhook_key, lease_key=webhook_lease_key, due=WEBHOOK_DUE
+        )
         self._settle = redis.register_script(_SETTLE)
         self._replay = redis.register_script(_REPLAY)
         self._claim_due = redis.register_script(_CLAIM_DUE)
@@ -309,20 +291,15 @@ class WebhookStore:
         verdict = text(reply[0])
         if verdict != "claimed":
             return NotClaimed(Refusal(verdict), text(reply[1]) if len(reply) > 1 else None)
-        raw = reply[1]
-        webhook = decode({raw[i]: raw[i + 1] for i in range(0, len(raw), 2)})
+        webhook = decode(hash_fields(reply[1]))
         assert webhook is not None
         return WebhookClaim(webhook)
 
     async def renew(self, webhook_id: str, fence: int, *, lease_seconds: float, now: float) -> bool:
-        renewed = await self._renew(
-            keys=[webhook_key(webhook_id), webhook_lease_key(webhook_id), WEBHOOK_DUE],
-            args=[fence, int(lease_seconds * 1000), repr(now + lease_seconds), webhook_id],
-        )
-        return bool(renewed)
+        return await self._leases.renew(webhook_id, fence, lease_seconds=lease_seconds, now=now)
 
     async def release(self, webhook_id: str, fence: int) -> None:
-        await self._release(keys=[webhook_lease_key(webhook_id)], args=[fence])
+        await self._leases.release(webhook_id, fence)
 
     async def settle(
         self,

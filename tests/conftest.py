@@ -9,8 +9,10 @@ from pathlib import Path
 
 import fakeredis
 import pytest
+from redis.asyncio import Redis
 
 from ops.redis_server import LocalRedis
+from tests.factories import RedisDb
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,3 +37,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedi
     server = LocalRedis(Path(tmp_path_factory.mktemp("redis")), appendfsync="always").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def redis_db(redis_server: LocalRedis) -> AsyncIterator[RedisDb]:
+    """`await redis_db(n)`: a client of the run's redis-server on database `n`, flushed
+    first; closed after the test."""
+    clients: list[Redis] = []
+
+    async def connect(db: int) -> Redis:
+        client = Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/{db}")
+        clients.append(client)
+        await client.flushdb()
+        return client
+
+    yield connect
+    for client in clients:
+        await client.aclose()

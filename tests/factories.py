@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+from redis.asyncio import Redis
 
 from sessions.handoff import Envelope
 from sessions.models import Kind, Session, TimelineEvent
@@ -16,6 +19,9 @@ from sessions.store import SessionStore
 from sessions.writes import Change
 
 SHOP = "payhook-test.myshopify.com"
+
+# The `redis_db` fixture (tests/conftest.py): a flushed real-redis client on a database.
+RedisDb = Callable[[int], Awaitable[Redis]]
 
 
 def new_id() -> str:

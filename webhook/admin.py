@@ -8,7 +8,7 @@ the routes answer 404, as if they did not exist.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,6 +24,8 @@ from webhook.body import parse_object, read_body
 from webhook.dashboard_auth import require_admin
 from webhook.errors import ApiError
 from webhook.keys import REDIS, SETTINGS, STORE
+
+Model = TypeVar("Model", bound=BaseModel)
 
 # Above this many sessions, a bulk replay belongs to `payhook replay`, not to one request.
 MAX_HTTP_REPLAY = 1000
@@ -71,7 +73,8 @@ class _ReplayRequest(Filters):
     rate: float = Field(default=20.0, gt=0, le=1000)
 
 
-def parse_filters(model: type[Filters], data: dict[str, Any]) -> Any:
+def parse_filters(model: type[Model], data: dict[str, Any]) -> Model:
+    """A query or a body as `model`, or a 422 naming the first field that does not fit."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:

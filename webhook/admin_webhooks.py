@@ -7,20 +7,20 @@ Every route needs `Authorization: Bearer <PAYHOOK_ADMIN_TOKEN>` (404 with none c
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from sessions.shop_webhooks import HookState, Webhook
+from sessions.shop_webhooks import HookState
 from sessions.webhook_store import replay_webhooks
+from webhook.admin import parse_filters
 from webhook.body import parse_object, read_body
 from webhook.dashboard_auth import require_admin
 from webhook.errors import ApiError
 from webhook.keys import SETTINGS, WEBHOOKS
 
 MAX_LISTED = 1000
-Model = TypeVar("Model", bound=BaseModel)
 
 
 class _Listing(BaseModel):
@@ -41,25 +41,9 @@ class _Replay(BaseModel):
     again: bool = False
 
 
-def _parsed(model: type[Model], data: dict[str, Any]) -> Model:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        raise ApiError(422, "invalid_field", f"{field}: {first['msg']}", field) from None
-
-
-def summary(webhook: Webhook) -> dict[str, Any]:
-    shown = webhook.model_dump(mode="json", exclude={"payload", "fence"})
-    # The customer's identifiers are the one thing of a privacy webhook not shown.
-    shown["holds_customer_identifiers"] = webhook.payload is not None
-    return shown
-
-
 async def list_webhooks(request: web.Request) -> web.Response:
     await require_admin(request)
-    wanted = _parsed(_Listing, dict(request.query))
+    wanted = parse_filters(_Listing, dict(request.query))
     hooks = request.app[WEBHOOKS]
     if wanted.state is HookState.FAILED:
         found = await hooks.failed(MAX_LISTED)
@@ -71,7 +55,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
         if (wanted.state is None or w.state is wanted.state)
         and (wanted.shop is None or w.shop == wanted.shop)
     ]
-    return web.json_response({"webhooks": [summary(w) for w in chosen[: wanted.limit]]})
+    return web.json_response({"webhooks": [w.shown() for w in chosen[: wanted.limit]]})
 
 
 async def show_webhook(request: web.Request) -> web.Response:
@@ -84,7 +68,7 @@ async def show_webhook(request: web.Request) -> web.Response:
     events = await hooks.events(webhook_id)
     return web.json_response(
         {
-            "webhook": summary(webhook),
+            "webhook": webhook.shown(),
             "events": [e.model_dump(mode="json", exclude_none=True) for e in events],
         }
     )
@@ -107,7 +91,7 @@ async def replay(request: web.Request) -> web.Response:
     await require_admin(request)
     settings = request.app[SETTINGS]
     body = parse_object(await read_body(request, settings.max_body_bytes))
-    wanted = _parsed(_Replay, body)
+    wanted = parse_filters(_Replay, body)
     results = await replay_webhooks(
         request.app[WEBHOOKS],
         wanted.webhook_ids,

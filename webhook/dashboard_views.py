@@ -31,6 +31,7 @@ SESSION_FIELDS = (
     "reject_code",
     "psp_reference",
     "report",
+    "pending_reason",
     "psp_attempts",
     "report_attempts",
     "deliveries",

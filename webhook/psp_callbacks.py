@@ -17,7 +17,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from sessions.models import Kind, Outcome, TimelineEvent
+from sessions.models import Kind, Outcome, PendingReason, TimelineEvent
 from sessions.replication import NotReplicated
 from sessions.states import State
 from sessions.store import Change, SessionStore, StaleState
@@ -41,6 +41,8 @@ class PaymentOutcome(BaseModel):
     reference: str = Field(min_length=1, max_length=512)
     authorization_expires_at: AwareDatetime | None = None
     message: str | None = Field(default=None, max_length=500)
+    # With a pending outcome: why (Shopify is told `BUYER_ACTION_REQUIRED` when not said).
+    pending_reason: PendingReason | None = None
 
 
 def _verified(request: web.Request, session_id: str, raw: bytes) -> PaymentOutcome:
@@ -107,7 +109,10 @@ async def simulator_payment(request: web.Request) -> web.Response:
         "failed_at": None,
     }
     if outcome is Outcome.PENDING:
-        fields["pending_expires_at"] = now + settings.pending_seconds
+        # Counted from Shopify's payment request, which is before both the PSP's word and
+        # the mutation: inside Shopify's limit from whichever it counts.
+        fields["pending_expires_at"] = session.created_at + settings.pending_seconds
+        fields["pending_reason"] = told.pending_reason
     if outcome is Outcome.APPROVED:
         fields["authorization_expires_at"] = told.authorization_expires_at
     if outcome is Outcome.DECLINED:
@@ -116,7 +121,7 @@ async def simulator_payment(request: web.Request) -> web.Response:
         at=now,
         event="psp_settled",
         state=State.SETTLED,
-        detail=f"{outcome} {told.reference} (PSP callback)",
+        detail=f"{outcome} {told.reference} (PSP callback{_why(outcome, told)})",
     )
     change = Change(
         event=event,
@@ -150,6 +155,12 @@ async def simulator_payment(request: web.Request) -> web.Response:
         },
     )
     return web.json_response({"status": "accepted"})
+
+
+def _why(outcome: Outcome, told: PaymentOutcome) -> str:
+    if outcome is not Outcome.PENDING or told.pending_reason is None:
+        return ""
+    return f": {told.pending_reason}"
 
 
 async def _replicated(store: SessionStore, session_id: str) -> None:

@@ -35,7 +35,8 @@ class PermanentError(PayhookError):
 
 class ShopifyUnavailable(RetryableError):
     """`cause` classes the failure for metrics and alerts: `http_5xx`, `http_429`,
-    `throttled`, `malformed` or `transport` (timeouts, refused or reset connections)."""
+    `throttled`, `malformed`, `transport` (timeouts, refused or reset connections) or
+    `pending_out_of_range` (a userError that a later attempt can get past)."""
 
     def __init__(
         self, message: str, *, retry_after: float | None = None, cause: str = "transport"

@@ -138,3 +138,18 @@ def test_the_install_says_which_of_its_settings_are_missing() -> None:
     assert Settings(public_url="https://pay.example/").install_callback_url == (
         "https://pay.example/shopify/callback"
     )
+
+
+def test_a_pending_window_stays_inside_shopifys_three_days_with_a_margin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An hour inside the limit by default, and never closer to it than the margin.
+    assert Settings().pending_seconds == 2 * 86400 + 23 * 3600
+    assert Settings(pending_seconds=3 * 86400 - 600).pending_seconds == 258600
+    for edge in ("259200", "258601"):
+        monkeypatch.setenv("PAYHOOK_PENDING_SECONDS", edge)
+        with pytest.raises(ValidationError, match="at most 258600 s: Shopify takes"):
+            Settings()
+    monkeypatch.setenv("PAYHOOK_PENDING_SECONDS", "0")
+    with pytest.raises(ValidationError, match="pending_seconds"):
+        Settings()

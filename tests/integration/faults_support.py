@@ -1,4 +1,9 @@
-"""Helpers of the fault tests: worker fleets, killers, paced senders and audits."""
+"""Helpers of the fault tests: worker fleets, killers, paced senders and audits.
+
+A fault module binds the fixtures it shares with the others by name
+(`fleet = faults_support.fleet`): `fresh_database` is autouse, so it flushes the modules' own
+database before each of their tests, and only theirs; `settings` is the web app's.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,13 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -30,6 +36,7 @@ from sessions.keys import session_key
 from sessions.models import Report
 from sessions.states import State
 from sessions.store import SessionStore
+from tests.factories import CALLBACK_SECRET
 from tests.integration.conftest import ROOT, TOKEN, WorkerProcess, worker_environment
 from workers.connectors.simulator import SimulatorConnector
 
@@ -84,6 +91,51 @@ def flush_database(redis_server: LocalRedis) -> None:
         client.flushdb()
     finally:
         client.close()
+
+
+@pytest.fixture
+def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
+    return fault_settings(redis_server, shopify_sandbox)
+
+
+@pytest.fixture(name="settings")
+def settings_with_psp_callbacks(
+    redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox
+) -> Settings:
+    """`settings` that also take the simulator PSP's signed callbacks (`signed_callback`)."""
+    return fault_settings(redis_server, shopify_sandbox, simulator_webhook_secret=CALLBACK_SECRET)
+
+
+@pytest.fixture(autouse=True)
+def fresh_database(redis_server: LocalRedis) -> None:
+    flush_database(redis_server)
+
+
+@pytest.fixture
+def fleet(
+    redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox, tmp_path: Path
+) -> Iterator[Fleet]:
+    started = Fleet(redis_server, shopify_sandbox, tmp_path)
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture
+def restartable_redis(redis_server: LocalRedis) -> Iterator[LocalRedis]:
+    """The session-wide redis-server, for a test that kills it: it is up again afterwards."""
+    yield redis_server
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.process = None
+        redis_server.start()
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, patience: float = 20) -> None:
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never: {what}")
 
 
 def child_pids(pid: int) -> list[int]:

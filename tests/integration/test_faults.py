@@ -13,24 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import random
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from config import Settings
 from ops.redis_server import LocalRedis
 from sandbox.client import SandboxShopifyClient
-from sandbox.shopify import RunningShopifySandbox
 from sandbox.shopify_side import SentSession
 from sessions.models import Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
+from tests.integration import faults_support
 from tests.integration.conftest import wait_final
 from tests.integration.faults_support import (
     FINAL,
@@ -41,8 +39,6 @@ from tests.integration.faults_support import (
     audit,
     chaos_amount,
     expected_mutation,
-    fault_settings,
-    flush_database,
     payhook,
     send,
     send_paced,
@@ -54,32 +50,11 @@ from workers.connectors.simulator import SimulatorConnector
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return fault_settings(redis_server, shopify_sandbox)
-
-
-@pytest.fixture(autouse=True)
-def fresh_database(redis_server: LocalRedis) -> None:
-    flush_database(redis_server)
-
-
-@pytest.fixture
-def fleet(
-    redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox, tmp_path: Path
-) -> Iterator[Fleet]:
-    started = Fleet(redis_server, shopify_sandbox, tmp_path)
-    yield started
-    started.stop_all()
-
-
-@pytest.fixture
-def restartable_redis(redis_server: LocalRedis) -> Iterator[LocalRedis]:
-    """The session-wide redis-server, for a test that kills it: it is up again afterwards."""
-    yield redis_server
-    if redis_server.process is None or redis_server.process.poll() is not None:
-        redis_server.process = None
-        redis_server.start()
+# The fault modules' fixtures (tests/integration/faults_support.py).
+settings = faults_support.settings
+fresh_database = faults_support.fresh_database
+fleet = faults_support.fleet
+restartable_redis = faults_support.restartable_redis
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -154,27 +129,39 @@ async def test_a_sigkilled_redis_restarting_from_its_aof_loses_no_accepted_sessi
     env = fleet.env()
     await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
 
-    async def one(index: int) -> SentSession:
+    async def one(index: int) -> tuple[SentSession, float]:
         # The chaos mix: its flaky and ambiguous PSP answers keep retries in the worker's
         # hands, as real traffic does. Shopify keeps retrying an app that answers 5xx; this
         # ladder spans a restart.
-        return await send(http, app_url, sandbox, chaos_amount(index), (0.2, 0.5, 1.0, 2.0))
+        sent = await send(http, app_url, sandbox, chaos_amount(index), (0.2, 0.5, 1.0, 2.0))
+        return sent, time.monotonic()
 
     sending = asyncio.create_task(send_paced(1000, per_second=100, concurrency=16, make=one))
-    restarts = 0
+    # When each restarted server answered again: sessions answered 201 after it were taken
+    # by a Redis that had just come back from its AOF.
+    restarted_at: list[float] = []
     for pause in (3.0, 3.0):
         await asyncio.sleep(pause)
         await asyncio.to_thread(restartable_redis.restart, kill=True)
-        restarts += 1
-    sent = await sending
+        restarted_at.append(time.monotonic())
+    restarts = len(restarted_at)
+    answered = await sending
+    sent = [one for one, _ in answered]
 
     accepted = [s for s in sent if s.status == 201]
+    # The sessions accepted in each stretch: before the first restart, between, after the last.
+    bounds = [float("-inf"), *restarted_at, float("inf")]
+    stretches = [
+        [one.id for one, at in answered if one.status == 201 and start < at <= end]
+        for start, end in itertools.pairwise(bounds)
+    ]
     began = time.monotonic()
     states = await wait_all_final(redis, [s.id for s in accepted], patience=150)
     drained = time.monotonic() - began
     result = await audit(accepted, store=store, psp=psp, sandbox=sandbox)
     figures = (
         f"FIGURES: redis restart restarts={restarts} sent={len(sent)} accepted={len(accepted)} "
+        f"per_stretch={[len(s) for s in stretches]} "
         f"retried_posts={sum(s.attempts > 1 for s in sent)} "
         f"redelivered={result.redelivered} drain={drained:.1f}s "
         f"duplicates={result.duplicates} "
@@ -182,6 +169,10 @@ async def test_a_sigkilled_redis_restarting_from_its_aof_loses_no_accepted_sessi
     )
     print(figures)
     assert accepted, figures
+    # Each restart was followed by sessions accepted and settled, not only by the old ones.
+    assert all(stretches), f"{figures}\naccepted per stretch: {[len(s) for s in stretches]}"
+    for stretch in stretches:
+        assert all(states.get(i) in FINAL for i in stretch), figures
     stuck = [i for i, state in states.items() if state not in FINAL]
     assert not stuck, f"{figures}\n{len(stuck)} stuck: {stuck[:5]}\n{fleet.health()}"
     assert not result.problems, f"{figures}\n" + "\n".join(result.problems[:20])

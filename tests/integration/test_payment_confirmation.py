@@ -14,9 +14,7 @@ connector's fake as a real server.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -24,23 +22,21 @@ import aiohttp
 import pytest
 
 from config import Settings
-from ops.redis_server import LocalRedis
 from sandbox.client import SandboxShopifyClient
 from sandbox.psp import RunningFake, connector_environment, start_psp_fake
-from sandbox.shopify import RunningShopifySandbox
-from sandbox.shopify_side import build_capture_body, post_session
+from sandbox.shopify_side import send_capture_session
 from sessions.ledger_store import LedgerStore
 from sessions.models import Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import CALLBACK_SECRET, payment_body, signed_callback
+from tests.factories import payment_body, signed_callback
+from tests.integration import faults_support
 from tests.integration.conftest import wait_final
 from tests.integration.faults_support import (
     SHOP,
     Fleet,
-    fault_settings,
-    flush_database,
     kill_group,
+    until,
 )
 from webhook.app import create_app
 
@@ -51,32 +47,10 @@ HEADERS = {"Shopify-Shop-Domain": SHOP, "Shopify-Request-Id": "r", "Shopify-Api-
 CONFIRMATION_ON = {"PAYHOOK_PAYMENT_CONFIRMATION": "true"}
 
 
-@pytest.fixture
-def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return fault_settings(redis_server, shopify_sandbox, simulator_webhook_secret=CALLBACK_SECRET)
-
-
-@pytest.fixture(autouse=True)
-def fresh_database(redis_server: LocalRedis) -> None:
-    flush_database(redis_server)
-
-
-@pytest.fixture
-def fleet(
-    redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox, tmp_path: Path
-) -> Iterator[Fleet]:
-    started = Fleet(redis_server, shopify_sandbox, tmp_path)
-    yield started
-    started.stop_all()
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, patience: float = 20) -> None:
-    deadline = time.monotonic() + patience
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never: {what}")
+# The fault modules' fixtures (tests/integration/faults_support.py).
+settings = faults_support.settings_with_psp_callbacks
+fresh_database = faults_support.fresh_database
+fleet = faults_support.fleet
 
 
 class Checkout:
@@ -280,26 +254,26 @@ async def test_test_sessions_never_reach_a_live_psp_account(
     assert (await wait_final(store, body["id"])).report is Report.REJECTED
 
     captures = {
-        test: build_capture_body(payment_id=payment, amount="10.00", currency="EUR", test=test)
+        test: await send_capture_session(
+            http,
+            app_url=app_url,
+            sandbox=sandbox,
+            shop=SHOP,
+            payment_id=payment,
+            amount="10.00",
+            currency="EUR",
+            test=test,
+        )
         for test in (True, False)
     }
-    for capture in captures.values():
-        await sandbox.register([capture["gid"]])
-        status, _ = await post_session(
-            http,
-            url=f"{app_url}/capture_sessions",
-            body=capture,
-            shop=SHOP,
-            api_version="2025-10",
-        )
-        assert status == 201
-    refused = await wait_final(store, captures[True]["id"])
-    taken = await wait_final(store, captures[False]["id"])
+    assert [c.status for c in captures.values()] == [201, 201]
+    refused = await wait_final(store, captures[True].id)
+    taken = await wait_final(store, captures[False].id)
 
     assert (refused.report, taken.report) == (Report.REJECTED, Report.RESOLVED)
-    [reject] = await sandbox.calls(gid=captures[True]["gid"])
+    [reject] = await sandbox.calls(gid=captures[True].gid)
     assert reject["variables"]["reason"]["merchantMessage"].startswith("Test mode:")
     # The PSP heard of the live capture only, with its flag.
     assert [(c["operation"], c["idempotency_key"]) for c in await psp_calls(http, http_psp)] == [
-        ("capture", captures[False]["id"])
+        ("capture", captures[False].id)
     ]

@@ -12,32 +12,26 @@ and the sandbox Shopify over HTTP.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import pytest
 
-from config import Settings
-from ops.redis_server import LocalRedis
 from sandbox.client import SandboxShopifyClient
-from sandbox.shopify import RunningShopifySandbox
 from sessions.models import Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import CALLBACK_SECRET, payment_body, signed_callback
+from tests.factories import payment_body, signed_callback
+from tests.integration import faults_support
 from tests.integration.conftest import wait_final
 from tests.integration.faults_support import (
     RESOLVE,
     SHOP,
     Fleet,
-    fault_settings,
-    flush_database,
     kill_group,
     send,
+    until,
 )
 from workers.connectors.simulator import SimulatorConnector
 
@@ -46,32 +40,10 @@ pytestmark = pytest.mark.integration
 PENDING, PAY_RESOLVE = "paymentSessionPending", "paymentSessionResolve"
 
 
-@pytest.fixture
-def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return fault_settings(redis_server, shopify_sandbox, simulator_webhook_secret=CALLBACK_SECRET)
-
-
-@pytest.fixture(autouse=True)
-def fresh_database(redis_server: LocalRedis) -> None:
-    flush_database(redis_server)
-
-
-@pytest.fixture
-def fleet(
-    redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox, tmp_path: Path
-) -> Iterator[Fleet]:
-    started = Fleet(redis_server, shopify_sandbox, tmp_path)
-    yield started
-    started.stop_all()
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, patience: float = 15) -> None:
-    deadline = time.monotonic() + patience
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never: {what}")
+# The fault modules' fixtures (tests/integration/faults_support.py).
+settings = faults_support.settings_with_psp_callbacks
+fresh_database = faults_support.fresh_database
+fleet = faults_support.fleet
 
 
 class Buyer:

@@ -43,17 +43,18 @@ from tests.factories import (
     shopify_headers,
     signed_callback,
 )
+from tests.integration import faults_support
 from tests.integration.conftest import wait_final
 from tests.integration.faults_support import SHOP, Fleet, payhook, states_of
-from tests.integration.test_faults import (  # noqa: F401 - the fault tests' fixtures
-    fleet,
-    fresh_database,
-    restartable_redis,
-    settings,
-)
 from webhook.app import create_app
 
 pytestmark = pytest.mark.integration
+
+# The fault modules' fixtures (tests/integration/faults_support.py).
+settings = faults_support.settings
+fresh_database = faults_support.fresh_database
+fleet = faults_support.fleet
+restartable_redis = faults_support.restartable_redis
 
 SECRET = "shpss_integration_app_secret_0123456789"
 KEY = Fernet.generate_key().decode()
@@ -79,8 +80,17 @@ def worker_env(running: Fleet, **overrides: str) -> dict[str, str]:
     return env
 
 
+async def started(running: Fleet, **overrides: str) -> dict[str, str]:
+    """A worker and beat, on `worker_env`; returns the environment, for `payhook`."""
+    env = worker_env(running, **overrides)
+    await asyncio.gather(
+        asyncio.to_thread(running.worker, env), asyncio.to_thread(running.beat, env)
+    )
+    return env
+
+
 @pytest.fixture
-async def app_url(aiohttp_server: Any, settings: Settings) -> str:  # noqa: F811
+async def app_url(aiohttp_server: Any, settings: Settings) -> str:
     served = settings.model_copy(
         update={
             "shopify_access_token": None,
@@ -175,7 +185,7 @@ async def session(store: SessionStore, session_id: str) -> Session:
 
 
 async def test_an_uninstall_with_sessions_in_flight_fails_them_and_shows_the_money_held(
-    fleet: Fleet,  # noqa: F811
+    fleet: Fleet,
     http: aiohttp.ClientSession,
     app_url: str,
     shopify: SandboxShopifyClient,
@@ -184,8 +194,7 @@ async def test_an_uninstall_with_sessions_in_flight_fails_them_and_shows_the_mon
     redis: Redis,
     tokens: ShopTokens,
 ) -> None:
-    env = worker_env(fleet)
-    await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
+    env = await started(fleet)
     # Shopify is down for the reports: an approved capture waits to be reported.
     await sandbox.add_fault({"kind": "status", "status": 503, "for_seconds": 120})
     lost = await capture(http, app_url, sandbox, "30.55")  # every PSP answer lost
@@ -255,7 +264,7 @@ async def test_an_uninstall_with_sessions_in_flight_fails_them_and_shows_the_mon
 
 
 async def test_a_failing_webhook_is_retried_dead_lettered_and_replayed_once_fixed(
-    fleet: Fleet,  # noqa: F811
+    fleet: Fleet,
     http: aiohttp.ClientSession,
     app_url: str,
     shopify: SandboxShopifyClient,
@@ -263,12 +272,11 @@ async def test_a_failing_webhook_is_retried_dead_lettered_and_replayed_once_fixe
     redis: Redis,
     tokens: ShopTokens,
 ) -> None:
-    env = worker_env(fleet)
     waiting = await payment(http, app_url)
     # A session whose timeline holds another Redis type: no write to it can succeed.
     await redis.delete(timeline_key(waiting))
     await redis.set(timeline_key(waiting), "not a list")
-    await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
+    env = await started(fleet)
     delivery = await deliver(shopify, "app/uninstalled")
     webhook_id = delivery["webhook_id"]
     hooks = WebhookStore(redis)
@@ -298,7 +306,7 @@ async def test_a_failing_webhook_is_retried_dead_lettered_and_replayed_once_fixe
 
 
 async def test_customer_requests_report_and_redact_what_names_the_customer(
-    fleet: Fleet,  # noqa: F811
+    fleet: Fleet,
     http: aiohttp.ClientSession,
     app_url: str,
     shopify: SandboxShopifyClient,
@@ -306,8 +314,7 @@ async def test_customer_requests_report_and_redact_what_names_the_customer(
     redis: Redis,
     tokens: ShopTokens,
 ) -> None:
-    env = worker_env(fleet)
-    await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
+    env = await started(fleet)
     # The PSP declines with a message that quotes the buyer: payhook keeps that text.
     named = await payment(http, app_url)
     raw, headers = signed_callback(named, "declined", message=f"card of {EMAIL} declined by issuer")
@@ -347,7 +354,7 @@ async def test_customer_requests_report_and_redact_what_names_the_customer(
 
 
 async def test_shop_redact_erases_the_shop_but_keeps_the_money_held(
-    fleet: Fleet,  # noqa: F811
+    fleet: Fleet,
     http: aiohttp.ClientSession,
     app_url: str,
     shopify: SandboxShopifyClient,
@@ -356,8 +363,7 @@ async def test_shop_redact_erases_the_shop_but_keeps_the_money_held(
     redis: Redis,
     tokens: ShopTokens,
 ) -> None:
-    env = worker_env(fleet)
-    await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
+    env = await started(fleet)
     reported = await capture(http, app_url, sandbox, "15.00")
     lost = await capture(http, app_url, sandbox, "25.55")
     bystander = await capture(http, app_url, sandbox, "16.00", shop=BYSTANDER)
@@ -410,8 +416,8 @@ async def _declined(store: SessionStore, session_id: str) -> Session | None:
 
 
 async def test_a_redis_killed_mid_uninstall_leaves_it_to_be_finished_once(
-    fleet: Fleet,  # noqa: F811
-    restartable_redis: LocalRedis,  # noqa: F811
+    fleet: Fleet,
+    restartable_redis: LocalRedis,
     http: aiohttp.ClientSession,
     app_url: str,
     shopify: SandboxShopifyClient,
@@ -419,7 +425,6 @@ async def test_a_redis_killed_mid_uninstall_leaves_it_to_be_finished_once(
     redis: Redis,
     tokens: ShopTokens,
 ) -> None:
-    env = worker_env(fleet, PAYHOOK_WEBHOOK_MAX_ATTEMPTS="50")
     # Many sessions to fail, so the uninstall is still at work when Redis dies.
     sessions = [make_session(shop=SHOP) for _ in range(1500)]
     due = time.time() + 3600
@@ -430,7 +435,7 @@ async def test_a_redis_killed_mid_uninstall_leaves_it_to_be_finished_once(
                 for s in sessions[start : start + 100]
             )
         )
-    await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
+    await started(fleet, PAYHOOK_WEBHOOK_MAX_ATTEMPTS="50")
     delivery = await deliver(shopify, "app/uninstalled")
     ids = [s.id for s in sessions]
 

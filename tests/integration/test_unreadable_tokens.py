@@ -25,16 +25,17 @@ from sessions.models import Report
 from sessions.shops import ShopTokens, TokenCipher
 from sessions.states import State
 from sessions.store import SessionStore
+from tests.integration import faults_support
 from tests.integration.conftest import ROOT
 from tests.integration.faults_support import SHOP, Fleet, wait_all_final
-from tests.integration.test_faults import (  # noqa: F401 - the fault tests' fixtures
-    fleet,
-    fresh_database,
-    settings,
-)
 from webhook.app import create_app
 
 pytestmark = pytest.mark.integration
+
+# The fault modules' fixtures (tests/integration/faults_support.py).
+settings = faults_support.settings
+fresh_database = faults_support.fresh_database
+fleet = faults_support.fleet
 
 SEALED_UNDER, OTHER = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 
@@ -51,7 +52,7 @@ def worker_env(running: Fleet, psp_url: str, keys: str, **overrides: str) -> dic
     return env
 
 
-async def web(aiohttp_server: Any, settings: Settings, keys: str) -> str:  # noqa: F811
+async def web(aiohttp_server: Any, settings: Settings, keys: str) -> str:
     served = settings.model_copy(update={"shopify_access_token": None, "token_keys": keys})
     server = await aiohttp_server(create_app(Settings.model_validate(served.model_dump())))
     return str(server.make_url("")).rstrip("/")
@@ -97,8 +98,8 @@ def payhook(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 async def test_a_worker_that_lost_the_tokens_key_never_asks_the_psp_for_that_shop(
-    fleet: Fleet,  # noqa: F811
-    settings: Settings,  # noqa: F811
+    fleet: Fleet,
+    settings: Settings,
     http: aiohttp.ClientSession,
     aiohttp_server: Any,
     sandbox: SandboxShopifyClient,
@@ -131,8 +132,8 @@ async def test_a_worker_that_lost_the_tokens_key_never_asks_the_psp_for_that_sho
 
 
 async def test_shops_remove_during_traffic_stops_the_psp_for_sessions_not_yet_there(
-    fleet: Fleet,  # noqa: F811
-    settings: Settings,  # noqa: F811
+    fleet: Fleet,
+    settings: Settings,
     http: aiohttp.ClientSession,
     aiohttp_server: Any,
     sandbox: SandboxShopifyClient,

@@ -26,6 +26,7 @@ from sessions.keys import PREFIX
 from sessions.models import Kind, Report
 from sessions.states import State
 from sessions.store import SessionStore
+from tests.integration import faults_support
 from tests.integration.conftest import wait_final
 from tests.integration.faults_support import (
     FINAL,
@@ -38,17 +39,17 @@ from tests.integration.faults_support import (
     send_paced,
     wait_all_final,
 )
-from tests.integration.test_faults import (  # noqa: F401 - the fault tests' fixtures
-    fleet,
-    fresh_database,
-    settings,
-)
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
 from transport.session_queue import UNACKED
 from workers.connectors.simulator import SimulatorConnector
 
 pytestmark = pytest.mark.integration
+
+# The fault modules' fixtures (tests/integration/faults_support.py).
+settings = faults_support.settings
+fresh_database = faults_support.fresh_database
+fleet = faults_support.fleet
 
 # Closing the runtime and Celery's own teardown, after the last run ended.
 SHUTDOWN_TEARDOWN_SECONDS = 10
@@ -80,7 +81,7 @@ async def queued_behind_slow_shopify(
 
 
 async def recovered(
-    fleet: Fleet,  # noqa: F811
+    fleet: Fleet,
     env: dict[str, str],
     sandbox: SandboxShopifyClient,
     redis: Redis,
@@ -99,7 +100,7 @@ async def recovered(
 
 
 async def test_sigterm_with_hundreds_in_flight_loses_nothing_and_settles_nothing_twice(
-    fleet: Fleet,  # noqa: F811
+    fleet: Fleet,
     http: aiohttp.ClientSession,
     app_url: str,
     sandbox: SandboxShopifyClient,
@@ -157,7 +158,7 @@ async def test_sigterm_with_hundreds_in_flight_loses_nothing_and_settles_nothing
 
 
 async def test_a_worker_sigkilled_in_the_middle_of_a_batch_loses_nothing_and_charges_none_twice(
-    fleet: Fleet,  # noqa: F811
+    fleet: Fleet,
     http: aiohttp.ClientSession,
     app_url: str,
     sandbox: SandboxShopifyClient,
@@ -197,8 +198,8 @@ async def test_a_worker_sigkilled_in_the_middle_of_a_batch_loses_nothing_and_cha
 
 
 async def test_a_psp_call_hanging_past_several_leases_captures_once_at_a_provider_without_keys(
-    fleet: Fleet,  # noqa: F811
-    settings: Settings,  # noqa: F811
+    fleet: Fleet,
+    settings: Settings,
     http: aiohttp.ClientSession,
     app_url: str,
     sandbox: SandboxShopifyClient,

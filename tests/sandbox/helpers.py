@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -12,6 +14,13 @@ SHOP = "sandbox-shop.myshopify.com"
 TOKEN = "shpat_sandbox_token"
 GRAPHQL_PATH = f"/{SHOP}/payments_apps/api/2025-10/graphql.json"
 AUTH = {"X-Shopify-Access-Token": TOKEN}
+
+
+def moment(seconds_from_now: float) -> str:
+    """A GraphQL DateTime that many seconds from now (a pending window is checked against
+    the time of the call)."""
+    at = datetime.fromtimestamp(time.time() + seconds_from_now, UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def gid(kind: str, local_id: str = "sess1") -> str:

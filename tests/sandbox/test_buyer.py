@@ -63,6 +63,44 @@ async def test_without_a_secret_the_buyer_page_calls_nobody_back(
     assert received == []
 
 
+async def test_a_57_amount_left_pending_is_held_for_the_merchant(
+    aiohttp_server: Any, aiohttp_client: Any, shopify_factory: ServerFactory
+) -> None:
+    server, received = await receiver(aiohttp_server)
+    sandbox = await shopify_factory(callback_secret=CALLBACK_SECRET)
+    page: TestClient[Any, Any] = await aiohttp_client(sandbox)
+    cases = [
+        ("10.57", "EUR", "merchant_action_required"),
+        ("1057", "JPY", "merchant_action_required"),
+        ("10.58", "EUR", None),
+        ("10.5", "EUR", None),  # 1050 cents
+        ("not money", "EUR", None),
+        ("10.57", "XYZ", None),
+        ("1e999999999", "EUR", None),
+        ("NaN", "EUR", None),
+    ]
+    for index, (amount, currency, _) in enumerate(cases):
+        session_id = f"pend-{index}"
+        callback = str(server.make_url(f"/psp/simulator/payments/{session_id}"))
+        form = {"outcome": "pending", "callback": callback, "amount": amount, "currency": currency}
+        assert (await page.post(f"/pay/{session_id}/decide", data=form)).status == 200
+    reasons = [json.loads(raw).get("pending_reason") for _, raw in received]
+    assert reasons == [reason for _, _, reason in cases]
+
+    # The page itself carries the amount into its form, and `auto` reads it from the URL.
+    callback = str(server.make_url("/psp/simulator/payments/pend-auto"))
+    shown = await page.get("/pay/pend-auto", params={"amount": "3.57", "currency": "USD"})
+    assert 'name="amount" value="3.57"' in await shown.text()
+    await page.post("/_sandbox/buyer", json={"auto": "pending"})
+    query = {"amount": "3.57", "currency": "USD", "callback": callback}
+    assert (await page.get("/pay/pend-auto", params=query)).status == 200
+    assert json.loads(received[-1][1])["pending_reason"] == "merchant_action_required"
+    # Only a payment left pending: an approval on a 57 amount is an approval.
+    await page.post("/_sandbox/buyer", json={"auto": "approved"})
+    assert (await page.get("/pay/pend-auto", params=query)).status == 200
+    assert "pending_reason" not in json.loads(received[-1][1])
+
+
 async def test_after_telling_payhook_the_page_sends_the_buyer_to_the_return_url(
     aiohttp_server: Any, aiohttp_client: Any, shopify_factory: ServerFactory
 ) -> None:

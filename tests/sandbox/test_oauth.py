@@ -224,10 +224,11 @@ async def test_a_user_error_rule_refuses_the_configuration_and_changes_nothing(
     "rule",
     [
         {"kind": "user_error", "message": "no", "times": 1},
-        {"kind": "user_error", "mutation": "captureSessionResolve", "message": "no", "times": 1},
+        # Shopify's `UserError` of the configuration has no code.
+        {"kind": "user_error", "mutation": "paymentsAppConfigure", "code": "X", "times": 1},
     ],
 )
-async def test_a_user_error_rule_is_for_the_configuration_only(
+async def test_a_user_error_rule_names_its_mutation_and_no_code_for_the_configuration(
     http: TestClient[Any, Any], rule: dict[str, Any]
 ) -> None:
     answer = await http.post("/_sandbox/faults", json=rule)

@@ -22,6 +22,7 @@ from tests.sandbox.helpers import (
     calls,
     gid,
     graphql,
+    moment,
     mutate,
     register,
     reject_doc,
@@ -139,7 +140,7 @@ async def test_payment_pending_then_resolved_then_reject_refused(
         gql_session,
         PAYMENT_PENDING,
         id=payment,
-        pendingExpiresAt="2025-01-02T00:00:00Z",
+        pendingExpiresAt=moment(86400),
         reason="PARTNER_ACTION_REQUIRED",
     )
     resolved = await mutate(

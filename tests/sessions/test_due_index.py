@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -33,7 +32,7 @@ from sessions.states import State
 from sessions.stats import DueSummary, due_summary
 from sessions.store import LeaseLost, SessionStore, StaleState
 from sessions.writes import Change
-from tests.factories import change_to, make_session, received_event
+from tests.factories import RedisDb, change_to, make_session, received_event
 
 DB = 11
 NOW = 1_800_000_000.0
@@ -41,11 +40,8 @@ LEASE = 30.0
 
 
 @pytest.fixture
-async def redis(redis_server: LocalRedis) -> AsyncIterator[Redis]:
-    client = Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/{DB}")
-    await client.flushdb()
-    yield client
-    await client.aclose()
+async def redis(redis_db: RedisDb) -> Redis:
+    return await redis_db(DB)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 from redis.asyncio import Redis
 
-from ops.redis_server import LocalRedis
 from sessions.claims import Claimed, Claims
 from sessions.keys import (
     EXPIRING,
@@ -26,18 +24,15 @@ from sessions.models import Outcome
 from sessions.states import State
 from sessions.store import SessionStore
 from sessions.writes import LedgerVerdict
-from tests.factories import change_to, make_session, received_event
+from tests.factories import RedisDb, change_to, make_session, received_event
 
 DB = 9
 RETENTION = 1  # second
 
 
 @pytest.fixture
-async def redis(redis_server: LocalRedis) -> AsyncIterator[Redis]:
-    client = Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/{DB}")
-    await client.flushdb()
-    yield client
-    await client.aclose()
+async def redis(redis_db: RedisDb) -> Redis:
+    return await redis_db(DB)
 
 
 async def created(store: SessionStore, **fields: object) -> str:

@@ -4,32 +4,27 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from ops.redis_server import LocalRedis
 from sessions.ledger import Book, Op
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, Session
 from sessions.states import State
 from sessions.stats import DUE_SCAN, collect, due_summary, failed_by_kind
 from sessions.store import SessionStore
-from tests.factories import change_to, make_session, received_event
+from tests.factories import RedisDb, change_to, make_session, received_event
 
 DB = 5
 NOW = 1_800_000_000.0
 
 
 @pytest.fixture
-async def redis(redis_server: LocalRedis) -> AsyncIterator[Redis]:
-    client = Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/{DB}")
-    await client.flushdb()
-    yield client
-    await client.aclose()
+async def redis(redis_db: RedisDb) -> Redis:
+    return await redis_db(DB)
 
 
 @pytest.fixture

@@ -196,3 +196,45 @@ async def test_a_path_that_decodes_to_no_possible_session_id_is_404(
         answer = await client.post(f"/psp/simulator/payments/{path_id}", data=b"{}")
         assert answer.status == 404, path_id
     assert inspect.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    ("reason", "stored"),
+    [
+        ({}, None),
+        ({"pending_reason": "merchant_action_required"}, "merchant_action_required"),
+        ({"pending_reason": "network_action_required"}, "network_action_required"),
+    ],
+)
+async def test_a_pending_payment_keeps_the_psps_reason_and_a_window_inside_shopifys_limit(
+    client: TestClient[Any, Any],
+    inspect: redis.Redis,
+    settings: Settings,
+    reason: dict[str, str],
+    stored: str | None,
+) -> None:
+    payment = await new_payment(client)
+    raw, headers = signed_callback(payment, "pending", **reason)
+    answer = await client.post(path_of(payment), data=raw, headers=headers)
+    assert answer.status == 200
+    fields = inspect.hgetall(session_key(payment))
+    assert fields.get("pending_reason") == stored
+    # Counted from Shopify's request, not from the PSP's word: never past Shopify's three
+    # days from either.
+    window = float(fields["pending_expires_at"]) - float(fields["created_at"])
+    assert window == settings.pending_seconds == 3 * 86400 - 3600
+    timeline = inspect.lrange(timeline_key(payment), 0, -1)
+    assert (stored or "(PSP callback)") in timeline[-1]
+
+
+async def test_a_pending_reason_shopify_has_no_name_for_is_refused(
+    client: TestClient[Any, Any], inspect: redis.Redis
+) -> None:
+    payment = await new_payment(client)
+    before = snapshot(inspect, payment)
+    raw, headers = signed_callback(payment, "pending", pending_reason="shopper_asleep")
+    answer = await client.post(path_of(payment), data=raw, headers=headers)
+    assert answer.status == 422
+    error = (await answer.json())["error"]
+    assert (error["code"], error["field"]) == ("invalid_field", "pending_reason")
+    assert snapshot(inspect, payment) == before

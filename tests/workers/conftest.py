@@ -7,9 +7,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import fakeredis
 import pytest
 
+from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
 from sessions.claims import Claims
 from sessions.ledger_store import LedgerStore
@@ -34,6 +36,13 @@ class Tokens:
 async def sandbox_url(aiohttp_server: Any) -> str:
     server = await aiohttp_server(create_shopify_app(strict_sessions=False))
     return str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxShopifyClient]:
+    """The sandbox Shopify's control API: what it was sent, its faults."""
+    async with aiohttp.ClientSession() as http:
+        yield SandboxShopifyClient(sandbox_url, http)
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ then the mutation Shopify's answer calls for."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-import aiohttp
 import fakeredis
 import pytest
 
@@ -26,12 +24,6 @@ from workers.lifecycle.runner import Services, run
 
 # Nobody listens here: the sandbox's confirmation request is not this module's subject.
 NOWHERE = "http://127.0.0.1:9/payment_confirmations"
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxShopifyClient]:
-    async with aiohttp.ClientSession() as http:
-        yield SandboxShopifyClient(sandbox_url, http)
 
 
 @pytest.fixture

@@ -218,7 +218,75 @@ REPORT_ROWS = [
         State.FAILED,
         DeadLetter,
     ),
+    (
+        "pending taken: wait for the PSP",
+        {"outcome": Outcome.PENDING},
+        PENDING,
+        Accepted(),
+        State.PENDING,
+        Done,
+    ),
+    (
+        "PENDING_INVALID_STATE after our own earlier pending: pending",
+        {
+            "outcome": Outcome.PENDING,
+            "sent_mutation": PENDING,
+            "sent_mutation_attempts": 1,
+            "report_attempts": 1,
+        },
+        PENDING,
+        Refused("PENDING_INVALID_STATE", invalid_state=True, code="PENDING_INVALID_STATE"),
+        State.PENDING,
+        Done,
+    ),
+    (
+        "PENDING_INVALID_STATE on our first attempt: someone else decided",
+        {"outcome": Outcome.PENDING},
+        PENDING,
+        Refused("PENDING_INVALID_STATE", invalid_state=True, code="PENDING_INVALID_STATE"),
+        State.FAILED,
+        DeadLetter,
+    ),
+    (
+        "OUT_OF_RANGE_PENDING_EXPIRES_AT: the gateway's retry",
+        {"outcome": Outcome.PENDING},
+        PENDING,
+        Unavailable("OUT_OF_RANGE_PENDING_EXPIRES_AT", cause="pending_out_of_range"),
+        State.SETTLED,
+        RetryLater,
+    ),
+    (
+        "EXPIRED_PENDING_EXPIRES_AT: the window closed, declined and rejected next",
+        {"outcome": Outcome.PENDING},
+        PENDING,
+        Refused("EXPIRED_PENDING_EXPIRES_AT", code="EXPIRED_PENDING_EXPIRES_AT"),
+        State.SETTLED,
+        ReportNext,
+    ),
+    (
+        "UNSUPPORTED_PAYMENT_METHOD: permanent",
+        {"outcome": Outcome.PENDING},
+        PENDING,
+        Refused("UNSUPPORTED_PAYMENT_METHOD", code="UNSUPPORTED_PAYMENT_METHOD"),
+        State.FAILED,
+        DeadLetter,
+    ),
 ]
+
+
+def test_a_pending_window_shopify_says_closed_is_a_decline_to_report() -> None:
+    before = session(kind=Kind.PAYMENT, **{**SETTLED, "outcome": Outcome.PENDING})
+    refused = Refused("EXPIRED_PENDING_EXPIRES_AT", code="EXPIRED_PENDING_EXPIRES_AT")
+    decision = decide.after_report(before, PENDING, refused, POLICY, NOW)
+    after = decision.session
+    assert (after.outcome, after.reject_code, after.merchant_message) == (
+        Outcome.DECLINED,
+        "PROCESSING_ERROR",
+        decide.PENDING_EXPIRED,
+    )
+    # The reject that follows is a mutation of its own: a refusal of it is not "ours".
+    assert decide.earlier_attempts_of(after, "paymentSessionReject") == 0
+    assert decision.change.event.event == "pending_expired"
 
 
 @pytest.mark.parametrize(

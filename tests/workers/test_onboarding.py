@@ -9,7 +9,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import fakeredis
 import pytest
 from cryptography.fernet import Fernet
@@ -50,12 +49,6 @@ class Clock:
 async def sandbox_url(aiohttp_server: Any) -> str:
     server = await aiohttp_server(create_shopify_app(tokens={LOCKED: "shpat_right"}))
     return str(server.make_url("")).rstrip("/")
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxShopifyClient]:
-    async with aiohttp.ClientSession() as http:
-        yield SandboxShopifyClient(sandbox_url, http)
 
 
 @pytest.fixture

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import fakeredis
 import pytest
 
@@ -37,12 +35,6 @@ from workers.retry_policy import RetryPolicy
 from workers.shopify import mutations
 
 LIFECYCLE = CAPTURE
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxShopifyClient]:
-    async with aiohttp.ClientSession() as http:
-        yield SandboxShopifyClient(sandbox_url, http)
 
 
 @pytest.fixture

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 from redis.asyncio import Redis
 
 from config import Settings
-from ops.redis_server import LocalRedis
 from sessions.keys import timeline_key
 from sessions.shop_webhooks import (
     WEBHOOK_DUE,
@@ -28,7 +26,7 @@ from sessions.states import State
 from sessions.store import SessionStore
 from sessions.webhook_store import WebhookClaim, WebhookStore, fingerprint, replay_webhooks
 from sessions.writes import LeaseLost
-from tests.factories import SHOP, make_session, received_event
+from tests.factories import SHOP, RedisDb, make_session, received_event
 from transport.celery_app import create_celery
 from transport.messages import WEBHOOK_QUEUE, CeleryHandoff
 from workers.retry_policy import RetryPolicy
@@ -86,11 +84,8 @@ def test_done_drops_the_customer_identifiers_it_was_given() -> None:
 
 
 @pytest.fixture
-async def redis(redis_server: LocalRedis) -> AsyncIterator[Redis]:
-    client = Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/{DB}")
-    await client.flushdb()
-    yield client
-    await client.aclose()
+async def redis(redis_db: RedisDb) -> Redis:
+    return await redis_db(DB)
 
 
 @pytest.fixture

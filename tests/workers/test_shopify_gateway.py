@@ -253,6 +253,11 @@ async def test_no_token_leaves_for_a_host_that_is_not_a_shopify_shop(
     assert await sandbox.calls() == []
 
 
+def _tomorrow() -> str:
+    # Shopify takes a pending window of at most 3 days from now.
+    return (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 PAYMENT_REPORTS = [
     pytest.param(lambda gid: mutations.resolve_payment(gid, None), "thank_you", id="resolve"),
     pytest.param(
@@ -261,7 +266,7 @@ PAYMENT_REPORTS = [
         id="reject",
     ),
     pytest.param(
-        lambda gid: mutations.pend_payment(gid, "2030-01-01T00:00:00Z", "BUYER_ACTION_REQUIRED"),
+        lambda gid: mutations.pend_payment(gid, _tomorrow(), "BUYER_ACTION_REQUIRED"),
         "thank_you",
         id="pending",
     ),

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
-from ops.redis_server import LocalRedis
 from sessions.claims import Claimed, Claims
 from sessions.keys import DUE_INDEXED, EXPIRING, INDEX_CREATED, PENDING, WORKABLE
 from sessions.states import State
 from sessions.stats import due_summary
 from sessions.store import SessionStore
-from tests.factories import change_to, make_session, received_event
+from tests.factories import RedisDb, change_to, make_session, received_event
 from workers.sweeper import sweep
 
 DB = 7
@@ -26,11 +24,8 @@ RETENTION = 1  # second
 
 
 @pytest.fixture
-async def redis(redis_server: LocalRedis) -> AsyncIterator[Redis]:
-    client = Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/{DB}")
-    await client.flushdb()
-    yield client
-    await client.aclose()
+async def redis(redis_db: RedisDb) -> Redis:
+    return await redis_db(DB)
 
 
 async def reported(store: SessionStore, claims: Claims, count: int) -> list[str]:

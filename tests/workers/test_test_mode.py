@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import fakeredis
 import pytest
 from aiohttp.test_utils import TestServer
@@ -32,12 +31,6 @@ from workers.lifecycle.payment import PAYMENT
 from workers.lifecycle.runner import Services, run
 
 REFUSED = "Test mode: this {kind} was not sent to the payment provider, whose account is live."
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxShopifyClient]:
-    async with aiohttp.ClientSession() as http:
-        yield SandboxShopifyClient(sandbox_url, http)
 
 
 @pytest.fixture

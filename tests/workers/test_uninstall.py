@@ -5,14 +5,12 @@ applied, a worker holding one superseded, other shops and finished sessions unto
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from ops.redis_server import LocalRedis
 from sessions.claims import Claimed, Claims
 from sessions.ledger import Book, Op, Reserved
 from sessions.ledger_store import LedgerStore
@@ -20,7 +18,7 @@ from sessions.models import Outcome, Session
 from sessions.states import State
 from sessions.store import SessionStore
 from sessions.writes import Change, LeaseLost
-from tests.factories import SHOP, make_session, received_event
+from tests.factories import SHOP, RedisDb, make_session, received_event
 from workers.lifecycle.decide import MONEY_HELD, NOTHING_HELD, RESERVATION_RETURNED
 from workers.uninstall import SessionsLeft, fail_unfinished
 
@@ -29,11 +27,8 @@ REASON = f"{SHOP} uninstalled the app (test)"
 
 
 @pytest.fixture
-async def redis(redis_server: LocalRedis) -> AsyncIterator[Redis]:
-    client = Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/{DB}")
-    await client.flushdb()
-    yield client
-    await client.aclose()
+async def redis(redis_db: RedisDb) -> Redis:
+    return await redis_db(DB)
 
 
 @pytest.fixture

@@ -17,6 +17,9 @@ Magic amounts, read from the last two digits of the amount in minor units
 | 56 | charged on the first call, then unreachable: every answer lost, `status` unavailable |
 | anything else | approved |
 
+(57 is the buyer page's: a payment left pending there is held for the merchant's review,
+`MERCHANT_ACTION_REQUIRED`; see `sandbox.buyer`.)
+
 A payment id the simulator has not seen is an authorization of 10,000 in the currency of the
 first operation asking about it (7 days); ids starting with `unknown` are unknown to it. Its
 authorization shows what the simulator captured, refunded and voided of the payment.

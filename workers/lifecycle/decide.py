@@ -80,6 +80,8 @@ class Unavailable:
 class Refused:
     error: str
     invalid_state: bool = False
+    # Shopify's userError code, when it gave one.
+    code: str | None = None
 
 
 ReportResult = Accepted | Unavailable | Refused
@@ -94,6 +96,8 @@ class Decision:
 
 
 PENDING_EXPIRED = "The payment stayed pending at the payment provider past its deadline."
+# `paymentSessionPending`'s answer for a window already closed (`PaymentSessionPendingUserError`).
+PENDING_WINDOW_PAST = "EXPIRED_PENDING_EXPIRES_AT"
 NO_CONFIRMATION = (
     "no confirmation request from Shopify within {window:g}s of paymentSessionConfirm "
     "(check the extension's confirmation_callback_url); a replay waits for it again"
@@ -154,24 +158,36 @@ def opening(session: Session, policy: Policy, now: float) -> Decision | None:
     if session.state is State.PENDING:
         # Shopify was told the payment is pending until `pending_expires_at`; the PSP never
         # said more. A pending payment must end in a decision: it is declined.
-        return _decide(
-            session,
-            now,
-            state=State.SETTLED,
-            name="pending_expired",
-            step=ReportNext(),
-            due_at=now + policy.lease_seconds,
-            fields={
-                "outcome": Outcome.DECLINED,
-                "reject_code": "PROCESSING_ERROR",
-                "merchant_message": PENDING_EXPIRED,
-                "phase_attempts": 0,
-                "phase_since": now,
-                "not_before": None,
-            },
-            detail="pending window closed without the provider's final word",
+        return _pending_expired(
+            session, policy, now, {}, "pending window closed without the provider's final word"
         )
     return None
+
+
+def _pending_expired(
+    session: Session, policy: Policy, now: float, fields: dict[str, Any], detail: str, **event: Any
+) -> Decision:
+    """The payment's pending window closed without the PSP's final word: it is declined,
+    and the rejection reported in the same run."""
+    return _decide(
+        session,
+        now,
+        state=State.SETTLED,
+        name="pending_expired",
+        step=ReportNext(),
+        due_at=now + policy.lease_seconds,
+        fields={
+            **fields,
+            "outcome": Outcome.DECLINED,
+            "reject_code": "PROCESSING_ERROR",
+            "merchant_message": PENDING_EXPIRED,
+            "phase_attempts": 0,
+            "phase_since": now,
+            "not_before": None,
+        },
+        detail=detail,
+        **event,
+    )
 
 
 def settles(session: Session) -> bool:
@@ -421,6 +437,19 @@ def after_report(
         "phase_since": phase_since,
     }
     mine = isinstance(result, Refused) and result.invalid_state and earlier > 0
+    if isinstance(result, Refused) and result.code == PENDING_WINDOW_PAST:
+        # Shopify was never told "pending", and now cannot be: the window it would have
+        # been told closed while the report waited (Shopify down, a replay days later).
+        return _pending_expired(
+            session,
+            policy,
+            now,
+            {**fields, "last_error": result.error},
+            f"{mutation} refused {PENDING_WINDOW_PAST}: the pending window closed before "
+            "Shopify took it",
+            attempt=attempt,
+            error=result.error,
+        )
     if (isinstance(result, Accepted) or mine) and mutation == CONFIRM_PAYMENT:
         return _confirming(session, policy, now, fields, attempt, mine)
     if isinstance(result, Accepted) or mine:

@@ -2,12 +2,13 @@
 outcome (`webhook.psp_callbacks`), which is stored as the session's settlement; the worker then
 opens the payment's ledger book and reports `paymentSessionResolve` (with
 `authorizationExpiresAt` for an authorization), `paymentSessionReject` or
-`paymentSessionPending`.
+`paymentSessionPending` (with the PSP's reason: `BUYER_ACTION_REQUIRED` unless it said
+`MERCHANT_ACTION_REQUIRED` or another of Shopify's).
 
 If the PSP's word never arrives, the session falls due when the buyer's window closes and is
 rejected: the buyer can pay again at checkout. A payment reported pending falls due when its
-pending window closes (`pendingExpiresAt`, at most Shopify's three days) and is rejected then
-unless the PSP's final word came first.
+pending window closes (`pendingExpiresAt`, `PAYHOOK_PENDING_SECONDS` after Shopify's request,
+inside Shopify's three days) and is rejected then unless the PSP's final word came first.
 
 With payment confirmation on (`PAYHOOK_PAYMENT_CONFIRMATION`), an approved payment is first
 `paymentSessionConfirm`ed; Shopify's confirmation request (`webhook.confirmations`) then says
@@ -19,7 +20,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sessions.ledger import Book
-from sessions.models import Kind, Outcome, PaymentKind, Session
+from sessions.models import Kind, Outcome, PaymentKind, PendingReason, Session
 from sessions.money import to_minor
 from workers.connectors.base import (
     DeclineCode,
@@ -35,6 +36,15 @@ from workers.shopify import mutations
 from workers.shopify.mutations import Mutation
 
 ABANDONED = "The buyer did not complete the payment on the payment provider's page."
+# The PSP's reason as Shopify's `PaymentSessionStatePendingReason`; a PSP that gives none is
+# taken to wait for the buyer, the usual case of an offsite payment left pending.
+SHOPIFY_PENDING_REASONS = {
+    None: "BUYER_ACTION_REQUIRED",
+    PendingReason.BUYER_ACTION_REQUIRED: "BUYER_ACTION_REQUIRED",
+    PendingReason.MERCHANT_ACTION_REQUIRED: "MERCHANT_ACTION_REQUIRED",
+    PendingReason.NETWORK_ACTION_REQUIRED: "NETWORK_ACTION_REQUIRED",
+    PendingReason.PARTNER_ACTION_REQUIRED: "PARTNER_ACTION_REQUIRED",
+}
 NOT_CONFIRMED = "Shopify did not confirm the payment (its inventory or 3-D Secure checks)."
 
 
@@ -109,7 +119,8 @@ class PaymentLifecycle:
             )
         if session.outcome is Outcome.PENDING:
             closes = session.pending_expires_at or session.updated_at
-            return mutations.pend_payment(session.gid, _iso(closes), "BUYER_ACTION_REQUIRED")
+            reason = SHOPIFY_PENDING_REASONS[session.pending_reason]
+            return mutations.pend_payment(session.gid, _iso(closes), reason)
         return mutations.reject_payment(
             session.gid, "PROCESSING_ERROR", session.merchant_message or ABANDONED
         )

@@ -188,6 +188,25 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
         session = await _store(services, claim, outcome, last=False, cause=cause)
         if not isinstance(outcome.step, ReportNext):
             return outcome.step
+    reported = await _report(claim, services, lifecycle, session, token)
+    if isinstance(reported.step, ReportNext):
+        # Shopify's answer changed the outcome (a pending window that closed meanwhile is a
+        # decline): that one is told now. Its own answer can change nothing more.
+        reported = await _report(claim, services, lifecycle, reported.session, token)
+        assert not isinstance(reported.step, ReportNext), reported.step
+    return reported.step
+
+
+async def _report(
+    claim: Claimed,
+    services: Services,
+    lifecycle: KindLifecycle,
+    session: Session,
+    token: str | None,
+) -> Decision:
+    """Tell Shopify the stored outcome and store its answer; the lease is given up with it
+    unless that answer leaves something more to tell (`ReportNext`)."""
+    policy = services.policy
     await lifecycle.before_report(services, session)
     # Shopify must never hear an outcome a failover could take back: the stored PSP result
     # and the bookkeeping above reach the required replicas first (NotReplicated otherwise,
@@ -202,8 +221,9 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
     cause = _report_cause(said)
     services.observer.called("shopify", session.kind, cause, time.perf_counter() - began)
     reported = decide.after_report(session, mutation.field, said, policy, services.clock())
-    await _store(services, claim, reported, last=True, cause=cause)
-    return reported.step
+    last = not isinstance(reported.step, ReportNext)
+    await _store(services, claim, reported, last=last, cause=cause)
+    return reported
 
 
 async def _unreportable(
@@ -315,7 +335,7 @@ async def _send(
     except ShopifyUnavailable as exc:
         return decide.Unavailable(str(exc), exc.retry_after, cause=exc.cause)
     except ShopifyUserError as exc:
-        return decide.Refused(str(exc), invalid_state=exc.invalid_state)
+        return decide.Refused(str(exc), invalid_state=exc.invalid_state, code=exc.code)
     except PermanentError as exc:
         return decide.Refused(str(exc))
     return decide.Accepted(taken.redirect_url)

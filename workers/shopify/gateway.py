@@ -313,6 +313,13 @@ def _cache_key(shop: str, token: str) -> str:
     return f"{shop}:{hashlib.sha256(token.encode()).hexdigest()[:16]}"
 
 
+# userError codes that say "not now" rather than "never", each with its `cause`. A pending
+# window Shopify finds too far ahead (its clock behind ours) comes within its limit as time
+# passes: the same mutation again, on the Shopify ladder, is what can land it. (One already
+# past, EXPIRED_PENDING_EXPIRES_AT, never will: `workers.lifecycle.decide` closes the window.)
+RETRYABLE_USER_ERRORS = {"OUT_OF_RANGE_PENDING_EXPIRES_AT": "pending_out_of_range"}
+
+
 def _raise_user_errors(mutation: Mutation, data: dict[str, Any]) -> None:
     payload = data.get(mutation.field)
     if not isinstance(payload, dict):
@@ -320,11 +327,14 @@ def _raise_user_errors(mutation: Mutation, data: dict[str, Any]) -> None:
     errors = payload.get("userErrors") or []
     if errors:
         first = errors[0] if isinstance(errors[0], dict) else {}
+        code = first.get("code")
+        message = str(first.get("message") or "refused")
+        if isinstance(code, str) and code in RETRYABLE_USER_ERRORS:
+            raise ShopifyUnavailable(
+                f"{mutation.field}: {code}: {message}", cause=RETRYABLE_USER_ERRORS[code]
+            )
         raise ShopifyUserError(
-            mutation.field,
-            first.get("code"),
-            str(first.get("message") or "refused"),
-            [error for error in errors if isinstance(error, dict)],
+            mutation.field, code, message, [error for error in errors if isinstance(error, dict)]
         )
 
 

@@ -63,25 +63,29 @@ def reject(kind: str, gid: str, code: str, merchant_message: str) -> Mutation:
     return Mutation(field=name, document=document, variables={"id": gid, "reason": reason})
 
 
-# Payment sessions: plain `userErrors { field message }` (no code), and the next action that
-# tells the app where to send the buyer.
+# Payment sessions: the next action that tells the app where to send the buyer, and the
+# userErrors: a plain `UserError { field message }` for resolve and reject, a coded
+# `PaymentSessionPendingUserError` for pending.
 _PAYMENT = """
 mutation {name}({params}) {{
   {field}({args}) {{
     paymentSession {{ id nextAction {{ action context {{
       ... on PaymentSessionActionsRedirect {{ redirectUrl }} }} }} }}
-    userErrors {{ field message }}
+    userErrors {{ {errors} }}
   }}
 }}
 """
 
 
-def _payment(field: str, params: dict[str, str], variables: dict[str, Any]) -> Mutation:
+def _payment(
+    field: str, params: dict[str, str], variables: dict[str, Any], *, coded: bool = False
+) -> Mutation:
     document = _PAYMENT.format(
         name=field[0].upper() + field[1:],
         params=", ".join(f"${k}: {t}" for k, t in params.items()),
         field=field,
         args=", ".join(f"{k}: ${k}" for k in params),
+        errors="field message code" if coded else "field message",
     )
     return Mutation(field=field, document=document, variables=variables)
 
@@ -132,6 +136,7 @@ def pend_payment(gid: str, pending_expires_at: str, reason: str) -> Mutation:
             "reason": "PaymentSessionStatePendingReason!",
         },
         {"id": gid, "pendingExpiresAt": pending_expires_at, "reason": reason},
+        coded=True,
     )
 
 
