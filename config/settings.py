@@ -105,6 +105,24 @@ def _shop_template(value: str) -> str:
     return value
 
 
+# What the buyer page template may name (`webhook.sessions` fills each in).
+BUYER_PAGE_PLACEHOLDERS = frozenset({"session_id", "amount", "currency", "callback", "return_url"})
+
+
+def _buyer_page_template(value: str) -> str:
+    """A URL template naming only the buyer page's placeholders: a typo fails at start, not
+    as a 500 on every payment session."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError:
+        names = {"?"}
+    unknown = names - BUYER_PAGE_PLACEHOLDERS
+    if unknown:
+        allowed = ", ".join(f"{{{name}}}" for name in sorted(BUYER_PAGE_PLACEHOLDERS))
+        raise ValueError(f"a URL with placeholders among {allowed} only, not {value!r}")
+    return value
+
+
 def _parse_suffixes(value: object) -> object:
     if isinstance(value, str):
         value = tuple(part for part in value.replace(" ", "").split(",") if part)
@@ -370,6 +388,7 @@ class Settings(BaseSettings):
     _split_webhook = field_validator("webhook_retry_ladder", mode="before")(_parse_ladder)
     _split_proxies = field_validator("trusted_proxies", mode="before")(_parse_networks)
     _split_sentinels = field_validator("redis_sentinels", mode="before")(_parse_sentinels)
+    _buyer_page = field_validator("buyer_page_url")(_buyer_page_template)
 
     @field_validator("pending_seconds")
     @classmethod

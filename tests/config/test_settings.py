@@ -153,3 +153,23 @@ def test_a_pending_window_stays_inside_shopifys_three_days_with_a_margin(
     monkeypatch.setenv("PAYHOOK_PENDING_SECONDS", "0")
     with pytest.raises(ValidationError, match="pending_seconds"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "https://psp.example/pay/{session}",
+        "https://psp.example/pay/{session_id}?{amount",
+        "https://psp.example/pay/{session_id[0]}",
+        "https://psp.example/pay/{0}",
+    ],
+)
+def test_a_buyer_page_template_with_an_unknown_placeholder_fails_at_start(template: str) -> None:
+    with pytest.raises(ValidationError, match="buyer_page_url"):
+        Settings(buyer_page_url=template)
+
+
+def test_a_buyer_page_template_may_use_any_of_its_placeholders_or_none() -> None:
+    assert Settings(buyer_page_url="https://psp.example/pay").buyer_page_url
+    every = "https://psp.example/{session_id}?a={amount}&c={currency}&cb={callback}&r={return_url}"
+    assert Settings(buyer_page_url=every).buyer_page_url == every
