@@ -157,16 +157,21 @@ async def test_a_session_retrying_soon_waits_without_its_slot_and_keeps_its_mess
     psp = PacedPSP(redis, 0)
     # ...53: the simulator answers 503 three times before it approves.
     [flaky] = await queue_captures(store, 1, amount="10.53")
-    ladder = RetryPolicy((0.3,), max_attempts=6)
+    # Retries a second apart: room enough, on a busy host too, for another session to run
+    # in the slot while the flaky one waits.
+    ladder = RetryPolicy((1.0,), max_attempts=6)
     policy = Policy(psp=ladder, shopify=ladder, lease_seconds=10, max_deliveries=5)
     await consuming(psp, in_flight=1, policy=policy)
-    await asyncio.sleep(0.1)
+    for _ in range(200):
+        if (await psp.book("capture", flaky)).calls:
+            break
+        await asyncio.sleep(0.01)
     # The flaky session is waiting for its retry: its message stays recorded, and the one
     # slot is free for the next session.
     assert await redis.hlen(UNACKED) == 1
     [steady] = await queue_captures(store, 1)
 
-    await until_final(store, [steady], seconds=0.25)
+    await until_final(store, [steady], seconds=0.8)
     waiting = await store.get(flaky)
     assert waiting is not None
     assert waiting.state is State.SETTLING
