@@ -10,6 +10,8 @@ every call, including ones that are not mutations).
 | `status`             | HTTP 500/502/503, nothing applied                                 |
 | `html_429`           | HTTP 429 with a Cloudflare-like HTML page, optional `Retry-After` |
 | `throttled`          | HTTP 200 `errors: [{message: "Throttled"}]`, bucket at 0          |
+| `malformed`          | HTTP 200 whose body is no GraphQL answer (`body`: cut-off JSON,   |
+|                      | an HTML page, or JSON without `data`), nothing applied            |
 | `delay`              | a slow answer (`seconds`), then the normal one                    |
 | `commit_then_status` | the mutation is applied, then HTTP 5xx: a lost response           |
 | `invalid_state`      | refused with `<KIND>_SESSION_INVALID_STATE`, nothing applied: what |
@@ -69,6 +71,11 @@ class ThrottledFault(_Rule):
     kind: Literal["throttled"]
 
 
+class MalformedFault(_Rule):
+    kind: Literal["malformed"]
+    body: Literal["truncated", "html", "no_data"] = "truncated"
+
+
 class DelayFault(_Rule):
     kind: Literal["delay"]
     seconds: float = Field(gt=0, le=300)
@@ -118,6 +125,7 @@ FaultRule = Annotated[
     StatusFault
     | Html429Fault
     | ThrottledFault
+    | MalformedFault
     | DelayFault
     | CommitThenStatusFault
     | InvalidStateFault

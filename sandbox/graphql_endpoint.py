@@ -38,6 +38,7 @@ from sandbox.faults import (
     FaultRule,
     Html429Fault,
     InvalidStateFault,
+    MalformedFault,
     StatusFault,
     ThrottledFault,
     UserErrorFault,
@@ -218,6 +219,17 @@ def _peek_operation(call: _Call, document: DocumentNode) -> None:
             call.gid = argument.value.value
 
 
+def _malformed(fault: MalformedFault) -> web.Response:
+    """A 200 that is no GraphQL answer, as a proxy or a cut connection may hand back."""
+    if fault.body == "html":
+        return web.Response(status=200, text=CHALLENGE_PAGE, content_type="text/html")
+    if fault.body == "no_data":
+        return web.json_response({"extensions": {}})
+    return web.Response(
+        status=200, text='{"data": {"captureSessionRes', content_type="application/json"
+    )
+
+
 def _early_fault_response(
     state: SandboxState, call: _Call, fault: FaultRule | None
 ) -> web.Response | None:
@@ -229,6 +241,8 @@ def _early_fault_response(
         return web.Response(
             status=429, text=CHALLENGE_PAGE, content_type="text/html", headers=headers
         )
+    if isinstance(fault, MalformedFault):
+        return _malformed(fault)
     if isinstance(fault, ThrottledFault):
         throttled = {
             "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],

@@ -91,6 +91,19 @@ async def test_a_reject_carries_code_and_merchant_message(
     assert (await sandbox.session_state(GID) or {})["state"] == "rejected"
 
 
+@pytest.mark.parametrize("body", ["truncated", "html", "no_data"])
+async def test_a_body_that_is_no_graphql_answer_is_retryable_and_applies_nothing(
+    gateway: GqlShopifyGateway, sandbox: SandboxShopifyClient, body: str
+) -> None:
+    await sandbox.add_fault({"kind": "malformed", "body": body, "times": 1})
+    with pytest.raises(ShopifyUnavailable) as caught:
+        await gateway.send(SHOP, mutations.resolve("capture", GID))
+    assert caught.value.cause == "malformed"
+    assert [call["applied"] for call in await sandbox.calls(gid=GID)] == [False]
+    await gateway.send(SHOP, mutations.resolve("capture", GID))  # and then it works
+    assert (await sandbox.session_state(GID) or {})["state"] == "resolved"
+
+
 @pytest.mark.parametrize(
     ("rule", "retry_after"),
     [
