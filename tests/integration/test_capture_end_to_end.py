@@ -18,7 +18,7 @@ from sessions.models import Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.integration.conftest import WorkerProcess, wait_final
-from workers.connectors.simulator import SimulatorConnector
+from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
 
 pytestmark = pytest.mark.integration
 
@@ -89,8 +89,8 @@ async def test_an_approved_capture_is_resolved_at_shopify_once(e2e: E2E) -> None
 @pytest.mark.parametrize(
     ("amount", "code"),
     [
-        ("10.51", "PROCESSING_ERROR"),
-        ("10.52", "AUTHORIZATION_EXPIRED"),
+        (magic_amount(Magic.DECLINE), "PROCESSING_ERROR"),
+        (magic_amount(Magic.EXPIRED), "AUTHORIZATION_EXPIRED"),
         ("1051", "PROCESSING_ERROR"),
     ],
     ids=["declined", "authorization expired", "declined in yen"],
@@ -114,7 +114,7 @@ async def test_a_declined_capture_is_rejected_with_the_reason(
 
 
 async def test_a_psp_that_fails_three_times_is_retried_and_charges_once(e2e: E2E) -> None:
-    sent = await e2e.send("20.53")
+    sent = await e2e.send(magic_amount(Magic.FLAKY, 20))
     session = await wait_final(e2e.store, sent.id)
     assert (session.state, session.report) == (State.REPORTED, Report.RESOLVED)
     book = await e2e.psp.book("capture", sent.id)
@@ -130,7 +130,7 @@ async def test_a_psp_that_fails_three_times_is_retried_and_charges_once(e2e: E2E
 async def test_an_ambiguous_psp_answer_is_resolved_by_asking_the_psp_not_by_capturing_again(
     e2e: E2E,
 ) -> None:
-    sent = await e2e.send("20.54")
+    sent = await e2e.send(magic_amount(Magic.AMBIGUOUS, 20))
     session = await wait_final(e2e.store, sent.id)
     assert session.report is Report.RESOLVED
     book = await e2e.psp.book("capture", sent.id)

@@ -25,6 +25,7 @@ from sessions.states import State
 from sessions.store import SessionStore
 from tests.integration.conftest import WorkerProcess, wait_final, worker_environment
 from webhook.app import create_app
+from workers.connectors.simulator import Magic, magic_amount
 
 pytestmark = pytest.mark.integration
 
@@ -119,13 +120,13 @@ async def test_a_scripted_run_shows_in_the_worker_metrics(
         return await wait_final(metered_store, sent.id, patience=60)
 
     approved = await settle("12.00")
-    declined = await settle("12.51")
-    flaky = await settle("12.53")
+    declined = await settle(magic_amount(Magic.DECLINE, 12))
+    flaky = await settle(magic_amount(Magic.FLAKY, 12))
     # Fault rules apply in the order armed: two 503s, then a 429, then Shopify takes it.
     await sandbox.add_fault({"kind": "status", "status": 503, "times": 2})
     await sandbox.add_fault({"kind": "html_429", "times": 1})
     throttled = await settle("12.00")
-    lost = await settle("12.55")
+    lost = await settle(magic_amount(Magic.VANISHING, 12))
     assert [s.state for s in (approved, declined, flaky, throttled)] == [State.REPORTED] * 4
     assert lost.state is State.FAILED
 

@@ -29,7 +29,7 @@ from sessions.store import SessionStore
 from tests.factories import make_session, received_event
 from workers.connectors import build_connector
 from workers.connectors.order_lock import order_lock_key
-from workers.connectors.simulator import SimulatorConnector
+from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import DeadLetter, Done, Policy, RetryLater
 from workers.lifecycle.runner import Services, run
@@ -129,7 +129,9 @@ async def get_key(url: str, key: str) -> bytes | None:
 
 
 def test_money_held_by_a_capture_the_provider_never_applied_is_released(url: str) -> None:
-    session_id, payment_id = asyncio.run(failed_capture(url, "10.55", attempts=3))
+    session_id, payment_id = asyncio.run(
+        failed_capture(url, magic_amount(Magic.VANISHING), attempts=3)
+    )
     # Connectors without marks keep the provider order locked for a session whose outcome
     # is unknown; once the operator has released its money, the order is free again.
     lock = order_lock_key("simulator", payment_id)
@@ -150,7 +152,9 @@ def test_money_held_by_a_capture_the_provider_never_applied_is_released(url: str
 
 def test_money_the_provider_did_capture_is_not_released_but_sent_to_replay(url: str) -> None:
     # Captured on the first call, its answer lost, and the ladder was one attempt long.
-    session_id, payment_id = asyncio.run(failed_capture(url, "10.54", attempts=1))
+    session_id, payment_id = asyncio.run(
+        failed_capture(url, magic_amount(Magic.AMBIGUOUS), attempts=1)
+    )
 
     lock = order_lock_key("simulator", payment_id)
     asyncio.run(set_key(url, lock, session_id))
@@ -164,7 +168,9 @@ def test_money_the_provider_did_capture_is_not_released_but_sent_to_replay(url: 
 
 
 def test_money_is_not_released_while_the_provider_cannot_be_asked(url: str) -> None:
-    session_id, payment_id = asyncio.run(failed_capture(url, "10.56", attempts=3))
+    session_id, payment_id = asyncio.run(
+        failed_capture(url, magic_amount(Magic.UNREACHABLE), attempts=3)
+    )
 
     refused = payhook(url, "sessions", "release", "--", session_id)
 

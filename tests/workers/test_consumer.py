@@ -26,7 +26,7 @@ from transport.celery_app import create_celery
 from transport.messages import QUEUE, CeleryHandoff
 from transport.session_queue import UNACKED, UNACKED_INDEX, SessionQueue
 from workers.connectors.base import Operation, Result
-from workers.connectors.simulator import SimulatorConnector
+from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
 from workers.consumer import SessionConsumer
 from workers.lifecycle.decide import Policy
 from workers.retry_policy import RetryPolicy
@@ -156,7 +156,7 @@ async def test_a_session_retrying_soon_waits_without_its_slot_and_keeps_its_mess
 ) -> None:
     psp = PacedPSP(redis, 0)
     # ...53: the simulator answers 503 three times before it approves.
-    [flaky] = await queue_captures(store, 1, amount="10.53")
+    [flaky] = await queue_captures(store, 1, amount=magic_amount(Magic.FLAKY))
     # Retries a second apart: room enough, on a busy host too, for another session to run
     # in the slot while the flaky one waits.
     ladder = RetryPolicy((1.0,), max_attempts=6)
@@ -222,7 +222,7 @@ async def test_a_message_that_is_no_session_task_is_dropped_and_the_rest_run(
 async def test_a_drain_lets_a_session_waiting_for_its_retry_go_to_the_due_set(
     redis: fakeredis.FakeAsyncRedis, store: SessionStore, consuming: Consuming
 ) -> None:
-    [flaky] = await queue_captures(store, 1, amount="10.53")
+    [flaky] = await queue_captures(store, 1, amount=magic_amount(Magic.FLAKY))
     ladder = RetryPolicy((30.0,), max_attempts=6)
     policy = Policy(psp=ladder, shopify=ladder, lease_seconds=10, max_deliveries=5)
     consumer = await consuming(PacedPSP(redis, 0), in_flight=2, policy=policy)

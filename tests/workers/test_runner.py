@@ -24,7 +24,7 @@ from sessions.store import SessionStore
 from tests.factories import make_session, new_id, received_event
 from tests.workers.conftest import ServicesFor
 from workers.connectors.base import Approved, Operation, Result
-from workers.connectors.simulator import SimulatorConnector
+from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import DeadLetter, Done, RetryLater, Skipped
 from workers.lifecycle.payment import PAYMENT
@@ -78,7 +78,7 @@ async def test_one_run_settles_and_reports(
 async def test_a_transient_psp_failure_asks_for_a_retry_and_stays_settling(
     services: Services, store: SessionStore
 ) -> None:
-    session_id = await stored(store, amount=Decimal("10.53"))
+    session_id = await stored(store, amount=Decimal(magic_amount(Magic.FLAKY)))
     step = await run(session_id, services, LIFECYCLE)
     assert isinstance(step, RetryLater)
     session = await store.get(session_id)
@@ -90,7 +90,7 @@ async def test_a_transient_psp_failure_asks_for_a_retry_and_stays_settling(
 async def test_the_psp_ladder_runs_out_into_a_failed_session(
     services: Services, store: SessionStore
 ) -> None:
-    session_id = await stored(store, amount=Decimal("10.53"))
+    session_id = await stored(store, amount=Decimal(magic_amount(Magic.FLAKY)))
     steps = [await run(session_id, services, LIFECYCLE) for _ in range(3)]
     assert isinstance(steps[-1], DeadLetter)
     session = await store.get(session_id)
@@ -256,7 +256,7 @@ async def test_a_pending_payment_still_in_its_window_is_left_alone(
 async def test_an_ambiguous_answer_makes_the_next_attempt_ask_for_the_status_first(
     services: Services, store: SessionStore, sandbox: SandboxShopifyClient
 ) -> None:
-    session_id = await stored(store, amount=Decimal("10.54"))
+    session_id = await stored(store, amount=Decimal(magic_amount(Magic.AMBIGUOUS)))
     assert isinstance(await run(session_id, services, LIFECYCLE), RetryLater)
     uncertain = await store.get(session_id)
     assert uncertain is not None
@@ -354,7 +354,7 @@ async def test_a_capture_the_psp_never_applied_gives_its_money_back_when_it_fail
     services: Services, store: SessionStore
 ) -> None:
     # Unavailable three times (refused before anything was applied): the ladder runs out.
-    session_id = await stored(store, amount=Decimal("10.53"))
+    session_id = await stored(store, amount=Decimal(magic_amount(Magic.FLAKY)))
     for _ in range(3):
         await run(session_id, services, LIFECYCLE)
     failed = await store.get(session_id)
@@ -373,7 +373,7 @@ async def test_a_capture_whose_fate_is_unknown_keeps_its_money_held_and_visible(
     services: Services, store: SessionStore
 ) -> None:
     # Every answer lost: the provider may have captured, so the money stays reserved.
-    session_id = await stored(store, amount=Decimal("10.55"))
+    session_id = await stored(store, amount=Decimal(magic_amount(Magic.VANISHING)))
     for _ in range(3):
         await run(session_id, services, LIFECYCLE)
     failed = await store.get(session_id)
@@ -393,7 +393,7 @@ async def test_a_capture_whose_fate_is_unknown_keeps_its_money_held_and_visible(
 async def test_a_failed_capture_that_gave_its_money_back_is_counted_when_replayed(
     services: Services, store: SessionStore
 ) -> None:
-    session_id = await stored(store, amount=Decimal("10.53"))
+    session_id = await stored(store, amount=Decimal(magic_amount(Magic.FLAKY)))
     for _ in range(3):
         await run(session_id, services, LIFECYCLE)
     failed = await store.get(session_id)

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import IntEnum
 
 from redis.asyncio import Redis
 
@@ -54,14 +55,26 @@ _KEY = "payhook:sim:{operation}:{key}"
 _PAYMENT = "payhook:sim:payment:{id}"
 TOTALS = "payhook:sim:totals"
 
-_BEHAVIOUR = {
-    51: "decline",
-    52: "expired",
-    53: "flaky",
-    54: "ambiguous",
-    55: "vanishing",
-    56: "unreachable",
-}
+
+class Magic(IntEnum):
+    """The last two digits (in minor units) of an amount that makes the simulator misbehave
+    on purpose, as the module's table says; any other amount is approved."""
+
+    DECLINE = 51
+    EXPIRED = 52
+    FLAKY = 53
+    AMBIGUOUS = 54
+    VANISHING = 55
+    UNREACHABLE = 56
+
+
+def magic_amount(behaviour: Magic, units: int = 10) -> str:
+    """An amount in a two-decimal currency that the simulator answers with `behaviour`."""
+    return f"{units}.{behaviour.value}"
+
+
+# What the settle script calls each: the member's name in lower case.
+_BEHAVIOUR = {magic.value: magic.name.lower() for magic in Magic}
 
 _SETTLE = """
 local calls = redis.call('HINCRBY', KEYS[1], 'calls', 1)

@@ -9,7 +9,7 @@ import fakeredis
 
 from tests.factories import new_id
 from workers.connectors.base import Authorization, Operation
-from workers.connectors.simulator import SimulatorConnector
+from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
 
 
 def operation(payment_id: str, amount: str | None) -> Operation:
@@ -30,7 +30,9 @@ async def test_its_authorization_shows_what_was_captured_refunded_and_voided(
     await simulator.capture(first)
     await simulator.capture(first)  # a repeat moves nothing
     await simulator.capture(operation(payment, "2.50"))
-    await simulator.capture(operation(payment, "1.51"))  # declined: nothing captured
+    await simulator.capture(
+        operation(payment, magic_amount(Magic.DECLINE, 1))
+    )  # declined: nothing captured
     await simulator.refund(operation(payment, "4.00"))
     other = await simulator.authorization(operation(f"pay_{new_id()}", None))
     shown = await simulator.authorization(operation(payment, None))
