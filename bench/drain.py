@@ -64,8 +64,8 @@ from ops.redis_server import LocalRedis, free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH
 from transport.messages import QUEUE
-from workers.connectors import build_connector
 from workers.connectors.base import Operation
+from workers.connectors.build import build_connector
 from workers.shopify import mutations
 from workers.shopify.gateway import GqlShopifyGateway
 

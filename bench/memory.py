@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 
 from config import Settings
 from ops.redis_server import LocalRedis
+from sessions.change import Change, LedgerVerdict
 from sessions.claims import Claimed, Claims
 from sessions.keys import INDEX_CREATED
 from sessions.ledger import Book, Op
@@ -43,7 +44,6 @@ from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, Report, Session, TimelineEvent
 from sessions.states import State
 from sessions.store import SessionStore
-from sessions.writes import Change, LedgerVerdict
 from workers.sweeper import sweep_as_configured
 
 SAMPLE_SECONDS = 5.0

@@ -37,8 +37,8 @@ from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Session
 from sessions.states import State
 from sessions.store import SessionStore
-from workers.connectors import ConnectorSettingsError, build_connector
 from workers.connectors.base import Connector, Operation
+from workers.connectors.build import ConnectorSettingsError, build_connector
 from workers.lifecycle.decide import refuses_test
 
 _BATCH = 500

@@ -19,15 +19,16 @@ import time
 from redis.asyncio import Redis
 
 from config import Settings
+from sessions.change import Change, LedgerVerdict
 from sessions.connect import tool_client
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, TimelineEvent
 from sessions.states import State
 from sessions.store import SessionStore
-from sessions.writes import Change, LedgerVerdict, StaleState
-from workers.connectors import build_connector
+from sessions.writes import StaleState
 from workers.connectors.base import NotFound, TryAgain
+from workers.connectors.build import build_connector
 from workers.connectors.order_lock import OrderLock
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.ledgered import LedgeredLifecycle

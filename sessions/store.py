@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from sessions.change import Change
 from sessions.due_index import BUILD, INDEX_DUE, REPAIR, START
 from sessions.handoff import Envelope, Handoff
 from sessions.intake import NewSession, encode_value
@@ -38,14 +39,7 @@ from sessions.keys import (
 from sessions.models import Kind, Session, TimelineEvent
 from sessions.replication import NONE, Replication
 from sessions.states import State, recovery_point
-from sessions.writes import (
-    Change,
-    LeaseLost,
-    StaleState,
-    StoreCorrupt,
-    apply_change,
-    register_apply,
-)
+from sessions.writes import LeaseLost, StaleState, StoreCorrupt, apply_change, register_apply
 
 __all__ = [
     "Change",

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from sessions.change import field_value
 from sessions.handoff import Envelope, WebhookHandoff
 from sessions.keys import WRONG_TYPE, text
 from sessions.leases import (
@@ -46,7 +47,7 @@ from sessions.shop_webhooks import (
     webhook_lease_key,
     webhook_report_key,
 )
-from sessions.writes import LeaseLost, StaleState, StoreCorrupt, field_value
+from sessions.writes import LeaseLost, StaleState, StoreCorrupt
 
 __all__ = ["Received", "WebhookClaim", "WebhookStore", "fingerprint"]
 

@@ -18,13 +18,11 @@ event and when the session is next due. `apply_change` writes it in one Lua call
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from sessions.change import Change, LedgerVerdict, field_value
 from sessions.due_index import INDEX_DUE
 from sessions.handoff import Envelope
 from sessions.keys import (
@@ -42,10 +40,8 @@ from sessions.keys import (
     text,
     timeline_key,
 )
-from sessions.ledger import Op
 from sessions.ledger_store import SETTLE_RESERVATION, ledger_keys
-from sessions.models import TimelineEvent
-from sessions.states import State, can_move, sources_of
+from sessions.states import State
 
 
 class StaleState(Exception):
@@ -69,68 +65,6 @@ class LeaseLost(Exception):
 
     def __init__(self, session_id: str, fence: int, current: int) -> None:
         super().__init__(f"session {session_id}: lease {fence} was superseded by {current}")
-
-
-@dataclass(frozen=True)
-class LedgerVerdict:
-    """Settle the session's reservation on `payment_id`'s book: commit or give it back."""
-
-    payment_id: str
-    approved: bool
-    # False: give the reservation back for now (nothing happened at the PSP) and let a
-    # replay of the session reserve again; True: the session's reservation is settled.
-    final: bool = True
-    # The session's own operation and its amount in minor units (1 for a void, as a
-    # reservation counts it): an approved one is counted from these, once, when the
-    # session holds no reservation to commit (a failover lost it).
-    op: Op | None = None
-    amount: int = 0
-
-
-@dataclass(frozen=True)
-class LedgerOperation:
-    """What a session does to a payment's book; the verdicts that settle it."""
-
-    payment_id: str
-    op: Op
-    amount: int
-
-    def verdict(self, *, approved: bool, final: bool = True) -> LedgerVerdict:
-        return LedgerVerdict(self.payment_id, approved, final, self.op, self.amount)
-
-
-@dataclass(frozen=True)
-class Change:
-    event: TimelineEvent
-    due_at: float | None
-    fields: Mapping[str, object | None] = field(default_factory=dict)
-    # Narrows the states the change may start from; always within `sources_of(new state)`.
-    expect: frozenset[State] | None = None
-    ledger: LedgerVerdict | None = None
-    # Field → the values it may hold for the change to apply ("" for absent).
-    when: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    supersede: bool = False
-
-    @property
-    def state(self) -> State:
-        return self.event.state
-
-    def sources(self) -> frozenset[State]:
-        allowed = sources_of(self.state)
-        if self.expect is None:
-            return allowed
-        illegal = [s for s in self.expect if not can_move(s, self.state)]
-        if illegal:
-            raise ValueError(f"no transition from {illegal} to {self.state}")
-        return self.expect
-
-
-def field_value(value: object) -> str:
-    if isinstance(value, bool):
-        return json.dumps(value)
-    if isinstance(value, StrEnum):
-        return value.value
-    return str(value)
 
 
 # The next fencing token of the session hash `key`: past both the last token this server saw

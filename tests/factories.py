@@ -12,11 +12,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from sessions.change import Change
 from sessions.handoff import Envelope
 from sessions.models import Kind, Session, TimelineEvent
 from sessions.states import State
 from sessions.store import SessionStore
-from sessions.writes import Change
 
 SHOP = "payhook-test.myshopify.com"
 

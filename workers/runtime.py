@@ -37,8 +37,8 @@ from sessions.webhook_store import WebhookStore
 from transport.celery_app import max_countdown
 from transport.messages import TASK_NAMES
 from transport.session_queue import SessionQueue
-from workers.connectors import build_connector
 from workers.connectors.base import Connector
+from workers.connectors.build import build_connector
 from workers.consumer import IDLE_WAIT_SECONDS, SessionConsumer
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import Policy

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from sessions.change import Change
 from sessions.keys import DUE, session_key, text
 from sessions.models import Kind
 from sessions.store import SessionStore, StaleState, decode
-from sessions.writes import Change
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import MONEY_HELD, shop_gone
 from workers.lifecycle.payment import PAYMENT

@@ -42,7 +42,6 @@ from tests.factories import (
 )
 from tests.integration.conftest import ADMIN_TOKEN, TOKEN
 from webhook.app import create_app
-from workers.connectors import build_connector
 from workers.connectors.base import (
     Approved,
     Authorization,
@@ -52,6 +51,7 @@ from workers.connectors.base import (
     Result,
     StatusResult,
 )
+from workers.connectors.build import build_connector
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import Done, Policy

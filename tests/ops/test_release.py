@@ -27,7 +27,7 @@ from sessions.models import Outcome
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import make_session, received_event
-from workers.connectors import build_connector
+from workers.connectors.build import build_connector
 from workers.connectors.order_lock import order_lock_key
 from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
 from workers.lifecycle.capture import CAPTURE

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from ops.redis_server import LocalRedis
+from sessions.change import Change
 from sessions.claims import Claimed, Claims
 from sessions.keys import (
     CONFIRMING,
@@ -31,7 +32,6 @@ from sessions.models import Kind, Outcome, Session, TimelineEvent
 from sessions.states import State
 from sessions.stats import DueSummary, due_summary
 from sessions.store import LeaseLost, SessionStore, StaleState
-from sessions.writes import Change
 from tests.factories import RedisDb, change_to, make_session, received_event
 
 DB = 11

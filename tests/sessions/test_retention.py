@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 from redis.asyncio import Redis
 
+from sessions.change import LedgerVerdict
 from sessions.claims import Claimed, Claims
 from sessions.keys import (
     EXPIRING,
@@ -23,7 +24,6 @@ from sessions.ledger_store import LedgerStore, ledger_keys
 from sessions.models import Outcome
 from sessions.states import State
 from sessions.store import SessionStore
-from sessions.writes import LedgerVerdict
 from tests.factories import RedisDb, change_to, make_session, received_event
 
 DB = 9

@@ -3,14 +3,17 @@ one way. Pure functions: no Redis, no network, a fixed clock."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sessions.change import LedgerOperation, LedgerVerdict
 from sessions.ledger import Op
 from sessions.models import Kind, Outcome, Report
 from sessions.states import State
-from sessions.writes import LedgerOperation, LedgerVerdict
 from tests.factories import make_session
 from workers.connectors.base import Approved, DeclineCode, Declined, Pending, TryAgain
 from workers.lifecycle import decide
@@ -33,6 +36,8 @@ POLICY = Policy(
     lease_seconds=30.0,
     max_deliveries=10,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def session(**fields: Any) -> Any:
@@ -492,3 +497,16 @@ def test_a_session_no_report_could_follow_waits_then_fails_and_never_forgets_the
         assert ledger is None
     if money == "held":
         assert decision.change.event.detail == decide.MONEY_HELD
+
+
+def test_the_decisions_import_no_client_of_redis_shopify_or_a_psp() -> None:
+    # A fresh interpreter: what importing `decide` alone loads, not what the suite did.
+    probe = (
+        "import sys, workers.lifecycle.decide as d; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'redis', 'gql', 'aiohttp', 'celery', 'kombu', 'cryptography'}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert loaded.stdout.strip() == "[]", loaded.stdout

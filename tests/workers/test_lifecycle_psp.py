@@ -24,8 +24,8 @@ from sessions.store import SessionStore
 from tests.factories import make_session, received_event
 from tests.workers.conftest import ServicesFor
 from tests.workers.connectors.conftest import TOKEN, settings_for
-from workers.connectors import build_connector
 from workers.connectors.base import Connector
+from workers.connectors.build import build_connector
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import Done, RetryLater, Step
 from workers.lifecycle.runner import Services, run

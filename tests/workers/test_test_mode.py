@@ -24,7 +24,7 @@ from sessions.store import SessionStore
 from tests.factories import make_session, new_id, received_event
 from tests.workers.conftest import ServicesFor
 from tests.workers.connectors.conftest import TOKEN, settings_for
-from workers.connectors import build_connector
+from workers.connectors.build import build_connector
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import Done
 from workers.lifecycle.payment import PAYMENT

@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from sessions.change import Change
 from sessions.claims import Claimed, Claims
 from sessions.ledger import Book, Op, Reserved
 from sessions.ledger_store import LedgerStore
 from sessions.models import Outcome, Session
 from sessions.states import State
 from sessions.store import SessionStore
-from sessions.writes import Change, LeaseLost
+from sessions.writes import LeaseLost
 from tests.factories import SHOP, RedisDb, make_session, received_event
 from workers.lifecycle.decide import MONEY_HELD, NOTHING_HELD, RESERVATION_RETURNED
 from workers.uninstall import SessionsLeft, fail_unfinished

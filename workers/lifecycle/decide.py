@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sessions.change import Change, LedgerOperation, LedgerVerdict
 from sessions.models import Kind, Outcome, Report, Session, TimelineEvent
 from sessions.states import State, check_move, recovery_point
-from sessions.writes import Change, LedgerOperation, LedgerVerdict
 from workers.connectors.base import Approved, DeclineCode, Declined, Pending, Result, TryAgain
 from workers.retry_policy import RetryPolicy
 from workers.shopify.mutations import CONFIRM_PAYMENT

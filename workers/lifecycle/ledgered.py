@@ -8,11 +8,11 @@ truth) and its book opened from what the PSP says.
 
 from __future__ import annotations
 
+from sessions.change import LedgerOperation
 from sessions.ledger import Book, Op, Refusal, Refused, Reserved, merchant_message
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, Session
 from sessions.money import to_minor
-from sessions.writes import LedgerOperation
 from workers.connectors.base import (
     Authorization,
     Connector,

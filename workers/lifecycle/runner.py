@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from config.tracing import NO_TRACER, Tracer
+from sessions.change import LedgerOperation
 from sessions.claims import Claimed, Claims
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Session
-from sessions.writes import LeaseLost, LedgerOperation, StaleState
+from sessions.writes import LeaseLost, StaleState
 from workers.connectors.base import (
     Connector,
     NotFound,

@@ -18,8 +18,8 @@ from config import Settings
 from sandbox.psp import connector_environment
 from sandbox.psp.common import PSP_STATE, PspCall, PspState
 from tests.factories import new_id
-from workers.connectors import build_connector
 from workers.connectors.base import Connector, NotFound, Operation, OperationKind, Result, TryAgain
+from workers.connectors.build import build_connector
 
 TOKEN = "sandbox-token"
 # Short enough that a `delay` fault of DELAY seconds is a timeout, long enough for a
