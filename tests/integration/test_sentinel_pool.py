@@ -84,5 +84,8 @@ async def test_readyz_asks_the_sentinels_over_connections_it_keeps(
         assert topology["primary"] == f"127.0.0.1:{replicated.primary.port}"
 
     after = [connections_received(s.port) for s in replicated.sentinels]
-    # Only this test's own INFO connection each time, none for the ten probes.
-    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+    # This test's own INFO connection each time, and none for the ten probes, which would
+    # each open one without kept clients. A loaded host may add a stray one (a sentinel's
+    # link to another timing out and coming back), never one a probe.
+    opened = [a - b for a, b in zip(after, before, strict=True)]
+    assert all(1 <= n <= 3 for n in opened), opened
