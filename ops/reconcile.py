@@ -27,7 +27,6 @@ from redis.asyncio import Redis
 
 from config import Settings
 from ops.findings import Check, Finding, check, check_book
-from ops.release import LEDGERED
 from sessions.connect import tool_client
 from sessions.held import Held
 from sessions.keys import INDEX_CREATED, text
@@ -40,6 +39,7 @@ from sessions.store import SessionStore
 from workers.connectors.base import Connector, Operation
 from workers.connectors.build import ConnectorSettingsError, build_connector
 from workers.lifecycle.decide import refuses_test
+from workers.lifecycle.kinds import LEDGERED
 
 _BATCH = 500
 # Exit codes; 2 is a usage error.

@@ -23,24 +23,14 @@ from sessions.change import Change, LedgerVerdict
 from sessions.connect import tool_client
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
-from sessions.models import Kind, TimelineEvent
+from sessions.models import TimelineEvent
 from sessions.states import State
 from sessions.store import SessionStore
 from sessions.writes import StaleState
 from workers.connectors.base import NotFound, TryAgain
 from workers.connectors.build import build_connector
 from workers.connectors.order_lock import OrderLock
-from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.ledgered import LedgeredLifecycle
-from workers.lifecycle.refund import REFUND
-from workers.lifecycle.void import VOID
-
-# The lifecycle that asks the PSP for each kind with an operation of ours.
-LEDGERED: dict[Kind, LedgeredLifecycle] = {
-    Kind.CAPTURE: CAPTURE,
-    Kind.REFUND: REFUND,
-    Kind.VOID: VOID,
-}
+from workers.lifecycle.kinds import LEDGERED
 
 
 async def release(settings: Settings, session_id: str, *, force: bool) -> int:

@@ -26,7 +26,8 @@ from redis.exceptions import RedisError
 
 from transport.session_queue import BadMessage, Delivery, SessionQueue, decode
 from workers.lifecycle.decide import RetryLater, Step
-from workers.lifecycle.runner import KindLifecycle, Services, run
+from workers.lifecycle.ports import KindLifecycle, Services
+from workers.lifecycle.runner import run
 from workers.task_events import NoEvents, TaskEvents
 
 log = logging.getLogger("payhook.consumer")

@@ -40,12 +40,9 @@ from transport.session_queue import SessionQueue
 from workers.connectors.base import Connector
 from workers.connectors.build import build_connector
 from workers.consumer import IDLE_WAIT_SECONDS, SessionConsumer
-from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import Policy
-from workers.lifecycle.payment import PAYMENT
-from workers.lifecycle.refund import REFUND
-from workers.lifecycle.runner import KindLifecycle, Services
-from workers.lifecycle.void import VOID
+from workers.lifecycle.kinds import LIFECYCLES
+from workers.lifecycle.ports import KindLifecycle, Services
 from workers.metrics import WorkerMetrics
 from workers.onboarding import Onboarder
 from workers.retry_policy import RetryPolicy
@@ -58,9 +55,7 @@ from workers.task_events import TaskEvents
 T = TypeVar("T")
 
 # The lifecycle each session task message names.
-LIFECYCLES: dict[str, KindLifecycle] = {
-    TASK_NAMES[lifecycle.kind]: lifecycle for lifecycle in (PAYMENT, CAPTURE, REFUND, VOID)
-}
+BY_TASK: dict[str, KindLifecycle] = {TASK_NAMES[kind]: each for kind, each in LIFECYCLES.items()}
 
 log = logging.getLogger("payhook.runtime")
 
@@ -194,7 +189,7 @@ class Runtime:
         self._consumer = SessionConsumer(
             SessionQueue(self.redis),
             self.services,
-            LIFECYCLES,
+            BY_TASK,
             in_flight=self.settings.worker_concurrency,
             longest_wait=max_countdown(self.settings),
             idle_wait=min(IDLE_WAIT_SECONDS, self.settings.redis_timeout_seconds / 2),

@@ -20,20 +20,12 @@ from redis.asyncio import Redis
 
 from sessions.change import Change
 from sessions.keys import DUE, session_key, text
-from sessions.models import Kind
 from sessions.store import SessionStore, StaleState, decode
-from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import MONEY_HELD, shop_gone
-from workers.lifecycle.payment import PAYMENT
-from workers.lifecycle.refund import REFUND
-from workers.lifecycle.runner import KindLifecycle
-from workers.lifecycle.void import VOID
+from workers.lifecycle.kinds import LIFECYCLES
 
 log = logging.getLogger("payhook.webhooks")
 
-LIFECYCLES: dict[Kind, KindLifecycle] = {
-    lifecycle.kind: lifecycle for lifecycle in (PAYMENT, CAPTURE, REFUND, VOID)
-}
 BATCH = 500
 # A session a worker keeps writing is read again this often before the webhook is retried.
 READS_PER_SESSION = 5

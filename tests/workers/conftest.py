@@ -17,7 +17,7 @@ from sessions.claims import Claims
 from sessions.ledger_store import LedgerStore
 from workers.connectors.base import Connector
 from workers.lifecycle.decide import Policy
-from workers.lifecycle.runner import Services
+from workers.lifecycle.ports import Services
 from workers.retry_policy import RetryPolicy
 from workers.shopify.gateway import GqlShopifyGateway
 

@@ -20,7 +20,8 @@ from tests.workers.conftest import ServicesFor
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.decide import DeadLetter, Done, Skipped
 from workers.lifecycle.payment import PAYMENT
-from workers.lifecycle.runner import Services, run
+from workers.lifecycle.ports import Services
+from workers.lifecycle.runner import run
 
 # Nobody listens here: the sandbox's confirmation request is not this module's subject.
 NOWHERE = "http://127.0.0.1:9/payment_confirmations"

@@ -30,7 +30,7 @@ from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
 from workers.consumer import SessionConsumer
 from workers.lifecycle.decide import Policy
 from workers.retry_policy import RetryPolicy
-from workers.runtime import LIFECYCLES
+from workers.runtime import BY_TASK
 
 HANDOFF = CeleryHandoff(create_celery(Settings()))
 
@@ -80,7 +80,7 @@ async def consuming(
         consumer = SessionConsumer(
             SessionQueue(redis),
             services,
-            LIFECYCLES,
+            BY_TASK,
             in_flight=in_flight,
             longest_wait=60,
             idle_wait=0.05,

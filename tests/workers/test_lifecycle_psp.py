@@ -28,7 +28,8 @@ from workers.connectors.base import Connector
 from workers.connectors.build import build_connector
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import Done, RetryLater, Step
-from workers.lifecycle.runner import Services, run
+from workers.lifecycle.ports import Services
+from workers.lifecycle.runner import run
 from workers.lifecycle.void import VOID
 from workers.retry_policy import RetryPolicy
 

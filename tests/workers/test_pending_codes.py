@@ -24,7 +24,8 @@ from workers.connectors.simulator import SimulatorConnector
 from workers.errors import ShopifyUnavailable, ShopifyUserError
 from workers.lifecycle.decide import PENDING_EXPIRED, DeadLetter, Done, RetryLater
 from workers.lifecycle.payment import PAYMENT
-from workers.lifecycle.runner import Services, run
+from workers.lifecycle.ports import Services
+from workers.lifecycle.runner import run
 from workers.shopify import mutations
 from workers.shopify.gateway import GqlShopifyGateway
 

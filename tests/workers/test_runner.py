@@ -28,8 +28,9 @@ from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import DeadLetter, Done, RetryLater, Skipped
 from workers.lifecycle.payment import PAYMENT
+from workers.lifecycle.ports import Services
 from workers.lifecycle.refund import REFUND
-from workers.lifecycle.runner import Services, run
+from workers.lifecycle.runner import run
 from workers.lifecycle.void import VOID
 from workers.retry_policy import RetryPolicy
 from workers.shopify import mutations

@@ -28,7 +28,8 @@ from workers.connectors.build import build_connector
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import Done
 from workers.lifecycle.payment import PAYMENT
-from workers.lifecycle.runner import Services, run
+from workers.lifecycle.ports import Services
+from workers.lifecycle.runner import run
 
 REFUSED = "Test mode: this {kind} was not sent to the payment provider, whose account is live."
 

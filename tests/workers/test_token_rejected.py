@@ -32,7 +32,8 @@ from webhook.app import create_app
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import DeadLetter, Done, Policy, Skipped
-from workers.lifecycle.runner import Services, run
+from workers.lifecycle.ports import Services
+from workers.lifecycle.runner import run
 from workers.retry_policy import RetryPolicy
 from workers.shopify.gateway import GqlShopifyGateway
 

@@ -25,7 +25,8 @@ from workers.connectors.base import Operation, Result
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
 from workers.lifecycle.decide import DeadLetter, Done, Policy, RetryLater
-from workers.lifecycle.runner import Services, run
+from workers.lifecycle.ports import Services
+from workers.lifecycle.runner import run
 from workers.retry_policy import RetryPolicy
 from workers.shopify.gateway import GqlShopifyGateway
 from workers.shopify.tokens import CachedTokens

@@ -24,7 +24,7 @@ from workers.connectors.base import (
     StatusResult,
     TryAgain,
 )
-from workers.lifecycle.runner import Services
+from workers.lifecycle.ports import Services
 from workers.shopify import mutations
 from workers.shopify.mutations import Mutation
 

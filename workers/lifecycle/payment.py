@@ -31,7 +31,7 @@ from workers.connectors.base import (
     TryAgain,
 )
 from workers.lifecycle import decide
-from workers.lifecycle.runner import Services
+from workers.lifecycle.ports import Services
 from workers.shopify import mutations
 from workers.shopify.mutations import Mutation
 

@@ -18,23 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Mapping
 
-from config.tracing import NO_TRACER, Tracer
-from sessions.change import LedgerOperation
-from sessions.claims import Claimed, Claims
-from sessions.ledger_store import LedgerStore
+from sessions.claims import Claimed
 from sessions.models import Kind, Session
 from sessions.writes import LeaseLost, StaleState
 from workers.connectors.base import (
-    Connector,
     NotFound,
     Operation,
     Pending,
     Result,
-    StatusResult,
     TryAgain,
 )
 from workers.errors import (
@@ -45,57 +38,13 @@ from workers.errors import (
     ShopifyUserError,
 )
 from workers.lifecycle import decide
-from workers.lifecycle.decide import Decision, Policy, ReportNext, Skipped, Step
+from workers.lifecycle.decide import Decision, ReportNext, Skipped, Step
 from workers.lifecycle.lease import LeaseLostError, holding
-from workers.lifecycle.observer import NoObserver, RunObserver
+from workers.lifecycle.ports import KindLifecycle, Services
 from workers.shopify.gateway import ShopifyGateway
 from workers.shopify.mutations import Mutation
 
 log = logging.getLogger("payhook.lifecycle")
-
-
-class KindLifecycle(Protocol):
-    """What differs between session kinds: the PSP call and the mutation that reports it."""
-
-    kind: Kind
-
-    def ledger_operation(self, session: Session) -> LedgerOperation | None:
-        """What the session does to its payment's ledger book, if anything."""
-        ...
-
-    async def prepare(self, services: Services, session: Session) -> Operation | Result:
-        """Everything that must be stored before the PSP is asked (the ledger reservation),
-        and the operation to ask for; or the session's result without asking."""
-        ...
-
-    async def send(self, services: Services, operation: Operation) -> Result: ...
-
-    async def status(self, services: Services, session: Session) -> StatusResult: ...
-
-    async def before_report(self, services: Services, session: Session) -> None:
-        """Bookkeeping that must be in place before Shopify hears the outcome."""
-        ...
-
-    def report(self, services: Services, session: Session) -> Mutation: ...
-
-
-@dataclass(frozen=True)
-class Services:
-    claims: Claims
-    connector: Connector
-    gateway: ShopifyGateway
-    ledger: LedgerStore
-    policy: Policy
-    clock: Callable[[], float]
-    # The longest one run may take (every PSP call of a step plus the Shopify call); past it
-    # the run is abandoned and the session comes back through the due set.
-    step_timeout: float = 120.0
-    # Payment sessions: how long the buyer has on the PSP's page before the session is
-    # declined; whether an approved one is `paymentSessionConfirm`ed before it is resolved.
-    buyer_window_seconds: float = 3600.0
-    payment_confirmation: bool = False
-    observer: RunObserver = field(default_factory=NoObserver)
-    tracer: Tracer = NO_TRACER
 
 
 def _context(session: Session) -> dict[str, str]:
