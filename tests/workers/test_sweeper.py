@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from sessions.claims import Claimed, Claims
-from sessions.keys import DUE_INDEXED, EXPIRING, INDEX_CREATED, PENDING, WORKABLE
+from sessions.keys import DUE, DUE_INDEXED, EXPIRING, INDEX_CREATED, PENDING, WORKABLE
 from sessions.states import State
 from sessions.stats import due_summary
 from sessions.store import SessionStore
@@ -121,3 +121,21 @@ async def test_sweeps_index_a_store_from_before_the_due_index_a_batch_at_a_time(
     assert await redis.zcard(WORKABLE) == 300
     summary = await due_summary(redis, now)
     assert summary.oldest_unfinished_seconds == pytest.approx(1_299, abs=1)
+
+
+async def test_a_due_index_key_of_another_type_is_logged_and_the_sweep_still_queues(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SessionStore(redis)
+    session = make_session()
+    await store.create(session, received_event(), due_at=0, queue=False)
+    # Another writer's list where the index build keeps its place: the index upkeep stops
+    # there, and the sweep's own work (queueing what is due), done first, stands.
+    await redis.delete(DUE_INDEXED)
+    await redis.rpush(DUE_INDEXED, "not a string")
+    with caplog.at_level("ERROR", logger="payhook.sweeper"):
+        await sweep(store, now=time.time(), limit=100, hold_for=30, prune_seconds=0.1)
+    # Re-kicked: held a lease ahead in the due set (this store queues no message).
+    assert (await redis.zscore(DUE, session.id) or 0) > time.time() + 20
+    assert any(r.getMessage() == "due index not kept" for r in caplog.records), caplog.text
+    assert await redis.lrange(DUE_INDEXED, 0, -1) == [b"not a string"]
