@@ -206,14 +206,26 @@ async def test_a_change_that_cannot_finish_changes_nothing(
 
 
 @pytest.mark.parametrize("planted", [WORKABLE, PENDING])
-async def test_a_sweep_that_cannot_finish_changes_nothing(
+async def test_a_sweep_leaves_an_index_of_another_type_alone_and_still_moves_sessions(
     store: SessionStore, redis: fakeredis.FakeAsyncRedis, planted: str
 ) -> None:
-    await store.create(make_session(), received_event(), due_at=100.0, queue=False)
+    # The indexes only feed the metrics: one in the way must not stop the re-kicks.
+    session = make_session()
+    await store.create(session, received_event(), due_at=100.0, queue=False)
     await redis.zadd(DUE, {"ghost": 50.0})
     await redis.delete(planted)
     await redis.set(planted, "in the way")
+    await store.requeue_due(150.0, limit=10, hold_for=60.0)
+    assert await redis.zscore(DUE, session.id) == 210.0
+    assert await redis.zscore(DUE, "ghost") is None
+    assert await redis.get(planted) == b"in the way"
+
+
+async def test_a_sweep_over_a_due_set_of_another_type_changes_nothing(
+    store: SessionStore, redis: fakeredis.FakeAsyncRedis
+) -> None:
+    await redis.set(DUE, "in the way")
     before = await everything(redis)
-    with pytest.raises(StoreCorrupt, match=planted):
+    with pytest.raises(StoreCorrupt, match=DUE):
         await store.requeue_due(150.0, limit=10, hold_for=60.0)
     assert await everything(redis) == before

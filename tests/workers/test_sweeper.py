@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from sessions.claims import Claimed, Claims
-from sessions.keys import DUE, DUE_INDEXED, EXPIRING, INDEX_CREATED, PENDING, WORKABLE
+from sessions.keys import DUE, DUE_INDEXED, EXPIRING, INDEX_CREATED, PENDING, WORKABLE, session_key
 from sessions.states import State
 from sessions.stats import due_summary
 from sessions.store import SessionStore
@@ -139,3 +139,23 @@ async def test_a_due_index_key_of_another_type_is_logged_and_the_sweep_still_que
     assert (await redis.zscore(DUE, session.id) or 0) > time.time() + 20
     assert any(r.getMessage() == "due index not kept" for r in caplog.records), caplog.text
     assert await redis.lrange(DUE_INDEXED, 0, -1) == [b"not a string"]
+
+
+async def test_a_due_summary_index_of_another_type_does_not_stop_the_re_kicks(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SessionStore(redis)
+    session, vanished = make_session(), make_session()
+    await store.create(session, received_event(), due_at=0, queue=False)
+    await store.create(vanished, received_event(), due_at=0, queue=False)
+    await redis.delete(session_key(vanished.id))
+    # A string where the workable index belongs: only the indexes' upkeep is at stake, so the
+    # due session is still re-kicked, and the vanished one's due entry still dropped.
+    await redis.delete(WORKABLE)
+    await redis.set(WORKABLE, "not a sorted set")
+    with caplog.at_level("ERROR", logger="payhook"):
+        await sweep(store, now=time.time(), limit=100, hold_for=30, prune_seconds=0.1)
+    assert (await redis.zscore(DUE, session.id) or 0) > time.time() + 20
+    assert await redis.zscore(DUE, vanished.id) is None
+    assert await redis.get(WORKABLE) == b"not a sorted set"
+    assert any(r.getMessage() == "due index not kept" for r in caplog.records), caplog.text
