@@ -61,6 +61,34 @@ def shopify_sandbox() -> Iterator[RunningShopifySandbox]:
     sandbox.close()
 
 
+# The sandbox's buyer page, as the payment tests give it: it calls payhook back.
+BUYER_PAGE = "/pay/{session_id}?amount={amount}&currency={currency}&callback={callback}"
+
+
+def buyer_page_settings(
+    redis_server: LocalRedis, sandbox: RunningShopifySandbox, port: int, **overrides: Any
+) -> Settings:
+    """A web app the sandbox's buyer page calls back: its address, so its port, is fixed
+    before it starts (`serve_on`)."""
+    fields: dict[str, Any] = {
+        "redis_url": f"redis://127.0.0.1:{redis_server.port}/{DB}",
+        "shopify_graphql_url": sandbox.graphql_url_template,
+        "shopify_access_token": TOKEN,
+        "lease_seconds": 5,
+        "redis_timeout_seconds": 1,
+        "public_url": f"http://127.0.0.1:{port}",
+        "simulator_webhook_secret": CALLBACK_SECRET,
+        "buyer_page_url": sandbox.url + BUYER_PAGE,
+    }
+    return Settings(**(fields | overrides))
+
+
+async def serve_on(aiohttp_server: Any, settings: Settings, port: int) -> str:
+    """The real app on `port` of 127.0.0.1; its base URL."""
+    await aiohttp_server(create_app(settings), port=port)
+    return f"http://127.0.0.1:{port}"
+
+
 def worker_environment(
     redis_server: LocalRedis, sandbox: RunningShopifySandbox, state_dir: Path, **overrides: str
 ) -> dict[str, str]:

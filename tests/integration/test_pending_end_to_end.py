@@ -20,9 +20,13 @@ from sandbox.shopify import RunningShopifySandbox
 from sessions.models import Report, Session
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import CALLBACK_SECRET, payment_body
-from tests.integration.conftest import DB, TOKEN, WorkerProcess, wait_final
-from webhook.app import create_app
+from tests.factories import payment_body
+from tests.integration.conftest import (
+    WorkerProcess,
+    buyer_page_settings,
+    serve_on,
+    wait_final,
+)
 from workers.lifecycle.decide import PENDING_EXPIRED
 
 pytestmark = pytest.mark.integration
@@ -34,24 +38,16 @@ PENDING = "paymentSessionPending"
 
 @pytest.fixture
 def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    # The buyer page calls payhook back, so the app's address is fixed before it starts.
-    return Settings(
-        redis_url=f"redis://127.0.0.1:{redis_server.port}/{DB}",
-        shopify_graphql_url=shopify_sandbox.graphql_url_template,
-        shopify_access_token=TOKEN,
-        lease_seconds=5,
-        redis_timeout_seconds=1,
-        public_url=f"http://127.0.0.1:{APP_PORT}",
-        simulator_webhook_secret=CALLBACK_SECRET,
-        buyer_page_url=shopify_sandbox.url + "/pay/{session_id}?amount={amount}"
-        "&currency={currency}&callback={callback}",
+    return buyer_page_settings(
+        redis_server,
+        shopify_sandbox,
+        APP_PORT,
     )
 
 
 @pytest.fixture
 async def app_url(aiohttp_server: Any, settings: Settings) -> str:
-    await aiohttp_server(create_app(settings), port=APP_PORT)
-    return f"http://127.0.0.1:{APP_PORT}"
+    return await serve_on(aiohttp_server, settings, APP_PORT)
 
 
 async def pay(
