@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from config import Settings
 from ops.redis_server import LocalRedis, free_port
 from sessions.models import Kind, Session, TimelineEvent
-from sessions.states import State
+from sessions.states import Event, State
 from sessions.stats import COUNT_SLICE, DUE_SCAN_SCRIPT
 from sessions.store import Change, SessionStore
 from webhook.app import create_app
@@ -69,9 +69,9 @@ async def _fill(store: SessionStore, sessions: int, failed: int) -> None:
         event = TimelineEvent(at=session.created_at, event="received", state=State.RECEIVED)
         await store.create(session, event, due_at=now + 3600, queue=False)
         if i >= sessions:
-            failure = TimelineEvent(at=now, event="failed", state=State.FAILED, error="HTTP 503")
             fields = {"last_error": "HTTP 503", "failed_at": now}
-            await store.change(session, Change(event=failure, due_at=None, fields=fields))
+            failure = Change.of(Event.FAILED, at=now, error="HTTP 503", due_at=None, fields=fields)
+            await store.change(session, failure)
 
 
 # The overview's scripts by their hash (EVALSHA) or their text (EVAL). The due summary is

@@ -42,7 +42,7 @@ from sessions.keys import INDEX_CREATED
 from sessions.ledger import Book, Op
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, Report, Session, TimelineEvent
-from sessions.states import State
+from sessions.states import Event, State
 from sessions.store import SessionStore
 from workers.sweeper import sweep_as_configured
 
@@ -81,11 +81,21 @@ def _session(index: int, now: float) -> Session:
     )
 
 
-def _change(state: State, now: float, event: str, detail: str, **fields: object) -> Change:
-    return Change(
-        event=TimelineEvent(at=now, event=event, state=state, attempt=1, detail=detail),
-        due_at=None if state is State.REPORTED else now + 30,
+def _change(
+    happened: Event,
+    now: float,
+    detail: str,
+    ledger: LedgerVerdict | None = None,
+    **fields: object,
+) -> Change:
+    return Change.of(
+        happened,
+        at=now,
+        attempt=1,
+        detail=detail,
+        due_at=None if happened is Event.REPORTED else now + 30,
         fields=fields,
+        ledger=ledger,
     )
 
 
@@ -99,22 +109,16 @@ async def _one(index: int, store: SessionStore, claims: Claims, ledger: LedgerSt
     await ledger.open(session.payment_id, Book(currency="EUR", authorized=10_000))
     await ledger.reserve(session.payment_id, session.id, Op.CAPTURE, 2500, "EUR", now)
     settled = _change(
-        State.SETTLED,
+        Event.PSP_SETTLED,
         now,
-        "psp_settled",
         f"approved psp_capture_{session.id}",
+        LedgerVerdict(session.payment_id, approved=True),
         outcome=Outcome.APPROVED,
         psp_reference=f"psp_capture_{session.id}",
         psp_attempts=1,
     )
-    settled = Change(
-        event=settled.event,
-        due_at=settled.due_at,
-        fields=settled.fields,
-        ledger=LedgerVerdict(session.payment_id, approved=True),
-    )
     await claims.apply(session.id, claim.fence, settled)
-    done = _change(State.REPORTED, now, "reported", "captureSessionResolve", report=Report.RESOLVED)
+    done = _change(Event.REPORTED, now, "captureSessionResolve", report=Report.RESOLVED)
     await claims.apply(session.id, claim.fence, done, release=True)
 
 

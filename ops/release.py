@@ -19,12 +19,10 @@ import time
 from redis.asyncio import Redis
 
 from config import Settings
-from sessions.change import Change, LedgerVerdict
+from sessions import decisions
 from sessions.connect import tool_client
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
-from sessions.models import TimelineEvent
-from sessions.states import State
 from sessions.store import SessionStore
 from sessions.writes import StaleState
 from workers.connectors.base import NotFound, TryAgain
@@ -66,22 +64,8 @@ async def _release(settings: Settings, redis: Redis, session_id: str, *, force: 
             "reports it to Shopify and settles the reservation"
         )
     checked = "operator checked the provider" if force else "the provider has no such operation"
-    event = TimelineEvent(
-        at=time.time(),
-        event="reservation_released",
-        state=State.FAILED,
-        detail=f"{held.describe()} given back: {checked}",
-    )
-    # The PSP-uncertain mark stays: what the provider showed (or the operator checked) is a
-    # moment's view, and a provider without idempotency keys can apply a request late. A
-    # replay therefore asks the provider's status before it sends anything.
-    change = Change(
-        event=event,
-        due_at=None,
-        fields={},
-        expect=frozenset({State.FAILED}),
-        ledger=LedgerVerdict(session.payment_id, approved=False, final=False),
-    )
+    detail = f"{held.describe()} given back: {checked}"
+    change = decisions.release(session, detail, time.time())
     try:
         await store.change(session, change)
     except StaleState:

@@ -1,6 +1,7 @@
-"""What one state change of a session is: the new state (its event's), the fields, the guards
-and the ledger verdict it carries. Plain data, so the decisions that make changes import no
-Redis; `sessions.writes` writes them.
+"""What one state change of a session is: the event that happened (which names the new state,
+`sessions.states.TRANSITIONS`), its timeline entry, the fields, the guards and the ledger
+verdict it carries. Plain data, so the decisions that make changes import no Redis;
+`sessions.writes` writes them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from enum import StrEnum
 
 from sessions.ledger import Op
 from sessions.models import TimelineEvent
-from sessions.states import State, can_move, sources_of
+from sessions.states import Event, State, sources_of, target_of, timeline_name
 
 
 @dataclass(frozen=True)
@@ -45,27 +46,68 @@ class LedgerOperation:
 
 @dataclass(frozen=True)
 class Change:
+    happened: Event
     event: TimelineEvent
     due_at: float | None
     fields: Mapping[str, object | None] = field(default_factory=dict)
-    # Narrows the states the change may start from; always within `sources_of(new state)`.
+    # Narrows the states the change may start from; always within `sources_of(happened)`.
     expect: frozenset[State] | None = None
     ledger: LedgerVerdict | None = None
     # Field → the values it may hold for the change to apply ("" for absent).
     when: Mapping[str, frozenset[str]] = field(default_factory=dict)
     supersede: bool = False
 
+    @classmethod
+    def of(
+        cls,
+        happened: Event,
+        *,
+        at: float,
+        due_at: float | None,
+        detail: str | None = None,
+        attempt: int | None = None,
+        error: str | None = None,
+        fields: Mapping[str, object | None] | None = None,
+        expect: frozenset[State] | None = None,
+        ledger: LedgerVerdict | None = None,
+        when: Mapping[str, frozenset[str]] | None = None,
+        supersede: bool = False,
+    ) -> Change:
+        """The change `happened` makes, with its timeline entry."""
+        entry = TimelineEvent(
+            at=at,
+            event=timeline_name(happened),
+            state=target_of(happened),
+            attempt=attempt,
+            error=error,
+            detail=detail,
+        )
+        return cls(
+            happened,
+            entry,
+            due_at,
+            fields or {},
+            expect=expect,
+            ledger=ledger,
+            when=when or {},
+            supersede=supersede,
+        )
+
+    def __post_init__(self) -> None:
+        if self.event.state is not target_of(self.happened):
+            raise ValueError(f"{self.happened} leads to {target_of(self.happened)}")
+
     @property
     def state(self) -> State:
-        return self.event.state
+        return target_of(self.happened)
 
     def sources(self) -> frozenset[State]:
-        allowed = sources_of(self.state)
+        allowed = sources_of(self.happened)
         if self.expect is None:
             return allowed
-        illegal = [s for s in self.expect if not can_move(s, self.state)]
+        illegal = sorted(self.expect - allowed)
         if illegal:
-            raise ValueError(f"no transition from {illegal} to {self.state}")
+            raise ValueError(f"{self.happened} cannot happen in {illegal}")
         return self.expect
 
 

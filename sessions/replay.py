@@ -11,7 +11,8 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-from sessions.models import Session, TimelineEvent
+from sessions import decisions
+from sessions.models import Session
 from sessions.states import State, recovery_point
 from sessions.store import SessionStore, StaleState
 
@@ -47,31 +48,29 @@ async def replay(
         if session.state is not State.FAILED:
             results.append(Replayed(session_id, None, f"not failed (it is {session.state})"))
             continue
-        resume = recovery_point(session.outcome is not None)
         if dry_run:
+            resume = recovery_point(session.outcome is not None)
             results.append(Replayed(session_id, resume, f"would resume at {resume}"))
             continue
         if index and gap:
             await asyncio.sleep(gap)
-        now = time.time()
-        event = TimelineEvent(
-            at=now,
-            event="replayed",
-            state=resume,
-            detail=f"by {actor}; last error: {session.last_error}",
-        )
+        decided = decisions.replay(session, time.time(), actor=actor, lease_seconds=lease_seconds)
+        if isinstance(decided, decisions.Refused):
+            results.append(Replayed(session_id, None, decided.message))
+            continue
         try:
-            state = await store.replay(session, event, due_at=now + lease_seconds)
+            # Back at its recovery point and queued, in one write.
+            await store.change(session, decided, queue=True)
         except StaleState as exc:
             results.append(Replayed(session_id, None, f"not failed ({exc.current})"))
             continue
-        results.append(Replayed(session_id, state, f"resumes at {state}"))
+        results.append(Replayed(session_id, decided.state, f"resumes at {decided.state}"))
     return results
 
 
 # Sessions are read this many to a round trip, each batch just before it is replayed: at the
-# replay rate a read is at most seconds old, and `store.replay` refuses a session that changed
-# since (StaleState) all the same.
+# replay rate a read is at most seconds old, and the replay's write refuses a session that
+# changed since (StaleState) all the same.
 READ_BATCH = 100
 
 

@@ -19,9 +19,12 @@ or its pending window closes. With payment confirmation on, an approved payment 
 confirmation request says whether to confirm (or `failed` when none came in its window).
 
 `settled` is the recovery point that protects the buyer: once the PSP's answer is stored,
-no path leads back to `settling`, so a failed or repeated Shopify call can never capture twice.
-Every store write names its target state and is refused unless the session's current state
-may move there (`sources_of`).
+no path leads back to `settling`, so a failed or repeated Shopify call can never capture twice,
+and no second `psp_settled` can be written over a stored outcome.
+
+Every write names the `Event` that happened, never a state: `TRANSITIONS` says where the event
+takes the session, and the write (`sessions.writes`) is refused unless the session's current
+state is one the event may happen in (`sources_of`).
 """
 
 from __future__ import annotations
@@ -39,22 +42,98 @@ class State(StrEnum):
     FAILED = "failed"
 
 
-_ALLOWED: dict[State, frozenset[State]] = {
-    State.RECEIVED: frozenset({State.SETTLING, State.SETTLED, State.FAILED}),
-    State.SETTLING: frozenset({State.SETTLING, State.SETTLED, State.FAILED}),
-    # settled → settled: a report attempt that Shopify did not take; the outcome stays.
-    State.SETTLED: frozenset(
-        {State.SETTLED, State.REPORTED, State.PENDING, State.CONFIRMING, State.FAILED}
-    ),
-    State.PENDING: frozenset({State.SETTLED, State.FAILED}),
-    # Shopify's confirmation request (or its window closing) ends the wait.
-    State.CONFIRMING: frozenset({State.SETTLED, State.FAILED}),
-    State.REPORTED: frozenset(),
-    # A replay resumes at the recovery point: back to `settled` when the PSP outcome is
-    # known, otherwise back to `received`. failed → failed: an operator's action on a failed
-    # session that does not resume it (giving back the money it held).
-    State.FAILED: frozenset({State.FAILED, State.RECEIVED, State.SETTLED}),
+class Event(StrEnum):
+    """What happened to a session. Each event moves a session along the rows of
+    `TRANSITIONS` that name it, and always to the same state."""
+
+    # The PSP's first outcome: a worker's call answered, or a buyer's PSP told us.
+    PSP_SETTLED = "psp_settled"
+    # A test-mode session on a live account: declined without asking the PSP.
+    TEST_REFUSED = "test_refused"
+    PSP_RETRY = "psp_retry"
+    # The shop's token cannot be read: the PSP is not asked until it can.
+    TOKEN_WAIT = "token_wait"  # noqa: S105 (an event name)
+    # The PSP's final word on a payment whose stored outcome is pending (its callback).
+    PSP_FINAL = "psp_final"
+    PENDING_EXPIRED = "pending_expired"
+    REPORTED = "reported"
+    # Shopify took `paymentSessionPending`: the payment waits for the PSP's final word.
+    REPORTED_PENDING = "reported_pending"
+    REPORT_RETRY = "report_retry"
+    CONFIRMATION_REQUESTED = "confirmation_requested"
+    # Shopify's confirmation request said whether to confirm.
+    CONFIRMATION = "confirmation"
+    FAILED = "failed"
+    # A replay: back to the PSP (no outcome stored) or to the report (one is).
+    REPLAYED = "replayed"
+    REPLAYED_SETTLED = "replayed_settled"
+    # An operator gave back the money a failed session held; it stays failed.
+    RESERVATION_RELEASED = "reservation_released"
+
+
+_BEFORE_OUTCOME = (State.RECEIVED, State.SETTLING)
+_REPORTING = (State.SETTLED, State.FAILED)
+_UNFINISHED = (State.RECEIVED, State.SETTLING, State.SETTLED, State.PENDING, State.CONFIRMING)
+
+# The law: (where a session is, what happened) → where it goes. A pair not listed is refused
+# by every write (`sessions.writes`), whoever asks: a worker, a PSP's callback, Shopify's
+# confirmation request, a replay or an operator.
+TRANSITIONS: dict[tuple[State, Event], State] = {
+    **{(s, Event.PSP_SETTLED): State.SETTLED for s in _BEFORE_OUTCOME},
+    **{(s, Event.TEST_REFUSED): State.SETTLED for s in _BEFORE_OUTCOME},
+    **{(s, Event.PSP_RETRY): State.SETTLING for s in _BEFORE_OUTCOME},
+    **{(s, Event.TOKEN_WAIT): State.SETTLING for s in _BEFORE_OUTCOME},
+    # A buyer's PSP may speak after the session failed (its report given up, its shop's
+    # token unreadable for too long): the money moved, so Shopify must still hear it.
+    (State.FAILED, Event.PSP_SETTLED): State.SETTLED,
+    # A pending payment's final word stands wherever it is: Shopify may not have taken
+    # "pending" yet (settled), have taken it (pending), or the report may have failed.
+    **{(s, Event.PSP_FINAL): State.SETTLED for s in (State.SETTLED, State.PENDING, State.FAILED)},
+    # Its window closed: at a claim (pending), or while "pending" waited to be told (settled).
+    **{(s, Event.PENDING_EXPIRED): State.SETTLED for s in (State.PENDING, State.SETTLED)},
+    (State.SETTLED, Event.REPORTED): State.REPORTED,
+    (State.SETTLED, Event.REPORTED_PENDING): State.PENDING,
+    # A report attempt Shopify did not take: the outcome stays.
+    (State.SETTLED, Event.REPORT_RETRY): State.SETTLED,
+    (State.SETTLED, Event.CONFIRMATION_REQUESTED): State.CONFIRMING,
+    # Shopify's answer to `paymentSessionConfirm`, also when it overtakes the run that asked
+    # (settled) or comes after that run gave up (failed).
+    **{
+        (s, Event.CONFIRMATION): State.SETTLED
+        for s in (State.CONFIRMING, State.SETTLED, State.FAILED)
+    },
+    **{(s, Event.FAILED): State.FAILED for s in _UNFINISHED},
+    # A replay resumes at the recovery point (`recovery_point`).
+    (State.FAILED, Event.REPLAYED): State.RECEIVED,
+    (State.FAILED, Event.REPLAYED_SETTLED): State.SETTLED,
+    (State.FAILED, Event.RESERVATION_RELEASED): State.FAILED,
 }
+
+# Each event leads to one state, from whichever state it may happen in.
+_TARGETS: dict[Event, State] = {event: target for (_, event), target in TRANSITIONS.items()}
+assert all(TRANSITIONS[key] is _TARGETS[key[1]] for key in TRANSITIONS), "one target per event"
+assert set(_TARGETS) == set(Event), "every event has a row"
+
+# The timeline's names, where two events are one thing to a reader of the audit trail.
+_TIMELINE_NAMES = {
+    Event.PSP_FINAL: "psp_settled",
+    Event.REPORTED_PENDING: "reported",
+    Event.REPLAYED_SETTLED: "replayed",
+}
+
+
+def target_of(event: Event) -> State:
+    return _TARGETS[event]
+
+
+def timeline_name(event: Event) -> str:
+    return _TIMELINE_NAMES.get(event, event.value)
+
+
+def sources_of(event: Event) -> frozenset[State]:
+    """Every state `event` may happen in (the write's compare-and-set guard)."""
+    return frozenset(state for state, happened in TRANSITIONS if happened is event)
+
 
 TERMINAL: frozenset[State] = frozenset({State.REPORTED})
 # States a worker has something to do in (a pending payment only once its window closes).
@@ -62,24 +141,24 @@ WORKABLE: frozenset[State] = frozenset({State.RECEIVED, State.SETTLING, State.SE
 
 
 class IllegalTransition(ValueError):
-    def __init__(self, current: State, target: State) -> None:
-        super().__init__(f"a session cannot go from {current} to {target}")
+    def __init__(self, current: State, target: State, event: Event | None = None) -> None:
+        by = f" by {event}" if event is not None else ""
+        super().__init__(f"a session cannot go from {current} to {target}{by}")
         self.current = current
         self.target = target
+        self.event = event
 
 
 def can_move(current: State, target: State) -> bool:
-    return target in _ALLOWED[current]
+    """Some event moves a session from `current` to `target`."""
+    return any(s is current and t is target for (s, _), t in TRANSITIONS.items())
 
 
-def sources_of(target: State) -> frozenset[State]:
-    """Every state from which `target` may be entered (used as a compare-and-set guard)."""
-    return frozenset(state for state, targets in _ALLOWED.items() if target in targets)
-
-
-def check_move(current: State, target: State) -> State:
-    if not can_move(current, target):
-        raise IllegalTransition(current, target)
+def check(current: State, event: Event) -> State:
+    """Where `event` takes a session that is `current`; `IllegalTransition` if nowhere."""
+    target = TRANSITIONS.get((current, event))
+    if target is None:
+        raise IllegalTransition(current, target_of(event), event)
     return target
 
 

@@ -26,7 +26,6 @@ from sessions.keys import (
     DUE,
     DUE_INDEXED,
     EXPIRING,
-    FAILED,
     INDEX_CREATED,
     PENDING,
     WORKABLE,
@@ -38,7 +37,7 @@ from sessions.keys import (
 )
 from sessions.models import Kind, Session, TimelineEvent
 from sessions.replication import NONE, Replication
-from sessions.states import State, recovery_point
+from sessions.states import State
 from sessions.writes import LeaseLost, StaleState, StoreCorrupt, apply_change, register_apply
 
 __all__ = [
@@ -97,34 +96,6 @@ return {'created'}
 )
 
 # KEYS: session, timeline, due, failed index, queue (or ''), the due summary's indexes.
-_REPLAY = (
-    WRONG_TYPE
-    + INDEX_DUE
-    + """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'failed' then return {'refused', state or 'missing'} end
-local has_outcome = redis.call('HEXISTS', KEYS[1], 'outcome') == 1
-if has_outcome ~= (ARGV[6] == 'settled') then return {'refused', 'changed'} end
-local kind = redis.call('HGET', KEYS[1], 'kind')
-local shop = redis.call('HGET', KEYS[1], 'shop')
-local indexes = {KEYS[4], KEYS[4] .. ':kind:' .. kind, KEYS[4] .. ':shop:' .. shop}
-local bad = wrong_type({KEYS[2], 'list', KEYS[3], 'zset', KEYS[5], 'list', indexes[1], 'zset',
-                        indexes[2], 'zset', indexes[3], 'zset', KEYS[6], 'zset', KEYS[7], 'zset',
-                        KEYS[8], 'zset'})
-if bad then return {'wrongtype', bad} end
-redis.call('HSET', KEYS[1], 'state', ARGV[6], 'updated_at', ARGV[1], 'phase_attempts', 0,
-           'phase_since', ARGV[1], 'deliveries', 0)
-redis.call('HDEL', KEYS[1], 'failed_at', 'not_before', 'inflight')
-redis.call('HINCRBY', KEYS[1], 'replays', 1)
-redis.call('RPUSH', KEYS[2], ARGV[2])
-for _, index in ipairs(indexes) do redis.call('ZREM', index, ARGV[4]) end
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-index_due(KEYS[3], KEYS[6], KEYS[7], KEYS[8], KEYS[1], ARGV[4])
-if ARGV[5] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[5]) end
-return {'ok', ARGV[6]}
-"""
-)
-
 # Due sessions with their kind; each is pushed `hold` ahead so the next sweep skips it. An id
 # whose session is gone is dropped from the due set rather than tried again forever.
 # Reported sessions whose retention ran out leave the listing index: their data expired
@@ -254,7 +225,6 @@ class SessionStore:
         self._replication = replication
         self._create = redis.register_script(_CREATE)
         self._apply = register_apply(redis)
-        self._replay = redis.register_script(_REPLAY)
         self._claim_due = redis.register_script(_CLAIM_DUE)
         self._prune = redis.register_script(_PRUNE)
         self._touch = redis.register_script(_TOUCH)
@@ -359,40 +329,6 @@ class SessionStore:
         (at once when none is required); raises `NotReplicated` when they do not in time."""
         if self._replication.replicas:
             await self._replication.run(self._redis, self._touch, [session_key(session_id)], [])
-
-    async def replay(self, session: Session, event: TimelineEvent, *, due_at: float) -> State:
-        """Put a failed session back at its recovery point and queue it, atomically.
-
-        The phase's attempt count, its deadline clock and the delivery counter start over.
-        Raises `StaleState` if the session is no longer the failed session that was read.
-        """
-        resume = recovery_point(session.outcome is not None)
-        envelope = self.envelope(session.kind, session.id)
-        reply = await self._replay(
-            keys=[
-                session_key(session.id),
-                timeline_key(session.id),
-                DUE,
-                FAILED,
-                envelope.queue if envelope else "",
-                WORKABLE,
-                PENDING,
-                CONFIRMING,
-            ],
-            args=[
-                repr(event.at),
-                event.model_copy(update={"state": resume}).model_dump_json(exclude_none=True),
-                repr(due_at),
-                session.id,
-                envelope.body if envelope else "",
-                resume.value,
-            ],
-        )
-        if text(reply[0]) == "wrongtype":
-            raise StoreCorrupt(text(reply[1]))
-        if text(reply[0]) != "ok":
-            raise StaleState(session.id, text(reply[1]))
-        return State(text(reply[1]))
 
     async def prune_expired(self, now: float, *, limit: int) -> Pruned:
         """One batch: drop up to `limit` expired sessions from the listing index."""

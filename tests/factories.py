@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from sessions.change import Change
 from sessions.handoff import Envelope
 from sessions.models import Kind, Session, TimelineEvent
-from sessions.states import State
+from sessions.states import Event, State
 from sessions.store import SessionStore
 
 SHOP = "payhook-test.myshopify.com"
@@ -143,12 +143,10 @@ class ListHandoff:
         return Envelope(self.queue, f"{kind.value}:{session_id}")
 
 
-def change_to(state: State, at: float = 1.0, **fields: Any) -> Change:
-    """A change to `state` with a timeline event named after it."""
+def change_to(happened: Event, at: float = 1.0, **fields: Any) -> Change:
+    """The change `happened` makes, with `fields`."""
     due = fields.pop("due_at", None)
-    return Change(
-        event=TimelineEvent(at=at, event=str(state), state=state), due_at=due, fields=fields
-    )
+    return Change.of(happened, at=at, due_at=due, fields=fields)
 
 
 CALLBACK_SECRET = "test-callback-secret-0123456789abcdef"
@@ -179,8 +177,10 @@ async def store_failed(store: SessionStore, error: str, **fields: Any) -> Sessio
     now = time.time()
     await store.change(
         session,
-        Change(
-            event=TimelineEvent(at=now, event="failed", state=State.FAILED, error=error),
+        Change.of(
+            Event.FAILED,
+            at=now,
+            error=error,
             due_at=None,
             fields={"last_error": error, "failed_at": now},
         ),

@@ -27,10 +27,10 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
-from sessions.models import CONFIRM_MUTATION, Kind, Outcome, Session, TimelineEvent
+from sessions.decisions import Recorded, Refused, confirmation
+from sessions.models import Kind
 from sessions.replication import NotReplicated
-from sessions.states import State
-from sessions.store import Change, SessionStore, StaleState
+from sessions.store import SessionStore, StaleState
 from webhook.body import json_object, shopify_headers
 from webhook.errors import ApiError, not_replicated
 from webhook.keys import SETTINGS, STORE
@@ -38,7 +38,6 @@ from webhook.keys import SETTINGS, STORE
 log = logging.getLogger("payhook.webhook")
 
 _GID = re.compile(r"gid://shopify/PaymentSession/([\x21-\x7e]{1,255})")
-NOT_CONFIRMED = "Shopify did not confirm the payment (its inventory or 3-D Secure checks)."
 # Reads and writes race a worker storing what Shopify answered; past this many, give up
 # with a 503 the caller retries.
 _ATTEMPTS = 3
@@ -68,61 +67,6 @@ def _parsed(body: dict[str, object]) -> tuple[str, bool]:
     return found[1], told.confirmation_result
 
 
-def _may_have_been_asked(session: Session) -> dict[str, frozenset[str]] | None:
-    """The evidence that a `paymentSessionConfirm` may have gone out for the session, as the
-    write's conditions; None when none could have."""
-    if session.state is State.CONFIRMING:
-        return {}
-    if session.sent_mutation == CONFIRM_MUTATION and session.state in (
-        State.SETTLED,
-        State.FAILED,
-    ):
-        return {"sent_mutation": frozenset({CONFIRM_MUTATION})}
-    if session.state is State.SETTLED and session.inflight is State.SETTLED:
-        # A run is reporting it (or died doing so): with the outcome approved and nothing
-        # confirmed, what it sends is `paymentSessionConfirm`.
-        return {"inflight": frozenset({State.SETTLED.value})}
-    return None
-
-
-def _change(
-    session: Session, confirmed: bool, evidence: dict[str, frozenset[str]], lease: float
-) -> Change:
-    now = time.time()
-    fields: dict[str, object | None] = {
-        "confirmation_result": confirmed,
-        "not_before": None,
-        "failed_at": None,
-        # The run that sent the confirm request is superseded; the queued task reports.
-        "inflight": None,
-        "last_error": None,
-        # Reporting the result is a phase of its own.
-        "phase_attempts": 0,
-        "phase_since": now,
-    }
-    if not confirmed:
-        fields["reject_code"] = "CONFIRMATION_REJECTED"
-        fields["merchant_message"] = NOT_CONFIRMED
-    said = "confirmed" if confirmed else "did not confirm"
-    return Change(
-        event=TimelineEvent(
-            at=now,
-            event="confirmation",
-            state=State.SETTLED,
-            detail=f"Shopify {said} the payment (confirmation request)",
-        ),
-        due_at=now + lease,
-        fields=fields,
-        expect=frozenset({session.state}),
-        when={
-            "outcome": frozenset({Outcome.APPROVED.value}),
-            "confirmation_result": frozenset({""}),
-            **evidence,
-        },
-        supersede=True,
-    )
-
-
 async def payment_confirmation(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     shop, request_id, _ = shopify_headers(request)
@@ -134,29 +78,18 @@ async def payment_confirmation(request: web.Request) -> web.Response:
         # Another shop's session is no more this shop's to confirm than an unknown one.
         if session is None or session.kind is not Kind.PAYMENT or session.shop != shop:
             raise ApiError(404, "not_found", f"no payment session {session_id} of {shop}")
-        if session.confirmation_result is not None:
-            if session.confirmation_result is not confirmed:
-                raise ApiError(
-                    409,
-                    "confirmation_conflict",
-                    f"payment session {session_id} was already "
-                    f"{'confirmed' if session.confirmation_result else 'not confirmed'}",
-                    "confirmation_result",
-                )
+        decided = confirmation(
+            session, confirmed, time.time(), lease_seconds=settings.lease_seconds
+        )
+        if isinstance(decided, Refused):
+            field = "confirmation_result" if decided.code == "confirmation_conflict" else None
+            raise ApiError(409, decided.code, decided.message, field)
+        if isinstance(decided, Recorded):
             # Shopify's repeat: the same answer, once the replicas hold what it rests on.
             await _replicated(store, session_id)
             return web.json_response({}, status=201)
-        evidence = _may_have_been_asked(session)
-        if session.outcome is not Outcome.APPROVED or evidence is None:
-            raise ApiError(
-                409,
-                "not_confirming",
-                f"payhook has not asked Shopify to confirm payment session {session_id}",
-            )
         try:
-            await store.change(
-                session, _change(session, confirmed, evidence, settings.lease_seconds), queue=True
-            )
+            await store.change(session, decided, queue=True)
         except StaleState:
             # A worker stored Shopify's answer meanwhile, or another request this result:
             # read again and decide on what is there now.

@@ -17,10 +17,10 @@ from typing import Literal
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from sessions.models import Kind, Outcome, PendingReason, TimelineEvent
+from sessions.decisions import PspWord, Recorded, Refused, psp_word
+from sessions.models import Kind, Outcome, PendingReason
 from sessions.replication import NotReplicated
-from sessions.states import State
-from sessions.store import Change, SessionStore, StaleState
+from sessions.store import SessionStore, StaleState
 from webhook.body import header_bytes, parse_object, read_body
 from webhook.errors import ApiError, not_replicated
 from webhook.keys import SETTINGS, STORE
@@ -29,9 +29,9 @@ from webhook.signing import secret_problem, signed_at, simulator_reference
 log = logging.getLogger("payhook.psp")
 
 _SESSION_ID = re.compile(r"[\x21-\x7e]{1,255}")
-_BEFORE_ANY_OUTCOME = frozenset({State.RECEIVED, State.SETTLING})
-_NO_OUTCOME = frozenset({""})
-_NOT_FINAL = frozenset({"", Outcome.PENDING.value})
+# Reads and writes race the PSP's other words and a worker; past this many, give up with a
+# 503 the PSP retries.
+_ATTEMPTS = 3
 
 
 class PaymentOutcome(BaseModel):
@@ -90,77 +90,54 @@ async def simulator_payment(request: web.Request) -> web.Response:
     told = _verified(request, session_id, await read_body(request, settings.max_body_bytes))
 
     store = request.app[STORE]
-    session = await store.get(session_id)
-    if session is None or session.kind is not Kind.PAYMENT:
-        raise ApiError(404, "not_found", f"no payment session {session_id}")
-    outcome = Outcome(told.outcome)
-    if session.outcome is outcome:
+    word = PspWord(
+        Outcome(told.outcome),
+        told.reference,
+        authorization_expires_at=told.authorization_expires_at,
+        message=told.message,
+        pending_reason=told.pending_reason,
+    )
+    for _ in range(_ATTEMPTS):
+        session = await store.get(session_id)
+        if session is None or session.kind is not Kind.PAYMENT:
+            raise ApiError(404, "not_found", f"no payment session {session_id}")
+        decided = psp_word(
+            session,
+            word,
+            time.time(),
+            lease_seconds=settings.lease_seconds,
+            pending_seconds=settings.pending_seconds,
+        )
+        if isinstance(decided, Refused):
+            raise ApiError(409, decided.code, decided.message)
+        if isinstance(decided, Recorded):
+            await _replicated(store, session_id)
+            return web.json_response({"status": "already recorded"})
+        try:
+            # The verdict and the task that reports it are stored in one step.
+            await store.change(session, decided, queue=True)
+        except StaleState:
+            # Another word of the PSP's, or a worker, moved it meanwhile: decide again on
+            # what is there now.
+            continue
+        # The PSP does not call again after a 2xx: the verdict must outlive a failover first.
         await _replicated(store, session_id)
-        return web.json_response({"status": "already recorded"})
-    now = time.time()
-    fields: dict[str, object | None] = {
-        "outcome": outcome,
-        "psp_reference": told.reference,
-        "phase_attempts": 0,
-        "phase_since": now,
-        "not_before": None,
-        # A report in flight was of the outcome this one replaces.
-        "inflight": None,
-        "failed_at": None,
-    }
-    if outcome is Outcome.PENDING:
-        # Counted from Shopify's payment request, which is before both the PSP's word and
-        # the mutation: inside Shopify's limit from whichever it counts.
-        fields["pending_expires_at"] = session.created_at + settings.pending_seconds
-        fields["pending_reason"] = told.pending_reason
-    if outcome is Outcome.APPROVED:
-        fields["authorization_expires_at"] = told.authorization_expires_at
-    if outcome is Outcome.DECLINED:
-        fields["merchant_message"] = told.message or "The buyer's payment was declined."
-    event = TimelineEvent(
-        at=now,
-        event="psp_settled",
-        state=State.SETTLED,
-        detail=f"{outcome} {told.reference} (PSP callback{_why(outcome, told)})",
+        log.info(
+            "payment outcome from the PSP",
+            extra={
+                "session_id": session_id,
+                "shop": session.shop,
+                "kind": "payment",
+                "outcome": str(word.outcome),
+            },
+        )
+        return web.json_response({"status": "accepted"})
+    raise ApiError(
+        503,
+        "busy",
+        f"payment session {session_id} kept changing; retry",
+        headers={"Retry-After": "1"},
     )
-    change = Change(
-        event=event,
-        due_at=now + settings.lease_seconds,
-        fields=fields,
-        # A final verdict stands wherever the payment is while its stored outcome is still
-        # pending: Shopify may not have taken "pending" yet (its report failing, or in
-        # flight), and the buyer has paid all the same. Pending itself only comes first.
-        expect=_BEFORE_ANY_OUTCOME if outcome is Outcome.PENDING else None,
-        when={"outcome": _NO_OUTCOME if outcome is Outcome.PENDING else _NOT_FINAL},
-        # A worker reporting "pending" meanwhile must not write over the verdict: its
-        # token is superseded, and the task queued here reports the verdict instead.
-        supersede=True,
-    )
-    try:
-        # The verdict and the task that reports it are stored in one step.
-        await store.change(session, change, queue=True)
-    except StaleState as exc:
-        raise ApiError(
-            409, "already_final", f"payment session {session_id} is already {exc.current}"
-        ) from None
-    # The PSP does not call again after a 2xx: the verdict must outlive a failover first.
-    await _replicated(store, session_id)
-    log.info(
-        "payment outcome from the PSP",
-        extra={
-            "session_id": session_id,
-            "shop": session.shop,
-            "kind": "payment",
-            "outcome": str(outcome),
-        },
-    )
-    return web.json_response({"status": "accepted"})
-
-
-def _why(outcome: Outcome, told: PaymentOutcome) -> str:
-    if outcome is not Outcome.PENDING or told.pending_reason is None:
-        return ""
-    return f": {told.pending_reason}"
 
 
 async def _replicated(store: SessionStore, session_id: str) -> None:

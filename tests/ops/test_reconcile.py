@@ -24,7 +24,7 @@ from sandbox.psp.common import PSP_STATE
 from sessions.ledger import Book, Op
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, Report, Session
-from sessions.states import State
+from sessions.states import Event, State
 from sessions.store import SessionStore
 from tests.factories import change_to, make_session, new_id, received_event
 from workers.connectors.base import Connector, Operation
@@ -50,12 +50,12 @@ class Planter:
         session = make_session(state=State.RECEIVED, **{**money, **fields})
         await self.store.create(session, received_event(), due_at=0, queue=False)
         if outcome is not None:
-            await self.store.change(session, change_to(State.SETTLED, outcome=outcome))
+            await self.store.change(session, change_to(Event.PSP_SETTLED, outcome=outcome))
         if state is State.REPORTED:
             report = Report.RESOLVED if outcome is Outcome.APPROVED else Report.REJECTED
-            await self.store.change(session, change_to(State.REPORTED, report=report))
+            await self.store.change(session, change_to(Event.REPORTED, report=report))
         elif state is State.FAILED:
-            await self.store.change(session, change_to(State.FAILED, failed_at=time.time()))
+            await self.store.change(session, change_to(Event.FAILED, failed_at=time.time()))
         return session
 
     async def at_psp(self, session: Session, amount: str | None = None) -> None:

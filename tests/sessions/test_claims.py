@@ -14,7 +14,7 @@ from sessions.keys import DUE, PENDING, WORKABLE
 from sessions.ledger import Book, Op
 from sessions.ledger_store import LedgerStore
 from sessions.models import Outcome
-from sessions.states import State
+from sessions.states import Event, State
 from sessions.store import LeaseLost, SessionStore, StoreCorrupt
 from tests.factories import change_to, make_session, received_event
 
@@ -112,14 +112,14 @@ async def test_a_holder_whose_lease_was_taken_over_writes_nothing(
     assert fresh.fence > stale.fence
     before = await store.timeline(session_id)
     with pytest.raises(LeaseLost):
-        await claims.apply(session_id, stale.fence, change_to(State.SETTLED))
+        await claims.apply(session_id, stale.fence, change_to(Event.PSP_SETTLED))
     assert not await claims.renew(session_id, stale.fence, lease_seconds=30, now=time.time())
     await claims.release(session_id, stale.fence)  # not the holder: no effect
     assert await claims.claim(session_id, now=time.time(), lease_seconds=30) == NotClaimed(
         Refusal.BUSY, State.RECEIVED
     )
     assert await store.timeline(session_id) == before
-    await claims.apply(session_id, fresh.fence, change_to(State.SETTLING), release=True)
+    await claims.apply(session_id, fresh.fence, change_to(Event.PSP_RETRY), release=True)
     assert isinstance(await claims.claim(session_id, now=time.time(), lease_seconds=30), Claimed)
 
 
@@ -133,7 +133,7 @@ async def test_a_lapsed_lease_nobody_took_over_is_still_the_holders(
     assert await claims.claim(session_id, now=time.time(), lease_seconds=30) == NotClaimed(
         Refusal.BUSY, State.RECEIVED
     )
-    await claims.apply(session_id, held.fence, change_to(State.SETTLING))
+    await claims.apply(session_id, held.fence, change_to(Event.PSP_RETRY))
 
 
 async def test_the_outcome_and_its_ledger_settlement_are_one_write(
@@ -146,8 +146,9 @@ async def test_the_outcome_and_its_ledger_settlement_are_one_write(
     await ledger.reserve("pay-1", session_id, Op.CAPTURE, 1000, "EUR", now=0.0)
     stolen = await claims.claim(session_id, now=time.time() + 60, lease_seconds=30)
     assert stolen == NotClaimed(Refusal.BUSY, State.RECEIVED)
-    approved = Change(
-        event=change_to(State.SETTLED).event,
+    approved = Change.of(
+        Event.PSP_SETTLED,
+        at=1.0,
         due_at=None,
         fields={"outcome": Outcome.APPROVED},
         ledger=LedgerVerdict("pay-1", approved=True),
@@ -177,7 +178,7 @@ async def test_a_claim_a_failover_lost_is_never_handed_out_again(
     taken = await claim(claims, session_id)
     assert taken.fence != lost.fence
     with pytest.raises(LeaseLost):
-        await claims.apply(session_id, lost.fence, change_to(State.SETTLING))
+        await claims.apply(session_id, lost.fence, change_to(Event.PSP_RETRY))
     assert not await claims.renew(session_id, lost.fence, lease_seconds=30, now=time.time())
 
 

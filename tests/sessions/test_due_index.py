@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from ops.redis_server import LocalRedis
+from sessions import decisions
 from sessions.change import Change
 from sessions.claims import Claimed, Claims
+from sessions.decisions import PspWord, psp_word
 from sessions.keys import (
     CONFIRMING,
     DUE,
@@ -28,8 +30,8 @@ from sessions.keys import (
     text,
     timeline_key,
 )
-from sessions.models import Kind, Outcome, Session, TimelineEvent
-from sessions.states import State
+from sessions.models import Kind, Outcome, Session
+from sessions.states import Event, State
 from sessions.stats import DueSummary, due_summary
 from sessions.store import LeaseLost, SessionStore, StaleState
 from tests.factories import RedisDb, change_to, make_session, received_event
@@ -147,18 +149,22 @@ class World:
         self.fences[session_id] = fence
         if session.state is State.PENDING:
             # Its window closed without the PSP's word: declined, to be reported.
-            closed = change_to(State.SETTLED, at=now, outcome=Outcome.DECLINED, due_at=now + LEASE)
+            closed = change_to(
+                Event.PENDING_EXPIRED, at=now, outcome=Outcome.DECLINED, due_at=now + LEASE
+            )
             await self.claims.apply(session_id, fence, closed, release=True)
         elif session.outcome is None:
             outcome = Outcome.PENDING if session.kind is Kind.PAYMENT else Outcome.APPROVED
-            settled = change_to(State.SETTLED, at=now, outcome=outcome, due_at=now + LEASE)
+            settled = change_to(Event.PSP_SETTLED, at=now, outcome=outcome, due_at=now + LEASE)
             await self.claims.apply(session_id, fence, settled, release=True)
         elif session.outcome is Outcome.PENDING:
             closes = now + 1_000
-            pend = change_to(State.PENDING, at=now, pending_expires_at=closes, due_at=closes)
+            pend = change_to(
+                Event.REPORTED_PENDING, at=now, pending_expires_at=closes, due_at=closes
+            )
             await self.claims.apply(session_id, fence, pend, release=True)
         else:
-            done = change_to(State.REPORTED, at=now)
+            done = change_to(Event.REPORTED, at=now)
             await self.claims.apply(session_id, fence, done, release=True)
 
     async def step(self, operation: str, which: int) -> None:
@@ -177,49 +183,46 @@ class World:
             if isinstance(claim, Claimed):
                 self.fences[session_id] = claim.fence
         elif operation == "retry":
-            retry = change_to(State.SETTLING, at=now, not_before=now + 5, due_at=now + 5 + LEASE)
+            retry = change_to(Event.PSP_RETRY, at=now, not_before=now + 5, due_at=now + 5 + LEASE)
             await self.fenced(session_id, retry)
         elif operation == "settle" and session is not None:
             outcome = Outcome.PENDING if session.kind is Kind.PAYMENT else Outcome.APPROVED
-            settle = change_to(State.SETTLED, at=now, outcome=outcome, due_at=now + LEASE)
+            settle = change_to(Event.PSP_SETTLED, at=now, outcome=outcome, due_at=now + LEASE)
             await self.fenced(session_id, settle)
         elif operation == "confirm" and session is not None and session.kind is Kind.PAYMENT:
             # paymentSessionConfirm sent: Shopify's confirmation request or the window next.
             await self.fenced(
-                session_id, change_to(State.CONFIRMING, at=now, due_at=now + 3_600), release=True
+                session_id,
+                change_to(Event.CONFIRMATION_REQUESTED, at=now, due_at=now + 3_600),
+                release=True,
             )
         elif operation == "pend":
             closes = now + 1_000 + which
-            pend = change_to(State.PENDING, at=now, pending_expires_at=closes, due_at=closes)
+            pend = change_to(
+                Event.REPORTED_PENDING, at=now, pending_expires_at=closes, due_at=closes
+            )
             await self.fenced(session_id, pend, release=True)
         elif operation == "verdict" and session is not None:
             # As the PSP's callback writes it: whoever holds the session is superseded.
-            event = TimelineEvent(at=now, event="psp_settled", state=State.SETTLED)
-            fields = {"outcome": Outcome.APPROVED, "not_before": None, "inflight": None}
-            verdict = Change(
-                event=event,
-                due_at=now + LEASE,
-                fields=fields,
-                when={"outcome": frozenset({"", Outcome.PENDING.value})},
-                supersede=True,
-            )
-            await self.store.change(session, verdict, queue=False)
+            word = PspWord(Outcome.APPROVED, f"ref-{session_id}")
+            verdict = psp_word(session, word, now, lease_seconds=LEASE, pending_seconds=1_000)
+            if isinstance(verdict, Change):
+                await self.store.change(session, verdict, queue=False)
         elif operation == "report":
-            await self.fenced(session_id, change_to(State.REPORTED, at=now), release=True)
+            await self.fenced(session_id, change_to(Event.REPORTED, at=now), release=True)
         elif operation == "fail" and session is not None:
-            failed = change_to(State.FAILED, at=now, failed_at=now, last_error="x")
+            failed = change_to(Event.FAILED, at=now, failed_at=now, last_error="x")
             await self.store.change(session, failed)
         elif operation == "release" and session is not None:
             # `payhook sessions release`: a failed session stays failed and out of the due set.
-            given_back = Change(
-                event=TimelineEvent(at=now, event="reservation_released", state=State.FAILED),
-                due_at=None,
-                expect=frozenset({State.FAILED}),
+            given_back = Change.of(
+                Event.RESERVATION_RELEASED, at=now, due_at=None, expect=frozenset({State.FAILED})
             )
             await self.store.change(session, given_back)
         elif operation == "replay" and session is not None:
-            event = TimelineEvent(at=now, event="replayed", state=State.RECEIVED)
-            await self.store.replay(session, event, due_at=now + LEASE)
+            replayed = decisions.replay(session, now, actor="test", lease_seconds=LEASE)
+            if isinstance(replayed, Change):
+                await self.store.change(session, replayed, queue=True)
         elif operation == "wait":
             # Backoffs end and pending windows close.
             self.now += 2_000.0
@@ -269,10 +272,10 @@ async def created(store: SessionStore, *, age: float, **fields: object) -> Sessi
 
 async def pending_payment(store: SessionStore, *, age: float, closes_in: float) -> Session:
     session = await created(store, age=age, kind=Kind.PAYMENT)
-    await store.change(session, change_to(State.SETTLED, at=NOW, outcome=Outcome.PENDING))
+    await store.change(session, change_to(Event.PSP_SETTLED, at=NOW, outcome=Outcome.PENDING))
     settled = session.model_copy(update={"state": State.SETTLED})
     closes = NOW + closes_in
-    pend = change_to(State.PENDING, at=NOW, pending_expires_at=closes, due_at=closes)
+    pend = change_to(Event.REPORTED_PENDING, at=NOW, pending_expires_at=closes, due_at=closes)
     await store.change(settled, pend)
     return session
 
@@ -317,7 +320,7 @@ async def test_writes_while_the_index_is_built_are_kept(redis: Redis) -> None:
     # The build is under way: sessions come and go and are indexed by their own writes.
     await created(store, age=5_000)
     for session in early[:40]:
-        await store.change(session, change_to(State.FAILED, at=NOW, failed_at=NOW))
+        await store.change(session, change_to(Event.FAILED, at=NOW, failed_at=NOW))
     await pending_payment(store, age=1, closes_in=60)
     while not (await store.build_due_index(limit=50)).done:
         pass

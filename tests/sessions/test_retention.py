@@ -22,7 +22,7 @@ from sessions.keys import (
 from sessions.ledger import Book, Op
 from sessions.ledger_store import LedgerStore, ledger_keys
 from sessions.models import Outcome
-from sessions.states import State
+from sessions.states import Event
 from sessions.store import SessionStore
 from tests.factories import RedisDb, change_to, make_session, received_event
 
@@ -46,8 +46,8 @@ async def reported(redis: Redis, store: SessionStore, claims: Claims) -> str:
     claim = await claims.claim(session_id, now=time.time(), lease_seconds=30)
     assert isinstance(claim, Claimed)
     now = time.time()
-    await claims.apply(session_id, claim.fence, change_to(State.SETTLED, at=now), release=False)
-    await claims.apply(session_id, claim.fence, change_to(State.REPORTED, at=now), release=True)
+    await claims.apply(session_id, claim.fence, change_to(Event.PSP_SETTLED, at=now), release=False)
+    await claims.apply(session_id, claim.fence, change_to(Event.REPORTED, at=now), release=True)
     return session_id
 
 
@@ -60,7 +60,7 @@ async def test_a_reported_session_expires_with_its_timeline_and_leaves_the_listi
     failing = await created(store)
     to_fail = await store.get(failing)
     assert to_fail is not None
-    await store.change(to_fail, change_to(State.FAILED, at=time.time()))
+    await store.change(to_fail, change_to(Event.FAILED, at=time.time()))
     assert await redis.ttl(session_key(done)) > 0
     assert await redis.ttl(timeline_key(done)) > 0
 
@@ -83,7 +83,7 @@ async def test_a_timeline_keeps_its_newest_events_up_to_the_cap(redis: Redis) ->
     session = await store.get(session_id)
     assert session is not None
     for attempt in range(TIMELINE_MAX_EVENTS + 50):
-        await store.change(session, change_to(State.SETTLING, at=float(attempt)))
+        await store.change(session, change_to(Event.PSP_RETRY, at=float(attempt)))
     events = await store.timeline(session_id)
     assert len(events) == TIMELINE_MAX_EVENTS
     assert events[-1].at == float(TIMELINE_MAX_EVENTS + 49)
@@ -100,7 +100,7 @@ async def test_a_ledger_book_expires_after_its_last_reservation(redis: Redis) ->
     claim = await claims.claim(session_id, now=time.time(), lease_seconds=30)
     assert isinstance(claim, Claimed)
     settle = replace(
-        change_to(State.SETTLED, at=time.time(), outcome=Outcome.APPROVED),
+        change_to(Event.PSP_SETTLED, at=time.time(), outcome=Outcome.APPROVED),
         ledger=LedgerVerdict(payment, approved=True),
     )
     await claims.apply(session_id, claim.fence, settle, release=True)

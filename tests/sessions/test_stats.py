@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from sessions.ledger import Book, Op
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, Session
-from sessions.states import State
+from sessions.states import Event, State
 from sessions.stats import DUE_SCAN, collect, due_summary, failed_by_kind
 from sessions.store import SessionStore
 from tests.factories import RedisDb, change_to, make_session, received_event
@@ -39,15 +39,15 @@ async def stored(store: SessionStore, *, age: float, due_in: float = 0.0, **fiel
 
 
 async def fail(store: SessionStore, session: Session) -> None:
-    await store.change(session, change_to(State.FAILED, at=NOW, failed_at=NOW, last_error="x"))
+    await store.change(session, change_to(Event.FAILED, at=NOW, failed_at=NOW, last_error="x"))
 
 
 async def pended(store: SessionStore, session: Session, closes: float) -> None:
     """A payment settled with a pending outcome, then reported pending until `closes`."""
-    await store.change(session, change_to(State.SETTLED, at=NOW, outcome=Outcome.PENDING))
+    await store.change(session, change_to(Event.PSP_SETTLED, at=NOW, outcome=Outcome.PENDING))
     settled = session.model_copy(update={"state": State.SETTLED})
     await store.change(
-        settled, change_to(State.PENDING, at=NOW, pending_expires_at=closes, due_at=closes)
+        settled, change_to(Event.REPORTED_PENDING, at=NOW, pending_expires_at=closes, due_at=closes)
     )
 
 
@@ -109,10 +109,10 @@ async def test_a_payment_awaiting_shopifys_confirmation_is_not_work_a_worker_is_
     redis: Redis, store: SessionStore
 ) -> None:
     session = await stored(store, age=5_000, kind=Kind.PAYMENT)
-    await store.change(session, change_to(State.SETTLED, at=NOW, outcome=Outcome.APPROVED))
+    await store.change(session, change_to(Event.PSP_SETTLED, at=NOW, outcome=Outcome.APPROVED))
     settled = session.model_copy(update={"state": State.SETTLED})
     closes = NOW + 3_600
-    await store.change(settled, change_to(State.CONFIRMING, at=NOW, due_at=closes))
+    await store.change(settled, change_to(Event.CONFIRMATION_REQUESTED, at=NOW, due_at=closes))
     await stored(store, age=60)
     due = await due_summary(redis, NOW)
     assert (due.depth, due.pending_payments) == (2, 0)

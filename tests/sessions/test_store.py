@@ -8,8 +8,8 @@ import fakeredis
 import pytest
 
 from sessions.keys import DUE, PENDING, WORKABLE, failed_index, timeline_key
-from sessions.models import Outcome, TimelineEvent
-from sessions.states import State
+from sessions.models import Outcome
+from sessions.states import Event, State
 from sessions.store import Change, Created, SessionStore, StaleState, StoreCorrupt
 from tests.factories import ListHandoff, change_to, make_session, received_event
 
@@ -66,32 +66,35 @@ async def test_a_change_moves_state_sets_fields_and_appends_to_the_timeline(
     session = make_session(last_error="boom")
     await store.create(session, received_event(), due_at=0, queue=False)
     before = await store.change(
-        session, change_to(State.SETTLING, psp_attempts=1, last_error=None, due_at=50.0)
+        session, change_to(Event.PSP_RETRY, psp_attempts=1, last_error=None, due_at=50.0)
     )
     assert before is State.RECEIVED
     stored = await store.get(session.id)
     assert stored is not None
     assert (stored.state, stored.psp_attempts, stored.last_error) == (State.SETTLING, 1, None)
-    assert [e.event for e in await store.timeline(session.id)] == ["received", "settling"]
+    assert [e.event for e in await store.timeline(session.id)] == ["received", "psp_retry"]
 
 
 @pytest.mark.parametrize(
-    ("start", "target"),
+    ("start", "happened"),
     [
-        (State.RECEIVED, State.REPORTED),
-        (State.RECEIVED, State.PENDING),
-        (State.SETTLED, State.SETTLING),
-        (State.REPORTED, State.FAILED),
-        (State.FAILED, State.REPORTED),
+        (State.RECEIVED, Event.REPORTED),
+        (State.RECEIVED, Event.REPORTED_PENDING),
+        (State.SETTLED, Event.PSP_RETRY),
+        (State.REPORTED, Event.FAILED),
+        (State.FAILED, Event.REPORTED),
+        # A second settlement over a stored outcome, by whoever writes it.
+        (State.SETTLED, Event.PSP_SETTLED),
+        (State.PENDING, Event.PSP_SETTLED),
     ],
 )
 async def test_a_transition_the_state_machine_forbids_is_refused_and_changes_nothing(
-    store: SessionStore, start: State, target: State
+    store: SessionStore, start: State, happened: Event
 ) -> None:
     session = make_session(state=start)
     await store.create(session, received_event(), due_at=0, queue=False)
     with pytest.raises(StaleState, match=start.value):
-        await store.change(session, change_to(target))
+        await store.change(session, change_to(happened))
     assert await store.get(session.id) == session
     assert len(await store.timeline(session.id)) == 1
 
@@ -101,11 +104,7 @@ async def test_a_change_narrowed_to_one_source_is_refused_from_another(
 ) -> None:
     session = make_session(state=State.PENDING)
     await store.create(session, received_event(), due_at=0, queue=False)
-    change = Change(
-        event=TimelineEvent(at=1.0, event="psp_settled", state=State.SETTLED),
-        due_at=None,
-        expect=frozenset({State.RECEIVED}),
-    )
+    change = Change.of(Event.PSP_SETTLED, at=1.0, due_at=None, expect=frozenset({State.RECEIVED}))
     with pytest.raises(StaleState, match="pending"):
         await store.change(session, change)
 
@@ -115,8 +114,9 @@ async def test_a_change_can_queue_the_session_in_the_same_step(
 ) -> None:
     session = make_session()
     await store.create(session, received_event(), due_at=0, queue=False)
-    verdict = Change(
-        event=TimelineEvent(at=1.0, event="psp_settled", state=State.SETTLED),
+    verdict = Change.of(
+        Event.PSP_SETTLED,
+        at=1.0,
         due_at=None,
         fields={"outcome": Outcome.APPROVED},
         expect=frozenset({State.RECEIVED}),
@@ -155,7 +155,7 @@ async def test_a_due_entry_without_a_session_is_dropped_and_the_batch_goes_on(
 async def test_a_finished_session_leaves_the_due_set(store: SessionStore) -> None:
     session = make_session(state=State.SETTLED)
     await store.create(session, received_event(), due_at=10.0, queue=False)
-    await store.change(session, change_to(State.REPORTED))
+    await store.change(session, change_to(Event.REPORTED))
     assert await store.due_count() == 0
 
 
@@ -201,7 +201,7 @@ async def test_a_change_that_cannot_finish_changes_nothing(
     await redis.set(key, "in the way")
     before = await everything(redis)
     with pytest.raises(StoreCorrupt, match=key):
-        await store.change(session, change_to(State.FAILED, failed_at=2.0), queue=True)
+        await store.change(session, change_to(Event.FAILED, failed_at=2.0), queue=True)
     assert await everything(redis) == before
 
 

@@ -18,7 +18,7 @@ from ops.redis_server import LocalRedis
 from sessions.claims import Claimed, Claims
 from sessions.keys import FAILED, session_key, timeline_key
 from sessions.models import Outcome, Session
-from sessions.states import State
+from sessions.states import Event, State
 from sessions.store import SessionStore
 from sessions.writes import LeaseLost
 from tests.factories import (
@@ -176,7 +176,7 @@ async def test_an_answer_for_a_payment_whose_confirm_ran_out_of_retries_resumes_
 ) -> None:
     session = await approved_payment(client, store)
     failed = change_to(
-        State.FAILED,
+        Event.FAILED,
         at=time.time(),
         sent_mutation="paymentSessionConfirm",
         failed_at=time.time(),

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from sessions.claims import Claimed, Claims
 from sessions.keys import DUE, DUE_INDEXED, EXPIRING, INDEX_CREATED, PENDING, WORKABLE, session_key
-from sessions.states import State
+from sessions.states import Event
 from sessions.stats import due_summary
 from sessions.store import SessionStore
 from tests.factories import RedisDb, change_to, make_session, received_event
@@ -37,8 +37,8 @@ async def reported(store: SessionStore, claims: Claims, count: int) -> list[str]
         now = time.time()
         claim = await claims.claim(session.id, now=now, lease_seconds=30)
         assert isinstance(claim, Claimed)
-        await claims.apply(session.id, claim.fence, change_to(State.SETTLED, at=now))
-        done = change_to(State.REPORTED, at=now)
+        await claims.apply(session.id, claim.fence, change_to(Event.PSP_SETTLED, at=now))
+        done = change_to(Event.REPORTED, at=now)
         await claims.apply(session.id, claim.fence, done, release=True)
         ids.append(session.id)
     return ids

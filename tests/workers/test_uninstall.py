@@ -16,7 +16,7 @@ from sessions.claims import Claimed, Claims
 from sessions.ledger import Book, Op, Reserved
 from sessions.ledger_store import LedgerStore
 from sessions.models import Outcome, Session
-from sessions.states import State
+from sessions.states import Event, State
 from sessions.store import SessionStore
 from sessions.writes import LeaseLost
 from tests.factories import SHOP, RedisDb, make_session, received_event
@@ -55,8 +55,9 @@ async def stored(
         )
         assert isinstance(reserved, Reserved)
     if session.state is not State.RECEIVED:
-        event = received_event().model_copy(update={"state": session.state, "event": "set"})
-        await store.change(session, Change(event=event, due_at=time.time() + 30, fields=fields))
+        happened = Event.REPORT_RETRY if session.state is State.SETTLED else Event.PSP_RETRY
+        change = Change.of(happened, at=time.time(), due_at=time.time() + 30, fields=fields)
+        await store.change(session, change)
     return session
 
 
@@ -119,8 +120,9 @@ async def test_a_session_a_worker_holds_is_taken_from_it_and_its_money_kept(
     assert done.holding == [session.id]  # the worker may be at the PSP right now
     assert await ledger.held(session.payment_id, session.id) == (Op.CAPTURE, 1000)
     # That worker's next write changes nothing, and its lease is gone.
-    late = Change(
-        event=received_event().model_copy(update={"state": State.SETTLED}),
+    late = Change.of(
+        Event.PSP_SETTLED,
+        at=time.time(),
         due_at=None,
         fields={"outcome": Outcome.APPROVED, "amount": Decimal("10.00")},
     )

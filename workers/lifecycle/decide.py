@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sessions.change import Change, LedgerOperation, LedgerVerdict
-from sessions.models import Kind, Outcome, Report, Session, TimelineEvent
-from sessions.states import State, check_move, recovery_point
+from sessions.models import Kind, Outcome, Report, Session
+from sessions.states import Event, State, check, recovery_point
 from workers.connectors.base import Approved, DeclineCode, Declined, Pending, Result, TryAgain
 from workers.retry_policy import RetryPolicy
 from workers.shopify.mutations import CONFIRM_PAYMENT
@@ -114,24 +114,29 @@ _REPORTS = {"Resolve": Report.RESOLVED, "Reject": Report.REJECTED, "Pending": Re
 def _decide(
     session: Session,
     now: float,
+    happened: Event,
     *,
-    state: State,
-    name: str,
     step: Step,
     due_at: float | None,
     fields: dict[str, Any],
     ledger: LedgerVerdict | None = None,
-    **event: Any,
+    attempt: int | None = None,
+    error: str | None = None,
+    detail: str | None = None,
 ) -> Decision:
-    check_move(session.state, state)
+    state = check(session.state, happened)
     fields = {"inflight": None, **fields}
     # A step that goes on to tell Shopify leaves the mark that a report may be sent from
     # here (the run itself has sent none yet): a run that dies after Shopify took the
     # mutation, before its answer is stored, is then known by it (`earlier_attempts_of`).
     mark = State.SETTLED if isinstance(step, ReportNext) else fields["inflight"]
-    change = Change(
-        event=TimelineEvent.model_validate({"at": now, "event": name, "state": state, **event}),
+    change = Change.of(
+        happened,
+        at=now,
         due_at=due_at,
+        attempt=attempt,
+        error=error,
+        detail=detail,
         fields={**fields, "inflight": mark},
         expect=frozenset({session.state}),
         ledger=ledger,
@@ -172,8 +177,7 @@ def _pending_expired(
     return _decide(
         session,
         now,
-        state=State.SETTLED,
-        name="pending_expired",
+        Event.PENDING_EXPIRED,
         step=ReportNext(),
         due_at=now + policy.lease_seconds,
         fields={
@@ -208,8 +212,7 @@ def test_refused(
     return _decide(
         session,
         now,
-        state=State.SETTLED,
-        name="test_refused",
+        Event.TEST_REFUSED,
         step=ReportNext(),
         due_at=now + policy.lease_seconds,
         fields={
@@ -293,8 +296,7 @@ def after_psp(
     return _decide(
         session,
         now,
-        state=State.SETTLED,
-        name="psp_settled",
+        Event.PSP_SETTLED,
         step=ReportNext(),
         due_at=now + policy.lease_seconds,
         fields=fields,
@@ -339,8 +341,7 @@ def _psp_retry(
     return _decide(
         session,
         now,
-        state=State.SETTLING,
-        name="psp_retry",
+        Event.PSP_RETRY,
         step=RetryLater(delay, error),
         due_at=now + delay + policy.lease_seconds,
         fields={**fields, "not_before": now + delay},
@@ -406,8 +407,7 @@ def unreportable(
     return _decide(
         session,
         now,
-        state=State.SETTLING,
-        name="token_wait",
+        Event.TOKEN_WAIT,
         step=RetryLater(delay, error),
         due_at=now + delay + policy.lease_seconds,
         fields={**fields, "not_before": now + delay},
@@ -464,8 +464,7 @@ def after_report(
         return _decide(
             session,
             now,
-            state=final,
-            name="reported",
+            Event.REPORTED_PENDING if final is State.PENDING else Event.REPORTED,
             step=Done(final),
             due_at=session.pending_expires_at if final is State.PENDING else None,
             fields={**fields, "report": report, "last_error": None, "not_before": None},
@@ -479,8 +478,7 @@ def after_report(
         return _decide(
             session,
             now,
-            state=State.SETTLED,
-            name="report_retry",
+            Event.REPORT_RETRY,
             step=RetryLater(delay, result.error),
             due_at=now + delay + policy.lease_seconds,
             fields={**fields, "last_error": result.error, "not_before": now + delay},
@@ -507,8 +505,7 @@ def _confirming(
     return _decide(
         session,
         now,
-        state=State.CONFIRMING,
-        name="confirmation_requested",
+        Event.CONFIRMATION_REQUESTED,
         step=Done(State.CONFIRMING),
         due_at=closes,
         fields={**fields, "last_error": None, "not_before": closes},
@@ -530,8 +527,7 @@ def dead_letter(
     return _decide(
         session,
         now,
-        state=State.FAILED,
-        name="failed",
+        Event.FAILED,
         step=DeadLetter(error),
         due_at=None,
         fields={**(fields or {}), "last_error": error, "failed_at": now, "not_before": None},

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sessions.decisions import NOT_CONFIRMED
 from sessions.ledger import Book
 from sessions.models import Kind, Outcome, PaymentKind, PendingReason, Session
 from sessions.money import to_minor
@@ -45,7 +46,6 @@ SHOPIFY_PENDING_REASONS = {
     PendingReason.NETWORK_ACTION_REQUIRED: "NETWORK_ACTION_REQUIRED",
     PendingReason.PARTNER_ACTION_REQUIRED: "PARTNER_ACTION_REQUIRED",
 }
-NOT_CONFIRMED = "Shopify did not confirm the payment (its inventory or 3-D Secure checks)."
 
 
 def _iso(timestamp: float) -> str:
