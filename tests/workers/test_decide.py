@@ -510,3 +510,148 @@ def test_the_decisions_import_no_client_of_redis_shopify_or_a_psp() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
+# The one question a run asks (`decide.next_move`): after each thing that happened, store a
+# decision or do one thing next.
+RUN = decide.Run(
+    policy=POLICY,
+    ledger=LedgerOperation("pay-1", Op.CAPTURE, 1000),
+    connector="simulator",
+    live=False,
+)
+LIVE = decide.Run(policy=POLICY, ledger=RUN.ledger, connector="http", live=True)
+
+MOVES = [
+    # (situation, session fields, what happened, the run, what is done next)
+    ("a fresh capture reads the token first", {}, decide.Began(), RUN, decide.ReadToken()),
+    ("then asks the PSP", {}, decide.TokenRead(), RUN, decide.AskPsp()),
+    (
+        "an earlier request may have been applied: its status first",
+        {"state": State.SETTLING, "psp_uncertain": True},
+        decide.TokenRead(),
+        RUN,
+        decide.AskStatus(),
+    ),
+    (
+        "a worker died mid-call: its status first",
+        {"state": State.SETTLING, "inflight": State.SETTLING},
+        decide.TokenRead(),
+        RUN,
+        decide.AskStatus(),
+    ),
+    (
+        "the PSP has no such request: send it, the earlier one cleared",
+        {"state": State.SETTLING, "psp_uncertain": True},
+        decide.StatusAnswered(decide.NotFound()),
+        RUN,
+        decide.AskPsp(status="NotFound", cleared=True),
+    ),
+    (
+        "a stored outcome is reported, no token read and no PSP call",
+        {"state": State.SETTLED, "outcome": Outcome.APPROVED},
+        decide.Began(),
+        RUN,
+        decide.TellShopify(),
+    ),
+    (
+        "a stored decision that goes on is reported",
+        {"state": State.SETTLED, "outcome": Outcome.APPROVED},
+        decide.Stored(),
+        RUN,
+        decide.TellShopify(),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "happened", "run", "expected"),
+    [row[1:] for row in MOVES],
+    ids=[row[0] for row in MOVES],
+)
+def test_what_a_run_does_next(
+    fields: dict[str, Any], happened: decide.Happened, run: decide.Run, expected: object
+) -> None:
+    assert decide.next_move(session(**fields), happened, run, NOW) == expected
+
+
+DECIDED = [
+    # (situation, session fields, what happened, the run, event, step)
+    (
+        "a test session on a live account is declined before any PSP call",
+        {"test": True},
+        decide.TokenRead(),
+        LIVE,
+        "test_refused",
+        ReportNext,
+    ),
+    (
+        "a status answer that knows the request settles it",
+        {"state": State.SETTLING, "psp_uncertain": True},
+        decide.StatusAnswered(Approved("ref-1")),
+        RUN,
+        "psp_settled",
+        ReportNext,
+    ),
+    (
+        "the PSP's answer settles it",
+        {},
+        decide.PspAnswered(Approved("ref-1"), decide.AskPsp()),
+        RUN,
+        "psp_settled",
+        ReportNext,
+    ),
+    (
+        "an unreadable token waits on the PSP ladder, the PSP not asked",
+        {},
+        decide.TokenMissing("no token for the shop", gone=False),
+        RUN,
+        "token_wait",
+        RetryLater,
+    ),
+    (
+        "a shop that uninstalled the app fails it at once",
+        {},
+        decide.TokenMissing("uninstalled", gone=True),
+        RUN,
+        "failed",
+        DeadLetter,
+    ),
+    (
+        "Shopify took the report",
+        {"state": State.SETTLED, "outcome": Outcome.APPROVED},
+        decide.ShopifyAnswered("captureSessionResolve", Accepted()),
+        RUN,
+        "reported",
+        Done,
+    ),
+    (
+        "a poison session fails at its claim",
+        {"deliveries": 11},
+        decide.Began(),
+        RUN,
+        "failed",
+        DeadLetter,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "happened", "run", "event", "step"),
+    [row[1:] for row in DECIDED],
+    ids=[row[0] for row in DECIDED],
+)
+def test_what_a_run_stores(
+    fields: dict[str, Any], happened: decide.Happened, run: decide.Run, event: str, step: type
+) -> None:
+    move = decide.next_move(session(**fields), happened, run, NOW)
+    assert isinstance(move, decide.Decision)
+    assert (move.change.event.event, type(move.step)) == (event, step)
+
+
+def test_a_status_answer_is_named_in_the_timeline_of_the_settlement() -> None:
+    uncertain = session(state=State.SETTLING, psp_uncertain=True)
+    move = decide.next_move(uncertain, decide.StatusAnswered(Approved("ref-1")), RUN, NOW)
+    assert isinstance(move, decide.Decision)
+    assert "status: Approved" in (move.change.event.detail or "")
+    assert move.change.fields["psp_uncertain"] is None

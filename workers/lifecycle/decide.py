@@ -1,9 +1,11 @@
-"""The one place that decides: (session, what just happened, policy, now) → the next state,
-the fields and timeline event that record it, when the session is next due, and what the
-worker does next. Pure functions, no I/O; `workers.lifecycle.runner` carries them out.
+"""The one place that decides a run: (session, what just happened, policy, now) → the next
+move. `next_move` is the one question the executor (`workers.lifecycle.runner`) asks; its
+answer is either a `Decision` to store (the event that happened, the fields and timeline entry
+that record it, when the session is next due, and the step the run takes) or one `Action` to
+perform. Pure functions, no I/O.
 
-Every decision names its target state and the state it starts from, and the store refuses any
-pair `sessions.states` does not allow.
+Every decision names its `Event`; `sessions.states.TRANSITIONS` says where it takes the
+session, and the store refuses it from any state the table does not list.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from typing import Any
 from sessions.change import Change, LedgerOperation, LedgerVerdict
 from sessions.models import Kind, Outcome, Report, Session
 from sessions.states import Event, State, check, recovery_point
-from workers.connectors.base import Approved, DeclineCode, Declined, Pending, Result, TryAgain
+from workers.connectors.base import (
+    Approved,
+    DeclineCode,
+    Declined,
+    NotFound,
+    Pending,
+    Result,
+    StatusResult,
+    TryAgain,
+)
 from workers.retry_policy import RetryPolicy
 from workers.shopify.mutations import CONFIRM_PAYMENT
 
@@ -87,12 +98,142 @@ class Refused:
 ReportResult = Accepted | Unavailable | Refused
 
 
+# What just happened in a run: the executor's answer to the last question.
+@dataclass(frozen=True)
+class Began:
+    """The session was just claimed."""
+
+
+@dataclass(frozen=True)
+class TokenRead:
+    """The shop's token was read, before any PSP call: an outcome can be reported."""
+
+
+@dataclass(frozen=True)
+class TokenMissing:
+    reason: str
+    # The shop uninstalled the app: it will never have a token again.
+    gone: bool
+
+
+@dataclass(frozen=True)
+class StatusAnswered:
+    result: StatusResult
+
+
+@dataclass(frozen=True)
+class PspAnswered:
+    result: Result
+    asked: AskPsp
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A decision whose step is `ReportNext` is stored."""
+
+
+@dataclass(frozen=True)
+class ShopifyAnswered:
+    mutation: str
+    said: ReportResult
+
+
+Happened = (
+    Began | TokenRead | TokenMissing | StatusAnswered | PspAnswered | Stored | ShopifyAnswered
+)
+
+
+# What the executor is asked to do next, when it is not to store a decision.
+@dataclass(frozen=True)
+class ReadToken:
+    """Read the shop's token before any PSP call (`Services.gateway.reporting_token`)."""
+
+
+@dataclass(frozen=True)
+class AskStatus:
+    """Ask the PSP what became of an earlier request that may have been applied."""
+
+
+@dataclass(frozen=True)
+class AskPsp:
+    """Prepare the session's operation (the ledger reservation) and send it."""
+
+    # What a status lookup just said, for the timeline; `cleared`: it found no earlier
+    # request of the session applied.
+    status: str | None = None
+    cleared: bool = False
+
+
+@dataclass(frozen=True)
+class TellShopify:
+    """Tell Shopify the stored outcome."""
+
+
+Action = ReadToken | AskStatus | AskPsp | TellShopify
+
+
 @dataclass(frozen=True)
 class Decision:
     change: Change
     step: Step
     # The session as it is once `change` is stored.
     session: Session
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a run's decisions rest on besides the session, the same for the whole run."""
+
+    policy: Policy
+    # What the session does to its payment's book, if anything.
+    ledger: LedgerOperation | None
+    connector: str
+    # The connector's account moves real money.
+    live: bool
+
+
+def next_move(session: Session, happened: Happened, run: Run, now: float) -> Decision | Action:
+    """The one question a run asks, after each thing that happened: store this decision, or
+    do this next."""
+    policy, ledger = run.policy, run.ledger
+    if isinstance(happened, Began):
+        opened = opening(session, policy, now)
+        if opened is not None:
+            return opened
+        # A run that moves money reads the shop's token before the PSP call, and reports
+        # with it: a `payhook shops remove` landing while the PSP works stops the next
+        # session's call, not the report of money that already moved.
+        return ReadToken() if settles(session) else TellShopify()
+    if isinstance(happened, TokenMissing):
+        if happened.gone:
+            return shop_gone(session, happened.reason, now, ledger=ledger)
+        return unreportable(session, happened.reason, policy, now, ledger=ledger)
+    if isinstance(happened, TokenRead):
+        if refuses_test(session, live=run.live):
+            # Before any PSP call, a status lookup included: nothing of a test session ever
+            # reaches a live account.
+            return test_refused(session, run.connector, policy, now, ledger=ledger)
+        return AskStatus() if psp_uncertain(session) else AskPsp()
+    if isinstance(happened, StatusAnswered):
+        if isinstance(happened.result, NotFound):
+            # No earlier request was applied: it is safe to send, under the same key.
+            return AskPsp(status=type(happened.result).__name__, cleared=True)
+        status = type(happened.result).__name__
+        return after_psp(session, happened.result, policy, now, ledger=ledger, status_detail=status)
+    if isinstance(happened, PspAnswered):
+        asked = happened.asked
+        return after_psp(
+            session,
+            happened.result,
+            policy,
+            now,
+            ledger=ledger,
+            status_detail=asked.status,
+            cleared=asked.cleared,
+        )
+    if isinstance(happened, Stored):
+        return TellShopify()
+    return after_report(session, happened.mutation, happened.said, policy, now)
 
 
 PENDING_EXPIRED = "The payment stayed pending at the payment provider past its deadline."
@@ -192,6 +333,19 @@ def _pending_expired(
         detail=detail,
         **event,
     )
+
+
+ABANDONED = "The buyer did not complete the payment on the payment provider's page."
+
+
+def buyer_window(session: Session, window_seconds: float, now: float) -> Result:
+    """A payment session's only answer without the PSP's word: the buyer still has time on
+    the PSP's page (wait for them), or their window closed (declined: they can pay again at
+    checkout)."""
+    waited = now - session.created_at
+    if waited < window_seconds:
+        return TryAgain("waiting for the buyer", retry_after=window_seconds - waited)
+    return Declined(DeclineCode.PROCESSING_ERROR, ABANDONED)
 
 
 def settles(session: Session) -> bool:

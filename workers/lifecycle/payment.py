@@ -24,19 +24,15 @@ from sessions.ledger import Book
 from sessions.models import Kind, Outcome, PaymentKind, PendingReason, Session
 from sessions.money import to_minor
 from workers.connectors.base import (
-    DeclineCode,
-    Declined,
     Operation,
     Result,
     StatusResult,
-    TryAgain,
 )
 from workers.lifecycle import decide
 from workers.lifecycle.ports import Services
 from workers.shopify import mutations
 from workers.shopify.mutations import Mutation
 
-ABANDONED = "The buyer did not complete the payment on the payment provider's page."
 # The PSP's reason as Shopify's `PaymentSessionStatePendingReason`; a PSP that gives none is
 # taken to wait for the buyer, the usual case of an offsite payment left pending.
 SHOPIFY_PENDING_REASONS = {
@@ -61,12 +57,7 @@ class PaymentLifecycle:
 
     async def prepare(self, services: Services, session: Session) -> Result:
         """No call of ours settles a payment: the buyer's window is still open, or it closed."""
-        waited = services.clock() - session.created_at
-        if waited < services.buyer_window_seconds:
-            return TryAgain(
-                "waiting for the buyer", retry_after=services.buyer_window_seconds - waited
-            )
-        return Declined(DeclineCode.PROCESSING_ERROR, ABANDONED)
+        return decide.buyer_window(session, services.buyer_window_seconds, services.clock())
 
     async def send(self, services: Services, operation: Operation) -> Result:
         raise AssertionError("a payment session sends the PSP nothing")
@@ -122,7 +113,7 @@ class PaymentLifecycle:
             reason = SHOPIFY_PENDING_REASONS[session.pending_reason]
             return mutations.pend_payment(session.gid, _iso(closes), reason)
         return mutations.reject_payment(
-            session.gid, "PROCESSING_ERROR", session.merchant_message or ABANDONED
+            session.gid, "PROCESSING_ERROR", session.merchant_message or decide.ABANDONED
         )
 
 

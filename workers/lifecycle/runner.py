@@ -1,16 +1,20 @@
 """Runs one session from wherever it stands to its next stop: the executor around `decide`.
 
-1. Claim the session (one Lua call): a busy, early or finished session is left alone.
-2. No outcome stored yet: ask the PSP (its status first when an earlier request may have
-   been applied); otherwise reserve on the ledger and, once the replicas hold the claim and
-   the reservation, send the operation; then store the outcome, settling the ledger in the
-   same write.
-3. Outcome stored: send the resolve/reject mutation, then store what Shopify said and give
-   the lease up in the same write.
+It claims the session (one Lua call: a busy, early or finished session is left alone), then
+asks one question, `decide.next_move(session, what just happened)`, and does what the answer
+says, until the answer is a step the run does not go on from:
 
-`decide` makes every choice; this module only performs the calls and writes it asks for.
-The lease is renewed throughout (`workers.lifecycle.lease`), every write carries its fencing
-token, and the whole run is bounded by `Services.step_timeout`.
+| answer | the executor |
+|---|---|
+| a `Decision` | writes its change under the claim's fence (the last gives the lease up) |
+| `ReadToken` | reads the shop's token, before any PSP call |
+| `AskStatus` | asks the PSP what became of an earlier request that may have been applied |
+| `AskPsp` | prepares the operation (reserves on the ledger), and once the replicas |
+|          | hold the claim and the reservation, sends it |
+| `TellShopify` | once the replicas hold the outcome, sends the mutation that reports it |
+
+It decides nothing itself. The lease is renewed throughout (`workers.lifecycle.lease`), every
+write carries its fencing token, and the whole run is bounded by `Services.step_timeout`.
 """
 
 from __future__ import annotations
@@ -104,47 +108,49 @@ async def _run(session_id: str, services: Services, lifecycle: KindLifecycle) ->
         observer.run_ended()
 
 
+# A run stores at most this many decisions: an opening, the PSP's outcome, and two reports
+# (Shopify's answer to the first can change the outcome, which is then told).
+_MOST_MOVES = 12
+
+
 async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) -> Step:
+    """Ask `decide.next_move` after each thing that happens, and do what it says, until it
+    says to stop: the whole executor."""
     session = claim.session
-    policy = services.policy
-    opening = decide.opening(session, policy, services.clock())
-    if opening is not None:
-        session = await _store(services, claim, opening, last=False)
-        if not isinstance(opening.step, ReportNext):
-            return opening.step
-    # A run that moves money reports with the token it checked before the PSP call: a
-    # `payhook shops remove` landing while the PSP works stops the next session's call, not
-    # the report of money that already moved.
+    run = decide.Run(
+        policy=services.policy,
+        ledger=lifecycle.ledger_operation(session),
+        connector=services.connector.name,
+        live=services.connector.live,
+    )
+    happened: decide.Happened = decide.Began()
+    # The shop's token, once read before a PSP call: the report of that call uses it.
     token: str | None = None
-    if decide.settles(session):
-        try:
-            token = services.gateway.reporting_token(session.shop, claim.shop_token)
-        except MissingCredentials as exc:
-            gone = isinstance(exc, ShopGone)
-            return await _unreportable(claim, services, lifecycle, session, str(exc), gone=gone)
-        if decide.refuses_test(session, live=services.connector.live):
-            # Before any PSP call, a status lookup included: nothing of a test session ever
-            # reaches a live account.
-            outcome = decide.test_refused(
-                session,
-                services.connector.name,
-                policy,
-                services.clock(),
-                ledger=lifecycle.ledger_operation(session),
-            )
-            cause = "test_refused"
+    cause: str | None = None
+    for _ in range(_MOST_MOVES):
+        move = decide.next_move(session, happened, run, services.clock())
+        if isinstance(move, Decision):
+            session = await _store(services, claim, move, cause)
+            if not isinstance(move.step, ReportNext):
+                return move.step
+            happened = decide.Stored()
+        elif isinstance(move, decide.ReadToken):
+            try:
+                token = services.gateway.reporting_token(session.shop, claim.shop_token)
+            except MissingCredentials as exc:
+                gone = isinstance(exc, ShopGone)
+                happened, cause = decide.TokenMissing(str(exc), gone), "no_token"
+            else:
+                # Stored as such only when the session is refused before any PSP call.
+                happened, cause = decide.TokenRead(), "test_refused"
+        elif isinstance(move, decide.AskStatus):
+            happened, cause = await _status(session, services, lifecycle)
+        elif isinstance(move, decide.AskPsp):
+            result = await _ask(claim, session, services, lifecycle)
+            happened, cause = decide.PspAnswered(result, move), _psp_cause(session, result)
         else:
-            outcome, cause = await _settle(claim, session, services, lifecycle)
-        session = await _store(services, claim, outcome, last=False, cause=cause)
-        if not isinstance(outcome.step, ReportNext):
-            return outcome.step
-    reported = await _report(claim, services, lifecycle, session, token)
-    if isinstance(reported.step, ReportNext):
-        # Shopify's answer changed the outcome (a pending window that closed meanwhile is a
-        # decline): that one is told now. Its own answer can change nothing more.
-        reported = await _report(claim, services, lifecycle, reported.session, token)
-        assert not isinstance(reported.step, ReportNext), reported.step
-    return reported.step
+            happened, cause = await _report(claim, services, lifecycle, session, token)
+    raise AssertionError(f"session {session.id}: no end after {_MOST_MOVES} moves")
 
 
 async def _report(
@@ -153,9 +159,8 @@ async def _report(
     lifecycle: KindLifecycle,
     session: Session,
     token: str | None,
-) -> Decision:
-    """Tell Shopify the stored outcome and store its answer; the lease is given up with it
-    unless that answer leaves something more to tell (`ReportNext`)."""
+) -> tuple[decide.ShopifyAnswered, str]:
+    """Tell Shopify the stored outcome: what it said, and its class for the metrics."""
     policy = services.policy
     await lifecycle.before_report(services, session)
     # Shopify must never hear an outcome a failover could take back: the stored PSP result
@@ -170,66 +175,19 @@ async def _report(
         said = await _send(services.gateway, session.shop, mutation, token)
     cause = _report_cause(said)
     services.observer.called("shopify", session.kind, cause, time.perf_counter() - began)
-    reported = decide.after_report(session, mutation.field, said, policy, services.clock())
-    last = not isinstance(reported.step, ReportNext)
-    await _store(services, claim, reported, last=last, cause=cause)
-    return reported
+    return decide.ShopifyAnswered(mutation.field, said), cause
 
 
-async def _unreportable(
-    claim: Claimed,
-    services: Services,
-    lifecycle: KindLifecycle,
-    session: Session,
-    reason: str,
-    *,
-    gone: bool,
-) -> Step:
-    """Money must not move for a session Shopify cannot be told about: while its shop's
-    token cannot be read, the session waits (and in the end fails) without the PSP; a shop
-    that uninstalled the app (`gone`) will not have one again, so its session fails now."""
-    ledger = lifecycle.ledger_operation(session)
-    now = services.clock()
-    waiting = (
-        decide.shop_gone(session, reason, now, ledger=ledger)
-        if gone
-        else decide.unreportable(session, reason, services.policy, now, ledger=ledger)
-    )
-    await _store(services, claim, waiting, last=True, cause="no_token")
-    return waiting.step
-
-
-async def _settle(
-    claim: Claimed, session: Session, services: Services, lifecycle: KindLifecycle
-) -> tuple[Decision, str]:
-    """The PSP's decision, and the class of what it answered last (`_psp_cause`)."""
-    result: Result | None = None
-    status = None
-    cleared = False
-    observer = services.observer
-    if decide.psp_uncertain(session):
-        began = time.perf_counter()
-        with services.tracer.span("psp status", _context(session)):
-            known = await lifecycle.status(services, session)
-        cause = "not_found" if isinstance(known, NotFound) else _psp_cause(session, known)
-        observer.called("psp", session.kind, cause, time.perf_counter() - began)
-        status = type(known).__name__
-        if isinstance(known, NotFound):
-            cleared = True
-        else:
-            result = known
-    if result is None:
-        result = await _ask(claim, session, services, lifecycle)
-    decision = decide.after_psp(
-        session,
-        result,
-        services.policy,
-        services.clock(),
-        ledger=lifecycle.ledger_operation(session),
-        status_detail=status,
-        cleared=cleared,
-    )
-    return decision, _psp_cause(session, result)
+async def _status(
+    session: Session, services: Services, lifecycle: KindLifecycle
+) -> tuple[decide.StatusAnswered, str]:
+    """What the PSP knows of an earlier request of the session."""
+    began = time.perf_counter()
+    with services.tracer.span("psp status", _context(session)):
+        known = await lifecycle.status(services, session)
+    cause = "not_found" if isinstance(known, NotFound) else _psp_cause(session, known)
+    services.observer.called("psp", session.kind, cause, time.perf_counter() - began)
+    return decide.StatusAnswered(known), cause
 
 
 async def _ask(
@@ -292,25 +250,17 @@ async def _send(
 
 
 async def _store(
-    services: Services,
-    claim: Claimed,
-    decision: Decision,
-    *,
-    last: bool,
-    cause: str | None = None,
+    services: Services, claim: Claimed, decision: Decision, cause: str | None
 ) -> Session:
-    """Write `decision` under the claim's fence; the last write of a run gives up the lease."""
+    """Write `decision` under the claim's fence; a step the run does not go on from gives
+    up the lease in the same write."""
     session = decision.session
     step = decision.step
-    await services.claims.apply(
-        session.id,
-        claim.fence,
-        decision.change,
-        release=last or not isinstance(step, ReportNext),
-    )
+    goes_on = isinstance(step, ReportNext)
+    await services.claims.apply(session.id, claim.fence, decision.change, release=not goes_on)
     services.observer.decided(decision, cause)
     extra = {**_context(session), "state": str(session.state), "step": type(step).__name__}
-    if isinstance(step, ReportNext) and not last:
+    if goes_on:
         # One line per session outcome: a step the run goes on from is in the timeline.
         log.debug(decision.change.event.event, extra=extra)
     elif isinstance(step, decide.DeadLetter):
