@@ -170,6 +170,6 @@ async def list_shops(request: web.Request) -> web.Response:
 
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/admin/sessions", list_sessions)
-    app.router.add_get("/admin/sessions/{session_id}", show_session)
+    app.router.add_get("/admin/sessions/{session_id:[^/]+}", show_session)
     app.router.add_post("/admin/replay", replay_sessions)
     app.router.add_get("/admin/shops", list_shops)

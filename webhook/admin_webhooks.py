@@ -112,6 +112,6 @@ async def replay(request: web.Request) -> web.Response:
 
 def add_webhook_admin_routes(app: web.Application) -> None:
     app.router.add_get("/admin/webhooks", list_webhooks)
-    app.router.add_get("/admin/webhooks/{webhook_id}", show_webhook)
-    app.router.add_get("/admin/webhooks/{webhook_id}/report", webhook_report)
+    app.router.add_get("/admin/webhooks/{webhook_id:[^/]+}", show_webhook)
+    app.router.add_get("/admin/webhooks/{webhook_id:[^/]+}/report", webhook_report)
     app.router.add_post("/admin/webhooks/replay", replay)

@@ -38,7 +38,8 @@ from webhook.keys import METRICS, SETTINGS, STORE
 
 log = logging.getLogger("payhook.webhook")
 
-PATH = "/payments/{session_id}/return"
+# Any id but a slash: aiohttp's default segment pattern would not route ids with braces.
+PATH = "/payments/{session_id:[^/]+}/return"
 # Between two looks at the session while the buyer waits: soon at first (a worker usually
 # reports within tens of milliseconds of the PSP's callback), then every POLL_SECONDS.
 FIRST_POLL_SECONDS = 0.025

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -30,6 +31,7 @@ from sessions.store import SessionStore
 from tests.factories import (
     CALLBACK_SECRET,
     capture_body,
+    new_id,
     payment_body,
     shopify_headers,
     signed_callback,
@@ -117,6 +119,24 @@ async def test_once_shopify_took_the_report_the_buyer_goes_where_it_said(
     # The page Shopify shows does not learn payhook's URL, and nothing is cached.
     assert answer.headers["Referrer-Policy"] == "no-referrer"
     assert answer.headers["Cache-Control"] == "no-store"
+
+
+async def test_a_payment_whose_id_has_braces_is_told_and_its_buyer_sent_on(
+    client: TestClient[Any, Any], store: SessionStore, settings: Settings
+) -> None:
+    # Shopify's id is any printable text; the router must not read braces in it as its own.
+    payment = "pay{1}-" + new_id()
+    body = payment_body(id=payment)
+    answer = await client.post("/payment_sessions", json=body, headers=shopify_headers())
+    assert answer.status == 201
+    raw, headers = signed_callback(payment, "approved")
+    told = await client.post(f"/psp/simulator/payments/{quote(payment)}", data=raw, headers=headers)
+    assert told.status == 200, await told.text()
+    await report(store, settings, payment, "paymentSessionResolve", THANK_YOU)
+
+    answer = await back(client, quote(payment))
+
+    assert (answer.status, answer.headers["Location"]) == (303, THANK_YOU)
 
 
 async def test_a_buyer_who_comes_back_early_is_sent_on_as_soon_as_the_report_lands(
@@ -245,8 +265,8 @@ async def test_a_stored_url_no_browser_should_follow_is_never_answered(
 
 @pytest.mark.parametrize(
     "session_id",
-    ["unknown-payment", "x" * 256, "%0Anewline", "%20", "a%00b", "%E2%82%AC"],
-    ids=["unknown", "too long", "newline", "space", "nul", "not ascii"],
+    ["unknown-payment", "x" * 256, "%0Anewline", "%20", "a%00b", "%E2%82%AC", "a%7Bb%7D"],
+    ids=["unknown", "too long", "newline", "space", "nul", "not ascii", "braces"],
 )
 async def test_an_id_that_is_no_payment_is_the_same_plain_404_page(
     client: TestClient[Any, Any], session_id: str
