@@ -19,6 +19,7 @@ import time
 from redis.asyncio import Redis
 
 from config import Settings
+from errors import StaleState
 from sessions.change import Change, LedgerVerdict
 from sessions.connect import tool_client
 from sessions.held import money_held
@@ -26,7 +27,6 @@ from sessions.ledger_store import LedgerStore
 from sessions.models import TimelineEvent
 from sessions.states import State
 from sessions.store import SessionStore
-from sessions.writes import StaleState
 from workers.connectors.base import NotFound, TryAgain
 from workers.connectors.build import build_connector
 from workers.connectors.order_lock import OrderLock

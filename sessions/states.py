@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from errors import IllegalTransition
+
 
 class State(StrEnum):
     RECEIVED = "received"
@@ -59,13 +61,6 @@ _ALLOWED: dict[State, frozenset[State]] = {
 TERMINAL: frozenset[State] = frozenset({State.REPORTED})
 # States a worker has something to do in (a pending payment only once its window closes).
 WORKABLE: frozenset[State] = frozenset({State.RECEIVED, State.SETTLING, State.SETTLED})
-
-
-class IllegalTransition(ValueError):
-    def __init__(self, current: State, target: State) -> None:
-        super().__init__(f"a session cannot go from {current} to {target}")
-        self.current = current
-        self.target = target
 
 
 def can_move(current: State, target: State) -> bool:

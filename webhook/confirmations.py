@@ -27,12 +27,13 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
+from errors import ApiError, StaleState
+from errors.replication import NotReplicated
 from sessions.models import CONFIRM_MUTATION, Kind, Outcome, Session, TimelineEvent
-from sessions.replication import NotReplicated
 from sessions.states import State
-from sessions.store import Change, SessionStore, StaleState
+from sessions.store import Change, SessionStore
 from webhook.body import json_object, shopify_headers
-from webhook.errors import ApiError, not_replicated
+from webhook.errors import not_replicated
 from webhook.keys import SETTINGS, STORE
 
 log = logging.getLogger("payhook.webhook")

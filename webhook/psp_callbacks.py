@@ -17,12 +17,13 @@ from typing import Literal
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from errors import ApiError, StaleState
+from errors.replication import NotReplicated
 from sessions.models import Kind, Outcome, PendingReason, TimelineEvent
-from sessions.replication import NotReplicated
 from sessions.states import State
-from sessions.store import Change, SessionStore, StaleState
+from sessions.store import Change, SessionStore
 from webhook.body import header_bytes, parse_object, read_body
-from webhook.errors import ApiError, not_replicated
+from webhook.errors import not_replicated
 from webhook.keys import SETTINGS, STORE
 from webhook.signing import secret_problem, signed_at, simulator_reference
 

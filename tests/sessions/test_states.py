@@ -1,13 +1,7 @@
 import pytest
 
-from sessions.states import (
-    IllegalTransition,
-    State,
-    can_move,
-    check_move,
-    recovery_point,
-    sources_of,
-)
+from errors import IllegalTransition
+from sessions.states import State, can_move, check_move, recovery_point, sources_of
 
 ALLOWED = {
     (State.RECEIVED, State.SETTLING),
