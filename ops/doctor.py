@@ -8,10 +8,11 @@ from urllib.parse import urlsplit
 from redis.asyncio import Redis
 
 from config import Settings
+from errors import TokenUnreadable
 from sessions.connect import tool_client
 from sessions.due_index import IndexState, index_state
 from sessions.durability import durability_warnings
-from sessions.shops import ShopTokens, TokenUnreadable, token_cipher
+from sessions.shops import ShopTokens, token_cipher
 from sessions.stats import DUE_SCAN
 from sessions.topology import Topology, read_topology
 from webhook.auth import ShopifyAuth

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from errors import MoneyError
 from sessions.held import Held
 from sessions.ledger import Book, Op
 from sessions.models import Outcome, Session
-from sessions.money import MoneyError, format_amount, to_minor
+from sessions.money import format_amount, to_minor
 from sessions.states import State
 from workers.connectors.base import (
     Approved,

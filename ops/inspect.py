@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from config import Settings
+from errors import NoTokenKey
 from sessions.connect import tool_client
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
@@ -15,7 +16,7 @@ from sessions.models import Session, TimelineEvent
 from sessions.onboarding import OnboardingStore
 from sessions.query import SessionFilter, find_sessions
 from sessions.shop_webhooks import WebhookEvent
-from sessions.shops import NoTokenKey, Rotation, ShopTokens, token_cipher
+from sessions.shops import Rotation, ShopTokens, token_cipher
 from sessions.store import SessionStore
 
 

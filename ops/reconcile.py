@@ -26,6 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from config import Settings
+from errors import ConnectorSettingsError
 from ops.findings import Check, Finding, check, check_book
 from sessions.connect import tool_client
 from sessions.held import Held
@@ -37,7 +38,7 @@ from sessions.models import Kind, Session
 from sessions.states import State
 from sessions.store import SessionStore
 from workers.connectors.base import Connector, Operation
-from workers.connectors.build import ConnectorSettingsError, build_connector
+from workers.connectors.build import build_connector
 from workers.lifecycle.decide import refuses_test
 from workers.lifecycle.kinds import LEDGERED
 

@@ -19,12 +19,12 @@ import time
 from redis.asyncio import Redis
 
 from config import Settings
+from errors import StaleState
 from sessions import decisions
 from sessions.connect import tool_client
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.store import SessionStore
-from sessions.writes import StaleState
 from workers.connectors.base import NotFound, TryAgain
 from workers.connectors.build import build_connector
 from workers.connectors.order_lock import OrderLock

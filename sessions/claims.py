@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from errors import LeaseLost, StoreCorrupt
 from sessions.change import Change
 from sessions.due_index import INDEX_DUE
 from sessions.handoff import Envelope
@@ -45,7 +46,7 @@ from sessions.replication import NONE, Replication
 from sessions.shops import SHOPS
 from sessions.states import State
 from sessions.store import decode
-from sessions.writes import LeaseLost, StoreCorrupt, apply_change, register_apply
+from sessions.writes import apply_change, register_apply
 
 # KEYS: session, lease, due, shop tokens, the due summary's three indexes.
 _CLAIM = (

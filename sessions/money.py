@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+from errors import MoneyError
+
 # ISO 4217 active codes and their minor units (exponent). Currencies not listed here are
 # refused: a payments back end must not guess how many decimals a currency has.
 _ZERO = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
@@ -39,10 +41,6 @@ MAX_MINOR_UNITS = 10**14 - 1
 CURRENCIES = frozenset(_MINOR_UNITS)
 
 _AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,4})?$")
-
-
-class MoneyError(ValueError):
-    """An amount or currency that cannot be accepted."""
 
 
 def minor_units(currency: str) -> int:

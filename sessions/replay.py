@@ -11,10 +11,11 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
+from errors import StaleState
 from sessions import decisions
 from sessions.models import Session
 from sessions.states import State, recovery_point
-from sessions.store import SessionStore, StaleState
+from sessions.store import SessionStore
 
 
 @dataclass(frozen=True)

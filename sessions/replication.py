@@ -21,20 +21,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from config import Settings
-
-
-class NotReplicated(RedisError):
-    """Fewer replicas than required acknowledged a write in time; the write stands."""
-
-    def __init__(self, wanted: int, acknowledged: int, timeout_seconds: float) -> None:
-        super().__init__(
-            f"{acknowledged} of {wanted} replica(s) acknowledged within {timeout_seconds:g}s"
-        )
-        self.wanted = wanted
-        self.acknowledged = acknowledged
+from errors.replication import NotReplicated
 
 
 @dataclass(frozen=True)

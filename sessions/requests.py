@@ -24,8 +24,9 @@ from pydantic import (
     field_validator,
 )
 
+from errors import MoneyError
 from sessions.models import Kind, PaymentKind
-from sessions.money import MoneyError, is_currency, parse_amount
+from sessions.money import is_currency, parse_amount
 from sessions.urls import MAX_URL_BYTES, is_web_url
 
 # Shopify ids are short opaque tokens; the bound keeps Redis keys and log lines sane.

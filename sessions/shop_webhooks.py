@@ -34,6 +34,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
+from errors import BodyProblem
 from sessions.keys import PREFIX
 
 WEBHOOK_DUE = f"{PREFIX}whidx:due"
@@ -128,15 +129,6 @@ BODIES: dict[Topic, type[_Body]] = {
     Topic.CUSTOMERS_REDACT: CustomersRedactBody,
     Topic.CUSTOMERS_DATA_REQUEST: DataRequestBody,
 }
-
-
-class BodyProblem(ValueError):
-    """The body does not fit the topic; `field` names where."""
-
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.field = field
 
 
 def shape_of(body: dict[str, Any]) -> Topic | None:

@@ -26,6 +26,8 @@ from enum import StrEnum
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from redis.asyncio import Redis
 
+from errors import NoTokenKey, ShopUninstalled, TokenUnreadable
+
 SHOPS = "payhook:shops"
 PREFIX = "fernet:"
 UNINSTALLED = "uninstalled:"
@@ -42,18 +44,6 @@ if (redis.call('HGET', KEYS[1], ARGV[1]) or '') == ARGV[2] then
 end
 return 0
 """
-
-
-class NoTokenKey(Exception):
-    """A token was to be stored with no `PAYHOOK_TOKEN_KEYS` to encrypt it."""
-
-
-class TokenUnreadable(Exception):
-    """A stored token that none of the configured keys decrypts."""
-
-
-class ShopUninstalled(TokenUnreadable):
-    """The shop uninstalled the app: its token was deleted and no other stands in for it."""
 
 
 def uninstalled_at(stored: str | None) -> float | None:

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from errors import IllegalTransition
+
 
 class State(StrEnum):
     RECEIVED = "received"
@@ -138,15 +140,6 @@ def sources_of(event: Event) -> frozenset[State]:
 TERMINAL: frozenset[State] = frozenset({State.REPORTED})
 # States a worker has something to do in (a pending payment only once its window closes).
 WORKABLE: frozenset[State] = frozenset({State.RECEIVED, State.SETTLING, State.SETTLED})
-
-
-class IllegalTransition(ValueError):
-    def __init__(self, current: State, target: State, event: Event | None = None) -> None:
-        by = f" by {event}" if event is not None else ""
-        super().__init__(f"a session cannot go from {current} to {target}{by}")
-        self.current = current
-        self.target = target
-        self.event = event
 
 
 def can_move(current: State, target: State) -> bool:

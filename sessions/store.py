@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from errors import StoreCorrupt
 from sessions.change import Change
 from sessions.due_index import BUILD, INDEX_DUE, REPAIR, START
 from sessions.handoff import Envelope, Handoff
@@ -38,18 +39,15 @@ from sessions.keys import (
 from sessions.models import Kind, Session, TimelineEvent
 from sessions.replication import NONE, Replication
 from sessions.states import State
-from sessions.writes import LeaseLost, StaleState, StoreCorrupt, apply_change, register_apply
+from sessions.writes import apply_change, register_apply
 
 __all__ = [
     "Change",
     "CreateResult",
     "Created",
     "IndexBuild",
-    "LeaseLost",
     "Pruned",
     "SessionStore",
-    "StaleState",
-    "StoreCorrupt",
 ]
 
 log = logging.getLogger("payhook.store")

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from errors import LeaseLost, StaleState, StoreCorrupt
 from sessions.change import field_value
 from sessions.handoff import Envelope, WebhookHandoff
 from sessions.keys import WRONG_TYPE, text
@@ -47,7 +48,6 @@ from sessions.shop_webhooks import (
     webhook_lease_key,
     webhook_report_key,
 )
-from sessions.writes import LeaseLost, StaleState, StoreCorrupt
 
 __all__ = ["Received", "WebhookClaim", "WebhookStore", "fingerprint"]
 

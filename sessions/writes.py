@@ -22,6 +22,7 @@ import json
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from errors import LeaseLost, StaleState, StoreCorrupt
 from sessions.change import Change, LedgerVerdict, field_value
 from sessions.due_index import INDEX_DUE
 from sessions.handoff import Envelope
@@ -42,30 +43,6 @@ from sessions.keys import (
 )
 from sessions.ledger_store import SETTLE_RESERVATION, ledger_keys
 from sessions.states import State
-
-
-class StaleState(Exception):
-    """The session was not in a state the change may start from."""
-
-    def __init__(self, session_id: str, current: str | None) -> None:
-        super().__init__(f"session {session_id} is {current or 'missing'}")
-        self.current = current
-
-
-class StoreCorrupt(Exception):
-    """A key the write needs holds another Redis type; the write changed nothing."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(f"{key} holds another Redis type; nothing was written")
-        self.key = key
-
-
-class LeaseLost(Exception):
-    """A fenced write whose token is no longer the session's latest claim: it changed nothing."""
-
-    def __init__(self, session_id: str, fence: int, current: int) -> None:
-        super().__init__(f"session {session_id}: lease {fence} was superseded by {current}")
-
 
 # The next fencing token of the session hash `key`: past both the last token this server saw
 # and its clock in microseconds, so a replica promoted before it saw a claim (whose holder

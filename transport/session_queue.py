@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from errors import BadMessage
 from transport.messages import QUEUE
 
 # kombu's Redis transport defaults (payhook sets no transport option that changes them).
@@ -93,14 +94,6 @@ for i = 1, #ARGV, 2 do
 end
 return back
 """
-
-
-class BadMessage(ValueError):
-    """A message on the session queue that is not a payhook session task; `tag` acks it."""
-
-    def __init__(self, reason: str, tag: str | None = None) -> None:
-        super().__init__(reason)
-        self.tag = tag
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from errors import ApiError
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Session
@@ -22,7 +23,6 @@ from sessions.replay import replay
 from sessions.states import State
 from webhook.body import parse_object, read_body
 from webhook.dashboard_auth import require_admin
-from webhook.errors import ApiError
 from webhook.keys import REDIS, SETTINGS, STORE
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from config import Settings
+from errors import TooManyAttempts
 from sessions.keys import admin_attempts_key
 from webhook.auth import from_trusted_proxy
 from webhook.rate_limit import RateLimit
@@ -31,12 +32,6 @@ log = logging.getLogger("payhook.admin")
 
 WINDOW_SECONDS = 60.0
 ALL_CLIENTS = "*"
-
-
-class TooManyAttempts(Exception):
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"too many wrong admin tokens; try again in {retry_after:.0f} s")
-        self.retry_after = max(1, round(retry_after + 0.5))
 
 
 class AdminAttempts:

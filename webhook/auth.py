@@ -27,7 +27,8 @@ from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
 from config import Settings
-from webhook.errors import ApiError, Handler
+from errors import ApiError
+from webhook.errors import Handler
 
 log = logging.getLogger("payhook.webhook")
 

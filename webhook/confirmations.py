@@ -27,12 +27,13 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
+from errors import ApiError, StaleState
+from errors.replication import NotReplicated
 from sessions.decisions import Recorded, Refused, confirmation
 from sessions.models import Kind
-from sessions.replication import NotReplicated
-from sessions.store import SessionStore, StaleState
+from sessions.store import SessionStore
 from webhook.body import json_object, shopify_headers
-from webhook.errors import ApiError, not_replicated
+from webhook.errors import not_replicated
 from webhook.keys import SETTINGS, STORE
 
 log = logging.getLogger("payhook.webhook")

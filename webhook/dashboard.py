@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
+from errors import ApiError, TooManyAttempts
 from sessions.activity import last_hour
 from sessions.held import holdings, money_held
 from sessions.ledger_store import LedgerStore
@@ -38,7 +39,6 @@ from sessions.replay import replay
 from sessions.states import State
 from sessions.stats import COUNT_SCAN, collect
 from webhook.admin import MAX_HTTP_REPLAY, Filters, parse_filters
-from webhook.admin_attempts import TooManyAttempts
 from webhook.dashboard_auth import (
     Viewer,
     admin_token,
@@ -60,7 +60,6 @@ from webhook.dashboard_views import (
     session_body,
     sessions_body,
 )
-from webhook.errors import ApiError
 from webhook.html import esc, page, session_link, table, when
 from webhook.keys import REDIS, SETTINGS, STORE
 

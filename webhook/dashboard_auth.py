@@ -28,11 +28,11 @@ from urllib.parse import urlencode, urlparse
 from aiohttp import web
 
 from config import Settings
+from errors import ApiError, TooManyAttempts
 from sessions.keys import logout_key
-from webhook.admin_attempts import TooManyAttempts, client_of
+from webhook.admin_attempts import client_of
 from webhook.auth import over_tls
 from webhook.body import header_bytes
-from webhook.errors import ApiError
 from webhook.keys import ADMIN_ATTEMPTS, REDIS, SETTINGS
 
 log = logging.getLogger("payhook.dashboard")

@@ -14,30 +14,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from errors import ApiError
+
 log = logging.getLogger("payhook.webhook")
-
-
-class ApiError(Exception):
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        field: str | None = None,
-        *,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.headers = headers
-
-    def response(self) -> web.Response:
-        answer = error_response(self.status, self.code, self.message, self.field)
-        answer.headers.update(self.headers or {})
-        return answer
 
 
 def not_replicated(what: str, exc: Exception) -> ApiError:
@@ -111,7 +90,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ApiError as exc:
-        return exc.response()
+        answer = error_response(exc.status, exc.code, exc.message, exc.field)
+        answer.headers.update(exc.headers or {})
+        return answer
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -28,17 +28,17 @@ import aiohttp
 from aiohttp import web
 
 from config import Settings
+from errors import ApiError, CodeRefused, ExchangeFailed
 from sessions.installs import InstallStates, Taken
 from sessions.keys import PREFIX
 from sessions.onboarding import OnboardingStore
 from sessions.shop_domains import is_shop_domain
 from sessions.shops import TokenCipher, token_cipher
 from webhook.admin_attempts import client_of
-from webhook.errors import ApiError
 from webhook.keys import REDIS, SETTINGS
 from webhook.oauth import authorize_url, missing_scopes, signed_by
 from webhook.rate_limit import RateLimit
-from webhook.token_exchange import CodeRefused, ExchangeFailed, exchange_code
+from webhook.token_exchange import exchange_code
 
 log = logging.getLogger("payhook.install")
 

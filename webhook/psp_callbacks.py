@@ -17,17 +17,20 @@ from typing import Literal
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from errors import ApiError, StaleState
+from errors.replication import NotReplicated
 from sessions.decisions import PspWord, Recorded, Refused, psp_word
 from sessions.models import Kind, Outcome, PendingReason
-from sessions.replication import NotReplicated
-from sessions.store import SessionStore, StaleState
+from sessions.store import SessionStore
 from webhook.body import header_bytes, parse_object, read_body
-from webhook.errors import ApiError, not_replicated
+from webhook.errors import not_replicated
 from webhook.keys import SETTINGS, STORE
 from webhook.signing import secret_problem, signed_at, simulator_reference
 
 log = logging.getLogger("payhook.psp")
 
+# Any id but a slash: aiohttp's default segment pattern would not route ids with braces.
+SIMULATOR_PATH = "/psp/simulator/payments/{session_id:[^/]+}"
 _SESSION_ID = re.compile(r"[\x21-\x7e]{1,255}")
 # Reads and writes race the PSP's other words and a worker; past this many, give up with a
 # 503 the PSP retries.

@@ -23,15 +23,16 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from config import Settings
+from errors import ApiError
+from errors.replication import NotReplicated
 from sessions.intake import new_session
 from sessions.models import Kind
 from sessions.money import format_amount
-from sessions.replication import NotReplicated
 from sessions.requests import REQUESTS, PaymentSessionRequest
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
 from webhook.buyer_return import return_url
-from webhook.errors import ApiError, failure_code, not_replicated
+from webhook.errors import failure_code, not_replicated
 from webhook.keys import METRICS, RATE_LIMIT, SETTINGS, STORE, TOKEN_CHECK, TRACER
 from webhook.token_check import TokenProblem
 

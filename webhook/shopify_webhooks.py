@@ -23,21 +23,14 @@ from datetime import datetime
 
 from aiohttp import web
 
-from sessions.replication import NotReplicated
+from errors import ApiError, BodyProblem
+from errors.replication import NotReplicated
 from sessions.shop_domains import is_shop_domain
-from sessions.shop_webhooks import (
-    BodyProblem,
-    HookState,
-    Topic,
-    Webhook,
-    WebhookEvent,
-    payload_of,
-    read_body,
-)
+from sessions.shop_webhooks import HookState, Topic, Webhook, WebhookEvent, payload_of, read_body
 from sessions.webhook_store import Received, fingerprint
 from webhook.body import MAX_HEADER_CHARS, header_bytes, parse_object
 from webhook.body import read_body as read_bounded
-from webhook.errors import ApiError, failure_code, not_replicated
+from webhook.errors import failure_code, not_replicated
 from webhook.keys import METRICS, SETTINGS, WEBHOOKS
 from webhook.shopify_hmac import signed_with_any
 

@@ -15,7 +15,8 @@ from enum import StrEnum
 
 from redis.asyncio import Redis
 
-from sessions.shops import UNINSTALLED, ShopTokens, TokenCipher, TokenUnreadable, open_stored
+from errors import TokenUnreadable
+from sessions.shops import UNINSTALLED, ShopTokens, TokenCipher, open_stored
 
 # Verdicts kept; past it the oldest goes first. A few bytes over the stored value each.
 REMEMBERED = 4096

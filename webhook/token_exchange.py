@@ -15,16 +15,10 @@ import json
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from errors import CodeRefused, ExchangeFailed
+
 # Shopify's answer is a few hundred bytes; nothing it sends here needs more.
 MAX_ANSWER_BYTES = 64 * 1024
-
-
-class CodeRefused(Exception):
-    """Shopify refused the code (used, unknown, expired) or the app's credentials."""
-
-
-class ExchangeFailed(Exception):
-    """Shopify could not be asked, or answered something other than a token."""
 
 
 class AccessToken(BaseModel):

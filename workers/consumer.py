@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from transport.session_queue import BadMessage, Delivery, SessionQueue, decode
+from errors import BadMessage
+from transport.session_queue import Delivery, SessionQueue, decode
 from workers.lifecycle.decide import RetryLater, Step
 from workers.lifecycle.ports import KindLifecycle, Services
 from workers.lifecycle.runner import run

@@ -28,9 +28,9 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from config import Settings
+from errors import PayhookError, RetryableError, ShopifyUserError
 from sessions.onboarding import Ask, Attempt, OnboardingState, OnboardingStore, UserError
 from sessions.shops import ShopTokens
-from workers.errors import PayhookError, RetryableError, ShopifyUserError
 from workers.retry_policy import RetryPolicy
 from workers.shopify.gateway import ShopifyGateway
 from workers.shopify.mutations import configure_app

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from errors import LeaseLost, LeaseLostError, StaleState, TryLater
 from sessions.models import TimelineEvent
 from sessions.privacy import Needles, erase_shop, find_customer, redact_customer
 from sessions.shop_webhooks import HookState, Topic, Webhook, WebhookEvent
@@ -27,8 +28,7 @@ from sessions.shops import ShopTokens, Uninstall
 from sessions.states import State
 from sessions.store import SessionStore
 from sessions.webhook_store import NotClaimed, WebhookStore
-from sessions.writes import LeaseLost, StaleState
-from workers.lifecycle.lease import LeaseLostError, holding
+from workers.lifecycle.lease import holding
 from workers.retry_policy import RetryPolicy
 from workers.uninstall import fail_unfinished
 
@@ -85,10 +85,6 @@ class HookDecision:
     fields: dict[str, object | None]
     due_at: float | None
     step: Step
-
-
-class TryLater(Exception):
-    """The topic's work cannot be finished now (a session it must touch is in flight)."""
 
 
 # -- decisions -----------------------------------------------------------------------------

@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable
 
 from config import Settings
-from sessions.store import SessionStore, StoreCorrupt
+from errors import StoreCorrupt
+from sessions.store import SessionStore
 from sessions.webhook_store import WebhookStore
 
 log = logging.getLogger("payhook.sweeper")

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from errors import SessionsLeft, StaleState
 from sessions.change import Change
 from sessions.keys import DUE, session_key, text
-from sessions.store import SessionStore, StaleState, decode
+from sessions.store import SessionStore, decode
 from workers.lifecycle.decide import MONEY_HELD, shop_gone
 from workers.lifecycle.kinds import LIFECYCLES
 
@@ -29,10 +30,6 @@ log = logging.getLogger("payhook.webhooks")
 BATCH = 500
 # A session a worker keeps writing is read again this often before the webhook is retried.
 READS_PER_SESSION = 5
-
-
-class SessionsLeft(Exception):
-    """Some sessions of the shop could not be failed on this attempt."""
 
 
 @dataclass

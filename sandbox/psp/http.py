@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from errors import MoneyError
 from sandbox.psp.common import (
     PSP_STATE,
     Applied,
@@ -37,7 +38,7 @@ from sandbox.psp.common import (
     read_fault,
     record_read,
 )
-from sessions.money import MoneyError, to_minor
+from sessions.money import to_minor
 
 OPERATIONS = {"/captures": "capture", "/refunds": "refund", "/voids": "void"}
 HTTP_BOOKS: web.AppKey[list[dict[str, Any]]] = web.AppKey("http_books", list)

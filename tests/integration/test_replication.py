@@ -19,6 +19,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from config import Settings
+from errors.replication import NotReplicated
 from ops.doctor import run_doctor
 from ops.redis_server import LocalRedis
 from sandbox.client import SandboxShopifyClient
@@ -28,7 +29,7 @@ from sessions.claims import Claims
 from sessions.keys import session_key
 from sessions.ledger_store import LedgerStore
 from sessions.models import Outcome
-from sessions.replication import NotReplicated, Replication
+from sessions.replication import Replication
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import (

@@ -8,6 +8,7 @@ import time
 import fakeredis
 import pytest
 
+from errors import LeaseLost, StoreCorrupt
 from sessions.change import Change, LedgerVerdict
 from sessions.claims import Claimed, Claims, NotClaimed, Refusal
 from sessions.keys import DUE, PENDING, WORKABLE
@@ -15,7 +16,7 @@ from sessions.ledger import Book, Op
 from sessions.ledger_store import LedgerStore
 from sessions.models import Outcome
 from sessions.states import Event, State
-from sessions.store import LeaseLost, SessionStore, StoreCorrupt
+from sessions.store import SessionStore
 from tests.factories import change_to, make_session, received_event
 
 

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from errors import LeaseLost, StaleState
 from ops.redis_server import LocalRedis
 from sessions import decisions
 from sessions.change import Change
@@ -33,7 +34,7 @@ from sessions.keys import (
 from sessions.models import Kind, Outcome, Session
 from sessions.states import Event, State
 from sessions.stats import DueSummary, due_summary
-from sessions.store import LeaseLost, SessionStore, StaleState
+from sessions.store import SessionStore
 from tests.factories import RedisDb, change_to, make_session, received_event
 
 DB = 11

@@ -2,7 +2,8 @@ from decimal import Decimal
 
 import pytest
 
-from sessions.money import MoneyError, format_amount, minor_units, parse_amount, to_minor
+from errors import MoneyError
+from sessions.money import format_amount, minor_units, parse_amount, to_minor
 
 
 @pytest.mark.parametrize(

@@ -12,15 +12,8 @@ from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
 from config import Settings
-from sessions.shops import (
-    SHOPS,
-    NoTokenKey,
-    ShopTokens,
-    ShopUninstalled,
-    TokenCipher,
-    TokenUnreadable,
-    Uninstall,
-)
+from errors import NoTokenKey, ShopUninstalled, TokenUnreadable
+from sessions.shops import SHOPS, ShopTokens, TokenCipher, Uninstall
 
 SHOP = "a-shop.myshopify.com"
 TOKEN = "shpat_0123456789abcdef0123456789abcdef"

@@ -1,9 +1,9 @@
 import pytest
 
+from errors import IllegalTransition
 from sessions.states import (
     TRANSITIONS,
     Event,
-    IllegalTransition,
     State,
     can_move,
     check,

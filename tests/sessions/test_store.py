@@ -7,10 +7,11 @@ from decimal import Decimal
 import fakeredis
 import pytest
 
+from errors import StaleState, StoreCorrupt
 from sessions.keys import DUE, PENDING, WORKABLE, failed_index, timeline_key
 from sessions.models import Outcome
 from sessions.states import Event, State
-from sessions.store import Change, Created, SessionStore, StaleState, StoreCorrupt
+from sessions.store import Change, Created, SessionStore
 from tests.factories import ListHandoff, change_to, make_session, received_event
 
 

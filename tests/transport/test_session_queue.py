@@ -18,18 +18,13 @@ from kombu import Connection
 from redis.asyncio import Redis
 
 from config import Settings
+from errors import BadMessage
 from ops.redis_server import LocalRedis
 from sessions.models import Kind
 from transport.broker import TRANSPORT
 from transport.celery_app import create_celery
 from transport.messages import QUEUE, CeleryHandoff, task_name
-from transport.session_queue import (
-    UNACKED,
-    UNACKED_INDEX,
-    BadMessage,
-    SessionQueue,
-    decode,
-)
+from transport.session_queue import UNACKED, UNACKED_INDEX, SessionQueue, decode
 
 DB = 14
 HANDOFF = CeleryHandoff(create_celery(Settings()))

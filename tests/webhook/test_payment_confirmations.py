@@ -14,13 +14,13 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from config import Settings
+from errors import LeaseLost
 from ops.redis_server import LocalRedis
 from sessions.claims import Claimed, Claims
 from sessions.keys import FAILED, session_key, timeline_key
 from sessions.models import Outcome, Session
 from sessions.states import Event, State
 from sessions.store import SessionStore
-from sessions.writes import LeaseLost
 from tests.factories import (
     CALLBACK_SECRET,
     change_to,

@@ -8,11 +8,12 @@ import time
 import fakeredis
 import pytest
 
+from errors import LeaseLostError
 from sessions.claims import Claimed, Claims
 from sessions.keys import lease_key
 from sessions.store import SessionStore
 from tests.factories import make_session, received_event
-from workers.lifecycle.lease import LeaseLostError, holding
+from workers.lifecycle.lease import holding
 from workers.metrics import WorkerMetrics
 
 LEASE = 0.3  # renewed every 0.1 s

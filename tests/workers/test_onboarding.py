@@ -14,17 +14,12 @@ import pytest
 from cryptography.fernet import Fernet
 from graphql import parse, validate
 
+from errors import MissingCredentials, ShopifyUnavailable, ShopifyUserError, TokenRejected
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
 from sandbox.shopify_schema import build_schema
 from sessions.onboarding import Ask, OnboardingState, OnboardingStore
 from sessions.shops import ShopTokens, TokenCipher
-from workers.errors import (
-    MissingCredentials,
-    ShopifyUnavailable,
-    ShopifyUserError,
-    TokenRejected,
-)
 from workers.onboarding import Onboarder, decide
 from workers.retry_policy import RetryPolicy
 from workers.shopify.gateway import GqlShopifyGateway

@@ -13,6 +13,7 @@ import aiohttp
 import fakeredis
 import pytest
 
+from errors import ShopifyUnavailable, ShopifyUserError
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
 from sessions.models import Kind, Outcome, PaymentKind, PendingReason, Report
@@ -21,7 +22,6 @@ from sessions.store import SessionStore
 from tests.factories import make_session, new_id, received_event
 from tests.workers.conftest import ServicesFor, Tokens
 from workers.connectors.simulator import SimulatorConnector
-from workers.errors import ShopifyUnavailable, ShopifyUserError
 from workers.lifecycle.decide import PENDING_EXPIRED, DeadLetter, Done, RetryLater
 from workers.lifecycle.payment import PAYMENT
 from workers.lifecycle.ports import Services

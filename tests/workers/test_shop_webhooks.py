@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from config import Settings
+from errors import LeaseLost
 from sessions.keys import timeline_key
 from sessions.shop_webhooks import (
     WEBHOOK_DUE,
@@ -25,7 +26,6 @@ from sessions.shops import ShopTokens
 from sessions.states import State
 from sessions.store import SessionStore
 from sessions.webhook_store import WebhookClaim, WebhookStore, fingerprint, replay_webhooks
-from sessions.writes import LeaseLost
 from tests.factories import SHOP, RedisDb, make_session, received_event
 from transport.celery_app import create_celery
 from transport.messages import WEBHOOK_QUEUE, CeleryHandoff

@@ -12,15 +12,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from errors import MissingCredentials, ShopifyUnavailable, ShopifyUserError, TokenRejected
 from ops.redis_server import free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
-from workers.errors import (
-    MissingCredentials,
-    ShopifyUnavailable,
-    ShopifyUserError,
-    TokenRejected,
-)
 from workers.shopify import mutations
 from workers.shopify.gateway import GqlShopifyGateway
 from workers.shopify.tokens import CachedTokens

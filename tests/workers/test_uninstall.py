@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from errors import LeaseLost, SessionsLeft
 from sessions.change import Change
 from sessions.claims import Claimed, Claims
 from sessions.ledger import Book, Op, Reserved
@@ -18,10 +19,9 @@ from sessions.ledger_store import LedgerStore
 from sessions.models import Outcome, Session
 from sessions.states import Event, State
 from sessions.store import SessionStore
-from sessions.writes import LeaseLost
 from tests.factories import SHOP, RedisDb, make_session, received_event
 from workers.lifecycle.decide import MONEY_HELD, NOTHING_HELD, RESERVATION_RETURNED
-from workers.uninstall import SessionsLeft, fail_unfinished
+from workers.uninstall import fail_unfinished
 
 DB = 10
 REASON = f"{SHOP} uninstalled the app (test)"

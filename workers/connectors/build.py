@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from config import Settings
+from errors import ConnectorSettingsError
 from sessions.replication import Replication
 from workers.connectors.aplazame import AplazameConnector
 from workers.connectors.base import Connector
@@ -24,10 +25,6 @@ from workers.connectors.order_lock import OrderLock
 from workers.connectors.purchase import PurchaseConnector
 from workers.connectors.purchase_api import PurchaseApi, purchase_client
 from workers.connectors.simulator import SimulatorConnector
-
-
-class ConnectorSettingsError(ValueError):
-    """PAYHOOK_CONNECTOR names a connector whose settings are missing."""
 
 
 def _required(value: str | SecretStr | None, variable: str) -> str:

@@ -83,7 +83,7 @@ class Accepted:
 class Unavailable:
     error: str
     retry_after: float | None = None
-    # The failure's class (`workers.errors.ShopifyUnavailable.cause`), for metrics only.
+    # The failure's class (`errors.ShopifyUnavailable.cause`), for metrics only.
     cause: str = "transport"
 
 

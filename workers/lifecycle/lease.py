@@ -16,6 +16,8 @@ from typing import Literal, Protocol, TypeVar
 
 from redis.exceptions import RedisError
 
+from errors import LeaseLostError
+
 T = TypeVar("T")
 
 
@@ -28,10 +30,6 @@ class Leases(Protocol):
 
 
 log = logging.getLogger("payhook.lease")
-
-
-class LeaseLostError(Exception):
-    """The work was stopped because another worker took the session over."""
 
 
 async def holding(

@@ -24,9 +24,18 @@ import logging
 import time
 from collections.abc import Mapping
 
+from errors import (
+    LeaseLost,
+    LeaseLostError,
+    MissingCredentials,
+    PermanentError,
+    ShopGone,
+    ShopifyUnavailable,
+    ShopifyUserError,
+    StaleState,
+)
 from sessions.claims import Claimed
 from sessions.models import Kind, Session
-from sessions.writes import LeaseLost, StaleState
 from workers.connectors.base import (
     NotFound,
     Operation,
@@ -34,16 +43,9 @@ from workers.connectors.base import (
     Result,
     TryAgain,
 )
-from workers.errors import (
-    MissingCredentials,
-    PermanentError,
-    ShopGone,
-    ShopifyUnavailable,
-    ShopifyUserError,
-)
 from workers.lifecycle import decide
 from workers.lifecycle.decide import Decision, ReportNext, Skipped, Step
-from workers.lifecycle.lease import LeaseLostError, holding
+from workers.lifecycle.lease import holding
 from workers.lifecycle.ports import KindLifecycle, Services
 from workers.shopify.gateway import ShopifyGateway
 from workers.shopify.mutations import Mutation

@@ -2,7 +2,7 @@
 
 `ShopifyGateway` is the port the lifecycles use; `GqlShopifyGateway` speaks it through `gql`
 over aiohttp. Everything the network or Shopify can say is translated here into payhook's
-own errors (see `workers.errors`), so no lifecycle ever sees a gql or aiohttp exception.
+own errors (see `errors`), so no lifecycle ever sees a gql or aiohttp exception.
 What Shopify took comes back as `Taken`: for a payment's resolve, reject or pending, with
 the `nextAction` redirect its answer names, the one place the buyer may be sent next.
 """
@@ -29,16 +29,17 @@ from gql.transport.exceptions import (
 from graphql import print_ast
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from sessions.shop_domains import SHOPIFY_SUFFIXES, is_shop_domain
-from sessions.shops import ShopUninstalled, TokenUnreadable
-from sessions.urls import is_web_url
-from workers.errors import (
+from errors import (
     MissingCredentials,
     ShopGone,
     ShopifyUnavailable,
     ShopifyUserError,
+    ShopUninstalled,
     TokenRejected,
+    TokenUnreadable,
 )
+from sessions.shop_domains import SHOPIFY_SUFFIXES, is_shop_domain
+from sessions.urls import is_web_url
 from workers.retry_policy import parse_retry_after, usable_wait
 from workers.shopify.mutations import Mutation
 

@@ -8,10 +8,11 @@ import pytest
 
 from config import Settings
 from config.settings import ACCOUNT_SETTINGS
+from errors import ConnectorSettingsError
 from tests.workers.connectors.conftest import settings_for
 from workers.connectors.aplazame import AplazameConnector
 from workers.connectors.bigcommerce import BigCommerceConnector
-from workers.connectors.build import ConnectorSettingsError, build_connector
+from workers.connectors.build import build_connector
 from workers.connectors.http import HttpConnector
 from workers.connectors.ledyer import LedyerConnector
 from workers.connectors.purchase import PurchaseConnector
