@@ -6,13 +6,14 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from errors import StaleState
 from sessions import decisions
 from sessions.change import Change
 from sessions.keys import DUE, failed_index
 from sessions.models import Outcome
 from sessions.replay import replay
 from sessions.states import Event, State
-from sessions.store import SessionStore, StaleState
+from sessions.store import SessionStore
 from tests.factories import ListHandoff, change_to, make_session, received_event
 
 
