@@ -10,11 +10,12 @@ session stays in on its way from intake to `reported`.
    runtime with its session consumer and the simulator PSP, all in this process. After a
    warm-up capture, one capture session is sent; from its POST until its run ends
    (the session `reported`), a profile hook on the web's thread and on the worker's loop
-   thread records the module of every function of the house called (a coroutine resumed
-   counts as a call; sandbox and bench frames are left out), consecutive calls in one module
-   on one thread folded into a stay. Redis MONITOR records the commands meanwhile, until the
-   run's acknowledgement is written: those the clients sent, each script named by the
-   module constant that holds it, and those the scripts ran.
+   thread records the module of every function of the house called (a coroutine counts
+   when it starts, not when it is resumed; sandbox and bench frames are left out);
+   consecutive calls in one module fold into a stay, the web's stays then the worker's.
+   Redis MONITOR records the commands meanwhile, until the run's acknowledgement is
+   written: those the clients sent, each script named by the module constant that holds
+   it, and those the scripts ran.
 Everything talks to 127.0.0.1 and stops by itself within a minute.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import inspect
 import subprocess
 import sys
 import tempfile
@@ -99,21 +101,30 @@ def print_arrows(house: list[Module], found: list[Arrow]) -> None:
             between[low][high] += 1
     print("arrows between rooms (module pairs)")
     for low in sorted(between, key=room_order):
-        targets = sorted(between[low], key=room_order)
-        print(f"  {low:<20} → " + ", ".join(f"{t} {between[low][t]}" for t in targets))
-    print("layers, bottom to top: " + order_text(house))
+        targets = [f"{t} {between[low][t]}," for t in sorted(between[low], key=room_order)]
+        head = f"  {low:<20} → "
+        for line in _wrapped(targets, 100 - len(head)):
+            print(head + line)
+            head = " " * len(head)
+    print("layers, bottom to top (bench.layers):")
+    for line in _wrapped(order_text(house).split(" "), 96):
+        print(f"  {line}")
     known = sorted({a.pair for a in found if upward(a) and a.pair in KNOWN_UPWARD})
     against = sorted({a.pair for a in wrong_way(found)})
     print(f"upward or forbidden arrows: {len(known) + len(against)} ({len(known)} known)")
     for low, high in known:
-        print(f"  ↑ {low} → {high} (known: {KNOWN_UPWARD[(low, high)]})")
+        print(f"  ↑ {low} → {high}, known:")
+        for line in _wrapped(KNOWN_UPWARD[(low, high)].split(), 94):
+            print(f"      {line}")
     for low, high in against:
         print(f"  ✗ {low} → {high}")
     outward = sorted(
         {a.pair for a in found if a.importer.split(".")[0] == SANDBOX}
         - {a.pair for a in found if a.imported.split(".")[0] == SANDBOX}
     )
-    print("sandbox → house: " + (", ".join(f"{a} → {b}" for a, b in outward) or "nothing"))
+    print("sandbox → house (allowed: bench.layers.SANDBOX_LEAVES):")
+    for line in _wrapped((f"{a} → {b}," for a, b in outward), 96):
+        print(f"  {line}")
 
 
 def order_text(house: list[Module]) -> str:
@@ -138,13 +149,23 @@ def order_text(house: list[Module]) -> str:
 # -- the walk ------------------------------------------------------------------------------
 
 
+# A frame of these can be resumed: its later `call` events are not calls.
+RESUMABLE = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+
+
 @dataclass
 class Recorder:
-    """A profile hook: the module of every call into the house, on whichever thread."""
+    """A profile hook: the module of every call into the house, on whichever thread.
+
+    A coroutine is counted when it starts, not each time it is resumed: whether an await
+    suspends depends on whether Redis had answered yet, which would make the walk differ
+    from run to run."""
 
     root: Path
     calls: list[tuple[str, str]] = field(default_factory=list)
     _names: dict[str, str | None] = field(default_factory=dict)
+    # Held so that an id is never reused while recording.
+    _started: dict[int, FrameType] = field(default_factory=dict)
 
     def module_of(self, filename: str) -> str | None:
         if filename not in self._names:
@@ -152,10 +173,23 @@ class Recorder:
         return self._names[filename]
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
-        if event == "call":
-            module = self.module_of(frame.f_code.co_filename)
-            if module is not None:
-                self.calls.append((threading.current_thread().name, module))
+        if event != "call":
+            return
+        module = self.module_of(frame.f_code.co_filename)
+        if module is None:
+            return
+        if frame.f_code.co_flags & RESUMABLE:
+            if id(frame) in self._started:
+                return
+            self._started[id(frame)] = frame
+        self.calls.append((threading.current_thread().name, module))
+
+    def legs(self) -> list[Stay]:
+        """The web's stays, then the worker's: each thread's calls folded on their own, so
+        that which thread ran first at a moment both could does not change the walk."""
+        web = [(t, m, 1) for t, m in self.calls if t == WEB_THREAD]
+        worker = [(t, m, 1) for t, m in self.calls if t != WEB_THREAD]
+        return stays_of(web) + stays_of(worker)
 
 
 def _module_name(root: Path, filename: str) -> str | None:
@@ -325,7 +359,7 @@ async def walk(state_dir: Path) -> Walked:
             reached = await own.hget(key, "state")
             clients = await own.client_list()
         return Walked(
-            stays=stays_of((t, m, 1) for t, m in recorder.calls),
+            stays=recorder.legs(),
             state=reached.decode() if isinstance(reached, bytes) else str(reached),
             commands=commands,
             clients={str(c["addr"]).rpartition(":")[2]: str(c["name"]) for c in clients},
@@ -381,26 +415,28 @@ def print_walk(walked: Walked, house: list[Module], *, brief: bool) -> None:
         f"({walked.seconds * 1000:.0f} ms, profiled): {walked.state}"
     )
     print(
-        f"  {len(stays)} stays ({web} on the web's thread, {len(stays) - web} on the worker's), "
-        f"{sum(s.calls for s in stays):,} calls, {len({s.module for s in stays})} modules, "
-        f"{len(by_room)} rooms, {len(in_rooms) - 1} changes of room"
+        f"  {len(stays)} stays (web {web}, worker {len(stays) - web}), "
+        f"{sum(s.calls for s in stays):,} calls; {len({s.module for s in stays})} modules "
+        f"in {len(by_room)} rooms; {len(in_rooms) - 1} changes of room"
     )
     print(f"  {'room':<20} {'stays':>5} {'calls':>5}   modules, in the order first entered")
     for name in sorted(by_room, key=room_order):
         inside = by_room[name]
-        entered = dict.fromkeys(stay.module.removeprefix(name + ".") for stay in inside)
-        print(
-            f"  {name:<20} {len(inside):>5} {sum(s.calls for s in inside):>5}   "
-            + ", ".join(entered)
-        )
+        entered = dict.fromkeys(stay.module.removeprefix(name + ".") + "," for stay in inside)
+        head = f"  {name:<20} {len(inside):>5} {sum(s.calls for s in inside):>5}   "
+        for line in _wrapped(entered, 100 - len(head)):
+            print(head + line)
+            head = " " * len(head)
     if not brief:
-        print("  the stays, in order (module and calls; [web], [worker]: the thread changes):")
+        print("  the stays, in order (module and calls; the web's thread, then the worker's):")
         for line in _wrapped(_walk_text(stays), 96):
             print(f"    {line}")
     print_commands(walked)
 
 
-def print_commands(walked: Walked) -> None:
+def commands_by_role(walked: Walked) -> dict[str, Counter[str]]:
+    """web, worker or lua (run by a script) → command → how many; a script call is named
+    by the module constant holding the script."""
     scripts = script_names()
     roles: dict[str, Counter[str]] = defaultdict(Counter)
     for command in walked.commands:
@@ -409,11 +445,16 @@ def print_commands(walked: Walked) -> None:
         if name == "EVALSHA":
             name = scripts.get(rest.split(" ", 1)[0], "EVALSHA ?")
         roles[role_of(command, walked.clients)][name] += 1
+    return roles
+
+
+def print_commands(walked: Walked) -> None:
+    roles = commands_by_role(walked)
     sent = sum(sum(tally.values()) for role, tally in roles.items() if role != "lua")
     inside = sum(roles["lua"].values())
     print(
-        f"  Redis, from the POST to the run's acknowledgement: {sent} commands sent, and {inside}"
-        " more run by the scripts they called"
+        f"  Redis, from the POST to the run's acknowledgement: {sent} commands sent, and\n"
+        f"  {inside} more run by the scripts they called"
     )
     order = ("web", "worker", "lua")
     for role in sorted(roles, key=lambda r: order.index(r) if r in order else len(order)):
