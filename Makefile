@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO ?= 20
 
-.PHONY: setup promtool wrk chromium dev check lint types test bench bench-quick bench-throughput bench-drain bench-memory bench-fleet bench-dashboard bench-due-summary clean
+.PHONY: setup promtool wrk chromium dev check lint types test bench bench-quick bench-throughput bench-drain bench-memory bench-fleet bench-dashboard bench-due-summary bench-house clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -114,6 +114,12 @@ bench-dashboard: setup
 # sessions due (about a minute, at most three on a busy machine; about 1 GB of Redis).
 bench-due-summary: setup
 	$(BIN)/python -m bench.due_summary
+
+# The house: each package's modules and lines, the imports between them and any against the
+# layers tests/test_layers.py guards, and the modules one capture session stays in from its
+# POST to the end of its run, with the Redis commands it costs (a few seconds).
+bench-house: setup
+	$(BIN)/python -m bench.house
 
 clean:
 	rm -rf $(VENV) .payhook .mypy_cache .ruff_cache .pytest_cache
