@@ -64,11 +64,7 @@ the renewer counted its own when it found the lease gone.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    # For the annotation only: `sessions` imports this module.
-    from sessions.states import Event, State
+from typing import Any
 
 
 class PayhookError(Exception):
@@ -196,7 +192,8 @@ class StoreCorrupt(PermanentError):
 
 
 class IllegalTransition(PermanentError, ValueError):
-    def __init__(self, current: State, target: State, event: Event | None = None) -> None:
+    # `sessions.states`' State and Event, which are strings; named as such here, below them.
+    def __init__(self, current: str, target: str, event: str | None = None) -> None:
         by = f" by {event}" if event is not None else ""
         super().__init__(f"a session cannot go from {current} to {target}{by}")
         self.current = current
