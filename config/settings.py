@@ -19,7 +19,7 @@ from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from sessions.shop_domains import SHOPIFY_SUFFIXES, check_suffix
+from config.shop_domains import SHOPIFY_SUFFIXES, check_suffix
 
 ConnectorName = Literal["simulator", "http", "ledyer", "aplazame", "purchase", "bigcommerce"]
 # Whether a connector's PSP account moves real money (`live`) or is the provider's sandbox

@@ -16,9 +16,9 @@ import time
 from datetime import UTC, datetime
 
 from config import Settings
+from config.shop_domains import is_shop_domain
 from sessions.connect import tool_client
 from sessions.onboarding import Onboarding, OnboardingState, OnboardingStore, shop_statuses
-from sessions.shop_domains import is_shop_domain
 from sessions.shops import ShopTokens, token_cipher
 
 # How long `configure` waits for a worker that took the ask before it could.

@@ -15,8 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from config.shop_domains import is_shop_domain
 from errors import ApiError
-from sessions.shop_domains import is_shop_domain
 from webhook.keys import SETTINGS
 
 _API_VERSION = re.compile(r"^(\d{4}-\d{2}|unstable)$")

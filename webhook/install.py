@@ -28,11 +28,11 @@ import aiohttp
 from aiohttp import web
 
 from config import Settings
+from config.shop_domains import is_shop_domain
 from errors import ApiError, CodeRefused, ExchangeFailed
 from sessions.installs import InstallStates, Taken
 from sessions.keys import PREFIX
 from sessions.onboarding import OnboardingStore
-from sessions.shop_domains import is_shop_domain
 from sessions.shops import TokenCipher, token_cipher
 from webhook.admin_attempts import client_of
 from webhook.keys import REDIS, SETTINGS

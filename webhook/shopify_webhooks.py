@@ -23,9 +23,9 @@ from datetime import datetime
 
 from aiohttp import web
 
+from config.shop_domains import is_shop_domain
 from errors import ApiError, BodyProblem
 from errors.replication import NotReplicated
-from sessions.shop_domains import is_shop_domain
 from sessions.shop_webhooks import HookState, Topic, Webhook, WebhookEvent, payload_of, read_body
 from sessions.webhook_store import Received, fingerprint
 from webhook.body import MAX_HEADER_CHARS, header_bytes, parse_object

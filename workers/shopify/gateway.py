@@ -29,6 +29,7 @@ from gql.transport.exceptions import (
 from graphql import print_ast
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from config.shop_domains import SHOPIFY_SUFFIXES, is_shop_domain
 from errors import (
     MissingCredentials,
     ShopGone,
@@ -38,7 +39,6 @@ from errors import (
     TokenRejected,
     TokenUnreadable,
 )
-from sessions.shop_domains import SHOPIFY_SUFFIXES, is_shop_domain
 from sessions.urls import is_web_url
 from workers.retry_policy import parse_retry_after, usable_wait
 from workers.shopify.mutations import Mutation
