@@ -9,12 +9,12 @@ from redis.asyncio import Redis
 
 from config import Settings
 from errors import TokenUnreadable
-from sessions.connect import tool_client
+from redisio.connect import tool_client
+from redisio.durability import durability_warnings
+from redisio.topology import Topology, read_topology
 from sessions.due_index import IndexState, index_state
-from sessions.durability import durability_warnings
 from sessions.shops import ShopTokens, token_cipher
 from sessions.stats import DUE_SCAN
-from sessions.topology import Topology, read_topology
 from webhook.auth import ShopifyAuth
 from webhook.signing import MIN_SECRET_CHARS, secret_problem
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from config import Settings
 from errors import NoTokenKey
-from sessions.connect import tool_client
+from redisio.connect import tool_client
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.models import Session, TimelineEvent

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from config import Settings
 from config.shop_domains import is_shop_domain
-from sessions.connect import tool_client
+from redisio.connect import tool_client
 from sessions.onboarding import Onboarding, OnboardingState, OnboardingStore, shop_statuses
 from sessions.shops import ShopTokens, token_cipher
 

@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from config import Settings
 from errors import ConnectorSettingsError
 from ops.findings import Check, Finding, check, check_book
-from sessions.connect import tool_client
+from redisio.connect import tool_client
 from sessions.held import Held
 from sessions.keys import INDEX_CREATED, text
 from sessions.ledger import Op

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from config import Settings
-from sessions.connect import tool_client
+from redisio.connect import tool_client
 from sessions.due_index import index_state
 from sessions.store import SessionStore
 

@@ -20,8 +20,8 @@ from redis.asyncio import Redis
 
 from config import Settings
 from errors import StaleState
+from redisio.connect import tool_client
 from sessions import decisions
-from sessions.connect import tool_client
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.store import SessionStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from config import Settings
-from sessions.connect import tool_client
+from redisio.connect import tool_client
 from sessions.query import SessionFilter, find_sessions
 from sessions.replay import replay
 from sessions.store import SessionStore

@@ -7,7 +7,7 @@ import sys
 import time
 
 from config import Settings
-from sessions.connect import tool_client
+from redisio.connect import tool_client
 from sessions.models import Kind
 from sessions.states import State
 from sessions.stats import DUE_SCAN, Stats, collect, held_text

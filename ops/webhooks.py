@@ -16,7 +16,7 @@ import time
 
 from config import Settings
 from ops.inspect import print_events, when
-from sessions.connect import tool_client
+from redisio.connect import tool_client
 from sessions.shop_webhooks import HookState
 from sessions.webhook_store import WebhookStore, replay_webhooks
 from transport.celery_app import create_celery

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from errors import LeaseLost, StoreCorrupt
+from redisio.replication import NONE, Replication
 from sessions.change import Change
 from sessions.due_index import INDEX_DUE
 from sessions.handoff import Envelope
@@ -42,7 +43,6 @@ from sessions.leases import (
     hash_fields,
 )
 from sessions.models import Session
-from sessions.replication import NONE, Replication
 from sessions.shops import SHOPS
 from sessions.states import State
 from sessions.store import decode

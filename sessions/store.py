@@ -18,6 +18,7 @@ import orjson
 from redis.asyncio import Redis
 
 from errors import StoreCorrupt
+from redisio.replication import NONE, Replication
 from sessions.change import Change
 from sessions.due_index import BUILD, INDEX_DUE, REPAIR, START
 from sessions.handoff import Envelope, Handoff
@@ -37,7 +38,6 @@ from sessions.keys import (
     timeline_key,
 )
 from sessions.models import Kind, Session, TimelineEvent
-from sessions.replication import NONE, Replication
 from sessions.states import State
 from sessions.writes import apply_change, register_apply
 
@@ -208,7 +208,7 @@ class SessionStore:
 
     `handoff` renders the task message that queues a session; without one (tools that only
     read), nothing is ever queued. `replication` says how many replicas must hold a new
-    session before `create` returns (`sessions.replication`).
+    session before `create` returns (`redisio.replication`).
     """
 
     def __init__(

@@ -22,6 +22,7 @@ import orjson
 from redis.asyncio import Redis
 
 from errors import LeaseLost, StaleState, StoreCorrupt
+from redisio.replication import NONE, Replication
 from sessions.change import field_value
 from sessions.handoff import Envelope, WebhookHandoff
 from sessions.keys import WRONG_TYPE, text
@@ -32,7 +33,6 @@ from sessions.leases import (
     Refusal,
     hash_fields,
 )
-from sessions.replication import NONE, Replication
 from sessions.shop_webhooks import (
     EVENTS_MAX,
     SHOP_TOPICS,

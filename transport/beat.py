@@ -25,7 +25,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from config import Settings
-from sessions.connect import sync_client
+from redisio.connect import sync_client
 from sessions.keys import BEAT_LOCK
 
 log = logging.getLogger("payhook.beat")

@@ -10,12 +10,12 @@ from redis.asyncio import Redis
 
 from config import Settings
 from config.tracing import NO_TRACER, Tracer
-from sessions.connect import redis_client
+from redisio.connect import redis_client
+from redisio.replication import Replication
+from redisio.topology import SentinelPeers
 from sessions.models import Kind
-from sessions.replication import Replication
 from sessions.shops import token_cipher
 from sessions.store import SessionStore
-from sessions.topology import SentinelPeers
 from sessions.webhook_store import WebhookStore
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff

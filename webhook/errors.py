@@ -21,7 +21,7 @@ log = logging.getLogger("payhook.webhook")
 
 def not_replicated(what: str, exc: Exception) -> ApiError:
     """The 503 for a write that stands but is not yet on the replicas it must be on before
-    payhook answers on it (`sessions.replication`): the sender retries, and the repeat is
+    payhook answers on it (`redisio.replication`): the sender retries, and the repeat is
     answered once the replicas hold it."""
     return ApiError(
         503,

@@ -14,8 +14,8 @@ import contextlib
 from aiohttp import web
 from redis.asyncio import Redis
 
-from sessions.durability import durability_warnings
-from sessions.topology import read_topology
+from redisio.durability import durability_warnings
+from redisio.topology import read_topology
 from webhook.dashboard_auth import bearer_ok, require_admin
 from webhook.keys import GAUGES, METRICS, REDIS, SENTINELS, SETTINGS
 from webhook.scrape import SCRAPE_TIMEOUT_SECONDS

@@ -7,8 +7,8 @@ from redis.asyncio import Redis
 
 from config import Settings
 from config.tracing import Tracer
+from redisio.topology import SentinelPeers
 from sessions.store import SessionStore
-from sessions.topology import SentinelPeers
 from sessions.webhook_store import WebhookStore
 from webhook.admin_attempts import AdminAttempts
 from webhook.metrics import WebMetrics

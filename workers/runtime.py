@@ -25,12 +25,12 @@ from redis.asyncio import Redis
 from config import Settings
 from config.event_loop import new_event_loop
 from config.tracing import NO_TRACER, Tracer
+from redisio.connect import redis_client
+from redisio.replication import Replication
 from sessions.claims import Claims
-from sessions.connect import redis_client
 from sessions.handoff import Handoffs
 from sessions.ledger_store import LedgerStore
 from sessions.onboarding import OnboardingStore
-from sessions.replication import Replication
 from sessions.shops import ShopTokens, token_cipher
 from sessions.store import SessionStore
 from sessions.webhook_store import WebhookStore

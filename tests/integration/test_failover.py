@@ -33,12 +33,12 @@ from redis.asyncio import Redis
 
 from config import Settings
 from ops.redis_server import LocalRedis, free_port
+from redisio.connect import tool_client
 from sandbox.client import SandboxShopifyClient
 from sandbox.psp import connector_environment
 from sandbox.psp.common import Charges
 from sandbox.shopify import RunningShopifySandbox
 from sandbox.shopify_side import send_capture_session
-from sessions.connect import tool_client
 from sessions.ledger import Book
 from sessions.ledger_store import LedgerStore
 from sessions.money import to_minor

@@ -22,6 +22,7 @@ from config import Settings
 from errors.replication import NotReplicated
 from ops.doctor import run_doctor
 from ops.redis_server import LocalRedis
+from redisio.replication import Replication
 from sandbox.client import SandboxShopifyClient
 from sandbox.psp.aplazame import APLAZAME_ORDERS, create_aplazame_app
 from sandbox.shopify import RunningShopifySandbox
@@ -29,7 +30,6 @@ from sessions.claims import Claims
 from sessions.keys import session_key
 from sessions.ledger_store import LedgerStore
 from sessions.models import Outcome
-from sessions.replication import Replication
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import (

@@ -12,7 +12,7 @@ import pytest
 from redis import Redis as SyncRedis
 
 from config import Settings
-from sessions.connect import redis_client
+from redisio.connect import redis_client
 from tests.factories import capture_body, shopify_headers
 from tests.integration.conftest import ADMIN_TOKEN
 from tests.integration.fleet_support import MASTER, ReplicatedRedis

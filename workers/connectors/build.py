@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from config import Settings
 from errors import ConnectorSettingsError
-from sessions.replication import Replication
+from redisio.replication import Replication
 from workers.connectors.aplazame import AplazameConnector
 from workers.connectors.base import Connector
 from workers.connectors.bigcommerce import BigCommerceConnector

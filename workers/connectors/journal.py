@@ -38,7 +38,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
-from sessions.replication import NONE, Replication
+from redisio.replication import NONE, Replication
 from workers.connectors.base import Approved, NotFound, OperationKind, StatusResult, TryAgain
 
 _KEY = "payhook:psp:{connector}:{kind}:{key}"
