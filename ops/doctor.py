@@ -13,8 +13,8 @@ from redisio.connect import tool_client
 from redisio.durability import durability_warnings
 from redisio.topology import Topology, read_topology
 from sessions.due_index import IndexState, index_state
-from sessions.shops import ShopTokens, token_cipher
 from sessions.stats import DUE_SCAN
+from shops.tokens import ShopTokens, token_cipher
 from webhook.auth import ShopifyAuth
 from webhook.signing import MIN_SECRET_CHARS, secret_problem
 

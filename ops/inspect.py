@@ -13,11 +13,11 @@ from redisio.connect import tool_client
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.models import Session, TimelineEvent
-from sessions.onboarding import OnboardingStore
 from sessions.query import SessionFilter, find_sessions
-from sessions.shop_webhooks import WebhookEvent
-from sessions.shops import Rotation, ShopTokens, token_cipher
 from sessions.store import SessionStore
+from shops.onboarding import OnboardingStore
+from shops.tokens import Rotation, ShopTokens, token_cipher
+from shops.webhooks import WebhookEvent
 
 
 def when(timestamp: float | None) -> str:

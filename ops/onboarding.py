@@ -1,6 +1,6 @@
 """`payhook shops configure` and `payhook shops list`: each shop's payments app onboarding.
 
-`configure` stores the ask as the install does (`sessions.onboarding`) and sends it at once
+`configure` stores the ask as the install does (`shops.onboarding`) and sends it at once
 through the workers' Shopify gateway, printing what Shopify said. When Shopify is away it
 stays queued, and the workers' sweeps retry it on the Shopify ladder; when a worker holds it
 already, this waits a little for that worker's answer. Exit codes: 0 configured, 1 refused
@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from config import Settings
 from config.shop_domains import is_shop_domain
 from redisio.connect import tool_client
-from sessions.onboarding import Onboarding, OnboardingState, OnboardingStore, shop_statuses
-from sessions.shops import ShopTokens, token_cipher
+from shops.onboarding import Onboarding, OnboardingState, OnboardingStore, shop_statuses
+from shops.tokens import ShopTokens, token_cipher
 
 # How long `configure` waits for a worker that took the ask before it could.
 WAIT_FOR_WORKER_SECONDS = 15.0

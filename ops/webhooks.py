@@ -17,8 +17,8 @@ import time
 from config import Settings
 from ops.inspect import print_events, when
 from redisio.connect import tool_client
-from sessions.shop_webhooks import HookState
-from sessions.webhook_store import WebhookStore, replay_webhooks
+from shops.webhook_store import WebhookStore, replay_webhooks
+from shops.webhooks import HookState
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
 

@@ -29,6 +29,7 @@ from sessions.keys import (
     DUE,
     PENDING,
     RETENTION_SECONDS,
+    SHOPS,
     WORKABLE,
     WRONG_TYPE,
     lease_key,
@@ -43,7 +44,6 @@ from sessions.leases import (
     hash_fields,
 )
 from sessions.models import Session
-from sessions.shops import SHOPS
 from sessions.states import State
 from sessions.store import decode
 from sessions.writes import apply_change, register_apply
@@ -89,7 +89,7 @@ class Claimed:
     """The session as it was when claimed, and the lease's fencing token."""
 
     session: Session
-    # The shop's value in the token registry (`sessions.shops`, encrypted) at the claim;
+    # The shop's value in the token registry (`SHOPS`, sealed by `shops.tokens`) at the claim;
     # None when the shop has none of its own.
     shop_token: str | None = None
 

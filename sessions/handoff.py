@@ -27,7 +27,7 @@ class Handoff(Protocol):
 
 
 class WebhookHandoff(Protocol):
-    """How a Shopify webhook is put on the workers' queue (`sessions.webhook_store`)."""
+    """How a Shopify webhook is put on the workers' queue (`shops.webhook_store`)."""
 
     def webhook_envelope(self, webhook_id: str) -> Envelope: ...
 

@@ -13,6 +13,7 @@
 | `idx:confirming` | sorted set | payment awaiting Shopify's confirmation, by creation time |
 | `idx:due-indexed` | string | `done` once the three indexes hold every due session (`due_index`) |
 | `idx:failed[:kind:{k}│:shop:{s}]` | sorted sets | failed sessions by time of failure |
+| `shops` | hash | each shop's access token, sealed by `shops.tokens`; a claim reads it raw |
 | `rate:{shop}` | string | the shop's rate-limit state, when `PAYHOOK_SHOP_RATE_LIMIT` is set |
 | `beat:lock` | string | the `payhook beat` that may send the sweeper's schedule, with an expiry |
 | `logout:{login}` | string | a dashboard login ended by its logout, until it would have expired |
@@ -39,6 +40,9 @@ PENDING = f"{PREFIX}idx:pending"
 CONFIRMING = f"{PREFIX}idx:confirming"
 DUE_INDEXED = f"{PREFIX}idx:due-indexed"
 BEAT_LOCK = f"{PREFIX}beat:lock"
+# The shop token registry. Kept by `shops.tokens`; named here because a claim reads a shop's
+# value in the same Lua call, so the run knows at once whether its report can be sent.
+SHOPS = f"{PREFIX}shops"
 FAILED = f"{PREFIX}idx:failed"
 
 # Lua shared by the store's write scripts. Redis does not roll a script back: a write that

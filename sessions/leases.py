@@ -1,5 +1,5 @@
 """Leases with fencing tokens, for every record a worker claims: a session (`sessions.claims`)
-and a Shopify webhook (`sessions.webhook_store`).
+and a Shopify webhook (`shops.webhook_store`).
 
 A record is a hash with a `fence` field (`NEXT_FENCE`) and a `deliveries` count; its lease is
 a string key holding the token of the claim that has it, for the lease's time; its due set

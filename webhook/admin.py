@@ -17,10 +17,10 @@ from errors import ApiError
 from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Session
-from sessions.onboarding import shop_statuses
 from sessions.query import SessionFilter, find_sessions
 from sessions.replay import replay
 from sessions.states import State
+from shops.onboarding import shop_statuses
 from webhook.body import parse_object, read_body
 from webhook.dashboard_auth import require_admin
 from webhook.keys import REDIS, SETTINGS, STORE

@@ -13,8 +13,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from errors import ApiError
-from sessions.shop_webhooks import HookState
-from sessions.webhook_store import replay_webhooks
+from shops.webhook_store import replay_webhooks
+from shops.webhooks import HookState
 from webhook.admin import parse_filters
 from webhook.body import parse_object, read_body
 from webhook.dashboard_auth import require_admin

@@ -14,9 +14,9 @@ from redisio.connect import redis_client
 from redisio.replication import Replication
 from redisio.topology import SentinelPeers
 from sessions.models import Kind
-from sessions.shops import token_cipher
 from sessions.store import SessionStore
-from sessions.webhook_store import WebhookStore
+from shops.tokens import token_cipher
+from shops.webhook_store import WebhookStore
 from transport.celery_app import create_celery
 from transport.messages import CeleryHandoff
 from webhook import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sessions.onboarding import Onboarding, OnboardingState, shop_statuses
+from shops.onboarding import Onboarding, OnboardingState, shop_statuses
 from webhook.dashboard_auth import Viewer
 from webhook.html import esc, page, table, when
 from webhook.keys import REDIS

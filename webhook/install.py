@@ -1,12 +1,12 @@
 """The OAuth install: `GET /shopify/install?shop=…` and `GET /shopify/callback`.
 
 The install sends the merchant to the shop's authorize page with the app's key, the scopes
-the payments app needs and a `state` nonce bound to the shop (`sessions.installs`). Shopify
+the payments app needs and a `state` nonce bound to the shop (`shops.installs`). Shopify
 sends the merchant back to the callback with a signed query; the callback checks, in this
 order and before anything is written, the signature (`webhook.oauth`), the shop domain, the
 signing time, and the nonce, which it spends only when it is this shop's. Then it exchanges
 the code for the offline token (`webhook.token_exchange`) and stores the token, encrypted,
-with the shop's first onboarding ask in one step (`sessions.onboarding`); a worker's sweep
+with the shop's first onboarding ask in one step (`shops.onboarding`); a worker's sweep
 sends `paymentsAppConfigure` from there, retrying as reports do.
 
 These routes are the merchant's browser's, not Shopify's servers': no client certificate is
@@ -30,10 +30,10 @@ from aiohttp import web
 from config import Settings
 from config.shop_domains import is_shop_domain
 from errors import ApiError, CodeRefused, ExchangeFailed
-from sessions.installs import InstallStates, Taken
 from sessions.keys import PREFIX
-from sessions.onboarding import OnboardingStore
-from sessions.shops import TokenCipher, token_cipher
+from shops.installs import InstallStates, Taken
+from shops.onboarding import OnboardingStore
+from shops.tokens import TokenCipher, token_cipher
 from webhook.admin_attempts import client_of
 from webhook.keys import REDIS, SETTINGS
 from webhook.oauth import authorize_url, missing_scopes, signed_by

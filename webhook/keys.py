@@ -9,7 +9,7 @@ from config import Settings
 from config.tracing import Tracer
 from redisio.topology import SentinelPeers
 from sessions.store import SessionStore
-from sessions.webhook_store import WebhookStore
+from shops.webhook_store import WebhookStore
 from webhook.admin_attempts import AdminAttempts
 from webhook.metrics import WebMetrics
 from webhook.rate_limit import RateLimit

@@ -1,7 +1,7 @@
 """How Shopify signs its webhooks: `X-Shopify-Hmac-Sha256` is the base64 of the HMAC-SHA256
 of the raw body, keyed with the app's client secret (`PAYHOOK_SHOPIFY_API_SECRET`).
 
-Only the body is signed; the topic, shop and webhook id headers are not (`sessions.shop_webhooks`
+Only the body is signed; the topic, shop and webhook id headers are not (`shops.webhooks`
 binds them to the body). While the secret is rotated, a webhook signed with the previous one
 (`PAYHOOK_SHOPIFY_API_SECRET_PREVIOUS`) is accepted too.
 """

@@ -26,8 +26,8 @@ from aiohttp import web
 from config.shop_domains import is_shop_domain
 from errors import ApiError, BodyProblem
 from errors.replication import NotReplicated
-from sessions.shop_webhooks import HookState, Topic, Webhook, WebhookEvent, payload_of, read_body
-from sessions.webhook_store import Received, fingerprint
+from shops.webhook_store import Received, fingerprint
+from shops.webhooks import HookState, Topic, Webhook, WebhookEvent, payload_of, read_body
 from webhook.body import MAX_HEADER_CHARS, header_bytes, parse_object
 from webhook.body import read_body as read_bounded
 from webhook.errors import failure_code, not_replicated

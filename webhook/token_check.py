@@ -16,7 +16,7 @@ from enum import StrEnum
 from redis.asyncio import Redis
 
 from errors import TokenUnreadable
-from sessions.shops import UNINSTALLED, ShopTokens, TokenCipher, open_stored
+from shops.tokens import UNINSTALLED, ShopTokens, TokenCipher, open_stored
 
 # Verdicts kept; past it the oldest goes first. A few bytes over the stored value each.
 REMEMBERED = 4096

@@ -2,7 +2,7 @@
 (`paymentsAppConfigure`), durably.
 
 An install (or `payhook shops configure`) stores an ask and makes the shop due
-(`sessions.onboarding`). Each sweep a worker runs (`workers.tasks`) starts `Onboarder.run_due`
+(`shops.onboarding`). Each sweep a worker runs (`workers.tasks`) starts `Onboarder.run_due`
 on the worker's event loop without waiting for it: it takes the due shops, each held for
 `hold_for` so no other sweep takes it meanwhile, and sends each ask through the Shopify
 gateway the reports use, with the shop's token read from the registry afresh. What comes
@@ -29,8 +29,8 @@ from pydantic import ValidationError
 
 from config import Settings
 from errors import PayhookError, RetryableError, ShopifyUserError
-from sessions.onboarding import Ask, Attempt, OnboardingState, OnboardingStore, UserError
-from sessions.shops import ShopTokens
+from shops.onboarding import Ask, Attempt, OnboardingState, OnboardingStore, UserError
+from shops.tokens import ShopTokens
 from workers.retry_policy import RetryPolicy
 from workers.shopify.gateway import ShopifyGateway
 from workers.shopify.mutations import configure_app

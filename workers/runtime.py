@@ -30,10 +30,10 @@ from redisio.replication import Replication
 from sessions.claims import Claims
 from sessions.handoff import Handoffs
 from sessions.ledger_store import LedgerStore
-from sessions.onboarding import OnboardingStore
-from sessions.shops import ShopTokens, token_cipher
 from sessions.store import SessionStore
-from sessions.webhook_store import WebhookStore
+from shops.onboarding import OnboardingStore
+from shops.tokens import ShopTokens, token_cipher
+from shops.webhook_store import WebhookStore
 from transport.celery_app import max_countdown
 from transport.messages import TASK_NAMES
 from transport.session_queue import SessionQueue

@@ -22,12 +22,12 @@ from typing import Any
 
 from errors import LeaseLost, LeaseLostError, StaleState, TryLater
 from sessions.models import TimelineEvent
-from sessions.privacy import Needles, erase_shop, find_customer, redact_customer
-from sessions.shop_webhooks import HookState, Topic, Webhook, WebhookEvent
-from sessions.shops import ShopTokens, Uninstall
 from sessions.states import State
 from sessions.store import SessionStore
-from sessions.webhook_store import NotClaimed, WebhookStore
+from shops.privacy import Needles, erase_shop, find_customer, redact_customer
+from shops.tokens import ShopTokens, Uninstall
+from shops.webhook_store import NotClaimed, WebhookStore
+from shops.webhooks import HookState, Topic, Webhook, WebhookEvent
 from workers.lifecycle.lease import holding
 from workers.retry_policy import RetryPolicy
 from workers.uninstall import fail_unfinished

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from config import Settings
 from errors import StoreCorrupt
 from sessions.store import SessionStore
-from sessions.webhook_store import WebhookStore
+from shops.webhook_store import WebhookStore
 
 log = logging.getLogger("payhook.sweeper")
 

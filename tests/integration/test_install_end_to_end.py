@@ -22,10 +22,11 @@ from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox
 from sandbox.shopify_side import send_capture_session
 from sandbox.state import SANDBOX_STATE
+from sessions.keys import SHOPS
 from sessions.models import Report
-from sessions.onboarding import OnboardingState, OnboardingStore
-from sessions.shops import SHOPS, TokenCipher
 from sessions.store import SessionStore
+from shops.onboarding import OnboardingState, OnboardingStore
+from shops.tokens import TokenCipher
 from tests.integration.conftest import DB, WorkerProcess, wait_final, worker_environment
 from webhook.app import create_app
 

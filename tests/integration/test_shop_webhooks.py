@@ -30,11 +30,11 @@ from sessions.held import money_held
 from sessions.keys import INDEX_CREATED, session_key, timeline_key
 from sessions.ledger_store import LedgerStore, ledger_keys
 from sessions.models import Report, Session
-from sessions.shop_webhooks import HookState, Webhook
-from sessions.shops import ShopTokens, TokenCipher, uninstalled_at
 from sessions.states import State
 from sessions.store import SessionStore
-from sessions.webhook_store import WebhookStore
+from shops.tokens import ShopTokens, TokenCipher, uninstalled_at
+from shops.webhook_store import WebhookStore
+from shops.webhooks import HookState, Webhook
 from tests.factories import (
     CALLBACK_SECRET,
     make_session,

@@ -22,9 +22,9 @@ from sandbox.client import SandboxShopifyClient
 from sandbox.psp import connector_environment, start_psp_fake
 from sandbox.shopify_side import SentSession, send_capture_session
 from sessions.models import Report
-from sessions.shops import ShopTokens, TokenCipher
 from sessions.states import State
 from sessions.store import SessionStore
+from shops.tokens import ShopTokens, TokenCipher
 from tests.integration import faults_support
 from tests.integration.conftest import ROOT
 from tests.integration.faults_support import SHOP, Fleet, wait_all_final

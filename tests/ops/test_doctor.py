@@ -14,9 +14,9 @@ from config import Settings
 from ops.doctor import run_doctor
 from ops.redis_server import LocalRedis
 from ops.reindex import reindex
-from sessions.keys import CONFIRMING, DUE, DUE_INDEXED, PENDING, WORKABLE
-from sessions.shops import SHOPS, ShopTokens, TokenCipher
+from sessions.keys import CONFIRMING, DUE, DUE_INDEXED, PENDING, SHOPS, WORKABLE
 from sessions.store import SessionStore
+from shops.tokens import ShopTokens, TokenCipher
 from tests.factories import make_session, received_event
 from webhook.signing import PUBLIC_DEV_SECRET
 

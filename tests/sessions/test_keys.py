@@ -8,7 +8,6 @@ from collections.abc import Callable
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sessions.installs import state_key
 from sessions.keys import (
     BEAT_LOCK,
     DUE,
@@ -17,6 +16,7 @@ from sessions.keys import (
     FAILED,
     INDEX_CREATED,
     PENDING,
+    SHOPS,
     WORKABLE,
     failed_index,
     lease_key,
@@ -26,8 +26,9 @@ from sessions.keys import (
     timeline_key,
 )
 from sessions.ledger_store import ledger_keys
-from sessions.onboarding import ONBOARDING_DUE, onboarding_key
-from sessions.shop_webhooks import (
+from shops.installs import state_key
+from shops.onboarding import ONBOARDING_DUE, onboarding_key
+from shops.webhooks import (
     WEBHOOK_DUE,
     WEBHOOK_FAILED,
     WEBHOOK_RECEIVED,
@@ -36,7 +37,6 @@ from sessions.shop_webhooks import (
     webhook_lease_key,
     webhook_report_key,
 )
-from sessions.shops import SHOPS
 from webhook.install import install_rate_key
 
 PER_ID: dict[str, Callable[[str], str]] = {

@@ -15,7 +15,7 @@ from typing import Any
 
 import schemathesis
 
-from sessions.shop_webhooks import shape_of
+from shops.webhooks import shape_of
 from tests.factories import CALLBACK_SECRET
 from webhook.shopify_hmac import signature
 from webhook.signing import sign, simulator_reference

@@ -14,8 +14,8 @@ from cryptography.fernet import Fernet
 
 from config import Settings
 from ops.redis_server import LocalRedis
-from sessions.keys import DUE, session_key, timeline_key
-from sessions.shops import SHOPS, TokenCipher
+from sessions.keys import DUE, SHOPS, session_key, timeline_key
+from shops.tokens import TokenCipher
 from tests.factories import SHOP, capture_body, new_id, shopify_headers
 from transport.messages import QUEUE
 from webhook.app import create_app

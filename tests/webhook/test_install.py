@@ -24,9 +24,10 @@ from sandbox.oauth import AUTHORIZE_PATH, TOKEN_PATH
 from sandbox.oauth_state import sign_query
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
 from sandbox.state import SANDBOX_STATE
-from sessions.installs import STATE_PREFIX, STATE_SECONDS
-from sessions.onboarding import ONBOARDING_DUE, onboarding_key
-from sessions.shops import SHOPS, TokenCipher
+from sessions.keys import SHOPS
+from shops.installs import STATE_PREFIX, STATE_SECONDS
+from shops.onboarding import ONBOARDING_DUE, onboarding_key
+from shops.tokens import TokenCipher
 from webhook.app import create_app
 from webhook.install import INSTALLS_PER_CLIENT
 

@@ -20,9 +20,9 @@ from redis.asyncio import Redis
 
 from config import Settings
 from ops.redis_server import LocalRedis
-from sessions.shop_webhooks import WEBHOOK_DUE, webhook_key
-from sessions.shops import ShopTokens, TokenCipher
-from sessions.webhook_store import WebhookStore
+from shops.tokens import ShopTokens, TokenCipher
+from shops.webhook_store import WebhookStore
+from shops.webhooks import WEBHOOK_DUE, webhook_key
 from tests.factories import SHOP, capture_body, shopify_headers
 from transport.messages import WEBHOOK_QUEUE
 from webhook.app import create_app

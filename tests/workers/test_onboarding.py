@@ -18,8 +18,8 @@ from errors import MissingCredentials, ShopifyUnavailable, ShopifyUserError, Tok
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
 from sandbox.shopify_schema import build_schema
-from sessions.onboarding import Ask, OnboardingState, OnboardingStore
-from sessions.shops import ShopTokens, TokenCipher
+from shops.onboarding import Ask, OnboardingState, OnboardingStore
+from shops.tokens import ShopTokens, TokenCipher
 from workers.onboarding import Onboarder, decide
 from workers.retry_policy import RetryPolicy
 from workers.shopify.gateway import GqlShopifyGateway

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cryptography.fernet import Fernet
 from fakeredis import FakeAsyncRedis
 
-from sessions.shops import ShopTokens, TokenCipher
+from shops.tokens import ShopTokens, TokenCipher
 from workers.shopify.tokens import TOKEN_CACHE_SECONDS, CachedTokens
 
 SHOP = "cached.myshopify.com"

@@ -14,7 +14,11 @@ from redis.asyncio import Redis
 from config import Settings
 from errors import LeaseLost
 from sessions.keys import timeline_key
-from sessions.shop_webhooks import (
+from sessions.states import State
+from sessions.store import SessionStore
+from shops.tokens import ShopTokens
+from shops.webhook_store import WebhookClaim, WebhookStore, fingerprint, replay_webhooks
+from shops.webhooks import (
     WEBHOOK_DUE,
     HookState,
     Topic,
@@ -22,10 +26,6 @@ from sessions.shop_webhooks import (
     WebhookEvent,
     webhook_key,
 )
-from sessions.shops import ShopTokens
-from sessions.states import State
-from sessions.store import SessionStore
-from sessions.webhook_store import WebhookClaim, WebhookStore, fingerprint, replay_webhooks
 from tests.factories import SHOP, RedisDb, make_session, received_event
 from transport.celery_app import create_celery
 from transport.messages import WEBHOOK_QUEUE, CeleryHandoff

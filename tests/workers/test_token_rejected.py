@@ -24,9 +24,9 @@ from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
 from sessions.claims import Claims
 from sessions.ledger_store import LedgerStore
 from sessions.models import Outcome
-from sessions.shops import ShopTokens, TokenCipher
 from sessions.states import State
 from sessions.store import SessionStore
+from shops.tokens import ShopTokens, TokenCipher
 from tests.factories import make_session, received_event
 from webhook.app import create_app
 from workers.connectors.simulator import SimulatorConnector

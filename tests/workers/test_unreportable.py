@@ -17,9 +17,9 @@ from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
 from sessions.claims import Claims
 from sessions.ledger_store import LedgerStore
 from sessions.replay import replay
-from sessions.shops import ShopTokens, TokenCipher
 from sessions.states import State
 from sessions.store import SessionStore
+from shops.tokens import ShopTokens, TokenCipher
 from tests.factories import SHOP, make_session, received_event
 from workers.connectors.base import Operation, Result
 from workers.connectors.simulator import SimulatorConnector

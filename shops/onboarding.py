@@ -29,9 +29,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
-from sessions.keys import PREFIX, WRONG_TYPE, text
-from sessions.shops import PREFIX as SEALED
-from sessions.shops import SHOPS, uninstalled_at
+from sessions.keys import PREFIX, SHOPS, WRONG_TYPE, text
+from shops.tokens import PREFIX as SEALED
+from shops.tokens import uninstalled_at
 
 ONBOARDING_PREFIX = f"{PREFIX}onboarding:"
 ONBOARDING_DUE = f"{PREFIX}onboarding-due"

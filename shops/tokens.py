@@ -27,8 +27,8 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from redis.asyncio import Redis
 
 from errors import NoTokenKey, ShopUninstalled, TokenUnreadable
+from sessions.keys import SHOPS
 
-SHOPS = "payhook:shops"
 PREFIX = "fernet:"
 UNINSTALLED = "uninstalled:"
 # Decrypted registry values a cipher remembers (one per shop in use).

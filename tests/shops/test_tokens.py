@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from config import Settings
 from errors import NoTokenKey, ShopUninstalled, TokenUnreadable
-from sessions.shops import SHOPS, ShopTokens, TokenCipher, Uninstall
+from sessions.keys import SHOPS
+from shops.tokens import ShopTokens, TokenCipher, Uninstall
 
 SHOP = "a-shop.myshopify.com"
 TOKEN = "shpat_0123456789abcdef0123456789abcdef"

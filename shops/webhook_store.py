@@ -33,7 +33,7 @@ from sessions.leases import (
     Refusal,
     hash_fields,
 )
-from sessions.shop_webhooks import (
+from shops.webhooks import (
     EVENTS_MAX,
     SHOP_TOPICS,
     WEBHOOK_DUE,

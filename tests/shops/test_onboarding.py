@@ -9,8 +9,9 @@ import fakeredis
 import pytest
 from cryptography.fernet import Fernet
 
-from sessions.installs import STATE_PREFIX, InstallStates, Taken
-from sessions.onboarding import (
+from sessions.keys import SHOPS
+from shops.installs import STATE_PREFIX, InstallStates, Taken
+from shops.onboarding import (
     ONBOARDING_DUE,
     Attempt,
     OnboardingState,
@@ -18,7 +19,7 @@ from sessions.onboarding import (
     UserError,
     shop_statuses,
 )
-from sessions.shops import SHOPS, ShopTokens, token_cipher
+from shops.tokens import ShopTokens, token_cipher
 
 SHOP = "onboarding-shop.myshopify.com"
 NOW = 1_800_000_000.0

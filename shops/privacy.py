@@ -38,7 +38,7 @@ from sessions.keys import (
     timeline_key,
 )
 from sessions.ledger_store import ledger_keys
-from sessions.shop_webhooks import CustomerPayload
+from shops.webhooks import CustomerPayload
 
 # A session's references to the buyer's checkout: erased by a shop redact even where the
 # session itself must stay.
