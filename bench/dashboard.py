@@ -25,9 +25,9 @@ from redis.asyncio import Redis
 
 from config import Settings
 from ops.redis_server import LocalRedis, free_port
+from readouts.stats import COUNT_SLICE, DUE_SCAN_SCRIPT
 from sessions.models import Kind, Session, TimelineEvent
 from sessions.states import Event, State
-from sessions.stats import COUNT_SLICE, DUE_SCAN_SCRIPT
 from sessions.store import Change, SessionStore
 from webhook.app import create_app
 

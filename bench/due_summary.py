@@ -44,11 +44,11 @@ import orjson
 from redis.asyncio import Redis
 
 from ops.redis_server import LocalRedis, free_port
+from readouts.stats import DueSummary, due_summary, due_summary_by_scan
 from sessions.intake import encode_value
 from sessions.keys import DUE, INDEX_CREATED, session_key, text
 from sessions.models import Kind, Session
 from sessions.states import State
-from sessions.stats import DueSummary, due_summary, due_summary_by_scan
 from sessions.store import SessionStore
 
 LOAD_BATCH = 5_000

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from config import Settings
+from readouts.query import SessionFilter
 from sessions.models import Kind
-from sessions.query import SessionFilter
 from sessions.states import State
 
 # The connectors with a sandbox fake (`sandbox.psp`); listed here to keep startup light.

@@ -9,11 +9,11 @@ from redis.asyncio import Redis
 
 from config import Settings
 from errors import TokenUnreadable
+from readouts.stats import DUE_SCAN
 from redisio.connect import tool_client
 from redisio.durability import durability_warnings
 from redisio.topology import Topology, read_topology
 from sessions.due_index import IndexState, index_state
-from sessions.stats import DUE_SCAN
 from shops.tokens import ShopTokens, token_cipher
 from webhook.auth import ShopifyAuth
 from webhook.signing import MIN_SECRET_CHARS, secret_problem

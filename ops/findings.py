@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from errors import MoneyError
-from sessions.held import Held
+from readouts.held import Held
 from sessions.ledger import Book, Op
 from sessions.models import Outcome, Session
 from sessions.money import format_amount, to_minor

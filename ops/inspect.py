@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 from config import Settings
 from errors import NoTokenKey
+from readouts.held import money_held
+from readouts.query import SessionFilter, find_sessions
 from redisio.connect import tool_client
-from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.models import Session, TimelineEvent
-from sessions.query import SessionFilter, find_sessions
 from sessions.store import SessionStore
 from shops.onboarding import OnboardingStore
 from shops.tokens import Rotation, ShopTokens, token_cipher

@@ -28,8 +28,8 @@ from redis.asyncio import Redis
 from config import Settings
 from errors import ConnectorSettingsError
 from ops.findings import Check, Finding, check, check_book
+from readouts.held import Held
 from redisio.connect import tool_client
-from sessions.held import Held
 from sessions.keys import INDEX_CREATED, text
 from sessions.ledger import Op
 from sessions.ledger_store import PREFIX as LEDGER_PREFIX

@@ -4,7 +4,7 @@ The sweeper builds them on its own in a store written before they existed, and p
 the first entries of each every sweep. After an older version ran next to this one (a
 rolling upgrade) entries further in may be wrong too: `payhook doctor` says so, and this
 walks the whole due set and both indexes, a batch per script, while everything keeps
-running. Until it is done the metrics read the bounded scan (`sessions.stats`).
+running. Until it is done the metrics read the bounded scan (`readouts.stats`).
 """
 
 from __future__ import annotations

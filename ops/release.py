@@ -1,5 +1,5 @@
 """`payhook sessions release SESSION_ID`: give back the money a failed session holds
-(see `sessions.held`), after asking the provider:
+(see `readouts.held`), after asking the provider:
 
 | the provider says | release |
 |---|---|
@@ -20,9 +20,9 @@ from redis.asyncio import Redis
 
 from config import Settings
 from errors import StaleState
+from readouts.held import money_held
 from redisio.connect import tool_client
 from sessions import decisions
-from sessions.held import money_held
 from sessions.ledger_store import LedgerStore
 from sessions.store import SessionStore
 from workers.connectors.base import NotFound, TryAgain

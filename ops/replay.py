@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 from config import Settings
+from readouts.query import SessionFilter, find_sessions
 from redisio.connect import tool_client
-from sessions.query import SessionFilter, find_sessions
 from sessions.replay import replay
 from sessions.store import SessionStore
 from transport.celery_app import create_celery

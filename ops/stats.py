@@ -7,10 +7,10 @@ import sys
 import time
 
 from config import Settings
+from readouts.stats import DUE_SCAN, Stats, collect, held_text
 from redisio.connect import tool_client
 from sessions.models import Kind
 from sessions.states import State
-from sessions.stats import DUE_SCAN, Stats, collect, held_text
 
 
 def as_document(stats: Stats) -> dict[str, object]:
@@ -31,7 +31,7 @@ def as_document(stats: Stats) -> dict[str, object]:
             None if due.pending_closes_in is None else round(due.pending_closes_in, 3)
         ),
         # False while the store is being indexed: the three figures above are then over the
-        # most due sessions only (`sessions.stats`).
+        # most due sessions only (`readouts.stats`).
         "due_indexed": due.indexed,
         # Amounts as strings: exact, in the currency's minor units.
         "money_held": {currency: str(amount) for currency, amount in stats.held.items()},

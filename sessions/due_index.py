@@ -17,7 +17,7 @@ Every script that writes a session's state or its place in the due set ends with
 moment, in the same atomic step. So the oldest unfinished session is the first entry of
 `idx:workable`, the pending payments are the size of `idx:pending` and the first window to
 close is its first entry: a few O(log n) reads, whatever the size of the due set
-(`sessions.stats.due_summary`).
+(`readouts.stats.due_summary`).
 
 A store written by a version without the indexes has due sessions that are in neither set.
 Until `idx:due-indexed` says `done`, the summary reads the bounded scan it used before, and

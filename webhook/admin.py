@@ -14,10 +14,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from errors import ApiError
-from sessions.held import money_held
+from readouts.held import money_held
+from readouts.query import SessionFilter, find_sessions
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Session
-from sessions.query import SessionFilter, find_sessions
 from sessions.replay import replay
 from sessions.states import State
 from shops.onboarding import shop_statuses

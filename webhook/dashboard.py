@@ -30,14 +30,14 @@ from aiohttp import web
 from yarl import URL
 
 from errors import ApiError, TooManyAttempts
-from sessions.activity import last_hour
-from sessions.held import holdings, money_held
+from readouts.activity import last_hour
+from readouts.held import holdings, money_held
+from readouts.query import find_sessions
+from readouts.stats import COUNT_SCAN, collect
 from sessions.ledger_store import LedgerStore
 from sessions.models import Session
-from sessions.query import find_sessions
 from sessions.replay import replay
 from sessions.states import State
-from sessions.stats import COUNT_SCAN, collect
 from webhook.admin import MAX_HTTP_REPLAY, Filters, parse_filters
 from webhook.dashboard_auth import (
     Viewer,

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from sessions.activity import LATENCY_SAMPLE, Activity
-from sessions.held import Held
+from readouts.activity import LATENCY_SAMPLE, Activity
+from readouts.held import Held
+from readouts.stats import DUE_SCAN, Stats, held_text
 from sessions.models import Kind, Session, TimelineEvent
 from sessions.replay import Replayed
 from sessions.states import State
-from sessions.stats import DUE_SCAN, Stats, held_text
 from webhook.admin import Filters
 from webhook.charts import Series, bar_chart
 from webhook.dashboard_auth import Viewer

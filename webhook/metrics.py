@@ -45,7 +45,7 @@ class WebMetrics:
         self.queue = Gauge(
             "payhook_queue_depth", "Task messages waiting in the broker.", registry=self.registry
         )
-        # Computed at scrape time from Redis (`sessions.stats`), at a bounded cost.
+        # Computed at scrape time from Redis (`readouts.stats`), at a bounded cost.
         self.overdue = Gauge(
             "payhook_sessions_overdue",
             "Unfinished sessions whose due time has passed (waiting for the sweeper or a worker).",

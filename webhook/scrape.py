@@ -1,7 +1,7 @@
 """What a scrape of the web's metrics reads from Redis, read once for every scrape that asks
 at about the same time.
 
-The gauges cost Redis a few O(log n) commands (`sessions.stats`: the due summary comes from
+The gauges cost Redis a few O(log n) commands (`readouts.stats`: the due summary comes from
 indexes the write scripts keep), but while a store from before those indexes is being
 indexed the summary is a script over up to 5,000 due sessions, which holds Redis for tens of
 milliseconds; every scraper (Prometheus replicas, dashboards, ad hoc curls) asking for its
@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 
 from redis.asyncio import Redis
 
-from sessions.stats import DueSummary, due_summary, failed_by_kind
+from readouts.stats import DueSummary, due_summary, failed_by_kind
 from transport.messages import QUEUE
 
 # Prometheus gives up on a scrape after 10 s by default; the Redis part stays well inside.

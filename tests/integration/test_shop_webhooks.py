@@ -22,11 +22,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config import Settings
 from ops.redis_server import LocalRedis
+from readouts.held import money_held
 from sandbox.app_webhooks import build_body
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import start_shopify_sandbox
 from sandbox.shopify_side import send_capture_session
-from sessions.held import money_held
 from sessions.keys import INDEX_CREATED, session_key, timeline_key
 from sessions.ledger_store import LedgerStore, ledger_keys
 from sessions.models import Report, Session

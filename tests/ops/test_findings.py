@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ops.findings import check, check_book
-from sessions.held import Held
+from readouts.held import Held
 from sessions.ledger import Book, Op, Reservation
 from sessions.models import Kind, Outcome, Report, Session
 from sessions.states import State

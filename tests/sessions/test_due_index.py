@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from errors import LeaseLost, StaleState
 from ops.redis_server import LocalRedis
+from readouts.stats import DueSummary, due_summary
 from sessions import decisions
 from sessions.change import Change
 from sessions.claims import Claimed, Claims
@@ -33,7 +34,6 @@ from sessions.keys import (
 )
 from sessions.models import Kind, Outcome, Session
 from sessions.states import Event, State
-from sessions.stats import DueSummary, due_summary
 from sessions.store import SessionStore
 from tests.factories import RedisDb, change_to, make_session, received_event
 

@@ -12,9 +12,9 @@ from typing import Any
 import fakeredis
 import pytest
 
+from readouts.held import money_held
 from sandbox.client import SandboxShopifyClient
 from sessions.claims import Claimed
-from sessions.held import money_held
 from sessions.keys import lease_key
 from sessions.ledger import Book, Op
 from sessions.models import Kind, Outcome, PaymentKind, Report

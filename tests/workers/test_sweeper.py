@@ -10,10 +10,10 @@ import time
 import pytest
 from redis.asyncio import Redis
 
+from readouts.stats import due_summary
 from sessions.claims import Claimed, Claims
 from sessions.keys import DUE, DUE_INDEXED, EXPIRING, INDEX_CREATED, PENDING, WORKABLE, session_key
 from sessions.states import Event
-from sessions.stats import due_summary
 from sessions.store import SessionStore
 from tests.factories import RedisDb, change_to, make_session, received_event
 from workers.sweeper import sweep

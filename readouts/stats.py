@@ -22,8 +22,8 @@ from decimal import Decimal
 
 from redis.asyncio import Redis
 
+from readouts.held import holdings
 from sessions.due_index import BUILT
-from sessions.held import holdings
 from sessions.keys import (
     DUE,
     DUE_INDEXED,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from sessions.activity import BUCKETS, LATENCY_SAMPLE, last_hour
+from readouts.activity import BUCKETS, LATENCY_SAMPLE, last_hour
 from sessions.keys import EXPIRING, FAILED, INDEX_CREATED, session_key
 
 NOW = 1_800_000_000.0

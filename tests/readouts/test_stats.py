@@ -1,4 +1,4 @@
-"""What `sessions.stats` reads from a real Redis: the figures behind the web gauges and
+"""What `readouts.stats` reads from a real Redis: the figures behind the web gauges and
 `payhook sessions stats`."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from readouts.stats import DUE_SCAN, collect, due_summary, failed_by_kind
 from sessions.ledger import Book, Op
 from sessions.ledger_store import LedgerStore
 from sessions.models import Kind, Outcome, Session
 from sessions.states import Event, State
-from sessions.stats import DUE_SCAN, collect, due_summary, failed_by_kind
 from sessions.store import SessionStore
 from tests.factories import RedisDb, change_to, make_session, received_event
 
