@@ -22,8 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Bottom to top: a package imports only packages to its left. Listed before they exist
-# (`errors`, `redisio`, `shops`, `readouts`): a package not present is skipped.
+# Bottom to top: a package imports only packages to its left. A package listed but not
+# present is skipped.
 LAYERS = (
     "errors",
     "config",
