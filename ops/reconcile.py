@@ -39,8 +39,8 @@ from sessions.states import State
 from sessions.store import SessionStore
 from workers.connectors.base import Connector, Operation
 from workers.connectors.build import build_connector
-from workers.lifecycle.decide import refuses_test
 from workers.lifecycle.kinds import LEDGERED
+from workers.lifecycle.settling import refuses_test
 
 _BATCH = 500
 # Exit codes; 2 is a usage error.

@@ -55,7 +55,7 @@ from workers.connectors.base import (
 from workers.connectors.build import build_connector
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import Done, Policy
+from workers.lifecycle.moves import Done, Policy
 from workers.lifecycle.ports import Services
 from workers.lifecycle.runner import run
 from workers.retry_policy import RetryPolicy

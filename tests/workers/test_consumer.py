@@ -28,7 +28,7 @@ from transport.session_queue import UNACKED, UNACKED_INDEX, SessionQueue
 from workers.connectors.base import Operation, Result
 from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
 from workers.consumer import SessionConsumer
-from workers.lifecycle.decide import Policy
+from workers.lifecycle.moves import Policy
 from workers.retry_policy import RetryPolicy
 from workers.runtime import BY_TASK
 

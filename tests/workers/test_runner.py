@@ -26,7 +26,7 @@ from tests.workers.conftest import ServicesFor
 from workers.connectors.base import Approved, Operation, Result
 from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import DeadLetter, Done, RetryLater, Skipped
+from workers.lifecycle.moves import DeadLetter, Done, RetryLater, Skipped
 from workers.lifecycle.payment import PAYMENT
 from workers.lifecycle.ports import Services
 from workers.lifecycle.refund import REFUND

@@ -31,7 +31,7 @@ from tests.factories import make_session, received_event
 from webhook.app import create_app
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import DeadLetter, Done, Policy, Skipped
+from workers.lifecycle.moves import DeadLetter, Done, Policy, Skipped
 from workers.lifecycle.ports import Services
 from workers.lifecycle.runner import run
 from workers.retry_policy import RetryPolicy

@@ -20,7 +20,7 @@ from sessions.models import Outcome, Session
 from sessions.states import Event, State
 from sessions.store import SessionStore
 from tests.factories import SHOP, RedisDb, make_session, received_event
-from workers.lifecycle.decide import MONEY_HELD, NOTHING_HELD, RESERVATION_RETURNED
+from workers.lifecycle.settling import MONEY_HELD, NOTHING_HELD, RESERVATION_RETURNED
 from workers.uninstall import fail_unfinished
 
 DB = 10

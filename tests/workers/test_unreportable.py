@@ -24,7 +24,7 @@ from tests.factories import SHOP, make_session, received_event
 from workers.connectors.base import Operation, Result
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import DeadLetter, Done, Policy, RetryLater
+from workers.lifecycle.moves import DeadLetter, Done, Policy, RetryLater
 from workers.lifecycle.ports import Services
 from workers.lifecycle.runner import run
 from workers.retry_policy import RetryPolicy
