@@ -21,9 +21,9 @@ from config.settings import child_environment
 from ops.redis_server import LocalRedis
 from sandbox.psp import connector_environment, start_psp_fake
 from sandbox.psp.common import PSP_STATE
-from sessions.ledger import Book, Op
+from sessions.ledger import Book
 from sessions.ledger_store import LedgerStore
-from sessions.models import Kind, Outcome, Report, Session
+from sessions.models import Kind, Op, Outcome, Report, Session
 from sessions.states import Event, State
 from sessions.store import SessionStore
 from tests.factories import change_to, make_session, new_id, received_event

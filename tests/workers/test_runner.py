@@ -16,8 +16,8 @@ from sandbox.client import SandboxShopifyClient
 from sessions.claims import Claimed
 from sessions.held import money_held
 from sessions.keys import lease_key
-from sessions.ledger import Book, Op
-from sessions.models import Kind, Outcome, PaymentKind, Report
+from sessions.ledger import Book
+from sessions.models import Kind, Op, Outcome, PaymentKind, Report
 from sessions.replay import replay
 from sessions.states import State
 from sessions.store import SessionStore

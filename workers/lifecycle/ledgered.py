@@ -9,9 +9,9 @@ truth) and its book opened from what the PSP says.
 from __future__ import annotations
 
 from sessions.change import LedgerOperation
-from sessions.ledger import Book, Op, Refusal, Refused, Reserved, merchant_message
+from sessions.ledger import Book, Refusal, Refused, Reserved, merchant_message
 from sessions.ledger_store import LedgerStore
-from sessions.models import Kind, Outcome, Session
+from sessions.models import Kind, Op, Outcome, Session
 from sessions.money import to_minor
 from workers.connectors.base import (
     Authorization,
@@ -48,9 +48,9 @@ def _minor_amount(session: Session) -> int:
 
 
 class LedgeredLifecycle:
-    def __init__(self, kind: Kind, op: Op) -> None:
+    def __init__(self, kind: Kind) -> None:
         self.kind = kind
-        self.op = op
+        self.op = kind.op
 
     def ledger_operation(self, session: Session) -> LedgerOperation:
         # A void reserves the whole authorization; its reservation counts it as 1.
