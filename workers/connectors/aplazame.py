@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sessions.models import Op
 from sessions.money import to_minor
 from workers.connectors.base import (
     Authorization,
@@ -28,7 +29,6 @@ from workers.connectors.base import (
     Declined,
     NotFound,
     Operation,
-    OperationKind,
     Result,
     StatusResult,
     TryAgain,
@@ -112,7 +112,7 @@ class AplazameConnector:
 
         return await send_once(
             self._journal,
-            "capture",
+            Op.CAPTURE,
             operation,
             plan=plan,
             find=lambda sent: self._find(operation, sent),
@@ -126,8 +126,8 @@ class AplazameConnector:
     async def void(self, operation: Operation) -> Result:
         return _declined(UNSUPPORTED.format(kind="cancel"))
 
-    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
-        if kind != "capture":
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
+        if kind is not Op.CAPTURE:
             return NotFound()  # never sent: refunds and voids are declined before any call
         return await status_of(
             self._journal, kind, operation, lambda sent: self._find(operation, sent), self._lock

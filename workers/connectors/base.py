@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Protocol
 
-OperationKind = Literal["capture", "refund", "void"]
+from sessions.models import Op
 
 
 class DeclineCode(StrEnum):
@@ -116,7 +116,7 @@ class Connector(Protocol):
 
     async def void(self, operation: Operation) -> Result: ...
 
-    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
         """What the PSP knows of `kind` under the operation's idempotency key."""
         ...
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sessions.models import Op
 from workers.connectors.base import (
     Approved,
     Authorization,
@@ -28,7 +29,6 @@ from workers.connectors.base import (
     Declined,
     NotFound,
     Operation,
-    OperationKind,
     Pending,
     Result,
     StatusResult,
@@ -142,7 +142,7 @@ class BigCommerceConnector:
         order = await self._order(operation)
         if not isinstance(order, V2Order):
             return order
-        known = _known(CAPTURE_STATES, order, "capture")
+        known = _known(CAPTURE_STATES, order, Op.CAPTURE)
         if not isinstance(known, NotFound):
             return known
         if order.currency_code != operation.currency or order.total_inc_tax != operation.amount:
@@ -150,16 +150,16 @@ class BigCommerceConnector:
                 "BigCommerce captures whole orders only: this order is "
                 f"{order.total_inc_tax} {order.currency_code}."
             )
-        return await self._action("capture", operation)
+        return await self._action(Op.CAPTURE, operation)
 
     async def void(self, operation: Operation) -> Result:
         order = await self._order(operation)
         if not isinstance(order, V2Order):
             return order
-        known = _known(VOID_STATES, order, "void")
+        known = _known(VOID_STATES, order, Op.VOID)
         if not isinstance(known, NotFound):
             return known
-        return await self._action("void", operation)
+        return await self._action(Op.VOID, operation)
 
     async def refund(self, operation: Operation) -> Result:
         known = await self._refund_status(operation)
@@ -185,13 +185,13 @@ class BigCommerceConnector:
             return answer
         return _refund_outcome(answer.at("data"), operation)
 
-    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
-        if kind == "refund":
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
+        if kind is Op.REFUND:
             return await self._refund_status(operation)
         order = await self._order(operation)
         if not isinstance(order, V2Order):
             return order
-        return _known(CAPTURE_STATES if kind == "capture" else VOID_STATES, order, kind)
+        return _known(CAPTURE_STATES if kind is Op.CAPTURE else VOID_STATES, order, kind)
 
     async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
         path = f"{self._store}/v3/orders/{operation.provider_id}/transactions"
@@ -234,7 +234,7 @@ class BigCommerceConnector:
             return _declined("BigCommerce does not know this order.")
         return order
 
-    async def _action(self, kind: OperationKind, operation: Operation) -> Result:
+    async def _action(self, kind: Op, operation: Operation) -> Result:
         reply = await self._post(operation, kind, {})
         if not isinstance(reply, Reply):
             return reply
@@ -272,7 +272,7 @@ class BigCommerceConnector:
         return NotFound()
 
 
-def _known(table: RuleTable, order: V2Order, kind: OperationKind) -> StatusResult:
+def _known(table: RuleTable, order: V2Order, kind: Op) -> StatusResult:
     return status_result(
         table.classify(code=order.payment_status),
         reference=f"{order.id}:{kind}",

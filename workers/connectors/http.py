@@ -25,12 +25,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
+from sessions.models import Op
 from workers.connectors.base import (
     Approved,
     Authorization,
     NotFound,
     Operation,
-    OperationKind,
     Result,
     StatusResult,
     TryAgain,
@@ -38,7 +38,7 @@ from workers.connectors.base import (
 from workers.connectors.http_client import PspHttp, Reply
 from workers.connectors.rules import Rule, RuleTable, Verdict, result
 
-_PATHS: dict[OperationKind, str] = {"capture": "/captures", "refund": "/refunds", "void": "/voids"}
+_PATHS = {Op.CAPTURE: "/captures", Op.REFUND: "/refunds", Op.VOID: "/voids"}
 
 RULES = RuleTable(
     "http",
@@ -85,15 +85,15 @@ class HttpConnector:
         self._http = http
 
     async def capture(self, operation: Operation) -> Result:
-        return await self._send("capture", operation)
+        return await self._send(Op.CAPTURE, operation)
 
     async def refund(self, operation: Operation) -> Result:
-        return await self._send("refund", operation)
+        return await self._send(Op.REFUND, operation)
 
     async def void(self, operation: Operation) -> Result:
-        return await self._send("void", operation)
+        return await self._send(Op.VOID, operation)
 
-    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
         key = quote(operation.idempotency_key, safe="")
         reply = await self._http.request("GET", f"{_PATHS[kind]}/{key}")
         if isinstance(reply, TryAgain):
@@ -111,7 +111,7 @@ class HttpConnector:
     async def close(self) -> None:
         await self._http.close()
 
-    async def _send(self, kind: OperationKind, operation: Operation) -> Result:
+    async def _send(self, kind: Op, operation: Operation) -> Result:
         body: dict[str, Any] = {
             "session_id": operation.session_id,
             "payment_id": operation.provider_id,
@@ -132,7 +132,7 @@ class HttpConnector:
         return _read(kind, operation, reply)
 
 
-def _read(kind: OperationKind, operation: Operation, reply: Reply) -> Result:
+def _read(kind: Op, operation: Operation, reply: Reply) -> Result:
     code = reply.at("code")
     rule = RULES.classify(status=reply.status, code=code if isinstance(code, str) else None)
     message = reply.at("message")

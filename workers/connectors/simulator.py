@@ -35,6 +35,7 @@ from enum import IntEnum
 
 from redis.asyncio import Redis
 
+from sessions.models import Op
 from sessions.money import to_minor
 from workers.connectors.base import (
     Approved,
@@ -43,7 +44,6 @@ from workers.connectors.base import (
     Declined,
     NotFound,
     Operation,
-    OperationKind,
     Result,
     StatusResult,
     TryAgain,
@@ -137,13 +137,13 @@ class SimulatorConnector:
         self._authorize = redis.register_script(_AUTHORIZE)
 
     async def capture(self, operation: Operation) -> Result:
-        return await self._operate("capture", operation)
+        return await self._operate(Op.CAPTURE, operation)
 
     async def refund(self, operation: Operation) -> Result:
-        return await self._operate("refund", operation)
+        return await self._operate(Op.REFUND, operation)
 
     async def void(self, operation: Operation) -> Result:
-        return await self._operate("void", operation)
+        return await self._operate(Op.VOID, operation)
 
     async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
         # The simulator keeps its own authorizations: a payment id it has not seen (and that
@@ -169,7 +169,7 @@ class SimulatorConnector:
     async def close(self) -> None:
         """Nothing to close: the Redis client belongs to the caller."""
 
-    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
         await self._redis.hincrby(
             _KEY.format(operation=kind, key=operation.idempotency_key), "status_calls", 1
         )
@@ -183,7 +183,7 @@ class SimulatorConnector:
             return Approved(answer.psp_reference, amount=book.amount)
         return answer
 
-    async def _operate(self, kind: OperationKind, operation: Operation) -> Result:
+    async def _operate(self, kind: Op, operation: Operation) -> Result:
         behaviour = _behaviour(operation)
         reference = f"sim_{kind}_{operation.idempotency_key}"
         minor = 0 if operation.amount is None else to_minor(operation.amount, operation.currency)
@@ -219,7 +219,7 @@ class SimulatorConnector:
             return TryAgain("simulated timeout: the answer was lost", ambiguous=True)
         return TryAgain("simulated PSP outage (503)")
 
-    async def book(self, kind: str, idempotency_key: str) -> SimulatorBook:
+    async def book(self, kind: Op, idempotency_key: str) -> SimulatorBook:
         fields = await self._redis.hgetall(_KEY.format(operation=kind, key=idempotency_key))
         data = {_text(k): _text(v) for k, v in fields.items()}
         return SimulatorBook(

@@ -114,9 +114,7 @@ class LedgeredLifecycle:
     ) -> StatusResult:
         """What the PSP knows of this session's operation (also asked by operators)."""
         provider_id, currency = await ledger.provider_payment(session.payment_id)
-        return await connector.status(
-            self.op.value, self._operation(session, provider_id, currency)
-        )
+        return await connector.status(self.op, self._operation(session, provider_id, currency))
 
     async def before_report(self, services: Services, session: Session) -> None:
         return None

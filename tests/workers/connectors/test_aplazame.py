@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sandbox.psp.aplazame import APLAZAME_ORDERS, MEDIA_TYPE, create_aplazame_app, seed_order
+from sessions.models import Op
 from tests.workers.connectors.conftest import DELAY, TOKEN, Fake, Serve, operation, settled
 from workers.connectors.base import (
     Approved,
@@ -89,7 +90,7 @@ async def test_server_errors_are_ambiguous_and_the_retry_looks_before_sending(
     answer = await fake.connector.capture(op)
     assert isinstance(answer, TryAgain)
     assert answer.ambiguous  # no idempotency key: a 5xx may hide a capture
-    assert isinstance(await settled(fake.connector, "capture", op), Approved)
+    assert isinstance(await settled(fake.connector, Op.CAPTURE, op), Approved)
     assert fake.applied("capture") == 1
     assert len(captures(fake)) == 1
     assert len(fake.calls("capture")) == 3  # two 503s, then the capture
@@ -101,7 +102,7 @@ async def test_a_timeout_is_resolved_by_status_without_a_second_capture(fake: Fa
     lost = await fake.connector.capture(op)
     assert isinstance(lost, TryAgain)
     assert lost.ambiguous
-    assert await fake.connector.status("capture", op) == Approved(captures(fake)[0]["id"])
+    assert await fake.connector.status(Op.CAPTURE, op) == Approved(captures(fake)[0]["id"])
     assert len(fake.calls("capture")) == 1
 
 
@@ -126,8 +127,8 @@ async def test_another_capture_of_the_same_amount_is_not_mistaken_for_ours(fake:
     second = capture_of("100.50")
     fake.state.arm({"kind": "status", "status": 502, "operation": "capture"})
     assert isinstance(await fake.connector.capture(second), TryAgain)
-    assert not isinstance(await fake.connector.status("capture", second), Approved)
-    answer = await settled(fake.connector, "capture", second)
+    assert not isinstance(await fake.connector.status(Op.CAPTURE, second), Approved)
+    answer = await settled(fake.connector, Op.CAPTURE, second)
     assert isinstance(answer, Approved)
     assert answer != first
     assert len(captures(fake)) == 2

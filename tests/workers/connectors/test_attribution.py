@@ -20,6 +20,7 @@ from aiohttp import web
 
 from config import Settings
 from sandbox.psp import aplazame, ledyer, purchase
+from sessions.models import Op
 from tests.workers.connectors.conftest import (
     DELAY,
     TOKEN,
@@ -28,7 +29,7 @@ from tests.workers.connectors.conftest import (
     operation,
     settled,
 )
-from workers.connectors.base import Approved, Declined, NotFound, Operation, OperationKind, TryAgain
+from workers.connectors.base import Approved, Declined, NotFound, Operation, TryAgain
 from workers.connectors.order_lock import order_lock_key
 
 
@@ -42,7 +43,7 @@ class Case:
     seed: Callable[[web.Application], Any]
     order_id: str
     currency: str
-    kind: OperationKind
+    kind: Op
     amount: str
     # The provider's ids of the operations of `kind` on the order, oldest first.
     ids: Callable[[web.Application], list[str]]
@@ -61,7 +62,7 @@ def _aplazame_ids(app: web.Application) -> list[str]:
     return [str(c["id"]) for c in app[aplazame.APLAZAME_ORDERS]["ord-1"].captures]
 
 
-def _ledyer(kind: OperationKind, captured: str | None = None) -> Case:
+def _ledyer(kind: Op, captured: str | None = None) -> Case:
     """An order of three 50.00 SEK lines."""
     lines = [
         {"reference": f"box-{n}", "description": "Box", "totalAmount": 5_000, "vat": 2500}
@@ -70,7 +71,7 @@ def _ledyer(kind: OperationKind, captured: str | None = None) -> Case:
 
     def ids(app: web.Application) -> list[str]:
         order = app[ledyer.LEDYER_ORDERS]["or_1"]
-        return [c.ledger_id for c in (order.captured if kind == "capture" else order.refunded)]
+        return [c.ledger_id for c in (order.captured if kind is Op.CAPTURE else order.refunded)]
 
     def seed(app: web.Application) -> Any:
         return ledyer.seed_order(app, {"id": "or_1", "currency": "SEK", "lines": lines})
@@ -79,18 +80,18 @@ def _ledyer(kind: OperationKind, captured: str | None = None) -> Case:
     return Case("ledyer", app, seed, "or_1", "SEK", kind, "50.00", ids, kind, captured)
 
 
-def _purchase(kind: OperationKind, captured: str | None = None) -> Case:
+def _purchase(kind: Op, captured: str | None = None) -> Case:
     """A purchase of three 30.00 EUR items; refunds are returns."""
     items = [{"reference": f"box-{n}", "amount": 3_000} for n in range(3)]
 
     def ids(app: web.Application) -> list[str]:
         record = app[purchase.PURCHASES]["pu-1"]
-        return [m.id for m in (record.captures if kind == "capture" else record.returns)]
+        return [m.id for m in (record.captures if kind is Op.CAPTURE else record.returns)]
 
     def seed(app: web.Application) -> Any:
         return purchase.seed_purchase(app, {"id": "pu-1", "items": items})
 
-    logged_as = "capture" if kind == "capture" else "return"
+    logged_as = "capture" if kind is Op.CAPTURE else "return"
     app = purchase.create_purchase_app
     return Case("purchase", app, seed, "pu-1", "EUR", kind, "30.00", ids, logged_as, captured)
 
@@ -102,15 +103,15 @@ CASES = [
         lambda app: aplazame.seed_order(app, {"id": "ord-1", "total": 60_020}),
         "ord-1",
         "EUR",
-        "capture",
+        Op.CAPTURE,
         "100.50",
         _aplazame_ids,
         "capture",
     ),
-    _ledyer("capture"),
-    _ledyer("refund", captured="150.00"),
-    _purchase("capture"),
-    _purchase("refund", captured="90.00"),
+    _ledyer(Op.CAPTURE),
+    _ledyer(Op.REFUND, captured="150.00"),
+    _purchase(Op.CAPTURE),
+    _purchase(Op.REFUND, captured="90.00"),
 ]
 IDS = [f"{case.name} {case.kind}" for case in CASES]
 
@@ -184,7 +185,7 @@ async def test_two_sessions_racing_on_one_order_each_get_their_own_operation(
     assert len(set(references)) == 2
 
 
-LOCKED = [case for case in CASES if not (case.name == "ledyer" and case.kind == "refund")]
+LOCKED = [case for case in CASES if not (case.name == "ledyer" and case.kind is Op.REFUND)]
 LOCKED_IDS = [f"{case.name} {case.kind}" for case in LOCKED]
 
 
@@ -265,7 +266,7 @@ async def test_the_order_lock_outlasts_the_psp_retry_round(serve: Serve) -> None
     assert left > settings.psp_retry_deadline_seconds + max(settings.psp_retry_ladder)
 
 
-VOIDS = [case for case in LOCKED if case.name in ("ledyer", "purchase") and case.kind == "capture"]
+VOIDS = [case for case in LOCKED if case.name in ("ledyer", "purchase") and case.kind is Op.CAPTURE]
 
 
 @pytest.mark.parametrize("case", VOIDS, ids=[case.name for case in VOIDS])
@@ -280,7 +281,7 @@ async def test_a_void_whose_answer_was_lost_holds_the_order_until_it_is_found(
     assert isinstance(lost, TryAgain)
     assert lost.ambiguous
     assert "order busy" in (await fake.connector.capture(case.op())).reason
-    assert isinstance(await fake.connector.status("void", void), Approved)
+    assert isinstance(await fake.connector.status(Op.VOID, void), Approved)
     assert fake.applied(logged_as) == 1
     # Released: the next capture is the provider's to refuse, not ours to hold back.
     assert isinstance(await fake.connector.capture(case.op()), Declined)

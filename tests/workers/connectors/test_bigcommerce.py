@@ -10,6 +10,7 @@ import pytest
 
 from sandbox.psp.bigcommerce import BC_ORDERS, create_bigcommerce_app, seed_order
 from sandbox.psp.bigcommerce_orders import BcOrder
+from sessions.models import Op
 from tests.workers.connectors.conftest import DELAY, TOKEN, Fake, Serve, operation
 from workers.connectors.base import (
     Approved,
@@ -41,8 +42,8 @@ async def test_a_capture_is_pending_then_polled_to_captured(fake: Fake) -> None:
     op = op_for("12.50")
     assert await fake.connector.capture(op) == Pending("100:capture")
     assert order(fake).payment_status == "capture pending"
-    assert await fake.connector.status("capture", op) == Pending("100:capture")
-    assert await fake.connector.status("capture", op) == Approved("100:capture")
+    assert await fake.connector.status(Op.CAPTURE, op) == Pending("100:capture")
+    assert await fake.connector.status(Op.CAPTURE, op) == Approved("100:capture")
     assert order(fake).payment_status == "captured"
     assert fake.applied("capture") == 1
 
@@ -51,7 +52,7 @@ async def test_a_capture_that_fails_asynchronously_is_declined_when_polled(fake:
     seed_order(fake.app, {"id": 100, "total": "12.51", "settle_after_reads": 0})
     op = op_for("12.51")
     assert isinstance(await fake.connector.capture(op), Pending)
-    answer = await fake.connector.status("capture", op)
+    answer = await fake.connector.status(Op.CAPTURE, op)
     assert isinstance(answer, Declined)
 
 
@@ -84,8 +85,8 @@ async def test_a_timeout_is_resolved_by_status_without_a_second_capture(fake: Fa
     lost = await fake.connector.capture(op)
     assert isinstance(lost, TryAgain)
     assert lost.ambiguous
-    assert isinstance(await fake.connector.status("capture", op), Pending)
-    assert isinstance(await fake.connector.status("capture", op), Approved)
+    assert isinstance(await fake.connector.status(Op.CAPTURE, op), Pending)
+    assert isinstance(await fake.connector.status(Op.CAPTURE, op), Approved)
     assert len(fake.calls("capture")) == 1
 
 
@@ -100,8 +101,8 @@ async def test_capturing_again_reads_the_state_instead_of_sending(fake: Fake) ->
 async def test_a_void_is_pending_then_void(fake: Fake) -> None:
     op = op_for(None)
     assert await fake.connector.void(op) == Pending("100:void")
-    assert await fake.connector.status("void", op) == Pending("100:void")
-    assert await fake.connector.status("void", op) == Approved("100:void")
+    assert await fake.connector.status(Op.VOID, op) == Pending("100:void")
+    assert await fake.connector.status(Op.VOID, op) == Approved("100:void")
     assert order(fake).payment_status == "void"
 
 
@@ -147,7 +148,7 @@ async def test_a_refund_timeout_is_resolved_by_status_from_the_refund_reason(fak
     lost = await fake.connector.refund(op)
     assert isinstance(lost, TryAgain)
     assert lost.ambiguous
-    assert isinstance(await fake.connector.status("refund", op), Approved)
+    assert isinstance(await fake.connector.status(Op.REFUND, op), Approved)
     # And a retry of the refund itself finds it too, instead of refunding twice.
     assert isinstance(await fake.connector.refund(op), Approved)
     assert len(order(fake).refunds) == 1
@@ -155,7 +156,7 @@ async def test_a_refund_timeout_is_resolved_by_status_from_the_refund_reason(fak
 
 async def test_status_of_a_refund_never_sent_is_not_found(fake: Fake) -> None:
     await captured(fake)
-    assert await fake.connector.status("refund", op_for("5.00")) == NotFound()
+    assert await fake.connector.status(Op.REFUND, op_for("5.00")) == NotFound()
 
 
 async def test_authorization_reads_the_transactions(fake: Fake) -> None:
@@ -178,7 +179,7 @@ async def test_a_session_whose_id_is_part_of_another_finds_only_its_own_refund(
     shorter = op_for("5.00", session_id="rf-10")  # a substring of the other's id
     first = await fake.connector.refund(longer)
     assert isinstance(first, Approved)
-    assert await fake.connector.status("refund", shorter) == NotFound()
+    assert await fake.connector.status(Op.REFUND, shorter) == NotFound()
     second = await fake.connector.refund(shorter)
     assert isinstance(second, Approved)
     assert second != first

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from sandbox.psp.http import HTTP_BOOKS, create_http_psp_app
+from sessions.models import Op
 from tests.workers.connectors.conftest import DELAY, TOKEN, Fake, Serve, operation
 from workers.connectors.base import (
     Approved,
@@ -78,7 +79,7 @@ async def test_a_timeout_is_ambiguous_and_status_resolves_it_without_a_second_ca
     lost = await fake.connector.capture(op)
     assert isinstance(lost, TryAgain)
     assert lost.ambiguous
-    known = await fake.connector.status("capture", op)
+    known = await fake.connector.status(Op.CAPTURE, op)
     assert known == Approved("psp_capture_1", amount=Decimal("100.00"))
     assert fake.applied("capture") == 1
 
@@ -121,7 +122,7 @@ async def test_a_void_whose_currency_is_unknown_sends_null_not_an_empty_code(fak
 
 async def test_status_reads_and_never_applies_an_operation_the_psp_never_saw(fake: Fake) -> None:
     op = operation()
-    assert await fake.connector.status("capture", op) == NotFound()
+    assert await fake.connector.status(Op.CAPTURE, op) == NotFound()
     assert fake.applied("capture") == 0
     assert [c.method for c in fake.calls("capture")] == ["GET"]
 
@@ -131,21 +132,21 @@ async def test_status_shows_the_amount_the_psp_moved_under_the_key(fake: Fake) -
     await fake.connector.refund(op)
     # Asked with another amount, the read still tells what the PSP did under the key.
     asked = operation(session_id=op.session_id, amount=Decimal("10.00"))
-    known = await fake.connector.status("refund", asked)
+    known = await fake.connector.status(Op.REFUND, asked)
     assert known == Approved("psp_refund_1", amount=Decimal("9.00"))
-    assert await fake.connector.status("capture", asked) == NotFound()
+    assert await fake.connector.status(Op.CAPTURE, asked) == NotFound()
 
 
 async def test_status_of_a_declined_key_is_the_decline(fake: Fake) -> None:
     op = operation(amount=Decimal("10.51"))
     await fake.connector.capture(op)
-    known = await fake.connector.status("capture", op)
+    known = await fake.connector.status(Op.CAPTURE, op)
     assert isinstance(known, Declined)
     assert known.code is DeclineCode.PROCESSING_ERROR
 
 
 async def test_status_while_the_psp_is_down_is_try_again_not_ambiguous(fake: Fake) -> None:
     fake.state.arm({"kind": "status", "status": 503, "operation": "capture"})
-    known = await fake.connector.status("capture", operation())
+    known = await fake.connector.status(Op.CAPTURE, operation())
     assert isinstance(known, TryAgain)
     assert not known.ambiguous

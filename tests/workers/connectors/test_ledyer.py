@@ -9,6 +9,7 @@ import pytest
 
 from sandbox.psp.ledyer import LEDYER_ORDERS, create_ledyer_app, seed_order
 from sandbox.psp.ledyer_orders import LedyerOrder
+from sessions.models import Op
 from tests.workers.connectors.conftest import DELAY, TOKEN, Fake, Serve, operation
 from workers.connectors.base import (
     Approved,
@@ -114,7 +115,7 @@ async def test_a_timeout_is_ambiguous_and_status_finds_the_capture(fake: Fake) -
     lost = await fake.connector.capture(op)
     assert isinstance(lost, TryAgain)
     assert lost.ambiguous
-    found = await fake.connector.status("capture", op)
+    found = await fake.connector.status(Op.CAPTURE, op)
     assert found == Approved(order(fake).captured[0].ledger_id)
     assert len(fake.calls("capture")) == 1
     assert fake.applied("capture") == 1
@@ -146,7 +147,7 @@ async def test_a_resend_while_the_first_is_in_flight_replays_under_the_same_key(
 
 
 async def test_status_of_a_capture_never_sent_is_not_found(fake: Fake) -> None:
-    assert await fake.connector.status("capture", capture_of("150.00")) == NotFound()
+    assert await fake.connector.status(Op.CAPTURE, capture_of("150.00")) == NotFound()
 
 
 async def test_a_refund_of_a_whole_capture_is_a_full_refund(fake: Fake) -> None:
@@ -175,7 +176,7 @@ async def test_a_refund_timeout_is_resolved_by_status(fake: Fake) -> None:
     fake.state.arm({"kind": "delay", "seconds": DELAY, "apply": True, "operation": "refund"})
     op = capture_of("30.00")
     assert isinstance(await fake.connector.refund(op), TryAgain)
-    assert isinstance(await fake.connector.status("refund", op), Approved)
+    assert isinstance(await fake.connector.status(Op.REFUND, op), Approved)
     assert fake.applied("refund") == 1
 
 

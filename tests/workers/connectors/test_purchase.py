@@ -9,6 +9,7 @@ import pytest
 
 from sandbox.psp.purchase import PURCHASES, create_purchase_app, seed_purchase
 from sandbox.psp.purchases import PurchaseRecord
+from sessions.models import Op
 from tests.workers.connectors.conftest import DELAY, TOKEN, Fake, Serve, operation
 from workers.connectors.base import (
     Approved,
@@ -96,7 +97,7 @@ async def test_a_timeout_is_ambiguous_and_status_finds_the_capture(fake: Fake) -
     lost = await fake.connector.capture(op)
     assert isinstance(lost, TryAgain)
     assert lost.ambiguous
-    assert await fake.connector.status("capture", op) == Approved(purchase(fake).captures[0].id)
+    assert await fake.connector.status(Op.CAPTURE, op) == Approved(purchase(fake).captures[0].id)
     assert len(fake.calls("capture")) == 1
 
 
@@ -112,7 +113,7 @@ async def test_a_resend_under_the_same_key_moves_money_once(fake: Fake) -> None:
 
 
 async def test_status_of_a_capture_never_sent_is_not_found(fake: Fake) -> None:
-    assert await fake.connector.status("capture", op_for("100.00")) == NotFound()
+    assert await fake.connector.status(Op.CAPTURE, op_for("100.00")) == NotFound()
 
 
 async def test_a_full_refund_of_a_fully_captured_purchase_is_return_all(fake: Fake) -> None:
