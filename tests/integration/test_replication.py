@@ -255,15 +255,11 @@ class _PspThatOutrunsTheReplica:
             expires_at=None,
         )
 
-    async def capture(self, operation: Operation) -> Result:
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        if kind is not Op.CAPTURE:
+            raise AssertionError(f"no {kind} here")
         self.operations.append(f"capture {operation.amount}")
         return Approved(f"cap_{operation.session_id}")
-
-    async def refund(self, operation: Operation) -> Result:
-        raise AssertionError("no refund here")
-
-    async def void(self, operation: Operation) -> Result:
-        raise AssertionError("no void here")
 
     async def status(self, kind: Op, operation: Operation) -> StatusResult:
         return NotFound()
@@ -408,12 +404,12 @@ async def test_aplazame_is_not_asked_before_the_replica_holds_the_captures_journ
     try:
         with Frozen(replica):
             with pytest.raises(NotReplicated):
-                await connector.capture(operation)
+                await connector.settle(Op.CAPTURE, operation)
             assert fake[APLAZAME_ORDERS][operation.payment_id].captures == []
         # Thawed: once the request can no longer be in flight, it goes, once.
         await asyncio.sleep(settings.psp_in_flight_seconds + 0.1)
-        approved = await connector.capture(operation)
-        assert await connector.capture(operation) == approved
+        approved = await connector.settle(Op.CAPTURE, operation)
+        assert await connector.settle(Op.CAPTURE, operation) == approved
     finally:
         await connector.close()
     [capture] = fake[APLAZAME_ORDERS][operation.payment_id].captures

@@ -62,7 +62,7 @@ class Planter:
         """The PSP applies the session's operation (for `amount`, if given)."""
         shown = session.amount if amount is None else Decimal(amount)
         op = Operation(session.id, session.payment_id, shown, session.currency or "EUR", True)
-        await getattr(self.psp, session.kind.value)(op)
+        await self.psp.settle(session.kind.op, op)
 
     async def reservation(self, payment_id: str, session_id: str, minor: int = 500) -> None:
         await self.ledger.open(payment_id, Book(currency="EUR", authorized=100_000))

@@ -45,12 +45,14 @@ class PacedPSP(SimulatorConnector):
         self.peak = 0
         self.order: list[str] = []
 
-    async def capture(self, operation: Operation) -> Result:
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        if kind is not Op.CAPTURE:
+            return await super().settle(kind, operation)
         self.now += 1
         self.peak = max(self.peak, self.now)
         try:
             await asyncio.sleep(self.seconds)
-            result = await super().capture(operation)
+            result = await super().settle(kind, operation)
             self.order.append(operation.idempotency_key)
             return result
         finally:

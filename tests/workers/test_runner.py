@@ -275,8 +275,8 @@ async def test_a_run_interrupted_mid_call_makes_the_next_one_ask_for_the_status_
     claim = await services.claims.claim(session_id, now=time.time(), lease_seconds=30)
     session = await store.get(session_id)
     assert session is not None
-    await book(services).capture(
-        Operation(session_id, session.payment_id, session.amount, "EUR", test=True)
+    await book(services).settle(
+        Op.CAPTURE, Operation(session_id, session.payment_id, session.amount, "EUR", test=True)
     )
     await services.claims.release(session_id, claim.fence)
     assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
@@ -293,9 +293,10 @@ class SlowPsp(SimulatorConnector):
         super().__init__(redis)
         self.delay = delay
 
-    async def capture(self, operation: Operation) -> Result:
-        await asyncio.sleep(self.delay)
-        return await super().capture(operation)
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        if kind is Op.CAPTURE:
+            await asyncio.sleep(self.delay)
+        return await super().settle(kind, operation)
 
 
 async def test_a_psp_call_longer_than_several_leases_keeps_its_lease(
@@ -437,8 +438,8 @@ async def test_an_approved_capture_whose_reservation_a_failover_lost_is_counted_
     session_id = await stored(
         store, payment_id=payment, amount=Decimal("30.00"), psp_uncertain=True
     )
-    captured = await book(services).capture(
-        Operation(session_id, payment, Decimal("30.00"), "EUR", test=True)
+    captured = await book(services).settle(
+        Op.CAPTURE, Operation(session_id, payment, Decimal("30.00"), "EUR", test=True)
     )
     assert isinstance(captured, Approved)
     assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)

@@ -126,8 +126,10 @@ class RemovingDuringCapture(SimulatorConnector):
         super().__init__(redis)
         self._during = during
 
-    async def capture(self, operation: Operation) -> Result:
-        result = await super().capture(operation)
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        result = await super().settle(kind, operation)
+        if kind is not Op.CAPTURE:
+            return result
         during, self._during = self._during, None
         if during is not None:
             await during()

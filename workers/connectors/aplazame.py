@@ -91,7 +91,42 @@ class AplazameConnector:
         self._journal = journal
         self._lock = lock
 
-    async def capture(self, operation: Operation) -> Result:
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        match kind:
+            case Op.CAPTURE:
+                return await self._capture(operation)
+            case Op.REFUND:
+                return _declined(UNSUPPORTED.format(kind="refund"))
+            case Op.VOID:
+                return _declined(UNSUPPORTED.format(kind="cancel"))
+
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
+        if kind is not Op.CAPTURE:
+            return NotFound()  # never sent: refunds and voids are declined before any call
+        return await status_of(
+            self._journal, kind, operation, lambda sent: self._find(operation, sent), self._lock
+        )
+
+    async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
+        known = await self._captures(operation)
+        if not isinstance(known, Captures):
+            return known
+        currency = operation.currency  # the captures answer carries none
+        captured = sum(c.amount for c in known.results)
+        return Authorization(
+            provider_payment_id=operation.provider_id,
+            currency=currency,
+            authorized=from_minor(captured + known.remaining_capture_amount, currency),
+            captured=from_minor(captured, currency),
+            refunded=from_minor(sum(c.refunded_amount for c in known.results), currency),
+            voided=False,
+            expires_at=None,
+        )
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    async def _capture(self, operation: Operation) -> Result:
         async def plan() -> Sent | Result:
             known = await self._captures(operation)
             if isinstance(known, NotFound):
@@ -119,38 +154,6 @@ class AplazameConnector:
             send=lambda sent: self._send(operation, sent),
             lock=self._lock,
         )
-
-    async def refund(self, operation: Operation) -> Result:
-        return _declined(UNSUPPORTED.format(kind="refund"))
-
-    async def void(self, operation: Operation) -> Result:
-        return _declined(UNSUPPORTED.format(kind="cancel"))
-
-    async def status(self, kind: Op, operation: Operation) -> StatusResult:
-        if kind is not Op.CAPTURE:
-            return NotFound()  # never sent: refunds and voids are declined before any call
-        return await status_of(
-            self._journal, kind, operation, lambda sent: self._find(operation, sent), self._lock
-        )
-
-    async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
-        known = await self._captures(operation)
-        if not isinstance(known, Captures):
-            return known
-        currency = operation.currency  # the captures answer carries none
-        captured = sum(c.amount for c in known.results)
-        return Authorization(
-            provider_payment_id=operation.provider_id,
-            currency=currency,
-            authorized=from_minor(captured + known.remaining_capture_amount, currency),
-            captured=from_minor(captured, currency),
-            refunded=from_minor(sum(c.refunded_amount for c in known.results), currency),
-            voided=False,
-            expires_at=None,
-        )
-
-    async def close(self) -> None:
-        await self._http.close()
 
     async def _captures(self, operation: Operation) -> Captures | NotFound | TryAgain:
         return await self._http.read(

@@ -84,34 +84,7 @@ class HttpConnector:
         self.live = live
         self._http = http
 
-    async def capture(self, operation: Operation) -> Result:
-        return await self._send(Op.CAPTURE, operation)
-
-    async def refund(self, operation: Operation) -> Result:
-        return await self._send(Op.REFUND, operation)
-
-    async def void(self, operation: Operation) -> Result:
-        return await self._send(Op.VOID, operation)
-
-    async def status(self, kind: Op, operation: Operation) -> StatusResult:
-        key = quote(operation.idempotency_key, safe="")
-        reply = await self._http.request("GET", f"{_PATHS[kind]}/{key}")
-        if isinstance(reply, TryAgain):
-            return reply
-        if reply.status == 404:
-            return NotFound()
-        answer = _read(kind, operation, reply)
-        if isinstance(answer, Approved):
-            return Approved(answer.psp_reference, amount=_amount(reply.at("amount")))
-        return answer
-
-    async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
-        return NotFound()
-
-    async def close(self) -> None:
-        await self._http.close()
-
-    async def _send(self, kind: Op, operation: Operation) -> Result:
+    async def settle(self, kind: Op, operation: Operation) -> Result:
         body: dict[str, Any] = {
             "session_id": operation.session_id,
             "payment_id": operation.provider_id,
@@ -130,6 +103,24 @@ class HttpConnector:
         if isinstance(reply, TryAgain):
             return reply
         return _read(kind, operation, reply)
+
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
+        key = quote(operation.idempotency_key, safe="")
+        reply = await self._http.request("GET", f"{_PATHS[kind]}/{key}")
+        if isinstance(reply, TryAgain):
+            return reply
+        if reply.status == 404:
+            return NotFound()
+        answer = _read(kind, operation, reply)
+        if isinstance(answer, Approved):
+            return Approved(answer.psp_reference, amount=_amount(reply.at("amount")))
+        return answer
+
+    async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
+        return NotFound()
+
+    async def close(self) -> None:
+        await self._http.close()
 
 
 def _read(kind: Op, operation: Operation, reply: Reply) -> Result:

@@ -90,14 +90,24 @@ class LedyerConnector:
         self._journal = journal
         self._lock = lock
 
-    async def capture(self, operation: Operation) -> Result:
-        return await self._operate(Op.CAPTURE, operation)
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        async def plan() -> Sent | Result:
+            order = await self._order(operation)
+            if isinstance(order, NotFound):
+                return Declined(DeclineCode.PROCESSING_ERROR, "Ledyer does not know this order.")
+            if isinstance(order, TryAgain):
+                return order
+            return _plan(kind, operation, order)
 
-    async def refund(self, operation: Operation) -> Result:
-        return await self._operate(Op.REFUND, operation)
-
-    async def void(self, operation: Operation) -> Result:
-        return await self._operate(Op.VOID, operation)
+        return await send_once(
+            self._journal,
+            kind,
+            operation,
+            plan=plan,
+            find=lambda sent: self._find(kind, operation, sent),
+            send=lambda sent: self._send(kind, operation, sent),
+            lock=self._locked(kind),
+        )
 
     async def status(self, kind: Op, operation: Operation) -> StatusResult:
         return await status_of(
@@ -127,25 +137,6 @@ class LedyerConnector:
 
     async def close(self) -> None:
         await self._http.close()
-
-    async def _operate(self, kind: Op, operation: Operation) -> Result:
-        async def plan() -> Sent | Result:
-            order = await self._order(operation)
-            if isinstance(order, NotFound):
-                return Declined(DeclineCode.PROCESSING_ERROR, "Ledyer does not know this order.")
-            if isinstance(order, TryAgain):
-                return order
-            return _plan(kind, operation, order)
-
-        return await send_once(
-            self._journal,
-            kind,
-            operation,
-            plan=plan,
-            find=lambda sent: self._find(kind, operation, sent),
-            send=lambda sent: self._send(kind, operation, sent),
-            lock=self._locked(kind),
-        )
 
     def _locked(self, kind: Op) -> OrderLock | None:
         # A refund's note names its session; captures and cancels need the order's lock.

@@ -100,14 +100,24 @@ class PurchaseConnector:
         self._journal = journal
         self._lock = lock
 
-    async def capture(self, operation: Operation) -> Result:
-        return await self._operate(Op.CAPTURE, operation)
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        async def plan() -> Sent | Result:
+            purchase = await self._purchase(operation)
+            if isinstance(purchase, NotFound):
+                return _declined("The PSP has no such purchase.")
+            if isinstance(purchase, TryAgain):
+                return purchase
+            return _plan(kind, operation, purchase)
 
-    async def refund(self, operation: Operation) -> Result:
-        return await self._operate(Op.REFUND, operation)
-
-    async def void(self, operation: Operation) -> Result:
-        return await self._operate(Op.VOID, operation)
+        return await send_once(
+            self._journal,
+            kind,
+            operation,
+            plan=plan,
+            find=lambda sent: self._find(operation, sent),
+            send=lambda sent: self._send(kind, operation, sent),
+            lock=self._lock,
+        )
 
     async def status(self, kind: Op, operation: Operation) -> StatusResult:
         return await status_of(
@@ -133,25 +143,6 @@ class PurchaseConnector:
 
     async def close(self) -> None:
         await self._api.close()
-
-    async def _operate(self, kind: Op, operation: Operation) -> Result:
-        async def plan() -> Sent | Result:
-            purchase = await self._purchase(operation)
-            if isinstance(purchase, NotFound):
-                return _declined("The PSP has no such purchase.")
-            if isinstance(purchase, TryAgain):
-                return purchase
-            return _plan(kind, operation, purchase)
-
-        return await send_once(
-            self._journal,
-            kind,
-            operation,
-            plan=plan,
-            find=lambda sent: self._find(operation, sent),
-            send=lambda sent: self._send(kind, operation, sent),
-            lock=self._lock,
-        )
 
     async def _purchase(self, operation: Operation) -> Purchase | NotFound | TryAgain:
         answer = await self._api.call(PURCHASE_QUERY, {"id": operation.provider_id}, write=False)

@@ -136,14 +136,27 @@ class SimulatorConnector:
         self._settle = redis.register_script(_SETTLE)
         self._authorize = redis.register_script(_AUTHORIZE)
 
-    async def capture(self, operation: Operation) -> Result:
-        return await self._operate(Op.CAPTURE, operation)
-
-    async def refund(self, operation: Operation) -> Result:
-        return await self._operate(Op.REFUND, operation)
-
-    async def void(self, operation: Operation) -> Result:
-        return await self._operate(Op.VOID, operation)
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        behaviour = _behaviour(operation)
+        reference = f"sim_{kind}_{operation.idempotency_key}"
+        minor = 0 if operation.amount is None else to_minor(operation.amount, operation.currency)
+        reply = await self._settle(
+            keys=[
+                _KEY.format(operation=kind, key=operation.idempotency_key),
+                TOTALS,
+                _PAYMENT.format(id=operation.provider_id),
+            ],
+            args=[
+                behaviour,
+                reference,
+                str(operation.amount or ""),
+                operation.currency,
+                kind,
+                minor,
+            ],
+        )
+        answer = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        return self._answer(answer, reference)
 
     async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
         # The simulator keeps its own authorizations: a payment id it has not seen (and that
@@ -182,28 +195,6 @@ class SimulatorConnector:
         if isinstance(answer, Approved):
             return Approved(answer.psp_reference, amount=book.amount)
         return answer
-
-    async def _operate(self, kind: Op, operation: Operation) -> Result:
-        behaviour = _behaviour(operation)
-        reference = f"sim_{kind}_{operation.idempotency_key}"
-        minor = 0 if operation.amount is None else to_minor(operation.amount, operation.currency)
-        reply = await self._settle(
-            keys=[
-                _KEY.format(operation=kind, key=operation.idempotency_key),
-                TOTALS,
-                _PAYMENT.format(id=operation.provider_id),
-            ],
-            args=[
-                behaviour,
-                reference,
-                str(operation.amount or ""),
-                operation.currency,
-                kind,
-                minor,
-            ],
-        )
-        answer = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        return self._answer(answer, reference)
 
     @staticmethod
     def _answer(answer: str, reference: str) -> Result:

@@ -89,12 +89,7 @@ class LedgeredLifecycle:
         return self._operation(session, held.provider_payment_id, held.currency)
 
     async def send(self, services: Services, operation: Operation) -> Result:
-        connector = services.connector
-        if self.op is Op.CAPTURE:
-            return await connector.capture(operation)
-        if self.op is Op.REFUND:
-            return await connector.refund(operation)
-        return await connector.void(operation)
+        return await services.connector.settle(self.op, operation)
 
     async def _reserve(self, services: Services, session: Session) -> Reserved | Refused:
         return await services.ledger.reserve(

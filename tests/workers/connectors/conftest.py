@@ -107,7 +107,7 @@ async def settled(
         if attempt:
             await asyncio.sleep(max(pause, getattr(answer, "retry_after", None) or 0.0))
         known = await connector.status(kind, op) if uncertain else NotFound()
-        answer = await getattr(connector, kind)(op) if isinstance(known, NotFound) else known
+        answer = await connector.settle(kind, op) if isinstance(known, NotFound) else known
         if not isinstance(answer, TryAgain):
             return answer
         uncertain = uncertain or answer.ambiguous

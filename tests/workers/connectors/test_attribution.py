@@ -121,14 +121,16 @@ async def _ready(serve: Serve, case: Case) -> tuple[Fake, Operation, Operation]:
     fake = await serve(case.name, case.app(token=TOKEN))
     case.seed(fake.app)
     if case.captured is not None:
-        assert isinstance(await fake.connector.capture(case.op(amount=case.captured)), Approved)
+        assert isinstance(
+            await fake.connector.settle(Op.CAPTURE, case.op(amount=case.captured)), Approved
+        )
     return fake, case.op(), case.op()
 
 
 async def _unsure(fake: Fake, case: Case, op: Operation, fault: dict[str, Any]) -> None:
     """`op` is sent, and `fault` leaves its outcome unknown."""
     fake.state.arm({**fault, "operation": case.logged_as})
-    answer = await getattr(fake.connector, case.kind)(op)
+    answer = await fake.connector.settle(case.kind, op)
     assert isinstance(answer, TryAgain)
     assert answer.ambiguous
 
@@ -144,7 +146,7 @@ async def test_a_failed_attempt_is_never_credited_with_another_sessions_operatio
     fake, s2, s3 = await _ready(serve, case)
     # S2's request fails without being applied; S3 then asks for the same amount.
     await _unsure(fake, case, s2, _UNAPPLIED)
-    await getattr(fake.connector, case.kind)(s3)
+    await fake.connector.settle(case.kind, s3)
     first, second = (
         await settled(fake.connector, case.kind, s2),
         await settled(fake.connector, case.kind, s3),
@@ -163,7 +165,7 @@ async def test_an_applied_operation_whose_answer_was_lost_is_found_as_its_own(
     fake, s2, s3 = await _ready(serve, case)
     await _unsure(fake, case, s2, _LOST)
     [lost] = case.ids(fake.app)
-    await getattr(fake.connector, case.kind)(s3)
+    await fake.connector.settle(case.kind, s3)
     assert await settled(fake.connector, case.kind, s2) == Approved(lost)
     third = await settled(fake.connector, case.kind, s3)
     assert isinstance(third, Approved)
@@ -196,7 +198,7 @@ async def test_while_an_outcome_is_unknown_the_order_is_busy_for_other_sessions(
     fake, s2, s3 = await _ready(serve, case)
     await _unsure(fake, case, s2, _LOST)
     calls = len(fake.state.calls)
-    busy = await getattr(fake.connector, case.kind)(s3)
+    busy = await fake.connector.settle(case.kind, s3)
     assert isinstance(busy, TryAgain)
     assert "order busy" in busy.reason
     assert not busy.ambiguous  # nothing was sent, so nothing can have happened
@@ -213,7 +215,7 @@ async def test_a_failed_read_back_keeps_the_order_locked_until_one_succeeds(
     [lost] = case.ids(fake.app)
     fake.state.arm({"kind": "status", "status": 500, "operation": "read"})
     assert isinstance(await fake.connector.status(case.kind, s2), TryAgain)
-    assert "order busy" in (await getattr(fake.connector, case.kind)(s3)).reason
+    assert "order busy" in (await fake.connector.settle(case.kind, s3)).reason
     assert await fake.connector.status(case.kind, s2) == Approved(lost)
     assert isinstance(await settled(fake.connector, case.kind, s3), Approved)
     assert case.ids(fake.app)[0] == lost
@@ -229,7 +231,7 @@ async def test_another_worker_resumes_a_session_whose_worker_died_holding_the_lo
     await _unsure(fake, case, s2, {"kind": "delay", "seconds": DELAY, "apply": True})
     [lost] = case.ids(fake.app)
     other = fake.another_worker()
-    assert "order busy" in (await getattr(other, case.kind)(s3)).reason
+    assert "order busy" in (await other.settle(case.kind, s3)).reason
     # The same session, redelivered to the other worker, re-enters its own lock.
     assert await settled(other, case.kind, s2) == Approved(lost)
     assert isinstance(await settled(other, case.kind, s3), Approved)
@@ -277,11 +279,11 @@ async def test_a_void_whose_answer_was_lost_holds_the_order_until_it_is_found(
     void = case.op(amount=None)
     logged_as = "return" if case.name == "purchase" else "void"  # Purchase voids by a return
     fake.state.arm({"kind": "lost", "status": 502, "operation": logged_as})
-    lost = await fake.connector.void(void)
+    lost = await fake.connector.settle(Op.VOID, void)
     assert isinstance(lost, TryAgain)
     assert lost.ambiguous
-    assert "order busy" in (await fake.connector.capture(case.op())).reason
+    assert "order busy" in (await fake.connector.settle(Op.CAPTURE, case.op())).reason
     assert isinstance(await fake.connector.status(Op.VOID, void), Approved)
     assert fake.applied(logged_as) == 1
     # Released: the next capture is the provider's to refuse, not ours to hold back.
-    assert isinstance(await fake.connector.capture(case.op()), Declined)
+    assert isinstance(await fake.connector.settle(Op.CAPTURE, case.op()), Declined)
