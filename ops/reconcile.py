@@ -31,10 +31,9 @@ from ops.findings import Check, Finding, check, check_book
 from sessions.connect import tool_client
 from sessions.held import Held
 from sessions.keys import INDEX_CREATED, text
-from sessions.ledger import Op
 from sessions.ledger_store import PREFIX as LEDGER_PREFIX
 from sessions.ledger_store import LedgerStore
-from sessions.models import Kind, Session
+from sessions.models import Kind, Op, Session
 from sessions.states import State
 from sessions.store import SessionStore
 from workers.connectors.base import Connector, Operation

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from sessions.ledger import Book, Op
+from sessions.ledger import Book
 from sessions.ledger_store import LedgerStore
-from sessions.models import Kind, Outcome, Session
+from sessions.models import Kind, Op, Outcome, Session
 from sessions.states import Event, State
 from sessions.stats import DUE_SCAN, collect, due_summary, failed_by_kind
 from sessions.store import SessionStore

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from sessions.change import LedgerOperation, LedgerVerdict
-from sessions.ledger import Op
-from sessions.models import Kind, Outcome, Report
+from sessions.models import Kind, Op, Outcome, Report
 from sessions.states import State
 from tests.factories import make_session
 from workers.connectors.base import Approved, DeclineCode, Declined, Pending, TryAgain
