@@ -63,6 +63,7 @@ from config.settings import child_environment
 from ops.redis_server import LocalRedis, free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH
+from sessions.models import Op
 from transport.messages import QUEUE
 from workers.connectors.base import Operation
 from workers.connectors.build import build_connector
@@ -152,7 +153,7 @@ async def _floor(run: Run, sandbox_url: str, psp_url: str) -> float | None:
         while pending:
             session_id = pending.pop()
             operation = Operation(session_id, f"pay_{session_id}", Decimal("10.00"), "EUR", True)
-            await connector.capture(operation)
+            await connector.settle(Op.CAPTURE, operation)
             await gateway.send(SHOP, mutations.resolve("capture", gid_of(session_id)))
 
     started = time.perf_counter()

@@ -39,9 +39,9 @@ from ops.redis_server import LocalRedis
 from sessions.change import Change, LedgerVerdict
 from sessions.claims import Claimed, Claims
 from sessions.keys import INDEX_CREATED
-from sessions.ledger import Book, Op
+from sessions.ledger import Book
 from sessions.ledger_store import LedgerStore
-from sessions.models import Kind, Outcome, Report, Session, TimelineEvent
+from sessions.models import Kind, Op, Outcome, Report, Session, TimelineEvent
 from sessions.states import Event, State
 from sessions.store import SessionStore
 from workers.sweeper import sweep_as_configured

@@ -28,8 +28,8 @@ from typing import Any
 
 from errors import MoneyError
 from readouts.held import Held
-from sessions.ledger import Book, Op
-from sessions.models import Outcome, Session
+from sessions.ledger import Book
+from sessions.models import Op, Outcome, Session
 from sessions.money import format_amount, to_minor
 from sessions.states import State
 from workers.connectors.base import (

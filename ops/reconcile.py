@@ -31,16 +31,15 @@ from ops.findings import Check, Finding, check, check_book
 from readouts.held import Held
 from redisio.connect import tool_client
 from sessions.keys import INDEX_CREATED, text
-from sessions.ledger import Op
 from sessions.ledger_store import PREFIX as LEDGER_PREFIX
 from sessions.ledger_store import LedgerStore
-from sessions.models import Kind, Session
+from sessions.models import Kind, Op, Session
 from sessions.states import State
 from sessions.store import SessionStore
 from workers.connectors.base import Connector, Operation
 from workers.connectors.build import build_connector
-from workers.lifecycle.decide import refuses_test
 from workers.lifecycle.kinds import LEDGERED
+from workers.lifecycle.settling import refuses_test
 
 _BATCH = 500
 # Exit codes; 2 is a usage error.

@@ -12,9 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sessions.ledger import Op
 from sessions.ledger_store import LedgerStore
-from sessions.models import Kind, Session
+from sessions.models import Kind, Op, Session
 from sessions.money import format_amount, minor_units
 from sessions.states import State
 from sessions.store import SessionStore

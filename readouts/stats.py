@@ -34,9 +34,8 @@ from sessions.keys import (
     session_key,
     text,
 )
-from sessions.ledger import Op
 from sessions.ledger_store import LedgerStore
-from sessions.models import Kind
+from sessions.models import Kind, Op
 from sessions.money import format_amount, minor_units
 from sessions.store import SessionStore
 

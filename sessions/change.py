@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sessions.ledger import Op
-from sessions.models import TimelineEvent
+from sessions.models import Op, TimelineEvent
 from sessions.states import Event, State, sources_of, target_of, timeline_name
 
 

@@ -16,13 +16,8 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 
+from sessions.models import Op
 from sessions.money import format_amount, minor_units
-
-
-class Op(StrEnum):
-    CAPTURE = "capture"
-    REFUND = "refund"
-    VOID = "void"
 
 
 class Refusal(StrEnum):

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 
 from sessions.keys import LEDGER_RETENTION_SECONDS
-from sessions.ledger import Book, Op, Refusal, Refused, Reservation, Reserved
+from sessions.ledger import Book, Refusal, Refused, Reservation, Reserved
+from sessions.models import Op
 
 PREFIX = "payhook:pay:"
 

@@ -16,11 +16,27 @@ from sessions.states import State
 CONFIRM_MUTATION = "paymentSessionConfirm"
 
 
+class Op(StrEnum):
+    """A money movement on a payment: what a capture, refund or void session asks of the
+    payment's ledger book and of the PSP. The values are stored (ledger reservations, the
+    send journal's and the simulator's keys)."""
+
+    CAPTURE = "capture"
+    REFUND = "refund"
+    VOID = "void"
+
+
 class Kind(StrEnum):
     PAYMENT = "payment"
     CAPTURE = "capture"
     REFUND = "refund"
     VOID = "void"
+
+    @property
+    def op(self) -> Op:
+        """The operation a capture, refund or void session asks for; a payment asks none
+        (ValueError)."""
+        return Op(self.value)
 
 
 class PaymentKind(StrEnum):

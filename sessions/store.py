@@ -9,15 +9,15 @@ Workers reach sessions through `sessions.claims`, which adds leases and fencing 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio import Redis
 
-from errors import StoreCorrupt
+from errors import StaleState, StoreCorrupt
 from redisio.replication import NONE, Replication
 from sessions.change import Change
 from sessions.due_index import BUILD, INDEX_DUE, REPAIR, START
@@ -49,6 +49,8 @@ __all__ = [
     "Pruned",
     "SessionStore",
 ]
+
+T = TypeVar("T")
 
 log = logging.getLogger("payhook.store")
 
@@ -321,6 +323,34 @@ class SessionStore:
         """
         envelope = self.envelope(session.kind, session.id) if queue else None
         return await apply_change(self._apply, session.id, change, envelope=envelope)
+
+    async def decide_and_change(
+        self,
+        session_id: str,
+        decide: Callable[[Session | None], Change | T],
+        *,
+        attempts: int,
+    ) -> tuple[Session | None, Change | T] | None:
+        """Read the session, let `decide` (a pure decision) say what to write, and write it,
+        queueing the session's task in the same step. A write refused because the session
+        moved since the read is decided again on a fresh read, up to `attempts` times.
+
+        Returns the session as read and what `decide` answered (a `Change` is written by
+        then; anything else is not); None when the session kept changing.
+        """
+        for _ in range(attempts):
+            session = await self.get(session_id)
+            decided = decide(session)
+            if not isinstance(decided, Change):
+                return session, decided
+            if session is None:
+                raise ValueError(f"a change decided for a missing session {session_id}")
+            try:
+                await self.change(session, decided, queue=True)
+            except StaleState:
+                continue
+            return session, decided
+        return None
 
     async def replicated(self, session_id: str) -> None:
         """Return once the required replicas hold everything stored for the session so far

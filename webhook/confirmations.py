@@ -27,13 +27,14 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
-from errors import ApiError, StaleState
+from errors import ApiError
 from errors.replication import NotReplicated
+from sessions.change import Change
 from sessions.decisions import Recorded, Refused, confirmation
-from sessions.models import Kind
+from sessions.models import Kind, Session
 from sessions.store import SessionStore
 from webhook.body import json_object, shopify_headers
-from webhook.errors import not_replicated
+from webhook.errors import kept_changing, not_replicated
 from webhook.keys import SETTINGS, STORE
 
 log = logging.getLogger("payhook.webhook")
@@ -74,39 +75,30 @@ async def payment_confirmation(request: web.Request) -> web.Response:
     session_id, confirmed = _parsed(await json_object(request, settings.max_body_bytes))
     store = request.app[STORE]
     context = {"session_id": session_id, "shop": shop, "kind": Kind.PAYMENT.value}
-    for _ in range(_ATTEMPTS):
-        session = await store.get(session_id)
+
+    def decide(session: Session | None) -> Change | Recorded | Refused:
         # Another shop's session is no more this shop's to confirm than an unknown one.
         if session is None or session.kind is not Kind.PAYMENT or session.shop != shop:
             raise ApiError(404, "not_found", f"no payment session {session_id} of {shop}")
-        decided = confirmation(
-            session, confirmed, time.time(), lease_seconds=settings.lease_seconds
-        )
-        if isinstance(decided, Refused):
-            field = "confirmation_result" if decided.code == "confirmation_conflict" else None
-            raise ApiError(409, decided.code, decided.message, field)
-        if isinstance(decided, Recorded):
-            # Shopify's repeat: the same answer, once the replicas hold what it rests on.
-            await _replicated(store, session_id)
-            return web.json_response({}, status=201)
-        try:
-            await store.change(session, decided, queue=True)
-        except StaleState:
-            # A worker stored Shopify's answer meanwhile, or another request this result:
-            # read again and decide on what is there now.
-            continue
-        await _replicated(store, session_id)
+        return confirmation(session, confirmed, time.time(), lease_seconds=settings.lease_seconds)
+
+    # A worker storing Shopify's answer meanwhile, or another request this result, makes it
+    # decided again on what is there then.
+    done = await store.decide_and_change(session_id, decide, attempts=_ATTEMPTS)
+    if done is None:
+        raise kept_changing(f"payment session {session_id}")
+    _, decided = done
+    if isinstance(decided, Refused):
+        field = "confirmation_result" if decided.code == "confirmation_conflict" else None
+        raise ApiError(409, decided.code, decided.message, field)
+    # A repeat is answered too once the replicas hold what it rests on.
+    await _replicated(store, session_id)
+    if isinstance(decided, Change):
         log.info(
             "payment confirmation from Shopify",
             extra={**context, "confirmed": confirmed, "request_id": request_id},
         )
-        return web.json_response({}, status=201)
-    raise ApiError(
-        503,
-        "busy",
-        f"payment session {session_id} kept changing; retry",
-        headers={"Retry-After": "1"},
-    )
+    return web.json_response({}, status=201)
 
 
 async def _replicated(store: SessionStore, session_id: str) -> None:

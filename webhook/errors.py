@@ -42,6 +42,11 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return web.json_response({"error": body}, status=status)
 
 
+def kept_changing(what: str) -> ApiError:
+    """A write that lost its race with other writers again and again: retry shortly."""
+    return ApiError(503, "busy", f"{what} kept changing; retry", headers={"Retry-After": "1"})
+
+
 def _capped(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
 

@@ -17,13 +17,14 @@ from typing import Literal
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from errors import ApiError, StaleState
+from errors import ApiError
 from errors.replication import NotReplicated
+from sessions.change import Change
 from sessions.decisions import PspWord, Recorded, Refused, psp_word
-from sessions.models import Kind, Outcome, PendingReason
+from sessions.models import Kind, Outcome, PendingReason, Session
 from sessions.store import SessionStore
 from webhook.body import header_bytes, parse_object, read_body
-from webhook.errors import not_replicated
+from webhook.errors import kept_changing, not_replicated
 from webhook.keys import SETTINGS, STORE
 from webhook.signing import secret_problem, signed_at, simulator_reference
 
@@ -100,47 +101,36 @@ async def simulator_payment(request: web.Request) -> web.Response:
         message=told.message,
         pending_reason=told.pending_reason,
     )
-    for _ in range(_ATTEMPTS):
-        session = await store.get(session_id)
+
+    def decide(session: Session | None) -> Change | Recorded | Refused:
         if session is None or session.kind is not Kind.PAYMENT:
             raise ApiError(404, "not_found", f"no payment session {session_id}")
-        decided = psp_word(
-            session,
-            word,
-            time.time(),
-            lease_seconds=settings.lease_seconds,
-            pending_seconds=settings.pending_seconds,
-        )
-        if isinstance(decided, Refused):
-            raise ApiError(409, decided.code, decided.message)
-        if isinstance(decided, Recorded):
-            await _replicated(store, session_id)
-            return web.json_response({"status": "already recorded"})
-        try:
-            # The verdict and the task that reports it are stored in one step.
-            await store.change(session, decided, queue=True)
-        except StaleState:
-            # Another word of the PSP's, or a worker, moved it meanwhile: decide again on
-            # what is there now.
-            continue
-        # The PSP does not call again after a 2xx: the verdict must outlive a failover first.
-        await _replicated(store, session_id)
-        log.info(
-            "payment outcome from the PSP",
-            extra={
-                "session_id": session_id,
-                "shop": session.shop,
-                "kind": "payment",
-                "outcome": str(word.outcome),
-            },
-        )
-        return web.json_response({"status": "accepted"})
-    raise ApiError(
-        503,
-        "busy",
-        f"payment session {session_id} kept changing; retry",
-        headers={"Retry-After": "1"},
+        lease, pending = settings.lease_seconds, settings.pending_seconds
+        return psp_word(session, word, time.time(), lease_seconds=lease, pending_seconds=pending)
+
+    # The verdict and the task that reports it are stored in one step; another word of the
+    # PSP's, or a worker, moving the payment meanwhile makes it decided again.
+    done = await store.decide_and_change(session_id, decide, attempts=_ATTEMPTS)
+    if done is None:
+        raise kept_changing(f"payment session {session_id}")
+    session, decided = done
+    if isinstance(decided, Refused):
+        raise ApiError(409, decided.code, decided.message)
+    # The PSP does not call again after a 2xx: the verdict must outlive a failover first.
+    await _replicated(store, session_id)
+    if isinstance(decided, Recorded):
+        return web.json_response({"status": "already recorded"})
+    assert session is not None
+    log.info(
+        "payment outcome from the PSP",
+        extra={
+            "session_id": session_id,
+            "shop": session.shop,
+            "kind": "payment",
+            "outcome": str(word.outcome),
+        },
     )
+    return web.json_response({"status": "accepted"})
 
 
 async def _replicated(store: SessionStore, session_id: str) -> None:

@@ -8,7 +8,7 @@ buyer's window so that a PSP that never reports back still ends in a decision.
 
 A test-mode payment (`test: true`) while the connector's PSP account is live never reaches
 the PSP: the buyer goes back to Shopify's `cancel_url` instead of the PSP's page, and the
-session is queued at once for the worker to reject (`workers.lifecycle.decide.test_refused`).
+session is queued at once for the worker to reject (`workers.lifecycle.settling.test_refused`).
 """
 
 from __future__ import annotations

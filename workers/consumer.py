@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from errors import BadMessage
 from transport.session_queue import Delivery, SessionQueue, decode
-from workers.lifecycle.decide import RetryLater, Step
+from workers.lifecycle.moves import RetryLater, Step
 from workers.lifecycle.ports import KindLifecycle, Services
 from workers.lifecycle.runner import run
 from workers.task_events import NoEvents, TaskEvents

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from sessions.models import Kind
 from sessions.states import State
-from workers.lifecycle.decide import DeadLetter, Decision, Done, RetryLater
+from workers.lifecycle.moves import DeadLetter, Decision, Done, RetryLater
 from workers.lifecycle.observer import LeaseEvent, Peer
 
 log = logging.getLogger("payhook.metrics")

@@ -40,8 +40,8 @@ from transport.session_queue import SessionQueue
 from workers.connectors.base import Connector
 from workers.connectors.build import build_connector
 from workers.consumer import IDLE_WAIT_SECONDS, SessionConsumer
-from workers.lifecycle.decide import Policy
 from workers.lifecycle.kinds import LIFECYCLES
+from workers.lifecycle.moves import Policy
 from workers.lifecycle.ports import KindLifecycle, Services
 from workers.metrics import WorkerMetrics
 from workers.onboarding import Onboarder

@@ -1,12 +1,13 @@
 """A shop uninstalled the app: its token goes, and every session of it not yet finished fails
 now, with the reason, through the session store's single write path.
 
-Each session is failed by `decide.shop_gone`, as a dead letter whose ledger reservation is
-given back when no PSP request can have been applied and kept (money held) when one may
-have, or is under way. The write takes the session from any worker holding it (its fencing
-token moves on, so that worker's later writes change nothing) and is refused if the session
-changed since it was read; it is then read again. A session admitted while this runs
-finds the tombstone at its claim and fails there the same way (`workers.lifecycle.runner`).
+Each session is failed by `workers.lifecycle.settling.shop_gone`, as a dead letter whose
+ledger reservation is given back when no PSP request can have been applied and kept (money
+held) when one may have, or is under way. The write takes the session from any worker
+holding it (its fencing token moves on, so that worker's later writes change nothing) and is
+refused if the session changed since it was read; it is then read again. A session admitted
+while this runs finds the tombstone at its claim and fails there the same way
+(`workers.lifecycle.runner`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from errors import SessionsLeft, StaleState
 from sessions.change import Change
 from sessions.keys import DUE, session_key, text
 from sessions.store import SessionStore, decode
-from workers.lifecycle.decide import MONEY_HELD, shop_gone
 from workers.lifecycle.kinds import LIFECYCLES
+from workers.lifecycle.settling import MONEY_HELD, shop_gone
 
 log = logging.getLogger("payhook.webhooks")
 

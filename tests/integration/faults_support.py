@@ -33,7 +33,7 @@ from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox
 from sandbox.shopify_side import SentSession, send_capture_session
 from sessions.keys import session_key
-from sessions.models import Report
+from sessions.models import Op, Report
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import CALLBACK_SECRET
@@ -325,7 +325,7 @@ async def audit(
         wanted = expected_mutation(amount)
         opposite = REJECT if wanted == RESOLVE else RESOLVE
         session = await store.get(one.id)
-        book = await psp.book("capture", one.id)
+        book = await psp.book(Op.CAPTURE, one.id)
         calls = by_gid.get(one.gid, [])
         applied = [c for c in calls if c["applied"]]
         decisions = {c["mutation"] for c in applied}

@@ -14,7 +14,7 @@ import pytest
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox
 from sandbox.shopify_side import SentSession, build_capture_body, post_session, send_capture_session
-from sessions.models import Outcome, Report
+from sessions.models import Op, Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.integration.conftest import WorkerProcess, wait_final
@@ -80,7 +80,7 @@ async def test_an_approved_capture_is_resolved_at_shopify_once(e2e: E2E) -> None
     assert calls[0]["variables"] == {"id": sent.gid}
     assert calls[0]["shop"] == SHOP
     assert (await e2e.sandbox.session_state(sent.gid) or {})["state"] == "resolved"
-    book = await e2e.psp.book("capture", sent.id)
+    book = await e2e.psp.book(Op.CAPTURE, sent.id)
     assert (book.calls, book.charges) == (1, 1)
     events = [e.event for e in await e2e.store.timeline(sent.id)]
     assert events == ["received", "psp_settled", "reported"]
@@ -110,14 +110,14 @@ async def test_a_declined_capture_is_rejected_with_the_reason(
     state = await e2e.sandbox.session_state(sent.gid)
     assert state is not None
     assert state["state"] == "rejected"
-    assert (await e2e.psp.book("capture", sent.id)).charges == 0
+    assert (await e2e.psp.book(Op.CAPTURE, sent.id)).charges == 0
 
 
 async def test_a_psp_that_fails_three_times_is_retried_and_charges_once(e2e: E2E) -> None:
     sent = await e2e.send(magic_amount(Magic.FLAKY, 20))
     session = await wait_final(e2e.store, sent.id)
     assert (session.state, session.report) == (State.REPORTED, Report.RESOLVED)
-    book = await e2e.psp.book("capture", sent.id)
+    book = await e2e.psp.book(Op.CAPTURE, sent.id)
     assert (book.calls, book.charges) == (4, 1)
     timeline = await e2e.store.timeline(sent.id)
     assert [e.attempt for e in timeline if e.event == "psp_retry"] == [1, 2, 3]
@@ -133,7 +133,7 @@ async def test_an_ambiguous_psp_answer_is_resolved_by_asking_the_psp_not_by_capt
     sent = await e2e.send(magic_amount(Magic.AMBIGUOUS, 20))
     session = await wait_final(e2e.store, sent.id)
     assert session.report is Report.RESOLVED
-    book = await e2e.psp.book("capture", sent.id)
+    book = await e2e.psp.book(Op.CAPTURE, sent.id)
     assert (book.calls, book.status_calls, book.charges) == (1, 1, 1)
     timeline = await e2e.store.timeline(sent.id)
     assert [e.event for e in timeline][:3] == ["received", "psp_retry", "psp_settled"]
@@ -151,7 +151,7 @@ async def test_shopify_5xx_twice_then_the_resolve_lands_without_a_second_capture
     calls = await mutations_for(e2e.sandbox, sent.gid)
     assert [c["status"] for c in calls] == [500, 500, 200]
     assert session.report_attempts == 3
-    book = await e2e.psp.book("capture", sent.id)
+    book = await e2e.psp.book(Op.CAPTURE, sent.id)
     assert (book.calls, book.charges) == (1, 1)
 
 
@@ -169,7 +169,7 @@ async def test_an_html_429_is_retried_no_sooner_than_retry_after_up_to_the_top_s
     # Retry-After asks for 1 s; the ladder's top step here is 0.2 s, and that is the cap
     # (the first step's own jitter alone would wait at most 0.05 s).
     assert second["at"] - first["at"] >= 0.2
-    assert (await e2e.psp.book("capture", sent.id)).calls == 1
+    assert (await e2e.psp.book(Op.CAPTURE, sent.id)).calls == 1
 
 
 async def test_graphql_throttling_is_retried(e2e: E2E) -> None:
@@ -197,7 +197,7 @@ async def test_a_lost_resolve_answer_is_repeated_and_counts_once(e2e: E2E) -> No
     assert session.report is Report.RESOLVED
     calls = await mutations_for(e2e.sandbox, sent.gid)
     assert [(c["status"], c["applied"]) for c in calls] == [(502, True), (200, True)]
-    assert (await e2e.psp.book("capture", sent.id)).calls == 1
+    assert (await e2e.psp.book(Op.CAPTURE, sent.id)).calls == 1
 
 
 async def test_a_session_someone_else_rejected_becomes_a_visible_failure(e2e: E2E) -> None:
@@ -241,7 +241,7 @@ async def test_shopify_down_past_the_attempt_cap_leaves_a_failed_session_with_it
     assert "503" in (session.last_error or "")
     timeline = await e2e.store.timeline(sent.id)
     assert sum(e.event == "report_retry" for e in timeline) == 9
-    assert (await e2e.psp.book("capture", sent.id)).calls == 1
+    assert (await e2e.psp.book(Op.CAPTURE, sent.id)).calls == 1
 
 
 async def test_fifty_concurrent_duplicates_settle_and_resolve_once(e2e: E2E) -> None:
@@ -265,5 +265,5 @@ async def test_fifty_concurrent_duplicates_settle_and_resolve_once(e2e: E2E) -> 
     await asyncio.sleep(0.5)  # room for any stray second delivery to show itself
     calls = await mutations_for(e2e.sandbox, body["gid"])
     assert [c["mutation"] for c in calls] == ["captureSessionResolve"]
-    book = await e2e.psp.book("capture", body["id"])
+    book = await e2e.psp.book(Op.CAPTURE, body["id"])
     assert (book.calls, book.charges) == (1, 1)

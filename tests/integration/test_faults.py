@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from ops.redis_server import LocalRedis
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify_side import SentSession
-from sessions.models import Outcome, Report
+from sessions.models import Op, Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.integration import faults_support
@@ -224,7 +224,7 @@ async def test_sessions_sent_while_shopify_fails_are_resolved_once_it_recovers(
     assert not result.problems, f"{figures}\n" + "\n".join(result.problems)
     assert faults_seen == {"status", "html_429"}, figures
     for one_sent in sent:
-        book = await psp.book("capture", one_sent.id)
+        book = await psp.book(Op.CAPTURE, one_sent.id)
         assert (book.calls, book.charges) == (1, 1), f"{one_sent.id}: {book}"
         calls = await sandbox.calls(gid=one_sent.gid)
         # Every session met the outage, and only the call after it went through.
@@ -273,7 +273,7 @@ async def test_a_session_whose_task_message_is_lost_is_recovered_by_the_sweeper(
     assert any(
         "re-kicked due session" in line and sent.id in line for line in fleet.logs().splitlines()
     )
-    book = await psp.book("capture", sent.id)
+    book = await psp.book(Op.CAPTURE, sent.id)
     assert (book.calls, book.charges) == (1, 1)
     calls = await sandbox.calls(gid=sent.gid)
     assert [(c["mutation"], c["applied"]) for c in calls] == [(RESOLVE, True)]
@@ -335,7 +335,7 @@ async def test_a_session_failed_after_its_ladder_is_replayed_without_a_second_ca
     state = await sandbox.session_state(sent.gid)
     assert state is not None
     assert state["state"] == "resolved"
-    book = await psp.book("capture", sent.id)
+    book = await psp.book(Op.CAPTURE, sent.id)
     assert (book.calls, book.charges) == (1, 1)
     code, out = await payhook(env, "sessions", "list", "--state", "failed", "--json")
     assert code == 0

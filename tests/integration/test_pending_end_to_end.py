@@ -27,7 +27,7 @@ from tests.integration.conftest import (
     serve_on,
     wait_final,
 )
-from workers.lifecycle.decide import PENDING_EXPIRED
+from workers.lifecycle.reporting import PENDING_EXPIRED
 
 pytestmark = pytest.mark.integration
 

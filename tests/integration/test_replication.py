@@ -29,7 +29,7 @@ from sandbox.shopify import RunningShopifySandbox
 from sessions.claims import Claims
 from sessions.keys import session_key
 from sessions.ledger_store import LedgerStore
-from sessions.models import Outcome
+from sessions.models import Op, Outcome
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import (
@@ -48,14 +48,13 @@ from workers.connectors.base import (
     Authorization,
     NotFound,
     Operation,
-    OperationKind,
     Result,
     StatusResult,
 )
 from workers.connectors.build import build_connector
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import Done, Policy
+from workers.lifecycle.moves import Done, Policy
 from workers.lifecycle.ports import Services
 from workers.lifecycle.runner import run
 from workers.retry_policy import RetryPolicy
@@ -190,11 +189,11 @@ async def test_the_psp_is_not_asked_on_a_claim_the_replica_does_not_hold(
         # claim the session again and ask the PSP a second time.
         with pytest.raises(NotReplicated):
             await run(session.id, services, CAPTURE)
-        assert (await psp.book("capture", session.id)).charges == 0
+        assert (await psp.book(Op.CAPTURE, session.id)).charges == 0
         assert await sandbox.calls(gid=session.gid) == []
     await asyncio.sleep(lease + 0.2)
     assert await run(session.id, services, CAPTURE) == Done(State.REPORTED)
-    assert (await psp.book("capture", session.id)).charges == 1
+    assert (await psp.book(Op.CAPTURE, session.id)).charges == 1
 
 
 async def test_a_run_that_ends_while_its_lease_renewal_is_in_flight_frees_its_slot_at_once(
@@ -256,17 +255,13 @@ class _PspThatOutrunsTheReplica:
             expires_at=None,
         )
 
-    async def capture(self, operation: Operation) -> Result:
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        if kind is not Op.CAPTURE:
+            raise AssertionError(f"no {kind} here")
         self.operations.append(f"capture {operation.amount}")
         return Approved(f"cap_{operation.session_id}")
 
-    async def refund(self, operation: Operation) -> Result:
-        raise AssertionError("no refund here")
-
-    async def void(self, operation: Operation) -> Result:
-        raise AssertionError("no void here")
-
-    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
         return NotFound()
 
     async def close(self) -> None:
@@ -328,7 +323,7 @@ async def test_shopify_hears_no_outcome_before_the_replica_holds_it(
     assert [c["mutation"] for c in await sandbox.calls(gid=session.gid)] == [
         "captureSessionResolve"
     ]
-    assert (await SimulatorConnector(primary_client).book("capture", session.id)).charges == 0
+    assert (await SimulatorConnector(primary_client).book(Op.CAPTURE, session.id)).charges == 0
 
 
 class _Tokens:
@@ -409,12 +404,12 @@ async def test_aplazame_is_not_asked_before_the_replica_holds_the_captures_journ
     try:
         with Frozen(replica):
             with pytest.raises(NotReplicated):
-                await connector.capture(operation)
+                await connector.settle(Op.CAPTURE, operation)
             assert fake[APLAZAME_ORDERS][operation.payment_id].captures == []
         # Thawed: once the request can no longer be in flight, it goes, once.
         await asyncio.sleep(settings.psp_in_flight_seconds + 0.1)
-        approved = await connector.capture(operation)
-        assert await connector.capture(operation) == approved
+        approved = await connector.settle(Op.CAPTURE, operation)
+        assert await connector.settle(Op.CAPTURE, operation) == approved
     finally:
         await connector.close()
     [capture] = fake[APLAZAME_ORDERS][operation.payment_id].captures

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from sandbox.client import SandboxShopifyClient
-from sessions.models import Outcome, Report
+from sessions.models import Op, Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import payment_body, signed_callback
@@ -178,4 +178,4 @@ async def test_a_worker_killed_after_shopify_took_its_mutation_counts_the_repeat
     assert "already applied by an earlier attempt" in (timeline[-1].detail or "")
     calls = await sandbox.calls(gid=sent.gid)
     assert [c["applied"] for c in calls] == [True, False]
-    assert (await psp.book("capture", sent.id)).charges == 1
+    assert (await psp.book(Op.CAPTURE, sent.id)).charges == 1

@@ -9,8 +9,8 @@ import pytest
 
 from ops.findings import check, check_book
 from readouts.held import Held
-from sessions.ledger import Book, Op, Reservation
-from sessions.models import Kind, Outcome, Report, Session
+from sessions.ledger import Book, Reservation
+from sessions.models import Kind, Op, Outcome, Report, Session
 from sessions.states import State
 from tests.factories import make_session
 from workers.connectors.base import (

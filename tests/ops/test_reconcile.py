@@ -21,9 +21,9 @@ from config.settings import child_environment
 from ops.redis_server import LocalRedis
 from sandbox.psp import connector_environment, start_psp_fake
 from sandbox.psp.common import PSP_STATE
-from sessions.ledger import Book, Op
+from sessions.ledger import Book
 from sessions.ledger_store import LedgerStore
-from sessions.models import Kind, Outcome, Report, Session
+from sessions.models import Kind, Op, Outcome, Report, Session
 from sessions.states import Event, State
 from sessions.store import SessionStore
 from tests.factories import change_to, make_session, new_id, received_event
@@ -62,7 +62,7 @@ class Planter:
         """The PSP applies the session's operation (for `amount`, if given)."""
         shown = session.amount if amount is None else Decimal(amount)
         op = Operation(session.id, session.payment_id, shown, session.currency or "EUR", True)
-        await getattr(self.psp, session.kind.value)(op)
+        await self.psp.settle(session.kind.op, op)
 
     async def reservation(self, payment_id: str, session_id: str, minor: int = 500) -> None:
         await self.ledger.open(payment_id, Book(currency="EUR", authorized=100_000))

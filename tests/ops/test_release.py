@@ -31,7 +31,7 @@ from workers.connectors.build import build_connector
 from workers.connectors.order_lock import order_lock_key
 from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import DeadLetter, Done, Policy, RetryLater
+from workers.lifecycle.moves import DeadLetter, Done, Policy, RetryLater
 from workers.lifecycle.ports import Services
 from workers.lifecycle.runner import run
 from workers.retry_policy import RetryPolicy

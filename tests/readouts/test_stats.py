@@ -11,9 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from readouts.stats import DUE_SCAN, collect, due_summary, failed_by_kind
-from sessions.ledger import Book, Op
+from sessions.ledger import Book
 from sessions.ledger_store import LedgerStore
-from sessions.models import Kind, Outcome, Session
+from sessions.models import Kind, Op, Outcome, Session
 from sessions.states import Event, State
 from sessions.store import SessionStore
 from tests.factories import RedisDb, change_to, make_session, received_event

@@ -12,9 +12,9 @@ from errors import LeaseLost, StoreCorrupt
 from sessions.change import Change, LedgerVerdict
 from sessions.claims import Claimed, Claims, NotClaimed, Refusal
 from sessions.keys import DUE, PENDING, WORKABLE
-from sessions.ledger import Book, Op
+from sessions.ledger import Book
 from sessions.ledger_store import LedgerStore
-from sessions.models import Outcome
+from sessions.models import Op, Outcome
 from sessions.states import Event, State
 from sessions.store import SessionStore
 from tests.factories import change_to, make_session, received_event

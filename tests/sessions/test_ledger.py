@@ -19,7 +19,6 @@ from redis.asyncio import Redis
 from ops.redis_server import LocalRedis
 from sessions.ledger import (
     Book,
-    Op,
     Refusal,
     Refused,
     Reserved,
@@ -30,6 +29,7 @@ from sessions.ledger import (
     reserve,
 )
 from sessions.ledger_store import LedgerStore
+from sessions.models import Op
 from sessions.money import MAX_MINOR_UNITS
 
 STEPS = st.lists(

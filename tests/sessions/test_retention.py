@@ -19,9 +19,9 @@ from sessions.keys import (
     session_key,
     timeline_key,
 )
-from sessions.ledger import Book, Op
+from sessions.ledger import Book
 from sessions.ledger_store import LedgerStore, ledger_keys
-from sessions.models import Outcome
+from sessions.models import Op, Outcome
 from sessions.states import Event
 from sessions.store import SessionStore
 from tests.factories import RedisDb, change_to, make_session, received_event

@@ -9,7 +9,7 @@ import pytest
 
 from errors import StaleState, StoreCorrupt
 from sessions.keys import DUE, PENDING, WORKABLE, failed_index, timeline_key
-from sessions.models import Outcome
+from sessions.models import Outcome, Session
 from sessions.states import Event, State
 from sessions.store import Change, Created, SessionStore
 from tests.factories import ListHandoff, change_to, make_session, received_event
@@ -230,3 +230,53 @@ async def test_a_sweep_over_a_due_set_of_another_type_changes_nothing(
     with pytest.raises(StoreCorrupt, match=DUE):
         await store.requeue_due(150.0, limit=10, hold_for=60.0)
     assert await everything(redis) == before
+
+
+async def test_a_decision_whose_write_lost_a_race_is_decided_again_on_a_fresh_read(
+    store: SessionStore, redis: fakeredis.FakeAsyncRedis
+) -> None:
+    session = make_session()
+    await store.create(session, received_event(), due_at=0, queue=False)
+    seen: list[State] = []
+
+    def decide(read: Session | None) -> Change:
+        assert read is not None
+        seen.append(read.state)
+        return Change.of(Event.FAILED, at=3.0, due_at=None, expect=frozenset({read.state}))
+
+    class Raced(SessionStore):
+        """Another writer moves the session between the first read and its write."""
+
+        async def get(self, session_id: str) -> Session | None:
+            read = await super().get(session_id)
+            if not seen:
+                await store.change(session, change_to(Event.PSP_RETRY, at=2.0, due_at=5.0))
+            return read
+
+    raced = Raced(redis, ListHandoff())
+    done = await raced.decide_and_change(session.id, decide, attempts=3)
+
+    assert done is not None
+    assert seen == [State.RECEIVED, State.SETTLING]
+    stored = await store.get(session.id)
+    assert stored is not None
+    assert stored.state is State.FAILED
+    assert await queued(redis) == [f"capture:{session.id}"]
+
+
+async def test_a_decision_that_keeps_losing_its_race_gives_up_and_writes_nothing(
+    store: SessionStore,
+) -> None:
+    session = make_session()
+    await store.create(session, received_event(), due_at=0, queue=False)
+
+    def stale(read: Session | None) -> Change:
+        # Always decided on a state the session is no longer in.
+        return Change.of(Event.FAILED, at=3.0, due_at=None, expect=frozenset({State.SETTLING}))
+
+    assert await store.decide_and_change(session.id, stale, attempts=3) is None
+    assert await store.get(session.id) == session
+
+
+async def test_a_decision_to_write_nothing_is_returned_as_it_is(store: SessionStore) -> None:
+    assert await store.decide_and_change("gone", lambda read: read, attempts=1) == (None, None)

@@ -4,7 +4,7 @@ heard of, or to a page that asks again; never anywhere else, and nothing is reve
 sessions the buyer does not hold.
 
 The payment is stored by intake and settled by the signed PSP callback; its report is the
-write the worker makes (`decide.after_report` through the store), with the answer Shopify
+write the worker makes (`reporting.after_report` through the store), with the answer Shopify
 gave. The whole trip with a real worker and the sandbox is in
 tests/integration/test_buyer_round_trip.py.
 """
@@ -38,7 +38,7 @@ from tests.factories import (
 )
 from webhook.app import create_app
 from webhook.keys import METRICS
-from workers.lifecycle import decide
+from workers.lifecycle import moves, reporting
 from workers.runtime import policy
 
 DB = 2
@@ -87,8 +87,8 @@ async def report(
     """What a worker writes once Shopify took the report and answered `url` as next."""
     session = await store.get(session_id)
     assert session is not None
-    taken = decide.Accepted(url)
-    decision = decide.after_report(session, mutation, taken, policy(settings), time.time())
+    taken = moves.Accepted(url)
+    decision = reporting.after_report(session, mutation, taken, policy(settings), time.time())
     await store.change(session, decision.change)
 
 

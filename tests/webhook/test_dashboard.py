@@ -20,9 +20,9 @@ from redis.asyncio import Redis
 
 from config import Settings
 from ops.redis_server import LocalRedis
-from sessions.ledger import Book, Op
+from sessions.ledger import Book
 from sessions.ledger_store import LedgerStore
-from sessions.models import Outcome
+from sessions.models import Op, Outcome
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import make_session, received_event, store_failed

@@ -30,8 +30,8 @@ from tests.factories import (
 )
 from transport.messages import QUEUE
 from webhook.app import create_app
-from workers.lifecycle import decide
-from workers.lifecycle.decide import Accepted, Policy
+from workers.lifecycle import reporting
+from workers.lifecycle.moves import Accepted, Policy
 from workers.retry_policy import RetryPolicy
 
 DB = 6
@@ -76,7 +76,7 @@ async def approved_payment(client: TestClient[Any, Any], store: SessionStore) ->
 async def confirming_payment(client: TestClient[Any, Any], store: SessionStore) -> Session:
     """A payment Shopify took `paymentSessionConfirm` for, waiting for its request."""
     session = await approved_payment(client, store)
-    decision = decide.after_report(
+    decision = reporting.after_report(
         session, "paymentSessionConfirm", Accepted(), POLICY, time.time()
     )
     await store.change(session, decision.change)
@@ -158,7 +158,7 @@ async def test_an_answer_that_overtakes_the_worker_takes_the_session_from_it(
 
     assert await confirm(client, session.gid, True) == (201, {})
 
-    late = decide.after_report(
+    late = reporting.after_report(
         claim.session, "paymentSessionConfirm", Accepted(), POLICY, time.time()
     )
     with pytest.raises(LeaseLost):

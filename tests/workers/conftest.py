@@ -16,7 +16,7 @@ from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
 from sessions.claims import Claims
 from sessions.ledger_store import LedgerStore
 from workers.connectors.base import Connector
-from workers.lifecycle.decide import Policy
+from workers.lifecycle.moves import Policy
 from workers.lifecycle.ports import Services
 from workers.retry_policy import RetryPolicy
 from workers.shopify.gateway import GqlShopifyGateway

@@ -18,7 +18,7 @@ from sessions.store import SessionStore
 from tests.factories import make_session, new_id, received_event
 from tests.workers.conftest import ServicesFor
 from workers.connectors.simulator import SimulatorConnector
-from workers.lifecycle.decide import DeadLetter, Done, Skipped
+from workers.lifecycle.moves import DeadLetter, Done, Skipped
 from workers.lifecycle.payment import PAYMENT
 from workers.lifecycle.ports import Services
 from workers.lifecycle.runner import run

@@ -17,7 +17,7 @@ import fakeredis
 import pytest
 
 from config import Settings
-from sessions.models import Kind
+from sessions.models import Kind, Op
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import make_session, received_event
@@ -28,7 +28,7 @@ from transport.session_queue import UNACKED, UNACKED_INDEX, SessionQueue
 from workers.connectors.base import Operation, Result
 from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
 from workers.consumer import SessionConsumer
-from workers.lifecycle.decide import Policy
+from workers.lifecycle.moves import Policy
 from workers.retry_policy import RetryPolicy
 from workers.runtime import BY_TASK
 
@@ -45,12 +45,14 @@ class PacedPSP(SimulatorConnector):
         self.peak = 0
         self.order: list[str] = []
 
-    async def capture(self, operation: Operation) -> Result:
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        if kind is not Op.CAPTURE:
+            return await super().settle(kind, operation)
         self.now += 1
         self.peak = max(self.peak, self.now)
         try:
             await asyncio.sleep(self.seconds)
-            result = await super().capture(operation)
+            result = await super().settle(kind, operation)
             self.order.append(operation.idempotency_key)
             return result
         finally:
@@ -134,7 +136,7 @@ async def test_queued_sessions_all_report_with_at_most_the_limit_in_flight_every
     assert psp.peak == 8
     assert await redis.llen(QUEUE) == 0
     await nothing_unacked(redis)
-    assert [(await psp.book("capture", i)).charges for i in ids] == [1] * 30
+    assert [(await psp.book(Op.CAPTURE, i)).charges for i in ids] == [1] * 30
 
 
 async def test_a_message_queued_twice_settles_its_session_once(
@@ -148,7 +150,7 @@ async def test_a_message_queued_twice_settles_its_session_once(
     await until_final(store, [session_id])
     await nothing_unacked(redis)
 
-    assert (await psp.book("capture", session_id)).calls == 1
+    assert (await psp.book(Op.CAPTURE, session_id)).calls == 1
 
 
 async def test_a_session_retrying_soon_waits_without_its_slot_and_keeps_its_message(
@@ -163,7 +165,7 @@ async def test_a_session_retrying_soon_waits_without_its_slot_and_keeps_its_mess
     policy = Policy(psp=ladder, shopify=ladder, lease_seconds=10, max_deliveries=5)
     await consuming(psp, in_flight=1, policy=policy)
     for _ in range(200):
-        if (await psp.book("capture", flaky)).calls:
+        if (await psp.book(Op.CAPTURE, flaky)).calls:
             break
         await asyncio.sleep(0.01)
     # The flaky session is waiting for its retry: its message stays recorded, and the one
@@ -180,7 +182,7 @@ async def test_a_session_retrying_soon_waits_without_its_slot_and_keeps_its_mess
 
     assert psp.order.count(steady) == 1
     assert psp.order[-1] == flaky
-    assert (await psp.book("capture", flaky)).calls == 4
+    assert (await psp.book(Op.CAPTURE, flaky)).calls == 4
 
 
 async def test_a_drain_gives_back_every_message_no_run_finished(

@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 
 from sessions.change import LedgerOperation, LedgerVerdict
-from sessions.ledger import Op
-from sessions.models import Kind, Outcome, Report
+from sessions.models import Kind, Op, Outcome, Report
 from sessions.states import State
 from tests.factories import make_session
 from workers.connectors.base import Approved, DeclineCode, Declined, Pending, TryAgain
-from workers.lifecycle import decide
-from workers.lifecycle.decide import (
+from workers.lifecycle import decide, moves, reporting, settling
+from workers.lifecycle.moves import (
     Accepted,
     DeadLetter,
     Done,
@@ -121,7 +120,7 @@ def test_after_the_psp(
     step: type,
     expected: dict[str, Any],
 ) -> None:
-    decision = decide.after_psp(session(**fields), result, POLICY, NOW, ledger=CAPTURE_OP)
+    decision = settling.after_psp(session(**fields), result, POLICY, NOW, ledger=CAPTURE_OP)
     assert decision.session.state is state
     assert isinstance(decision.step, step)
     for name, value in expected.items():
@@ -142,10 +141,10 @@ def test_after_the_psp(
 def test_a_final_psp_answer_settles_the_ledger_in_the_same_write(
     result: Any, approved: bool
 ) -> None:
-    decision = decide.after_psp(session(), result, POLICY, NOW, ledger=CAPTURE_OP)
+    decision = settling.after_psp(session(), result, POLICY, NOW, ledger=CAPTURE_OP)
     assert decision.change.ledger == LedgerVerdict("pay-1", approved, True, Op.CAPTURE, 1000)
     assert (
-        decide.after_psp(session(), TryAgain("x"), POLICY, NOW, ledger=CAPTURE_OP).change.ledger
+        settling.after_psp(session(), TryAgain("x"), POLICY, NOW, ledger=CAPTURE_OP).change.ledger
         is None
     )
 
@@ -282,15 +281,15 @@ REPORT_ROWS = [
 def test_a_pending_window_shopify_says_closed_is_a_decline_to_report() -> None:
     before = session(kind=Kind.PAYMENT, **{**SETTLED, "outcome": Outcome.PENDING})
     refused = Refused("EXPIRED_PENDING_EXPIRES_AT", code="EXPIRED_PENDING_EXPIRES_AT")
-    decision = decide.after_report(before, PENDING, refused, POLICY, NOW)
+    decision = reporting.after_report(before, PENDING, refused, POLICY, NOW)
     after = decision.session
     assert (after.outcome, after.reject_code, after.merchant_message) == (
         Outcome.DECLINED,
         "PROCESSING_ERROR",
-        decide.PENDING_EXPIRED,
+        reporting.PENDING_EXPIRED,
     )
     # The reject that follows is a mutation of its own: a refusal of it is not "ours".
-    assert decide.earlier_attempts_of(after, "paymentSessionReject") == 0
+    assert reporting.earlier_attempts_of(after, "paymentSessionReject") == 0
     assert decision.change.event.event == "pending_expired"
 
 
@@ -309,7 +308,7 @@ def test_after_the_report(
 ) -> None:
     kind = Kind.PAYMENT if mutation.startswith("payment") else Kind.CAPTURE
     before = session(kind=kind, **{**SETTLED, **fields})
-    decision = decide.after_report(before, mutation, result, POLICY, NOW)
+    decision = reporting.after_report(before, mutation, result, POLICY, NOW)
     assert (decision.session.state, type(decision.step)) == (state, step)
     assert decision.session.report_attempts == before.report_attempts + 1
     assert decision.session.sent_mutation == mutation
@@ -326,21 +325,21 @@ def test_where_shopify_sends_the_buyer_is_written_with_the_report_it_came_with(
 ) -> None:
     before = session(kind=Kind.PAYMENT, **SETTLED)
     url = "https://shop.example/checkouts/c/1/thank_you"
-    decision = decide.after_report(before, mutation, Accepted(url), POLICY, NOW)
+    decision = reporting.after_report(before, mutation, Accepted(url), POLICY, NOW)
     assert decision.change.fields["redirect_url"] == url
     assert decision.change.fields["report"] is report
     assert decision.session.redirect_url == url
     # Refused, or taken without a next action: nothing is written over the one stored.
     again = session(kind=Kind.PAYMENT, redirect_url=url, **SETTLED)
     for result in (Accepted(), Unavailable("HTTP 503")):
-        decision = decide.after_report(again, mutation, result, POLICY, NOW)
+        decision = reporting.after_report(again, mutation, result, POLICY, NOW)
         assert "redirect_url" not in decision.change.fields
         assert decision.session.redirect_url == url
 
 
 def test_a_payment_shopify_is_confirming_is_left_alone_for_the_window() -> None:
     before = session(kind=Kind.PAYMENT, state=State.SETTLED, outcome=Outcome.APPROVED)
-    decision = decide.after_report(before, CONFIRM, Accepted(), POLICY, NOW)
+    decision = reporting.after_report(before, CONFIRM, Accepted(), POLICY, NOW)
     window = POLICY.confirmation_window_seconds
     assert decision.session.report is None
     assert decision.session.not_before == NOW + window
@@ -374,7 +373,7 @@ def test_which_payments_await_shopifys_confirmation(
     before = session(
         **{"kind": Kind.PAYMENT, "state": State.SETTLED, "outcome": Outcome.APPROVED, **fields}
     )
-    assert decide.awaits_confirmation(before, confirmation=setting) is awaits
+    assert reporting.awaits_confirmation(before, confirmation=setting) is awaits
 
 
 @pytest.mark.parametrize(
@@ -383,13 +382,13 @@ def test_which_payments_await_shopifys_confirmation(
 def test_only_a_test_session_on_a_live_account_is_refused(
     test: bool, live: bool, refused: bool
 ) -> None:
-    assert decide.refuses_test(session(test=test), live=live) is refused
+    assert settling.refuses_test(session(test=test), live=live) is refused
 
 
 def test_a_refused_test_session_is_declined_without_the_psp_and_gives_its_money_back() -> None:
     before = session(test=True)
     operation = LedgerOperation("pay-1", Op.CAPTURE, 1000)
-    decision = decide.test_refused(before, "ledyer", POLICY, NOW, ledger=operation)
+    decision = settling.test_refused(before, "ledyer", POLICY, NOW, ledger=operation)
     assert (decision.session.state, decision.session.outcome) == (State.SETTLED, Outcome.DECLINED)
     assert decision.session.psp_attempts == 0
     assert decision.session.merchant_message == (
@@ -407,7 +406,7 @@ def test_a_pending_report_waits_until_its_window_closes() -> None:
         outcome=Outcome.PENDING,
         pending_expires_at=NOW + 3600,
     )
-    decision = decide.after_report(before, PENDING, Accepted(), POLICY, NOW)
+    decision = reporting.after_report(before, PENDING, Accepted(), POLICY, NOW)
     assert decision.session.state is State.PENDING
     assert decision.session.report is Report.PENDING
     assert decision.change.due_at == NOW + 3600
@@ -447,8 +446,8 @@ def test_where_a_claimed_session_resumes(
     fields: dict[str, Any], settles: bool, uncertain: bool
 ) -> None:
     claimed = session(**fields)
-    assert decide.settles(claimed) is settles
-    assert decide.psp_uncertain(claimed) is uncertain
+    assert settling.settles(claimed) is settles
+    assert settling.psp_uncertain(claimed) is uncertain
 
 
 UNREPORTABLE_ROWS = [
@@ -478,7 +477,7 @@ def test_a_session_no_report_could_follow_waits_then_fails_and_never_forgets_the
     situation: str, fields: dict[str, Any], step: type, money: str | None
 ) -> None:
     before = session(phase_since=NOW - 1, **fields)
-    decision = decide.unreportable(
+    decision = settling.unreportable(
         before,
         "no Shopify access token for s",
         POLICY,
@@ -496,7 +495,7 @@ def test_a_session_no_report_could_follow_waits_then_fails_and_never_forgets_the
     else:
         assert ledger is None
     if money == "held":
-        assert decision.change.event.detail == decide.MONEY_HELD
+        assert decision.change.event.detail == settling.MONEY_HELD
 
 
 def test_the_decisions_import_no_client_of_redis_shopify_or_a_psp() -> None:
@@ -514,52 +513,52 @@ def test_the_decisions_import_no_client_of_redis_shopify_or_a_psp() -> None:
 
 # The one question a run asks (`decide.next_move`): after each thing that happened, store a
 # decision or do one thing next.
-RUN = decide.Run(
+RUN = moves.Run(
     policy=POLICY,
     ledger=LedgerOperation("pay-1", Op.CAPTURE, 1000),
     connector="simulator",
     live=False,
 )
-LIVE = decide.Run(policy=POLICY, ledger=RUN.ledger, connector="http", live=True)
+LIVE = moves.Run(policy=POLICY, ledger=RUN.ledger, connector="http", live=True)
 
 MOVES = [
     # (situation, session fields, what happened, the run, what is done next)
-    ("a fresh capture reads the token first", {}, decide.Began(), RUN, decide.ReadToken()),
-    ("then asks the PSP", {}, decide.TokenRead(), RUN, decide.AskPsp()),
+    ("a fresh capture reads the token first", {}, moves.Began(), RUN, moves.ReadToken()),
+    ("then asks the PSP", {}, moves.TokenRead(), RUN, moves.AskPsp()),
     (
         "an earlier request may have been applied: its status first",
         {"state": State.SETTLING, "psp_uncertain": True},
-        decide.TokenRead(),
+        moves.TokenRead(),
         RUN,
-        decide.AskStatus(),
+        moves.AskStatus(),
     ),
     (
         "a worker died mid-call: its status first",
         {"state": State.SETTLING, "inflight": State.SETTLING},
-        decide.TokenRead(),
+        moves.TokenRead(),
         RUN,
-        decide.AskStatus(),
+        moves.AskStatus(),
     ),
     (
         "the PSP has no such request: send it, the earlier one cleared",
         {"state": State.SETTLING, "psp_uncertain": True},
-        decide.StatusAnswered(decide.NotFound()),
+        moves.StatusAnswered(decide.NotFound()),
         RUN,
-        decide.AskPsp(status="NotFound", cleared=True),
+        moves.AskPsp(status="NotFound", cleared=True),
     ),
     (
         "a stored outcome is reported, no token read and no PSP call",
         {"state": State.SETTLED, "outcome": Outcome.APPROVED},
-        decide.Began(),
+        moves.Began(),
         RUN,
-        decide.TellShopify(),
+        moves.TellShopify(),
     ),
     (
         "a stored decision that goes on is reported",
         {"state": State.SETTLED, "outcome": Outcome.APPROVED},
-        decide.Stored(),
+        moves.Stored(),
         RUN,
-        decide.TellShopify(),
+        moves.TellShopify(),
     ),
 ]
 
@@ -570,7 +569,7 @@ MOVES = [
     ids=[row[0] for row in MOVES],
 )
 def test_what_a_run_does_next(
-    fields: dict[str, Any], happened: decide.Happened, run: decide.Run, expected: object
+    fields: dict[str, Any], happened: moves.Happened, run: moves.Run, expected: object
 ) -> None:
     assert decide.next_move(session(**fields), happened, run, NOW) == expected
 
@@ -580,7 +579,7 @@ DECIDED = [
     (
         "a test session on a live account is declined before any PSP call",
         {"test": True},
-        decide.TokenRead(),
+        moves.TokenRead(),
         LIVE,
         "test_refused",
         ReportNext,
@@ -588,7 +587,7 @@ DECIDED = [
     (
         "a status answer that knows the request settles it",
         {"state": State.SETTLING, "psp_uncertain": True},
-        decide.StatusAnswered(Approved("ref-1")),
+        moves.StatusAnswered(Approved("ref-1")),
         RUN,
         "psp_settled",
         ReportNext,
@@ -596,7 +595,7 @@ DECIDED = [
     (
         "the PSP's answer settles it",
         {},
-        decide.PspAnswered(Approved("ref-1"), decide.AskPsp()),
+        moves.PspAnswered(Approved("ref-1"), moves.AskPsp()),
         RUN,
         "psp_settled",
         ReportNext,
@@ -604,7 +603,7 @@ DECIDED = [
     (
         "an unreadable token waits on the PSP ladder, the PSP not asked",
         {},
-        decide.TokenMissing("no token for the shop", gone=False),
+        moves.TokenMissing("no token for the shop", gone=False),
         RUN,
         "token_wait",
         RetryLater,
@@ -612,7 +611,7 @@ DECIDED = [
     (
         "a shop that uninstalled the app fails it at once",
         {},
-        decide.TokenMissing("uninstalled", gone=True),
+        moves.TokenMissing("uninstalled", gone=True),
         RUN,
         "failed",
         DeadLetter,
@@ -620,7 +619,7 @@ DECIDED = [
     (
         "Shopify took the report",
         {"state": State.SETTLED, "outcome": Outcome.APPROVED},
-        decide.ShopifyAnswered("captureSessionResolve", Accepted()),
+        moves.ShopifyAnswered("captureSessionResolve", Accepted()),
         RUN,
         "reported",
         Done,
@@ -628,7 +627,7 @@ DECIDED = [
     (
         "a poison session fails at its claim",
         {"deliveries": 11},
-        decide.Began(),
+        moves.Began(),
         RUN,
         "failed",
         DeadLetter,
@@ -642,16 +641,16 @@ DECIDED = [
     ids=[row[0] for row in DECIDED],
 )
 def test_what_a_run_stores(
-    fields: dict[str, Any], happened: decide.Happened, run: decide.Run, event: str, step: type
+    fields: dict[str, Any], happened: moves.Happened, run: moves.Run, event: str, step: type
 ) -> None:
     move = decide.next_move(session(**fields), happened, run, NOW)
-    assert isinstance(move, decide.Decision)
+    assert isinstance(move, moves.Decision)
     assert (move.change.event.event, type(move.step)) == (event, step)
 
 
 def test_a_status_answer_is_named_in_the_timeline_of_the_settlement() -> None:
     uncertain = session(state=State.SETTLING, psp_uncertain=True)
-    move = decide.next_move(uncertain, decide.StatusAnswered(Approved("ref-1")), RUN, NOW)
-    assert isinstance(move, decide.Decision)
+    move = decide.next_move(uncertain, moves.StatusAnswered(Approved("ref-1")), RUN, NOW)
+    assert isinstance(move, moves.Decision)
     assert "status: Approved" in (move.change.event.detail or "")
     assert move.change.fields["psp_uncertain"] is None

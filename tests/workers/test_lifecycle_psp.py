@@ -27,7 +27,7 @@ from tests.workers.connectors.conftest import TOKEN, settings_for
 from workers.connectors.base import Connector
 from workers.connectors.build import build_connector
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import Done, RetryLater, Step
+from workers.lifecycle.moves import Done, RetryLater, Step
 from workers.lifecycle.ports import Services
 from workers.lifecycle.runner import run
 from workers.lifecycle.void import VOID

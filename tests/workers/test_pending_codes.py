@@ -22,9 +22,10 @@ from sessions.store import SessionStore
 from tests.factories import make_session, new_id, received_event
 from tests.workers.conftest import ServicesFor, Tokens
 from workers.connectors.simulator import SimulatorConnector
-from workers.lifecycle.decide import PENDING_EXPIRED, DeadLetter, Done, RetryLater
+from workers.lifecycle.moves import DeadLetter, Done, RetryLater
 from workers.lifecycle.payment import PAYMENT
 from workers.lifecycle.ports import Services
+from workers.lifecycle.reporting import PENDING_EXPIRED
 from workers.lifecycle.runner import run
 from workers.shopify import mutations
 from workers.shopify.gateway import GqlShopifyGateway

@@ -16,8 +16,8 @@ from readouts.held import money_held
 from sandbox.client import SandboxShopifyClient
 from sessions.claims import Claimed
 from sessions.keys import lease_key
-from sessions.ledger import Book, Op
-from sessions.models import Kind, Outcome, PaymentKind, Report
+from sessions.ledger import Book
+from sessions.models import Kind, Op, Outcome, PaymentKind, Report
 from sessions.replay import replay
 from sessions.states import State
 from sessions.store import SessionStore
@@ -26,7 +26,7 @@ from tests.workers.conftest import ServicesFor
 from workers.connectors.base import Approved, Operation, Result
 from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import DeadLetter, Done, RetryLater, Skipped
+from workers.lifecycle.moves import DeadLetter, Done, RetryLater, Skipped
 from workers.lifecycle.payment import PAYMENT
 from workers.lifecycle.ports import Services
 from workers.lifecycle.refund import REFUND
@@ -105,7 +105,7 @@ async def test_a_stored_outcome_is_reported_without_asking_the_psp_again(
 ) -> None:
     session_id = await stored(store, state=State.SETTLED, outcome=Outcome.APPROVED)
     assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
-    assert (await book(services).book("capture", session_id)).calls == 0
+    assert (await book(services).book(Op.CAPTURE, session_id)).calls == 0
 
 
 @pytest.mark.parametrize("state", [State.REPORTED, State.FAILED])
@@ -114,7 +114,7 @@ async def test_a_finished_or_failed_session_is_left_alone(
 ) -> None:
     session_id = await stored(store, state=state)
     assert isinstance(await run(session_id, services, LIFECYCLE), Skipped)
-    assert (await book(services).book("capture", session_id)).calls == 0
+    assert (await book(services).book(Op.CAPTURE, session_id)).calls == 0
     assert await sandbox.calls() == []
 
 
@@ -126,7 +126,7 @@ async def test_duplicate_deliveries_of_a_leased_session_merge_and_never_turn_poi
     held = await services.claims.claim(session_id, now=time.time(), lease_seconds=600)
     steps = [await run(session_id, services, LIFECYCLE) for _ in range(10)]
     assert all(isinstance(step, Skipped) for step in steps)
-    assert (await book(services).book("capture", session_id)).calls == 0
+    assert (await book(services).book(Op.CAPTURE, session_id)).calls == 0
     session = await store.get(session_id)
     assert session is not None
     assert (session.state, session.deliveries) == (State.RECEIVED, 1)
@@ -138,7 +138,7 @@ async def test_a_delivery_during_the_backoff_does_nothing(
 ) -> None:
     session_id = await stored(store, state=State.SETTLING, not_before=time.time() + 600)
     assert isinstance(await run(session_id, services, LIFECYCLE), Skipped)
-    assert (await book(services).book("capture", session_id)).calls == 0
+    assert (await book(services).book(Op.CAPTURE, session_id)).calls == 0
 
 
 async def test_a_session_that_keeps_killing_its_worker_is_declared_poison_under_its_lease(
@@ -157,7 +157,7 @@ async def test_a_session_that_keeps_killing_its_worker_is_declared_poison_under_
     assert session.state is State.FAILED
     assert "poison" in (session.last_error or "")
     assert await store.failed_ids() == [session_id]
-    assert (await book(services).book("capture", session_id)).calls == 0
+    assert (await book(services).book(Op.CAPTURE, session_id)).calls == 0
 
 
 async def test_invalid_state_on_the_first_report_is_someone_elses_decision(
@@ -263,7 +263,7 @@ async def test_an_ambiguous_answer_makes_the_next_attempt_ask_for_the_status_fir
     assert uncertain is not None
     assert uncertain.psp_uncertain
     assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
-    ledger = await book(services).book("capture", session_id)
+    ledger = await book(services).book(Op.CAPTURE, session_id)
     assert (ledger.calls, ledger.status_calls, ledger.charges) == (1, 1, 1)
 
 
@@ -275,12 +275,12 @@ async def test_a_run_interrupted_mid_call_makes_the_next_one_ask_for_the_status_
     claim = await services.claims.claim(session_id, now=time.time(), lease_seconds=30)
     session = await store.get(session_id)
     assert session is not None
-    await book(services).capture(
-        Operation(session_id, session.payment_id, session.amount, "EUR", test=True)
+    await book(services).settle(
+        Op.CAPTURE, Operation(session_id, session.payment_id, session.amount, "EUR", test=True)
     )
     await services.claims.release(session_id, claim.fence)
     assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)
-    ledger = await book(services).book("capture", session_id)
+    ledger = await book(services).book(Op.CAPTURE, session_id)
     assert (ledger.calls, ledger.status_calls, ledger.charges) == (1, 1, 1)
     settled = [e for e in await store.timeline(session_id) if e.event == "psp_settled"]
     assert "interrupted" in (settled[0].detail or "")
@@ -293,9 +293,10 @@ class SlowPsp(SimulatorConnector):
         super().__init__(redis)
         self.delay = delay
 
-    async def capture(self, operation: Operation) -> Result:
-        await asyncio.sleep(self.delay)
-        return await super().capture(operation)
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        if kind is Op.CAPTURE:
+            await asyncio.sleep(self.delay)
+        return await super().settle(kind, operation)
 
 
 async def test_a_psp_call_longer_than_several_leases_keeps_its_lease(
@@ -314,7 +315,7 @@ async def test_a_psp_call_longer_than_several_leases_keeps_its_lease(
         others.append(await run(session_id, slow, LIFECYCLE))
     assert await running == Done(State.REPORTED)
     assert all(isinstance(step, Skipped) for step in others)
-    assert (await book(services).book("capture", session_id)).calls == 1
+    assert (await book(services).book(Op.CAPTURE, session_id)).calls == 1
 
 
 async def test_a_holder_that_loses_its_lease_stops_and_writes_nothing(
@@ -405,7 +406,7 @@ async def test_a_failed_capture_that_gave_its_money_back_is_counted_when_replaye
     book_after = await services.ledger.get(failed.payment_id)
     assert book_after is not None
     assert (book_after.captured, book_after.reserved(Op.CAPTURE)) == (1053, 0)
-    assert (await book(services).book("capture", session_id)).charges == 1
+    assert (await book(services).book(Op.CAPTURE, session_id)).charges == 1
 
 
 async def test_a_huge_retry_after_from_shopify_waits_no_longer_than_the_ladders_top_step(
@@ -437,8 +438,8 @@ async def test_an_approved_capture_whose_reservation_a_failover_lost_is_counted_
     session_id = await stored(
         store, payment_id=payment, amount=Decimal("30.00"), psp_uncertain=True
     )
-    captured = await book(services).capture(
-        Operation(session_id, payment, Decimal("30.00"), "EUR", test=True)
+    captured = await book(services).settle(
+        Op.CAPTURE, Operation(session_id, payment, Decimal("30.00"), "EUR", test=True)
     )
     assert isinstance(captured, Approved)
     assert await run(session_id, services, LIFECYCLE) == Done(State.REPORTED)

@@ -20,6 +20,7 @@ from shops.tokens import ShopTokens
 from shops.webhook_store import WebhookClaim, WebhookStore, fingerprint, replay_webhooks
 from shops.webhooks import (
     WEBHOOK_DUE,
+    WEBHOOK_RECEIVED,
     HookState,
     Topic,
     Webhook,
@@ -225,6 +226,21 @@ async def test_a_second_worker_finds_the_webhook_busy_and_does_nothing(
         1,
         first.fence,
     )
+
+
+async def test_the_sweep_forgets_webhooks_past_their_retention_and_keeps_the_rest(
+    redis: Redis, hooks: WebhookStore
+) -> None:
+    now = time.time()
+    await take_in(hooks, received("wh-old", received_at=now - 700, state=HookState.DONE))
+    await take_in(hooks, received("wh-new", received_at=now - 10, state=HookState.DONE))
+
+    await sweep(SessionStore(redis), now=now, limit=10, hold_for=5, prune_seconds=0, webhooks=hooks)
+
+    # The listing keeps what the retention (600 s here) still covers.
+    assert await redis.zscore(WEBHOOK_RECEIVED, "wh-old") is None
+    assert await redis.zscore(WEBHOOK_RECEIVED, "wh-new") is not None
+    assert [w.id for w in await hooks.recent(10)] == ["wh-new"]
 
 
 async def test_the_sweep_queues_a_due_webhook_again_and_holds_it_a_lease_ahead(

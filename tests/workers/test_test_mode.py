@@ -26,7 +26,7 @@ from tests.workers.conftest import ServicesFor
 from tests.workers.connectors.conftest import TOKEN, settings_for
 from workers.connectors.build import build_connector
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import Done
+from workers.lifecycle.moves import Done
 from workers.lifecycle.payment import PAYMENT
 from workers.lifecycle.ports import Services
 from workers.lifecycle.runner import run

@@ -23,7 +23,7 @@ from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
 from sessions.claims import Claims
 from sessions.ledger_store import LedgerStore
-from sessions.models import Outcome
+from sessions.models import Op, Outcome
 from sessions.states import State
 from sessions.store import SessionStore
 from shops.tokens import ShopTokens, TokenCipher
@@ -31,7 +31,7 @@ from tests.factories import make_session, received_event
 from webhook.app import create_app
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import DeadLetter, Done, Policy, Skipped
+from workers.lifecycle.moves import DeadLetter, Done, Policy, Skipped
 from workers.lifecycle.ports import Services
 from workers.lifecycle.runner import run
 from workers.retry_policy import RetryPolicy
@@ -142,4 +142,4 @@ async def test_a_rejected_token_fails_the_session_until_the_token_is_fixed_and_r
     resolves = [c for c in await sandbox.calls(gid=session.gid) if c.get("status") == 200]
     assert len(resolves) == 1
     assert isinstance(services.connector, SimulatorConnector)
-    assert (await services.connector.book("capture", session.id)).calls == 1
+    assert (await services.connector.book(Op.CAPTURE, session.id)).calls == 1

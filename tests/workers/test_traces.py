@@ -31,7 +31,7 @@ from transport.session_queue import decode
 from webhook.app import create_app
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import Done
+from workers.lifecycle.moves import Done
 from workers.lifecycle.runner import run
 
 

@@ -14,13 +14,13 @@ from redis.asyncio import Redis
 from errors import LeaseLost, SessionsLeft
 from sessions.change import Change
 from sessions.claims import Claimed, Claims
-from sessions.ledger import Book, Op, Reserved
+from sessions.ledger import Book, Reserved
 from sessions.ledger_store import LedgerStore
-from sessions.models import Outcome, Session
+from sessions.models import Op, Outcome, Session
 from sessions.states import Event, State
 from sessions.store import SessionStore
 from tests.factories import SHOP, RedisDb, make_session, received_event
-from workers.lifecycle.decide import MONEY_HELD, NOTHING_HELD, RESERVATION_RETURNED
+from workers.lifecycle.settling import MONEY_HELD, NOTHING_HELD, RESERVATION_RETURNED
 from workers.uninstall import fail_unfinished
 
 DB = 10

@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet
 from sandbox.shopify import GRAPHQL_PATH, create_shopify_app
 from sessions.claims import Claims
 from sessions.ledger_store import LedgerStore
+from sessions.models import Op
 from sessions.replay import replay
 from sessions.states import State
 from sessions.store import SessionStore
@@ -24,7 +25,7 @@ from tests.factories import SHOP, make_session, received_event
 from workers.connectors.base import Operation, Result
 from workers.connectors.simulator import SimulatorConnector
 from workers.lifecycle.capture import CAPTURE
-from workers.lifecycle.decide import DeadLetter, Done, Policy, RetryLater
+from workers.lifecycle.moves import DeadLetter, Done, Policy, RetryLater
 from workers.lifecycle.ports import Services
 from workers.lifecycle.runner import run
 from workers.retry_policy import RetryPolicy
@@ -62,7 +63,7 @@ async def services(redis: fakeredis.FakeAsyncRedis, shopify_url: str) -> AsyncIt
 
 async def psp_calls(services: Services, session_id: str) -> int:
     assert isinstance(services.connector, SimulatorConnector)
-    return (await services.connector.book("capture", session_id)).calls
+    return (await services.connector.book(Op.CAPTURE, session_id)).calls
 
 
 @pytest.mark.parametrize("lost", ["key dropped", "token removed"])
@@ -125,8 +126,10 @@ class RemovingDuringCapture(SimulatorConnector):
         super().__init__(redis)
         self._during = during
 
-    async def capture(self, operation: Operation) -> Result:
-        result = await super().capture(operation)
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        result = await super().settle(kind, operation)
+        if kind is not Op.CAPTURE:
+            return result
         during, self._during = self._during, None
         if during is not None:
             await during()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sessions.models import Op
 from sessions.money import to_minor
 from workers.connectors.base import (
     Authorization,
@@ -28,7 +29,6 @@ from workers.connectors.base import (
     Declined,
     NotFound,
     Operation,
-    OperationKind,
     Result,
     StatusResult,
     TryAgain,
@@ -91,43 +91,17 @@ class AplazameConnector:
         self._journal = journal
         self._lock = lock
 
-    async def capture(self, operation: Operation) -> Result:
-        async def plan() -> Sent | Result:
-            known = await self._captures(operation)
-            if isinstance(known, NotFound):
-                return _declined("Aplazame does not know this order.")
-            if isinstance(known, TryAgain):
-                return known
-            assert operation.amount is not None
-            amount = to_minor(operation.amount, operation.currency)
-            if amount > known.remaining_capture_amount:
-                left = from_minor(known.remaining_capture_amount, operation.currency)
-                return _declined(f"Aplazame has only {left} {operation.currency} left to capture.")
-            path = f"/orders/{operation.provider_id}/captures"
-            return Sent(
-                request={"path": path, "body": {"amount": amount}},
-                before=tuple(c.id for c in known.results),
-                amount=amount,
-            )
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        match kind:
+            case Op.CAPTURE:
+                return await self._capture(operation)
+            case Op.REFUND:
+                return _declined(UNSUPPORTED.format(kind="refund"))
+            case Op.VOID:
+                return _declined(UNSUPPORTED.format(kind="cancel"))
 
-        return await send_once(
-            self._journal,
-            "capture",
-            operation,
-            plan=plan,
-            find=lambda sent: self._find(operation, sent),
-            send=lambda sent: self._send(operation, sent),
-            lock=self._lock,
-        )
-
-    async def refund(self, operation: Operation) -> Result:
-        return _declined(UNSUPPORTED.format(kind="refund"))
-
-    async def void(self, operation: Operation) -> Result:
-        return _declined(UNSUPPORTED.format(kind="cancel"))
-
-    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
-        if kind != "capture":
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
+        if kind is not Op.CAPTURE:
             return NotFound()  # never sent: refunds and voids are declined before any call
         return await status_of(
             self._journal, kind, operation, lambda sent: self._find(operation, sent), self._lock
@@ -151,6 +125,35 @@ class AplazameConnector:
 
     async def close(self) -> None:
         await self._http.close()
+
+    async def _capture(self, operation: Operation) -> Result:
+        async def plan() -> Sent | Result:
+            known = await self._captures(operation)
+            if isinstance(known, NotFound):
+                return _declined("Aplazame does not know this order.")
+            if isinstance(known, TryAgain):
+                return known
+            assert operation.amount is not None
+            amount = to_minor(operation.amount, operation.currency)
+            if amount > known.remaining_capture_amount:
+                left = from_minor(known.remaining_capture_amount, operation.currency)
+                return _declined(f"Aplazame has only {left} {operation.currency} left to capture.")
+            path = f"/orders/{operation.provider_id}/captures"
+            return Sent(
+                request={"path": path, "body": {"amount": amount}},
+                before=tuple(c.id for c in known.results),
+                amount=amount,
+            )
+
+        return await send_once(
+            self._journal,
+            Op.CAPTURE,
+            operation,
+            plan=plan,
+            find=lambda sent: self._find(operation, sent),
+            send=lambda sent: self._send(operation, sent),
+            lock=self._lock,
+        )
 
     async def _captures(self, operation: Operation) -> Captures | NotFound | TryAgain:
         return await self._http.read(

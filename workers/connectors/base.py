@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Protocol
 
-OperationKind = Literal["capture", "refund", "void"]
+from sessions.models import Op
 
 
 class DeclineCode(StrEnum):
@@ -105,18 +105,24 @@ StatusResult = Approved | Declined | Pending | NotFound | TryAgain
 
 
 class Connector(Protocol):
+    """A PSP, as the lifecycle asks it.
+
+    `settle(kind, operation)` asks for one money movement: the capture, refund or void
+    (`kind`) of `operation`. It is asked again under the same `operation.idempotency_key`
+    (a retry, a redelivered task, a second worker) and must never move the money twice.
+    `status(kind, operation)` reads what became of that movement without sending anything;
+    `authorization` reads what the PSP holds for the payment. Every answer is a value, never
+    an exception (see the module docstring).
+    """
+
     name: str
     # The provider account moves real money. Shopify's test-mode sessions are never sent to
     # a live account: the lifecycle refuses them before any call (docs/connectors.md).
     live: bool
 
-    async def capture(self, operation: Operation) -> Result: ...
+    async def settle(self, kind: Op, operation: Operation) -> Result: ...
 
-    async def refund(self, operation: Operation) -> Result: ...
-
-    async def void(self, operation: Operation) -> Result: ...
-
-    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
         """What the PSP knows of `kind` under the operation's idempotency key."""
         ...
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sessions.models import Op
 from workers.connectors.base import (
     Approved,
     Authorization,
@@ -28,7 +29,6 @@ from workers.connectors.base import (
     Declined,
     NotFound,
     Operation,
-    OperationKind,
     Pending,
     Result,
     StatusResult,
@@ -138,60 +138,22 @@ class BigCommerceConnector:
         self._http = http
         self._store = f"/stores/{store_hash}"
 
-    async def capture(self, operation: Operation) -> Result:
-        order = await self._order(operation)
-        if not isinstance(order, V2Order):
-            return order
-        known = _known(CAPTURE_STATES, order, "capture")
-        if not isinstance(known, NotFound):
-            return known
-        if order.currency_code != operation.currency or order.total_inc_tax != operation.amount:
-            return _declined(
-                "BigCommerce captures whole orders only: this order is "
-                f"{order.total_inc_tax} {order.currency_code}."
-            )
-        return await self._action("capture", operation)
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        match kind:
+            case Op.CAPTURE:
+                return await self._capture(operation)
+            case Op.REFUND:
+                return await self._refund(operation)
+            case Op.VOID:
+                return await self._void(operation)
 
-    async def void(self, operation: Operation) -> Result:
-        order = await self._order(operation)
-        if not isinstance(order, V2Order):
-            return order
-        known = _known(VOID_STATES, order, "void")
-        if not isinstance(known, NotFound):
-            return known
-        return await self._action("void", operation)
-
-    async def refund(self, operation: Operation) -> Result:
-        known = await self._refund_status(operation)
-        if not isinstance(known, NotFound):
-            return known
-        assert operation.amount is not None
-        items = [
-            {
-                "item_type": "ORDER",
-                "item_id": _order_number(operation.provider_id),
-                "amount": float(operation.amount),  # BigCommerce takes decimal numbers
-                "reason": refund_mark(operation.session_id),
-            }
-        ]
-        quote = await self._post(operation, "refund_quotes", {"items": items})
-        if not isinstance(quote, Reply):
-            return quote
-        payments = _online_method(quote.at("data", "refund_methods"), operation.amount)
-        if payments is None:
-            return _declined("BigCommerce offers no online refund method for this amount.")
-        answer = await self._post(operation, "refunds", {"items": items, "payments": payments})
-        if not isinstance(answer, Reply):
-            return answer
-        return _refund_outcome(answer.at("data"), operation)
-
-    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
-        if kind == "refund":
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
+        if kind is Op.REFUND:
             return await self._refund_status(operation)
         order = await self._order(operation)
         if not isinstance(order, V2Order):
             return order
-        return _known(CAPTURE_STATES if kind == "capture" else VOID_STATES, order, kind)
+        return _known(CAPTURE_STATES if kind is Op.CAPTURE else VOID_STATES, order, kind)
 
     async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
         path = f"{self._store}/v3/orders/{operation.provider_id}/transactions"
@@ -226,6 +188,53 @@ class BigCommerceConnector:
     async def close(self) -> None:
         await self._http.close()
 
+    async def _capture(self, operation: Operation) -> Result:
+        order = await self._order(operation)
+        if not isinstance(order, V2Order):
+            return order
+        known = _known(CAPTURE_STATES, order, Op.CAPTURE)
+        if not isinstance(known, NotFound):
+            return known
+        if order.currency_code != operation.currency or order.total_inc_tax != operation.amount:
+            return _declined(
+                "BigCommerce captures whole orders only: this order is "
+                f"{order.total_inc_tax} {order.currency_code}."
+            )
+        return await self._action(Op.CAPTURE, operation)
+
+    async def _void(self, operation: Operation) -> Result:
+        order = await self._order(operation)
+        if not isinstance(order, V2Order):
+            return order
+        known = _known(VOID_STATES, order, Op.VOID)
+        if not isinstance(known, NotFound):
+            return known
+        return await self._action(Op.VOID, operation)
+
+    async def _refund(self, operation: Operation) -> Result:
+        known = await self._refund_status(operation)
+        if not isinstance(known, NotFound):
+            return known
+        assert operation.amount is not None
+        items = [
+            {
+                "item_type": "ORDER",
+                "item_id": _order_number(operation.provider_id),
+                "amount": float(operation.amount),  # BigCommerce takes decimal numbers
+                "reason": refund_mark(operation.session_id),
+            }
+        ]
+        quote = await self._post(operation, "refund_quotes", {"items": items})
+        if not isinstance(quote, Reply):
+            return quote
+        payments = _online_method(quote.at("data", "refund_methods"), operation.amount)
+        if payments is None:
+            return _declined("BigCommerce offers no online refund method for this amount.")
+        answer = await self._post(operation, "refunds", {"items": items, "payments": payments})
+        if not isinstance(answer, Reply):
+            return answer
+        return _refund_outcome(answer.at("data"), operation)
+
     async def _order(self, operation: Operation) -> V2Order | Declined | TryAgain:
         order = await self._http.read(
             f"{self._store}/v2/orders/{operation.provider_id}", V2Order, "an order"
@@ -234,7 +243,7 @@ class BigCommerceConnector:
             return _declined("BigCommerce does not know this order.")
         return order
 
-    async def _action(self, kind: OperationKind, operation: Operation) -> Result:
+    async def _action(self, kind: Op, operation: Operation) -> Result:
         reply = await self._post(operation, kind, {})
         if not isinstance(reply, Reply):
             return reply
@@ -272,7 +281,7 @@ class BigCommerceConnector:
         return NotFound()
 
 
-def _known(table: RuleTable, order: V2Order, kind: OperationKind) -> StatusResult:
+def _known(table: RuleTable, order: V2Order, kind: Op) -> StatusResult:
     return status_result(
         table.classify(code=order.payment_status),
         reference=f"{order.id}:{kind}",

@@ -25,12 +25,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
+from sessions.models import Op
 from workers.connectors.base import (
     Approved,
     Authorization,
     NotFound,
     Operation,
-    OperationKind,
     Result,
     StatusResult,
     TryAgain,
@@ -38,7 +38,7 @@ from workers.connectors.base import (
 from workers.connectors.http_client import PspHttp, Reply
 from workers.connectors.rules import Rule, RuleTable, Verdict, result
 
-_PATHS: dict[OperationKind, str] = {"capture": "/captures", "refund": "/refunds", "void": "/voids"}
+_PATHS = {Op.CAPTURE: "/captures", Op.REFUND: "/refunds", Op.VOID: "/voids"}
 
 RULES = RuleTable(
     "http",
@@ -84,34 +84,7 @@ class HttpConnector:
         self.live = live
         self._http = http
 
-    async def capture(self, operation: Operation) -> Result:
-        return await self._send("capture", operation)
-
-    async def refund(self, operation: Operation) -> Result:
-        return await self._send("refund", operation)
-
-    async def void(self, operation: Operation) -> Result:
-        return await self._send("void", operation)
-
-    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
-        key = quote(operation.idempotency_key, safe="")
-        reply = await self._http.request("GET", f"{_PATHS[kind]}/{key}")
-        if isinstance(reply, TryAgain):
-            return reply
-        if reply.status == 404:
-            return NotFound()
-        answer = _read(kind, operation, reply)
-        if isinstance(answer, Approved):
-            return Approved(answer.psp_reference, amount=_amount(reply.at("amount")))
-        return answer
-
-    async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
-        return NotFound()
-
-    async def close(self) -> None:
-        await self._http.close()
-
-    async def _send(self, kind: OperationKind, operation: Operation) -> Result:
+    async def settle(self, kind: Op, operation: Operation) -> Result:
         body: dict[str, Any] = {
             "session_id": operation.session_id,
             "payment_id": operation.provider_id,
@@ -131,8 +104,26 @@ class HttpConnector:
             return reply
         return _read(kind, operation, reply)
 
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
+        key = quote(operation.idempotency_key, safe="")
+        reply = await self._http.request("GET", f"{_PATHS[kind]}/{key}")
+        if isinstance(reply, TryAgain):
+            return reply
+        if reply.status == 404:
+            return NotFound()
+        answer = _read(kind, operation, reply)
+        if isinstance(answer, Approved):
+            return Approved(answer.psp_reference, amount=_amount(reply.at("amount")))
+        return answer
 
-def _read(kind: OperationKind, operation: Operation, reply: Reply) -> Result:
+    async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
+        return NotFound()
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
+def _read(kind: Op, operation: Operation, reply: Reply) -> Result:
     code = reply.at("code")
     rule = RULES.classify(status=reply.status, code=code if isinstance(code, str) else None)
     message = reply.at("message")

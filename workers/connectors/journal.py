@@ -39,7 +39,8 @@ from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
 from redisio.replication import NONE, Replication
-from workers.connectors.base import Approved, NotFound, OperationKind, StatusResult, TryAgain
+from sessions.models import Op
+from workers.connectors.base import Approved, NotFound, StatusResult, TryAgain
 
 _KEY = "payhook:psp:{connector}:{kind}:{key}"
 DEFAULT_TTL_SECONDS = 90 * 86400
@@ -90,14 +91,14 @@ class Journal:
         self._replication = replication
         self._touch = redis.register_script(_TOUCH)
 
-    def _key(self, kind: OperationKind, idempotency_key: str) -> str:
+    def _key(self, kind: Op, idempotency_key: str) -> str:
         return _KEY.format(connector=self._connector, kind=kind, key=idempotency_key)
 
-    async def recall(self, kind: OperationKind, idempotency_key: str) -> Sent | None:
+    async def recall(self, kind: Op, idempotency_key: str) -> Sent | None:
         raw = await self._redis.get(self._key(kind, idempotency_key))
         return None if raw is None else Sent.model_validate_json(raw)
 
-    async def remember(self, kind: OperationKind, idempotency_key: str, sent: Sent) -> Sent:
+    async def remember(self, kind: Op, idempotency_key: str, sent: Sent) -> Sent:
         """Store `sent` unless an entry exists; returns the entry that is stored.
 
         Two workers racing on one session (a lease that expired mid-call) both end up
@@ -110,7 +111,7 @@ class Journal:
         stored = await self.recall(kind, idempotency_key)
         return stored if stored is not None else sent
 
-    async def resending(self, kind: OperationKind, idempotency_key: str, sent: Sent) -> Sent:
+    async def resending(self, kind: Op, idempotency_key: str, sent: Sent) -> Sent:
         """`sent` is about to go again: where requests may land late, from now on."""
         if not self._in_flight:
             return sent
@@ -120,7 +121,7 @@ class Journal:
         )
         return sent
 
-    async def replicated(self, kind: OperationKind, idempotency_key: str) -> None:
+    async def replicated(self, kind: Op, idempotency_key: str) -> None:
         """Return once the required replicas hold the entry (at once when none is required);
         raises `NotReplicated` when they do not in time, and the request must not go."""
         if self._replication.replicas:
@@ -134,16 +135,14 @@ class Journal:
             return 0.0
         return max(0.0, sent.sent_at + self._in_flight - self._clock())
 
-    async def settle(
-        self, kind: OperationKind, idempotency_key: str, sent: Sent, operation_id: str
-    ) -> None:
+    async def settle(self, kind: Op, idempotency_key: str, sent: Sent, operation_id: str) -> None:
         """The provider's operation `operation_id` is this session's."""
         settled = sent.model_copy(update={"operation_id": operation_id})
         await self._redis.set(
             self._key(kind, idempotency_key), settled.model_dump_json(), ex=self._ttl
         )
 
-    async def forget(self, kind: OperationKind, idempotency_key: str) -> None:
+    async def forget(self, kind: Op, idempotency_key: str) -> None:
         """The request is known not to have been applied: the next attempt plans anew."""
         await self._redis.delete(self._key(kind, idempotency_key))
 

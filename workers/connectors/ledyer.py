@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from sessions.models import Op
 from sessions.money import to_minor
 from workers.connectors.base import (
     Approved,
@@ -37,7 +38,6 @@ from workers.connectors.base import (
     Declined,
     NotFound,
     Operation,
-    OperationKind,
     Result,
     StatusResult,
     TryAgain,
@@ -90,16 +90,26 @@ class LedyerConnector:
         self._journal = journal
         self._lock = lock
 
-    async def capture(self, operation: Operation) -> Result:
-        return await self._operate("capture", operation)
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        async def plan() -> Sent | Result:
+            order = await self._order(operation)
+            if isinstance(order, NotFound):
+                return Declined(DeclineCode.PROCESSING_ERROR, "Ledyer does not know this order.")
+            if isinstance(order, TryAgain):
+                return order
+            return _plan(kind, operation, order)
 
-    async def refund(self, operation: Operation) -> Result:
-        return await self._operate("refund", operation)
+        return await send_once(
+            self._journal,
+            kind,
+            operation,
+            plan=plan,
+            find=lambda sent: self._find(kind, operation, sent),
+            send=lambda sent: self._send(kind, operation, sent),
+            lock=self._locked(kind),
+        )
 
-    async def void(self, operation: Operation) -> Result:
-        return await self._operate("void", operation)
-
-    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
         return await status_of(
             self._journal,
             kind,
@@ -128,33 +138,14 @@ class LedyerConnector:
     async def close(self) -> None:
         await self._http.close()
 
-    async def _operate(self, kind: OperationKind, operation: Operation) -> Result:
-        async def plan() -> Sent | Result:
-            order = await self._order(operation)
-            if isinstance(order, NotFound):
-                return Declined(DeclineCode.PROCESSING_ERROR, "Ledyer does not know this order.")
-            if isinstance(order, TryAgain):
-                return order
-            return _plan(kind, operation, order)
-
-        return await send_once(
-            self._journal,
-            kind,
-            operation,
-            plan=plan,
-            find=lambda sent: self._find(kind, operation, sent),
-            send=lambda sent: self._send(kind, operation, sent),
-            lock=self._locked(kind),
-        )
-
-    def _locked(self, kind: OperationKind) -> OrderLock | None:
+    def _locked(self, kind: Op) -> OrderLock | None:
         # A refund's note names its session; captures and cancels need the order's lock.
-        return None if kind == "refund" else self._lock
+        return None if kind is Op.REFUND else self._lock
 
     async def _order(self, operation: Operation) -> Order | NotFound | TryAgain:
         return await self._http.read(f"/v1/orders/{operation.provider_id}", Order, "an order")
 
-    async def _send(self, kind: OperationKind, operation: Operation, sent: Sent) -> Result:
+    async def _send(self, kind: Op, operation: Operation, sent: Sent) -> Result:
         method = str(sent.request["method"])
         # Ledyer takes the key on captures and refunds; a DELETE is idempotent by itself.
         headers = {"Idempotency-Key": operation.idempotency_key} if method == "POST" else {}
@@ -180,7 +171,7 @@ class LedyerConnector:
             retry_after=reply.retry_after,
         )
 
-    async def _find(self, kind: OperationKind, operation: Operation, sent: Sent) -> StatusResult:
+    async def _find(self, kind: Op, operation: Operation, sent: Sent) -> StatusResult:
         order = await self._order(operation)
         if not isinstance(order, Order):
             return order
@@ -194,18 +185,16 @@ def _order_or_none(body: Any) -> Order | None:
         return None
 
 
-def _match(
-    kind: OperationKind, order: Order | None, sent: Sent, operation: Operation
-) -> StatusResult:
+def _match(kind: Op, order: Order | None, sent: Sent, operation: Operation) -> StatusResult:
     """Our operation in the order: the refund our note names, the cancel event of our
     sub-order, or the capture that appeared since the plan (under the order's lock)."""
     if order is None:
         return NotFound()
-    if kind == "void":
+    if kind is Op.VOID:
         ledger_id = str(sent.request.get("ledger_id", ""))
         cancelled = any(e.type == "cancel" and e.ledger_id == ledger_id for e in order.events)
         return Approved(psp_reference=ledger_id) if cancelled else NotFound()
-    if kind == "refund":
+    if kind is Op.REFUND:
         for chunk in order.refunded:
             if is_marked_by(chunk.note, operation.session_id):
                 return Approved(psp_reference=chunk.ledger_id)
@@ -217,19 +206,19 @@ def _declined(message: str) -> Declined:
     return Declined(DeclineCode.PROCESSING_ERROR, message)
 
 
-def _plan(kind: OperationKind, operation: Operation, order: Order) -> Sent | Result:
-    if kind == "void":
+def _plan(kind: Op, operation: Operation, order: Order) -> Sent | Result:
+    if kind is Op.VOID:
         return _plan_void(order)
     # The order's state refuses a capture; a refund is up to the capture's own actions
     # (an expired order's captured part can still be refunded).
-    refusal = ORDER_STATES.first(order.status) if kind == "capture" else None
+    refusal = ORDER_STATES.first(order.status) if kind is Op.CAPTURE else None
     if refusal is not None:
         return result(refusal, reference=order.id, reason=refusal.message)
     if order.currency != operation.currency:
         return _declined(f"The Ledyer order is in {order.currency}, not {operation.currency}.")
     assert operation.amount is not None
     amount = to_minor(operation.amount, operation.currency)
-    if kind == "capture":
+    if kind is Op.CAPTURE:
         return _plan_capture(order, amount)
     return _plan_refund(operation, order, amount)
 

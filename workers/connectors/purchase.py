@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from sessions.models import Op
 from sessions.money import to_minor
 from workers.connectors.base import (
     Approved,
@@ -35,7 +36,6 @@ from workers.connectors.base import (
     Declined,
     NotFound,
     Operation,
-    OperationKind,
     Result,
     StatusResult,
     TryAgain,
@@ -100,16 +100,26 @@ class PurchaseConnector:
         self._journal = journal
         self._lock = lock
 
-    async def capture(self, operation: Operation) -> Result:
-        return await self._operate("capture", operation)
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        async def plan() -> Sent | Result:
+            purchase = await self._purchase(operation)
+            if isinstance(purchase, NotFound):
+                return _declined("The PSP has no such purchase.")
+            if isinstance(purchase, TryAgain):
+                return purchase
+            return _plan(kind, operation, purchase)
 
-    async def refund(self, operation: Operation) -> Result:
-        return await self._operate("refund", operation)
+        return await send_once(
+            self._journal,
+            kind,
+            operation,
+            plan=plan,
+            find=lambda sent: self._find(operation, sent),
+            send=lambda sent: self._send(kind, operation, sent),
+            lock=self._lock,
+        )
 
-    async def void(self, operation: Operation) -> Result:
-        return await self._operate("void", operation)
-
-    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
         return await status_of(
             self._journal, kind, operation, lambda s: self._find(operation, s), self._lock
         )
@@ -134,25 +144,6 @@ class PurchaseConnector:
     async def close(self) -> None:
         await self._api.close()
 
-    async def _operate(self, kind: OperationKind, operation: Operation) -> Result:
-        async def plan() -> Sent | Result:
-            purchase = await self._purchase(operation)
-            if isinstance(purchase, NotFound):
-                return _declined("The PSP has no such purchase.")
-            if isinstance(purchase, TryAgain):
-                return purchase
-            return _plan(kind, operation, purchase)
-
-        return await send_once(
-            self._journal,
-            kind,
-            operation,
-            plan=plan,
-            find=lambda sent: self._find(operation, sent),
-            send=lambda sent: self._send(kind, operation, sent),
-            lock=self._lock,
-        )
-
     async def _purchase(self, operation: Operation) -> Purchase | NotFound | TryAgain:
         answer = await self._api.call(PURCHASE_QUERY, {"id": operation.provider_id}, write=False)
         if isinstance(answer, TryAgain):
@@ -167,7 +158,7 @@ class PurchaseConnector:
         except ValidationError:
             return TryAgain("purchase query: an answer that is not a purchase")
 
-    async def _send(self, kind: OperationKind, operation: Operation, sent: Sent) -> Result:
+    async def _send(self, kind: Op, operation: Operation, sent: Sent) -> Result:
         field = str(sent.request["mutation"])
         answer = await self._api.call(
             mutation_document(field), {"input": sent.request["input"]}, write=True
@@ -215,23 +206,23 @@ def _sent(
     )
 
 
-def _plan(kind: OperationKind, operation: Operation, purchase: Purchase) -> Sent | Result:
+def _plan(kind: Op, operation: Operation, purchase: Purchase) -> Sent | Result:
     refusal = PURCHASE_STATES.first([purchase.status])
     returns = [r.id for r in purchase.returns]
-    if kind == "void":
+    if kind is Op.VOID:
         if purchase.captures:
             return _declined("The purchase was already captured; refund it instead.")
         if refusal is not None:
             return Approved(psp_reference=purchase.id)  # closed or expired: nothing is held
         return _sent("newPurchaseReturnAll", operation, {}, returns, None)
     # An expired authorization stops captures, not the return of what was captured.
-    if refusal is not None and not (kind == "refund" and refusal.verdict is Verdict.EXPIRED):
+    if refusal is not None and not (kind is Op.REFUND and refusal.verdict is Verdict.EXPIRED):
         return result(refusal, reference=purchase.id, reason=refusal.message)
     if purchase.currency != operation.currency:
         return _declined(f"The purchase is in {purchase.currency}, not {operation.currency}.")
     assert operation.amount is not None
     amount = to_minor(operation.amount, operation.currency)
-    if kind == "capture":
+    if kind is Op.CAPTURE:
         return _plan_capture(operation, purchase, amount)
     return _plan_return(operation, purchase, amount, returns)
 

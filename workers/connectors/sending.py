@@ -24,12 +24,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from sessions.models import Op
 from workers.connectors.base import (
     Approved,
     Declined,
     NotFound,
     Operation,
-    OperationKind,
     Result,
     StatusResult,
     TryAgain,
@@ -42,7 +42,7 @@ Outcome = TypeVar("Outcome", Result, StatusResult)
 
 async def send_once(
     journal: Journal,
-    kind: OperationKind,
+    kind: Op,
     operation: Operation,
     *,
     plan: Callable[[], Awaitable[Sent | Result]],
@@ -82,7 +82,7 @@ async def send_once(
 
 async def status_of(
     journal: Journal,
-    kind: OperationKind,
+    kind: Op,
     operation: Operation,
     find: Find,
     lock: OrderLock | None = None,
@@ -106,7 +106,7 @@ async def status_of(
 async def _one_at_a_time(
     journal: Journal,
     lock: OrderLock,
-    kind: OperationKind,
+    kind: Op,
     operation: Operation,
     sent: Sent | None,
     *,
@@ -136,7 +136,7 @@ async def _one_at_a_time(
 async def _resend(
     journal: Journal,
     lock: OrderLock,
-    kind: OperationKind,
+    kind: Op,
     operation: Operation,
     sent: Sent,
     find: Find,
@@ -163,7 +163,7 @@ async def _resend(
 async def _read_back(
     journal: Journal,
     lock: OrderLock,
-    kind: OperationKind,
+    kind: Op,
     operation: Operation,
     sent: Sent,
     held: Held,
@@ -190,7 +190,7 @@ async def _read_back(
 async def _after_lapse(
     journal: Journal,
     lock: OrderLock,
-    kind: OperationKind,
+    kind: Op,
     operation: Operation,
     known: StatusResult,
 ) -> StatusResult:
@@ -215,7 +215,7 @@ async def _after_lapse(
 async def _conclude(
     journal: Journal,
     lock: OrderLock,
-    kind: OperationKind,
+    kind: Op,
     operation: Operation,
     sent: Sent,
     outcome: Outcome,
@@ -235,7 +235,7 @@ async def _conclude(
 
 def _once_replicated(
     journal: Journal,
-    kind: OperationKind,
+    kind: Op,
     operation: Operation,
     send: Callable[[Sent], Awaitable[Result]],
 ) -> Callable[[Sent], Awaitable[Result]]:

@@ -35,6 +35,7 @@ from enum import IntEnum
 
 from redis.asyncio import Redis
 
+from sessions.models import Op
 from sessions.money import to_minor
 from workers.connectors.base import (
     Approved,
@@ -43,7 +44,6 @@ from workers.connectors.base import (
     Declined,
     NotFound,
     Operation,
-    OperationKind,
     Result,
     StatusResult,
     TryAgain,
@@ -136,14 +136,27 @@ class SimulatorConnector:
         self._settle = redis.register_script(_SETTLE)
         self._authorize = redis.register_script(_AUTHORIZE)
 
-    async def capture(self, operation: Operation) -> Result:
-        return await self._operate("capture", operation)
-
-    async def refund(self, operation: Operation) -> Result:
-        return await self._operate("refund", operation)
-
-    async def void(self, operation: Operation) -> Result:
-        return await self._operate("void", operation)
+    async def settle(self, kind: Op, operation: Operation) -> Result:
+        behaviour = _behaviour(operation)
+        reference = f"sim_{kind}_{operation.idempotency_key}"
+        minor = 0 if operation.amount is None else to_minor(operation.amount, operation.currency)
+        reply = await self._settle(
+            keys=[
+                _KEY.format(operation=kind, key=operation.idempotency_key),
+                TOTALS,
+                _PAYMENT.format(id=operation.provider_id),
+            ],
+            args=[
+                behaviour,
+                reference,
+                str(operation.amount or ""),
+                operation.currency,
+                kind,
+                minor,
+            ],
+        )
+        answer = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        return self._answer(answer, reference)
 
     async def authorization(self, operation: Operation) -> Authorization | NotFound | TryAgain:
         # The simulator keeps its own authorizations: a payment id it has not seen (and that
@@ -169,7 +182,7 @@ class SimulatorConnector:
     async def close(self) -> None:
         """Nothing to close: the Redis client belongs to the caller."""
 
-    async def status(self, kind: OperationKind, operation: Operation) -> StatusResult:
+    async def status(self, kind: Op, operation: Operation) -> StatusResult:
         await self._redis.hincrby(
             _KEY.format(operation=kind, key=operation.idempotency_key), "status_calls", 1
         )
@@ -182,28 +195,6 @@ class SimulatorConnector:
         if isinstance(answer, Approved):
             return Approved(answer.psp_reference, amount=book.amount)
         return answer
-
-    async def _operate(self, kind: OperationKind, operation: Operation) -> Result:
-        behaviour = _behaviour(operation)
-        reference = f"sim_{kind}_{operation.idempotency_key}"
-        minor = 0 if operation.amount is None else to_minor(operation.amount, operation.currency)
-        reply = await self._settle(
-            keys=[
-                _KEY.format(operation=kind, key=operation.idempotency_key),
-                TOTALS,
-                _PAYMENT.format(id=operation.provider_id),
-            ],
-            args=[
-                behaviour,
-                reference,
-                str(operation.amount or ""),
-                operation.currency,
-                kind,
-                minor,
-            ],
-        )
-        answer = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        return self._answer(answer, reference)
 
     @staticmethod
     def _answer(answer: str, reference: str) -> Result:
@@ -219,7 +210,7 @@ class SimulatorConnector:
             return TryAgain("simulated timeout: the answer was lost", ambiguous=True)
         return TryAgain("simulated PSP outage (503)")
 
-    async def book(self, kind: str, idempotency_key: str) -> SimulatorBook:
+    async def book(self, kind: Op, idempotency_key: str) -> SimulatorBook:
         fields = await self._redis.hgetall(_KEY.format(operation=kind, key=idempotency_key))
         data = {_text(k): _text(v) for k, v in fields.items()}
         return SimulatorBook(

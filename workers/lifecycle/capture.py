@@ -6,8 +6,7 @@ when the authorization expired (`AUTHORIZATION_EXPIRED`), was voided, or was a s
 
 from __future__ import annotations
 
-from sessions.ledger import Op
 from sessions.models import Kind
 from workers.lifecycle.ledgered import LedgeredLifecycle
 
-CAPTURE = LedgeredLifecycle(Kind.CAPTURE, Op.CAPTURE)
+CAPTURE = LedgeredLifecycle(Kind.CAPTURE)

@@ -9,9 +9,9 @@ truth) and its book opened from what the PSP says.
 from __future__ import annotations
 
 from sessions.change import LedgerOperation
-from sessions.ledger import Book, Op, Refusal, Refused, Reserved, merchant_message
+from sessions.ledger import Book, Refusal, Refused, Reserved, merchant_message
 from sessions.ledger_store import LedgerStore
-from sessions.models import Kind, Outcome, Session
+from sessions.models import Kind, Op, Outcome, Session
 from sessions.money import to_minor
 from workers.connectors.base import (
     Authorization,
@@ -48,9 +48,9 @@ def _minor_amount(session: Session) -> int:
 
 
 class LedgeredLifecycle:
-    def __init__(self, kind: Kind, op: Op) -> None:
+    def __init__(self, kind: Kind) -> None:
         self.kind = kind
-        self.op = op
+        self.op = kind.op
 
     def ledger_operation(self, session: Session) -> LedgerOperation:
         # A void reserves the whole authorization; its reservation counts it as 1.
@@ -89,12 +89,7 @@ class LedgeredLifecycle:
         return self._operation(session, held.provider_payment_id, held.currency)
 
     async def send(self, services: Services, operation: Operation) -> Result:
-        connector = services.connector
-        if self.op is Op.CAPTURE:
-            return await connector.capture(operation)
-        if self.op is Op.REFUND:
-            return await connector.refund(operation)
-        return await connector.void(operation)
+        return await services.connector.settle(self.op, operation)
 
     async def _reserve(self, services: Services, session: Session) -> Reserved | Refused:
         return await services.ledger.reserve(
@@ -114,9 +109,7 @@ class LedgeredLifecycle:
     ) -> StatusResult:
         """What the PSP knows of this session's operation (also asked by operators)."""
         provider_id, currency = await ledger.provider_payment(session.payment_id)
-        return await connector.status(
-            self.op.value, self._operation(session, provider_id, currency)
-        )
+        return await connector.status(self.op, self._operation(session, provider_id, currency))
 
     async def before_report(self, services: Services, session: Session) -> None:
         return None

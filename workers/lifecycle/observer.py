@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from sessions.models import Kind
-from workers.lifecycle.decide import Decision
+from workers.lifecycle.moves import Decision
 
 Peer = Literal["psp", "shopify"]
 LeaseEvent = Literal["kept", "failed", "lost"]

@@ -28,7 +28,7 @@ from workers.connectors.base import (
     Result,
     StatusResult,
 )
-from workers.lifecycle import decide
+from workers.lifecycle import reporting, settling
 from workers.lifecycle.ports import Services
 from workers.shopify import mutations
 from workers.shopify.mutations import Mutation
@@ -57,7 +57,7 @@ class PaymentLifecycle:
 
     async def prepare(self, services: Services, session: Session) -> Result:
         """No call of ours settles a payment: the buyer's window is still open, or it closed."""
-        return decide.buyer_window(session, services.buyer_window_seconds, services.clock())
+        return settling.buyer_window(session, services.buyer_window_seconds, services.clock())
 
     async def send(self, services: Services, operation: Operation) -> Result:
         raise AssertionError("a payment session sends the PSP nothing")
@@ -69,7 +69,9 @@ class PaymentLifecycle:
         """The report is `paymentSessionResolve`: approved, and confirmed where it must be."""
         if session.outcome is not Outcome.APPROVED or session.confirmation_result is False:
             return False
-        return not decide.awaits_confirmation(session, confirmation=services.payment_confirmation)
+        return not reporting.awaits_confirmation(
+            session, confirmation=services.payment_confirmation
+        )
 
     async def before_report(self, services: Services, session: Session) -> None:
         # The book must exist before Shopify can send a capture, refund or void for it, and
@@ -93,7 +95,7 @@ class PaymentLifecycle:
         )
 
     def report(self, services: Services, session: Session) -> Mutation:
-        if decide.awaits_confirmation(session, confirmation=services.payment_confirmation):
+        if reporting.awaits_confirmation(session, confirmation=services.payment_confirmation):
             return mutations.confirm_payment(session.gid)
         if session.outcome is Outcome.APPROVED and session.confirmation_result is False:
             return mutations.reject_payment(
@@ -113,7 +115,7 @@ class PaymentLifecycle:
             reason = SHOPIFY_PENDING_REASONS[session.pending_reason]
             return mutations.pend_payment(session.gid, _iso(closes), reason)
         return mutations.reject_payment(
-            session.gid, "PROCESSING_ERROR", session.merchant_message or decide.ABANDONED
+            session.gid, "PROCESSING_ERROR", session.merchant_message or settling.ABANDONED
         )
 
 

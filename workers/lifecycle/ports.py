@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from sessions.ledger_store import LedgerStore
     from sessions.models import Kind, Session
     from workers.connectors.base import Connector, Operation, Result, StatusResult
-    from workers.lifecycle.decide import Policy
+    from workers.lifecycle.moves import Policy
     from workers.shopify.gateway import ShopifyGateway
     from workers.shopify.mutations import Mutation
 

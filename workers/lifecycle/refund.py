@@ -7,8 +7,7 @@ refused without asking the PSP.
 
 from __future__ import annotations
 
-from sessions.ledger import Op
 from sessions.models import Kind
 from workers.lifecycle.ledgered import LedgeredLifecycle
 
-REFUND = LedgeredLifecycle(Kind.REFUND, Op.REFUND)
+REFUND = LedgeredLifecycle(Kind.REFUND)

@@ -43,9 +43,9 @@ from workers.connectors.base import (
     Result,
     TryAgain,
 )
-from workers.lifecycle import decide
-from workers.lifecycle.decide import Decision, ReportNext, Skipped, Step
+from workers.lifecycle import decide, moves
 from workers.lifecycle.lease import holding
+from workers.lifecycle.moves import Decision, ReportNext, Skipped, Step
 from workers.lifecycle.ports import KindLifecycle, Services
 from workers.shopify.gateway import ShopifyGateway
 from workers.shopify.mutations import Mutation
@@ -119,13 +119,13 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
     """Ask `decide.next_move` after each thing that happens, and do what it says, until it
     says to stop: the whole executor."""
     session = claim.session
-    run = decide.Run(
+    run = moves.Run(
         policy=services.policy,
         ledger=lifecycle.ledger_operation(session),
         connector=services.connector.name,
         live=services.connector.live,
     )
-    happened: decide.Happened = decide.Began()
+    happened: moves.Happened = moves.Began()
     # The shop's token, once read before a PSP call: the report of that call uses it.
     token: str | None = None
     cause: str | None = None
@@ -135,21 +135,21 @@ async def _work(claim: Claimed, services: Services, lifecycle: KindLifecycle) ->
             session = await _store(services, claim, move, cause)
             if not isinstance(move.step, ReportNext):
                 return move.step
-            happened = decide.Stored()
-        elif isinstance(move, decide.ReadToken):
+            happened = moves.Stored()
+        elif isinstance(move, moves.ReadToken):
             try:
                 token = services.gateway.reporting_token(session.shop, claim.shop_token)
             except MissingCredentials as exc:
                 gone = isinstance(exc, ShopGone)
-                happened, cause = decide.TokenMissing(str(exc), gone), "no_token"
+                happened, cause = moves.TokenMissing(str(exc), gone), "no_token"
             else:
                 # Stored as such only when the session is refused before any PSP call.
-                happened, cause = decide.TokenRead(), "test_refused"
-        elif isinstance(move, decide.AskStatus):
+                happened, cause = moves.TokenRead(), "test_refused"
+        elif isinstance(move, moves.AskStatus):
             happened, cause = await _status(session, services, lifecycle)
-        elif isinstance(move, decide.AskPsp):
+        elif isinstance(move, moves.AskPsp):
             result = await _ask(claim, session, services, lifecycle)
-            happened, cause = decide.PspAnswered(result, move), _psp_cause(session, result)
+            happened, cause = moves.PspAnswered(result, move), _psp_cause(session, result)
         else:
             happened, cause = await _report(claim, services, lifecycle, session, token)
     raise AssertionError(f"session {session.id}: no end after {_MOST_MOVES} moves")
@@ -161,7 +161,7 @@ async def _report(
     lifecycle: KindLifecycle,
     session: Session,
     token: str | None,
-) -> tuple[decide.ShopifyAnswered, str]:
+) -> tuple[moves.ShopifyAnswered, str]:
     """Tell Shopify the stored outcome: what it said, and its class for the metrics."""
     policy = services.policy
     await lifecycle.before_report(services, session)
@@ -177,19 +177,19 @@ async def _report(
         said = await _send(services.gateway, session.shop, mutation, token)
     cause = _report_cause(said)
     services.observer.called("shopify", session.kind, cause, time.perf_counter() - began)
-    return decide.ShopifyAnswered(mutation.field, said), cause
+    return moves.ShopifyAnswered(mutation.field, said), cause
 
 
 async def _status(
     session: Session, services: Services, lifecycle: KindLifecycle
-) -> tuple[decide.StatusAnswered, str]:
+) -> tuple[moves.StatusAnswered, str]:
     """What the PSP knows of an earlier request of the session."""
     began = time.perf_counter()
     with services.tracer.span("psp status", _context(session)):
         known = await lifecycle.status(services, session)
     cause = "not_found" if isinstance(known, NotFound) else _psp_cause(session, known)
     services.observer.called("psp", session.kind, cause, time.perf_counter() - began)
-    return decide.StatusAnswered(known), cause
+    return moves.StatusAnswered(known), cause
 
 
 async def _ask(
@@ -231,24 +231,24 @@ def _psp_cause(session: Session, result: Result) -> str:
     return type(result).__name__.lower()
 
 
-def _report_cause(said: decide.ReportResult) -> str:
-    if isinstance(said, decide.Unavailable):
+def _report_cause(said: moves.ReportResult) -> str:
+    if isinstance(said, moves.Unavailable):
         return said.cause
-    return "accepted" if isinstance(said, decide.Accepted) else "refused"
+    return "accepted" if isinstance(said, moves.Accepted) else "refused"
 
 
 async def _send(
     gateway: ShopifyGateway, shop: str, mutation: Mutation, token: str | None
-) -> decide.ReportResult:
+) -> moves.ReportResult:
     try:
         taken = await gateway.send(shop, mutation, token=token)
     except ShopifyUnavailable as exc:
-        return decide.Unavailable(str(exc), exc.retry_after, cause=exc.cause)
+        return moves.Unavailable(str(exc), exc.retry_after, cause=exc.cause)
     except ShopifyUserError as exc:
-        return decide.Refused(str(exc), invalid_state=exc.invalid_state, code=exc.code)
+        return moves.Refused(str(exc), invalid_state=exc.invalid_state, code=exc.code)
     except PermanentError as exc:
-        return decide.Refused(str(exc))
-    return decide.Accepted(taken.redirect_url)
+        return moves.Refused(str(exc))
+    return moves.Accepted(taken.redirect_url)
 
 
 async def _store(
@@ -265,9 +265,9 @@ async def _store(
     if goes_on:
         # One line per session outcome: a step the run goes on from is in the timeline.
         log.debug(decision.change.event.event, extra=extra)
-    elif isinstance(step, decide.DeadLetter):
+    elif isinstance(step, moves.DeadLetter):
         log.error("session failed", extra={**extra, "error": step.reason})
-    elif isinstance(step, decide.RetryLater):
+    elif isinstance(step, moves.RetryLater):
         log.warning("retry", extra={**extra, "error": step.reason, "delay": round(step.delay, 3)})
     else:
         log.info(decision.change.event.event, extra=extra)

@@ -3,8 +3,7 @@ captured, and at most once."""
 
 from __future__ import annotations
 
-from sessions.ledger import Op
 from sessions.models import Kind
 from workers.lifecycle.ledgered import LedgeredLifecycle
 
-VOID = LedgeredLifecycle(Kind.VOID, Op.VOID)
+VOID = LedgeredLifecycle(Kind.VOID)

@@ -17,8 +17,9 @@ from aiohttp.test_utils import TestServer
 from config import Settings
 from sandbox.psp import connector_environment
 from sandbox.psp.common import PSP_STATE, PspCall, PspState
+from sessions.models import Op
 from tests.factories import new_id
-from workers.connectors.base import Connector, NotFound, Operation, OperationKind, Result, TryAgain
+from workers.connectors.base import Connector, NotFound, Operation, Result, TryAgain
 from workers.connectors.build import build_connector
 
 TOKEN = "sandbox-token"
@@ -95,7 +96,7 @@ async def serve(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIt
 
 
 async def settled(
-    connector: Any, kind: OperationKind, op: Operation, *, tries: int = 8, pause: float = 0.0
+    connector: Any, kind: Op, op: Operation, *, tries: int = 8, pause: float = 0.0
 ) -> Result:
     """The connector asked as the lifecycle asks it, until an outcome or `tries` run out:
     after an ambiguous answer, `status` first, and the operation again only on `NotFound`;
@@ -106,7 +107,7 @@ async def settled(
         if attempt:
             await asyncio.sleep(max(pause, getattr(answer, "retry_after", None) or 0.0))
         known = await connector.status(kind, op) if uncertain else NotFound()
-        answer = await getattr(connector, kind)(op) if isinstance(known, NotFound) else known
+        answer = await connector.settle(kind, op) if isinstance(known, NotFound) else known
         if not isinstance(answer, TryAgain):
             return answer
         uncertain = uncertain or answer.ambiguous

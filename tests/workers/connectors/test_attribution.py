@@ -20,6 +20,7 @@ from aiohttp import web
 
 from config import Settings
 from sandbox.psp import aplazame, ledyer, purchase
+from sessions.models import Op
 from tests.workers.connectors.conftest import (
     DELAY,
     TOKEN,
@@ -28,7 +29,7 @@ from tests.workers.connectors.conftest import (
     operation,
     settled,
 )
-from workers.connectors.base import Approved, Declined, NotFound, Operation, OperationKind, TryAgain
+from workers.connectors.base import Approved, Declined, NotFound, Operation, TryAgain
 from workers.connectors.order_lock import order_lock_key
 
 
@@ -42,7 +43,7 @@ class Case:
     seed: Callable[[web.Application], Any]
     order_id: str
     currency: str
-    kind: OperationKind
+    kind: Op
     amount: str
     # The provider's ids of the operations of `kind` on the order, oldest first.
     ids: Callable[[web.Application], list[str]]
@@ -61,7 +62,7 @@ def _aplazame_ids(app: web.Application) -> list[str]:
     return [str(c["id"]) for c in app[aplazame.APLAZAME_ORDERS]["ord-1"].captures]
 
 
-def _ledyer(kind: OperationKind, captured: str | None = None) -> Case:
+def _ledyer(kind: Op, captured: str | None = None) -> Case:
     """An order of three 50.00 SEK lines."""
     lines = [
         {"reference": f"box-{n}", "description": "Box", "totalAmount": 5_000, "vat": 2500}
@@ -70,7 +71,7 @@ def _ledyer(kind: OperationKind, captured: str | None = None) -> Case:
 
     def ids(app: web.Application) -> list[str]:
         order = app[ledyer.LEDYER_ORDERS]["or_1"]
-        return [c.ledger_id for c in (order.captured if kind == "capture" else order.refunded)]
+        return [c.ledger_id for c in (order.captured if kind is Op.CAPTURE else order.refunded)]
 
     def seed(app: web.Application) -> Any:
         return ledyer.seed_order(app, {"id": "or_1", "currency": "SEK", "lines": lines})
@@ -79,18 +80,18 @@ def _ledyer(kind: OperationKind, captured: str | None = None) -> Case:
     return Case("ledyer", app, seed, "or_1", "SEK", kind, "50.00", ids, kind, captured)
 
 
-def _purchase(kind: OperationKind, captured: str | None = None) -> Case:
+def _purchase(kind: Op, captured: str | None = None) -> Case:
     """A purchase of three 30.00 EUR items; refunds are returns."""
     items = [{"reference": f"box-{n}", "amount": 3_000} for n in range(3)]
 
     def ids(app: web.Application) -> list[str]:
         record = app[purchase.PURCHASES]["pu-1"]
-        return [m.id for m in (record.captures if kind == "capture" else record.returns)]
+        return [m.id for m in (record.captures if kind is Op.CAPTURE else record.returns)]
 
     def seed(app: web.Application) -> Any:
         return purchase.seed_purchase(app, {"id": "pu-1", "items": items})
 
-    logged_as = "capture" if kind == "capture" else "return"
+    logged_as = "capture" if kind is Op.CAPTURE else "return"
     app = purchase.create_purchase_app
     return Case("purchase", app, seed, "pu-1", "EUR", kind, "30.00", ids, logged_as, captured)
 
@@ -102,15 +103,15 @@ CASES = [
         lambda app: aplazame.seed_order(app, {"id": "ord-1", "total": 60_020}),
         "ord-1",
         "EUR",
-        "capture",
+        Op.CAPTURE,
         "100.50",
         _aplazame_ids,
         "capture",
     ),
-    _ledyer("capture"),
-    _ledyer("refund", captured="150.00"),
-    _purchase("capture"),
-    _purchase("refund", captured="90.00"),
+    _ledyer(Op.CAPTURE),
+    _ledyer(Op.REFUND, captured="150.00"),
+    _purchase(Op.CAPTURE),
+    _purchase(Op.REFUND, captured="90.00"),
 ]
 IDS = [f"{case.name} {case.kind}" for case in CASES]
 
@@ -120,14 +121,16 @@ async def _ready(serve: Serve, case: Case) -> tuple[Fake, Operation, Operation]:
     fake = await serve(case.name, case.app(token=TOKEN))
     case.seed(fake.app)
     if case.captured is not None:
-        assert isinstance(await fake.connector.capture(case.op(amount=case.captured)), Approved)
+        assert isinstance(
+            await fake.connector.settle(Op.CAPTURE, case.op(amount=case.captured)), Approved
+        )
     return fake, case.op(), case.op()
 
 
 async def _unsure(fake: Fake, case: Case, op: Operation, fault: dict[str, Any]) -> None:
     """`op` is sent, and `fault` leaves its outcome unknown."""
     fake.state.arm({**fault, "operation": case.logged_as})
-    answer = await getattr(fake.connector, case.kind)(op)
+    answer = await fake.connector.settle(case.kind, op)
     assert isinstance(answer, TryAgain)
     assert answer.ambiguous
 
@@ -143,7 +146,7 @@ async def test_a_failed_attempt_is_never_credited_with_another_sessions_operatio
     fake, s2, s3 = await _ready(serve, case)
     # S2's request fails without being applied; S3 then asks for the same amount.
     await _unsure(fake, case, s2, _UNAPPLIED)
-    await getattr(fake.connector, case.kind)(s3)
+    await fake.connector.settle(case.kind, s3)
     first, second = (
         await settled(fake.connector, case.kind, s2),
         await settled(fake.connector, case.kind, s3),
@@ -162,7 +165,7 @@ async def test_an_applied_operation_whose_answer_was_lost_is_found_as_its_own(
     fake, s2, s3 = await _ready(serve, case)
     await _unsure(fake, case, s2, _LOST)
     [lost] = case.ids(fake.app)
-    await getattr(fake.connector, case.kind)(s3)
+    await fake.connector.settle(case.kind, s3)
     assert await settled(fake.connector, case.kind, s2) == Approved(lost)
     third = await settled(fake.connector, case.kind, s3)
     assert isinstance(third, Approved)
@@ -184,7 +187,7 @@ async def test_two_sessions_racing_on_one_order_each_get_their_own_operation(
     assert len(set(references)) == 2
 
 
-LOCKED = [case for case in CASES if not (case.name == "ledyer" and case.kind == "refund")]
+LOCKED = [case for case in CASES if not (case.name == "ledyer" and case.kind is Op.REFUND)]
 LOCKED_IDS = [f"{case.name} {case.kind}" for case in LOCKED]
 
 
@@ -195,7 +198,7 @@ async def test_while_an_outcome_is_unknown_the_order_is_busy_for_other_sessions(
     fake, s2, s3 = await _ready(serve, case)
     await _unsure(fake, case, s2, _LOST)
     calls = len(fake.state.calls)
-    busy = await getattr(fake.connector, case.kind)(s3)
+    busy = await fake.connector.settle(case.kind, s3)
     assert isinstance(busy, TryAgain)
     assert "order busy" in busy.reason
     assert not busy.ambiguous  # nothing was sent, so nothing can have happened
@@ -212,7 +215,7 @@ async def test_a_failed_read_back_keeps_the_order_locked_until_one_succeeds(
     [lost] = case.ids(fake.app)
     fake.state.arm({"kind": "status", "status": 500, "operation": "read"})
     assert isinstance(await fake.connector.status(case.kind, s2), TryAgain)
-    assert "order busy" in (await getattr(fake.connector, case.kind)(s3)).reason
+    assert "order busy" in (await fake.connector.settle(case.kind, s3)).reason
     assert await fake.connector.status(case.kind, s2) == Approved(lost)
     assert isinstance(await settled(fake.connector, case.kind, s3), Approved)
     assert case.ids(fake.app)[0] == lost
@@ -228,7 +231,7 @@ async def test_another_worker_resumes_a_session_whose_worker_died_holding_the_lo
     await _unsure(fake, case, s2, {"kind": "delay", "seconds": DELAY, "apply": True})
     [lost] = case.ids(fake.app)
     other = fake.another_worker()
-    assert "order busy" in (await getattr(other, case.kind)(s3)).reason
+    assert "order busy" in (await other.settle(case.kind, s3)).reason
     # The same session, redelivered to the other worker, re-enters its own lock.
     assert await settled(other, case.kind, s2) == Approved(lost)
     assert isinstance(await settled(other, case.kind, s3), Approved)
@@ -265,7 +268,7 @@ async def test_the_order_lock_outlasts_the_psp_retry_round(serve: Serve) -> None
     assert left > settings.psp_retry_deadline_seconds + max(settings.psp_retry_ladder)
 
 
-VOIDS = [case for case in LOCKED if case.name in ("ledyer", "purchase") and case.kind == "capture"]
+VOIDS = [case for case in LOCKED if case.name in ("ledyer", "purchase") and case.kind is Op.CAPTURE]
 
 
 @pytest.mark.parametrize("case", VOIDS, ids=[case.name for case in VOIDS])
@@ -276,11 +279,11 @@ async def test_a_void_whose_answer_was_lost_holds_the_order_until_it_is_found(
     void = case.op(amount=None)
     logged_as = "return" if case.name == "purchase" else "void"  # Purchase voids by a return
     fake.state.arm({"kind": "lost", "status": 502, "operation": logged_as})
-    lost = await fake.connector.void(void)
+    lost = await fake.connector.settle(Op.VOID, void)
     assert isinstance(lost, TryAgain)
     assert lost.ambiguous
-    assert "order busy" in (await fake.connector.capture(case.op())).reason
-    assert isinstance(await fake.connector.status("void", void), Approved)
+    assert "order busy" in (await fake.connector.settle(Op.CAPTURE, case.op())).reason
+    assert isinstance(await fake.connector.status(Op.VOID, void), Approved)
     assert fake.applied(logged_as) == 1
     # Released: the next capture is the provider's to refuse, not ours to hold back.
-    assert isinstance(await fake.connector.capture(case.op()), Declined)
+    assert isinstance(await fake.connector.settle(Op.CAPTURE, case.op()), Declined)

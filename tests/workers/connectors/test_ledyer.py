@@ -9,6 +9,7 @@ import pytest
 
 from sandbox.psp.ledyer import LEDYER_ORDERS, create_ledyer_app, seed_order
 from sandbox.psp.ledyer_orders import LedyerOrder
+from sessions.models import Op
 from tests.workers.connectors.conftest import DELAY, TOKEN, Fake, Serve, operation
 from workers.connectors.base import (
     Approved,
@@ -45,7 +46,7 @@ def capture_of(amount: str, **overrides: Any) -> Any:
 async def test_a_capture_of_everything_is_a_full_capture_of_the_remaining_lines(
     fake: Fake,
 ) -> None:
-    answer = await fake.connector.capture(capture_of("150.00"))
+    answer = await fake.connector.settle(Op.CAPTURE, capture_of("150.00"))
     assert isinstance(answer, Approved)
     assert answer.psp_reference == order(fake).captured[0].ledger_id
     [call] = fake.calls("capture")
@@ -55,7 +56,7 @@ async def test_a_capture_of_everything_is_a_full_capture_of_the_remaining_lines(
 
 
 async def test_a_capture_of_some_lines_is_a_partial_capture_of_exactly_those(fake: Fake) -> None:
-    answer = await fake.connector.capture(capture_of("120.00"))
+    answer = await fake.connector.settle(Op.CAPTURE, capture_of("120.00"))
     assert isinstance(answer, Approved)
     assert fake.calls("capture")[0].path == "/v1/orders/or_1/partialcapture"
     assert [line.reference for line in order(fake).uncaptured] == ["shipping"]
@@ -64,7 +65,7 @@ async def test_a_capture_of_some_lines_is_a_partial_capture_of_exactly_those(fak
 async def test_an_amount_no_set_of_lines_makes_is_declined_before_anything_is_sent(
     fake: Fake,
 ) -> None:
-    answer = await fake.connector.capture(capture_of("100.00"))
+    answer = await fake.connector.settle(Op.CAPTURE, capture_of("100.00"))
     assert isinstance(answer, Declined)
     assert "order lines" in answer.message
     assert fake.calls("capture") == []
@@ -72,7 +73,7 @@ async def test_an_amount_no_set_of_lines_makes_is_declined_before_anything_is_se
 
 async def test_ledyers_refusal_is_a_decline_with_its_message(fake: Fake) -> None:
     fake.state.arm({"kind": "decline", "message": "Credit limit exceeded"})
-    answer = await fake.connector.capture(capture_of("150.00"))
+    answer = await fake.connector.settle(Op.CAPTURE, capture_of("150.00"))
     assert answer == Declined(DeclineCode.PROCESSING_ERROR, "Credit limit exceeded")
     assert fake.applied("capture") == 0
 
@@ -85,7 +86,7 @@ async def test_an_expired_or_cancelled_order_is_declined_from_its_status(
     fake: Fake, flag: str, code: DeclineCode
 ) -> None:
     seed_order(fake.app, {"id": "or_1", "currency": "SEK", "lines": LINES, flag: True})
-    answer = await fake.connector.capture(capture_of("150.00"))
+    answer = await fake.connector.settle(Op.CAPTURE, capture_of("150.00"))
     assert isinstance(answer, Declined)
     assert answer.code is code
 
@@ -94,9 +95,9 @@ async def test_transient_failures_then_one_capture(fake: Fake) -> None:
     fake.state.arm({"kind": "status", "status": 503, "times": 2, "operation": "capture"})
     op = capture_of("150.00")
     for _ in range(2):
-        answer = await fake.connector.capture(op)
+        answer = await fake.connector.settle(Op.CAPTURE, op)
         assert isinstance(answer, TryAgain)
-    assert isinstance(await fake.connector.capture(op), Approved)
+    assert isinstance(await fake.connector.settle(Op.CAPTURE, op), Approved)
     assert fake.applied("capture") == 1
     # Every attempt sent the journaled request under the same key.
     assert {c.idempotency_key for c in fake.calls("capture")} == {op.session_id}
@@ -104,17 +105,17 @@ async def test_transient_failures_then_one_capture(fake: Fake) -> None:
 
 async def test_a_read_failure_is_retryable_and_sends_nothing(fake: Fake) -> None:
     fake.state.arm({"kind": "status", "status": 500, "operation": "read"})
-    assert isinstance(await fake.connector.capture(capture_of("150.00")), TryAgain)
+    assert isinstance(await fake.connector.settle(Op.CAPTURE, capture_of("150.00")), TryAgain)
     assert fake.calls("capture") == []
 
 
 async def test_a_timeout_is_ambiguous_and_status_finds_the_capture(fake: Fake) -> None:
     fake.state.arm({"kind": "delay", "seconds": DELAY, "apply": True, "operation": "capture"})
     op = capture_of("150.00")
-    lost = await fake.connector.capture(op)
+    lost = await fake.connector.settle(Op.CAPTURE, op)
     assert isinstance(lost, TryAgain)
     assert lost.ambiguous
-    found = await fake.connector.status("capture", op)
+    found = await fake.connector.status(Op.CAPTURE, op)
     assert found == Approved(order(fake).captured[0].ledger_id)
     assert len(fake.calls("capture")) == 1
     assert fake.applied("capture") == 1
@@ -125,8 +126,8 @@ async def test_a_retry_after_a_lost_answer_finds_the_capture_instead_of_sending(
 ) -> None:
     fake.state.arm({"kind": "lost", "status": 502, "operation": "capture"})
     op = capture_of("120.00")
-    assert isinstance(await fake.connector.capture(op), TryAgain)
-    assert isinstance(await fake.connector.capture(op), Approved)
+    assert isinstance(await fake.connector.settle(Op.CAPTURE, op), TryAgain)
+    assert isinstance(await fake.connector.settle(Op.CAPTURE, op), Approved)
     assert len(fake.calls("capture")) == 1
     assert fake.applied("capture") == 1
 
@@ -138,20 +139,20 @@ async def test_a_resend_while_the_first_is_in_flight_replays_under_the_same_key(
     # resends the same request under the same key, and Ledyer answers it once.
     fake.state.arm({"kind": "delay", "seconds": DELAY, "apply": False, "operation": "capture"})
     op = capture_of("150.00")
-    assert isinstance(await fake.connector.capture(op), TryAgain)
-    assert isinstance(await fake.connector.capture(op), Approved)
+    assert isinstance(await fake.connector.settle(Op.CAPTURE, op), TryAgain)
+    assert isinstance(await fake.connector.settle(Op.CAPTURE, op), Approved)
     calls = fake.calls("capture")
     assert [c.replayed for c in calls] == [False, True]
     assert fake.applied("capture") == 1
 
 
 async def test_status_of_a_capture_never_sent_is_not_found(fake: Fake) -> None:
-    assert await fake.connector.status("capture", capture_of("150.00")) == NotFound()
+    assert await fake.connector.status(Op.CAPTURE, capture_of("150.00")) == NotFound()
 
 
 async def test_a_refund_of_a_whole_capture_is_a_full_refund(fake: Fake) -> None:
-    await fake.connector.capture(capture_of("150.00"))
-    answer = await fake.connector.refund(capture_of("150.00"))
+    await fake.connector.settle(Op.CAPTURE, capture_of("150.00"))
+    answer = await fake.connector.settle(Op.REFUND, capture_of("150.00"))
     assert isinstance(answer, Approved)
     ledger = order(fake).captured[0].ledger_id
     assert fake.calls("refund")[0].path == f"/v1/orders/or_1/refund/{ledger}"
@@ -159,9 +160,9 @@ async def test_a_refund_of_a_whole_capture_is_a_full_refund(fake: Fake) -> None:
 
 
 async def test_a_partial_refund_is_one_line_at_the_captures_vat_rate(fake: Fake) -> None:
-    await fake.connector.capture(capture_of("150.00"))
+    await fake.connector.settle(Op.CAPTURE, capture_of("150.00"))
     op = capture_of("12.50")
-    answer = await fake.connector.refund(op)
+    answer = await fake.connector.settle(Op.REFUND, op)
     assert isinstance(answer, Approved)
     [refund] = order(fake).refunded
     assert refund.total == 1_250
@@ -171,16 +172,18 @@ async def test_a_partial_refund_is_one_line_at_the_captures_vat_rate(fake: Fake)
 
 
 async def test_a_refund_timeout_is_resolved_by_status(fake: Fake) -> None:
-    await fake.connector.capture(capture_of("150.00"))
+    await fake.connector.settle(Op.CAPTURE, capture_of("150.00"))
     fake.state.arm({"kind": "delay", "seconds": DELAY, "apply": True, "operation": "refund"})
     op = capture_of("30.00")
-    assert isinstance(await fake.connector.refund(op), TryAgain)
-    assert isinstance(await fake.connector.status("refund", op), Approved)
+    assert isinstance(await fake.connector.settle(Op.REFUND, op), TryAgain)
+    assert isinstance(await fake.connector.status(Op.REFUND, op), Approved)
     assert fake.applied("refund") == 1
 
 
 async def test_a_void_cancels_the_uncaptured_sub_order(fake: Fake) -> None:
-    answer = await fake.connector.void(operation(payment_id="or_1", amount=None, currency="SEK"))
+    answer = await fake.connector.settle(
+        Op.VOID, operation(payment_id="or_1", amount=None, currency="SEK")
+    )
     assert isinstance(answer, Approved)
     assert order(fake).status() == ["cancelled"]
     [call] = fake.calls("void")
@@ -188,7 +191,7 @@ async def test_a_void_cancels_the_uncaptured_sub_order(fake: Fake) -> None:
 
 
 async def test_authorization_reads_the_order(fake: Fake) -> None:
-    await fake.connector.capture(capture_of("120.00"))
+    await fake.connector.settle(Op.CAPTURE, capture_of("120.00"))
     known = await fake.connector.authorization(capture_of("1.00"))
     assert isinstance(known, Authorization)
     assert (known.currency, known.authorized, known.captured) == (
@@ -202,12 +205,12 @@ async def test_authorization_reads_the_order(fake: Fake) -> None:
 
 async def test_the_provider_id_mapping_is_what_is_sent(fake: Fake) -> None:
     op = capture_of("150.00", payment_id="shopify-pay-9", provider_payment_id="or_1")
-    assert isinstance(await fake.connector.capture(op), Approved)
+    assert isinstance(await fake.connector.settle(Op.CAPTURE, op), Approved)
     assert fake.calls("capture")[0].path == "/v1/orders/or_1/capture"
 
 
 async def test_an_expired_order_still_refunds_what_was_captured(fake: Fake) -> None:
-    await fake.connector.capture(capture_of("120.00"))
+    await fake.connector.settle(Op.CAPTURE, capture_of("120.00"))
     order(fake).expired = True
-    assert isinstance(await fake.connector.refund(capture_of("120.00")), Approved)
-    assert isinstance(await fake.connector.capture(capture_of("30.00")), Declined)
+    assert isinstance(await fake.connector.settle(Op.REFUND, capture_of("120.00")), Approved)
+    assert isinstance(await fake.connector.settle(Op.CAPTURE, capture_of("30.00")), Declined)

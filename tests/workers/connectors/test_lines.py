@@ -7,6 +7,7 @@ from decimal import Decimal
 import fakeredis
 import pytest
 
+from sessions.models import Op
 from tests.workers.connectors.conftest import operation
 from workers.connectors.base import Approved, NotFound, Result, StatusResult, TryAgain
 from workers.connectors.journal import Journal, Sent, ours
@@ -59,19 +60,19 @@ async def test_send_once_sends_once_then_finds() -> None:
         landed = True
         return Approved("new")
 
-    assert await status_of(journal, "capture", op, find) == NotFound()
+    assert await status_of(journal, Op.CAPTURE, op, find) == NotFound()
     for _ in range(3):
-        assert await send_once(journal, "capture", op, plan=plan, find=find, send=send) == (
+        assert await send_once(journal, Op.CAPTURE, op, plan=plan, find=find, send=send) == (
             Approved("new")
         )
     assert len(sent) == 1
-    assert await status_of(journal, "capture", op, find) == Approved("new")
+    assert await status_of(journal, Op.CAPTURE, op, find) == Approved("new")
 
 
 async def test_the_first_journaled_request_wins_a_race() -> None:
     journal = Journal(fakeredis.FakeAsyncRedis(), "unit")
-    first = await journal.remember("refund", "k", Sent(request={"n": 1}))
-    second = await journal.remember("refund", "k", Sent(request={"n": 2}))
+    first = await journal.remember(Op.REFUND, "k", Sent(request={"n": 1}))
+    second = await journal.remember(Op.REFUND, "k", Sent(request={"n": 2}))
     assert first == second
     assert first.request == {"n": 1}
 

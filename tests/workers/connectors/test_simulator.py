@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import fakeredis
 
+from sessions.models import Op
 from tests.factories import new_id
 from workers.connectors.base import Authorization, Operation
 from workers.connectors.simulator import Magic, SimulatorConnector, magic_amount
@@ -27,13 +28,13 @@ async def test_its_authorization_shows_what_was_captured_refunded_and_voided(
     assert (fresh.captured, fresh.refunded, fresh.voided) == (0, 0, False)
 
     first = operation(payment, "10.00")
-    await simulator.capture(first)
-    await simulator.capture(first)  # a repeat moves nothing
-    await simulator.capture(operation(payment, "2.50"))
-    await simulator.capture(
-        operation(payment, magic_amount(Magic.DECLINE, 1))
+    await simulator.settle(Op.CAPTURE, first)
+    await simulator.settle(Op.CAPTURE, first)  # a repeat moves nothing
+    await simulator.settle(Op.CAPTURE, operation(payment, "2.50"))
+    await simulator.settle(
+        Op.CAPTURE, operation(payment, magic_amount(Magic.DECLINE, 1))
     )  # declined: nothing captured
-    await simulator.refund(operation(payment, "4.00"))
+    await simulator.settle(Op.REFUND, operation(payment, "4.00"))
     other = await simulator.authorization(operation(f"pay_{new_id()}", None))
     shown = await simulator.authorization(operation(payment, None))
 
@@ -42,7 +43,7 @@ async def test_its_authorization_shows_what_was_captured_refunded_and_voided(
     assert not shown.voided
     assert isinstance(other, Authorization)
     assert other.captured == 0
-    await simulator.void(operation(payment, None))
+    await simulator.settle(Op.VOID, operation(payment, None))
     voided = await simulator.authorization(operation(payment, None))
     assert isinstance(voided, Authorization)
     assert voided.voided
