@@ -21,8 +21,8 @@ from sessions.onboarding import shop_statuses
 from sessions.query import SessionFilter, find_sessions
 from sessions.replay import replay
 from sessions.states import State
+from webhook.admin_token import require_admin
 from webhook.body import parse_object, read_body
-from webhook.dashboard_auth import require_admin
 from webhook.keys import REDIS, SETTINGS, STORE
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -16,8 +16,8 @@ from errors import ApiError
 from sessions.shop_webhooks import HookState
 from sessions.webhook_store import replay_webhooks
 from webhook.admin import parse_filters
+from webhook.admin_token import require_admin
 from webhook.body import parse_object, read_body
-from webhook.dashboard_auth import require_admin
 from webhook.keys import SETTINGS, WEBHOOKS
 
 MAX_LISTED = 1000

@@ -39,9 +39,9 @@ from sessions.replay import replay
 from sessions.states import State
 from sessions.stats import COUNT_SCAN, collect
 from webhook.admin import MAX_HTTP_REPLAY, Filters, parse_filters
+from webhook.admin_token import admin_token
 from webhook.dashboard_auth import (
     Viewer,
-    admin_token,
     check_form,
     log_in,
     log_out,

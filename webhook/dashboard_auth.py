@@ -27,12 +27,11 @@ from urllib.parse import urlencode, urlparse
 
 from aiohttp import web
 
-from config import Settings
-from errors import ApiError, TooManyAttempts
+from errors import ApiError
 from sessions.keys import logout_key
 from webhook.admin_attempts import client_of
+from webhook.admin_token import admin_token, bearer_ok
 from webhook.auth import over_tls
-from webhook.body import header_bytes
 from webhook.keys import ADMIN_ATTEMPTS, REDIS, SETTINGS
 
 log = logging.getLogger("payhook.dashboard")
@@ -53,14 +52,6 @@ class Viewer:
     expires: float | None = None
 
 
-def admin_token(settings: Settings) -> bytes:
-    """The configured admin token; without one neither the admin API nor the dashboard
-    exists (404)."""
-    if settings.admin_token is None:
-        raise ApiError(404, "not_found", "Not Found")
-    return settings.admin_token.get_secret_value().encode()
-
-
 def _key(token: bytes) -> bytes:
     return hmac.new(token, b"payhook dashboard login", hashlib.sha256).digest()
 
@@ -71,36 +62,6 @@ def _sign(key: bytes, message: str) -> str:
 
 def csrf_token(key: bytes, login: str) -> str:
     return _sign(key, f"csrf.{login}")
-
-
-def too_many(exc: TooManyAttempts, field: str) -> ApiError:
-    return ApiError(
-        429, "too_many_attempts", str(exc), field, headers={"Retry-After": str(exc.retry_after)}
-    )
-
-
-async def bearer_ok(request: web.Request, token: bytes) -> bool | None:
-    """True/False for a request carrying an Authorization header, None without one; 429
-    while wrong tokens have spent their budget (`webhook.admin_attempts`)."""
-    sent = header_bytes(request, "Authorization")
-    if not sent:
-        return None
-    attempts = request.app[ADMIN_ATTEMPTS]
-    try:
-        return await attempts.check(
-            b"Bearer " + token, sent, client_of(request, request.app[SETTINGS])
-        )
-    except TooManyAttempts as exc:
-        raise too_many(exc, "Authorization") from None
-
-
-async def require_admin(request: web.Request) -> None:
-    """Let through only a request with the admin bearer token: 401 without it or with
-    another, 404 when no admin token is configured."""
-    if not await bearer_ok(request, admin_token(request.app[SETTINGS])):
-        raise ApiError(
-            401, "unauthorized", "a valid admin bearer token is required", "Authorization"
-        )
 
 
 async def _from_cookie(request: web.Request, key: bytes) -> Viewer | None:
