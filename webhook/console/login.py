@@ -73,7 +73,7 @@ async def _from_cookie(request: web.Request, key: bytes) -> Viewer | None:
         return None
     if int(expires) <= time.time():
         return None
-    if await request.app[REDIS].exists(logout_key(login)):
+    if await request.config_dict[REDIS].exists(logout_key(login)):
         return None
     return Viewer(login, csrf_token(key, login), float(expires))
 
@@ -91,7 +91,7 @@ async def viewer(request: web.Request) -> Viewer:
 
     Answers 404 when no admin token is configured, like the admin API.
     """
-    token = admin_token(request.app[SETTINGS])
+    token = admin_token(request.config_dict[SETTINGS])
     bearer = await bearer_ok(request, token)
     if bearer is True:
         return Viewer(None, None)
@@ -110,7 +110,7 @@ def same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    allowed = {request.host, urlparse(request.app[SETTINGS].public_base_url).netloc}
+    allowed = {request.host, urlparse(request.config_dict[SETTINGS].public_base_url).netloc}
     return origin != "null" and urlparse(origin).netloc in allowed
 
 
@@ -136,11 +136,11 @@ def redirect(location: str) -> web.Response:
 async def log_in(request: web.Request, token: str, wanted: str | None) -> web.Response | None:
     """Check the token sent by the login form and set the login cookie; None if wrong,
     `TooManyAttempts` while wrong tokens have spent their budget."""
-    settings = request.app[SETTINGS]
+    settings = request.config_dict[SETTINGS]
     expected = admin_token(settings)
     key = _key(expected)
     client = client_of(request, settings)
-    if not await request.app[ADMIN_ATTEMPTS].check(expected, token.encode(), client):
+    if not await request.config_dict[ADMIN_ATTEMPTS].check(expected, token.encode(), client):
         log.warning("dashboard login refused", extra={"remote": client})
         return None
     expires = int(time.time()) + settings.admin_login_seconds
@@ -162,7 +162,7 @@ async def log_in(request: web.Request, token: str, wanted: str | None) -> web.Re
 async def log_out(request: web.Request, seen: Viewer) -> web.Response:
     if seen.login is not None and seen.expires is not None:
         remaining = max(1, int(seen.expires - time.time()) + 1)
-        await request.app[REDIS].set(logout_key(seen.login), b"1", ex=remaining)
+        await request.config_dict[REDIS].set(logout_key(seen.login), b"1", ex=remaining)
     answer = redirect(LOGIN_PATH)
     answer.del_cookie(COOKIE, path="/admin")
     return answer
