@@ -41,7 +41,7 @@ def redis_client(
     """
     timeouts = _timeouts(settings)
     if settings.redis_sentinels:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(settings.redis_sentinels), sentinel_kwargs=timeouts, **_credentials(settings)
         )
         pooled: dict[str, Any] = {"max_connections": connections, **timeouts}
@@ -83,7 +83,7 @@ def tool_client(settings: Settings) -> Redis:
     on a long command), but a bounded connect, so a host that drops packets fails in seconds."""
     connect = settings.redis_timeout_seconds
     if settings.redis_sentinels:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(settings.redis_sentinels),
             sentinel_kwargs=_timeouts(settings),
             **_credentials(settings),
@@ -101,10 +101,10 @@ def sync_client(settings: Settings, *, name: str) -> SyncRedis:
     """A blocking client, for beat's scheduler (it runs no event loop)."""
     timeouts = _timeouts(settings)
     if settings.redis_sentinels:
-        sentinel = SyncSentinel(  # type: ignore[no-untyped-call]
+        sentinel = SyncSentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(settings.redis_sentinels), sentinel_kwargs=timeouts, **_credentials(settings)
         )
-        primary: SyncRedis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        primary: SyncRedis = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
             settings.redis_sentinel_master, client_name=name, **timeouts
         )
         return primary

@@ -1,7 +1,7 @@
 """The house's layers hold: no package imports one above it (`bench.layers.LAYERS`, bottom to
-top, and within `workers` its rooms), the sandbox imports only what its exception list names,
-and nothing imports a benchmark or a test. Every module of every package pyproject ships is
-parsed, so a new package is guarded the day it is listed.
+top, and within `workers` and `webhook` their rooms), the sandbox imports only what its
+exception list names, and nothing imports a benchmark or a test. Every module of every
+package pyproject ships is parsed, so a new package is guarded the day it is listed.
 
 `decide` importing no client library is checked where the decisions are
 (`tests/workers/test_decide.py`), in a fresh interpreter, which sees what `ast` cannot.

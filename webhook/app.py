@@ -27,11 +27,9 @@ from webhook import (
     sessions,
     shopify_webhooks,
 )
-from webhook.admin import add_admin_routes
 from webhook.admin_attempts import AdminAttempts
-from webhook.admin_webhooks import add_webhook_admin_routes
 from webhook.auth import ShopifyAuth, shopify_only
-from webhook.dashboard import add_dashboard_routes
+from webhook.console.app import create_console
 from webhook.errors import json_errors
 from webhook.install import add_install_routes, install_resources
 from webhook.keys import (
@@ -148,7 +146,6 @@ def create_app(
     app.router.add_get("/readyz", health.public_readyz)
     app.router.add_get("/metrics", health.public_metrics)
     add_install_routes(app)
-    add_admin_routes(app)
-    add_webhook_admin_routes(app)
-    add_dashboard_routes(app)
+    # The operator's console: the admin API and the dashboard, over this app's resources.
+    app.add_subapp("/admin", create_console())
     return app

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from redisio.durability import durability_warnings
 from redisio.topology import read_topology
-from webhook.dashboard_auth import bearer_ok, require_admin
+from webhook.admin_token import bearer_ok, require_admin
 from webhook.keys import GAUGES, METRICS, REDIS, SENTINELS, SETTINGS
 from webhook.scrape import SCRAPE_TIMEOUT_SECONDS
 

@@ -104,3 +104,26 @@ async def test_wrong_tokens_from_many_clients_and_web_processes_share_one_budget
     fresh = await first.get("/admin/sessions", headers={**wrong, **forwarded_from("192.0.2.99")})
     assert fresh.status == 429
     assert await guess(second, TOKEN, "192.0.2.100") == 429
+
+
+async def test_guesses_at_the_metrics_spend_the_budget_of_the_console_and_back(
+    aiohttp_client: Any, settings: Settings, inspect: redis.Redis
+) -> None:
+    # `/metrics` is the web app's route, the login and the admin API the console's (a
+    # sub-app): one budget all the same, so neither is a way around the other.
+    client = await web(aiohttp_client, settings)
+    attacker = forwarded_from("203.0.113.9")
+    wrong = {**attacker, "Authorization": "Bearer not-the-token"}
+    assert [(await client.get("/metrics", headers=wrong)).status for _ in range(3)] == [401] * 3
+    assert await guess(client, TOKEN, "203.0.113.9") == 429
+    refused = await client.get("/metrics", headers={**attacker, "Authorization": f"Bearer {TOKEN}"})
+    assert refused.status == 429
+    assert (await refused.json())["error"]["code"] == "too_many_attempts"
+
+    inspect.flushdb()  # the budgets refilled
+    other = "198.51.100.30"
+    assert [await guess(client, f"guess-{i}", other) for i in range(3)] == [401] * 3
+    blocked = await client.get(
+        "/metrics", headers={**forwarded_from(other), "Authorization": f"Bearer {TOKEN}"}
+    )
+    assert blocked.status == 429

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from webhook.dashboard_auth import Viewer
+from webhook.console.login import Viewer
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

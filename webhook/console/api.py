@@ -21,8 +21,8 @@ from sessions.models import Kind, Session
 from sessions.replay import replay
 from sessions.states import State
 from shops.onboarding import shop_statuses
+from webhook.admin_token import require_admin
 from webhook.body import parse_object, read_body
-from webhook.dashboard_auth import require_admin
 from webhook.keys import REDIS, SETTINGS, STORE
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -110,13 +110,13 @@ def _summary(session: Session) -> dict[str, Any]:
 async def list_sessions(request: web.Request) -> web.Response:
     await require_admin(request)
     filters = parse_filters(Filters, dict(request.query))
-    found = await find_sessions(request.app[STORE], filters.to_filter(filters.state))
+    found = await find_sessions(request.config_dict[STORE], filters.to_filter(filters.state))
     return web.json_response({"sessions": [_summary(s) for s in found]})
 
 
 async def show_session(request: web.Request) -> web.Response:
     await require_admin(request)
-    store = request.app[STORE]
+    store = request.config_dict[STORE]
     session_id = request.match_info["session_id"]
     session = await store.get(session_id)
     if session is None:
@@ -134,20 +134,20 @@ async def show_session(request: web.Request) -> web.Response:
 
 async def replay_sessions(request: web.Request) -> web.Response:
     await require_admin(request)
-    body = parse_object(await read_body(request, request.app[SETTINGS].max_body_bytes))
+    body = parse_object(await read_body(request, request.config_dict[SETTINGS].max_body_bytes))
     wanted: _ReplayRequest = parse_filters(_ReplayRequest, body)
     if bool(wanted.session_ids) == wanted.failed:
         raise ApiError(
             422, "invalid_body", "give session_ids, or failed: true with filters", "session_ids"
         )
-    store = request.app[STORE]
+    store = request.config_dict[STORE]
     ids = wanted.session_ids
     if wanted.failed:
         ids = [s.id for s in await find_sessions(store, wanted.to_filter(State.FAILED))]
     results = await replay(
         store,
         ids,
-        lease_seconds=request.app[SETTINGS].lease_seconds,
+        lease_seconds=request.config_dict[SETTINGS].lease_seconds,
         per_second=wanted.rate,
         dry_run=wanted.dry_run,
         actor="admin API",
@@ -164,12 +164,13 @@ async def replay_sessions(request: web.Request) -> web.Response:
 async def list_shops(request: web.Request) -> web.Response:
     """Each shop: how its token is kept (never the token) and its `paymentsAppConfigure`."""
     await require_admin(request)
-    statuses = await shop_statuses(request.app[REDIS])
+    statuses = await shop_statuses(request.config_dict[REDIS])
     return web.json_response({"shops": [status.model_dump(mode="json") for status in statuses]})
 
 
-def add_admin_routes(app: web.Application) -> None:
-    app.router.add_get("/admin/sessions", list_sessions)
-    app.router.add_get("/admin/sessions/{session_id:[^/]+}", show_session)
-    app.router.add_post("/admin/replay", replay_sessions)
-    app.router.add_get("/admin/shops", list_shops)
+def add_routes(console: web.Application) -> None:
+    """`/admin/sessions`, `/admin/sessions/{id}`, `/admin/replay`, `/admin/shops`."""
+    console.router.add_get("/sessions", list_sessions)
+    console.router.add_get("/sessions/{session_id:[^/]+}", show_session)
+    console.router.add_post("/replay", replay_sessions)
+    console.router.add_get("/shops", list_shops)

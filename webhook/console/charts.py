@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from webhook.html import esc
+from webhook.console.html import esc
 
 WIDTH, HEIGHT = 520, 170
 LEFT, BOTTOM, TOP = 44, 22, 10

@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from errors import ApiError
 from shops.webhook_store import replay_webhooks
 from shops.webhooks import HookState
-from webhook.admin import parse_filters
+from webhook.admin_token import require_admin
 from webhook.body import parse_object, read_body
-from webhook.dashboard_auth import require_admin
+from webhook.console.api import parse_filters
 from webhook.keys import SETTINGS, WEBHOOKS
 
 MAX_LISTED = 1000
@@ -44,7 +44,7 @@ class _Replay(BaseModel):
 async def list_webhooks(request: web.Request) -> web.Response:
     await require_admin(request)
     wanted = parse_filters(_Listing, dict(request.query))
-    hooks = request.app[WEBHOOKS]
+    hooks = request.config_dict[WEBHOOKS]
     if wanted.state is HookState.FAILED:
         found = await hooks.failed(MAX_LISTED)
     else:
@@ -60,7 +60,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 async def show_webhook(request: web.Request) -> web.Response:
     await require_admin(request)
-    hooks = request.app[WEBHOOKS]
+    hooks = request.config_dict[WEBHOOKS]
     webhook_id = request.match_info["webhook_id"]
     webhook = await hooks.get(webhook_id)
     if webhook is None:
@@ -77,7 +77,7 @@ async def show_webhook(request: web.Request) -> web.Response:
 async def webhook_report(request: web.Request) -> web.Response:
     await require_admin(request)
     webhook_id = request.match_info["webhook_id"]
-    report = await request.app[WEBHOOKS].report(webhook_id)
+    report = await request.config_dict[WEBHOOKS].report(webhook_id)
     if report is None:
         raise ApiError(
             404,
@@ -89,11 +89,11 @@ async def webhook_report(request: web.Request) -> web.Response:
 
 async def replay(request: web.Request) -> web.Response:
     await require_admin(request)
-    settings = request.app[SETTINGS]
+    settings = request.config_dict[SETTINGS]
     body = parse_object(await read_body(request, settings.max_body_bytes))
     wanted = parse_filters(_Replay, body)
     results = await replay_webhooks(
-        request.app[WEBHOOKS],
+        request.config_dict[WEBHOOKS],
         wanted.webhook_ids,
         lease_seconds=settings.lease_seconds,
         now=time.time(),
@@ -110,8 +110,10 @@ async def replay(request: web.Request) -> web.Response:
     )
 
 
-def add_webhook_admin_routes(app: web.Application) -> None:
-    app.router.add_get("/admin/webhooks", list_webhooks)
-    app.router.add_get("/admin/webhooks/{webhook_id:[^/]+}", show_webhook)
-    app.router.add_get("/admin/webhooks/{webhook_id:[^/]+}/report", webhook_report)
-    app.router.add_post("/admin/webhooks/replay", replay)
+def add_routes(console: web.Application) -> None:
+    """`/admin/webhooks`, `/admin/webhooks/{id}`, `/admin/webhooks/{id}/report`,
+    `/admin/webhooks/replay`."""
+    console.router.add_get("/webhooks", list_webhooks)
+    console.router.add_get("/webhooks/{webhook_id:[^/]+}", show_webhook)
+    console.router.add_get("/webhooks/{webhook_id:[^/]+}/report", webhook_report)
+    console.router.add_post("/webhooks/replay", replay)

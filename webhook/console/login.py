@@ -27,12 +27,11 @@ from urllib.parse import urlencode, urlparse
 
 from aiohttp import web
 
-from config import Settings
-from errors import ApiError, TooManyAttempts
+from errors import ApiError
 from sessions.keys import logout_key
 from webhook.admin_attempts import client_of
+from webhook.admin_token import admin_token, bearer_ok
 from webhook.auth import over_tls
-from webhook.body import header_bytes
 from webhook.keys import ADMIN_ATTEMPTS, REDIS, SETTINGS
 
 log = logging.getLogger("payhook.dashboard")
@@ -53,14 +52,6 @@ class Viewer:
     expires: float | None = None
 
 
-def admin_token(settings: Settings) -> bytes:
-    """The configured admin token; without one neither the admin API nor the dashboard
-    exists (404)."""
-    if settings.admin_token is None:
-        raise ApiError(404, "not_found", "Not Found")
-    return settings.admin_token.get_secret_value().encode()
-
-
 def _key(token: bytes) -> bytes:
     return hmac.new(token, b"payhook dashboard login", hashlib.sha256).digest()
 
@@ -73,36 +64,6 @@ def csrf_token(key: bytes, login: str) -> str:
     return _sign(key, f"csrf.{login}")
 
 
-def too_many(exc: TooManyAttempts, field: str) -> ApiError:
-    return ApiError(
-        429, "too_many_attempts", str(exc), field, headers={"Retry-After": str(exc.retry_after)}
-    )
-
-
-async def bearer_ok(request: web.Request, token: bytes) -> bool | None:
-    """True/False for a request carrying an Authorization header, None without one; 429
-    while wrong tokens have spent their budget (`webhook.admin_attempts`)."""
-    sent = header_bytes(request, "Authorization")
-    if not sent:
-        return None
-    attempts = request.app[ADMIN_ATTEMPTS]
-    try:
-        return await attempts.check(
-            b"Bearer " + token, sent, client_of(request, request.app[SETTINGS])
-        )
-    except TooManyAttempts as exc:
-        raise too_many(exc, "Authorization") from None
-
-
-async def require_admin(request: web.Request) -> None:
-    """Let through only a request with the admin bearer token: 401 without it or with
-    another, 404 when no admin token is configured."""
-    if not await bearer_ok(request, admin_token(request.app[SETTINGS])):
-        raise ApiError(
-            401, "unauthorized", "a valid admin bearer token is required", "Authorization"
-        )
-
-
 async def _from_cookie(request: web.Request, key: bytes) -> Viewer | None:
     shape = _COOKIE_SHAPE.fullmatch(request.cookies.get(COOKIE, ""))
     if shape is None:
@@ -112,7 +73,7 @@ async def _from_cookie(request: web.Request, key: bytes) -> Viewer | None:
         return None
     if int(expires) <= time.time():
         return None
-    if await request.app[REDIS].exists(logout_key(login)):
+    if await request.config_dict[REDIS].exists(logout_key(login)):
         return None
     return Viewer(login, csrf_token(key, login), float(expires))
 
@@ -130,7 +91,7 @@ async def viewer(request: web.Request) -> Viewer:
 
     Answers 404 when no admin token is configured, like the admin API.
     """
-    token = admin_token(request.app[SETTINGS])
+    token = admin_token(request.config_dict[SETTINGS])
     bearer = await bearer_ok(request, token)
     if bearer is True:
         return Viewer(None, None)
@@ -149,7 +110,7 @@ def same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    allowed = {request.host, urlparse(request.app[SETTINGS].public_base_url).netloc}
+    allowed = {request.host, urlparse(request.config_dict[SETTINGS].public_base_url).netloc}
     return origin != "null" and urlparse(origin).netloc in allowed
 
 
@@ -175,11 +136,11 @@ def redirect(location: str) -> web.Response:
 async def log_in(request: web.Request, token: str, wanted: str | None) -> web.Response | None:
     """Check the token sent by the login form and set the login cookie; None if wrong,
     `TooManyAttempts` while wrong tokens have spent their budget."""
-    settings = request.app[SETTINGS]
+    settings = request.config_dict[SETTINGS]
     expected = admin_token(settings)
     key = _key(expected)
     client = client_of(request, settings)
-    if not await request.app[ADMIN_ATTEMPTS].check(expected, token.encode(), client):
+    if not await request.config_dict[ADMIN_ATTEMPTS].check(expected, token.encode(), client):
         log.warning("dashboard login refused", extra={"remote": client})
         return None
     expires = int(time.time()) + settings.admin_login_seconds
@@ -201,7 +162,7 @@ async def log_in(request: web.Request, token: str, wanted: str | None) -> web.Re
 async def log_out(request: web.Request, seen: Viewer) -> web.Response:
     if seen.login is not None and seen.expires is not None:
         remaining = max(1, int(seen.expires - time.time()) + 1)
-        await request.app[REDIS].set(logout_key(seen.login), b"1", ex=remaining)
+        await request.config_dict[REDIS].set(logout_key(seen.login), b"1", ex=remaining)
     answer = redirect(LOGIN_PATH)
     answer.del_cookie(COOKIE, path="/admin")
     return answer

@@ -7,8 +7,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from shops.onboarding import Onboarding, OnboardingState, shop_statuses
-from webhook.dashboard_auth import Viewer
-from webhook.html import esc, page, table, when
+from webhook.console.html import esc, page, table, when
+from webhook.console.login import Viewer
 from webhook.keys import REDIS
 
 _STATE_CLASS = {
@@ -39,7 +39,7 @@ def _answer(record: Onboarding) -> str:
 
 async def shops_page(request: web.Request, seen: Viewer) -> web.Response:
     rows = []
-    for status in await shop_statuses(request.app[REDIS]):
+    for status in await shop_statuses(request.config_dict[REDIS]):
         record = status.onboarding
         if record is None:
             rows.append([esc(status.shop), esc(status.token), "-", "-", "-", "never configured"])

@@ -13,10 +13,10 @@ from readouts.stats import DUE_SCAN, Stats, held_text
 from sessions.models import Kind, Session, TimelineEvent
 from sessions.replay import Replayed
 from sessions.states import State
-from webhook.admin import Filters
-from webhook.charts import Series, bar_chart
-from webhook.dashboard_auth import Viewer
-from webhook.html import esc, hidden, href, post_form, session_link, table, when
+from webhook.console.api import Filters
+from webhook.console.charts import Series, bar_chart
+from webhook.console.html import esc, hidden, href, post_form, session_link, table, when
+from webhook.console.login import Viewer
 
 # What the session page shows: the operator's view, nothing of the buyer (no cancel URL,
 # checkout id or group, and of Shopify's redirect URL only its host and page), no token.

@@ -1,5 +1,5 @@
 """The sessions dashboard under /admin: server-rendered pages over the same reads and the same
-replay as the admin API (`webhook.admin`), for a browser.
+replay as the admin API (`webhook.console.api`), for a browser.
 
 | route | page |
 |---|---|
@@ -11,8 +11,8 @@ replay as the admin API (`webhook.admin`), for a browser.
 | `POST /admin/dashboard/bulk-replay` | the bulk replay itself, for what the dry run counted |
 | `POST /admin/dashboard/replay` | replay one failed session |
 | `GET /admin/dashboard/held` | failed sessions still holding a ledger reservation |
-| `GET /admin/dashboard/shops` | each shop's onboarding (`webhook.dashboard_shops`) |
-| `GET, POST /admin/login`, `POST /admin/logout` | the login form (`webhook.dashboard_auth`) |
+| `GET /admin/dashboard/shops` | each shop's onboarding (`webhook.console.shops_page`) |
+| `GET, POST /admin/login`, `POST /admin/logout` | the login form (`webhook.console.login`) |
 
 Pages show what an operator needs and nothing of the buyer: no cancel URL or checkout id,
 no token. Bad input is a 4xx page that names it and changes nothing.
@@ -38,10 +38,11 @@ from sessions.ledger_store import LedgerStore
 from sessions.models import Session
 from sessions.replay import replay
 from sessions.states import State
-from webhook.admin import MAX_HTTP_REPLAY, Filters, parse_filters
-from webhook.dashboard_auth import (
+from webhook.admin_token import admin_token
+from webhook.console.api import MAX_HTTP_REPLAY, Filters, parse_filters
+from webhook.console.html import esc, page, session_link, table, when
+from webhook.console.login import (
     Viewer,
-    admin_token,
     check_form,
     log_in,
     log_out,
@@ -50,8 +51,8 @@ from webhook.dashboard_auth import (
     same_origin,
     viewer,
 )
-from webhook.dashboard_shops import shops_page
-from webhook.dashboard_views import (
+from webhook.console.shops_page import shops_page
+from webhook.console.views import (
     bulk_preview_body,
     bulk_result_body,
     failed_body,
@@ -60,7 +61,6 @@ from webhook.dashboard_views import (
     session_body,
     sessions_body,
 )
-from webhook.html import esc, page, session_link, table, when
 from webhook.keys import REDIS, SETTINGS, STORE
 
 MAX_ID_CHARS = 255
@@ -112,11 +112,11 @@ def _session_id(value: str | None) -> str:
 
 
 async def overview(request: web.Request, seen: Viewer) -> web.Response:
-    redis = request.app[REDIS]
+    redis = request.config_dict[REDIS]
     now = time.time()
     stats = await collect(redis, now)
     activity = await last_hour(
-        redis, now, retention_seconds=request.app[SETTINGS].retention_seconds
+        redis, now, retention_seconds=request.config_dict[SETTINGS].retention_seconds
     )
     return page("Sessions", overview_body(stats, activity), seen)
 
@@ -125,7 +125,7 @@ async def sessions_list(request: web.Request, seen: Viewer) -> web.Response:
     query = _query(request)
     wanted_id = query.pop("id", None)
     filters: Filters = parse_filters(Filters, {"limit": "50", **query})
-    store = request.app[STORE]
+    store = request.config_dict[STORE]
     if wanted_id is not None:
         found = await store.get(_session_id(wanted_id))
         sessions = [found] if found is not None else []
@@ -136,7 +136,7 @@ async def sessions_list(request: web.Request, seen: Viewer) -> web.Response:
 
 async def session_page(request: web.Request, seen: Viewer) -> web.Response:
     session_id = _session_id(request.query.get("id"))
-    store = request.app[STORE]
+    store = request.config_dict[STORE]
     session = await store.get(session_id)
     if session is None:
         raise ApiError(404, "not_found", f"no session {session_id}")
@@ -154,9 +154,9 @@ async def replay_one(request: web.Request, seen: Viewer) -> web.Response:
     check_form(request, seen, form)
     session_id = _session_id(form.get("id"))
     [result] = await replay(
-        request.app[STORE],
+        request.config_dict[STORE],
         [session_id],
-        lease_seconds=request.app[SETTINGS].lease_seconds,
+        lease_seconds=request.config_dict[SETTINGS].lease_seconds,
         per_second=REPLAY_RATE,
         actor="dashboard",
     )
@@ -169,7 +169,7 @@ async def replay_one(request: web.Request, seen: Viewer) -> web.Response:
 
 async def failed_list(request: web.Request, seen: Viewer) -> web.Response:
     filters: Filters = parse_filters(Filters, {"limit": "100", **_query(request)})
-    found = await find_sessions(request.app[STORE], filters.to_filter(State.FAILED))
+    found = await find_sessions(request.config_dict[STORE], filters.to_filter(State.FAILED))
     return page("Dead letters", failed_body(filters, found, seen), seen)
 
 
@@ -185,15 +185,15 @@ def _bulk_filters(data: dict[str, str]) -> Filters:
 
 
 async def _matching(request: web.Request, filters: Filters) -> list[Session]:
-    return await find_sessions(request.app[STORE], filters.to_filter(State.FAILED))
+    return await find_sessions(request.config_dict[STORE], filters.to_filter(State.FAILED))
 
 
 async def bulk_preview(request: web.Request, seen: Viewer) -> web.Response:
     filters = _bulk_filters(_query(request))
     results = await replay(
-        request.app[STORE],
+        request.config_dict[STORE],
         [s.id for s in await _matching(request, filters)],
-        lease_seconds=request.app[SETTINGS].lease_seconds,
+        lease_seconds=request.config_dict[SETTINGS].lease_seconds,
         per_second=REPLAY_RATE,
         dry_run=True,
     )
@@ -205,9 +205,9 @@ async def bulk_replay(request: web.Request, seen: Viewer) -> web.Response:
     check_form(request, seen, form)
     filters = _bulk_filters(form)
     results = await replay(
-        request.app[STORE],
+        request.config_dict[STORE],
         [s.id for s in await _matching(request, filters)],
-        lease_seconds=request.app[SETTINGS].lease_seconds,
+        lease_seconds=request.config_dict[SETTINGS].lease_seconds,
         per_second=REPLAY_RATE,
         actor="dashboard",
     )
@@ -217,7 +217,7 @@ async def bulk_replay(request: web.Request, seen: Viewer) -> web.Response:
 
 
 async def held_list(request: web.Request, seen: Viewer) -> web.Response:
-    store = request.app[STORE]
+    store = request.config_dict[STORE]
     rows: list[list[str]] = []
     async for session, hold in holdings(store, LedgerStore(store.redis), scan=COUNT_SCAN):
         rows.append(
@@ -243,12 +243,12 @@ async def held_list(request: web.Request, seen: Viewer) -> web.Response:
 
 
 async def login_form(request: web.Request) -> web.Response:
-    admin_token(request.app[SETTINGS])  # 404 without one
+    admin_token(request.config_dict[SETTINGS])  # 404 without one
     return page("Log in", login_body(safe_next(request.query.get("next")), None), None)
 
 
 async def login(request: web.Request) -> web.Response:
-    admin_token(request.app[SETTINGS])  # 404 without one
+    admin_token(request.config_dict[SETTINGS])  # 404 without one
     if not same_origin(request):
         refused = '<p class="err">The form was sent from another site.</p>'
         return page("Forbidden", refused, None, status=403)
@@ -272,25 +272,26 @@ async def logout(request: web.Request, seen: Viewer) -> web.Response:
 
 
 async def _to_overview(request: web.Request) -> web.Response:
-    admin_token(request.app[SETTINGS])  # 404 without one
+    admin_token(request.config_dict[SETTINGS])  # 404 without one
     return redirect("/admin")
 
 
-def add_dashboard_routes(app: web.Application) -> None:
+def add_routes(console: web.Application) -> None:
+    """The pages of the table above, under the console's `/admin` ("" is `/admin` itself)."""
     routes: list[tuple[str, str, Any]] = [
-        ("GET", "/admin", _page(overview)),
-        ("GET", "/admin/", _to_overview),
-        ("GET", "/admin/login", login_form),
-        ("POST", "/admin/login", login),
-        ("POST", "/admin/logout", _page(logout)),
-        ("GET", "/admin/dashboard/sessions", _page(sessions_list)),
-        ("GET", "/admin/dashboard/session", _page(session_page)),
-        ("POST", "/admin/dashboard/replay", _page(replay_one)),
-        ("GET", "/admin/dashboard/failed", _page(failed_list)),
-        ("GET", "/admin/dashboard/bulk-replay", _page(bulk_preview)),
-        ("POST", "/admin/dashboard/bulk-replay", _page(bulk_replay)),
-        ("GET", "/admin/dashboard/held", _page(held_list)),
-        ("GET", "/admin/dashboard/shops", _page(shops_page)),
+        ("GET", "", _page(overview)),
+        ("GET", "/", _to_overview),
+        ("GET", "/login", login_form),
+        ("POST", "/login", login),
+        ("POST", "/logout", _page(logout)),
+        ("GET", "/dashboard/sessions", _page(sessions_list)),
+        ("GET", "/dashboard/session", _page(session_page)),
+        ("POST", "/dashboard/replay", _page(replay_one)),
+        ("GET", "/dashboard/failed", _page(failed_list)),
+        ("GET", "/dashboard/bulk-replay", _page(bulk_preview)),
+        ("POST", "/dashboard/bulk-replay", _page(bulk_replay)),
+        ("GET", "/dashboard/held", _page(held_list)),
+        ("GET", "/dashboard/shops", _page(shops_page)),
     ]
     for method, path, handler in routes:
-        app.router.add_route(method, path, handler)
+        console.router.add_route(method, path, handler)
