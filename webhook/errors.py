@@ -90,6 +90,11 @@ def failure_code(exc: Exception) -> str:
     return "internal_error"
 
 
+# aiohttp's own refusals, named as payhook's are where the reason text would differ: a form
+# past the body limit is the same 413 as a JSON body past it.
+_CODES = {413: "payload_too_large"}
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -101,7 +106,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = exc.reason.lower().replace(" ", "_")
+        code = _CODES.get(exc.status) or exc.reason.lower().replace(" ", "_")
         return error_response(exc.status, code, exc.reason)
     except Exception as exc:
         code = failure_code(exc)

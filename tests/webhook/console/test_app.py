@@ -39,7 +39,8 @@ async def test_a_form_past_the_web_apps_body_limit_is_refused(
     )
     assert answer.status == 413
     assert answer.content_type == "application/json"
-    assert "error" in await answer.json()
+    # The same refusal as a JSON body past the limit.
+    assert (await answer.json())["error"]["code"] == "payload_too_large"
     assert "Set-Cookie" not in answer.headers
 
 
