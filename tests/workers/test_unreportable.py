@@ -47,7 +47,7 @@ async def services(redis: fakeredis.FakeAsyncRedis, shopify_url: str) -> AsyncIt
     # As the worker builds it: the registry under this process's keys, behind the cache.
     tokens = CachedTokens(ShopTokens(redis, TokenCipher([KEPT])))
     gateway = GqlShopifyGateway(
-        url_template=shopify_url, api_version="2025-10", tokens=tokens, timeout_seconds=2
+        url_template=shopify_url, api_version="2025-10", tokens=tokens, timeout_seconds=10
     )
     ladder = RetryPolicy((0.0,), max_attempts=ATTEMPTS)
     yield Services(

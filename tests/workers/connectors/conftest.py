@@ -25,8 +25,8 @@ from workers.connectors.build import build_connector
 TOKEN = "sandbox-token"
 # Short enough that a `delay` fault of DELAY seconds is a timeout, long enough for a
 # loaded CI machine to answer everything else.
-TIMEOUT = 1.0
-DELAY = 1.6
+TIMEOUT = 1.5
+DELAY = 2.1
 
 
 def operation(**overrides: Any) -> Operation:
