@@ -41,9 +41,9 @@ LAYERS = (
 # package's own name stands for every module no other prefix names.
 SUBLAYERS: dict[str, tuple[tuple[str, ...], ...]] = {
     "workers": (
-        # Leaf helpers of every room of `workers`: the errors adapters raise and the retry
-        # schedules (the connectors and the gateway read `Retry-After` with them).
-        ("workers.errors", "workers.retry_policy"),
+        # The leaf helper of every room of `workers`: the retry schedules (the connectors
+        # and the gateway read `Retry-After` with them).
+        ("workers.retry_policy",),
         # What talks to the PSP and to Shopify.
         ("workers.connectors", "workers.shopify"),
         # A session's run: decisions, the runner, one module per kind.
