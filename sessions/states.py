@@ -132,19 +132,16 @@ def timeline_name(event: Event) -> str:
     return _TIMELINE_NAMES.get(event, event.value)
 
 
+# Every state each event may happen in: every write's compare-and-set guard, read once.
+_SOURCES: dict[Event, frozenset[State]] = {
+    event: frozenset(state for state, happened in TRANSITIONS if happened is event)
+    for event in Event
+}
+
+
 def sources_of(event: Event) -> frozenset[State]:
     """Every state `event` may happen in (the write's compare-and-set guard)."""
-    return frozenset(state for state, happened in TRANSITIONS if happened is event)
-
-
-TERMINAL: frozenset[State] = frozenset({State.REPORTED})
-# States a worker has something to do in (a pending payment only once its window closes).
-WORKABLE: frozenset[State] = frozenset({State.RECEIVED, State.SETTLING, State.SETTLED})
-
-
-def can_move(current: State, target: State) -> bool:
-    """Some event moves a session from `current` to `target`."""
-    return any(s is current and t is target for (s, _), t in TRANSITIONS.items())
+    return _SOURCES[event]
 
 
 def check(current: State, event: Event) -> State:

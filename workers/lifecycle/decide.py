@@ -67,10 +67,10 @@ def next_move(session: Session, happened: Happened, run: Run, now: float) -> Dec
             return test_refused(session, run.connector, policy, now, ledger=ledger)
         return AskStatus() if psp_uncertain(session) else AskPsp()
     if isinstance(happened, StatusAnswered):
+        status = type(happened.result).__name__
         if isinstance(happened.result, NotFound):
             # No earlier request was applied: it is safe to send, under the same key.
-            return AskPsp(status=type(happened.result).__name__, cleared=True)
-        status = type(happened.result).__name__
+            return AskPsp(status=status, cleared=True)
         return after_psp(session, happened.result, policy, now, ledger=ledger, status_detail=status)
     if isinstance(happened, PspAnswered):
         asked = happened.asked

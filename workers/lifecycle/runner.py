@@ -110,8 +110,9 @@ async def _run(session_id: str, services: Services, lifecycle: KindLifecycle) ->
         observer.run_ended()
 
 
-# A run stores at most this many decisions: an opening, the PSP's outcome, and two reports
-# (Shopify's answer to the first can change the outcome, which is then told).
+# More moves than any run makes: a token read, a status lookup, the PSP call and two reports
+# (Shopify's answer to the first can change the outcome, which is then told), each followed
+# by its stored decision, and an opening.
 _MOST_MOVES = 12
 
 
