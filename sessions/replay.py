@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from errors import StaleState
 from sessions import decisions
 from sessions.models import Session
-from sessions.states import State, recovery_point
+from sessions.states import State
 from sessions.store import SessionStore
 
 
@@ -40,28 +40,25 @@ async def replay(
     """
     results: list[Replayed] = []
     gap = 1.0 / per_second if per_second > 0 else 0.0
-    index = -1
+    wrote = False
     async for session_id, session in _read(store, session_ids):
-        index += 1
         if session is None:
             results.append(Replayed(session_id, None, "no such session"))
             continue
-        if session.state is not State.FAILED:
-            results.append(Replayed(session_id, None, f"not failed (it is {session.state})"))
-            continue
-        if dry_run:
-            resume = recovery_point(session.outcome is not None)
-            results.append(Replayed(session_id, resume, f"would resume at {resume}"))
-            continue
-        if index and gap:
+        if wrote and gap and not dry_run and session.state is State.FAILED:
+            # The pace is between writes: a session that is not replayed costs no wait.
             await asyncio.sleep(gap)
         decided = decisions.replay(session, time.time(), actor=actor, lease_seconds=lease_seconds)
         if isinstance(decided, decisions.Refused):
             results.append(Replayed(session_id, None, decided.message))
             continue
+        if dry_run:
+            results.append(Replayed(session_id, decided.state, f"would resume at {decided.state}"))
+            continue
         try:
             # Back at its recovery point and queued, in one write.
             await store.change(session, decided, queue=True)
+            wrote = True
         except StaleState as exc:
             results.append(Replayed(session_id, None, f"not failed ({exc.current})"))
             continue

@@ -92,3 +92,26 @@ async def test_a_session_that_is_not_failed_or_not_there_is_not_replayed(
     ]
     assert await store.get("s1") == session
     assert await queued(redis) == []
+
+
+async def test_a_bulk_replay_paces_its_writes_and_waits_for_nothing_else(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+
+    async def wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr("sessions.replay.asyncio.sleep", wait)
+    for session_id in ("live1", "live2"):
+        live = make_session(id=session_id)
+        await store.create(live, received_event(), due_at=0, queue=False)
+    await failed(store, id="f1")
+    await failed(store, id="f2")
+
+    done = await replay(
+        store, ["live1", "f1", "gone", "live2", "f2"], lease_seconds=30, per_second=4
+    )
+
+    assert [r.state for r in done] == [None, State.RECEIVED, None, None, State.RECEIVED]
+    assert waits == [0.25]  # between the two writes only
