@@ -13,13 +13,13 @@ import asyncio
 import json
 import sys
 import time
-from datetime import UTC, datetime
 
 from config import Settings
 from config.shop_domains import is_shop_domain
+from ops.inspect import when
 from redisio.connect import tool_client
 from shops.onboarding import Onboarding, OnboardingState, OnboardingStore, shop_statuses
-from shops.tokens import ShopTokens, token_cipher
+from shops.tokens import ShopTokens
 
 # How long `configure` waits for a worker that took the ask before it could.
 WAIT_FOR_WORKER_SECONDS = 15.0
@@ -31,12 +31,6 @@ EXIT_CODES = {
 }
 
 
-def _when(epoch: float | None) -> str:
-    if epoch is None:
-        return "-"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _flag(ready: bool | None) -> str:
     return "-" if ready is None else ("yes" if ready else "no")
 
@@ -44,9 +38,9 @@ def _flag(ready: bool | None) -> str:
 def describe(record: Onboarding) -> list[str]:
     """The onboarding as lines: the last ask and its result, then Shopify's own words."""
     asked = f"ready: {_flag(record.ready)}, externalHandle: {record.handle or '-'}"
-    when = _when(record.at or record.asked_at)
+    at = when(record.at or record.asked_at)
     lines = [
-        f"{record.state.value} {when}: paymentsAppConfigure({asked}) asked by "
+        f"{record.state.value} {at}: paymentsAppConfigure({asked}) asked by "
         f"{record.asked_by}, {record.attempts} attempt(s)"
     ]
     for error in record.user_errors:
@@ -65,20 +59,8 @@ async def configure_shop(settings: Settings, shop: str, *, handle: str | None, r
         print(f"payhook shops configure: {shop!r} is not a Shopify shop domain", file=sys.stderr)
         return 2
     redis = tool_client(settings)
-    fallback = settings.shopify_access_token
-    tokens = ShopTokens(
-        redis,
-        token_cipher(settings.token_key_list),
-        fallback.get_secret_value() if fallback else None,
-    )
-    gateway = GqlShopifyGateway(
-        url_template=settings.shopify_graphql_url,
-        api_version=settings.shopify_api_version,
-        tokens=tokens,
-        timeout_seconds=settings.shopify_timeout_seconds,
-        connections=1,
-        shop_suffixes=settings.shop_domain_suffixes,
-    )
+    tokens = ShopTokens.from_settings(redis, settings)
+    gateway = GqlShopifyGateway.from_settings(settings, tokens, connections=1)
     try:
         store = OnboardingStore(redis)
         if handle is None:

@@ -26,6 +26,7 @@ from enum import StrEnum
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from redis.asyncio import Redis
 
+from config import Settings
 from errors import NoTokenKey, ShopUninstalled, TokenUnreadable
 from sessions.keys import SHOPS
 
@@ -144,6 +145,17 @@ class ShopTokens:
         self._cipher = cipher
         self._fallback = fallback
         self._replace = redis.register_script(_REPLACE_IF_UNCHANGED)
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> ShopTokens:
+        """The registry as whatever reports to Shopify reads it: decrypted with
+        `PAYHOOK_TOKEN_KEYS`, with `PAYHOOK_SHOPIFY_ACCESS_TOKEN` for a shop without one."""
+        fallback = settings.shopify_access_token
+        return cls(
+            redis,
+            token_cipher(settings.token_key_list),
+            fallback.get_secret_value() if fallback else None,
+        )
 
     async def token_for(self, shop: str) -> str | None:
         """The shop's own token, else the fallback; `TokenUnreadable` when the shop's own

@@ -32,7 +32,7 @@ from sessions.handoff import Handoffs
 from sessions.ledger_store import LedgerStore
 from sessions.store import SessionStore
 from shops.onboarding import OnboardingStore
-from shops.tokens import ShopTokens, token_cipher
+from shops.tokens import ShopTokens
 from shops.webhook_store import WebhookStore
 from transport.celery_app import max_countdown
 from transport.messages import TASK_NAMES
@@ -122,25 +122,17 @@ class Runtime:
         )
         replication = Replication.from_settings(settings)
         self.store = SessionStore(self.redis, handoff, replication=replication)
-        fallback = settings.shopify_access_token
         self._connector = build_connector(settings, self.redis)
-        registry = ShopTokens(
-            self.redis,
-            token_cipher(settings.token_key_list),
-            fallback.get_secret_value() if fallback else None,
-        )
+        registry = ShopTokens.from_settings(self.redis, settings)
         tokens = CachedTokens(registry)
-        self._gateway = GqlShopifyGateway(
-            url_template=settings.shopify_graphql_url,
-            api_version=settings.shopify_api_version,
-            tokens=tokens,
-            timeout_seconds=settings.shopify_timeout_seconds,
+        self._gateway = GqlShopifyGateway.from_settings(
+            settings,
+            tokens,
             connections=settings.worker_concurrency,
             on_token_rejected=tokens.forget,
-            shop_suffixes=settings.shop_domain_suffixes,
         )
         self.onboarder = Onboarder.from_settings(
-            settings, OnboardingStore(self.redis), self._gateway, ShopTokens(self.redis)
+            settings, OnboardingStore(self.redis), self._gateway, registry
         )
         self.services = Services(
             claims=Claims(

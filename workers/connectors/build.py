@@ -46,6 +46,13 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
     pool = settings.worker_concurrency
     lock_seconds = settings.psp_order_lock_seconds
     live = settings.psp_account == "live"
+
+    def bearer(base_url: str, token: str) -> PspHttp:
+        headers = {"Authorization": f"Bearer {token}"}
+        return PspHttp(
+            base_url, name=name, timeout_seconds=timeout, headers=headers, connections=pool
+        )
+
     if name == "simulator":
         return SimulatorConnector(redis)
     if name == "http":
@@ -58,28 +65,15 @@ def build_connector(settings: Settings, redis: Redis) -> Connector:
         )
     if name == "ledyer":
         token_text = _required(settings.ledyer_access_token, "PAYHOOK_LEDYER_ACCESS_TOKEN")
-        http = PspHttp(
-            settings.ledyer_base_url,
-            name="ledyer",
-            timeout_seconds=timeout,
-            headers={"Authorization": f"Bearer {token_text}"},
-            connections=pool,
-        )
         return LedyerConnector(
-            http,
+            bearer(settings.ledyer_base_url, token_text),
             Journal(redis, "ledyer", replication=replication),
             OrderLock(redis, "ledyer", ttl_seconds=lock_seconds),
             live=live,
         )
     if name == "aplazame":
         key = _required(settings.aplazame_private_key, "PAYHOOK_APLAZAME_PRIVATE_KEY")
-        http = PspHttp(
-            settings.aplazame_base_url,
-            name="aplazame",
-            timeout_seconds=timeout,
-            headers={"Authorization": f"Bearer {key}"},
-            connections=pool,
-        )
+        http = bearer(settings.aplazame_base_url, key)
         # No idempotency key: a lost request may still land, so it is not resent at once.
         journal = Journal(
             redis,

@@ -29,6 +29,7 @@ from gql.transport.exceptions import (
 from graphql import print_ast
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from config import Settings
 from config.shop_domains import SHOPIFY_SUFFIXES, is_shop_domain
 from errors import (
     MissingCredentials,
@@ -196,6 +197,27 @@ class GqlShopifyGateway:
         self._timeout = timeout_seconds
         self._sessions: dict[str, tuple[Client, AsyncClientSession, _StatusAwareTransport]] = {}
         self._documents: dict[str, _PrintedRequest] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        tokens: TokenSource,
+        *,
+        connections: int,
+        on_token_rejected: Callable[[str], None] | None = None,
+    ) -> GqlShopifyGateway:
+        """The gateway as `PAYHOOK_SHOPIFY_*` configure it: the worker's, and the operator's
+        `payhook shops configure`, reach Shopify the same way."""
+        return cls(
+            url_template=settings.shopify_graphql_url,
+            api_version=settings.shopify_api_version,
+            tokens=tokens,
+            timeout_seconds=settings.shopify_timeout_seconds,
+            connections=connections,
+            on_token_rejected=on_token_rejected,
+            shop_suffixes=settings.shop_domain_suffixes,
+        )
 
     def reporting_token(self, shop: str, stored: str | None) -> str:
         self._check_domain(shop)
