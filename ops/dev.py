@@ -38,9 +38,6 @@ from config.settings import child_environment
 from ops.demo import SHOP
 from ops.redis_server import LocalRedis, _answers_ping
 
-GRAPHQL_PATH = "/{shop}/payments_apps/api/{version}/graphql.json"
-AUTHORIZE_PATH = "/{shop}/admin/oauth/authorize"
-TOKEN_PATH = "/{shop}/admin/oauth/access_token"  # noqa: S105 - a path
 BUYER_PATH = (
     "/pay/{session_id}?amount={amount}&currency={currency}&callback={callback}"
     "&return_url={return_url}"
@@ -140,6 +137,8 @@ def run_dev(
     flower_port: int = 5555,
 ) -> int:
     from sandbox.api_versions import UnknownApiVersion, schema_file
+    from sandbox.oauth import AUTHORIZE_PATH, TOKEN_PATH
+    from sandbox.shopify import GRAPHQL_PATH
 
     try:
         # The sandbox speaks one API version's schema, and payhook must call that one.
