@@ -138,8 +138,7 @@ async def clear_faults(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     request.app[SANDBOX_STATE].reset()
-    if WEBHOOK_SENDER in request.app:
-        request.app[WEBHOOK_SENDER].clear()
+    request.app[WEBHOOK_SENDER].clear()
     return web.json_response({"reset": True})
 
 

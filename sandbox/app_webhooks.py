@@ -45,7 +45,6 @@ DEFAULT_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
 MAX_RETRIES = 10
 MAX_DELAY_SECONDS = 60.0
 TIMEOUT_SECONDS = 5.0
-API_VERSION = "2025-10"
 TOPICS = ("app/uninstalled", "shop/redact", "customers/redact", "customers/data_request")
 
 
@@ -128,8 +127,10 @@ class Delivery:
 class WebhookSender:
     """Delivers webhooks in the background, each with its retries."""
 
-    def __init__(self, secret: str | None, app_url: str | None) -> None:
+    def __init__(self, secret: str | None, app_url: str | None, api_version: str) -> None:
         self._secret = secret
+        # The version the sandbox serves, which Shopify names on every webhook it sends.
+        self._api_version = api_version
         self._app_url = app_url.rstrip("/") if app_url else None
         self._deliveries: dict[str, Delivery] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -176,7 +177,7 @@ class WebhookSender:
             "X-Shopify-Topic": topic,
             "X-Shopify-Shop-Domain": shop,
             "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
-            "X-Shopify-API-Version": API_VERSION,
+            "X-Shopify-API-Version": self._api_version,
             "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(),
             "X-Shopify-Event-Id": str(uuid.uuid4()),
         }
@@ -231,8 +232,10 @@ class WebhookSender:
 WEBHOOK_SENDER = web.AppKey("webhook_sender", WebhookSender)
 
 
-def add_webhook_routes(app: web.Application, secret: str | None, app_url: str | None) -> None:
-    sender = WebhookSender(secret, app_url)
+def add_webhook_routes(
+    app: web.Application, secret: str | None, app_url: str | None, api_version: str
+) -> None:
+    sender = WebhookSender(secret, app_url, api_version)
     app[WEBHOOK_SENDER] = sender
 
     async def lifetime(_: web.Application) -> AsyncIterator[None]:

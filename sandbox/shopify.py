@@ -74,7 +74,7 @@ def create_shopify_app(
     add_oauth_routes(app)
     add_admin_routes(app)
     add_buyer_routes(app, callback_secret)
-    add_webhook_routes(app, webhook_secret, app_url)
+    add_webhook_routes(app, webhook_secret, app_url, api_version)
     return app
 
 

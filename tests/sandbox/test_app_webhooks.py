@@ -44,8 +44,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def sandbox_for(http: aiohttp.ClientSession, app_url: str) -> Any:
-    running = await start_shopify_sandbox(webhook_secret=SECRET, app_url=app_url)
+async def sandbox_for(http: aiohttp.ClientSession, app_url: str, **options: Any) -> Any:
+    running = await start_shopify_sandbox(webhook_secret=SECRET, app_url=app_url, **options)
     return running, SandboxShopifyClient(running.url, http)
 
 
@@ -81,6 +81,19 @@ async def test_a_webhook_is_signed_like_shopifys_and_retried_until_the_app_takes
     assert sent["shop_domain"] == SHOP
     assert sent["customer"]["email"] == "a@example.com"
     assert sent["orders_to_redact"] == [5]
+
+
+async def test_a_webhook_names_the_api_version_the_sandbox_serves(
+    aiohttp_server: Any, http: aiohttp.ClientSession
+) -> None:
+    app_url, received = await fake_app(aiohttp_server, [200])
+    running, sandbox = await sandbox_for(http, app_url, api_version="2026-04")
+    try:
+        await sandbox.send_webhook("app/uninstalled", SHOP, wait=True)
+    finally:
+        await running.close()
+    [(headers, _)] = received
+    assert headers["X-Shopify-API-Version"] == "2026-04"
 
 
 async def test_an_app_that_never_takes_it_is_given_up_on_after_the_bounded_retries(
