@@ -80,20 +80,22 @@ Step = Processed | Retrying | DeadLettered | NotRun
 
 @dataclass(frozen=True)
 class HookDecision:
-    state: HookState
     event: WebhookEvent
     fields: dict[str, object | None]
     due_at: float | None
     step: Step
 
+    @property
+    def state(self) -> HookState:
+        return self.event.state
+
 
 # -- decisions -----------------------------------------------------------------------------
 
 
-def decide_done(webhook: Webhook, result: str, now: float) -> HookDecision:
+def decide_done(result: str, now: float) -> HookDecision:
     """Done: the customer's identifiers the body brought are erased with it."""
     return HookDecision(
-        HookState.DONE,
         WebhookEvent(at=now, event="done", state=HookState.DONE, detail=result),
         {
             "done_at": now,
@@ -114,10 +116,9 @@ def decide_failure(webhook: Webhook, error: str, policy: RetryPolicy, now: float
     since = webhook.round_since if webhook.round_since is not None else now
     fields: dict[str, object | None] = {"attempts": attempt, "last_error": error}
     if policy.exhausted(attempt, now - since):
-        return decide_dead_letter(webhook, error, now, fields, attempt=attempt)
+        return decide_dead_letter(error, now, fields, attempt=attempt)
     delay = policy.delay(attempt)
     return HookDecision(
-        HookState.RETRYING,
         WebhookEvent(
             at=now,
             event="retry",
@@ -133,7 +134,6 @@ def decide_failure(webhook: Webhook, error: str, policy: RetryPolicy, now: float
 
 
 def decide_dead_letter(
-    webhook: Webhook,
     error: str,
     now: float,
     fields: dict[str, object | None] | None = None,
@@ -141,7 +141,6 @@ def decide_dead_letter(
     attempt: int | None = None,
 ) -> HookDecision:
     return HookDecision(
-        HookState.FAILED,
         WebhookEvent(at=now, event="failed", state=HookState.FAILED, attempt=attempt, error=error),
         {**(fields or {}), "last_error": error, "failed_at": now, "not_before": None},
         None,
@@ -169,7 +168,7 @@ async def process(webhook_id: str, services: WebhookServices) -> Step:
     context = {"webhook_id": webhook.id, "shop": webhook.shop, "topic": webhook.topic.value}
     if webhook.deliveries > services.max_deliveries:
         error = f"poison: {webhook.deliveries} deliveries without finishing"
-        decision = decide_dead_letter(webhook, error, services.clock())
+        decision = decide_dead_letter(error, services.clock())
     else:
         try:
             async with asyncio.timeout(services.run_timeout):
@@ -188,7 +187,7 @@ async def process(webhook_id: str, services: WebhookServices) -> Step:
             log.warning("webhook attempt failed", extra={**context, "error": _described(exc)})
             decision = decide_failure(webhook, _described(exc), services.policy, services.clock())
         else:
-            decision = decide_done(webhook, result, services.clock())
+            decision = decide_done(result, services.clock())
     try:
         await hooks.settle(
             webhook.id,
@@ -215,7 +214,7 @@ async def process(webhook_id: str, services: WebhookServices) -> Step:
 async def handle(webhook: Webhook, services: WebhookServices) -> str:
     """Do what the topic asks; returns what was done, for the record."""
     if webhook.topic is Topic.APP_UNINSTALLED:
-        return await _uninstall(webhook, services)
+        return (await _uninstalled(webhook, services))[1]
     if webhook.topic is Topic.SHOP_REDACT:
         return await _redact_shop(webhook, services)
     if webhook.topic is Topic.CUSTOMERS_REDACT:
@@ -229,10 +228,6 @@ _TOKEN = {
     Uninstall.ALREADY: "token already deleted",
     Uninstall.REINSTALLED: "token kept: stored after the uninstall (re-installed)",
 }
-
-
-async def _uninstall(webhook: Webhook, services: WebhookServices) -> str:
-    return (await _uninstalled(webhook, services))[1]
 
 
 async def _uninstalled(webhook: Webhook, services: WebhookServices) -> tuple[Uninstall, str]:

@@ -270,11 +270,15 @@ async def test_a_decision_that_keeps_losing_its_race_gives_up_and_writes_nothing
     session = make_session()
     await store.create(session, received_event(), due_at=0, queue=False)
 
+    asked: list[Session | None] = []
+
     def stale(read: Session | None) -> Change:
         # Always decided on a state the session is no longer in.
+        asked.append(read)
         return Change.of(Event.FAILED, at=3.0, due_at=None, expect=frozenset({State.SETTLING}))
 
     assert await store.decide_and_change(session.id, stale, attempts=3) is None
+    assert len(asked) == 3  # each attempt on a fresh read, and no more
     assert await store.get(session.id) == session
 
 

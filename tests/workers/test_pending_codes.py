@@ -5,11 +5,9 @@ closed), as docs/sessions.md's table says."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import fakeredis
 import pytest
 
@@ -40,12 +38,6 @@ def iso(timestamp: float) -> str:
 
 def user_error(code: str, times: int = 1) -> dict[str, Any]:
     return {"kind": "user_error", "mutation": PENDING, "code": code, "times": times}
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxShopifyClient]:
-    async with aiohttp.ClientSession() as http:
-        yield SandboxShopifyClient(sandbox_url, http)
 
 
 @pytest.fixture

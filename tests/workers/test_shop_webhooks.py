@@ -79,7 +79,7 @@ def test_a_failure_retries_on_the_ladder_until_its_cap_and_deadline_have_passed(
 
 
 def test_done_drops_the_customer_identifiers_it_was_given() -> None:
-    decision = decide_done(received(payload='{"email": "x@example.com"}'), "ok", 5.0)
+    decision = decide_done("ok", 5.0)
     assert decision.fields["payload"] is None
     assert (decision.state, decision.due_at) == (HookState.DONE, None)
 

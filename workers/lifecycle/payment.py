@@ -65,18 +65,10 @@ class PaymentLifecycle:
     async def status(self, services: Services, session: Session) -> StatusResult:
         return await self.prepare(services, session)
 
-    def _resolves(self, services: Services, session: Session) -> bool:
-        """The report is `paymentSessionResolve`: approved, and confirmed where it must be."""
-        if session.outcome is not Outcome.APPROVED or session.confirmation_result is False:
-            return False
-        return not reporting.awaits_confirmation(
-            session, confirmation=services.payment_confirmation
-        )
-
     async def before_report(self, services: Services, session: Session) -> None:
         # The book must exist before Shopify can send a capture, refund or void for it, and
         # only a payment Shopify is told is resolved has one.
-        if not self._resolves(services, session):
+        if self.report(services, session).field != "paymentSessionResolve":
             return
         assert session.amount is not None
         assert session.currency is not None

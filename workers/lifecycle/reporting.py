@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessions.models import Kind, Outcome, Report, Session
+from sessions.models import CONFIRM_MUTATION, Kind, Outcome, Report, Session
 from sessions.states import Event, State
 from workers.lifecycle.moves import (
     Accepted,
@@ -23,7 +23,6 @@ from workers.lifecycle.moves import (
     decision,
     interrupted,
 )
-from workers.shopify.mutations import CONFIRM_PAYMENT
 
 PENDING_EXPIRED = "The payment stayed pending at the payment provider past its deadline."
 
@@ -68,7 +67,7 @@ def awaits_confirmation(session: Session, *, confirmation: bool) -> bool:
         return False
     if session.confirmation_result is not None:
         return False
-    return confirmation or session.sent_mutation == CONFIRM_PAYMENT
+    return confirmation or session.sent_mutation == CONFIRM_MUTATION
 
 
 def earlier_attempts_of(session: Session, mutation: str) -> int:
@@ -105,7 +104,7 @@ def after_report(
             attempt=attempt,
             error=result.error,
         )
-    if (isinstance(result, Accepted) or mine) and mutation == CONFIRM_PAYMENT:
+    if (isinstance(result, Accepted) or mine) and mutation == CONFIRM_MUTATION:
         return _confirming(session, policy, now, fields, attempt, mine)
     if isinstance(result, Accepted) or mine:
         report = _REPORTS[mutation.removeprefix(f"{session.kind.value}Session")]
@@ -156,7 +155,7 @@ def _confirming(
     (`webhook.confirmations`), at most the confirmation window; no delivery takes it
     before then."""
     closes = now + policy.confirmation_window_seconds
-    detail = CONFIRM_PAYMENT + (" (already applied by an earlier attempt)" if mine else "")
+    detail = CONFIRM_MUTATION + (" (already applied by an earlier attempt)" if mine else "")
     return decision(
         session,
         now,

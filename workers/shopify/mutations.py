@@ -118,13 +118,12 @@ mutation PaymentSessionConfirm($id: ID!) {
   }
 }
 """
-CONFIRM_PAYMENT = CONFIRM_MUTATION
 
 
 def confirm_payment(gid: str) -> Mutation:
     """`paymentSessionConfirm`: Shopify checks the order (inventory, 3-D Secure), then POSTs
     its confirmation request to the app, which resolves or rejects the payment."""
-    return Mutation(field=CONFIRM_PAYMENT, document=_CONFIRM, variables={"id": gid})
+    return Mutation(field=CONFIRM_MUTATION, document=_CONFIRM, variables={"id": gid})
 
 
 def pend_payment(gid: str, pending_expires_at: str, reason: str) -> Mutation:
