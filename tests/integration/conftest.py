@@ -8,14 +8,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config import Settings
 from config.settings import child_environment
@@ -34,6 +35,7 @@ TOKEN = "shpat_integration_test"
 # Opens the web processes' readiness detail and metrics on their Shopify-facing listener.
 ADMIN_TOKEN = "integration-admin-token-0123456789abcdef"
 ROOT = Path(__file__).resolve().parents[2]
+Found = TypeVar("Found")
 
 
 class ThreadedSandbox:
@@ -235,3 +237,21 @@ async def wait_final(store: SessionStore, session_id: str, patience: float = 30.
             return session
         await asyncio.sleep(0.05)
     raise AssertionError(f"session {session_id} is still {session and session.state}")
+
+
+async def until(
+    check: Callable[[], Awaitable[Found | None]], what: str, patience: float = 30.0
+) -> Found:
+    """The first truthy answer of `check`, asked every 50 ms; the test fails if none comes
+    within `patience` seconds. A Redis that refuses connections (a test restarting it) is
+    asked again."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            found = await check()
+        except RedisConnectionError:
+            found = None
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never, within {patience:g} s: {what}")

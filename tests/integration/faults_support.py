@@ -129,15 +129,6 @@ def restartable_redis(redis_server: LocalRedis) -> Iterator[LocalRedis]:
         redis_server.start()
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str, patience: float = 20) -> None:
-    deadline = time.monotonic() + patience
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never: {what}")
-
-
 def child_pids(pid: int) -> list[int]:
     """Direct children of `pid` (the processes of `payhook worker --processes N`), from /proc."""
     found: list[int] = []

@@ -31,13 +31,8 @@ from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import payment_body, signed_callback
 from tests.integration import faults_support
-from tests.integration.conftest import wait_final
-from tests.integration.faults_support import (
-    SHOP,
-    Fleet,
-    kill_group,
-    until,
-)
+from tests.integration.conftest import until, wait_final
+from tests.integration.faults_support import SHOP, Fleet, kill_group
 from webhook.app import create_app
 
 pytestmark = pytest.mark.integration

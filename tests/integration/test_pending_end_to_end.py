@@ -4,7 +4,6 @@ its userError codes when a fault says so."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime
 from typing import Any
@@ -25,6 +24,7 @@ from tests.integration.conftest import (
     WorkerProcess,
     buyer_page_settings,
     serve_on,
+    until,
     wait_final,
 )
 from workers.lifecycle.reporting import PENDING_EXPIRED
@@ -70,13 +70,14 @@ async def pay(
     return body
 
 
-async def until_state(store: SessionStore, session_id: str, state: State) -> Session:
-    for _ in range(400):
+async def pending(store: SessionStore, session_id: str) -> Session:
+    """The session once it is pending at Shopify."""
+
+    async def check() -> Session | None:
         session = await store.get(session_id)
-        if session is not None and session.state is state:
-            return session
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{session_id} never became {state}")
+        return session if session is not None and session.state is State.PENDING else None
+
+    return await until(check, f"{session_id} pending")
 
 
 async def test_a_payment_held_for_the_merchant_is_pending_for_that_reason_inside_the_limit(
@@ -88,7 +89,7 @@ async def test_a_payment_held_for_the_merchant_is_pending_for_that_reason_inside
     worker: WorkerProcess,
 ) -> None:
     body = await pay(http, app_url, sandbox, "10.57")
-    session = await until_state(store, body["id"], State.PENDING)
+    session = await pending(store, body["id"])
 
     [call] = await sandbox.calls(gid=body["gid"])
     assert (call["mutation"], call["variables"]["reason"]) == (PENDING, "MERCHANT_ACTION_REQUIRED")
@@ -148,7 +149,7 @@ async def test_a_window_out_of_range_is_sent_again_until_shopify_takes_it(
     began = time.time()
     body = await pay(http, app_url, sandbox, "30.00")
 
-    await until_state(store, body["id"], State.PENDING)
+    await pending(store, body["id"])
 
     calls = await sandbox.calls(gid=body["gid"])
     assert [c["user_error_codes"] for c in calls] == [

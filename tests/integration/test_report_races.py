@@ -24,15 +24,8 @@ from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import payment_body, signed_callback
 from tests.integration import faults_support
-from tests.integration.conftest import wait_final
-from tests.integration.faults_support import (
-    RESOLVE,
-    SHOP,
-    Fleet,
-    kill_group,
-    send,
-    until,
-)
+from tests.integration.conftest import until, wait_final
+from tests.integration.faults_support import RESOLVE, SHOP, Fleet, kill_group, send
 from workers.connectors.simulator import SimulatorConnector
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,6 @@ import aiohttp
 import pytest
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config import Settings
 from ops.redis_server import LocalRedis
@@ -44,7 +43,7 @@ from tests.factories import (
     signed_callback,
 )
 from tests.integration import faults_support
-from tests.integration.conftest import wait_final
+from tests.integration.conftest import until, wait_final
 from tests.integration.faults_support import SHOP, Fleet, payhook, states_of
 from webhook.app import create_app
 
@@ -149,19 +148,6 @@ async def payment(http: aiohttp.ClientSession, app_url: str, **overrides: Any) -
     return str(body["id"])
 
 
-async def until(check: Any, what: str, patience: float = 30.0) -> Any:
-    deadline = time.monotonic() + patience
-    while time.monotonic() < deadline:
-        try:
-            found = await check()
-        except RedisConnectionError:  # a test that restarts Redis
-            found = None
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what} did not happen within {patience:g} s")
-
-
 async def deliver(shopify: SandboxShopifyClient, topic: str, **options: Any) -> dict[str, Any]:
     """Shopify sends the webhook; returns the sandbox's delivery once the app answered."""
     delivery = await shopify.send_webhook(topic, options.pop("shop", SHOP), wait=True, **options)
@@ -174,8 +160,7 @@ async def finished(hooks: WebhookStore, webhook_id: str, patience: float = 30.0)
         found = await hooks.get(webhook_id)
         return found if found and found.state in (HookState.DONE, HookState.FAILED) else None
 
-    done: Webhook = await until(check, f"webhook {webhook_id} processed", patience)
-    return done
+    return await until(check, f"webhook {webhook_id} processed", patience)
 
 
 async def session(store: SessionStore, session_id: str) -> Session:
