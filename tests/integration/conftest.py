@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -26,7 +27,7 @@ from sandbox.shopify import RunningShopifySandbox, start_shopify_sandbox
 from sessions.models import Session
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import CALLBACK_SECRET
+from tests.factories import CALLBACK_SECRET, payment_body, shopify_headers, signed_callback
 from webhook.app import create_app
 from workers.connectors.simulator import SimulatorConnector
 
@@ -226,6 +227,84 @@ async def sandbox(
     await client.clear_faults()
     yield client
     await client.clear_faults()
+
+
+async def send_session(
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    kind: str,
+    body: dict[str, Any],
+    *,
+    shop: str,
+    confirmation_callback_url: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Shopify sends a `kind` session of `shop` once, its gid registered with the sandbox
+    Shopify first (as Shopify creates a session before the app hears of it); the app's
+    status and JSON answer."""
+    await sandbox.register([body["gid"]], confirmation_callback_url=confirmation_callback_url)
+    async with http.post(
+        f"{app_url}/{kind}_sessions",
+        json=body,
+        headers=shopify_headers(**{"Shopify-Shop-Domain": shop}),
+    ) as answer:
+        return answer.status, await answer.json()
+
+
+@dataclass(frozen=True)
+class OpenedPayment:
+    """A payment session the app accepted: the body Shopify sent and the app's answer."""
+
+    body: dict[str, Any]
+    answer: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.body["id"])
+
+    @property
+    def gid(self) -> str:
+        return str(self.body["gid"])
+
+    @property
+    def redirect_url(self) -> str:
+        """Where the app sends the buyer."""
+        return str(self.answer["redirect_url"])
+
+
+async def open_payment(
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    *,
+    shop: str,
+    confirmation_callback_url: str | None = None,
+    **overrides: Any,
+) -> OpenedPayment:
+    """Shopify opens a payment session (`payment_body(**overrides)`) and the app takes it."""
+    body = payment_body(**overrides)
+    status, answer = await send_session(
+        http,
+        app_url,
+        sandbox,
+        "payment",
+        body,
+        shop=shop,
+        confirmation_callback_url=confirmation_callback_url,
+    )
+    assert status == 201, answer
+    return OpenedPayment(body, answer)
+
+
+async def psp_says(
+    http: aiohttp.ClientSession, app_url: str, session_id: str, outcome: str, **fields: Any
+) -> tuple[int, dict[str, Any]]:
+    """The simulator PSP calls the app back, signed, with the buyer's `outcome` (and
+    `fields`); the app's status and JSON answer."""
+    raw, headers = signed_callback(session_id, outcome, **fields)
+    url = f"{app_url}/psp/simulator/payments/{quote(session_id, safe='')}"
+    async with http.post(url, data=raw, headers=headers) as answer:
+        return answer.status, await answer.json()
 
 
 async def wait_final(store: SessionStore, session_id: str, patience: float = 30.0) -> Session:

@@ -229,12 +229,14 @@ async def send(
     sandbox: SandboxShopifyClient,
     amount: str,
     retry_delays: tuple[float, ...] = (0.2, 0.5, 1.0),
+    shop: str = SHOP,
 ) -> SentSession:
+    """A capture session of `amount` EUR that `shop` sends, on a payment of its own."""
     return await send_capture_session(
         http,
         app_url=app_url,
         sandbox=sandbox,
-        shop=SHOP,
+        shop=shop,
         payment_id=f"pay_{uuid.uuid4().hex[:12]}",
         amount=amount,
         currency="EUR",

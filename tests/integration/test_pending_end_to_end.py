@@ -19,10 +19,10 @@ from sandbox.shopify import RunningShopifySandbox
 from sessions.models import Report, Session
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import payment_body
 from tests.integration.conftest import (
     WorkerProcess,
     buyer_page_settings,
+    open_payment,
     serve_on,
     until,
     wait_final,
@@ -54,20 +54,11 @@ async def pay(
     http: aiohttp.ClientSession, app_url: str, sandbox: SandboxShopifyClient, amount: str
 ) -> dict[str, Any]:
     """A payment session from Shopify, whose buyer leaves it pending on the PSP's page."""
-    body = payment_body(amount=amount)
-    await sandbox.register([body["gid"]])
-    headers = {
-        "Shopify-Shop-Domain": SHOP,
-        "Shopify-Request-Id": "r",
-        "Shopify-Api-Version": "2025-10",
-    }
-    async with http.post(f"{app_url}/payment_sessions", json=body, headers=headers) as answer:
-        assert answer.status == 201
-        redirect = (await answer.json())["redirect_url"]
+    opened = await open_payment(http, app_url, sandbox, shop=SHOP, amount=amount)
     await sandbox.buyer("pending", change=True)
-    async with http.get(redirect) as page:  # the buyer's browser
+    async with http.get(opened.redirect_url) as page:  # the buyer's browser
         assert page.status == 200
-    return body
+    return opened.body
 
 
 async def pending(store: SessionStore, session_id: str) -> Session:

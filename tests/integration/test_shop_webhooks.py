@@ -25,7 +25,6 @@ from readouts.held import money_held
 from sandbox.app_webhooks import build_body
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import start_shopify_sandbox
-from sandbox.shopify_side import send_capture_session
 from sessions.keys import INDEX_CREATED, session_key, timeline_key
 from sessions.ledger_store import LedgerStore, ledger_keys
 from sessions.models import Report, Session
@@ -37,14 +36,12 @@ from shops.webhooks import HookState, Webhook
 from tests.factories import (
     CALLBACK_SECRET,
     make_session,
-    payment_body,
     received_event,
     shopify_headers,
-    signed_callback,
 )
 from tests.integration import faults_support
-from tests.integration.conftest import until, wait_final
-from tests.integration.faults_support import SHOP, Fleet, payhook, states_of
+from tests.integration.conftest import open_payment, psp_says, until, wait_final
+from tests.integration.faults_support import SHOP, Fleet, payhook, send, states_of
 from webhook.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -119,35 +116,6 @@ async def tokens(redis: Redis) -> ShopTokens:
     return registry
 
 
-async def capture(
-    http: aiohttp.ClientSession,
-    app_url: str,
-    sandbox: SandboxShopifyClient,
-    amount: str,
-    shop: str = SHOP,
-) -> str:
-    sent = await send_capture_session(
-        http,
-        app_url=app_url,
-        sandbox=sandbox,
-        shop=shop,
-        payment_id=f"pay_{uuid.uuid4().hex[:12]}",
-        amount=amount,
-        currency="EUR",
-        retry_delays=(),
-    )
-    assert sent.status == 201
-    return sent.id
-
-
-async def payment(http: aiohttp.ClientSession, app_url: str, **overrides: Any) -> str:
-    body = payment_body(**overrides)
-    headers = shopify_headers(**{"Shopify-Shop-Domain": SHOP})
-    async with http.post(f"{app_url}/payment_sessions", json=body, headers=headers) as answer:
-        assert answer.status == 201
-    return str(body["id"])
-
-
 async def deliver(shopify: SandboxShopifyClient, topic: str, **options: Any) -> dict[str, Any]:
     """Shopify sends the webhook; returns the sandbox's delivery once the app answered."""
     delivery = await shopify.send_webhook(topic, options.pop("shop", SHOP), wait=True, **options)
@@ -182,10 +150,15 @@ async def test_an_uninstall_with_sessions_in_flight_fails_them_and_shows_the_mon
     env = await started(fleet)
     # Shopify is down for the reports: an approved capture waits to be reported.
     await sandbox.add_fault({"kind": "status", "status": 503, "for_seconds": 120})
-    lost = await capture(http, app_url, sandbox, "30.55")  # every PSP answer lost
-    settled = await capture(http, app_url, sandbox, "20.00")  # approved, not yet reported
-    waiting = await payment(http, app_url)  # the buyer is on the PSP's page
-    bystander = await capture(http, app_url, sandbox, "40.55", shop=BYSTANDER)
+    sent = [
+        await send(http, app_url, sandbox, "30.55"),  # every PSP answer lost
+        await send(http, app_url, sandbox, "20.00"),  # approved, not yet reported
+        await send(http, app_url, sandbox, "40.55", shop=BYSTANDER),
+    ]
+    assert [s.status for s in sent] == [201, 201, 201]
+    lost, settled, bystander = (s.id for s in sent)
+    # A payment whose buyer is on the PSP's page.
+    waiting = (await open_payment(http, app_url, sandbox, shop=SHOP)).id
 
     async def in_their_states() -> bool:
         one, two = await session(store, lost), await session(store, settled)
@@ -242,9 +215,10 @@ async def test_an_uninstall_with_sessions_in_flight_fails_them_and_shows_the_mon
 
     # A re-install lets the shop in again.
     await tokens.add(SHOP, "shpat_reinstalled")
-    again = await capture(http, app_url, sandbox, "5.00")
+    again = await send(http, app_url, sandbox, "5.00")
+    assert again.status == 201
     await sandbox.clear_faults()
-    reported = await wait_final(store, again, patience=30)
+    reported = await wait_final(store, again.id, patience=30)
     assert (reported.state, reported.report) == (State.REPORTED, Report.RESOLVED)
 
 
@@ -253,11 +227,12 @@ async def test_a_failing_webhook_is_retried_dead_lettered_and_replayed_once_fixe
     http: aiohttp.ClientSession,
     app_url: str,
     shopify: SandboxShopifyClient,
+    sandbox: SandboxShopifyClient,
     store: SessionStore,
     redis: Redis,
     tokens: ShopTokens,
 ) -> None:
-    waiting = await payment(http, app_url)
+    waiting = (await open_payment(http, app_url, sandbox, shop=SHOP)).id
     # A session whose timeline holds another Redis type: no write to it can succeed.
     await redis.delete(timeline_key(waiting))
     await redis.set(timeline_key(waiting), "not a list")
@@ -295,17 +270,16 @@ async def test_customer_requests_report_and_redact_what_names_the_customer(
     http: aiohttp.ClientSession,
     app_url: str,
     shopify: SandboxShopifyClient,
+    sandbox: SandboxShopifyClient,
     store: SessionStore,
     redis: Redis,
     tokens: ShopTokens,
 ) -> None:
     env = await started(fleet)
     # The PSP declines with a message that quotes the buyer: payhook keeps that text.
-    named = await payment(http, app_url)
-    raw, headers = signed_callback(named, "declined", message=f"card of {EMAIL} declined by issuer")
-    async with http.post(f"{app_url}/psp/simulator/payments/{named}", data=raw, headers=headers):
-        pass
-    other = await payment(http, app_url, amount="12.00")
+    named = (await open_payment(http, app_url, sandbox, shop=SHOP)).id
+    await psp_says(http, app_url, named, "declined", message=f"card of {EMAIL} declined by issuer")
+    other = (await open_payment(http, app_url, sandbox, shop=SHOP, amount="12.00")).id
     before = await until(lambda: _declined(store, named), "the decline to be stored")
     customer = {"id": 7001, "email": EMAIL, "phone": "+15550001111"}
 
@@ -349,9 +323,13 @@ async def test_shop_redact_erases_the_shop_but_keeps_the_money_held(
     tokens: ShopTokens,
 ) -> None:
     env = await started(fleet)
-    reported = await capture(http, app_url, sandbox, "15.00")
-    lost = await capture(http, app_url, sandbox, "25.55")
-    bystander = await capture(http, app_url, sandbox, "16.00", shop=BYSTANDER)
+    sent = [
+        await send(http, app_url, sandbox, "15.00"),
+        await send(http, app_url, sandbox, "25.55"),
+        await send(http, app_url, sandbox, "16.00", shop=BYSTANDER),
+    ]
+    assert [s.status for s in sent] == [201, 201, 201]
+    reported, lost, bystander = (s.id for s in sent)
     await wait_final(store, reported)
     await wait_final(store, bystander)
     reported_payment = (await session(store, reported)).payment_id
