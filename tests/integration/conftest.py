@@ -307,6 +307,16 @@ async def psp_says(
         return answer.status, await answer.json()
 
 
+async def wait_state(store: SessionStore, session_id: str, state: State) -> Session:
+    """The session once it is in `state`; the test fails if it never is."""
+
+    async def check() -> Session | None:
+        session = await store.get(session_id)
+        return session if session is not None and session.state is state else None
+
+    return await until(check, f"session {session_id} {state}")
+
+
 async def wait_final(store: SessionStore, session_id: str, patience: float = 30.0) -> Session:
     """Wait until the session is reported or failed; fail the test if it never is."""
     deadline = time.monotonic() + patience

@@ -26,6 +26,7 @@ from tests.integration.conftest import (
     send_session,
     serve_on,
     wait_final,
+    wait_state,
 )
 
 pytestmark = pytest.mark.integration
@@ -179,13 +180,7 @@ async def test_a_pending_payment_is_reported_pending_then_resolved(
 ) -> None:
     payment = await shop.pay("pending")
     gid = f"gid://shopify/PaymentSession/{payment}"
-    for _ in range(200):
-        session = await store.get(payment)
-        if session is not None and session.state is State.PENDING:
-            break
-        await asyncio.sleep(0.05)
-    assert session is not None
-    assert session.state is State.PENDING
+    session = await wait_state(store, payment, State.PENDING)
     # The metrics find it among the pending payments, due when its window closes.
     assert await store.redis.zscore(PENDING, payment) == session.pending_expires_at
     assert await store.redis.zscore(WORKABLE, payment) is None

@@ -16,7 +16,7 @@ from ops.redis_server import LocalRedis, free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.ledger import PENDING_LIMIT_SECONDS
 from sandbox.shopify import RunningShopifySandbox
-from sessions.models import Report, Session
+from sessions.models import Report
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.integration.conftest import (
@@ -24,8 +24,8 @@ from tests.integration.conftest import (
     buyer_page_settings,
     open_payment,
     serve_on,
-    until,
     wait_final,
+    wait_state,
 )
 from workers.lifecycle.reporting import PENDING_EXPIRED
 
@@ -61,16 +61,6 @@ async def pay(
     return opened.body
 
 
-async def pending(store: SessionStore, session_id: str) -> Session:
-    """The session once it is pending at Shopify."""
-
-    async def check() -> Session | None:
-        session = await store.get(session_id)
-        return session if session is not None and session.state is State.PENDING else None
-
-    return await until(check, f"{session_id} pending")
-
-
 async def test_a_payment_held_for_the_merchant_is_pending_for_that_reason_inside_the_limit(
     http: aiohttp.ClientSession,
     app_url: str,
@@ -80,7 +70,7 @@ async def test_a_payment_held_for_the_merchant_is_pending_for_that_reason_inside
     worker: WorkerProcess,
 ) -> None:
     body = await pay(http, app_url, sandbox, "10.57")
-    session = await pending(store, body["id"])
+    session = await wait_state(store, body["id"], State.PENDING)
 
     [call] = await sandbox.calls(gid=body["gid"])
     assert (call["mutation"], call["variables"]["reason"]) == (PENDING, "MERCHANT_ACTION_REQUIRED")
@@ -140,7 +130,7 @@ async def test_a_window_out_of_range_is_sent_again_until_shopify_takes_it(
     began = time.time()
     body = await pay(http, app_url, sandbox, "30.00")
 
-    await pending(store, body["id"])
+    await wait_state(store, body["id"], State.PENDING)
 
     calls = await sandbox.calls(gid=body["gid"])
     assert [c["user_error_codes"] for c in calls] == [
