@@ -21,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config import Settings
 from config.settings import child_environment
-from ops.redis_server import LocalRedis
+from ops.redis_server import LocalRedis, free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox, start_shopify_sandbox
 from sessions.models import Session
@@ -68,28 +68,10 @@ def shopify_sandbox() -> Iterator[RunningShopifySandbox]:
 BUYER_PAGE = "/pay/{session_id}?amount={amount}&currency={currency}&callback={callback}"
 
 
-def buyer_page_settings(
-    redis_server: LocalRedis, sandbox: RunningShopifySandbox, port: int, **overrides: Any
-) -> Settings:
-    """A web app the sandbox's buyer page calls back: its address, so its port, is fixed
-    before it starts (`serve_on`)."""
-    fields: dict[str, Any] = {
-        "redis_url": f"redis://127.0.0.1:{redis_server.port}/{DB}",
-        "shopify_graphql_url": sandbox.graphql_url_template,
-        "shopify_access_token": TOKEN,
-        "lease_seconds": 5,
-        "redis_timeout_seconds": 1,
-        "public_url": f"http://127.0.0.1:{port}",
-        "simulator_webhook_secret": CALLBACK_SECRET,
-        "buyer_page_url": sandbox.url + BUYER_PAGE,
-    }
-    return Settings(**(fields | overrides))
-
-
-async def serve_on(aiohttp_server: Any, settings: Settings, port: int) -> str:
-    """The real app on `port` of 127.0.0.1; its base URL."""
-    await aiohttp_server(create_app(settings), port=port)
-    return f"http://127.0.0.1:{port}"
+def buyer_page(sandbox: RunningShopifySandbox, page: str = BUYER_PAGE) -> dict[str, Any]:
+    """Settings (for `serve_app`) whose payments send the buyer to the sandbox's simulator
+    PSP page `page`, which calls the app back, signed, at its `public_url`."""
+    return {"buyer_page_url": sandbox.url + page, "simulator_webhook_secret": CALLBACK_SECRET}
 
 
 def worker_environment(
@@ -211,6 +193,27 @@ def psp(redis: Redis) -> SimulatorConnector:
 async def app_url(aiohttp_server: Any, settings: Settings) -> str:
     server = await aiohttp_server(create_app(settings))
     return str(server.make_url("")).rstrip("/")
+
+
+# `serve_app(**overrides)`: the app's base URL.
+ServeApp = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def serve_app(aiohttp_server: Any, settings: Settings) -> ServeApp:
+    """Starts the real app with `settings` and `overrides` on 127.0.0.1, at a port picked
+    just before it binds (one picked earlier may be taken by then, under xdist). Its URL is
+    its `public_url`: the buyer page calls the app back there, so it is known before the
+    app starts."""
+
+    async def serve(**overrides: Any) -> str:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        served = settings.model_copy(update={"public_url": url, **overrides})
+        await aiohttp_server(create_app(Settings.model_validate(served.model_dump())), port=port)
+        return url
+
+    return serve
 
 
 @pytest.fixture

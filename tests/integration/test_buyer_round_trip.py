@@ -18,8 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
-from config import Settings
-from ops.redis_server import LocalRedis, free_port
+from ops.redis_server import LocalRedis
 from sandbox.checkout import checkout_url
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox
@@ -28,10 +27,11 @@ from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import new_id
 from tests.integration.conftest import (
+    BUYER_PAGE,
+    ServeApp,
     WorkerProcess,
-    buyer_page_settings,
+    buyer_page,
     open_payment,
-    serve_on,
     wait_final,
     worker_environment,
 )
@@ -39,11 +39,7 @@ from tests.integration.conftest import (
 pytestmark = pytest.mark.integration
 
 SHOP = "round-trip-shop.myshopify.com"
-APP_PORT = free_port()
-BUYER_PATH = (
-    "/pay/{session_id}?amount={amount}&currency={currency}&callback={callback}"
-    "&return_url={return_url}"
-)
+BUYER_PATH = BUYER_PAGE + "&return_url={return_url}"
 
 
 @pytest.fixture(scope="module")
@@ -67,19 +63,8 @@ def worker(
 
 
 @pytest.fixture
-def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return buyer_page_settings(
-        redis_server,
-        shopify_sandbox,
-        APP_PORT,
-        buyer_page_url=shopify_sandbox.url + BUYER_PATH,
-        buyer_return_wait_seconds=5,
-    )
-
-
-@pytest.fixture
-async def app_url(aiohttp_server: Any, settings: Settings) -> str:
-    return await serve_on(aiohttp_server, settings, APP_PORT)
+async def app_url(serve_app: ServeApp, shopify_sandbox: RunningShopifySandbox) -> str:
+    return await serve_app(**buyer_page(shopify_sandbox, BUYER_PATH), buyer_return_wait_seconds=5)
 
 
 async def checkout_payment(

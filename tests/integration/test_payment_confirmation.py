@@ -20,7 +20,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from config import Settings
 from sandbox.client import SandboxShopifyClient
 from sandbox.psp import RunningFake, connector_environment, start_psp_fake
 from sandbox.shopify_side import send_capture_session
@@ -30,9 +29,8 @@ from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import shopify_headers
 from tests.integration import faults_support
-from tests.integration.conftest import open_payment, psp_says, until, wait_final
+from tests.integration.conftest import ServeApp, open_payment, psp_says, until, wait_final
 from tests.integration.faults_support import SHOP, Fleet, kill_group
-from webhook.app import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -219,8 +217,7 @@ async def psp_calls(http: aiohttp.ClientSession, fake: RunningFake) -> list[dict
 
 async def test_test_sessions_never_reach_a_live_psp_account(
     fleet: Fleet,
-    aiohttp_server: Any,
-    settings: Settings,
+    serve_app: ServeApp,
     http: aiohttp.ClientSession,
     sandbox: SandboxShopifyClient,
     store: SessionStore,
@@ -229,9 +226,7 @@ async def test_test_sessions_never_reach_a_live_psp_account(
     live = {**connector_environment("http", http_psp.url, "psp-token")}
     live["PAYHOOK_HTTP_CONNECTOR_ACCOUNT"] = "live"
     await asyncio.to_thread(fleet.worker, fleet.env(**live))
-    web = settings.model_copy(update={"connector": "http", "http_connector_url": http_psp.url})
-    server = await aiohttp_server(create_app(Settings.model_validate(web.model_dump())))
-    app_url = str(server.make_url("")).rstrip("/")
+    app_url = await serve_app(connector="http", http_connector_url=http_psp.url)
     checkout = Checkout(http, app_url, sandbox)
 
     # A live payment opens the book the captures draw on; a test one is sent back to checkout.

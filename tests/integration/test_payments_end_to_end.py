@@ -9,8 +9,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from config import Settings
-from ops.redis_server import LocalRedis, free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox
 from sandbox.shopify_side import build_capture_body, post_session
@@ -20,11 +18,11 @@ from sessions.states import State
 from sessions.store import SessionStore
 from tests.factories import refund_body, void_body
 from tests.integration.conftest import (
+    ServeApp,
     WorkerProcess,
-    buyer_page_settings,
+    buyer_page,
     open_payment,
     send_session,
-    serve_on,
     wait_final,
     wait_state,
 )
@@ -32,23 +30,11 @@ from tests.integration.conftest import (
 pytestmark = pytest.mark.integration
 
 SHOP = "ledger-shop.myshopify.com"
-APP_PORT = free_port()
 
 
 @pytest.fixture
-def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return buyer_page_settings(
-        redis_server,
-        shopify_sandbox,
-        APP_PORT,
-        psp_timeout_seconds=1,
-        shopify_timeout_seconds=2,
-    )
-
-
-@pytest.fixture
-async def app_url(aiohttp_server: Any, settings: Settings) -> str:
-    return await serve_on(aiohttp_server, settings, APP_PORT)
+async def app_url(serve_app: ServeApp, shopify_sandbox: RunningShopifySandbox) -> str:
+    return await serve_app(**buyer_page(shopify_sandbox))
 
 
 class Shop:

@@ -12,7 +12,6 @@ import aiohttp
 import pytest
 
 from config import Settings
-from ops.redis_server import LocalRedis, free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.ledger import PENDING_LIMIT_SECONDS
 from sandbox.shopify import RunningShopifySandbox
@@ -20,10 +19,10 @@ from sessions.models import Report
 from sessions.states import State
 from sessions.store import SessionStore
 from tests.integration.conftest import (
+    ServeApp,
     WorkerProcess,
-    buyer_page_settings,
+    buyer_page,
     open_payment,
-    serve_on,
     wait_final,
     wait_state,
 )
@@ -32,22 +31,12 @@ from workers.lifecycle.reporting import PENDING_EXPIRED
 pytestmark = pytest.mark.integration
 
 SHOP = "pending-e2e.myshopify.com"
-APP_PORT = free_port()
 PENDING = "paymentSessionPending"
 
 
 @pytest.fixture
-def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return buyer_page_settings(
-        redis_server,
-        shopify_sandbox,
-        APP_PORT,
-    )
-
-
-@pytest.fixture
-async def app_url(aiohttp_server: Any, settings: Settings) -> str:
-    return await serve_on(aiohttp_server, settings, APP_PORT)
+async def app_url(serve_app: ServeApp, shopify_sandbox: RunningShopifySandbox) -> str:
+    return await serve_app(**buyer_page(shopify_sandbox))
 
 
 async def pay(

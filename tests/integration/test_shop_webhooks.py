@@ -19,7 +19,6 @@ import pytest
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
-from config import Settings
 from ops.redis_server import LocalRedis
 from readouts.held import money_held
 from sandbox.app_webhooks import build_body
@@ -40,9 +39,8 @@ from tests.factories import (
     shopify_headers,
 )
 from tests.integration import faults_support
-from tests.integration.conftest import open_payment, psp_says, until, wait_final
+from tests.integration.conftest import ServeApp, open_payment, psp_says, until, wait_final
 from tests.integration.faults_support import SHOP, Fleet, payhook, send, states_of
-from webhook.app import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -86,17 +84,13 @@ async def started(running: Fleet, **overrides: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def app_url(aiohttp_server: Any, settings: Settings) -> str:
-    served = settings.model_copy(
-        update={
-            "shopify_access_token": None,
-            "token_keys": KEY,
-            "shopify_api_secret": SECRET,
-            "simulator_webhook_secret": CALLBACK_SECRET,
-        }
+async def app_url(serve_app: ServeApp) -> str:
+    return await serve_app(
+        shopify_access_token=None,
+        token_keys=KEY,
+        shopify_api_secret=SECRET,
+        simulator_webhook_secret=CALLBACK_SECRET,
     )
-    server = await aiohttp_server(create_app(Settings.model_validate(served.model_dump())))
-    return str(server.make_url("")).rstrip("/")
 
 
 @pytest.fixture
