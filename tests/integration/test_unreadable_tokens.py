@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import uuid
 
 import aiohttp
 import pytest
@@ -52,15 +51,7 @@ def worker_env(running: Fleet, psp_url: str, keys: str, **overrides: str) -> dic
 async def send(
     http: aiohttp.ClientSession, app_url: str, sandbox: SandboxShopifyClient
 ) -> SentSession:
-    sent = await send_capture_session(
-        http,
-        app_url=app_url,
-        sandbox=sandbox,
-        shop=SHOP,
-        payment_id=f"pay_{uuid.uuid4().hex[:12]}",
-        amount="25.00",
-        currency="EUR",
-    )
+    sent = await faults_support.send(http, app_url, sandbox, "25.00")
     assert sent.status == 201
     return sent
 
