@@ -8,24 +8,26 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config import Settings
 from config.settings import child_environment
-from ops.redis_server import LocalRedis
+from ops.redis_server import LocalRedis, free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox, start_shopify_sandbox
 from sessions.models import Session
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import CALLBACK_SECRET
+from tests.factories import CALLBACK_SECRET, payment_body, shopify_headers, signed_callback
 from webhook.app import create_app
 from workers.connectors.simulator import SimulatorConnector
 
@@ -34,6 +36,7 @@ TOKEN = "shpat_integration_test"
 # Opens the web processes' readiness detail and metrics on their Shopify-facing listener.
 ADMIN_TOKEN = "integration-admin-token-0123456789abcdef"
 ROOT = Path(__file__).resolve().parents[2]
+Found = TypeVar("Found")
 
 
 class ThreadedSandbox:
@@ -65,28 +68,10 @@ def shopify_sandbox() -> Iterator[RunningShopifySandbox]:
 BUYER_PAGE = "/pay/{session_id}?amount={amount}&currency={currency}&callback={callback}"
 
 
-def buyer_page_settings(
-    redis_server: LocalRedis, sandbox: RunningShopifySandbox, port: int, **overrides: Any
-) -> Settings:
-    """A web app the sandbox's buyer page calls back: its address, so its port, is fixed
-    before it starts (`serve_on`)."""
-    fields: dict[str, Any] = {
-        "redis_url": f"redis://127.0.0.1:{redis_server.port}/{DB}",
-        "shopify_graphql_url": sandbox.graphql_url_template,
-        "shopify_access_token": TOKEN,
-        "lease_seconds": 5,
-        "redis_timeout_seconds": 1,
-        "public_url": f"http://127.0.0.1:{port}",
-        "simulator_webhook_secret": CALLBACK_SECRET,
-        "buyer_page_url": sandbox.url + BUYER_PAGE,
-    }
-    return Settings(**(fields | overrides))
-
-
-async def serve_on(aiohttp_server: Any, settings: Settings, port: int) -> str:
-    """The real app on `port` of 127.0.0.1; its base URL."""
-    await aiohttp_server(create_app(settings), port=port)
-    return f"http://127.0.0.1:{port}"
+def buyer_page(sandbox: RunningShopifySandbox, page: str = BUYER_PAGE) -> dict[str, Any]:
+    """Settings (for `serve_app`) whose payments send the buyer to the sandbox's simulator
+    PSP page `page`, which calls the app back, signed, at its `public_url`."""
+    return {"buyer_page_url": sandbox.url + page, "simulator_webhook_secret": CALLBACK_SECRET}
 
 
 def worker_environment(
@@ -210,6 +195,27 @@ async def app_url(aiohttp_server: Any, settings: Settings) -> str:
     return str(server.make_url("")).rstrip("/")
 
 
+# `serve_app(**overrides)`: the app's base URL.
+ServeApp = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def serve_app(aiohttp_server: Any, settings: Settings) -> ServeApp:
+    """Starts the real app with `settings` and `overrides` on 127.0.0.1, at a port picked
+    just before it binds (one picked earlier may be taken by then, under xdist). Its URL is
+    its `public_url`: the buyer page calls the app back there, so it is known before the
+    app starts."""
+
+    async def serve(**overrides: Any) -> str:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        served = settings.model_copy(update={"public_url": url, **overrides})
+        await aiohttp_server(create_app(Settings.model_validate(served.model_dump())), port=port)
+        return url
+
+    return serve
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
@@ -226,6 +232,94 @@ async def sandbox(
     await client.clear_faults()
 
 
+async def send_session(
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    kind: str,
+    body: dict[str, Any],
+    *,
+    shop: str,
+    confirmation_callback_url: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Shopify sends a `kind` session of `shop` once, its gid registered with the sandbox
+    Shopify first (as Shopify creates a session before the app hears of it); the app's
+    status and JSON answer."""
+    await sandbox.register([body["gid"]], confirmation_callback_url=confirmation_callback_url)
+    async with http.post(
+        f"{app_url}/{kind}_sessions",
+        json=body,
+        headers=shopify_headers(**{"Shopify-Shop-Domain": shop}),
+    ) as answer:
+        return answer.status, await answer.json()
+
+
+@dataclass(frozen=True)
+class OpenedPayment:
+    """A payment session the app accepted: the body Shopify sent and the app's answer."""
+
+    body: dict[str, Any]
+    answer: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.body["id"])
+
+    @property
+    def gid(self) -> str:
+        return str(self.body["gid"])
+
+    @property
+    def redirect_url(self) -> str:
+        """Where the app sends the buyer."""
+        return str(self.answer["redirect_url"])
+
+
+async def open_payment(
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    *,
+    shop: str,
+    confirmation_callback_url: str | None = None,
+    **overrides: Any,
+) -> OpenedPayment:
+    """Shopify opens a payment session (`payment_body(**overrides)`) and the app takes it."""
+    body = payment_body(**overrides)
+    status, answer = await send_session(
+        http,
+        app_url,
+        sandbox,
+        "payment",
+        body,
+        shop=shop,
+        confirmation_callback_url=confirmation_callback_url,
+    )
+    assert status == 201, answer
+    return OpenedPayment(body, answer)
+
+
+async def psp_says(
+    http: aiohttp.ClientSession, app_url: str, session_id: str, outcome: str, **fields: Any
+) -> tuple[int, dict[str, Any]]:
+    """The simulator PSP calls the app back, signed, with the buyer's `outcome` (and
+    `fields`); the app's status and JSON answer."""
+    raw, headers = signed_callback(session_id, outcome, **fields)
+    url = f"{app_url}/psp/simulator/payments/{quote(session_id, safe='')}"
+    async with http.post(url, data=raw, headers=headers) as answer:
+        return answer.status, await answer.json()
+
+
+async def wait_state(store: SessionStore, session_id: str, state: State) -> Session:
+    """The session once it is in `state`; the test fails if it never is."""
+
+    async def check() -> Session | None:
+        session = await store.get(session_id)
+        return session if session is not None and session.state is state else None
+
+    return await until(check, f"session {session_id} {state}")
+
+
 async def wait_final(store: SessionStore, session_id: str, patience: float = 30.0) -> Session:
     """Wait until the session is reported or failed; fail the test if it never is."""
     deadline = time.monotonic() + patience
@@ -235,3 +329,21 @@ async def wait_final(store: SessionStore, session_id: str, patience: float = 30.
             return session
         await asyncio.sleep(0.05)
     raise AssertionError(f"session {session_id} is still {session and session.state}")
+
+
+async def until(
+    check: Callable[[], Awaitable[Found | None]], what: str, patience: float = 30.0
+) -> Found:
+    """The first truthy answer of `check`, asked every 50 ms; the test fails if none comes
+    within `patience` seconds. A Redis that refuses connections (a test restarting it) is
+    asked again."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            found = await check()
+        except RedisConnectionError:
+            found = None
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never, within {patience:g} s: {what}")

@@ -129,15 +129,6 @@ def restartable_redis(redis_server: LocalRedis) -> Iterator[LocalRedis]:
         redis_server.start()
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str, patience: float = 20) -> None:
-    deadline = time.monotonic() + patience
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never: {what}")
-
-
 def child_pids(pid: int) -> list[int]:
     """Direct children of `pid` (the processes of `payhook worker --processes N`), from /proc."""
     found: list[int] = []
@@ -238,12 +229,14 @@ async def send(
     sandbox: SandboxShopifyClient,
     amount: str,
     retry_delays: tuple[float, ...] = (0.2, 0.5, 1.0),
+    shop: str = SHOP,
 ) -> SentSession:
+    """A capture session of `amount` EUR that `shop` sends, on a payment of its own."""
     return await send_capture_session(
         http,
         app_url=app_url,
         sandbox=sandbox,
-        shop=SHOP,
+        shop=shop,
         payment_id=f"pay_{uuid.uuid4().hex[:12]}",
         amount=amount,
         currency="EUR",

@@ -18,19 +18,20 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
-from config import Settings
-from ops.redis_server import LocalRedis, free_port
+from ops.redis_server import LocalRedis
 from sandbox.checkout import checkout_url
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox
 from sessions.models import Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import payment_body
+from tests.factories import new_id
 from tests.integration.conftest import (
+    BUYER_PAGE,
+    ServeApp,
     WorkerProcess,
-    buyer_page_settings,
-    serve_on,
+    buyer_page,
+    open_payment,
     wait_final,
     worker_environment,
 )
@@ -38,11 +39,7 @@ from tests.integration.conftest import (
 pytestmark = pytest.mark.integration
 
 SHOP = "round-trip-shop.myshopify.com"
-APP_PORT = free_port()
-BUYER_PATH = (
-    "/pay/{session_id}?amount={amount}&currency={currency}&callback={callback}"
-    "&return_url={return_url}"
-)
+BUYER_PATH = BUYER_PAGE + "&return_url={return_url}"
 
 
 @pytest.fixture(scope="module")
@@ -66,41 +63,26 @@ def worker(
 
 
 @pytest.fixture
-def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return buyer_page_settings(
-        redis_server,
-        shopify_sandbox,
-        APP_PORT,
-        buyer_page_url=shopify_sandbox.url + BUYER_PATH,
-        buyer_return_wait_seconds=5,
-    )
+async def app_url(serve_app: ServeApp, shopify_sandbox: RunningShopifySandbox) -> str:
+    return await serve_app(**buyer_page(shopify_sandbox, BUYER_PATH), buyer_return_wait_seconds=5)
 
 
-@pytest.fixture
-async def app_url(aiohttp_server: Any, settings: Settings) -> str:
-    return await serve_on(aiohttp_server, settings, APP_PORT)
-
-
-async def open_payment(
+async def checkout_payment(
     http: aiohttp.ClientSession, app_url: str, sandbox: SandboxShopifyClient
 ) -> tuple[str, str]:
     """Shopify sends a payment session whose checkout is the sandbox's; returns its id and
     the `redirect_url` the buyer is sent to."""
-    body = payment_body()
-    body["payment_method"] = {"type": "offsite", "data": {}}
-    body["cancel_url"] = checkout_url(sandbox.base_url, body["id"], "cancel")
-    await sandbox.register([body["gid"]])
-    async with http.post(
-        f"{app_url}/payment_sessions",
-        json=body,
-        headers={
-            "Shopify-Shop-Domain": SHOP,
-            "Shopify-Request-Id": "r",
-            "Shopify-Api-Version": "2025-10",
-        },
-    ) as answer:
-        assert answer.status == 201
-        return str(body["id"]), str((await answer.json())["redirect_url"])
+    session_id = new_id()
+    opened = await open_payment(
+        http,
+        app_url,
+        sandbox,
+        shop=SHOP,
+        id=session_id,
+        payment_method={"type": "offsite", "data": {}},
+        cancel_url=checkout_url(sandbox.base_url, session_id, "cancel"),
+    )
+    return opened.id, opened.redirect_url
 
 
 async def buyer_chooses(
@@ -141,7 +123,7 @@ async def test_the_buyer_ends_on_the_page_shopify_named_after_the_report(
     page: str,
     state: str,
 ) -> None:
-    payment, redirect_url = await open_payment(http, app_url, sandbox)
+    payment, redirect_url = await checkout_payment(http, app_url, sandbox)
     landed = await buyer_chooses(http, redirect_url, choice)
 
     expected = checkout_url(sandbox.base_url, payment, page)
@@ -170,7 +152,7 @@ async def test_a_decline_shopify_cannot_be_told_in_time_sends_the_buyer_back_to_
     await sandbox.add_fault(
         {"kind": "status", "status": 503, "for_seconds": 8, "mutation": "paymentSessionReject"}
     )
-    payment, redirect_url = await open_payment(http, app_url, sandbox)
+    payment, redirect_url = await checkout_payment(http, app_url, sandbox)
     landed = await buyer_chooses(http, redirect_url, "declined")
     assert str(landed.url) == checkout_url(sandbox.base_url, payment, "cancel")
     session = await store.get(payment)
@@ -191,7 +173,7 @@ async def test_an_approval_shopify_cannot_be_told_in_time_is_never_sent_to_check
     await sandbox.add_fault(
         {"kind": "status", "status": 503, "for_seconds": 7, "mutation": "paymentSessionResolve"}
     )
-    payment, redirect_url = await open_payment(http, app_url, sandbox)
+    payment, redirect_url = await checkout_payment(http, app_url, sandbox)
     landed = await buyer_chooses(http, redirect_url, "approved")
     # The page that asks again, on payhook: going back to checkout could mean paying twice.
     assert str(landed.url) == f"{app_url}/payments/{payment}/return"
@@ -234,7 +216,7 @@ async def test_in_a_real_browser_the_buyer_pays_and_lands_on_shopifys_thank_you_
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    payment, redirect_url = await open_payment(http, app_url, sandbox)
+    payment, redirect_url = await checkout_payment(http, app_url, sandbox)
     # Selenium blocks: it runs beside the event loop that serves payhook.
     await asyncio.to_thread(chromium.get, redirect_url)
     button = await asyncio.to_thread(

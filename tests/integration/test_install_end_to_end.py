@@ -5,9 +5,7 @@ token the install stored (the sandbox accepts no other for that shop)."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,9 +23,9 @@ from sandbox.state import SANDBOX_STATE
 from sessions.keys import SHOPS
 from sessions.models import Report
 from sessions.store import SessionStore
-from shops.onboarding import OnboardingState, OnboardingStore
+from shops.onboarding import Onboarding, OnboardingState, OnboardingStore
 from shops.tokens import TokenCipher
-from tests.integration.conftest import DB, WorkerProcess, wait_final, worker_environment
+from tests.integration.conftest import DB, WorkerProcess, until, wait_final, worker_environment
 from webhook.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -77,13 +75,20 @@ async def installing_app(
 
 
 async def configured_at_shopify(sandbox: SandboxShopifyClient, shop: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = (await sandbox.configurations()).get(shop)
-        if found is not None:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{shop} was never configured at Shopify")
+    async def check() -> dict[str, Any] | None:
+        return (await sandbox.configurations()).get(shop)
+
+    return await until(check, f"{shop} configured at Shopify")
+
+
+async def onboarded(redis: Redis, shop: str) -> Onboarding:
+    """The shop's onboarding record once it says configured."""
+
+    async def check() -> Onboarding | None:
+        record = await OnboardingStore(redis).get(shop)
+        return record if record and record.state is OnboardingState.CONFIGURED else None
+
+    return await until(check, f"the onboarding record of {shop} configured")
 
 
 async def test_an_install_is_onboarded_by_the_workers_and_its_token_reports_its_sessions(
@@ -112,14 +117,7 @@ async def test_an_install_is_onboarded_by_the_workers_and_its_token_reports_its_
         (True, {"externalHandle": shop, "ready": True})
     ]
     # Shopify holds it before the worker has read its answer: the record follows.
-    record = await OnboardingStore(redis).get(shop)
-    deadline = time.monotonic() + 30
-    while (record is None or record.state is not OnboardingState.CONFIGURED) and (
-        time.monotonic() < deadline
-    ):
-        await asyncio.sleep(0.1)
-        record = await OnboardingStore(redis).get(shop)
-    assert record is not None
+    record = await onboarded(redis, shop)
     assert (record.state, record.accepted_ready) == (OnboardingState.CONFIGURED, True)
 
     sent = await send_capture_session(

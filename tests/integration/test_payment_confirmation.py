@@ -16,12 +16,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import pytest
 
-from config import Settings
 from sandbox.client import SandboxShopifyClient
 from sandbox.psp import RunningFake, connector_environment, start_psp_fake
 from sandbox.shopify_side import send_capture_session
@@ -29,21 +27,14 @@ from sessions.ledger_store import LedgerStore
 from sessions.models import Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import payment_body, signed_callback
+from tests.factories import shopify_headers
 from tests.integration import faults_support
-from tests.integration.conftest import wait_final
-from tests.integration.faults_support import (
-    SHOP,
-    Fleet,
-    kill_group,
-    until,
-)
-from webhook.app import create_app
+from tests.integration.conftest import ServeApp, open_payment, psp_says, until, wait_final
+from tests.integration.faults_support import SHOP, Fleet, kill_group
 
 pytestmark = pytest.mark.integration
 
 CONFIRM, RESOLVE, REJECT = "paymentSessionConfirm", "paymentSessionResolve", "paymentSessionReject"
-HEADERS = {"Shopify-Shop-Domain": SHOP, "Shopify-Request-Id": "r", "Shopify-Api-Version": "2025-10"}
 CONFIRMATION_ON = {"PAYHOOK_PAYMENT_CONFIRMATION": "true"}
 
 
@@ -62,26 +53,26 @@ class Checkout:
         self.http, self.app_url, self.sandbox = http, app_url, sandbox
 
     async def pay(self, **overrides: Any) -> tuple[str, str]:
-        body = payment_body(**overrides)
-        # As the extension's confirmation_callback_url points Shopify at the app.
-        await self.sandbox.register(
-            [body["gid"]], confirmation_callback_url=f"{self.app_url}/payment_confirmations"
+        payment = await open_payment(
+            self.http,
+            self.app_url,
+            self.sandbox,
+            shop=SHOP,
+            # As the extension's confirmation_callback_url points Shopify at the app.
+            confirmation_callback_url=f"{self.app_url}/payment_confirmations",
+            **overrides,
         )
-        async with self.http.post(
-            f"{self.app_url}/payment_sessions", json=body, headers=HEADERS
-        ) as answer:
-            assert answer.status == 201
-        raw, headers = signed_callback(body["id"], "approved")
-        url = f"{self.app_url}/psp/simulator/payments/{quote(body['id'], safe='')}"
-        async with self.http.post(url, data=raw, headers=headers) as answer:
-            assert answer.status == 200
-        return str(body["id"]), str(body["gid"])
+        status, _ = await psp_says(self.http, self.app_url, payment.id, "approved")
+        assert status == 200
+        return payment.id, payment.gid
 
     async def confirmation(self, gid: str, result: bool) -> int:
         """Shopify sending its confirmation request (again)."""
         body = {"gid": gid, "confirmation_result": result}
         async with self.http.post(
-            f"{self.app_url}/payment_confirmations", json=body, headers=HEADERS
+            f"{self.app_url}/payment_confirmations",
+            json=body,
+            headers=shopify_headers(**{"Shopify-Shop-Domain": SHOP}),
         ) as answer:
             return answer.status
 
@@ -226,8 +217,7 @@ async def psp_calls(http: aiohttp.ClientSession, fake: RunningFake) -> list[dict
 
 async def test_test_sessions_never_reach_a_live_psp_account(
     fleet: Fleet,
-    aiohttp_server: Any,
-    settings: Settings,
+    serve_app: ServeApp,
     http: aiohttp.ClientSession,
     sandbox: SandboxShopifyClient,
     store: SessionStore,
@@ -236,22 +226,15 @@ async def test_test_sessions_never_reach_a_live_psp_account(
     live = {**connector_environment("http", http_psp.url, "psp-token")}
     live["PAYHOOK_HTTP_CONNECTOR_ACCOUNT"] = "live"
     await asyncio.to_thread(fleet.worker, fleet.env(**live))
-    web = settings.model_copy(update={"connector": "http", "http_connector_url": http_psp.url})
-    server = await aiohttp_server(create_app(Settings.model_validate(web.model_dump())))
-    app_url = str(server.make_url("")).rstrip("/")
+    app_url = await serve_app(connector="http", http_connector_url=http_psp.url)
     checkout = Checkout(http, app_url, sandbox)
 
     # A live payment opens the book the captures draw on; a test one is sent back to checkout.
     payment, _ = await checkout.pay(test=False)
     assert (await wait_final(store, payment)).report is Report.RESOLVED
-    body = payment_body(test=True)
-    await sandbox.register([body["gid"]])
-    async with http.post(f"{app_url}/payment_sessions", json=body, headers=HEADERS) as answer:
-        assert (answer.status, await answer.json()) == (
-            201,
-            {"redirect_url": body["payment_method"]["data"]["cancel_url"]},
-        )
-    assert (await wait_final(store, body["id"])).report is Report.REJECTED
+    back = await open_payment(http, app_url, sandbox, shop=SHOP, test=True)
+    assert back.answer == {"redirect_url": back.body["payment_method"]["data"]["cancel_url"]}
+    assert (await wait_final(store, back.id)).report is Report.REJECTED
 
     captures = {
         test: await send_capture_session(

@@ -9,8 +9,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from config import Settings
-from ops.redis_server import LocalRedis, free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import RunningShopifySandbox
 from sandbox.shopify_side import build_capture_body, post_session
@@ -18,34 +16,25 @@ from sessions.keys import PENDING, WORKABLE
 from sessions.models import Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import payment_body, refund_body, void_body
+from tests.factories import refund_body, void_body
 from tests.integration.conftest import (
+    ServeApp,
     WorkerProcess,
-    buyer_page_settings,
-    serve_on,
+    buyer_page,
+    open_payment,
+    send_session,
     wait_final,
+    wait_state,
 )
 
 pytestmark = pytest.mark.integration
 
 SHOP = "ledger-shop.myshopify.com"
-APP_PORT = free_port()
 
 
 @pytest.fixture
-def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return buyer_page_settings(
-        redis_server,
-        shopify_sandbox,
-        APP_PORT,
-        psp_timeout_seconds=1,
-        shopify_timeout_seconds=2,
-    )
-
-
-@pytest.fixture
-async def app_url(aiohttp_server: Any, settings: Settings) -> str:
-    return await serve_on(aiohttp_server, settings, APP_PORT)
+async def app_url(serve_app: ServeApp, shopify_sandbox: RunningShopifySandbox) -> str:
+    return await serve_app(**buyer_page(shopify_sandbox))
 
 
 class Shop:
@@ -60,30 +49,15 @@ class Shop:
     ) -> None:
         self.http, self.app_url, self.sandbox, self.store = http, app_url, sandbox, store
 
-    async def send(self, kind: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        await self.sandbox.register([body["gid"]])
-        async with self.http.post(
-            f"{self.app_url}/{kind}_sessions",
-            json=body,
-            headers={
-                "Shopify-Shop-Domain": SHOP,
-                "Shopify-Request-Id": "r",
-                "Shopify-Api-Version": "2025-10",
-            },
-        ) as answer:
-            return answer.status, await answer.json()
-
     async def pay(self, buyer: str = "approved", **overrides: Any) -> str:
-        body = payment_body(**overrides)
-        status, answer = await self.send("payment", body)
-        assert status == 201
+        opened = await open_payment(self.http, self.app_url, self.sandbox, shop=SHOP, **overrides)
         await self.sandbox.buyer(buyer, change=True)
-        async with self.http.get(answer["redirect_url"]) as page:  # the buyer's browser
+        async with self.http.get(opened.redirect_url) as page:  # the buyer's browser
             assert page.status == 200
-        return str(body["id"])
+        return opened.id
 
     async def settle(self, kind: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        status, _ = await self.send(kind, body)
+        status, _ = await send_session(self.http, self.app_url, self.sandbox, kind, body, shop=SHOP)
         assert status == 201
         session = await wait_final(self.store, body["id"])
         calls = [c for c in await self.sandbox.calls(gid=body["gid"]) if c["applied"]]
@@ -192,13 +166,7 @@ async def test_a_pending_payment_is_reported_pending_then_resolved(
 ) -> None:
     payment = await shop.pay("pending")
     gid = f"gid://shopify/PaymentSession/{payment}"
-    for _ in range(200):
-        session = await store.get(payment)
-        if session is not None and session.state is State.PENDING:
-            break
-        await asyncio.sleep(0.05)
-    assert session is not None
-    assert session.state is State.PENDING
+    session = await wait_state(store, payment, State.PENDING)
     # The metrics find it among the pending payments, due when its window closes.
     assert await store.redis.zscore(PENDING, payment) == session.pending_expires_at
     assert await store.redis.zscore(WORKABLE, payment) is None
@@ -252,15 +220,14 @@ async def test_two_captures_racing_for_the_rest_of_an_authorization_one_wins(
 async def test_a_forged_psp_callback_changes_nothing(
     shop: Shop, store: SessionStore, http: aiohttp.ClientSession, app_url: str
 ) -> None:
-    body = payment_body()
-    await shop.send("payment", body)
+    payment = await open_payment(http, app_url, shop.sandbox, shop=SHOP)
     async with http.post(
-        f"{app_url}/psp/simulator/payments/{body['id']}",
+        f"{app_url}/psp/simulator/payments/{payment.id}",
         json={"outcome": "approved", "reference": "forged"},
         headers={"X-Payhook-Signature": "sha256=00"},
     ) as answer:
         assert answer.status == 401
         assert (await answer.json())["error"]["code"] == "bad_signature"
-    session = await store.get(body["id"])
+    session = await store.get(payment.id)
     assert session is not None
     assert (session.state, session.outcome) == (State.RECEIVED, None)

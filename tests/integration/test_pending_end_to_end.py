@@ -4,7 +4,6 @@ its userError codes when a fault says so."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime
 from typing import Any
@@ -13,70 +12,42 @@ import aiohttp
 import pytest
 
 from config import Settings
-from ops.redis_server import LocalRedis, free_port
 from sandbox.client import SandboxShopifyClient
 from sandbox.ledger import PENDING_LIMIT_SECONDS
 from sandbox.shopify import RunningShopifySandbox
-from sessions.models import Report, Session
+from sessions.models import Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import payment_body
 from tests.integration.conftest import (
+    ServeApp,
     WorkerProcess,
-    buyer_page_settings,
-    serve_on,
+    buyer_page,
+    open_payment,
     wait_final,
+    wait_state,
 )
 from workers.lifecycle.reporting import PENDING_EXPIRED
 
 pytestmark = pytest.mark.integration
 
 SHOP = "pending-e2e.myshopify.com"
-APP_PORT = free_port()
 PENDING = "paymentSessionPending"
 
 
 @pytest.fixture
-def settings(redis_server: LocalRedis, shopify_sandbox: RunningShopifySandbox) -> Settings:
-    return buyer_page_settings(
-        redis_server,
-        shopify_sandbox,
-        APP_PORT,
-    )
-
-
-@pytest.fixture
-async def app_url(aiohttp_server: Any, settings: Settings) -> str:
-    return await serve_on(aiohttp_server, settings, APP_PORT)
+async def app_url(serve_app: ServeApp, shopify_sandbox: RunningShopifySandbox) -> str:
+    return await serve_app(**buyer_page(shopify_sandbox))
 
 
 async def pay(
     http: aiohttp.ClientSession, app_url: str, sandbox: SandboxShopifyClient, amount: str
 ) -> dict[str, Any]:
     """A payment session from Shopify, whose buyer leaves it pending on the PSP's page."""
-    body = payment_body(amount=amount)
-    await sandbox.register([body["gid"]])
-    headers = {
-        "Shopify-Shop-Domain": SHOP,
-        "Shopify-Request-Id": "r",
-        "Shopify-Api-Version": "2025-10",
-    }
-    async with http.post(f"{app_url}/payment_sessions", json=body, headers=headers) as answer:
-        assert answer.status == 201
-        redirect = (await answer.json())["redirect_url"]
+    opened = await open_payment(http, app_url, sandbox, shop=SHOP, amount=amount)
     await sandbox.buyer("pending", change=True)
-    async with http.get(redirect) as page:  # the buyer's browser
+    async with http.get(opened.redirect_url) as page:  # the buyer's browser
         assert page.status == 200
-    return body
-
-
-async def until_state(store: SessionStore, session_id: str, state: State) -> Session:
-    for _ in range(400):
-        session = await store.get(session_id)
-        if session is not None and session.state is state:
-            return session
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{session_id} never became {state}")
+    return opened.body
 
 
 async def test_a_payment_held_for_the_merchant_is_pending_for_that_reason_inside_the_limit(
@@ -88,7 +59,7 @@ async def test_a_payment_held_for_the_merchant_is_pending_for_that_reason_inside
     worker: WorkerProcess,
 ) -> None:
     body = await pay(http, app_url, sandbox, "10.57")
-    session = await until_state(store, body["id"], State.PENDING)
+    session = await wait_state(store, body["id"], State.PENDING)
 
     [call] = await sandbox.calls(gid=body["gid"])
     assert (call["mutation"], call["variables"]["reason"]) == (PENDING, "MERCHANT_ACTION_REQUIRED")
@@ -148,7 +119,7 @@ async def test_a_window_out_of_range_is_sent_again_until_shopify_takes_it(
     began = time.time()
     body = await pay(http, app_url, sandbox, "30.00")
 
-    await until_state(store, body["id"], State.PENDING)
+    await wait_state(store, body["id"], State.PENDING)
 
     calls = await sandbox.calls(gid=body["gid"])
     assert [c["user_error_codes"] for c in calls] == [

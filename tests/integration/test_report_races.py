@@ -12,8 +12,6 @@ and the sandbox Shopify over HTTP.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -22,17 +20,9 @@ from sandbox.client import SandboxShopifyClient
 from sessions.models import Op, Outcome, Report
 from sessions.states import State
 from sessions.store import SessionStore
-from tests.factories import payment_body, signed_callback
 from tests.integration import faults_support
-from tests.integration.conftest import wait_final
-from tests.integration.faults_support import (
-    RESOLVE,
-    SHOP,
-    Fleet,
-    kill_group,
-    send,
-    until,
-)
+from tests.integration.conftest import open_payment, psp_says, until, wait_final
+from tests.integration.faults_support import RESOLVE, SHOP, Fleet, kill_group, send
 from workers.connectors.simulator import SimulatorConnector
 
 pytestmark = pytest.mark.integration
@@ -46,49 +36,20 @@ fresh_database = faults_support.fresh_database
 fleet = faults_support.fleet
 
 
-class Buyer:
-    """The buyer's PSP: a payment session opened by Shopify, then the PSP's signed word."""
-
-    def __init__(
-        self, http: aiohttp.ClientSession, app_url: str, sandbox: SandboxShopifyClient
-    ) -> None:
-        self.http, self.app_url, self.sandbox = http, app_url, sandbox
-
-    async def open(self) -> tuple[str, str]:
-        body = payment_body()
-        await self.sandbox.register([body["gid"]])
-        headers = {
-            "Shopify-Shop-Domain": SHOP,
-            "Shopify-Request-Id": "r",
-            "Shopify-Api-Version": "2025-10",
-        }
-        async with self.http.post(
-            f"{self.app_url}/payment_sessions", json=body, headers=headers
-        ) as answer:
-            assert answer.status == 201
-        return str(body["id"]), str(body["gid"])
-
-    async def says(self, session_id: str, outcome: str) -> tuple[int, dict[str, Any]]:
-        raw, headers = signed_callback(session_id, outcome)
-        url = f"{self.app_url}/psp/simulator/payments/{quote(session_id, safe='')}"
-        async with self.http.post(url, data=raw, headers=headers) as answer:
-            return answer.status, await answer.json()
-
-
-@pytest.fixture
-def buyer(http: aiohttp.ClientSession, app_url: str, sandbox: SandboxShopifyClient) -> Buyer:
-    return Buyer(http, app_url, sandbox)
-
-
 async def test_an_approval_while_shopify_refuses_pending_resolves_the_payment(
-    fleet: Fleet, buyer: Buyer, sandbox: SandboxShopifyClient, store: SessionStore
+    fleet: Fleet,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
 ) -> None:
     env = fleet.env()
     await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
     refuse_pending = {"kind": "status", "status": 503, "for_seconds": 4, "mutation": PENDING}
     await sandbox.add_fault(refuse_pending)
-    session_id, gid = await buyer.open()
-    assert (await buyer.says(session_id, "pending"))[0] == 200
+    payment = await open_payment(http, app_url, sandbox, shop=SHOP)
+    session_id, gid = payment.id, payment.gid
+    assert (await psp_says(http, app_url, session_id, "pending"))[0] == 200
 
     async def pending_refused() -> bool:
         return any(c["status"] == 503 for c in await sandbox.calls(gid=gid))
@@ -99,8 +60,9 @@ async def test_an_approval_while_shopify_refuses_pending_resolves_the_payment(
     assert (stored.state, stored.outcome) == (State.SETTLED, Outcome.PENDING)
 
     # The buyer paid: Shopify has not heard "pending" yet, and that must not stand in the way.
-    assert await buyer.says(session_id, "approved") == (200, {"status": "accepted"})
-    assert (await buyer.says(session_id, "declined"))[0] == 409  # now it is truly final
+    assert await psp_says(http, app_url, session_id, "approved") == (200, {"status": "accepted"})
+    late, _ = await psp_says(http, app_url, session_id, "declined")
+    assert late == 409  # now it is truly final
     session = await wait_final(store, session_id, patience=30)
     assert (session.state, session.outcome, session.report) == (
         State.REPORTED,
@@ -114,21 +76,26 @@ async def test_an_approval_while_shopify_refuses_pending_resolves_the_payment(
 
 
 async def test_an_approval_during_the_pending_report_is_not_overwritten_by_it(
-    fleet: Fleet, buyer: Buyer, sandbox: SandboxShopifyClient, store: SessionStore
+    fleet: Fleet,
+    http: aiohttp.ClientSession,
+    app_url: str,
+    sandbox: SandboxShopifyClient,
+    store: SessionStore,
 ) -> None:
     env = fleet.env()
     await asyncio.gather(asyncio.to_thread(fleet.worker, env), asyncio.to_thread(fleet.beat, env))
     # Shopify takes "pending" slowly, yet within the worker's 2 s timeout: the approval lands
     # while the worker waits for an answer that will say "accepted".
     await sandbox.add_fault({"kind": "delay", "seconds": 1, "times": 1, "mutation": PENDING})
-    session_id, gid = await buyer.open()
-    assert (await buyer.says(session_id, "pending"))[0] == 200
+    payment = await open_payment(http, app_url, sandbox, shop=SHOP)
+    session_id, gid = payment.id, payment.gid
+    assert (await psp_says(http, app_url, session_id, "pending"))[0] == 200
 
     async def pending_in_flight() -> bool:
         return await sandbox.faults() == []
 
     await until(pending_in_flight, "the slow paymentSessionPending taken")
-    assert await buyer.says(session_id, "approved") == (200, {"status": "accepted"})
+    assert await psp_says(http, app_url, session_id, "approved") == (200, {"status": "accepted"})
 
     session = await wait_final(store, session_id, patience=30)
     assert (session.state, session.outcome, session.report) == (

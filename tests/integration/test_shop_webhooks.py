@@ -18,15 +18,12 @@ import aiohttp
 import pytest
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
-from config import Settings
 from ops.redis_server import LocalRedis
 from readouts.held import money_held
 from sandbox.app_webhooks import build_body
 from sandbox.client import SandboxShopifyClient
 from sandbox.shopify import start_shopify_sandbox
-from sandbox.shopify_side import send_capture_session
 from sessions.keys import INDEX_CREATED, session_key, timeline_key
 from sessions.ledger_store import LedgerStore, ledger_keys
 from sessions.models import Report, Session
@@ -38,15 +35,12 @@ from shops.webhooks import HookState, Webhook
 from tests.factories import (
     CALLBACK_SECRET,
     make_session,
-    payment_body,
     received_event,
     shopify_headers,
-    signed_callback,
 )
 from tests.integration import faults_support
-from tests.integration.conftest import wait_final
-from tests.integration.faults_support import SHOP, Fleet, payhook, states_of
-from webhook.app import create_app
+from tests.integration.conftest import ServeApp, open_payment, psp_says, until, wait_final
+from tests.integration.faults_support import SHOP, Fleet, payhook, send, states_of
 
 pytestmark = pytest.mark.integration
 
@@ -90,17 +84,13 @@ async def started(running: Fleet, **overrides: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def app_url(aiohttp_server: Any, settings: Settings) -> str:
-    served = settings.model_copy(
-        update={
-            "shopify_access_token": None,
-            "token_keys": KEY,
-            "shopify_api_secret": SECRET,
-            "simulator_webhook_secret": CALLBACK_SECRET,
-        }
+async def app_url(serve_app: ServeApp) -> str:
+    return await serve_app(
+        shopify_access_token=None,
+        token_keys=KEY,
+        shopify_api_secret=SECRET,
+        simulator_webhook_secret=CALLBACK_SECRET,
     )
-    server = await aiohttp_server(create_app(Settings.model_validate(served.model_dump())))
-    return str(server.make_url("")).rstrip("/")
 
 
 @pytest.fixture
@@ -120,48 +110,6 @@ async def tokens(redis: Redis) -> ShopTokens:
     return registry
 
 
-async def capture(
-    http: aiohttp.ClientSession,
-    app_url: str,
-    sandbox: SandboxShopifyClient,
-    amount: str,
-    shop: str = SHOP,
-) -> str:
-    sent = await send_capture_session(
-        http,
-        app_url=app_url,
-        sandbox=sandbox,
-        shop=shop,
-        payment_id=f"pay_{uuid.uuid4().hex[:12]}",
-        amount=amount,
-        currency="EUR",
-        retry_delays=(),
-    )
-    assert sent.status == 201
-    return sent.id
-
-
-async def payment(http: aiohttp.ClientSession, app_url: str, **overrides: Any) -> str:
-    body = payment_body(**overrides)
-    headers = shopify_headers(**{"Shopify-Shop-Domain": SHOP})
-    async with http.post(f"{app_url}/payment_sessions", json=body, headers=headers) as answer:
-        assert answer.status == 201
-    return str(body["id"])
-
-
-async def until(check: Any, what: str, patience: float = 30.0) -> Any:
-    deadline = time.monotonic() + patience
-    while time.monotonic() < deadline:
-        try:
-            found = await check()
-        except RedisConnectionError:  # a test that restarts Redis
-            found = None
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what} did not happen within {patience:g} s")
-
-
 async def deliver(shopify: SandboxShopifyClient, topic: str, **options: Any) -> dict[str, Any]:
     """Shopify sends the webhook; returns the sandbox's delivery once the app answered."""
     delivery = await shopify.send_webhook(topic, options.pop("shop", SHOP), wait=True, **options)
@@ -174,8 +122,7 @@ async def finished(hooks: WebhookStore, webhook_id: str, patience: float = 30.0)
         found = await hooks.get(webhook_id)
         return found if found and found.state in (HookState.DONE, HookState.FAILED) else None
 
-    done: Webhook = await until(check, f"webhook {webhook_id} processed", patience)
-    return done
+    return await until(check, f"webhook {webhook_id} processed", patience)
 
 
 async def session(store: SessionStore, session_id: str) -> Session:
@@ -197,10 +144,15 @@ async def test_an_uninstall_with_sessions_in_flight_fails_them_and_shows_the_mon
     env = await started(fleet)
     # Shopify is down for the reports: an approved capture waits to be reported.
     await sandbox.add_fault({"kind": "status", "status": 503, "for_seconds": 120})
-    lost = await capture(http, app_url, sandbox, "30.55")  # every PSP answer lost
-    settled = await capture(http, app_url, sandbox, "20.00")  # approved, not yet reported
-    waiting = await payment(http, app_url)  # the buyer is on the PSP's page
-    bystander = await capture(http, app_url, sandbox, "40.55", shop=BYSTANDER)
+    sent = [
+        await send(http, app_url, sandbox, "30.55"),  # every PSP answer lost
+        await send(http, app_url, sandbox, "20.00"),  # approved, not yet reported
+        await send(http, app_url, sandbox, "40.55", shop=BYSTANDER),
+    ]
+    assert [s.status for s in sent] == [201, 201, 201]
+    lost, settled, bystander = (s.id for s in sent)
+    # A payment whose buyer is on the PSP's page.
+    waiting = (await open_payment(http, app_url, sandbox, shop=SHOP)).id
 
     async def in_their_states() -> bool:
         one, two = await session(store, lost), await session(store, settled)
@@ -257,9 +209,10 @@ async def test_an_uninstall_with_sessions_in_flight_fails_them_and_shows_the_mon
 
     # A re-install lets the shop in again.
     await tokens.add(SHOP, "shpat_reinstalled")
-    again = await capture(http, app_url, sandbox, "5.00")
+    again = await send(http, app_url, sandbox, "5.00")
+    assert again.status == 201
     await sandbox.clear_faults()
-    reported = await wait_final(store, again, patience=30)
+    reported = await wait_final(store, again.id, patience=30)
     assert (reported.state, reported.report) == (State.REPORTED, Report.RESOLVED)
 
 
@@ -268,11 +221,12 @@ async def test_a_failing_webhook_is_retried_dead_lettered_and_replayed_once_fixe
     http: aiohttp.ClientSession,
     app_url: str,
     shopify: SandboxShopifyClient,
+    sandbox: SandboxShopifyClient,
     store: SessionStore,
     redis: Redis,
     tokens: ShopTokens,
 ) -> None:
-    waiting = await payment(http, app_url)
+    waiting = (await open_payment(http, app_url, sandbox, shop=SHOP)).id
     # A session whose timeline holds another Redis type: no write to it can succeed.
     await redis.delete(timeline_key(waiting))
     await redis.set(timeline_key(waiting), "not a list")
@@ -310,17 +264,16 @@ async def test_customer_requests_report_and_redact_what_names_the_customer(
     http: aiohttp.ClientSession,
     app_url: str,
     shopify: SandboxShopifyClient,
+    sandbox: SandboxShopifyClient,
     store: SessionStore,
     redis: Redis,
     tokens: ShopTokens,
 ) -> None:
     env = await started(fleet)
     # The PSP declines with a message that quotes the buyer: payhook keeps that text.
-    named = await payment(http, app_url)
-    raw, headers = signed_callback(named, "declined", message=f"card of {EMAIL} declined by issuer")
-    async with http.post(f"{app_url}/psp/simulator/payments/{named}", data=raw, headers=headers):
-        pass
-    other = await payment(http, app_url, amount="12.00")
+    named = (await open_payment(http, app_url, sandbox, shop=SHOP)).id
+    await psp_says(http, app_url, named, "declined", message=f"card of {EMAIL} declined by issuer")
+    other = (await open_payment(http, app_url, sandbox, shop=SHOP, amount="12.00")).id
     before = await until(lambda: _declined(store, named), "the decline to be stored")
     customer = {"id": 7001, "email": EMAIL, "phone": "+15550001111"}
 
@@ -364,9 +317,13 @@ async def test_shop_redact_erases_the_shop_but_keeps_the_money_held(
     tokens: ShopTokens,
 ) -> None:
     env = await started(fleet)
-    reported = await capture(http, app_url, sandbox, "15.00")
-    lost = await capture(http, app_url, sandbox, "25.55")
-    bystander = await capture(http, app_url, sandbox, "16.00", shop=BYSTANDER)
+    sent = [
+        await send(http, app_url, sandbox, "15.00"),
+        await send(http, app_url, sandbox, "25.55"),
+        await send(http, app_url, sandbox, "16.00", shop=BYSTANDER),
+    ]
+    assert [s.status for s in sent] == [201, 201, 201]
+    reported, lost, bystander = (s.id for s in sent)
     await wait_final(store, reported)
     await wait_final(store, bystander)
     reported_payment = (await session(store, reported)).payment_id

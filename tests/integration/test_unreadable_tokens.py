@@ -9,15 +9,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import uuid
-from typing import Any
 
 import aiohttp
 import pytest
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
-from config import Settings
 from sandbox.client import SandboxShopifyClient
 from sandbox.psp import connector_environment, start_psp_fake
 from sandbox.shopify_side import SentSession, send_capture_session
@@ -26,9 +23,8 @@ from sessions.states import State
 from sessions.store import SessionStore
 from shops.tokens import ShopTokens, TokenCipher
 from tests.integration import faults_support
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, ServeApp
 from tests.integration.faults_support import SHOP, Fleet, wait_all_final
-from webhook.app import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -52,24 +48,10 @@ def worker_env(running: Fleet, psp_url: str, keys: str, **overrides: str) -> dic
     return env
 
 
-async def web(aiohttp_server: Any, settings: Settings, keys: str) -> str:
-    served = settings.model_copy(update={"shopify_access_token": None, "token_keys": keys})
-    server = await aiohttp_server(create_app(Settings.model_validate(served.model_dump())))
-    return str(server.make_url("")).rstrip("/")
-
-
 async def send(
     http: aiohttp.ClientSession, app_url: str, sandbox: SandboxShopifyClient
 ) -> SentSession:
-    sent = await send_capture_session(
-        http,
-        app_url=app_url,
-        sandbox=sandbox,
-        shop=SHOP,
-        payment_id=f"pay_{uuid.uuid4().hex[:12]}",
-        amount="25.00",
-        currency="EUR",
-    )
+    sent = await faults_support.send(http, app_url, sandbox, "25.00")
     assert sent.status == 201
     return sent
 
@@ -99,16 +81,15 @@ def payhook(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 async def test_a_worker_that_lost_the_tokens_key_never_asks_the_psp_for_that_shop(
     fleet: Fleet,
-    settings: Settings,
+    serve_app: ServeApp,
     http: aiohttp.ClientSession,
-    aiohttp_server: Any,
     sandbox: SandboxShopifyClient,
     store: SessionStore,
     redis: Redis,
 ) -> None:
     await ShopTokens(redis, TokenCipher([SEALED_UNDER])).add(SHOP, "shpat_sealed")
     # The web process still has the old key; the worker's settings dropped it.
-    app_url = await web(aiohttp_server, settings, f"{OTHER},{SEALED_UNDER}")
+    app_url = await serve_app(shopify_access_token=None, token_keys=f"{OTHER},{SEALED_UNDER}")
     fake = await start_psp_fake("aplazame")
     try:
         env = worker_env(fleet, fake.url, OTHER)
@@ -133,15 +114,14 @@ async def test_a_worker_that_lost_the_tokens_key_never_asks_the_psp_for_that_sho
 
 async def test_shops_remove_during_traffic_stops_the_psp_for_sessions_not_yet_there(
     fleet: Fleet,
-    settings: Settings,
+    serve_app: ServeApp,
     http: aiohttp.ClientSession,
-    aiohttp_server: Any,
     sandbox: SandboxShopifyClient,
     store: SessionStore,
     redis: Redis,
 ) -> None:
     await ShopTokens(redis, TokenCipher([OTHER])).add(SHOP, "shpat_readable")
-    app_url = await web(aiohttp_server, settings, OTHER)
+    app_url = await serve_app(shopify_access_token=None, token_keys=OTHER)
     # Each capture takes 0.4 s at the PSP and the worker runs two at a time: most of the
     # sessions accepted are still waiting for the PSP when the token goes.
     fake = await start_psp_fake("aplazame", latency=0.4)

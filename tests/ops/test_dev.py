@@ -12,7 +12,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -20,8 +19,7 @@ import pytest
 
 from config.settings import child_environment
 from ops.redis_server import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.ops.dev_support import ROOT, start_dev, wait_running
 
 
 @pytest.mark.integration
@@ -105,52 +103,6 @@ def test_dev_mode_runs_all_four_session_kinds_through_to_shopify(tmp_path: Path)
     assert (tmp_path / "state" / "token-key").stat().st_mode & 0o777 == 0o600
 
 
-def _start_dev(
-    tmp_path: Path,
-    *,
-    demo: int,
-    app_port: int | None = None,
-    flower_port: int | None = None,
-    sandbox_port: int | None = None,
-    preexec_fn: Callable[[], object] | None = None,
-) -> tuple[subprocess.Popen[bytes], Path]:
-    """`payhook dev --demo N` left running, on ports of its own, its output in a file."""
-    env = child_environment(
-        {
-            "PAYHOOK_WORKER_METRICS_PORT": str(free_port()),
-            "PAYHOOK_OPERATOR_PORT": str(free_port()),
-            "PAYHOOK_STATE_DIR": str(tmp_path / "state"),
-            "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-            "PAYHOOK_PORT": str(app_port or free_port()),
-        }
-    )
-    output = tmp_path / "dev.out"
-    ports = [
-        *("--sandbox-port", str(sandbox_port or free_port())),
-        *("--flower-port", str(flower_port or free_port())),
-    ]
-    with output.open("wb") as sink:
-        dev = subprocess.Popen(
-            [sys.executable, "-m", "ops", "dev", "--demo", str(demo), *ports],
-            env=env,
-            cwd=ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            preexec_fn=preexec_fn,
-        )
-    return dev, output
-
-
-def _wait_running(dev: subprocess.Popen[bytes], output: Path) -> float:
-    """Wait for "payhook is running"; the deadline it kept, for the test's later waits."""
-    deadline = time.monotonic() + 120
-    while "payhook is running" not in output.read_text():
-        assert dev.poll() is None, output.read_text()[-3000:]
-        assert time.monotonic() < deadline, output.read_text()[-3000:]
-        time.sleep(0.2)
-    return deadline
-
-
 def _get(url: str, headers: dict[str, str]) -> tuple[int, str]:
     request = urllib.request.Request(url, headers=headers)
     try:
@@ -166,11 +118,11 @@ def test_dev_mode_shows_live_sessions_on_the_dashboard_and_flower_behind_its_log
 ) -> None:
     app_port, flower_port = free_port(), free_port()
     sandbox_port = free_port()
-    dev, output = _start_dev(
+    dev, output = start_dev(
         tmp_path, demo=3, app_port=app_port, flower_port=flower_port, sandbox_port=sandbox_port
     )
     try:
-        deadline = _wait_running(dev, output)
+        deadline = wait_running(dev, output)
         printed = output.read_text()
         dashboard = re.search(r"● dashboard +(\S+) \(admin token for this run: (\S+)\)", printed)
         flower = re.search(r"● flower +(\S+) \(user (\S+), password for this run: (\S+)\)", printed)
@@ -218,12 +170,12 @@ def test_a_stop_signal_to_payhook_dev_stops_every_process_it_started(
     tmp_path: Path, stop: signal.Signals
 ) -> None:
     # As a shell's background job starts it: SIGINT ignored on the way in.
-    dev, output = _start_dev(
+    dev, output = start_dev(
         tmp_path, demo=0, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)
     )
     started: list[psutil.Process] = []
     try:
-        _wait_running(dev, output)
+        wait_running(dev, output)
         started = psutil.Process(dev.pid).children(recursive=True)
         assert {"redis-server", "sandbox", "serve", "worker", "beat", "flower"} <= {
             word for child in started for word in [*child.cmdline()[-3:], child.name()]

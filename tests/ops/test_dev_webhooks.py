@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from config.settings import child_environment
 from ops.redis_server import free_port
+from tests.factories import capture_body, shopify_headers
+from tests.ops.dev_support import start_dev, wait_running
 
-ROOT = Path(__file__).resolve().parents[2]
 SHOP = "payhook-dev.myshopify.com"
 
 
@@ -40,31 +38,9 @@ def test_the_sandbox_of_payhook_dev_uninstalls_a_shop_the_worker_then_refuses(
     tmp_path: Path,
 ) -> None:
     app_port, sandbox_port = free_port(), free_port()
-    env = child_environment(
-        {
-            "PAYHOOK_WORKER_METRICS_PORT": str(free_port()),
-            "PAYHOOK_OPERATOR_PORT": str(free_port()),
-            "PAYHOOK_STATE_DIR": str(tmp_path / "state"),
-            "PAYHOOK_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-            "PAYHOOK_PORT": str(app_port),
-        }
-    )
-    output = tmp_path / "dev.out"
-    ports = ["--sandbox-port", str(sandbox_port), "--flower-port", str(free_port())]
-    with output.open("wb") as sink:
-        dev = subprocess.Popen(
-            [sys.executable, "-m", "ops", "dev", *ports],
-            env=env,
-            cwd=ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    dev, output = start_dev(tmp_path, app_port=app_port, sandbox_port=sandbox_port)
     try:
-        deadline = time.monotonic() + 120
-        while "payhook is running" not in output.read_text():
-            assert dev.poll() is None, output.read_text()[-3000:]
-            assert time.monotonic() < deadline, output.read_text()[-3000:]
-            time.sleep(0.2)
+        deadline = wait_running(dev, output)
         printed = output.read_text()
         assert "/_sandbox/webhooks" in printed  # dev says how
         token = re.search(r"admin token for this run: (\S+)\)", printed)
@@ -83,21 +59,11 @@ def test_the_sandbox_of_payhook_dev_uninstalls_a_shop_the_worker_then_refuses(
             assert state in ("received", "retrying"), state
             assert time.monotonic() < deadline, state
             time.sleep(0.2)
-        capture = {
-            "id": "after-uninstall",
-            "gid": "gid://shopify/CaptureSession/after-uninstall",
-            "payment_id": "pay-1",
-            "amount": "10.00",
-            "currency": "EUR",
-            "merchant_locale": "en",
-            "proposed_at": "2026-01-01T00:00:00Z",
-        }
-        headers = {
-            "Shopify-Shop-Domain": SHOP,
-            "Shopify-Request-Id": "r-1",
-            "Shopify-Api-Version": "2025-10",
-        }
-        status, refused = _call(f"http://127.0.0.1:{app_port}/capture_sessions", capture, headers)
+        status, refused = _call(
+            f"http://127.0.0.1:{app_port}/capture_sessions",
+            capture_body(),
+            shopify_headers(**{"Shopify-Shop-Domain": SHOP}),
+        )
         assert (status, refused["error"]["code"]) == (403, "shop_uninstalled")
     finally:
         dev.send_signal(signal.SIGINT)
