@@ -14,6 +14,7 @@
 | `idx:due-indexed` | string | `done` once the three indexes hold every due session (`due_index`) |
 | `idx:failed[:kind:{k}│:shop:{s}]` | sorted sets | failed sessions by time of failure |
 | `shops` | hash | each shop's access token, sealed by `shops.tokens`; a claim reads it raw |
+| `psp:{connector}:{op}:{id}` | string | a connector's send journal entry (`journal`) |
 | `rate:{shop}` | string | the shop's rate-limit state, when `PAYHOOK_SHOP_RATE_LIMIT` is set |
 | `beat:lock` | string | the `payhook beat` that may send the sweeper's schedule, with an expiry |
 | `logout:{login}` | string | a dashboard login ended by its logout, until it would have expired |
@@ -80,6 +81,10 @@ def timeline_key(session_id: str) -> str:
 
 def lease_key(session_id: str) -> str:
     return f"{PREFIX}lease:{session_id}"
+
+
+def psp_journal_key(connector: str, op: str, idempotency_key: str) -> str:
+    return f"{PREFIX}psp:{connector}:{op}:{idempotency_key}"
 
 
 def rate_key(shop: str) -> str:

@@ -32,17 +32,16 @@ from sessions.keys import (
     FAILED,
     INDEX_CREATED,
     lease_key,
+    psp_journal_key,
     rate_key,
     session_key,
     text,
     timeline_key,
 )
 from sessions.ledger_store import ledger_keys
+from sessions.models import Op
 from shops.webhooks import CustomerPayload
 
-# A session's references to the buyer's checkout: erased by a shop redact even where the
-# session itself must stay.
-CHECKOUT_FIELDS = ("cancel_url", "redirect_url", "checkout_id", "group")
 # The money record and the session's bookkeeping: never rewritten by a redact (numbers,
 # states, ids Shopify and the PSP know the operation by).
 KEPT_FIELDS = frozenset(
@@ -75,7 +74,6 @@ KEPT_FIELDS = frozenset(
 REDACTED = "[redacted]"
 # Providers whose send journal keys a request by the session id (`workers.connectors.journal`).
 JOURNALED = ("ledyer", "aplazame", "purchase")
-_OPERATIONS = ("capture", "refund", "void")
 BATCH = 500
 
 # KEYS: session, timeline, lease, idx:created, idx:expiring, idx:failed, the payment's
@@ -93,6 +91,7 @@ if tonumber(redis.call('HGET', KEYS[1], 'created_at') or '0') > tonumber(ARGV[3]
 end
 if state ~= 'reported' and state ~= 'failed' then return {'unfinished', state} end
 if redis.call('TYPE', KEYS[7])['ok'] == 'hash' and redis.call('HEXISTS', KEYS[7], ARGV[1]) == 1 then
+  -- The session's references to the buyer's checkout go even where the session must stay.
   redis.call('HDEL', KEYS[1], 'cancel_url', 'redirect_url', 'checkout_id', 'group')
   local events = redis.call('TYPE', KEYS[2])['ok']
   if events == 'list' or events == 'none' then redis.call('RPUSH', KEYS[2], ARGV[4]) end
@@ -131,7 +130,7 @@ return 1
 
 
 def journal_keys(session_id: str) -> list[str]:
-    return [f"payhook:psp:{c}:{op}:{session_id}" for c in JOURNALED for op in _OPERATIONS]
+    return [psp_journal_key(c, op, session_id) for c in JOURNALED for op in Op]
 
 
 async def shop_sessions(redis: Redis, shop: str) -> AsyncIterator[list[str]]:

@@ -39,10 +39,10 @@ from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
 from redisio.replication import NONE, Replication
+from sessions.keys import psp_journal_key
 from sessions.models import Op
 from workers.connectors.base import Approved, NotFound, StatusResult, TryAgain
 
-_KEY = "payhook:psp:{connector}:{kind}:{key}"
 DEFAULT_TTL_SECONDS = 90 * 86400
 
 # A write that changes nothing but replicates, so that a WAIT after it on the same connection
@@ -92,7 +92,7 @@ class Journal:
         self._touch = redis.register_script(_TOUCH)
 
     def _key(self, kind: Op, idempotency_key: str) -> str:
-        return _KEY.format(connector=self._connector, kind=kind, key=idempotency_key)
+        return psp_journal_key(self._connector, kind, idempotency_key)
 
     async def recall(self, kind: Op, idempotency_key: str) -> Sent | None:
         raw = await self._redis.get(self._key(kind, idempotency_key))
