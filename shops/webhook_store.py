@@ -225,10 +225,6 @@ class WebhookStore:
         self._replay = redis.register_script(_REPLAY)
         self._claim_due = redis.register_script(_CLAIM_DUE)
 
-    @property
-    def redis(self) -> Redis:
-        return self._redis
-
     def _envelope(self, webhook_id: str) -> Envelope | None:
         return None if self._handoff is None else self._handoff.webhook_envelope(webhook_id)
 
@@ -414,12 +410,6 @@ class WebhookStore:
             found += [w for w in webhooks if w is not None and w.shop == shop]
             if cursor == 0:
                 return found
-
-    async def failed_count(self) -> int:
-        return int(await self._redis.zcard(WEBHOOK_FAILED))
-
-    async def unfinished_count(self) -> int:
-        return int(await self._redis.zcard(WEBHOOK_DUE))
 
     async def save_report(self, webhook_id: str, report: Mapping[str, Any]) -> None:
         await self._redis.set(

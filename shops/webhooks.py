@@ -78,8 +78,6 @@ class HookState(StrEnum):
     FAILED = "failed"  # the ladder ran out: a dead letter, replayable
 
 
-UNFINISHED = frozenset({HookState.RECEIVED, HookState.RETRYING})
-
 # Shopify's numeric ids, as the body's JSON numbers or strings of digits.
 NumericId = Annotated[int, Field(ge=0, le=2**63)]
 Text = Annotated[StrictStr, Field(max_length=320)]

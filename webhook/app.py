@@ -133,9 +133,7 @@ def create_app(
     for kind in Kind:
         app.router.add_post(f"/{kind.value}_sessions", sessions.session_endpoint(kind))
     app.router.add_post(CONFIRMATION_ROUTE, confirmations.payment_confirmation)
-    app.router.add_post(
-        "/psp/simulator/payments/{session_id:[^/]+}", psp_callbacks.simulator_payment
-    )
+    app.router.add_post(psp_callbacks.SIMULATOR_PATH, psp_callbacks.simulator_payment)
     # The buyer's browser, back from the PSP's page: no client certificate, no token.
     app.router.add_get(buyer_return.PATH, buyer_return.buyer_return)
     # Signed by Shopify over the body; no client certificate (not a session route).

@@ -28,13 +28,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from errors import ApiError
-from errors.replication import NotReplicated
 from sessions.change import Change
 from sessions.decisions import Recorded, Refused, confirmation
 from sessions.models import Kind, Session
-from sessions.store import SessionStore
 from webhook.body import json_object, shopify_headers
-from webhook.errors import kept_changing, not_replicated
+from webhook.errors import held_by_replicas, kept_changing
 from webhook.keys import SETTINGS, STORE
 
 log = logging.getLogger("payhook.webhook")
@@ -92,18 +90,10 @@ async def payment_confirmation(request: web.Request) -> web.Response:
         field = "confirmation_result" if decided.code == "confirmation_conflict" else None
         raise ApiError(409, decided.code, decided.message, field)
     # A repeat is answered too once the replicas hold what it rests on.
-    await _replicated(store, session_id)
+    await held_by_replicas(store, session_id, "the confirmation")
     if isinstance(decided, Change):
         log.info(
             "payment confirmation from Shopify",
             extra={**context, "confirmed": confirmed, "request_id": request_id},
         )
     return web.json_response({}, status=201)
-
-
-async def _replicated(store: SessionStore, session_id: str) -> None:
-    try:
-        await store.replicated(session_id)
-    except NotReplicated as exc:
-        # Shopify retries; the repeat is answered once the replicas hold the result.
-        raise not_replicated("the confirmation", exc) from None

@@ -15,6 +15,8 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from errors import ApiError
+from errors.replication import NotReplicated
+from sessions.store import SessionStore
 
 log = logging.getLogger("payhook.webhook")
 
@@ -40,6 +42,15 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     if field is not None:
         body["field"] = _capped(field)
     return web.json_response({"error": body}, status=status)
+
+
+async def held_by_replicas(store: SessionStore, session_id: str, what: str) -> None:
+    """Return once the required replicas hold everything stored for the session; the 503
+    `not_replicated` otherwise (the sender's repeat is answered once they do)."""
+    try:
+        await store.replicated(session_id)
+    except NotReplicated as exc:
+        raise not_replicated(what, exc) from None
 
 
 def kept_changing(what: str) -> ApiError:

@@ -18,13 +18,11 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from errors import ApiError
-from errors.replication import NotReplicated
 from sessions.change import Change
 from sessions.decisions import PspWord, Recorded, Refused, psp_word
 from sessions.models import Kind, Outcome, PendingReason, Session
-from sessions.store import SessionStore
 from webhook.body import header_bytes, parse_object, read_body
-from webhook.errors import kept_changing, not_replicated
+from webhook.errors import held_by_replicas, kept_changing
 from webhook.keys import SETTINGS, STORE
 from webhook.signing import secret_problem, signed_at, simulator_reference
 
@@ -117,7 +115,7 @@ async def simulator_payment(request: web.Request) -> web.Response:
     if isinstance(decided, Refused):
         raise ApiError(409, decided.code, decided.message)
     # The PSP does not call again after a 2xx: the verdict must outlive a failover first.
-    await _replicated(store, session_id)
+    await held_by_replicas(store, session_id, "the outcome")
     if isinstance(decided, Recorded):
         return web.json_response({"status": "already recorded"})
     assert session is not None
@@ -131,11 +129,3 @@ async def simulator_payment(request: web.Request) -> web.Response:
         },
     )
     return web.json_response({"status": "accepted"})
-
-
-async def _replicated(store: SessionStore, session_id: str) -> None:
-    try:
-        await store.replicated(session_id)
-    except NotReplicated as exc:
-        # The PSP retries, and the repeat is answered "already recorded" once they hold it.
-        raise not_replicated("the outcome", exc) from None

@@ -100,7 +100,8 @@ def _verify(request: web.Request, raw: bytes) -> None:
 async def shopify_webhook(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     topic_label = "unknown"
-    result = "internal_error"
+    # Set by every answer; a request whose client went away (cancelled) is not counted.
+    result: str | None = None
     try:
         response, topic_label, result = await _answer(request)
         return response
@@ -111,7 +112,8 @@ async def shopify_webhook(request: web.Request) -> web.Response:
         result = failure_code(exc)
         raise
     finally:
-        metrics.webhooks.labels(topic_label, result).inc()
+        if result is not None:
+            metrics.webhooks.labels(topic_label, result).inc()
 
 
 async def _answer(request: web.Request) -> tuple[web.Response, str, str]:
