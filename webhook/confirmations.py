@@ -32,7 +32,7 @@ from sessions.change import Change
 from sessions.decisions import Recorded, Refused, confirmation
 from sessions.models import Kind, Session
 from webhook.body import json_object, shopify_headers
-from webhook.errors import held_by_replicas, kept_changing
+from webhook.errors import held_by_replicas, invalid, kept_changing
 from webhook.keys import SETTINGS, STORE
 
 log = logging.getLogger("payhook.webhook")
@@ -54,11 +54,7 @@ def _parsed(body: dict[str, object]) -> tuple[str, bool]:
     try:
         told = ConfirmationRequest.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        if first["type"] == "missing":
-            raise ApiError(422, "missing_field", f"{field} is required", field) from None
-        raise ApiError(422, "invalid_field", f"{field}: {first['msg']}", field) from None
+        raise invalid(exc) from None
     found = _GID.fullmatch(told.gid)
     if found is None:
         raise ApiError(

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -51,6 +52,17 @@ async def held_by_replicas(store: SessionStore, session_id: str, what: str) -> N
         await store.replicated(session_id)
     except NotReplicated as exc:
         raise not_replicated(what, exc) from None
+
+
+def invalid(exc: ValidationError) -> ApiError:
+    """The 422 for a body or query its model refused, naming the first field that does not
+    fit: `missing_field` when it is absent, `invalid_field` otherwise."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    if first["type"] == "missing":
+        return ApiError(422, "missing_field", f"{field} is required", field)
+    message = first["msg"].removeprefix("Value error, ")
+    return ApiError(422, "invalid_field", f"{field}: {message}", field)
 
 
 def kept_changing(what: str) -> ApiError:

@@ -22,7 +22,7 @@ from sessions.change import Change
 from sessions.decisions import PspWord, Recorded, Refused, psp_word
 from sessions.models import Kind, Outcome, PendingReason, Session
 from webhook.body import header_bytes, parse_object, read_body
-from webhook.errors import held_by_replicas, kept_changing
+from webhook.errors import held_by_replicas, invalid, kept_changing
 from webhook.keys import SETTINGS, STORE
 from webhook.signing import secret_problem, signed_at, simulator_reference
 
@@ -74,9 +74,7 @@ def _verified(request: web.Request, session_id: str, raw: bytes) -> PaymentOutco
     try:
         told = PaymentOutcome.model_validate(parse_object(raw))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        raise ApiError(422, "invalid_field", f"{field}: {first['msg']}", field) from None
+        raise invalid(exc) from None
     if told.reference != simulator_reference(session_id):
         raise ApiError(422, "invalid_field", "reference: not this payment's reference", "reference")
     return told

@@ -32,7 +32,7 @@ from sessions.requests import REQUESTS, PaymentSessionRequest
 from sessions.store import Created
 from webhook.body import json_object, shopify_headers
 from webhook.buyer_return import return_url
-from webhook.errors import failure_code, not_replicated
+from webhook.errors import failure_code, invalid, not_replicated
 from webhook.keys import METRICS, RATE_LIMIT, SETTINGS, STORE, TOKEN_CHECK, TRACER
 from webhook.token_check import TokenProblem
 
@@ -40,15 +40,6 @@ log = logging.getLogger("payhook.webhook")
 
 # Shopify refuses a longer redirect_url.
 MAX_REDIRECT_BYTES = 8192
-
-
-def _validation_error(exc: ValidationError) -> ApiError:
-    first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    if first["type"] == "missing":
-        return ApiError(422, "missing_field", f"{field} is required", field)
-    message = first["msg"].removeprefix("Value error, ")
-    return ApiError(422, "invalid_field", f"{field}: {message}", field)
 
 
 def _conflict(session_id: str, sent: str, stored: str | None) -> ApiError:
@@ -190,7 +181,7 @@ def session_endpoint(kind: Kind) -> Callable[[web.Request], Awaitable[web.Respon
         try:
             parsed = model.model_validate(body)
         except ValidationError as exc:
-            raise _validation_error(exc) from None
+            raise invalid(exc) from None
         await _admit(request, shop)
         # Where the buyer goes is known before anything is stored: a refusal stores nothing.
         url = redirect_url(settings, parsed) if isinstance(parsed, PaymentSessionRequest) else None

@@ -24,6 +24,7 @@ from sessions.keys import session_key, timeline_key
 from tests.factories import CALLBACK_SECRET, payment_body, shopify_headers, signed_callback
 from transport.messages import QUEUE
 from webhook.app import create_app
+from webhook.signing import sign, simulator_reference
 
 DB = 8
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,4 +238,19 @@ async def test_a_pending_reason_shopify_has_no_name_for_is_refused(
     assert answer.status == 422
     error = (await answer.json())["error"]
     assert (error["code"], error["field"]) == ("invalid_field", "pending_reason")
+    assert snapshot(inspect, payment) == before
+
+
+async def test_a_callback_without_its_outcome_names_the_missing_field(
+    client: TestClient[Any, Any], inspect: redis.Redis
+) -> None:
+    payment = await new_payment(client)
+    before = snapshot(inspect, payment)
+    raw = json.dumps({"reference": simulator_reference(payment)}).encode()
+    now = int(time.time())
+    headers = {"X-Payhook-Signature": sign(CALLBACK_SECRET, payment, now, raw)}
+    answer = await client.post(path_of(payment), data=raw, headers=headers)
+    assert answer.status == 422
+    error = (await answer.json())["error"]
+    assert (error["code"], error["field"]) == ("missing_field", "outcome")
     assert snapshot(inspect, payment) == before

@@ -23,6 +23,7 @@ from sessions.states import State
 from shops.onboarding import shop_statuses
 from webhook.admin_token import require_admin
 from webhook.body import parse_object, read_body
+from webhook.errors import invalid
 from webhook.keys import REDIS, SETTINGS, STORE
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -78,9 +79,7 @@ def parse_filters(model: type[Model], data: dict[str, Any]) -> Model:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        raise ApiError(422, "invalid_field", f"{field}: {first['msg']}", field) from None
+        raise invalid(exc) from None
 
 
 def _summary(session: Session) -> dict[str, Any]:
